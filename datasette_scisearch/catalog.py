@@ -1,0 +1,284 @@
+"""The catalog: one SQLite file, its schema (through migrations) and how to open it.
+
+Every connection the tool opens has sqlite-vec loaded, so later vector tables
+work the same from the CLI and from Datasette.  The schema only changes through
+``MIGRATIONS``; the number of applied migrations is the recorded schema version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import sqlite_utils
+import sqlite_vec
+from sqlite_utils import Migrations
+
+MIGRATIONS = Migrations("datasette-scisearch")
+
+# The record tables a RecordLoader kind writes into, with their full-text columns.
+RECORD_TABLES = {"userlog": "sessions", "proposals": "proposals", "papers": "papers"}
+FTS_COLUMNS = {
+    "files": ["name", "search_text"],
+    "proposals": ["id", "title", "abstract"],
+    "papers": ["title", "abstract", "authors"],
+    "sessions": ["instrument", "user", "proposal_id", "notes"],
+}
+ITEM_TYPES = ("file", "proposal", "paper", "session")
+
+
+class CatalogError(Exception):
+    """The path is not a catalog this version can use; the message says what to do."""
+
+
+def now_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def load_sqlite_vec(connection) -> None:
+    connection.enable_load_extension(True)
+    sqlite_vec.load(connection)
+    connection.enable_load_extension(False)
+
+
+def open_catalog(path: str | Path, create: bool = True) -> sqlite_utils.Database:
+    """Open (and migrate) the catalog at ``path``; with ``create=False`` a missing file is an error."""
+    path = Path(path)
+    if not create and not path.exists():
+        raise CatalogError(f"no catalog at '{path}': build one with 'scisearch load files {path} DIR'")
+    if path.exists() and path.is_dir():
+        raise CatalogError(f"'{path}' is a folder, not a catalog file")
+    if path.exists() and path.stat().st_size:
+        with open(path, "rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                raise CatalogError(f"'{path}' is not an SQLite database, so not a catalog")
+    db = sqlite_utils.Database(path)
+    load_sqlite_vec(db.conn)
+    db.execute("PRAGMA journal_mode=WAL")  # Datasette keeps reading while a load writes
+    db.execute("PRAGMA busy_timeout=30000")
+    MIGRATIONS.apply(db)
+    return db
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    return len(MIGRATIONS.applied(db))
+
+
+@MIGRATIONS()
+def m001_catalog(db: sqlite_utils.Database) -> None:
+    db["catalog_info"].create({"key": str, "value": str}, pk="key")
+    db["catalog_info"].insert_all(
+        [
+            {"key": "created_at", "value": now_utc()},
+            {"key": "created_by", "value": "datasette-scisearch"},
+        ]
+    )
+    db["instruments"].create(
+        {"name": str, "description": str, "reported_as": str, "first_seen": str}, pk="name"
+    )
+    db["proposals"].create(
+        {
+            "id": str,
+            "title": str,
+            "abstract": str,
+            "pi": str,
+            "institution": str,
+            "division": str,
+            "programs": str,
+            "start_date": str,
+            "end_date": str,
+            "amount": float,
+            "details": str,
+            "source": str,
+            "loaded_at": str,
+        },
+        pk="id",
+    )
+    db["sessions"].create(
+        {
+            "id": str,
+            "instrument": str,
+            "user": str,
+            "start": str,
+            "end": str,
+            "proposal_id": str,
+            "notes": str,
+            "details": str,
+            "source": str,
+            "loaded_at": str,
+        },
+        pk="id",
+        foreign_keys=[("instrument", "instruments", "name"), ("proposal_id", "proposals", "id")],
+    )
+    db["sessions"].create_index(["instrument", "start"])
+    db["papers"].create(
+        {
+            "id": str,
+            "title": str,
+            "abstract": str,
+            "authors": str,
+            "year": int,
+            "published": str,
+            "doi": str,
+            "venue": str,
+            "funding": str,
+            "details": str,
+            "source": str,
+            "loaded_at": str,
+        },
+        pk="id",
+    )
+    db["files"].create(
+        {
+            "id": int,
+            "name": str,
+            "path": str,
+            "folder": str,
+            "dataset": int,
+            "dataset_name": str,
+            "format": str,
+            "kind": str,
+            "instrument": str,
+            "instrument_reported": str,
+            "acquired_at": str,
+            "acquired_local": str,
+            "acquired_at_source": str,
+            "mode": str,
+            "detector": str,
+            "voltage_kv": float,
+            "magnification": float,
+            "camera_length_mm": float,
+            "pixel_size_nm": float,
+            "shape": str,
+            "dtype": str,
+            "preview": str,
+            "session_id": str,
+            "proposal_id": str,
+            "size_bytes": int,
+            "sha256": str,
+            "modified_at": str,
+            "search_text": str,
+            "metadata": str,
+            "loader": str,
+            "loaded_at": str,
+        },
+        pk="id",
+        foreign_keys=[
+            ("instrument", "instruments", "name"),
+            ("session_id", "sessions", "id"),
+            ("proposal_id", "proposals", "id"),
+        ],
+    )
+    db["files"].create_index(["path", "dataset"], unique=True)
+    db["files"].create_index(["sha256"])
+    db["files"].create_index(["instrument", "acquired_at"])
+    db["previews"].create(
+        {"file_id": int, "png": bytes, "width": int, "height": int},
+        pk="file_id",
+        foreign_keys=[("file_id", "files", "id")],
+    )
+    db["links"].create(
+        {
+            "id": int,
+            "from_type": str,
+            "from_id": str,
+            "to_type": str,
+            "to_id": str,
+            "method": str,
+            "evidence": str,
+            "confidence": float,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["links"].create_index(["from_type", "from_id", "to_type", "to_id"], unique=True)
+    db["links"].create_index(["to_type", "to_id"])
+    db["tags"].create(
+        {
+            "id": int,
+            "item_type": str,
+            "item_id": str,
+            "tag": str,
+            "score": float,
+            "source": str,
+            "source_version": str,
+            "status": str,  # machine, accepted, rejected, added
+            "evidence": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+    )
+    db["tags"].create_index(["item_type", "item_id"])
+    db["tags"].create_index(["tag"])
+    db["tag_history"].create(
+        {
+            "id": int,
+            "tag_id": int,
+            "changed_at": str,
+            "actor": str,
+            "action": str,
+            "old_value": str,
+            "new_value": str,
+        },
+        pk="id",
+        foreign_keys=[("tag_id", "tags", "id")],
+    )
+    db["jobs"].create(
+        {
+            "id": int,
+            "command": str,
+            "arguments": str,
+            "status": str,  # running, done, failed, interrupted
+            "started_at": str,
+            "finished_at": str,
+            "total": int,
+            "succeeded": int,
+            "skipped": int,
+            "failed": int,
+            "summary": str,
+            "pid": int,
+        },
+        pk="id",
+    )
+    db["ingest_errors"].create(
+        {
+            "id": int,
+            "source": str,
+            "line": int,  # 0 for a whole file
+            "loader": str,
+            "message": str,
+            "job_id": int,
+            "first_seen": str,
+            "last_seen": str,
+            "attempts": int,
+        },
+        pk="id",
+        foreign_keys=[("job_id", "jobs", "id")],
+    )
+    db["ingest_errors"].create_index(["source", "line"], unique=True)
+    for table, columns in FTS_COLUMNS.items():
+        db[table].enable_fts(columns, create_triggers=True, tokenize="porter unicode61")
+
+
+def item_counts(db: sqlite_utils.Database) -> dict[str, int]:
+    return {
+        table: db[table].count
+        for table in ("files", "sessions", "proposals", "papers", "links", "tags", "ingest_errors")
+    }
+
+
+def to_json(value) -> str:
+    """JSON for raw metadata: numpy scalars, bytes and dates become plain values."""
+    return json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)
+
+
+def _json_default(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return str(value)

@@ -1,0 +1,128 @@
+"""Facility settings: time zone, clock-skew tolerance, instrument names, user-log columns.
+
+They live in the ``plugins: datasette-scisearch:`` block of Datasette's
+``metadata.yml`` so that one file configures the web and the command line.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PLUGIN_KEY = "datasette-scisearch"
+DEFAULT_USERLOG_COLUMNS = {
+    "instrument": "instrument",
+    "user": "user",
+    "start": "start",
+    "end": "end",
+    "proposal_id": "proposal",
+    "notes": "notes",
+}
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass
+class InstrumentRule:
+    """A canonical instrument name, the metadata strings that mean it and the folders that hold its data."""
+
+    name: str
+    match: list[str] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+    description: str | None = None
+
+    def matches_reported(self, reported: str) -> bool:
+        text = reported.strip().lower()
+        patterns = [self.name, *self.match]
+        return any(fnmatch.fnmatch(text, pattern.lower()) for pattern in patterns)
+
+    def matches_folder(self, path: Path) -> bool:
+        parts = {part.lower() for part in path.parts[:-1]}
+        return any(folder.lower() in parts for folder in self.folders)
+
+
+@dataclass
+class Settings:
+    timezone: str = "UTC"
+    link_tolerance_minutes: float = 10.0
+    instruments: list[InstrumentRule] = field(default_factory=list)
+    userlog_columns: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_USERLOG_COLUMNS))
+    source: str | None = None
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    def instrument_for(self, reported: str | None, path: Path | None) -> str | None:
+        """The canonical instrument for a file: from its metadata first, else from its folders."""
+        if reported:
+            for rule in self.instruments:
+                if rule.matches_reported(reported):
+                    return rule.name
+        if path is not None:
+            for rule in self.instruments:
+                if rule.matches_folder(path):
+                    return rule.name
+        return reported.strip() if reported and reported.strip() else None
+
+    def canonical_instrument(self, name: str | None) -> str | None:
+        """The canonical name for an instrument as a user log writes it."""
+        if not name or not name.strip():
+            return None
+        for rule in self.instruments:
+            if rule.matches_reported(name):
+                return rule.name
+        return name.strip()
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Settings from a metadata.yml (``path``, ``$SCISEARCH_CONFIG`` or ./metadata.yml); defaults without one."""
+    candidate = path or os.environ.get("SCISEARCH_CONFIG")
+    if candidate is None and Path("metadata.yml").exists():
+        candidate = "metadata.yml"
+    if candidate is None:
+        return Settings()
+    candidate = Path(candidate)
+    if not candidate.exists():
+        raise ConfigError(f"config file '{candidate}' does not exist")
+    try:
+        document = yaml.safe_load(candidate.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file '{candidate}' is not valid YAML: {error}") from None
+    block = (document.get("plugins") or {}).get(PLUGIN_KEY) or {}
+    settings = settings_from_dict(block)
+    settings.source = str(candidate)
+    return settings
+
+
+def settings_from_dict(block: dict) -> Settings:
+    settings = Settings()
+    if "timezone" in block:
+        settings.timezone = str(block["timezone"])
+    try:
+        settings.zone
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"unknown time zone {settings.timezone!r}: use an IANA name such as 'America/Los_Angeles'"
+        ) from None
+    if "link_tolerance_minutes" in block:
+        settings.link_tolerance_minutes = float(block["link_tolerance_minutes"])
+    for name, rule in (block.get("instruments") or {}).items():
+        rule = rule or {}
+        settings.instruments.append(
+            InstrumentRule(
+                name=str(name),
+                match=[str(m) for m in rule.get("match", [])],
+                folders=[str(f) for f in rule.get("folders", [])],
+                description=rule.get("description"),
+            )
+        )
+    settings.userlog_columns.update({k: str(v) for k, v in (block.get("userlog_columns") or {}).items()})
+    return settings

@@ -1,0 +1,119 @@
+"""Units, kinds and times: the small conversions every loader and the core share.
+
+Instrument files write lengths in metres, nanometres, ångström or odd strings
+such as Berkeley EMD's 'n_m'; reciprocal units mark a diffraction pattern.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import zoneinfo
+
+KINDS = ("image", "diffraction", "spectrum", "spectrum image", "stack", "4D")
+
+_LENGTH_IN_NM = {
+    "m": 1e9,
+    "mm": 1e6,
+    "um": 1e3,
+    "µm": 1e3,
+    "μm": 1e3,
+    "micron": 1e3,
+    "nm": 1.0,
+    "a": 0.1,
+    "å": 0.1,
+    "angstrom": 0.1,
+    "pm": 1e-3,
+}
+_ENERGY_UNITS = {"ev", "kev"}
+
+
+def _clean_unit(unit) -> str:
+    if isinstance(unit, bytes):
+        unit = unit.decode("utf-8", "replace")
+    text = str(unit or "").strip()
+    text = text.replace("_", "")  # Berkeley EMD writes 'n_m'
+    if text in ("A", "Å"):
+        return "a"
+    return text.lower()
+
+
+def length_to_nm(value, unit) -> float | None:
+    """A pixel size in nm, or None when the unit is not a length or the value is not believable."""
+    factor = _LENGTH_IN_NM.get(_clean_unit(unit))
+    if factor is None or value is None:
+        return None
+    try:
+        size = float(value) * factor
+    except (TypeError, ValueError):
+        return None
+    # MRC headers and unset scales give 0, 1 'pixel' or absurd values: 1 fm .. 1 mm is believable.
+    if not math.isfinite(size) or size <= 1e-6 or size > 1e6:
+        return None
+    return size
+
+
+def is_reciprocal(unit) -> bool:
+    text = _clean_unit(unit)
+    return text.startswith("1/") or text.endswith("^-1") or text.endswith("-1") and text[:-2] in _LENGTH_IN_NM
+
+
+def is_energy(unit) -> bool:
+    return _clean_unit(unit) in _ENERGY_UNITS
+
+
+def classify_kind(shape: tuple[int, ...], axes_units: list[str], signal: str | None = None) -> str:
+    """The kind of dataset from its shape and axis units (outermost axis first)."""
+    dims = [n for n in shape if n > 1]
+    units = list(axes_units) + [""] * (len(shape) - len(axes_units))
+    real_units = [u for n, u in zip(shape, units) if n > 1] or units
+    signal = (signal or "").upper()
+    if len(dims) <= 1:
+        return "spectrum"
+    if len(dims) == 2:
+        if any(is_energy(u) for u in real_units) and signal in ("EELS", "EDS", "EDX"):
+            return "spectrum image"
+        if real_units and all(is_reciprocal(u) for u in real_units[-2:]):
+            return "diffraction"
+        return "image"
+    if len(dims) == 3:
+        if is_energy(real_units[-1]) or signal in ("EELS", "EDS", "EDX"):
+            return "spectrum image"
+        return "stack"
+    return "4D"
+
+
+def to_utc(moment: dt.datetime | None, zone: zoneinfo.ZoneInfo) -> dt.datetime | None:
+    """Aware times are converted; naive ones are read as the facility's local time."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment.astimezone(dt.timezone.utc)
+
+
+def iso_utc(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def iso_local(moment: dt.datetime | None, zone: zoneinfo.ZoneInfo) -> str | None:
+    return None if moment is None else moment.astimezone(zone).isoformat(timespec="seconds")
+
+
+def number(value) -> float | None:
+    """A finite float from a metadata value ('80', b'80', '13500000 X', 8e4) or None."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        token = value.strip().split(" ")[0] if value.strip() else ""
+        try:
+            value = float(token)
+        except ValueError:
+            return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if math.isfinite(result) else None
