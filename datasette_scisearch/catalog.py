@@ -22,7 +22,7 @@ RECORD_TABLES = {"userlog": "sessions", "proposals": "proposals", "papers": "pap
 FTS_COLUMNS = {
     "files": ["name", "search_text"],
     "proposals": ["id", "title", "abstract"],
-    "papers": ["title", "abstract", "authors"],
+    "papers": ["title", "abstract", "authors", "full_text"],
     "sessions": ["instrument", "user", "proposal_id", "notes"],
 }
 ITEM_TYPES = ("file", "proposal", "paper", "session")
@@ -123,6 +123,7 @@ def m001_catalog(db: sqlite_utils.Database) -> None:
             "doi": str,
             "venue": str,
             "funding": str,
+            "full_text": str,
             "details": str,
             "source": str,
             "loaded_at": str,
