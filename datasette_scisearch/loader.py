@@ -32,6 +32,7 @@ class Dataset:
 
     A file may hold several (one per Velox detector, a Bruker file's image and
     its EDS map).  Units are in the field names; ``None`` means not recorded.
+    ``energy_axis_ev`` labels a spectrum's channels.
     ``acquired_at`` is timezone-aware when the format stores UTC, naive when the
     instrument wrote local time (the core applies the facility's time zone).
     """
@@ -50,6 +51,7 @@ class Dataset:
     mode: str | None = None
     detector: str | None = None
     signal: str | None = None
+    energy_axis_ev: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
 

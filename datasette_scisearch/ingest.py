@@ -1,0 +1,288 @@
+"""Loading instrument files into the catalog: walk, skip what is unchanged, read, write one file at a time.
+
+Reading (``read_file``) needs no database and can run anywhere; writing
+(``write_file``) is the single writer, one transaction per file, so a crash or
+kill loses nothing already committed and a re-run completes the rest.  Files
+are recognised by (path, size, modification time) first and by content hash
+second: a second run over the same folder hashes nothing and adds nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlite_utils
+from tqdm import tqdm
+
+from . import jobs
+from .catalog import now_utc
+from .config import Settings
+from .filerows import dataset_row, display_path
+from .loader import FileLoader, LoaderError, NotData
+from .plugins import get_loaders
+
+
+class IngestError(Exception):
+    """The load cannot start (a missing folder, say); the message says what to do."""
+
+
+@dataclass
+class FileResult:
+    """What reading one file produced: rows and previews to write, or why there are none."""
+
+    path: Path
+    loader: str
+    size_bytes: int
+    modified_at: dt.datetime
+    sha256: str
+    rows: list[dict] = field(default_factory=list)
+    previews: list[tuple[bytes, int, int] | None] = field(default_factory=list)
+    error: str | None = None
+    skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
+    replaces_existing: bool = False
+
+
+def file_loaders() -> list[FileLoader]:
+    return [loader for loader in get_loaders() if isinstance(loader, FileLoader)]
+
+
+def loader_for(path: Path, loaders: list[FileLoader]) -> FileLoader | None:
+    return next((loader for loader in loaders if loader.claims(path)), None)
+
+
+def walk(paths: list[Path]) -> list[Path]:
+    """Every file under the given folders (and the given files), sorted, links to folders not followed."""
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise IngestError(f"'{missing[0]}' does not exist: give a folder or file that does")
+    found: list[Path] = []
+    for root in paths:
+        if root.is_file():
+            found.append(root)
+            continue
+        for folder, subfolders, names in os.walk(root, onerror=None):
+            subfolders.sort()
+            found.extend(Path(folder) / name for name in sorted(names))
+    return found
+
+
+def sha256_of(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def read_file(path: Path, loader: FileLoader, settings: Settings, sha256: str | None = None) -> FileResult:
+    """Read one file with its loader and turn each dataset into a row; never raises for a bad file."""
+    stat = path.stat()
+    modified_at = dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc)
+    result = FileResult(path, f"{loader.name}:{loader.version}", stat.st_size, modified_at, sha256 or "")
+    if stat.st_size == 0:
+        result.error = "the file is empty (0 bytes); it was probably not copied completely"
+        return result
+    try:
+        companions = loader.companions(path)
+        result.sha256 = sha256 or sha256_of([path, *companions])
+        fallback_time = None
+        for dataset in loader.read(path):
+            row, preview, note = dataset_row(dataset, path, loader.name, settings, modified_at, fallback_time)
+            if row["acquired_at_source"] == "metadata":
+                fallback_time = dt.datetime.fromisoformat(row["acquired_at"])
+            result.rows.append(row)
+            result.previews.append(preview)
+            if note:
+                result.notes.append(f"{path.name} #{dataset.index}: {note}")
+    except NotData as reason:
+        result.skipped = str(reason)
+        result.rows, result.previews = [], []
+    except LoaderError as error:
+        result.error = str(error)
+    except MemoryError:
+        result.error = "ran out of memory reading it; load it on a machine with more memory"
+    except Exception as error:  # a reader library's own failure on a truncated or odd file
+        result.error = f"{loader.name} could not read it: {type(error).__name__}: {error}"
+    if result.error:
+        result.rows, result.previews = [], []
+    elif not result.rows and not result.skipped:
+        result.error = "the file holds no datasets"
+    _backfill_times(result)
+    return result
+
+
+def _backfill_times(result: FileResult) -> None:
+    """A dataset read before its sibling's time was known gets that time too (one acquisition, one clock)."""
+    times = [r for r in result.rows if r["acquired_at_source"] == "metadata"]
+    for row in result.rows:
+        if row["acquired_at_source"] == "file modification time" and times:
+            row["acquired_at"] = times[0]["acquired_at"]
+            row["acquired_local"] = times[0]["acquired_local"]
+            row["acquired_at_source"] = "metadata of another dataset in the file"
+
+
+def write_file(db: sqlite_utils.Database, result: FileResult, job_id: int | None) -> str:
+    """Commit one file's rows (or its error) in one transaction; returns 'added', 'updated', 'error' or 'skipped'."""
+    path_text = display_path(result.path)
+    with db.conn:
+        if result.error:
+            jobs.record_error(db, path_text, result.error, result.loader, job_id)
+            return "error"
+        jobs.clear_errors(db, path_text)
+        if result.skipped:
+            return "skipped"
+        existing = {
+            row["dataset"]: row["id"]
+            for row in db.query("select id, dataset from files where path = ?", [path_text])
+        }
+        loaded_at = now_utc()
+        for row, preview in zip(result.rows, result.previews):
+            row.update(
+                size_bytes=result.size_bytes,
+                sha256=result.sha256,
+                modified_at=result.modified_at.isoformat(timespec="seconds"),
+                loader=result.loader,
+                loaded_at=loaded_at,
+            )
+            _ensure_instrument(db, row["instrument"], row["instrument_reported"])
+            file_id = existing.pop(row["dataset"], None)
+            if file_id is None:
+                file_id = db["files"].insert(row).last_pk
+            else:
+                db["files"].update(file_id, row)
+            if preview is None:
+                db.execute("delete from previews where file_id = ?", [file_id])
+            else:
+                png, width, height = preview
+                db["previews"].upsert({"file_id": file_id, "png": png, "width": width, "height": height}, pk="file_id")
+        for stale_id in existing.values():  # the new version of the file has fewer datasets
+            db.execute("delete from previews where file_id = ?", [stale_id])
+            db.execute("delete from files where id = ?", [stale_id])
+        return "updated" if result.replaces_existing else "added"
+
+
+def _ensure_instrument(db: sqlite_utils.Database, name: str | None, reported: str | None) -> None:
+    if name and not db.execute("select 1 from instruments where name = ?", [name]).fetchone():
+        db["instruments"].insert({"name": name, "reported_as": reported, "first_seen": now_utc()})
+
+
+def load_files(
+    db: sqlite_utils.Database,
+    paths: list[Path],
+    settings: Settings,
+    progress: bool = True,
+    loaders: list[FileLoader] | None = None,
+) -> jobs.Summary:
+    """Load every instrument file under ``paths``; see the module docstring for what is skipped."""
+    started = time.perf_counter()
+    paths = [Path(p) for p in paths]
+    all_files = walk(paths)
+    loaders = file_loaders() if loaders is None else loaders
+    summary = jobs.Summary(command="load files")
+    job_id = jobs.start_job(db, "load files", {"paths": [display_path(p) for p in paths]})
+    status = "failed"
+    try:
+        for path in tqdm(all_files, desc="loading files", unit="file", disable=not progress, leave=False):
+            summary.total += 1
+            outcome = _load_one(db, path, loader_for(path, loaders), settings, job_id, summary)
+            _count(summary, outcome)
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        summary.seconds = round(time.perf_counter() - started, 3)
+        jobs.finish_job(db, job_id, summary, status=status)
+    return summary
+
+
+def _load_one(db, path: Path, loader: FileLoader | None, settings, job_id, summary) -> str:
+    path_text = display_path(path)
+    if loader is None:
+        _note(summary, f"not an instrument file: {path_text}")
+        return "not claimed"
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return _error(db, summary, path_text, "the file disappeared while the folder was being read", loader, job_id)
+    except OSError as error:
+        return _error(db, summary, path_text, f"cannot read it: {error.strerror}", loader, job_id)
+    known = db.execute(
+        "select size_bytes, modified_at, sha256 from files where path = ? limit 1", [path_text]
+    ).fetchone()
+    modified_text = dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc).isoformat(timespec="seconds")
+    if known and known[0] == stat.st_size and known[1] == modified_text:
+        return "unchanged"
+    if not os.access(path, os.R_OK):
+        return _error(db, summary, path_text, "permission denied: the catalog's user cannot read it", loader, job_id)
+    try:
+        digest = sha256_of([path, *loader.companions(path)])
+    except OSError as error:
+        return _error(db, summary, path_text, f"cannot read it: {error.strerror or error}", loader, job_id)
+    if known and known[2] == digest:
+        with db.conn:  # touched, not changed: remember the new time so the next run skips it cheaply
+            db.execute("update files set modified_at = ? where path = ?", [modified_text, path_text])
+        return "unchanged"
+    other = db.execute(
+        "select path from files where sha256 = ? and path != ? limit 1", [digest, path_text]
+    ).fetchone()
+    moved = False
+    if other and os.path.exists(other[0]):
+        _note(summary, f"same content as {other[0]}: {path_text}")
+        return "duplicate"
+    if other:  # the catalogued copy is gone: the file moved here, and keeps its rows' ids (and tags)
+        _move(db, other[0], path)
+        moved = True
+    result = read_file(path, loader, settings, sha256=digest)
+    result.replaces_existing = known is not None or moved
+    outcome = write_file(db, result, job_id)
+    if outcome == "error":
+        _remember(summary, path_text, result.error)
+    for note in result.notes:
+        _note(summary, note)
+    return outcome
+
+
+def _move(db, old_path: str, new_path: Path) -> None:
+    with db.conn:
+        db.execute(
+            "update files set path = ?, name = ?, folder = ? where path = ?",
+            [display_path(new_path), new_path.name, display_path(new_path.parent), old_path],
+        )
+
+
+def _note(summary: jobs.Summary, text: str) -> None:
+    if len(summary.notes) < 50:
+        summary.notes.append(text)
+
+
+def _error(db, summary, path_text: str, message: str, loader: FileLoader, job_id) -> str:
+    with db.conn:
+        jobs.record_error(db, path_text, message, f"{loader.name}:{loader.version}", job_id)
+    _remember(summary, path_text, message)
+    return "error"
+
+
+def _remember(summary: jobs.Summary, path_text: str, message: str | None) -> None:
+    if len(summary.errors) < 200:
+        summary.errors.append({"source": path_text, "line": 0, "message": message})
+
+
+def _count(summary: jobs.Summary, outcome: str) -> None:
+    if outcome == "added":
+        summary.added += 1
+    elif outcome == "updated":
+        summary.updated += 1
+    elif outcome == "unchanged":
+        summary.unchanged += 1
+    elif outcome == "error":
+        summary.failed += 1
+    else:
+        summary.skipped += 1

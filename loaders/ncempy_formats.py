@@ -1,0 +1,396 @@
+"""Instrument files that ncempy reads: TIA .ser/.emi, Gatan .dm3/.dm4, Berkeley and Velox .emd, .mrc.
+
+Each format keeps voltage, magnification and time in its own place (see
+../shared/data/README.md); the readers below go to that place and hand the
+core normalised values in the units their names say.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+from ncempy.io import dm, emd, emdVelox, mrc, ser
+
+from datasette_scisearch.loader import Dataset, FileLoader, LoaderError, NotData
+from datasette_scisearch.normalize import length_to_nm, number
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.dtype.kind in "SU":
+        value = value.tolist()
+    text = str(value).strip()
+    return text or None
+
+
+def _mode_from_words(*texts: str | None) -> str | None:
+    """TEM or STEM from an instrument's free-text mode, e.g. TIA's ' STEM nP Mh Zoom Diffraction'.
+
+    In STEM the projector is in 'Diffraction' whatever the detector records, so
+    the word Diffraction alone does not make a dataset a diffraction pattern.
+    """
+    joined = " ".join(t for t in texts if t).upper()
+    if re.search(r"\bSTEM\b", joined):
+        return "STEM"
+    if re.search(r"\bTEM\b|\bIMAGING\b", joined):
+        return "TEM"
+    return None
+
+
+class TiaSerLoader(FileLoader):
+    """FEI TIA series files: data in NAME_N.ser, microscope metadata in the NAME.emi partner."""
+
+    name = "tia-ser"
+    version = "1"
+    description = "FEI/Thermo TIA .ser data with its .emi metadata (ncempy)"
+    suffixes = frozenset({".ser"})
+
+    def companions(self, path: Path) -> list[Path]:
+        emi = _emi_partner(path)
+        return [emi] if emi else []
+
+    def read(self, path: Path) -> Iterator[Dataset]:
+        if _emi_partner(path) is None:
+            expected = re.sub(r"_\d+$", "", path.stem) + ".emi"
+            raise LoaderError(
+                f"its metadata file '{expected}' is missing; TIA writes voltage and magnification there"
+            )
+        result = ser.serReader(str(path))
+        data = np.asarray(result["data"])
+        meta = {k: v for k, v in (result.get("metadata") or {}).items()}
+        if "eLoss" in result:  # TIA spectra: energy axis from the calibration
+            units = [""] * (data.ndim - 1) + ["eV"]
+            pixel_size_nm = None
+        else:
+            units = list(result.get("pixelUnit") or [])
+            sizes = list(result.get("pixelSize") or [])
+            pixel_size_nm = length_to_nm(sizes[-1], units[-1]) if sizes and units else None
+        mode_text = _text(meta.get("Mode []"))
+        acquired = meta.get("AcquireDate")
+        yield Dataset(
+            data=data,
+            axes_units=units,
+            instrument_reported=_text(meta.get("Microscope []")),
+            acquired_at=_parse_tia_date(acquired),
+            pixel_size_nm=pixel_size_nm,
+            voltage_kv=number(meta.get("High tension [kV]"))
+            or _scaled(meta.get("AcceleratingVoltage"), 1e-3),
+            magnification=number(meta.get("Magnification [x]")) or number(meta.get("Magnification")),
+            camera_length_mm=_scaled(meta.get("Camera length [m]"), 1e3),
+            mode=_mode_from_words(mode_text),
+            energy_axis_ev=np.asarray(result["eLoss"]) if "eLoss" in result else None,
+            metadata=meta,
+        )
+
+
+def _emi_partner(ser_path: Path) -> Path | None:
+    stem = re.sub(r"_\d+$", "", ser_path.stem)
+    emi = ser_path.with_name(stem + ".emi")
+    return emi if emi.exists() else None
+
+
+def _parse_tia_date(value) -> dt.datetime | None:
+    text = _text(value)
+    if not text:
+        return None
+    try:
+        return dt.datetime.strptime(text, "%a %b %d %H:%M:%S %Y")  # TIA writes local time, ctime() style
+    except ValueError:
+        return None
+
+
+def _scaled(value, factor: float) -> float | None:
+    n = number(value)
+    return None if n is None or n == 0 else n * factor
+
+
+class TiaEmiLoader(FileLoader):
+    """A TIA .emi holds only metadata: it is read with its .ser partner, or is an error without one."""
+
+    name = "tia-emi"
+    version = "1"
+    description = "FEI/Thermo TIA .emi metadata files (read with their .ser partner)"
+    suffixes = frozenset({".emi"})
+
+    def read(self, path: Path) -> Iterator[Dataset]:
+        partners = sorted(path.parent.glob(glob_escape(path.stem) + "_*.ser"))
+        if partners:
+            raise NotData(f"metadata partner of '{partners[0].name}'")
+        raise LoaderError(
+            f"its data file '{path.stem}_1.ser' is missing; TIA keeps the image data in .ser files "
+            "next to the .emi, so copy them together"
+        )
+        yield  # pragma: no cover - makes this a generator like every loader
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([\[\]*?])", r"[\1]", text)
+
+
+class GatanDMLoader(FileLoader):
+    name = "gatan-dm"
+    version = "1"
+    description = "Gatan DigitalMicrograph .dm3/.dm4 (ncempy)"
+    suffixes = frozenset({".dm3", ".dm4"})
+
+    def read(self, path: Path) -> Iterator[Dataset]:
+        with dm.fileDM(str(path)) as handle:
+            count = handle.numObjects - (1 if handle.thumbnail else 0)
+            for index in range(count):
+                result = handle.getDataset(index)
+                meta = handle.getMetadata(index)
+                yield self._dataset(index, result, meta)
+
+    def _dataset(self, index: int, result: dict, meta: dict) -> Dataset:
+        data = np.asarray(result["data"])
+        units = [_text(u) or "" for u in result.get("pixelUnit", [])]
+        sizes = list(result.get("pixelSize", []))
+        signal = _text(meta.get("Meta Data Signal"))
+        voltage = _scaled(meta.get("Microscope Info Voltage"), 1e-3)
+        illumination = _text(meta.get("Microscope Info Illumination Mode"))
+        operation = _text(meta.get("Microscope Info Operation Mode") or meta.get("Microscope Info Imaging Mode"))
+        mode = "EELS" if (signal or "").upper() == "EELS" else _mode_from_words(illumination)
+        in_diffraction = bool(operation and "DIFFRACTION" in operation.upper() and mode == "TEM")
+        camera_length = number(meta.get("Microscope Info STEM Camera Length"))
+        return Dataset(
+            data=data,
+            index=index,
+            axes_units=units,
+            instrument_reported=_text(meta.get("Microscope Info Microscope"))
+            or _text(meta.get("Microscope Info Name")),
+            acquired_at=_parse_dm_date(meta.get("DataBar Acquisition Date"), meta.get("DataBar Acquisition Time")),
+            pixel_size_nm=length_to_nm(sizes[-1], units[-1]) if sizes and units else None,
+            voltage_kv=voltage,
+            magnification=number(meta.get("Microscope Info Indicated Magnification")) or None,
+            camera_length_mm=camera_length or None,  # DM records the STEM camera length in mm
+            mode=mode,
+            detector=_text(meta.get("Acquisition Device Name")) or _text(meta.get("DataBar Device Name")),
+            signal=signal,
+            kind="diffraction" if in_diffraction and data.ndim == 2 else None,
+            energy_axis_ev=_energy_axis(result, units),
+            metadata=meta,
+        )
+
+
+def _energy_axis(result: dict, units: list[str]) -> np.ndarray | None:
+    if not units or units[-1] not in ("eV", "keV"):
+        return None
+    axis = np.asarray(result.get("coords", [None])[-1], dtype=float)
+    return axis * (1e3 if units[-1] == "keV" else 1.0) if axis.ndim == 1 else None
+
+
+def _parse_dm_date(date_value, time_value) -> dt.datetime | None:
+    date_text, time_text = _text(date_value), _text(time_value)
+    if not date_text:
+        return None
+    for pattern in ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return dt.datetime.strptime(f"{date_text} {time_text or '00:00:00'}", pattern)
+        except ValueError:
+            continue
+    return None
+
+
+class EMDLoader(FileLoader):
+    """Berkeley EMD (HDF5 groups tagged emd_group_type) and Thermo Fisher Velox EMD (/Data/Image)."""
+
+    name = "emd"
+    version = "1"
+    description = "Berkeley EMD and Velox .emd, and EMD in .h5/.hdf5 (ncempy)"
+    suffixes = frozenset({".emd", ".h5", ".hdf5"})
+
+    def read(self, path: Path) -> Iterator[Dataset]:
+        try:
+            handle = h5py.File(path, "r")
+        except OSError as error:
+            raise LoaderError(f"not a readable HDF5 file ({error})") from None
+        with handle:
+            missing = _missing_external_files(handle, path)
+            if missing:
+                raise LoaderError(
+                    f"its external data file '{missing[0]}' is missing; this HDF5 file only links to the data"
+                )
+            is_velox = "Data" in handle and "Image" in handle["Data"]
+            is_berkeley = bool(_berkeley_groups(handle))
+        if is_velox:
+            yield from self._read_velox(path)
+        elif is_berkeley:
+            yield from self._read_berkeley(path)
+        else:
+            raise LoaderError(
+                "HDF5 file, but not EMD: no group tagged 'emd_group_type' and no Velox /Data/Image "
+                f"(top-level groups: {', '.join(sorted(_top_level(path))) or 'none'})"
+            )
+
+    def _read_velox(self, path: Path) -> Iterator[Dataset]:
+        with emdVelox.fileEMDVelox(str(path)) as handle:
+            for index in range(len(handle.list_data)):
+                data, _ = handle.get_dataset(index)
+                meta = handle.metaDataJSON or {}
+                yield _velox_dataset(index, np.asarray(data), meta)
+
+    def _read_berkeley(self, path: Path) -> Iterator[Dataset]:
+        with emd.fileEMD(str(path), readonly=True) as handle:
+            microscope = _attrs(handle.microscope)
+            user = _attrs(handle.user)
+            sample = _attrs(handle.sample)
+            for index, group in enumerate(handle.list_emds):
+                data, dims = handle.get_emdgroup(group)
+                units = [_text(dim[2]) or "" for dim in dims]
+                scales = [_dim_step(dim[0]) for dim in dims]
+                meta = {"microscope": microscope, "user": user, "sample": sample, "group": group.name}
+                voltage = number(microscope.get("high tension"))
+                # Berkeley EMD names no mode; a dwell time means the beam was scanned.
+                scanned = (number(microscope.get("dwell time")) or 0) > 0
+                yield Dataset(
+                    data=np.asarray(data),
+                    index=index,
+                    name=group.name.rsplit("/", 1)[-1],
+                    axes_units=units,
+                    instrument_reported=_text(microscope.get("name")),
+                    pixel_size_nm=length_to_nm(scales[-1], units[-1]) if scales and units else None,
+                    voltage_kv=voltage / 1e3 if voltage else None,
+                    magnification=number(microscope.get("magnification")),
+                    camera_length_mm=_scaled(microscope.get("camera length"), 1e3),
+                    mode=_mode_from_words(_text(microscope.get("mode"))) or ("STEM" if scanned else None),
+                    detector=_text(microscope.get("detector")),
+                    metadata=meta,
+                )
+
+
+def _berkeley_groups(handle: h5py.File) -> list[str]:
+    found: list[str] = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Group) and "emd_group_type" in obj.attrs:
+            found.append(name)
+
+    try:
+        handle.visititems(visit)
+    except (KeyError, RuntimeError):
+        pass
+    return found
+
+
+def _top_level(path: Path) -> list[str]:
+    with h5py.File(path, "r") as handle:
+        return list(handle.keys())
+
+
+def _missing_external_files(handle: h5py.File, path: Path) -> list[str]:
+    """External links whose target file is absent (e.g. a Dectris master without its data files)."""
+    missing: list[str] = []
+
+    def walk(group: h5py.Group, depth: int) -> None:
+        if depth > 4:
+            return
+        for key in group:
+            link = group.get(key, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                if not (path.parent / link.filename).exists():
+                    missing.append(link.filename)
+            elif isinstance(link, h5py.HardLink):
+                child = group.get(key)
+                if isinstance(child, h5py.Group):
+                    walk(child, depth + 1)
+
+    walk(handle, 0)
+    return missing
+
+
+def _attrs(group) -> dict:
+    if group is None:
+        return {}
+    return {key: _plain(value) for key, value in group.attrs.items()}
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _dim_step(values) -> float | None:
+    values = np.asarray(values)
+    if values.ndim != 1 or values.size < 2 or values.dtype.kind not in "fiu":
+        return None
+    return float(values[1] - values[0])
+
+
+def _velox_dataset(index: int, data: np.ndarray, meta: dict) -> Dataset:
+    optics = meta.get("Optics", {})
+    instrument = meta.get("Instrument", {})
+    binary = meta.get("BinaryResult", {})
+    pixel = binary.get("PixelSize", {}) or {}
+    unit = binary.get("PixelUnitX", "")
+    operating_mode = {"1": "TEM", "2": "STEM"}.get(str(optics.get("OperatingMode", "")))
+    model = _text(instrument.get("InstrumentModel"))
+    reported = " ".join(
+        part for part in (model, _text(instrument.get("InstrumentId")), _text(instrument.get("ComputerName"))) if part
+    )
+    epoch = number(((meta.get("Acquisition") or {}).get("AcquisitionStartDatetime") or {}).get("DateTime"))
+    magnification = number(optics.get("NominalMagnification"))
+    if operating_mode == "STEM":
+        magnification = number(((meta.get("CustomProperties") or {}).get("StemMagnification") or {}).get("value")) or magnification
+    if data.ndim == 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    return Dataset(
+        data=data,
+        index=index,
+        name=_text(binary.get("Detector")),
+        axes_units=[unit] * min(data.ndim, 2),
+        instrument_reported=reported or None,
+        acquired_at=dt.datetime.fromtimestamp(epoch, dt.timezone.utc) if epoch else None,  # Velox stores UTC epoch
+        pixel_size_nm=length_to_nm(pixel.get("width"), unit),
+        voltage_kv=_scaled(optics.get("AccelerationVoltage"), 1e-3),
+        magnification=magnification,
+        camera_length_mm=_scaled(optics.get("CameraLength"), 1e3),
+        mode=operating_mode,
+        detector=_text(binary.get("Detector")),
+        metadata=meta,
+    )
+
+
+class MRCLoader(FileLoader):
+    name = "mrc"
+    version = "1"
+    description = "MRC / CCP4 volumes and stacks (.mrc, .rec, .ali, .st) (ncempy)"
+    suffixes = frozenset({".mrc", ".mrcs", ".rec", ".ali", ".st"})
+
+    def read(self, path: Path) -> Iterator[Dataset]:
+        with mrc.fileMRC(str(path)) as handle:
+            result = handle.getDataset()
+            header = {
+                "dataSize": handle.dataSize,
+                "voxelSize": handle.voxelSize,
+                "gridSize": handle.gridSize,
+                "cellAngles": handle.cellAngles,
+                "mrcType": handle.mrcType,
+                "FEIinfo": getattr(handle, "FEIinfo", {}),
+            }
+        data = np.asarray(result["data"])
+        voxel = np.asarray(result.get("pixelSize", [None]))
+        fei = header.get("FEIinfo") or {}
+        # MRC voxel sizes are in ångström; 0 or 1 usually means 'not set'.
+        pixel_size_nm = length_to_nm(voxel[-1], "A") if voxel.size and voxel[-1] not in (0, 1) else None
+        yield Dataset(
+            data=data,
+            axes_units=["A"] * data.ndim,
+            pixel_size_nm=pixel_size_nm,
+            voltage_kv=_scaled(fei.get("ht"), 1e-3) if fei else None,
+            magnification=number(fei.get("magnification")) if fei else None,
+            metadata=header,
+        )
+

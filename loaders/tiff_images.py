@@ -1,0 +1,166 @@
+"""TIFF with FEI/Thermo or Zeiss SEM metadata (tifffile), and plain PNG/JPEG exports (Pillow).
+
+SEM vendors hide their metadata in private TIFF tags: FEI/Thermo an INI text in
+tag 34682 (tifffile's ``fei_metadata``), Zeiss a 'key / Name = value unit' list
+in tag 34118 (``sem_metadata``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from datasette_scisearch.loader import Dataset, FileLoader, LoaderError
+from datasette_scisearch.normalize import length_to_nm, number
+
+# FEI SEM TIFFs record the horizontal field width, not a magnification: by the
+# vendors' convention magnification is relative to a 127 mm wide display (Polaroid 545).
+_FEI_REFERENCE_DISPLAY_WIDTH_M = 0.127
+
+_UNIT_FACTORS = {"": 1.0, "x": 1.0, "k x": 1e3, "kx": 1e3, "k": 1e3, "m x": 1e6, "mx": 1e6}
+
+
+def _quantity(value) -> tuple[float | None, str]:
+    """'20.00 K X' -> (20.0, 'k x'); 5.0 -> (5.0, '')."""
+    if isinstance(value, tuple):  # tifffile's Zeiss entries: (name, value[, unit])
+        unit = value[2] if len(value) > 2 else ""
+        value, extra = _quantity(value[1])
+        return value, (str(unit).strip().lower() or extra)
+    if isinstance(value, (int, float)):
+        return float(value), ""
+    match = re.match(r"\s*([-+0-9.eE]+)\s*(.*)$", str(value or ""))
+    if not match:
+        return None, ""
+    return number(match.group(1)), match.group(2).strip().lower()
+
+
+def _voltage_kv(value) -> float | None:
+    amount, unit = _quantity(value)
+    if amount is None:
+        return None
+    return amount / 1e3 if unit in ("v", "") and amount > 1000 else amount if unit in ("kv", "") else None
+
+
+class TiffLoader(FileLoader):
+    name = "tiff"
+    version = "1"
+    description = "TIFF images, with FEI/Thermo and Zeiss SEM metadata (tifffile)"
+    suffixes = frozenset({".tif", ".tiff"})
+
+    def read(self, path: Path) -> Iterator[Dataset]:
+        try:
+            with tifffile.TiffFile(path) as handle:
+                data = handle.asarray(series=0, level=0)
+                fei = handle.fei_metadata
+                zeiss = handle.sem_metadata
+                description = handle.pages.first.description
+        except (tifffile.TiffFileError, ValueError) as error:
+            raise LoaderError(f"not a readable TIFF ({error})") from None
+        data = np.asarray(data)
+        if data.ndim == 3 and data.shape[-1] in (3, 4):  # RGB(A) export: keep the luminance
+            data = data[..., :3].mean(axis=-1)
+        if fei:
+            yield _fei_dataset(data, fei)
+        elif zeiss:
+            yield _zeiss_dataset(data, zeiss)
+        else:
+            yield Dataset(data=data, metadata={"ImageDescription": description} if description else {})
+
+
+def _fei_dataset(data: np.ndarray, fei: dict) -> Dataset:
+    beam = fei.get("Beam", {}) or {}
+    ebeam = fei.get("EBeam", {}) or {}
+    scan = fei.get("Scan", {}) or {}
+    user = fei.get("User", {}) or {}
+    system = fei.get("System", {}) or {}
+    field_width_m = number(scan.get("HorFieldsize") or ebeam.get("HFW"))
+    magnification = number((fei.get("Image", {}) or {}).get("Magnification"))
+    if magnification is None and field_width_m:
+        magnification = _FEI_REFERENCE_DISPLAY_WIDTH_M / field_width_m
+    voltage = number(ebeam.get("HV") or beam.get("HV"))
+    detector = (fei.get("Detectors", {}) or {}).get("Name") or (fei.get("Detectors", {}) or {}).get("Mode")
+    return Dataset(
+        data=data,
+        axes_units=["m", "m"],
+        instrument_reported=str(system.get("SystemType") or system.get("Type") or "").strip() or None,
+        acquired_at=_parse_datetime(user.get("Date"), user.get("Time")),
+        pixel_size_nm=length_to_nm(scan.get("PixelWidth"), "m"),
+        voltage_kv=voltage / 1e3 if voltage else None,
+        magnification=magnification,
+        mode="SEM",
+        detector=str(detector).strip() if detector else None,
+        metadata=fei,
+    )
+
+
+def _zeiss_dataset(data: np.ndarray, zeiss: dict) -> Dataset:
+    def entry(*keys):
+        for key in keys:
+            if key in zeiss:
+                return zeiss[key]
+        return None
+
+    mag, mag_unit = _quantity(entry("ap_mag"))
+    if mag is not None:
+        mag *= _UNIT_FACTORS.get(mag_unit, 1.0)
+    pixel, pixel_unit = _quantity(entry("ap_pixel_size", "ap_image_pixel_size"))
+    instrument = entry("sv_serial_number", "dp_sem", "sv_instrument_id", "ap_sem")
+    detector = entry("dp_detector_type", "dp_detector_channel", "ap_detector")
+    date, time = entry("ap_date"), entry("ap_time")
+    metadata = {key: list(value) if isinstance(value, tuple) else value for key, value in zeiss.items() if key}
+    return Dataset(
+        data=data,
+        axes_units=["nm", "nm"],
+        instrument_reported=str(instrument[1]).strip() if instrument else None,
+        acquired_at=_parse_datetime(date[1] if date else None, time[1] if time else None),
+        pixel_size_nm=length_to_nm(pixel, pixel_unit or "nm"),
+        voltage_kv=_voltage_kv(entry("ap_actualkv", "ap_manualkv")),
+        magnification=mag,
+        mode="SEM",
+        detector=str(detector[1]).strip() if detector else None,
+        metadata=metadata,
+    )
+
+
+_DATE_FORMATS = ("%m/%d/%Y", "%d %b %Y", "%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y")
+_TIME_FORMATS = ("%I:%M:%S %p", "%H:%M:%S", "%H:%M")
+
+
+def _parse_datetime(date_value, time_value) -> dt.datetime | None:
+    """SEM software writes local date and time separately, each in its own locale's style."""
+    if not date_value:
+        return None
+    date_text, time_text = str(date_value).strip(), str(time_value or "00:00:00").strip()
+    for date_format in _DATE_FORMATS:
+        for time_format in _TIME_FORMATS:
+            try:
+                return dt.datetime.strptime(f"{date_text} {time_text}", f"{date_format} {time_format}")
+            except ValueError:
+                continue
+    return None
+
+
+class ExportedImageLoader(FileLoader):
+    """PNG and JPEG exports: pixels only, plus any text the exporting program left in the file."""
+
+    name = "exported-image"
+    version = "1"
+    description = "PNG and JPEG exports (Pillow)"
+    suffixes = frozenset({".png", ".jpg", ".jpeg"})
+
+    def read(self, path: Path) -> Iterator[Dataset]:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                info = {k: v for k, v in image.info.items() if isinstance(v, (str, int, float))}
+                grey = image.convert("F") if image.mode not in ("I;16", "I") else image
+                data = np.asarray(grey)
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            raise LoaderError(f"not a readable image ({error})") from None
+        yield Dataset(data=data, metadata=info)
