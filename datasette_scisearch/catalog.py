@@ -22,7 +22,7 @@ RECORD_TABLES = {"userlog": "sessions", "proposals": "proposals", "papers": "pap
 FTS_COLUMNS = {
     "files": ["name", "search_text"],
     "proposals": ["id", "title", "abstract"],
-    "papers": ["title", "abstract", "authors", "full_text"],
+    "papers": ["title", "abstract", "authors", "funding", "full_text"],
     "sessions": ["instrument", "user", "proposal_id", "notes"],
 }
 ITEM_TYPES = ("file", "proposal", "paper", "session")

@@ -82,14 +82,25 @@ class Settings:
         return name.strip()
 
 
-def load_settings(path: str | Path | None = None) -> Settings:
-    """Settings from a metadata.yml (``path``, ``$SCISEARCH_CONFIG`` or ./metadata.yml); defaults without one."""
+# The repository's metadata.yml, shipped inside the package so an installed tool has the same defaults.
+PACKAGED_METADATA = Path(__file__).with_name("default_metadata.yml")
+
+
+def find_metadata(path: str | Path | None = None) -> Path | None:
+    """The metadata.yml to use: ``path``, ``$SCISEARCH_CONFIG``, ./metadata.yml, else the packaged one."""
     candidate = path or os.environ.get("SCISEARCH_CONFIG")
     if candidate is None and Path("metadata.yml").exists():
         candidate = "metadata.yml"
+    if candidate is None and PACKAGED_METADATA.exists():
+        candidate = PACKAGED_METADATA
+    return Path(candidate) if candidate is not None else None
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Facility settings from the metadata.yml that ``find_metadata`` picks; defaults without one."""
+    candidate = find_metadata(path)
     if candidate is None:
         return Settings()
-    candidate = Path(candidate)
     if not candidate.exists():
         raise ConfigError(f"config file '{candidate}' does not exist")
     try:

@@ -22,7 +22,7 @@ MAX_METADATA_JSON_CHARS = 1_000_000
 MAX_METADATA_SEARCH_CHARS = 4_000
 
 
-def display_path(path: Path) -> str:
+def display_path(path: Path | str) -> str:
     """The path as text for the catalog; undecodable bytes of non-UTF-8 names become \\xNN escapes."""
     return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
@@ -45,9 +45,8 @@ def dataset_row(
         acquired, source = fallback_time, "metadata of another dataset in the file"
     if acquired is None:
         acquired, source = modified_at, "file modification time"
-    name = path.name
     row = {
-        "name": name,
+        "name": display_path(path.name),
         "path": display_path(path),
         "folder": display_path(path.parent),
         "dataset": dataset.index,
@@ -107,7 +106,7 @@ def name_tokens(text: str) -> list[str]:
 
 def search_text(row: dict, path: Path, metadata: dict) -> str:
     """The words full-text search sees for a file: its name and folders, normalised values, metadata text."""
-    words = name_tokens(path.stem) + name_tokens(display_path(path.parent))
+    words = name_tokens(display_path(path.stem)) + name_tokens(display_path(path.parent))
     for key in ("format", "kind", "instrument", "instrument_reported", "mode", "detector", "dataset_name"):
         if row.get(key):
             words.append(str(row[key]))

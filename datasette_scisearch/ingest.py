@@ -254,7 +254,7 @@ def _move(db, old_path: str, new_path: Path) -> None:
     with db.conn:
         db.execute(
             "update files set path = ?, name = ?, folder = ? where path = ?",
-            [display_path(new_path), new_path.name, display_path(new_path.parent), old_path],
+            [display_path(new_path), display_path(new_path.name), display_path(new_path.parent), old_path],
         )
 
 

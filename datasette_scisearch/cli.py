@@ -1,0 +1,346 @@
+"""The ``scisearch`` command: a thin layer over the library, in the style of sqlite-utils.
+
+Each command parses options, calls one library function and prints a one-screen
+summary (or ``--json``).  Errors a person can act on exit non-zero with a
+sentence, never a traceback; files that fail inside a load are reported and the
+load exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__, linking
+from .catalog import CatalogError, item_counts, open_catalog, schema_version
+from .config import ConfigError, find_metadata, load_settings
+from .ingest import IngestError, load_files
+from .plugins import describe_plugins, get_plugin_manager
+
+
+class Failure(click.ClickException):
+    """A clear, actionable error: printed as 'error: ...' with exit status 1."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _open(catalog: str, create: bool = True):
+    try:
+        return open_catalog(catalog, create=create)
+    except CatalogError as error:
+        raise Failure(str(error)) from None
+
+
+def _settings(ctx: click.Context, timezone: str | None = None, tolerance: float | None = None):
+    try:
+        settings = load_settings(ctx.obj.get("config"))
+    except ConfigError as error:
+        raise Failure(str(error)) from None
+    if timezone:
+        from .config import settings_from_dict
+
+        try:
+            settings.timezone = settings_from_dict({"timezone": timezone}).timezone
+        except ConfigError as error:
+            raise Failure(str(error)) from None
+    if tolerance is not None:
+        settings.link_tolerance_minutes = tolerance
+    return settings
+
+
+@click.group()
+@click.version_option(__version__, prog_name="scisearch")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    envvar="SCISEARCH_CONFIG",
+    help="metadata.yml with the facility's settings (default: ./metadata.yml, else the packaged one)",
+)
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """Make a facility's instrument data findable: load, link, tag and search it with Datasette."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+@cli.group()
+def load() -> None:
+    """Load instrument files, user logs, proposals or papers into a catalog."""
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+quiet_option = click.option("--quiet", is_flag=True, help="no progress bar")
+link_option = click.option("--no-link", is_flag=True, help="do not re-run context linking afterwards")
+
+
+@load.command("files")
+@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@json_option
+@quiet_option
+@link_option
+@click.pass_context
+def load_files_command(ctx, catalog, paths, as_json, quiet, no_link):
+    """Read every instrument file under PATHS (recursively) into CATALOG.
+
+    Unchanged files are skipped, changed ones updated; files that cannot be
+    read are listed in the ingest_errors table and the load goes on.
+    """
+    settings = _settings(ctx)
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:  # before the catalog is opened, so a typo does not leave an empty catalog behind
+        raise Failure(f"'{missing[0]}' does not exist: give a folder or file that does")
+    db = _open(catalog)
+    try:
+        summary = load_files(db, list(paths), settings, progress=not quiet and not as_json)
+    except IngestError as error:
+        raise Failure(str(error)) from None
+    except KeyboardInterrupt:
+        raise Failure("interrupted: what was loaded is kept; run the same command again to finish") from None
+    links = None if no_link else linking.link_all(db, settings)
+    _report(summary, links, catalog, as_json)
+
+
+@load.command("userlog")
+@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--timezone", help="time zone of the log's times (default: the facility's, from metadata.yml)")
+@click.option(
+    "--column",
+    "columns",
+    multiple=True,
+    metavar="FIELD=NAME",
+    help="the log's column NAME holds FIELD (instrument, user, start, end, proposal_id, notes); repeatable",
+)
+@json_option
+@quiet_option
+@link_option
+@click.pass_context
+def load_userlog_command(ctx, catalog, path, timezone, columns, as_json, quiet, no_link):
+    """Load instrument sessions from a user log / booking export (CSV or JSON lines)."""
+    settings = _settings(ctx, timezone=timezone)
+    options = {"columns": _parse_columns(columns)}
+    if timezone:
+        options["timezone"] = timezone
+    _load_records(catalog, "userlog", path, settings, options, as_json, quiet, no_link)
+
+
+@load.command("proposals")
+@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--column", "columns", multiple=True, metavar="FIELD=NAME", help="map a source column to a field")
+@json_option
+@quiet_option
+@link_option
+@click.pass_context
+def load_proposals_command(ctx, catalog, path, columns, as_json, quiet, no_link):
+    """Load proposals (JSON lines or CSV; NSF award records work as they are)."""
+    settings = _settings(ctx)
+    _load_records(catalog, "proposals", path, settings, {"columns": _parse_columns(columns)}, as_json, quiet, no_link)
+
+
+@load.command("papers")
+@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@json_option
+@quiet_option
+@link_option
+@click.pass_context
+def load_papers_command(ctx, catalog, paths, as_json, quiet, no_link):
+    """Load papers from JSON lines, BibTeX or PDF files (or folders of them)."""
+    settings = _settings(ctx)
+    for path in paths:
+        _load_records(catalog, "papers", path, settings, {}, as_json, quiet, no_link)
+
+
+def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        field, sep, name = pair.partition("=")
+        if not sep or not field or not name:
+            raise Failure(f"--column takes FIELD=NAME, e.g. --column start=StartTime (got {pair!r})")
+        mapping[field.strip()] = name.strip()
+    return mapping
+
+
+def _load_records(catalog, kind, path, settings, options, as_json, quiet, no_link):
+    from .records import RecordsError, load_records
+
+    db = _open(catalog)
+    try:
+        summary = load_records(db, kind, path, settings, options, progress=not quiet and not as_json)
+    except RecordsError as error:
+        raise Failure(str(error)) from None
+    except KeyboardInterrupt:
+        raise Failure("interrupted: what was loaded is kept; run the same command again to finish") from None
+    links = None if no_link else linking.link_all(db, settings)
+    _report(summary, links, catalog, as_json)
+
+
+def _report(summary, links, catalog: str, as_json: bool) -> None:
+    if as_json:
+        payload = summary.as_dict()
+        payload["links"] = links.as_dict() if links else None
+        click.echo(json.dumps(payload, indent=2, default=str))
+        return
+    click.echo(
+        f"{summary.command}: {summary.total} seen in {summary.seconds:.1f} s — "
+        f"{summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged, "
+        f"{summary.skipped} skipped, {summary.failed} failed"
+    )
+    for error in summary.errors[:10]:
+        where = f"{error['source']}:{error['line']}" if error.get("line") else error["source"]
+        click.echo(f"  failed: {where}: {error['message']}")
+    if summary.failed > 10:
+        click.echo(f"  … and {summary.failed - 10} more")
+    if summary.failed:
+        click.echo(f"  all failures: scisearch errors {catalog}  (or the ingest_errors table in Datasette)")
+    if links:
+        click.echo(
+            f"linked: {links.files_in_sessions} files to sessions by acquisition time, "
+            f"{links.files_by_modification_time} by file time, {links.files_with_proposal} files and "
+            f"{links.sessions_with_proposal} sessions to proposals, {links.papers_linked} papers to proposals"
+        )
+
+
+@cli.command()
+@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.option("--tolerance-minutes", type=float, help="clock skew allowed around a session (default from metadata.yml)")
+@json_option
+@click.pass_context
+def link(ctx, catalog, tolerance_minutes, as_json):
+    """Link files to sessions, sessions and papers to proposals (runs after every load too)."""
+    settings = _settings(ctx, tolerance=tolerance_minutes)
+    db = _open(catalog, create=False)
+    summary = linking.link_all(db, settings)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+    else:
+        for key, value in summary.as_dict().items():
+            click.echo(f"{key.replace('_', ' ')}: {value}")
+
+
+@cli.command()
+@json_option
+def plugins(as_json):
+    """List installed plugins: name, package, version, hooks and what they provide."""
+    infos = describe_plugins()
+    if as_json:
+        click.echo(json.dumps([info.__dict__ for info in infos], indent=2))
+        return
+    for info in infos:
+        package = f"{info.distribution} {info.version}" if info.distribution else "(registered in code)"
+        click.echo(f"{info.name}  [{package}]  hooks: {', '.join(info.hooks)}")
+        for item in info.provides:
+            click.echo(f"    {item}")
+
+
+@cli.command()
+@click.argument("catalog", type=click.Path(dir_okay=False))
+@json_option
+def status(catalog, as_json):
+    """What a catalog holds: counts, schema version, the last jobs."""
+    db = _open(catalog, create=False)
+    report = {
+        "catalog": catalog,
+        "schema_version": schema_version(db),
+        "counts": item_counts(db),
+        "jobs": list(db.query("select id, command, status, started_at, finished_at, total, failed from jobs order by id desc limit 5")),
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{catalog}: schema version {report['schema_version']}")
+    for table, count in report["counts"].items():
+        click.echo(f"  {table}: {count}")
+    for job in report["jobs"]:
+        click.echo(f"  job {job['id']} {job['command']}: {job['status']} at {job['started_at']}, {job['failed'] or 0} failed")
+
+
+@cli.command()
+@click.argument("catalog", type=click.Path(dir_okay=False))
+@json_option
+def errors(catalog, as_json):
+    """List what could not be loaded, and why."""
+    db = _open(catalog, create=False)
+    rows = list(db.query("select source, line, loader, message, attempts, last_seen from ingest_errors order by source, line"))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        where = f"{row['source']}:{row['line']}" if row["line"] else row["source"]
+        click.echo(f"{where}\n    {row['message']}")
+    click.echo(f"{len(rows)} errors")
+
+
+@cli.command()
+@click.argument("catalogs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-h", "--host", default="127.0.0.1", show_default=True)
+@click.option("-p", "--port", default=8001, show_default=True, type=int)
+@click.option("--root", is_flag=True, help="print a link to sign in as the root actor")
+@click.pass_context
+def serve(ctx, catalogs, host, port, root):
+    """Serve catalogs with Datasette, sqlite-vec loaded and the facility's metadata.yml."""
+    _serve(list(catalogs), host, port, root, ctx.obj.get("config"))
+
+
+def _serve(catalogs: list[str], host: str, port: int, root: bool, config: str | None) -> None:
+    from datasette.cli import cli as datasette_cli
+
+    arguments = ["serve", *catalogs, "--host", host, "--port", str(port)]
+    metadata = find_metadata(config)
+    if metadata is not None:
+        arguments += ["--metadata", str(metadata)]
+    if root:
+        arguments.append("--root")
+    datasette_cli.main(arguments, prog_name="datasette")
+
+
+@cli.command()
+@click.option("--folder", default="demo-facility", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--files", "n_files", default=240, show_default=True, help="number of instrument files to write")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--serve/--no-serve", "serve_after", default=True, show_default=True)
+@click.option("-p", "--port", default=8001, show_default=True, type=int)
+@click.option("--rebuild", is_flag=True, help="write the facility again even if the folder exists")
+@click.pass_context
+def demo(ctx, folder, n_files, seed, serve_after, port, rebuild):
+    """Build a synthetic facility (files, user log, proposals, papers), catalog it and serve it."""
+    from .demo import build_facility
+
+    settings = _settings(ctx)
+    catalog = folder / "demo.db"
+    if rebuild or not (folder / "data").exists():
+        click.echo(f"writing a synthetic facility of {n_files} files to {folder}/")
+        facility = build_facility(folder, n_files=n_files, seed=seed)
+        paths = dict(data=facility.data_dir, userlog=facility.userlog, proposals=facility.proposals, papers=facility.papers)
+    else:
+        paths = dict(data=folder / "data", userlog=folder / "userlog.csv", proposals=folder / "proposals.jsonl", papers=folder / "papers.jsonl")
+    db = _open(str(catalog))
+    from .records import load_records
+
+    for kind in ("proposals", "papers", "userlog"):
+        summary = load_records(db, kind, paths[kind], settings, {}, progress=True)
+        _report(summary, None, str(catalog), False)
+    summary = load_files(db, [paths["data"]], settings, progress=True)
+    _report(summary, linking.link_all(db, settings), str(catalog), False)
+    db.close()
+    if serve_after:
+        click.echo(f"serving {catalog} at http://127.0.0.1:{port}/ (Ctrl-C to stop)")
+        _serve([str(catalog)], "127.0.0.1", port, False, ctx.obj.get("config"))
+    else:
+        click.echo(f"catalog ready: scisearch serve {catalog}")
+
+
+def _register_plugin_commands() -> None:
+    try:
+        get_plugin_manager().hook.register_commands(cli=cli)
+    except Exception as error:  # a plugin's broken command must not break the tool
+        print(f"warning: a plugin failed to add its commands: {error}", file=sys.stderr)
+
+
+_register_plugin_commands()
