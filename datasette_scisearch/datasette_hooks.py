@@ -1,0 +1,401 @@
+"""What Datasette shows for every scisearch catalog it serves, whatever the file is called.
+
+- Every connection has sqlite-vec loaded, so vector tables and functions work in SQL.
+- Each attached database that is a catalog gets the titles, column descriptions,
+  units, facets and label columns of ``catalog_metadata.yml``; the instance's own
+  metadata.yml still overrides any of it.
+- Previews are served from ``/-/scisearch/preview/<database>/<file id>.png`` and
+  shown as thumbnails in the files table (full size on a file's row page).
+- JSON columns render as a collapsed, pretty-printed block, and foreign keys link
+  to their rows on row pages too (Datasette 0.65 links them only in table views).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import re
+import time
+import weakref
+from dataclasses import dataclass, field
+
+import markupsafe
+import yaml
+from datasette import hookimpl
+from datasette.database import QueryInterrupted
+from datasette.facets import Facet
+from datasette.utils import (
+    escape_sqlite,
+    path_with_added_args,
+    path_with_removed_args,
+    tilde_decode,
+    tilde_encode,
+)
+from datasette.utils.asgi import NotFound, Response, asgi_static
+from datasette.utils.sqlite import sqlite3
+
+from .catalog import load_sqlite_vec
+
+PLUGIN_NAME = "datasette-scisearch"
+PACKAGE = importlib.resources.files("datasette_scisearch")
+# Kept as JSON text: parsing it is the cheapest way to a fresh copy, needed on every look-up.
+CATALOG_TABLES_JSON = json.dumps(yaml.safe_load((PACKAGE / "catalog_metadata.yml").read_text())["tables"])
+
+# A database is a catalog when it has these tables: `files` alone is too common a
+# name to decide on, and `catalog_info` is written by the first migration.
+CATALOG_MARKER_TABLES = frozenset({"files", "catalog_info"})
+# A load can turn an empty file into a catalog, or add vector tables, while
+# Datasette serves it: the schema is re-read when it is older than this.
+SCHEMA_MAX_AGE_SECONDS = 5.0
+VEC0_TABLE = re.compile(r"\busing\s+vec0\b", re.IGNORECASE)
+
+THUMBNAIL_WIDTH = 128
+# Files' metadata JSON can reach a megabyte; a page shows this much of it and links to the rest.
+JSON_DISPLAY_CHARS = 20_000
+JSON_COLUMNS = frozenset({"metadata", "details", "arguments", "summary"})
+# The largest integer SQLite stores; a larger file id in a URL cannot exist.
+MAX_SQLITE_INTEGER = 2**63 - 1
+ONE_YEAR_SECONDS = 365 * 24 * 3600
+ONE_HOUR_SECONDS = 3600
+
+
+# -- Which attached databases are catalogs ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The parts of a database's schema this plugin decides on."""
+
+    tables: frozenset[str] = frozenset()
+    vector_tables: tuple[str, ...] = ()
+    # (table, column) -> the table that column's foreign key points to
+    foreign_keys: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def is_catalog(self) -> bool:
+        return CATALOG_MARKER_TABLES <= self.tables
+
+
+class SchemaWatch:
+    """Each attached database's Schema, read through one connection per database and re-read now and then.
+
+    Datasette asks for metadata synchronously and many times per page, so the
+    answer has to be at hand: reading sqlite_master takes well under a
+    millisecond, and is done at most once every SCHEMA_MAX_AGE_SECONDS.
+    """
+
+    def __init__(self):
+        self._watched = weakref.WeakKeyDictionary()  # Datasette Database -> [connection, Schema, read at]
+
+    def schema(self, db) -> Schema:
+        if db.name == "_internal" or (db.is_memory and not db.memory_name):
+            return Schema()
+        entry = self._watched.get(db)
+        now = time.monotonic()
+        if entry is not None and now - entry[2] < SCHEMA_MAX_AGE_SECONDS:
+            return entry[1]
+        connection = entry[0] if entry is not None else None
+        try:
+            if connection is None:
+                connection = db.connect()
+                load_sqlite_vec(connection)
+            schema = _read_schema(connection)
+        except sqlite3.Error:
+            # Unreadable for now (locked, closed, not a database): not a catalog, ask again later.
+            connection, schema = None, Schema()
+        self._watched[db] = [connection, schema, now]
+        return schema
+
+
+def _read_schema(connection) -> Schema:
+    rows = connection.execute("select name, sql from sqlite_master where type = 'table'").fetchall()
+    # rootpage 0 leaves out virtual tables, whose modules may not be loaded here.
+    foreign_keys = connection.execute(
+        """
+        select m.name, fk."from", fk."table"
+        from sqlite_master m join pragma_foreign_key_list(m.name) fk
+        where m.type = 'table' and m.rootpage != 0
+        """
+    ).fetchall()
+    return Schema(
+        tables=frozenset(name for name, _ in rows),
+        vector_tables=tuple(name for name, sql in rows if VEC0_TABLE.search(sql or "")),
+        foreign_keys={(table, column): other for table, column, other in foreign_keys},
+    )
+
+
+schemas = SchemaWatch()
+
+
+def catalog_schema(datasette, database: str | None) -> Schema | None:
+    """The Schema of ``database`` if it is an attached catalog, else None."""
+    db = datasette.databases.get(database) if database else None
+    if db is None:
+        return None
+    schema = schemas.schema(db)
+    return schema if schema.is_catalog else None
+
+
+# -- Connections and metadata ------------------------------------------------------------------
+
+
+@hookimpl
+def prepare_connection(conn):
+    load_sqlite_vec(conn)
+
+
+@hookimpl
+def get_metadata(datasette, key, database, table):
+    # This block has only `databases` at its top and `tables` within a database,
+    # so other instance- and database-level look-ups (many per page) skip it.
+    if table is None and key not in (None, "databases", "tables"):
+        return None
+    names = [database] if database is not None else list(datasette.databases)
+    databases = {}
+    for name in names:
+        schema = catalog_schema(datasette, name)
+        if schema is not None:
+            databases[name] = {"tables": catalog_tables_metadata(schema)}
+    # Datasette merges plugin metadata first and the instance's metadata.yml over it.
+    return {"databases": databases} if databases else None
+
+
+def catalog_tables_metadata(schema: Schema) -> dict:
+    # A fresh copy each time: Datasette merges the instance's metadata into what hooks return.
+    tables = json.loads(CATALOG_TABLES_JSON)
+    # Hiding a vec0 table hides its shadow tables too: Datasette hides tables by name prefix.
+    for name in schema.vector_tables:
+        tables.setdefault(name, {})["hidden"] = True
+    return tables
+
+
+# -- Facets ------------------------------------------------------------------------------------
+
+
+@hookimpl
+def register_facet_classes():
+    return [LocalDateFacet]
+
+
+class LocalDateFacet(Facet):
+    """Counts by the calendar day written in an ISO 8601 value, before its UTC offset.
+
+    Datasette's date facet uses SQLite's date(), which converts a value with an
+    offset to UTC: an evening session in California would count as the next day.
+    Choosing a day filters with ``column__startswith=YYYY-MM-DD``.
+    """
+
+    type = "local_date"
+
+    async def facet_results(self):
+        facet_results, facets_timed_out = [], []
+        chosen = dict(self.get_querystring_pairs())
+        facet_size = self.get_facet_size()
+        for source_and_config in self.get_configs():
+            config = source_and_config["config"]
+            column = config.get("column") or config["simple"]
+            filter_arg = f"{column}__startswith"
+            sql = f"""
+                select substr({escape_sqlite(column)}, 1, 10) as value, count(*) as count
+                from ({self.sql})
+                where {escape_sqlite(column)} glob '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'
+                group by value order by count desc, value desc limit {facet_size + 1}
+            """
+            try:
+                rows = await self.ds.execute(
+                    self.database,
+                    sql,
+                    self.params,
+                    truncate=False,
+                    custom_time_limit=self.ds.setting("facet_time_limit_ms"),
+                )
+            except QueryInterrupted:
+                facets_timed_out.append(column)
+                continue
+            values = []
+            for row in rows.rows[:facet_size]:
+                selected = chosen.get(filter_arg) == row["value"]
+                change = path_with_removed_args if selected else path_with_added_args
+                toggle_path = change(self.request, {filter_arg: row["value"]})
+                values.append(
+                    {
+                        "value": row["value"],
+                        "label": row["value"],
+                        "count": row["count"],
+                        "toggle_url": self.ds.absolute_url(self.request, self.ds.urls.path(toggle_path)),
+                        "selected": selected,
+                    }
+                )
+            facet_results.append(
+                {
+                    "name": column,
+                    "type": self.type,
+                    "hideable": source_and_config["source"] != "metadata",
+                    "toggle_url": self.ds.urls.path(
+                        path_with_removed_args(self.request, {f"_facet_{self.type}": column})
+                    ),
+                    "results": values,
+                    "truncated": len(rows.rows) > facet_size,
+                }
+            )
+        return facet_results, facets_timed_out
+
+
+# -- Routes: previews and this package's static files -------------------------------------------
+
+
+@hookimpl
+def register_routes(datasette):
+    return [
+        (r"^/-/scisearch/preview/(?P<database>[^/]+)/(?P<file_id>\d+)\.png$", serve_preview),
+        # Datasette finds static/ only beside a plugin that is a package, and this
+        # plugin is the module datasette_hooks: serve it where Datasette would have.
+        (rf"^/-/static-plugins/{PLUGIN_NAME}/(?P<path>.*)$", asgi_static(str(PACKAGE / "static"))),
+    ]
+
+
+def preview_url(datasette, database: str, file_id, version: str | None = None) -> str:
+    route = tilde_encode(datasette.get_database(database).route)
+    url = datasette.urls.path(f"-/scisearch/preview/{route}/{file_id}.png")
+    return f"{url}?v={version}" if version else url
+
+
+def preview_version(sha256, loaded_at, preview) -> str:
+    """Changes whenever ingest rewrites the file's row, so a preview URL can be cached for long."""
+    key = "\x1f".join(str(part) for part in (sha256, loaded_at, preview))
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
+
+
+async def serve_preview(request, datasette):
+    route = tilde_decode(request.url_vars["database"])
+    try:
+        db = datasette.get_database(route=route)
+    except KeyError:
+        raise NotFound(f"No database called '{route}'")
+    if catalog_schema(datasette, db.name) is None:
+        raise NotFound(f"Database '{db.name}' is not a scisearch catalog, so it has no previews")
+    await datasette.ensure_permissions(
+        request.actor,
+        [("view-table", (db.name, "files")), ("view-database", db.name), "view-instance"],
+    )
+    file_id = int(request.url_vars["file_id"])
+    row = None
+    if file_id <= MAX_SQLITE_INTEGER:
+        result = await db.execute(
+            """
+            select previews.png, files.sha256, files.loaded_at, files.preview
+            from previews join files on files.id = previews.file_id
+            where previews.file_id = ?
+            """,
+            [file_id],
+        )
+        row = result.first()
+    if row is None or not row["png"]:
+        raise NotFound(f"No preview for file {file_id} in '{db.name}'")
+    current = preview_version(row["sha256"], row["loaded_at"], row["preview"])
+    max_age = ONE_YEAR_SECONDS if request.args.get("v") == current else ONE_HOUR_SECONDS
+    return Response(
+        bytes(row["png"]),
+        content_type="image/png",
+        headers={"Cache-Control": f"public, max-age={max_age}"},
+    )
+
+
+@hookimpl
+def extra_css_urls(datasette):
+    return [datasette.urls.static_plugins(PLUGIN_NAME, "scisearch.css")]
+
+
+# -- Cells ---------------------------------------------------------------------------------
+
+
+@hookimpl
+def render_cell(row, value, column, table, database, datasette):
+    schema = catalog_schema(datasette, database) if table else None
+    if schema is None:
+        return None
+    if table == "files" and column == "preview" and value:
+        return preview_cell(datasette, database, row, value)
+    if column in JSON_COLUMNS and isinstance(value, str):
+        return json_cell(datasette, database, table, row, value)
+    other_table = schema.foreign_keys.get((table, column))
+    if other_table is not None:
+        return foreign_key_cell(datasette, database, table, column, other_table, value)
+    return None
+
+
+def _field(row, name):
+    """A column of a row, or None when the page did not select it."""
+    try:
+        return row[name]
+    except (KeyError, IndexError):
+        return None
+
+
+def preview_cell(datasette, database, row, size_text: str):
+    file_id = _field(row, "id")
+    if file_id is None:
+        return None
+    version = preview_version(_field(row, "sha256"), _field(row, "loaded_at"), size_text)
+    url = markupsafe.escape(preview_url(datasette, database, file_id, version))
+    name = _field(row, "name") or f"file {file_id}"
+    # Width and height attributes reserve the thumbnail's space before it loads.
+    size = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(size_text))
+    dimensions = f'width="{THUMBNAIL_WIDTH}"'
+    if size and int(size[1]) and int(size[2]):
+        width = min(THUMBNAIL_WIDTH, int(size[1]))
+        dimensions = f'width="{width}" height="{max(1, round(width * int(size[2]) / int(size[1])))}"'
+    return markupsafe.Markup(
+        f'<a class="scisearch-preview" href="{url}" title="{markupsafe.escape(size_text)} preview">'
+        f'<img loading="lazy" src="{url}" alt="preview of {markupsafe.escape(name)}" {dimensions}></a>'
+    )
+
+
+def json_cell(datasette, database, table, row, text: str):
+    if not text.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None
+    if not parsed or not isinstance(parsed, (dict, list)):
+        return None
+    pretty = json.dumps(parsed, indent=2, ensure_ascii=False)
+    count = f"{len(parsed)} {'field' if isinstance(parsed, dict) else 'item'}{'' if len(parsed) == 1 else 's'}"
+    rest = ""
+    if len(pretty) > JSON_DISPLAY_CHARS:
+        pretty = pretty[:JSON_DISPLAY_CHARS] + "\n…"
+        row_id = _field(row, "id")
+        if row_id is not None:
+            href = datasette.urls.row(database, table, tilde_encode(str(row_id)), format="json")
+            rest = f' <a href="{markupsafe.escape(href)}">all of it as JSON</a>'
+    return markupsafe.Markup(
+        f'<details class="scisearch-json"><summary>{count}</summary>'
+        f"<pre>{markupsafe.escape(pretty)}</pre>{rest}</details>"
+    )
+
+
+def foreign_key_cell(datasette, database, table, column, other_table, value):
+    if isinstance(value, dict):
+        # A table view has already looked the label up: {"value": ..., "label": ...}.
+        return foreign_key_link(datasette, database, other_table, value["value"], value["label"])
+    if value is None or value == "":
+        return None
+
+    async def link_with_label():
+        labels = await datasette.expand_foreign_keys(database, table, column, [value])
+        if (column, value) not in labels:
+            return None  # it points at no row: show the value as it is
+        return foreign_key_link(datasette, database, other_table, value, labels[(column, value)])
+
+    return link_with_label
+
+
+def foreign_key_link(datasette, database, other_table, value, label):
+    href = markupsafe.escape(datasette.urls.row(database, other_table, tilde_encode(str(value))))
+    text = markupsafe.escape(value)
+    # Datasette would print "None" for a row whose label column is empty.
+    if label in (None, "") or str(label) == str(value):
+        return markupsafe.Markup(f'<a href="{href}">{text}</a>')
+    return markupsafe.Markup(f'<a href="{href}">{markupsafe.escape(label)}</a>&nbsp;<em>{text}</em>')
