@@ -1,0 +1,101 @@
+"""The scisearch command as a person uses it: summaries, JSON, clear errors, surviving a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tifffile
+from click.testing import CliRunner
+
+from datasette_scisearch.cli import cli
+
+from .conftest import REPO, shared_data
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def invoke(runner, *args):
+    return runner.invoke(cli, ["--config", str(REPO / "metadata.yml"), *map(str, args)], catch_exceptions=False)
+
+
+def test_load_files_prints_a_summary_naming_each_failure(runner, tmp_path):
+    result = invoke(runner, "load", "files", "--quiet", tmp_path / "c.db", shared_data("em"))
+    assert result.exit_code == 0
+    assert "16 added" in result.output and "3 failed" in result.output
+    assert "01_Si110_5images.emi" in result.output
+    assert "scisearch errors" in result.output
+
+
+def test_load_files_json_has_counts_errors_and_links(runner, tmp_path):
+    result = invoke(runner, "load", "files", "--json", tmp_path / "c.db", shared_data("em"))
+    payload = json.loads(result.output)
+    assert (payload["added"], payload["failed"]) == (16, 3)
+    assert {"source", "line", "message"} == set(payload["errors"][0])
+    assert "files_in_sessions" in payload["links"]
+
+
+def test_a_missing_folder_is_a_clear_error_with_nonzero_exit_and_no_catalog(runner, tmp_path):
+    result = invoke(runner, "load", "files", tmp_path / "c.db", tmp_path / "no-such-folder")
+    assert result.exit_code == 1
+    assert "error: " in result.output and "no-such-folder" in result.output and "does not exist" in result.output
+    assert not (tmp_path / "c.db").exists()
+
+
+def test_a_file_that_is_not_a_catalog_is_refused(runner, tmp_path):
+    (tmp_path / "notes.db").write_text("shopping list")
+    result = invoke(runner, "status", tmp_path / "notes.db")
+    assert result.exit_code == 1
+    assert "not an SQLite database" in result.output
+
+
+def test_status_and_errors_report_what_the_catalog_holds(runner, tmp_path):
+    invoke(runner, "load", "files", "--quiet", tmp_path / "c.db", shared_data("em"))
+    status = json.loads(invoke(runner, "status", "--json", tmp_path / "c.db").output)
+    assert status["counts"]["files"] == 20 and status["schema_version"] >= 1
+    errors = json.loads(invoke(runner, "errors", "--json", tmp_path / "c.db").output)
+    assert len(errors) == 3
+
+
+def test_a_killed_load_keeps_what_it_committed_and_a_rerun_completes_it(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(120):
+        tifffile.imwrite(disk / f"grid_{index:03d}.tif", rng.integers(0, 4000, (512, 512), dtype=np.uint16))
+    catalog = tmp_path / "c.db"
+    command = [sys.executable, "-m", "datasette_scisearch", "load", "files", "--quiet", str(catalog), str(disk)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    committed = 0
+    deadline = time.time() + 60
+    while time.time() < deadline and process.poll() is None:
+        if catalog.exists():
+            try:
+                with sqlite3.connect(catalog, timeout=1) as probe:
+                    committed = probe.execute("select count(*) from files").fetchone()[0]
+            except sqlite3.OperationalError:
+                committed = 0
+        if committed >= 10:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 10 <= committed < 120, "the load should have been killed part-way"
+    rerun = subprocess.run(command + ["--json"], capture_output=True, text=True, timeout=300)
+    payload = json.loads(rerun.stdout)
+    with sqlite3.connect(catalog) as db:
+        files = db.execute("select count(*), count(distinct path) from files").fetchone()
+        statuses = [r[0] for r in db.execute("select status from jobs order by id")]
+    assert files == (120, 120)
+    assert payload["unchanged"] >= committed and payload["added"] + payload["unchanged"] == 120
+    assert statuses == ["interrupted", "done"]
