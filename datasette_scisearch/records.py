@@ -272,7 +272,9 @@ def _zone(settings: Settings, options: dict) -> zoneinfo.ZoneInfo:
 def _check_columns_option(kind: str, table_name: str, options: dict) -> None:
     columns = options.get("columns") or {}
     if not isinstance(columns, dict):
-        raise RecordsError("the columns option maps our field names to the source's column names, e.g. {'start': 'Begin'}")
+        raise RecordsError(
+            "the columns option maps our field names to the source's column names, e.g. {'start': 'Begin'}"
+        )
     fields = LOADER_FIELDS[table_name]
     unknown = sorted(set(columns) - set(fields))
     if unknown:

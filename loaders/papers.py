@@ -71,26 +71,30 @@ class PaperRecordsLoader(RecordLoader):
                 yield item
                 continue
             line, raw = item
-            row: dict[str, Any] = {"_line": line}
-            used = set()
-            for field, names in aliases.items():
-                name = next((name for name in names if raw.get(name) not in (None, "", [])), None)
-                if name is not None:
-                    row[field] = raw[name]
-                    used.add(name)
-            if "doi" in row:
-                row["doi"] = normal_doi(str(row["doi"]))
-            if "id" not in row:
-                yield RecordError(line, f"has no id (looked for {', '.join(aliases['id'])}): add one or map it "
-                                        "with the columns option")
-                continue
             try:
-                row["year"] = _year(row.get("year"))
+                yield json_paper(line, raw, aliases)
             except LoaderError as error:
                 yield RecordError(line, str(error))
-                continue
-            row["details"] = {key: value for key, value in raw.items() if key not in used}
-            yield row
+
+
+def json_paper(line: int, raw: dict, aliases: dict[str, tuple[str, ...]]) -> dict:
+    row: dict[str, Any] = {"_line": line}
+    found: dict[str, str] = {}
+    for field, names in aliases.items():
+        name = next((name for name in names if raw.get(name) not in (None, "", [])), None)
+        if name is not None:
+            row[field] = raw[name]
+            found[field] = name
+    if "id" not in row:
+        looked_for = ", ".join(aliases["id"])
+        raise LoaderError(f"has no id (looked for {looked_for}): add one or map it with the columns option")
+    if "doi" in row:
+        row["doi"] = normal_doi(str(row["doi"]))
+        if found["id"] == found["doi"]:
+            row["id"] = row["doi"]
+    row["year"] = _year(row.get("year"))
+    row["details"] = {key: value for key, value in raw.items() if key not in found.values()}
+    return row
 
 
 class BibtexLoader(RecordLoader):

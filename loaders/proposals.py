@@ -64,7 +64,8 @@ def proposal(line: int, raw: dict, aliases: dict[str, tuple[str, ...]]) -> dict:
             row[field] = raw[name]
             used.add(name)
     if "id" not in row:
-        raise LoaderError(f"has no id (looked for {', '.join(aliases['id'])}): add one or map it with the columns option")
+        looked_for = ", ".join(aliases["id"])
+        raise LoaderError(f"has no id (looked for {looked_for}): add one or map it with the columns option")
     row["id"] = str(row["id"]).strip()
     for field in ("start_date", "end_date"):
         if field in row:

@@ -321,6 +321,22 @@ def test_errors_of_a_userlog_are_cleared_once_its_rows_are_fixed(catalog, settin
     assert summary.failed == 1
 
 
+def test_a_booking_repeated_in_the_same_log_is_loaded_once_and_noted(catalog, settings, tmp_path):
+    source = tmp_path / "userlog.csv"
+    booking = "Themis,alice,2011-10-18 09:00,2011-10-18 12:00\n"
+    source.write_text("instrument,user,start,end\n" + booking + booking)
+    summary = load_records(catalog, "userlog", source, settings, progress=False)
+    assert (summary.added, summary.skipped, catalog["sessions"].count) == (1, 1, 1)
+    assert "userlog.csv:3 repeats userlog.csv:2" in summary.notes[0]
+
+
+def test_a_session_longer_than_a_month_is_refused_as_a_likely_typo(catalog, settings, tmp_path):
+    source = tmp_path / "userlog.csv"
+    source.write_text("instrument,user,start,end\nThemis,alice,2011-10-18 09:00,2012-10-18 12:00\n")
+    summary = load_records(catalog, "userlog", source, settings, progress=False)
+    assert "check its end date" in errors_by_line(summary)[2]
+
+
 def test_the_error_list_of_a_summary_is_capped_but_every_failure_is_counted(catalog, settings, tmp_path):
     source = tmp_path / "userlog.csv"
     source.write_text("instrument,user,start,end\n" + "Themis,x,never,never\n" * 60)
