@@ -52,7 +52,7 @@ VEC0_TABLE = re.compile(r"\busing\s+vec0\b", re.IGNORECASE)
 
 THUMBNAIL_WIDTH = 128
 # Files' metadata JSON can reach a megabyte; a page shows this much of it and links to the rest.
-JSON_DISPLAY_CHARS = 20_000
+JSON_DISPLAY_CHARS = 10_000
 JSON_COLUMNS = frozenset({"metadata", "details", "arguments", "summary"})
 # The largest integer SQLite stores; a larger file id in a URL cannot exist.
 MAX_SQLITE_INTEGER = 2**63 - 1
@@ -102,7 +102,9 @@ class SchemaWatch:
                 load_sqlite_vec(connection)
             schema = _read_schema(connection)
         except sqlite3.Error:
-            # Unreadable for now (locked, closed, not a database): not a catalog, ask again later.
+            # Unreadable for now (locked, closed, not a database): not a catalog; reconnect next time.
+            if connection is not None:
+                connection.close()
             connection, schema = None, Schema()
         self._watched[db] = [connection, schema, now]
         return schema
@@ -151,9 +153,8 @@ def get_metadata(datasette, key, database, table):
     # so other instance- and database-level look-ups (many per page) skip it.
     if table is None and key not in (None, "databases", "tables"):
         return None
-    names = [database] if database is not None else list(datasette.databases)
     databases = {}
-    for name in names:
+    for name in list(datasette.databases):
         schema = catalog_schema(datasette, name)
         if schema is not None:
             databases[name] = {"tables": catalog_tables_metadata(schema)}
