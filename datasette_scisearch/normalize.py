@@ -117,3 +117,26 @@ def number(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return result if math.isfinite(result) else None
+
+
+_DATE_FORMATS = ("%m/%d/%Y", "%d %b %Y", "%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y")
+_TIME_FORMATS = ("%I:%M:%S %p", "%H:%M:%S", "%H:%M")
+
+
+def parse_vendor_datetime(date_value, time_value) -> dt.datetime | None:
+    """A naive local time from the separate date and time strings instrument software writes.
+
+    Each vendor uses its own locale's style ('8/29/2017' + '1:58:43 PM' in DM,
+    '18 Oct 2021' + '17:12:33' in Zeiss SEM); month-first wins where ambiguous,
+    as US-made instrument software writes it.
+    """
+    if not date_value:
+        return None
+    date_text, time_text = str(date_value).strip(), str(time_value or "00:00:00").strip()
+    for date_format in _DATE_FORMATS:
+        for time_format in _TIME_FORMATS:
+            try:
+                return dt.datetime.strptime(f"{date_text} {time_text}", f"{date_format} {time_format}")
+            except ValueError:
+                continue
+    return None

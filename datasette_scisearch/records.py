@@ -134,6 +134,19 @@ def session_id(instrument: str, start_utc: str, user: str | None) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
+def converted(records: Iterable[tuple[int, dict] | RecordError], convert) -> Iterator[dict | RecordError]:
+    """Apply ``convert(line, raw)`` to each raw record; bad ones (and its LoaderErrors) become RecordErrors."""
+    for item in records:
+        if isinstance(item, RecordError):
+            yield item
+            continue
+        line, raw = item
+        try:
+            yield convert(line, raw)
+        except LoaderError as error:
+            yield RecordError(line, str(error))
+
+
 def json_records(path: Path) -> Iterator[tuple[int, dict] | RecordError]:
     """(line, object) for each record of a JSON-lines file, or of a JSON array (line = 1-based index)."""
     with open(path, encoding="utf-8-sig") as handle:

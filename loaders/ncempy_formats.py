@@ -17,7 +17,7 @@ import numpy as np
 from ncempy.io import dm, emd, emdVelox, mrc, ser
 
 from datasette_scisearch.loader import Dataset, FileLoader, LoaderError, NotData
-from datasette_scisearch.normalize import length_to_nm, number
+from datasette_scisearch.normalize import length_to_nm, number, parse_vendor_datetime
 
 
 def _text(value) -> str | None:
@@ -166,7 +166,7 @@ class GatanDMLoader(FileLoader):
             axes_units=units,
             instrument_reported=_text(meta.get("Microscope Info Microscope"))
             or _text(meta.get("Microscope Info Name")),
-            acquired_at=_parse_dm_date(meta.get("DataBar Acquisition Date"), meta.get("DataBar Acquisition Time")),
+            acquired_at=parse_vendor_datetime(meta.get("DataBar Acquisition Date"), meta.get("DataBar Acquisition Time")),
             pixel_size_nm=length_to_nm(sizes[-1], units[-1]) if sizes and units else None,
             voltage_kv=voltage,
             magnification=number(meta.get("Microscope Info Indicated Magnification")) or None,
@@ -185,18 +185,6 @@ def _energy_axis(result: dict, units: list[str]) -> np.ndarray | None:
         return None
     axis = np.asarray(result.get("coords", [None])[-1], dtype=float)
     return axis * (1e3 if units[-1] == "keV" else 1.0) if axis.ndim == 1 else None
-
-
-def _parse_dm_date(date_value, time_value) -> dt.datetime | None:
-    date_text, time_text = _text(date_value), _text(time_value)
-    if not date_text:
-        return None
-    for pattern in ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S"):
-        try:
-            return dt.datetime.strptime(f"{date_text} {time_text or '00:00:00'}", pattern)
-        except ValueError:
-            continue
-    return None
 
 
 class EMDLoader(FileLoader):

@@ -23,7 +23,7 @@ from pypdf import PdfReader
 
 from datasette_scisearch.hookspecs import hookimpl
 from datasette_scisearch.loader import LoaderError, RecordError, RecordLoader
-from datasette_scisearch.records import json_records
+from datasette_scisearch.records import converted, json_records
 
 # Our field -> the names it goes by in JSON-lines exports, first match wins.
 JSON_ALIASES = {
@@ -66,15 +66,7 @@ class PaperRecordsLoader(RecordLoader):
 
     def read(self, path: Path, options: dict[str, Any]) -> Iterator[dict | RecordError]:
         aliases = {**JSON_ALIASES, **{field: (column,) for field, column in (options.get("columns") or {}).items()}}
-        for item in json_records(path):
-            if isinstance(item, RecordError):
-                yield item
-                continue
-            line, raw = item
-            try:
-                yield json_paper(line, raw, aliases)
-            except LoaderError as error:
-                yield RecordError(line, str(error))
+        yield from converted(json_records(path), lambda line, raw: json_paper(line, raw, aliases))
 
 
 def json_paper(line: int, raw: dict, aliases: dict[str, tuple[str, ...]]) -> dict:

@@ -15,7 +15,7 @@ from dateutil import parser as dateparser
 
 from datasette_scisearch.hookspecs import hookimpl
 from datasette_scisearch.loader import LoaderError, RecordError, RecordLoader
-from datasette_scisearch.records import csv_records, json_records
+from datasette_scisearch.records import converted, csv_records, json_records
 
 # Our field -> the source names it goes by, first match wins.
 ALIASES = {
@@ -44,15 +44,7 @@ class ProposalsLoader(RecordLoader):
             records = csv_records(path, required=[aliases["id"]], hint="map it with the columns option (id=NAME)")
         else:
             records = json_records(path)
-        for item in records:
-            if isinstance(item, RecordError):
-                yield item
-                continue
-            line, raw = item
-            try:
-                yield proposal(line, raw, aliases)
-            except LoaderError as error:
-                yield RecordError(line, str(error))
+        yield from converted(records, lambda line, raw: proposal(line, raw, aliases))
 
 
 def proposal(line: int, raw: dict, aliases: dict[str, tuple[str, ...]]) -> dict:

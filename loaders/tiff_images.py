@@ -7,7 +7,6 @@ in tag 34118 (``sem_metadata``).
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from pathlib import Path
 from typing import Iterator
@@ -17,7 +16,7 @@ import tifffile
 from PIL import Image
 
 from datasette_scisearch.loader import Dataset, FileLoader, LoaderError
-from datasette_scisearch.normalize import length_to_nm, number
+from datasette_scisearch.normalize import length_to_nm, number, parse_vendor_datetime
 
 # FEI SEM TIFFs record the horizontal field width, not a magnification: by the
 # vendors' convention magnification is relative to a 127 mm wide display (Polaroid 545).
@@ -89,7 +88,7 @@ def _fei_dataset(data: np.ndarray, fei: dict) -> Dataset:
         data=data,
         axes_units=["m", "m"],
         instrument_reported=str(system.get("SystemType") or system.get("Type") or "").strip() or None,
-        acquired_at=_parse_datetime(user.get("Date"), user.get("Time")),
+        acquired_at=parse_vendor_datetime(user.get("Date"), user.get("Time")),
         pixel_size_nm=length_to_nm(scan.get("PixelWidth"), "m"),
         voltage_kv=voltage / 1e3 if voltage else None,
         magnification=magnification,
@@ -118,7 +117,7 @@ def _zeiss_dataset(data: np.ndarray, zeiss: dict) -> Dataset:
         data=data,
         axes_units=["nm", "nm"],
         instrument_reported=str(instrument[1]).strip() if instrument else None,
-        acquired_at=_parse_datetime(date[1] if date else None, time[1] if time else None),
+        acquired_at=parse_vendor_datetime(date[1] if date else None, time[1] if time else None),
         pixel_size_nm=length_to_nm(pixel, pixel_unit or "nm"),
         voltage_kv=_voltage_kv(entry("ap_actualkv", "ap_manualkv")),
         magnification=mag,
@@ -126,24 +125,6 @@ def _zeiss_dataset(data: np.ndarray, zeiss: dict) -> Dataset:
         detector=str(detector[1]).strip() if detector else None,
         metadata=metadata,
     )
-
-
-_DATE_FORMATS = ("%m/%d/%Y", "%d %b %Y", "%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y")
-_TIME_FORMATS = ("%I:%M:%S %p", "%H:%M:%S", "%H:%M")
-
-
-def _parse_datetime(date_value, time_value) -> dt.datetime | None:
-    """SEM software writes local date and time separately, each in its own locale's style."""
-    if not date_value:
-        return None
-    date_text, time_text = str(date_value).strip(), str(time_value or "00:00:00").strip()
-    for date_format in _DATE_FORMATS:
-        for time_format in _TIME_FORMATS:
-            try:
-                return dt.datetime.strptime(f"{date_text} {time_text}", f"{date_format} {time_format}")
-            except ValueError:
-                continue
-    return None
 
 
 class ExportedImageLoader(FileLoader):

@@ -17,7 +17,7 @@ from dateutil import parser as dateparser
 from datasette_scisearch.config import DEFAULT_USERLOG_COLUMNS
 from datasette_scisearch.hookspecs import hookimpl
 from datasette_scisearch.loader import LoaderError, RecordError, RecordLoader
-from datasette_scisearch.records import csv_records, json_records
+from datasette_scisearch.records import converted, csv_records, json_records
 
 FIELDS = ("instrument", "user", "start", "end", "proposal_id", "notes")
 REQUIRED = ("instrument", "start", "end")
@@ -41,15 +41,7 @@ class UserLogLoader(RecordLoader):
             records = csv_records(path, required=[columns[field] for field in REQUIRED], hint=hint)
         else:
             records = json_records(path)
-        for item in records:
-            if isinstance(item, RecordError):
-                yield item
-                continue
-            line, raw = item
-            try:
-                yield session(line, raw, columns, dayfirst)
-            except LoaderError as error:
-                yield RecordError(line, str(error))
+        yield from converted(records, lambda line, raw: session(line, raw, columns, dayfirst))
 
 
 def session(line: int, raw: dict, columns: dict[str, str], dayfirst: bool) -> dict:

@@ -10,12 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from datasette_scisearch.catalog import open_catalog
+from datasette_scisearch.config import load_settings
 from datasette_scisearch.ingest import load_files
 from datasette_scisearch.linking import link_all
 from datasette_scisearch.records import load_records
-
-from datasette_scisearch.catalog import open_catalog
-from datasette_scisearch.config import load_settings
 
 from .conftest import REPO, shared_data
 

@@ -12,13 +12,14 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .conftest import REPO, shared_data  # noqa: E402
 from datasette_scisearch import plugins  # noqa: E402
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.config import load_settings  # noqa: E402
 from datasette_scisearch.hookspecs import hookimpl  # noqa: E402
 from datasette_scisearch.loader import RecordError, RecordLoader  # noqa: E402
 from datasette_scisearch.records import ERRORS_LISTED_MAX, RecordsError, load_records  # noqa: E402
+
+from .conftest import REPO, shared_data  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "records"
 AWARDS = ("proposals", "nsf_awards_2017.jsonl")
