@@ -13,7 +13,7 @@ import sqlite_utils
 from datasette.app import Datasette
 from PIL import Image
 
-from datasette_scisearch import datasette_hooks
+from datasette_scisearch import web
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
 
@@ -340,7 +340,7 @@ async def test_previews_bookkeeping_and_vector_tables_are_hidden(tmp_path):
     path = tmp_path / "cat.db"
     build_catalog(path)
     db = sqlite_utils.Database(path)
-    datasette_hooks.load_sqlite_vec(db.conn)
+    web.load_sqlite_vec(db.conn)
     db.execute("create virtual table file_vectors using vec0(embedding float[4])")
     db.close()
     response = await Datasette([str(path)]).client.get("/cat.json")
@@ -393,7 +393,7 @@ async def test_the_instances_metadata_overrides_the_catalog_defaults(catalog_pat
 
 @pytest.mark.asyncio
 async def test_a_file_that_becomes_a_catalog_while_served_gets_the_metadata(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasette_hooks, "SCHEMA_MAX_AGE_SECONDS", 0)
+    monkeypatch.setattr(web, "SCHEMA_MAX_AGE_SECONDS", 0)
     path = tmp_path / "late.db"
     sqlite_utils.Database(path).vacuum()
     ds = Datasette([str(path)])

@@ -32,13 +32,13 @@ from datasette.utils import (
     tilde_decode,
     tilde_encode,
 )
-from datasette.utils.asgi import NotFound, Response, asgi_static
+from datasette.utils.asgi import NotFound, Response
 from datasette.utils.sqlite import sqlite3
 
-from .catalog import load_sqlite_vec
+from ..catalog import load_sqlite_vec
 
 PLUGIN_NAME = "datasette-scisearch"
-PACKAGE = importlib.resources.files("datasette_scisearch")
+PACKAGE = importlib.resources.files(__name__)
 # Kept as JSON text: parsing it is the cheapest way to a fresh copy, needed on every look-up.
 CATALOG_TABLES_JSON = json.dumps(yaml.safe_load((PACKAGE / "catalog_metadata.yml").read_text())["tables"])
 
@@ -243,16 +243,13 @@ class LocalDateFacet(Facet):
         return facet_results, facets_timed_out
 
 
-# -- Routes: previews and this package's static files -------------------------------------------
+# -- Routes: previews --------------------------------------------------------------------------------
 
 
 @hookimpl
 def register_routes(datasette):
     return [
         (r"^/-/scisearch/preview/(?P<database>[^/]+)/(?P<file_id>\d+)\.png$", serve_preview),
-        # Datasette finds static/ only beside a plugin that is a package, and this
-        # plugin is the module datasette_hooks: serve it where Datasette would have.
-        (rf"^/-/static-plugins/{PLUGIN_NAME}/(?P<path>.*)$", asgi_static(str(PACKAGE / "static"))),
     ]
 
 
