@@ -119,7 +119,6 @@ class Session:
     end: dt.datetime
     booked: bool = True
     acquisitions: list[Acquisition] = field(default_factory=list)
-    notes: str = ""
 
 
 def build_facility(folder: Path, n_files: int = 240, seed: int = 0, progress: bool = True) -> Facility:
@@ -193,7 +192,7 @@ def plan_sessions(n_files: int, seed: int, data_dir: Path) -> list[Session]:
 
 
 def _apportion(total: int, weights: list[float]) -> list[int]:
-    """Split ``total`` in proportion to ``weights`` (largest remainders), at least one each where possible."""
+    """Split ``total`` in proportion to ``weights``, rounding by largest remainders."""
     shares = np.array(weights) / sum(weights) * total
     counts = np.floor(shares).astype(int)
     for index in np.argsort(-(shares - counts))[: total - counts.sum()]:
@@ -309,13 +308,18 @@ def _shorthand_magnification(value: float) -> str:
 
 
 def _mark_unbooked(rng, sessions: list[Session], n_files: int) -> None:
-    """Turn whole sessions into unbooked evening use until about 13% of the files lie outside any booking."""
+    """Turn whole sessions into unbooked evening use until about 13% of the files lie outside any booking.
+
+    Cryo sessions are always booked (a day-long run), and only sessions of up to
+    four hours move to 19:00, so none runs past midnight into another folder's date.
+    """
     target = round((1 - BOOKED_FRACTION) * n_files)
     unbooked = 0
     for index in rng.permutation(len(sessions)):
         session = sessions[index]
         size = len(session.acquisitions)
-        if unbooked >= target or unbooked + size > max(target + 2, 3) or session.instrument == "Krios":
+        too_long = session.end - session.start > dt.timedelta(hours=4)
+        if unbooked >= target or unbooked + size > max(target + 2, 3) or too_long or session.instrument == "Krios":
             continue
         session.booked = False
         unbooked += size

@@ -469,17 +469,16 @@ def _cryo(rng, a: Acquisition) -> np.ndarray:
         return np.stack(frames).astype(np.float32)
     mass = apoferritin_mass(shape, pixel_nm, centres[:, :2] / pixel_nm)
     signal = phase_contrast(mass + ice, pixel_nm, a.voltage_kv, defocus_nm, cs_mm=2.7, strength=0.12)
-    frames = a.shape[0] if a.scene == "cryo_movie" else 40
-    dose_per_frame = 40.0 / frames * pixel_area_a2  # 40 e/A^2 in all, as a single-particle dataset uses
-    # Movies drift; a dose-weighted sum has been motion-corrected already.
-    drift = rng.normal(0, 0.6, 2) if a.scene == "cryo_movie" else np.zeros(2)
-    stack = np.stack(
+    total_dose = 40.0 * pixel_area_a2  # 40 e/A^2 in all, as a single-particle dataset uses
+    if a.scene == "cryo_sum":
+        # A motion-corrected sum of Poisson frames is one Poisson draw at the total dose.
+        return (rng.poisson(np.clip(signal, 0, None) * total_dose) / total_dose)[None].astype(np.float32)
+    dose_per_frame = total_dose / a.shape[0]
+    drift = rng.normal(0, 0.6, 2)  # px per frame: the stage and the ice creep while the movie runs
+    return np.stack(
         [rng.poisson(np.clip(np.roll(signal, tuple(np.rint(drift * n).astype(int)), (0, 1)), 0, None) * dose_per_frame)
-         for n in range(frames)]
-    )
-    if a.scene == "cryo_movie":
-        return stack.astype(np.int16)
-    return (stack.sum(axis=0, dtype=np.float32) / (frames * dose_per_frame))[None].astype(np.float32)
+         for n in range(a.shape[0])]
+    ).astype(np.int16)
 
 
 def apoferritin_mass(shape, pixel_nm, centres_px) -> np.ndarray:
