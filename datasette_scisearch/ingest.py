@@ -81,6 +81,10 @@ def sha256_of(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def file_format(path: Path) -> str:
+    return path.suffix.lower().lstrip(".") or "none"
+
+
 def read_file(path: Path, loader: FileLoader, settings: Settings, sha256: str | None = None) -> FileResult:
     """Read one file with its loader and turn each dataset into a row; never raises for a bad file."""
     stat = path.stat()
@@ -94,7 +98,7 @@ def read_file(path: Path, loader: FileLoader, settings: Settings, sha256: str | 
         result.sha256 = sha256 or sha256_of([path, *companions])
         fallback_time = None
         for dataset in loader.read(path):
-            row, preview, note = dataset_row(dataset, path, loader.name, settings, modified_at, fallback_time)
+            row, preview, note = dataset_row(dataset, path, file_format(path), settings, modified_at, fallback_time)
             if row["acquired_at_source"] == "metadata":
                 fallback_time = dt.datetime.fromisoformat(row["acquired_at"])
             result.rows.append(row)

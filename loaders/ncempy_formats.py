@@ -188,7 +188,11 @@ def _energy_axis(result: dict, units: list[str]) -> np.ndarray | None:
 
 
 class EMDLoader(FileLoader):
-    """Berkeley EMD (HDF5 groups tagged emd_group_type) and Thermo Fisher Velox EMD (/Data/Image)."""
+    """Berkeley EMD (HDF5 groups tagged emd_group_type) and Thermo Fisher Velox EMD (/Data/Image).
+
+    Berkeley EMD keeps the microscope's settings as attributes of a `microscope`
+    group and, from NCEM's own software, Unix acquisition times beside the data.
+    """
 
     name = "emd"
     version = "1"
@@ -236,6 +240,7 @@ class EMDLoader(FileLoader):
                 scales = [_dim_step(dim[0]) for dim in dims]
                 meta = {"microscope": microscope, "user": user, "sample": sample, "group": group.name}
                 voltage = number(microscope.get("high tension"))
+                acquired = _berkeley_time(group)
                 # Berkeley EMD names no mode; a dwell time means the beam was scanned.
                 scanned = (number(microscope.get("dwell time")) or 0) > 0
                 yield Dataset(
@@ -244,6 +249,7 @@ class EMDLoader(FileLoader):
                     name=group.name.rsplit("/", 1)[-1],
                     axes_units=units,
                     instrument_reported=_text(microscope.get("name")),
+                    acquired_at=acquired,
                     pixel_size_nm=length_to_nm(scales[-1], units[-1]) if scales and units else None,
                     voltage_kv=voltage / 1e3 if voltage else None,
                     magnification=number(microscope.get("magnification")),
@@ -252,6 +258,15 @@ class EMDLoader(FileLoader):
                     detector=_text(microscope.get("detector")),
                     metadata=meta,
                 )
+
+
+def _berkeley_time(group: h5py.Group) -> dt.datetime | None:
+    """NCEM's acquisition software stores Unix times (UTC) per frame in 'acquisition times'; older files have none."""
+    if "acquisition times" not in group:
+        return None
+    times = np.asarray(group["acquisition times"][()], dtype=float).ravel()
+    finite = times[np.isfinite(times) & (times > 0)]
+    return dt.datetime.fromtimestamp(float(finite[0]), dt.timezone.utc) if finite.size else None
 
 
 def _berkeley_groups(handle: h5py.File) -> list[str]:

@@ -75,9 +75,14 @@ def test_berkeley_emd_is_200kv_5_1_mx_on_team_05(real_catalog):
     assert row["pixel_size_nm"] == pytest.approx(0.012246, rel=1e-3)  # written as 'n_m' in the file
 
 
-def test_berkeley_emd_without_a_time_falls_back_to_the_modification_time(real_catalog):
+def test_berkeley_emd_time_comes_from_its_acquisition_times(real_catalog):
     row = real_catalog.file("Acquisition_18.emd")
-    assert row["acquired_at_source"] == "file modification time"
+    assert row["acquired_at"] == "2019-10-04T19:25:41+00:00"
+    assert row["acquired_at_source"] == "metadata"
+
+
+def test_a_format_without_a_time_falls_back_to_the_modification_time(real_catalog):
+    assert real_catalog.file("temp.mrc")["acquired_at_source"] == "file modification time"
 
 
 @pytest.mark.parametrize(

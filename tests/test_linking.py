@@ -29,7 +29,8 @@ TEAM 0.5,ciston,2017-08-29 13:00,2017-08-29 13:55,P-2017-0007,carbon film EELS (
 Themis,ophus,2020-07-29 08:00,2020-07-29 09:49,P-2020-0113,Ceta then STEM
 Themis,ophus,2020-07-29 09:49,2020-07-29 12:00,P-2020-0113,second block
 TitanX,kisielowski,2018-11-29 20:00,2018-11-29 22:30,P-2018-0421,EDS tomography
-TEAM 0.5,ercius,2016-03-02 10:00,2016-03-02 12:00,P-2016-0001,Acquisition_18 copied from the instrument PC
+TEAM 0.5,ercius,2019-10-04 11:00,2019-10-04 13:00,P-2016-0001,STO laser cut
+Krios,cryo,2016-03-02 10:00,2016-03-02 12:00,P-2016-0001,an MRC export without a recorded time
 """
 
 PROPOSALS = [
@@ -54,11 +55,14 @@ def linked(tmp_path_factory):
     disk = tmp_path / "disk"
     disk.mkdir()
     for name in os.listdir(em):
-        if name not in ("LICENSE", "about_dataset.txt"):
+        if name not in ("LICENSE", "about_dataset.txt", "temp.mrc"):
             shutil.copy2(em / name, disk / name)
-    # Berkeley EMD stores no time: give the copy the modification time it had on the instrument PC.
+    # MRC stores no time or instrument: the Krios export folder names the instrument, and the
+    # copy keeps the modification time it had on the instrument PC.
+    (disk / "krios").mkdir()
+    shutil.copy2(em / "temp.mrc", disk / "krios" / "temp.mrc")
     taken = dt.datetime(2016, 3, 2, 11, 15, tzinfo=LOCAL).timestamp()
-    os.utime(disk / "Acquisition_18.emd", (taken, taken))
+    os.utime(disk / "krios" / "temp.mrc", (taken, taken))
     (tmp_path / "userlog.csv").write_text(USER_LOG)
     (tmp_path / "proposals.jsonl").write_text("\n".join(json.dumps(p) for p in PROPOSALS))
     (tmp_path / "papers.jsonl").write_text("\n".join(json.dumps(p) for p in PAPERS))
@@ -101,6 +105,11 @@ def test_a_file_just_after_its_session_ends_links_within_the_clock_skew_toleranc
     assert confidence < 0.9 and "within 10 min" in evidence
 
 
+def test_the_berkeley_emd_links_by_its_recorded_acquisition_time(linked):
+    db, _ = linked
+    assert session_of(db, "Acquisition_18.emd")[1] == "STO laser cut"
+
+
 def test_files_fall_into_the_right_one_of_two_adjacent_sessions(linked):
     db, _ = linked
     assert session_of(db, "Camera Ceta Diffraction Micro.emd")[1] == "Ceta then STEM"
@@ -114,7 +123,7 @@ def test_a_file_outside_every_session_on_its_instrument_stays_unlinked(linked):
 
 def test_a_file_without_a_recorded_time_links_by_modification_time_as_weaker_evidence(linked):
     db, summary = linked
-    method, confidence, _ = link_of(db, "Acquisition_18.emd", "session")
+    method, confidence, _ = link_of(db, "temp.mrc", "session")
     assert method == "file time in session" and confidence <= 0.5
     assert summary.files_by_modification_time == 1
 
@@ -138,7 +147,7 @@ def test_a_session_booked_under_an_unknown_proposal_is_linked_and_flagged(linked
     evidence = db.execute(
         "select evidence from links where from_type = 'session' and to_id = 'P-2018-0421'"
     ).fetchone()[0]
-    assert "not loaded" in evidence and summary.sessions_with_unknown_proposal == 2
+    assert "not loaded" in evidence and summary.sessions_with_unknown_proposal == 3
 
 
 def test_linking_twice_gives_the_same_links(linked, settings):

@@ -38,6 +38,7 @@ from datasette.utils.sqlite import sqlite3
 from ..catalog import load_sqlite_vec
 
 PLUGIN_NAME = "datasette-scisearch"
+LONG_TEXT_CHARS = 60
 PACKAGE = importlib.resources.files(__name__)
 # Kept as JSON text: parsing it is the cheapest way to a fresh copy, needed on every look-up.
 CATALOG_TABLES_JSON = json.dumps(yaml.safe_load((PACKAGE / "catalog_metadata.yml").read_text())["tables"])
@@ -317,6 +318,8 @@ def render_cell(row, value, column, table, database, datasette):
         return preview_cell(datasette, database, row, value)
     if column in JSON_COLUMNS and isinstance(value, str):
         return json_cell(datasette, database, table, row, value)
+    if column == "search_text" and isinstance(value, str) and len(value) > LONG_TEXT_CHARS:
+        return long_text_cell(value)
     other_table = schema.foreign_keys.get((table, column))
     if other_table is not None:
         return foreign_key_cell(datasette, database, table, column, other_table, value)
@@ -347,6 +350,14 @@ def preview_cell(datasette, database, row, size_text: str):
     return markupsafe.Markup(
         f'<a class="scisearch-preview" href="{url}" title="{markupsafe.escape(size_text)} preview">'
         f'<img loading="lazy" src="{url}" alt="preview of {markupsafe.escape(name)}" {dimensions}></a>'
+    )
+
+
+def long_text_cell(text: str):
+    """Long derived text (a file's searchable words) folds away instead of making every row tall."""
+    return markupsafe.Markup(
+        f'<details class="scisearch-json"><summary>{markupsafe.escape(text[:LONG_TEXT_CHARS])}…</summary>'
+        f"<pre>{markupsafe.escape(text)}</pre></details>"
     )
 
 
