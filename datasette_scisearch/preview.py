@@ -97,5 +97,5 @@ def _spectrum_png(values: np.ndarray, energy_axis_ev: np.ndarray | None) -> tupl
 
 def _png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
