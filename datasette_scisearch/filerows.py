@@ -15,7 +15,7 @@ import numpy as np
 from .catalog import to_json
 from .config import Settings
 from .loader import Dataset
-from .normalize import classify_kind, iso_local, iso_utc, to_utc
+from .normalize import classify_kind, iso_local, iso_utc, magnification_label, to_utc
 from .preview import render_png
 
 MAX_METADATA_JSON_CHARS = 1_000_000
@@ -113,17 +113,10 @@ def search_text(row: dict, path: Path, metadata: dict) -> str:
     if row.get("voltage_kv"):
         words.append(f"{row['voltage_kv']:g} kV {row['voltage_kv']:g}kV")
     if row.get("magnification"):
-        words.append(_magnification_words(row["magnification"]))
+        label = magnification_label(row["magnification"])  # '13.5 Mx', also searchable as '13.5Mx'
+        words.append(f"{label} {label.replace(' ', '')}")
     words.append(_metadata_words(metadata))
     return " ".join(words)
-
-
-def _magnification_words(magnification: float) -> str:
-    if magnification >= 1e6:
-        return f"{magnification / 1e6:g}Mx {magnification / 1e6:g} Mx"
-    if magnification >= 1e3:
-        return f"{magnification / 1e3:g}kx {magnification / 1e3:g} kx"
-    return f"{magnification:g}x"
 
 
 def _metadata_words(metadata, limit: int = MAX_METADATA_SEARCH_CHARS) -> str:

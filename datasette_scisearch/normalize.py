@@ -83,6 +83,15 @@ def classify_kind(shape: tuple[int, ...], axes_units: list[str], signal: str | N
     return "4D"
 
 
+def magnification_label(magnification: float) -> str:
+    """13500000 -> '13.5 Mx', 25000 -> '25 kx': how microscopists write magnifications."""
+    if magnification >= 1e6:
+        return f"{magnification / 1e6:.3g} Mx"
+    if magnification >= 1e3:
+        return f"{magnification / 1e3:.3g} kx"
+    return f"{magnification:.3g} x"
+
+
 def to_utc(moment: dt.datetime | None, zone: zoneinfo.ZoneInfo) -> dt.datetime | None:
     """Aware times are converted; naive ones are read as the facility's local time."""
     if moment is None:

@@ -279,6 +279,12 @@ async def test_voltage_is_shown_with_its_unit(ds):
 
 
 @pytest.mark.asyncio
+async def test_magnification_is_shown_as_microscopists_write_it(ds):
+    response = await ds.client.get("/cat/files/1")
+    assert '<span title="2.5e+06">2.5 Mx</span>' in response.text
+
+
+@pytest.mark.asyncio
 async def test_file_row_page_links_to_its_session_by_who_booked_it(ds):
     response = await ds.client.get("/cat/files/1")
     assert f'<a href="/cat/sessions/{SESSION_ID}">jdoe</a>&nbsp;<em>{SESSION_ID}</em>' in response.text

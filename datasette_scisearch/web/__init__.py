@@ -36,6 +36,7 @@ from datasette.utils.asgi import NotFound, Response
 from datasette.utils.sqlite import sqlite3
 
 from ..catalog import load_sqlite_vec
+from ..normalize import magnification_label
 
 PLUGIN_NAME = "datasette-scisearch"
 LONG_TEXT_CHARS = 60
@@ -318,6 +319,8 @@ def render_cell(row, value, column, table, database, datasette):
         return preview_cell(datasette, database, row, value)
     if column in JSON_COLUMNS and isinstance(value, str):
         return json_cell(datasette, database, table, row, value)
+    if table == "files" and column == "magnification" and isinstance(value, (int, float)) and value > 0:
+        return markupsafe.Markup(f'<span title="{value:g}">{markupsafe.escape(magnification_label(value))}</span>')
     if column == "search_text" and isinstance(value, str) and len(value) > LONG_TEXT_CHARS:
         return long_text_cell(value)
     other_table = schema.foreign_keys.get((table, column))
