@@ -439,3 +439,9 @@ async def test_real_instrument_files_are_faceted_by_kind_and_instrument(ingested
     instruments = {r["value"] for r in facets["instrument"]["results"]}
     assert {"image", "diffraction", "spectrum"} <= kinds
     assert "TEAM 0.5" in instruments
+
+
+@pytest.mark.asyncio
+async def test_context_queries_are_offered_only_for_catalogs(ds):
+    response = await ds.client.get("/cat.json")
+    assert {"file_context", "proposal_output"} <= {query["name"] for query in response.json()["queries"]}

@@ -9,6 +9,7 @@ import shutil
 from zoneinfo import ZoneInfo
 
 import pytest
+from datasette.app import Datasette
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
@@ -156,3 +157,16 @@ def test_linking_twice_gives_the_same_links(linked, settings):
     link_all(db, settings)
     after = db.execute("select from_type, from_id, to_type, to_id, method from links order by 1, 2, 3, 4").fetchall()
     assert before == after
+
+
+@pytest.mark.asyncio
+async def test_datasette_shows_a_files_session_proposal_and_papers_in_one_query(linked):
+    db, _ = linked
+    file_id = db.execute("select id from files where name = '16_STOimage_1.ser'").fetchone()[0]
+    ds = Datasette([str(db.conn.execute("pragma database_list").fetchone()[2])])
+    name = next(iter(ds.databases.keys() - {"_internal", "_memory"}))
+    response = await ds.client.get(f"/{name}/file_context.json?file_id={file_id}&_shape=array")
+    rows = {row["linked"]: row for row in response.json()}
+    assert rows["session"]["method"] == "acquisition time in session"
+    assert rows["proposal"]["what"] == "Polar order at SrTiO3 interfaces"
+    assert rows["paper"]["id"] == "10.1000/sto" and "DMR" in rows["paper"]["evidence"]

@@ -164,6 +164,56 @@ def get_metadata(datasette, key, database, table):
     return {"databases": databases} if databases else None
 
 
+# Context a researcher asks for in one place: everything linked to a file, and what a proposal produced.
+CONTEXT_QUERIES = {
+    "file_context": {
+        "title": "Context of a file",
+        "description": "The session, proposal and papers linked to one file (its id), with how each link was found.",
+        "sql": """
+select 'session' as linked, s.id as id,
+       s.instrument || ' booked by ' || coalesce(s.user, '?') || ', ' || s.start || ' to ' || s.end as what,
+       l.method, l.evidence, l.confidence
+from links l join sessions s on s.id = l.to_id
+where l.from_type = 'file' and l.from_id = :file_id and l.to_type = 'session'
+union all
+select 'proposal', p.id, p.title, l.method, l.evidence, l.confidence
+from links l join proposals p on p.id = l.to_id
+where l.from_type = 'file' and l.from_id = :file_id and l.to_type = 'proposal'
+union all
+select 'paper', pa.id, pa.title, 'via proposal ' || l.to_id || ': ' || lp.method, lp.evidence,
+       round(l.confidence * lp.confidence, 3)
+from links l
+join links lp on lp.from_type = 'paper' and lp.to_type = 'proposal' and lp.to_id = l.to_id
+join papers pa on pa.id = lp.from_id
+where l.from_type = 'file' and l.from_id = :file_id and l.to_type = 'proposal'
+""",
+    },
+    "proposal_output": {
+        "title": "What a proposal produced",
+        "description": "Sessions, files (by instrument and kind) and papers linked to one proposal (its id).",
+        "sql": """
+select 'papers' as what, pa.title as detail, count(*) as count, pa.id as id
+from links l join papers pa on pa.id = l.from_id
+where l.from_type = 'paper' and l.to_type = 'proposal' and l.to_id = :proposal_id
+group by pa.id
+union all
+select 'sessions', instrument || ', ' || min(start) || ' to ' || max(end), count(*), null
+from sessions where proposal_id = :proposal_id group by instrument
+union all
+select 'files', coalesce(instrument, '?') || ' ' || coalesce(kind, ''), count(*), null
+from files where proposal_id = :proposal_id group by instrument, kind
+""",
+    },
+}
+
+
+@hookimpl
+def canned_queries(datasette, database, actor):
+    if catalog_schema(datasette, database) is None:
+        return None
+    return {name: dict(query) for name, query in CONTEXT_QUERIES.items()}
+
+
 def catalog_tables_metadata(schema: Schema) -> dict:
     # A fresh copy each time: Datasette merges the instance's metadata into what hooks return.
     tables = json.loads(CATALOG_TABLES_JSON)
