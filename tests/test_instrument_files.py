@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -292,3 +294,59 @@ def test_a_file_that_disappears_during_the_walk_is_an_error(catalog, settings, e
     summary = ingest.load_files(catalog, [em_copy], settings, progress=False)
     assert any("disappeared" in e["message"] for e in summary.errors)
     assert summary.added == 2
+
+
+def test_a_file_the_operating_system_refuses_to_open_is_an_error(catalog, settings, em_copy):
+    import socket
+
+    server = socket.socket(socket.AF_UNIX)  # a socket on disk: stat works, open() fails
+    server.bind(str(em_copy / "stuck.dm3"))
+    try:
+        summary = load_files(catalog, [em_copy], settings, progress=False)
+    finally:
+        server.close()
+    messages = {Path(e["source"]).name: e["message"] for e in summary.errors}
+    assert messages["stuck.dm3"].startswith("cannot read it")
+    assert summary.added == 3
+
+
+def test_a_file_without_read_permission_is_an_error_naming_the_cause(settings):
+    """Run as an unprivileged user (root reads everything): a forked child drops to 'nobody' and loads."""
+    em = shared_data("em")
+    folder = Path(tempfile.mkdtemp(prefix="scisearch-permissions-"))
+    try:
+        folder.chmod(0o777)
+        for name in ("08_carbon.dm3", "Acquisition_18.emd"):
+            shutil.copy2(em / name, folder / name)
+            (folder / name).chmod(0o644)
+        (folder / "08_carbon.dm3").chmod(0)
+        errors = _load_as_nobody(folder, settings)
+    finally:
+        shutil.rmtree(folder)
+    assert [(Path(e["source"]).name, e["message"]) for e in errors] == [
+        ("08_carbon.dm3", "permission denied: the catalog's user cannot read it")
+    ]
+
+
+def _load_as_nobody(folder: Path, settings) -> list[dict]:
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop privileges, load, report the errors as JSON, exit without pytest's cleanup
+        status = 1
+        try:
+            os.close(reader)
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            db = open_catalog(folder / "catalog.db")
+            summary = load_files(db, [folder], settings, progress=False)
+            os.write(writer, json.dumps(summary.errors).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        output = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0, "the unprivileged load failed"
+    return json.loads(output)
