@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..normalize import magnification_label
 from .formats import write_acquisition
 from .programme import PAPERS, PEOPLE, PROPOSALS, Proposal, Recipe
 from .scenes import Acquisition, electron_wavelength_nm
@@ -252,11 +253,7 @@ def _frame_shape(recipe: Recipe) -> tuple[int, ...]:
 
 def _shorthand_magnification(value: float) -> str:
     """13500000 -> '13.5Mx', 500000 -> '500kx', as people write it in file names."""
-    if value >= 1e6:
-        return f"{value / 1e6:g}Mx"
-    if value >= 1e3:
-        return f"{value / 1e3:g}kx"
-    return f"{value:g}x"
+    return magnification_label(value).replace(" ", "")
 
 
 def _mark_unbooked(rng, sessions: list[Session], n_files: int) -> None:
