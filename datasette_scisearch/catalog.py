@@ -57,11 +57,15 @@ def open_catalog(path: str | Path, create: bool = True) -> sqlite_utils.Database
     load_sqlite_vec(db.conn)
     db.execute("PRAGMA journal_mode=WAL")  # Datasette keeps reading while a load writes
     db.execute("PRAGMA busy_timeout=30000")
-    MIGRATIONS.apply(db)
+    if MIGRATIONS.pending(db):
+        MIGRATIONS.apply(db)
+        with db.conn:  # other tools (and other catalogs' readers) read the version from here
+            db["catalog_info"].upsert({"key": "schema_version", "value": str(schema_version(db))}, pk="key")
     return db
 
 
 def schema_version(db: sqlite_utils.Database) -> int:
+    """How many of this package's migrations the catalog has had: 1 is the first schema."""
     return len(MIGRATIONS.applied(db))
 
 
