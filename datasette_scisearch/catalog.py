@@ -266,6 +266,22 @@ def m001_catalog(db: sqlite_utils.Database) -> None:
     db["ingest_errors"].create_index(["source", "line"], unique=True)
     for table, columns in FTS_COLUMNS.items():
         db[table].enable_fts(columns, create_triggers=True, tokenize="porter unicode61")
+        _reindex_only_when_text_changes(db, table, columns)
+
+
+def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
+    """sqlite-utils' update trigger re-indexes a row whatever column changed; linking a million
+    files to their sessions must not rewrite a million full-text entries."""
+    quoted = ", ".join(f'"{column}"' for column in columns)
+    old_values = ", ".join(f'old."{column}"' for column in columns)
+    new_values = ", ".join(f'new."{column}"' for column in columns)
+    db.execute(f'DROP TRIGGER "{table}_au"')
+    db.execute(
+        f"""CREATE TRIGGER "{table}_au" AFTER UPDATE OF {quoted} ON "{table}" BEGIN
+  INSERT INTO "{table}_fts" ("{table}_fts", rowid, {quoted}) VALUES('delete', old.rowid, {old_values});
+  INSERT INTO "{table}_fts" (rowid, {quoted}) VALUES (new.rowid, {new_values});
+END"""
+    )
 
 
 def item_counts(db: sqlite_utils.Database) -> dict[str, int]:

@@ -66,7 +66,13 @@ def _files_to_sessions(db, settings: Settings, summary: LinkSummary) -> None:
     tolerance wins, then the one whose window is nearest.  A time taken from the
     file's modification date is weaker evidence (copies and exports change it).
     """
-    tolerance_days = settings.link_tolerance_minutes / (24 * 60)
+    tolerance_s = round(settings.link_tolerance_minutes * 60)
+    longest_s = db.execute(
+        "select coalesce(max((julianday(end) - julianday(start)) * 86400), 0) from sessions"
+    ).fetchone()[0]
+    # Sessions' times are stored as ISO 8601 UTC text of one fixed form, so they compare as
+    # strings and the (instrument, start) index bounds the search: a session that contains
+    # the time started at most the longest session's length (plus the tolerance) before it.
     candidates = db.execute(
         """
         select f.id, s.id, f.acquired_at, f.acquired_at_source, s.start, s.end,
@@ -74,12 +80,19 @@ def _files_to_sessions(db, settings: Settings, summary: LinkSummary) -> None:
                min(abs(julianday(f.acquired_at) - julianday(s.start)),
                    abs(julianday(f.acquired_at) - julianday(s.end))) as distance
         from files f
-        join sessions s
+        join sessions s indexed by idx_sessions_instrument_start
           on s.instrument = f.instrument
-         and julianday(f.acquired_at) between julianday(s.start) - :tolerance and julianday(s.end) + :tolerance
+         and s.start <= strftime('%Y-%m-%dT%H:%M:%S+00:00', f.acquired_at, :after)
+         and s.start >= strftime('%Y-%m-%dT%H:%M:%S+00:00', f.acquired_at, :earliest_start)
+         and s.end >= strftime('%Y-%m-%dT%H:%M:%S+00:00', f.acquired_at, :before)
+        where f.acquired_at is not null
         order by f.id, inside desc, distance
         """,
-        {"tolerance": tolerance_days},
+        {
+            "after": f"+{tolerance_s} seconds",
+            "before": f"-{tolerance_s} seconds",
+            "earliest_start": f"-{int(longest_s) + tolerance_s + 1} seconds",
+        },
     ).fetchall()
     chosen: dict[int, tuple] = {}
     for candidate in candidates:
@@ -151,12 +164,11 @@ def _files_to_proposals_via_sessions(db, summary: LinkSummary) -> None:
     db.execute(
         """
         insert or ignore into links (from_type, from_id, to_type, to_id, method, evidence, confidence, created_at)
-        select 'file', cast(f.id as text), 'proposal', f.proposal_id, 'via session',
+        select 'file', l.from_id, 'proposal', f.proposal_id, 'via session',
                'taken during session ' || f.session_id || ', booked under this proposal',
                l.confidence, :created
-        from files f join links l
-          on l.from_type = 'file' and l.from_id = cast(f.id as text) and l.to_type = 'session'
-        where coalesce(f.proposal_id, '') != ''
+        from links l join files f on f.id = cast(l.from_id as integer)  -- files by rowid, not a scan per link
+        where l.from_type = 'file' and l.to_type = 'session' and coalesce(f.proposal_id, '') != ''
         """,
         {"created": now_utc()},
     )

@@ -116,12 +116,3 @@ def test_demo_builds_catalogs_and_links_a_facility_without_serving(runner, tmp_p
     assert instruments == {"TEAM 0.5", "Themis", "Helios", "Gemini", "Krios"}
     assert "scisearch serve" in result.output
 
-
-def test_a_new_catalog_records_its_schema_version(tmp_path):
-    from datasette_scisearch.catalog import MIGRATIONS, open_catalog, schema_version
-
-    db = open_catalog(tmp_path / "c.db")
-    version = db.execute("select value from catalog_info where key = 'schema_version'").fetchone()[0]
-    assert int(version) == schema_version(db) >= 1 and not MIGRATIONS.pending(db)
-    reopened = open_catalog(tmp_path / "c.db")
-    assert reopened.execute("select count(*) from _sqlite_migrations").fetchone()[0] == int(version)
