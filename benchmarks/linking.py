@@ -36,19 +36,33 @@ def synthetic(n_files: int, n_sessions: int, seed: int = 0):
     per_instrument = n_sessions // len(INSTRUMENTS)
     files_per_session = max(1, n_files // n_sessions)
     for instrument in INSTRUMENTS:
-        moment = dt.datetime(2015, 1, 1, tzinfo=dt.timezone.utc)
+        moment = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)
         for number in range(per_instrument):
             start = moment + dt.timedelta(hours=rng.randint(10, 40))
             end = start + dt.timedelta(hours=rng.randint(2, 8))
-            sessions.append({"id": f"{instrument}-{number}", "instrument": instrument, "user": "u",
-                             "start": start.isoformat(timespec="seconds"), "end": end.isoformat(timespec="seconds"),
-                             "proposal_id": f"P-{number % 50}"})
+            sessions.append(
+                {
+                    "id": f"{instrument}-{number}",
+                    "instrument": instrument,
+                    "user": "u",
+                    "start": start.isoformat(timespec="seconds"),
+                    "end": end.isoformat(timespec="seconds"),
+                    "proposal_id": f"P-{number % 50}",
+                }
+            )
             minutes = int((end - start).total_seconds() / 60)
             for _ in range(files_per_session):
                 taken = start + dt.timedelta(minutes=rng.randint(-20, minutes + 20))
-                files.append({"name": f"f{len(files)}", "path": f"/data/{len(files)}", "dataset": 0,
-                              "instrument": instrument, "acquired_at": taken.isoformat(timespec="seconds"),
-                              "acquired_at_source": "metadata"})
+                files.append(
+                    {
+                        "name": f"f{len(files)}",
+                        "path": f"/data/{len(files)}",
+                        "dataset": 0,
+                        "instrument": instrument,
+                        "acquired_at": taken.isoformat(timespec="seconds"),
+                        "acquired_at_source": "metadata",
+                    }
+                )
             moment = end
     return sessions, files
 
@@ -57,9 +71,15 @@ def numpy_baseline(sessions, files, tolerance_s: float) -> tuple[float, int]:
     started = time.perf_counter()
     found = 0
     for instrument in INSTRUMENTS:
-        starts = np.array([dt.datetime.fromisoformat(s["start"]).timestamp() for s in sessions if s["instrument"] == instrument])
-        ends = np.array([dt.datetime.fromisoformat(s["end"]).timestamp() for s in sessions if s["instrument"] == instrument])
-        times = np.array([dt.datetime.fromisoformat(f["acquired_at"]).timestamp() for f in files if f["instrument"] == instrument])
+        starts = np.array(
+            [dt.datetime.fromisoformat(s["start"]).timestamp() for s in sessions if s["instrument"] == instrument]
+        )
+        ends = np.array(
+            [dt.datetime.fromisoformat(s["end"]).timestamp() for s in sessions if s["instrument"] == instrument]
+        )
+        times = np.array(
+            [dt.datetime.fromisoformat(f["acquired_at"]).timestamp() for f in files if f["instrument"] == instrument]
+        )
         index = np.searchsorted(starts, times + tolerance_s, side="right") - 1
         valid = index >= 0
         found += int(np.count_nonzero(valid & (times <= ends[np.clip(index, 0, None)] + tolerance_s)))

@@ -61,7 +61,7 @@ def hashing(files) -> float:
 def read_and_describe(files, settings) -> float:
     """Reading plus what the core adds before writing: kinds, times, instruments, search text, PNG previews."""
     started = time.perf_counter()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     for path, loader in files:
         try:
             for dataset in loader.read(path):

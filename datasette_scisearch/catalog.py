@@ -33,7 +33,7 @@ class CatalogError(Exception):
 
 
 def now_utc() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def load_sqlite_vec(connection) -> None:
@@ -78,9 +78,7 @@ def m001_catalog(db: sqlite_utils.Database) -> None:
             {"key": "created_by", "value": "datasette-scisearch"},
         ]
     )
-    db["instruments"].create(
-        {"name": str, "description": str, "reported_as": str, "first_seen": str}, pk="name"
-    )
+    db["instruments"].create({"name": str, "description": str, "reported_as": str, "first_seen": str}, pk="name")
     db["proposals"].create(
         {
             "id": str,

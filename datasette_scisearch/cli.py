@@ -249,7 +249,11 @@ def status(catalog, as_json):
         "catalog": catalog,
         "schema_version": schema_version(db),
         "counts": item_counts(db),
-        "jobs": list(db.query("select id, command, status, started_at, finished_at, total, failed from jobs order by id desc limit 5")),
+        "jobs": list(
+            db.query(
+                "select id, command, status, started_at, finished_at, total, failed from jobs order by id desc limit 5"
+            )
+        ),
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -258,7 +262,9 @@ def status(catalog, as_json):
     for table, count in report["counts"].items():
         click.echo(f"  {table}: {count}")
     for job in report["jobs"]:
-        click.echo(f"  job {job['id']} {job['command']}: {job['status']} at {job['started_at']}, {job['failed'] or 0} failed")
+        click.echo(
+            f"  job {job['id']} {job['command']}: {job['status']} at {job['started_at']}, {job['failed'] or 0} failed"
+        )
 
 
 @cli.command()
@@ -267,7 +273,9 @@ def status(catalog, as_json):
 def errors(catalog, as_json):
     """List what could not be loaded, and why."""
     db = _open(catalog, create=False)
-    rows = list(db.query("select source, line, loader, message, attempts, last_seen from ingest_errors order by source, line"))
+    rows = list(
+        db.query("select source, line, loader, message, attempts, last_seen from ingest_errors order by source, line")
+    )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -317,9 +325,16 @@ def demo(ctx, folder, n_files, seed, serve_after, port, rebuild):
     if rebuild or not (folder / "data").exists():
         click.echo(f"writing a synthetic facility of {n_files} files to {folder}/")
         facility = build_facility(folder, n_files=n_files, seed=seed)
-        paths = dict(data=facility.data_dir, userlog=facility.userlog, proposals=facility.proposals, papers=facility.papers)
+        paths = dict(
+            data=facility.data_dir, userlog=facility.userlog, proposals=facility.proposals, papers=facility.papers
+        )
     else:
-        paths = dict(data=folder / "data", userlog=folder / "userlog.csv", proposals=folder / "proposals.jsonl", papers=folder / "papers.jsonl")
+        paths = dict(
+            data=folder / "data",
+            userlog=folder / "userlog.csv",
+            proposals=folder / "proposals.jsonl",
+            papers=folder / "papers.jsonl",
+        )
     db = _open(str(catalog))
     from .records import load_records
 

@@ -118,7 +118,7 @@ def settings_from_dict(block: dict) -> Settings:
     if "timezone" in block:
         settings.timezone = str(block["timezone"])
     try:
-        settings.zone
+        zoneinfo.ZoneInfo(settings.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError(
             f"unknown time zone {settings.timezone!r}: use an IANA name such as 'America/Los_Angeles'"

@@ -88,7 +88,7 @@ def file_format(path: Path) -> str:
 def read_file(path: Path, loader: FileLoader, settings: Settings, sha256: str | None = None) -> FileResult:
     """Read one file with its loader and turn each dataset into a row; never raises for a bad file."""
     stat = path.stat()
-    modified_at = dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc)
+    modified_at = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
     result = FileResult(path, f"{loader.name}:{loader.version}", stat.st_size, modified_at, sha256 or "")
     if stat.st_size == 0:
         result.error = "the file is empty (0 bytes); it was probably not copied completely"
@@ -143,8 +143,7 @@ def write_file(db: sqlite_utils.Database, result: FileResult, job_id: int | None
         if result.skipped:
             return "skipped"
         existing = {
-            row["dataset"]: row["id"]
-            for row in db.query("select id, dataset from files where path = ?", [path_text])
+            row["dataset"]: row["id"] for row in db.query("select id, dataset from files where path = ?", [path_text])
         }
         loaded_at = now_utc()
         for row, preview in zip(result.rows, result.previews):
@@ -221,7 +220,7 @@ def _load_one(db, path: Path, loader: FileLoader | None, settings, job_id, summa
     known = db.execute(
         "select size_bytes, modified_at, sha256 from files where path = ? limit 1", [path_text]
     ).fetchone()
-    modified_text = dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc).isoformat(timespec="seconds")
+    modified_text = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).isoformat(timespec="seconds")
     if known and known[0] == stat.st_size and known[1] == modified_text:
         return "unchanged"
     if not os.access(path, os.R_OK):
@@ -234,9 +233,7 @@ def _load_one(db, path: Path, loader: FileLoader | None, settings, job_id, summa
         with db.conn:  # touched, not changed: remember the new time so the next run skips it cheaply
             db.execute("update files set modified_at = ? where path = ?", [modified_text, path_text])
         return "unchanged"
-    other = db.execute(
-        "select path from files where sha256 = ? and path != ? limit 1", [digest, path_text]
-    ).fetchone()
+    other = db.execute("select path from files where sha256 = ? and path != ? limit 1", [digest, path_text]).fetchone()
     moved = False
     if other and os.path.exists(other[0]):
         _note(summary, f"same content as {other[0]}: {path_text}")

@@ -40,15 +40,19 @@ class Summary:
 def start_job(db: sqlite_utils.Database, command: str, arguments: dict) -> int:
     mark_interrupted_jobs(db)
     with db.conn:
-        return db["jobs"].insert(
-            {
-                "command": command,
-                "arguments": json.dumps(arguments, default=str),
-                "status": "running",
-                "started_at": now_utc(),
-                "pid": os.getpid(),
-            }
-        ).last_pk
+        return (
+            db["jobs"]
+            .insert(
+                {
+                    "command": command,
+                    "arguments": json.dumps(arguments, default=str),
+                    "status": "running",
+                    "started_at": now_utc(),
+                    "pid": os.getpid(),
+                }
+            )
+            .last_pk
+        )
 
 
 def finish_job(db: sqlite_utils.Database, job_id: int, summary: Summary, status: str = "done") -> None:

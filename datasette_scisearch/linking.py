@@ -52,9 +52,7 @@ def link_all(db: sqlite_utils.Database, settings: Settings) -> LinkSummary:
         _files_to_proposals_via_sessions(db, summary)
         _files_to_proposals_via_path(db, summary)
         _papers_to_proposals(db, summary)
-    summary.files_without_session = db.execute(
-        "select count(*) from files where session_id is null"
-    ).fetchone()[0]
+    summary.files_without_session = db.execute("select count(*) from files where session_id is null").fetchone()[0]
     return summary
 
 

@@ -98,11 +98,11 @@ def to_utc(moment: dt.datetime | None, zone: zoneinfo.ZoneInfo) -> dt.datetime |
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(dt.timezone.utc)
+    return moment.astimezone(dt.UTC)
 
 
 def iso_utc(moment: dt.datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+    return None if moment is None else moment.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
 def iso_local(moment: dt.datetime | None, zone: zoneinfo.ZoneInfo) -> str | None:

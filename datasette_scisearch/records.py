@@ -20,8 +20,9 @@ import json
 import sys
 import time
 import zoneinfo
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import sqlite_utils
 from tqdm import tqdm
@@ -43,10 +44,19 @@ _BOOKKEEPING_COLUMNS = ("details", "source", "loaded_at")
 # The columns a loader fills, by table (sessions get their id from the core).
 LOADER_FIELDS = {
     "sessions": ["instrument", "user", "start", "end", "proposal_id", "notes"],
-    "proposals": ["id", "title", "abstract", "pi", "institution", "division", "programs", "start_date",
-                  "end_date", "amount"],
-    "papers": ["id", "title", "abstract", "authors", "year", "published", "doi", "venue", "funding",
-               "full_text"],
+    "proposals": [
+        "id",
+        "title",
+        "abstract",
+        "pi",
+        "institution",
+        "division",
+        "programs",
+        "start_date",
+        "end_date",
+        "amount",
+    ],
+    "papers": ["id", "title", "abstract", "authors", "year", "published", "doi", "venue", "funding", "full_text"],
 }
 
 
@@ -163,8 +173,11 @@ def json_records(path: Path) -> Iterator[tuple[int, dict] | RecordError]:
                 try:
                     record = json.loads(text)
                 except json.JSONDecodeError as error:
-                    yield RecordError(line, f"is not valid JSON ({error.msg} at column {error.pos + 1}): "
-                                            "each line must hold one JSON object")
+                    yield RecordError(
+                        line,
+                        f"is not valid JSON ({error.msg} at column {error.pos + 1}): "
+                        "each line must hold one JSON object",
+                    )
                     continue
                 if not isinstance(record, dict):
                     yield RecordError(line, f"holds a JSON {type(record).__name__}, not an object with named fields")
@@ -207,16 +220,22 @@ def csv_records(
             missing = [_names(need) for need in required if not set(_alternatives(need)) & set(header)]
             if missing:
                 found = ", ".join(repr(name) for name in header if name) or "none"
-                yield RecordError(1, f"the header has no {' or '.join(missing)} column (columns found: {found})"
-                                     + (f"; {hint}" if hint else ""))
+                yield RecordError(
+                    1,
+                    f"the header has no {' or '.join(missing)} column (columns found: {found})"
+                    + (f"; {hint}" if hint else ""),
+                )
                 return
             for fields in reader:
                 line, line_ended = line_ended + 1, reader.line_num
                 if not any(field.strip() for field in fields):
                     continue
                 if len(fields) != len(header):
-                    yield RecordError(line, f"has {len(fields)} fields but the header has {len(header)}: "
-                                            "check for a missing or extra separator, or quote fields that hold one")
+                    yield RecordError(
+                        line,
+                        f"has {len(fields)} fields but the header has {len(header)}: "
+                        "check for a missing or extra separator, or quote fields that hold one",
+                    )
                     continue
                 yield line, dict(zip(header, fields))
         except UnicodeDecodeError:
@@ -307,8 +326,9 @@ def _read_guarded(loader: RecordLoader, file: Path, options: dict) -> Iterator[d
             yield RecordError(last_line + 1 if last_line else 0, str(error))
             return
         except Exception as error:  # a third-party loader's bug must not end the whole load
-            yield RecordError(last_line + 1 if last_line else 0,
-                              f"loader {loader.name!r} failed: {type(error).__name__}: {error}")
+            yield RecordError(
+                last_line + 1 if last_line else 0, f"loader {loader.name!r} failed: {type(error).__name__}: {error}"
+            )
             return
         last_line = item.line if isinstance(item, RecordError) else int(item.get("_line") or 0)
         yield item
@@ -400,8 +420,10 @@ class _Writer:
         if end is not None and end < start:
             raise _Rejected(f"ends ({iso_utc(end)}) before it starts ({iso_utc(start)}): check its end time")
         if end is not None and end - start > dt.timedelta(days=SESSION_MAX_DAYS):
-            raise _Rejected(f"lasts {(end - start).days} days (from {iso_utc(start)} to {iso_utc(end)}): "
-                            f"check its end date; sessions longer than {SESSION_MAX_DAYS} days are refused")
+            raise _Rejected(
+                f"lasts {(end - start).days} days (from {iso_utc(start)} to {iso_utc(end)}): "
+                f"check its end date; sessions longer than {SESSION_MAX_DAYS} days are refused"
+            )
         row.update(instrument=instrument, start=iso_utc(start), end=iso_utc(end))
         row["id"] = session_id(instrument, row["start"], row.get("user"))
         if instrument not in self.known_instruments:
@@ -415,8 +437,9 @@ class _Writer:
         with self.db.atomic():
             self._write_instruments()
             for source, line, message, loader_name in self.errors:
-                jobs.record_error(self.db, source=source, line=line, message=message,
-                                  loader=loader_name, job_id=self.job_id)
+                jobs.record_error(
+                    self.db, source=source, line=line, message=message, loader=loader_name, job_id=self.job_id
+                )
             added, updated, unchanged = self._write_rows()
         # Counted only once committed, so a batch retried after an interrupted commit is not counted twice.
         self.summary.added += added
@@ -427,9 +450,12 @@ class _Writer:
     def _write_instruments(self) -> None:
         descriptions = {rule.name: rule.description for rule in self.settings.instruments}
         self.db["instruments"].insert_all(
-            [{"name": name, "description": descriptions.get(name), "reported_as": reported, "first_seen": now_utc()}
-             for name, reported in self.new_instruments.items()],
-            pk="name", ignore=True,
+            [
+                {"name": name, "description": descriptions.get(name), "reported_as": reported, "first_seen": now_utc()}
+                for name, reported in self.new_instruments.items()
+            ],
+            pk="name",
+            ignore=True,
         )
 
     def _write_rows(self) -> tuple[int, int, int]:
@@ -441,8 +467,11 @@ class _Writer:
         stored = {row["id"]: row for row in self.table.rows_where(f"id in ({placeholders})", ids)}
         compared = [column for column in self.columns if column != "loaded_at"]
         new = [row for row in self.rows if row["id"] not in stored]
-        changed = [row for row in self.rows if row["id"] in stored
-                   and any(stored[row["id"]][column] != row[column] for column in compared)]
+        changed = [
+            row
+            for row in self.rows
+            if row["id"] in stored and any(stored[row["id"]][column] != row[column] for column in compared)
+        ]
         # Unchanged rows are not written, which keeps their loaded_at and spares the FTS index.
         if new or changed:
             self.table.upsert_all(new + changed, pk="id")

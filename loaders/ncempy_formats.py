@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 import numpy as np
@@ -60,9 +60,7 @@ class TiaSerLoader(FileLoader):
     def read(self, path: Path) -> Iterator[Dataset]:
         if _emi_partner(path) is None:
             expected = re.sub(r"_\d+$", "", path.stem) + ".emi"
-            raise LoaderError(
-                f"its metadata file '{expected}' is missing; TIA writes voltage and magnification there"
-            )
+            raise LoaderError(f"its metadata file '{expected}' is missing; TIA writes voltage and magnification there")
         result = ser.serReader(str(path))
         data = np.asarray(result["data"])
         meta = {k: v for k, v in (result.get("metadata") or {}).items()}
@@ -81,8 +79,7 @@ class TiaSerLoader(FileLoader):
             instrument_reported=_text(meta.get("Microscope []")),
             acquired_at=_parse_tia_date(acquired),
             pixel_size_nm=pixel_size_nm,
-            voltage_kv=number(meta.get("High tension [kV]"))
-            or _scaled(meta.get("AcceleratingVoltage"), 1e-3),
+            voltage_kv=number(meta.get("High tension [kV]")) or _scaled(meta.get("AcceleratingVoltage"), 1e-3),
             magnification=number(meta.get("Magnification [x]")) or number(meta.get("Magnification")),
             camera_length_mm=_scaled(meta.get("Camera length [m]"), 1e3),
             mode=_mode_from_words(mode_text),
@@ -166,7 +163,9 @@ class GatanDMLoader(FileLoader):
             axes_units=units,
             instrument_reported=_text(meta.get("Microscope Info Microscope"))
             or _text(meta.get("Microscope Info Name")),
-            acquired_at=parse_vendor_datetime(meta.get("DataBar Acquisition Date"), meta.get("DataBar Acquisition Time")),
+            acquired_at=parse_vendor_datetime(
+                meta.get("DataBar Acquisition Date"), meta.get("DataBar Acquisition Time")
+            ),
             pixel_size_nm=length_to_nm(sizes[-1], units[-1]) if sizes and units else None,
             voltage_kv=voltage,
             magnification=number(meta.get("Microscope Info Indicated Magnification")) or None,
@@ -266,7 +265,7 @@ def _berkeley_time(group: h5py.Group) -> dt.datetime | None:
         return None
     times = np.asarray(group["acquisition times"][()], dtype=float).ravel()
     finite = times[np.isfinite(times) & (times > 0)]
-    return dt.datetime.fromtimestamp(float(finite[0]), dt.timezone.utc) if finite.size else None
+    return dt.datetime.fromtimestamp(float(finite[0]), dt.UTC) if finite.size else None
 
 
 def _berkeley_groups(handle: h5py.File) -> list[str]:
@@ -346,7 +345,9 @@ def _velox_dataset(index: int, data: np.ndarray, meta: dict) -> Dataset:
     epoch = number(((meta.get("Acquisition") or {}).get("AcquisitionStartDatetime") or {}).get("DateTime"))
     magnification = number(optics.get("NominalMagnification"))
     if operating_mode == "STEM":
-        magnification = number(((meta.get("CustomProperties") or {}).get("StemMagnification") or {}).get("value")) or magnification
+        magnification = (
+            number(((meta.get("CustomProperties") or {}).get("StemMagnification") or {}).get("value")) or magnification
+        )
     if data.ndim == 3 and data.shape[-1] == 1:
         data = data[..., 0]
     return Dataset(
@@ -355,7 +356,7 @@ def _velox_dataset(index: int, data: np.ndarray, meta: dict) -> Dataset:
         name=_text(binary.get("Detector")),
         axes_units=[unit] * min(data.ndim, 2),
         instrument_reported=reported or None,
-        acquired_at=dt.datetime.fromtimestamp(epoch, dt.timezone.utc) if epoch else None,  # Velox stores UTC epoch
+        acquired_at=dt.datetime.fromtimestamp(epoch, dt.UTC) if epoch else None,  # Velox stores UTC epoch
         pixel_size_nm=length_to_nm(pixel.get("width"), unit),
         voltage_kv=_scaled(optics.get("AccelerationVoltage"), 1e-3),
         magnification=magnification,
@@ -396,4 +397,3 @@ class MRCLoader(FileLoader):
             magnification=number(fei.get("magnification")) if fei else None,
             metadata=header,
         )
-

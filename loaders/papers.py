@@ -13,8 +13,9 @@ import contextlib
 import hashlib
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import bibtexparser
 from bibtexparser.middlewares import LatexDecodingMiddleware, MonthIntMiddleware, SeparateCoAuthors
@@ -173,8 +174,11 @@ class PdfLoader(RecordLoader):
             return
         full_text = "\n".join(pages)
         if not full_text.strip():
-            yield RecordError(0, f"'{path.name}' has no extractable text (a scanned PDF?): run OCR on it "
-                                 "(for example ocrmypdf) and load the result")
+            yield RecordError(
+                0,
+                f"'{path.name}' has no extractable text (a scanned PDF?): run OCR on it "
+                "(for example ocrmypdf) and load the result",
+            )
             return
         title = _metadata_title(metadata) or _first_line(full_text)
         # The paper's own DOI is printed on its first page; later pages cite other papers' DOIs.
@@ -188,8 +192,11 @@ class PdfLoader(RecordLoader):
             "doi": doi,
             "funding": section_after(_ACKNOWLEDGEMENT_HEADING, full_text),
             "full_text": full_text,
-            "details": {"file": path.name, "pages": page_count,
-                        **{key.lstrip("/").lower(): str(value) for key, value in metadata.items()}},
+            "details": {
+                "file": path.name,
+                "pages": page_count,
+                **{key.lstrip("/").lower(): str(value) for key, value in metadata.items()},
+            },
         }
 
 
@@ -218,8 +225,10 @@ def _pdf_text(path: Path) -> tuple[list[str], dict, int]:
     except LoaderError:
         raise
     except Exception as error:  # pypdf raises many exception types on damaged files
-        raise LoaderError(f"'{path.name}' is not a readable PDF ({type(error).__name__}: {error}): "
-                          "check that the file is complete, or re-export it") from None
+        raise LoaderError(
+            f"'{path.name}' is not a readable PDF ({type(error).__name__}: {error}): "
+            "check that the file is complete, or re-export it"
+        ) from None
 
 
 def section_after(heading: re.Pattern, text: str) -> str | None:
@@ -227,7 +236,7 @@ def section_after(heading: re.Pattern, text: str) -> str | None:
     match = heading.search(text)
     if match is None:
         return None
-    rest = text[match.end():]
+    rest = text[match.end() :]
     ends = [m.start() for m in (_HEADING.search(rest), re.search(r"\n\s*\n", rest)) if m and m.start() > 0]
     section = _collapse(rest[: min(ends + [SECTION_MAX_CHARS])])
     return section or None

@@ -8,8 +8,9 @@ column.  Fields we have no column for are kept in ``details``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from dateutil import parser as dateparser
 

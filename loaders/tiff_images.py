@@ -8,8 +8,8 @@ in tag 34118 (``sem_metadata``).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import tifffile

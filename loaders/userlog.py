@@ -9,8 +9,9 @@ without an offset, canonicalises the instrument and gives each session its id.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from dateutil import parser as dateparser
 

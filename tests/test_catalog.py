@@ -8,16 +8,21 @@ from datasette_scisearch.catalog import MIGRATIONS, CatalogError, open_catalog, 
 
 
 def fts_names(db, query):
-    return [r[0] for r in db.execute(
-        "select f.name from files_fts join files f on f.id = files_fts.rowid where files_fts match ?", [query]
-    )]
+    return [
+        r[0]
+        for r in db.execute(
+            "select f.name from files_fts join files f on f.id = files_fts.rowid where files_fts match ?", [query]
+        )
+    ]
 
 
 def test_a_new_catalog_records_its_schema_version(tmp_path):
     db = open_catalog(tmp_path / "c.db")
     version = db.execute("select value from catalog_info where key = 'schema_version'").fetchone()[0]
     assert int(version) == schema_version(db) >= 1 and not MIGRATIONS.pending(db)
-    assert open_catalog(tmp_path / "c.db").execute("select count(*) from _sqlite_migrations").fetchone()[0] == int(version)
+    assert open_catalog(tmp_path / "c.db").execute("select count(*) from _sqlite_migrations").fetchone()[0] == int(
+        version
+    )
 
 
 def test_every_connection_can_use_sqlite_vec(catalog):

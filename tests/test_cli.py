@@ -108,11 +108,8 @@ def test_demo_builds_catalogs_and_links_a_facility_without_serving(runner, tmp_p
     status = json.loads(invoke(runner, "status", "--json", folder / "demo.db").output)
     assert status["counts"]["files"] == 30 and status["counts"]["ingest_errors"] == 0
     with sqlite3.connect(folder / "demo.db") as db:
-        linked, with_proposal = db.execute(
-            "select count(session_id), count(proposal_id) from files"
-        ).fetchone()
+        linked, with_proposal = db.execute("select count(session_id), count(proposal_id) from files").fetchone()
         instruments = {row[0] for row in db.execute("select distinct instrument from files")}
     assert linked >= 20 and with_proposal >= linked  # a few files were taken without a booking
     assert instruments == {"TEAM 0.5", "Themis", "Helios", "Gemini", "Krios"}
     assert "scisearch serve" in result.output
-

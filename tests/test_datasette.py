@@ -317,9 +317,11 @@ async def test_files_table_page_has_its_title_and_column_descriptions(ds):
 @pytest.mark.asyncio
 async def test_file_metadata_json_renders_as_a_collapsed_pretty_printed_block(ds):
     response = await ds.client.get("/cat/files/1")
-    block = re.search(r'<details class="scisearch-json"><summary>3 fields</summary><pre>(.*?)</pre>', response.text, re.S)
+    block = re.search(
+        r'<details class="scisearch-json"><summary>3 fields</summary><pre>(.*?)</pre>', response.text, re.S
+    )
     assert block
-    assert '  &#34;Microscope&#34;: &#34;Titan&#34;' in block[1]
+    assert "  &#34;Microscope&#34;: &#34;Titan&#34;" in block[1]
 
 
 @pytest.mark.asyncio

@@ -62,7 +62,9 @@ def test_files_are_filed_by_instrument_year_user_and_project(facility):
     for entry in facility.files:
         instrument, year, user, _project, _name = entry["path"].relative_to(facility.data_dir).parts
         assert (instrument, year, user) == (
-            folders[entry["instrument"]], str(entry["acquired_at_local"].year), entry["user"]
+            folders[entry["instrument"]],
+            str(entry["acquired_at_local"].year),
+            entry["user"],
         )
 
 
@@ -194,7 +196,9 @@ def test_the_same_seed_builds_the_same_files_and_another_seed_does_not(tmp_path)
         facility = build_facility(tmp_path / folder, n_files=8, seed=seed, progress=False)
         return {
             str(e["path"].relative_to(facility.root)): (
-                hashlib.sha256(e["path"].read_bytes()).hexdigest(), e["acquired_at_local"], e["magnification"]
+                hashlib.sha256(e["path"].read_bytes()).hexdigest(),
+                e["acquired_at_local"],
+                e["magnification"],
             )
             for e in facility.files
         }

@@ -245,7 +245,12 @@ def test_a_copy_of_a_catalogued_file_is_not_catalogued_twice(catalog, settings, 
     (em_copy / "backup").mkdir()
     shutil.copy2(em_copy / "08_carbon.dm3", em_copy / "backup" / "08_carbon_copy.dm3")
     summary = load_files(catalog, [em_copy], settings, progress=False)
-    assert catalog.execute("select count(*) from files where sha256 = (select sha256 from files where name = '08_carbon.dm3')").fetchone()[0] == 1
+    assert (
+        catalog.execute(
+            "select count(*) from files where sha256 = (select sha256 from files where name = '08_carbon.dm3')"
+        ).fetchone()[0]
+        == 1
+    )
     assert any("same content" in note for note in summary.notes)
 
 

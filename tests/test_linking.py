@@ -41,8 +41,12 @@ PROPOSALS = [
 ]
 
 PAPERS = [
-    {"id": "10.1000/sto", "title": "Atomic-scale polarization in SrTiO3", "abstract": "We image STO.",
-     "funding": "Supported by NSF award DMR-1700014 and the Molecular Foundry."},
+    {
+        "id": "10.1000/sto",
+        "title": "Atomic-scale polarization in SrTiO3",
+        "abstract": "We image STO.",
+        "funding": "Supported by NSF award DMR-1700014 and the Molecular Foundry.",
+    },
     {"id": "10.1000/other", "title": "Unrelated work", "abstract": "Nothing about the facility proposals."},
 ]
 
@@ -77,7 +81,8 @@ def linked(tmp_path_factory):
 
 def session_of(db, name):
     rows = db.execute(
-        "select s.user, s.notes, f.proposal_id from files f left join sessions s on s.id = f.session_id where f.name = ?",
+        "select s.user, s.notes, f.proposal_id from files f left join sessions s on s.id = f.session_id"
+        " where f.name = ?",
         [name],
     ).fetchall()
     return rows[0] if rows else None

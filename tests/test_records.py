@@ -97,10 +97,13 @@ def test_an_award_keeps_its_title_dates_amount_and_programs(real_catalog):
 
 def test_full_text_search_finds_awards_about_microscopy(real_catalog):
     db, _, _ = real_catalog
-    ids = {row[0] for row in db.execute(
-        "select proposals.id from proposals join proposals_fts on proposals.rowid = proposals_fts.rowid "
-        "where proposals_fts match 'microscopy'"
-    )}
+    ids = {
+        row[0]
+        for row in db.execute(
+            "select proposals.id from proposals join proposals_fts on proposals.rowid = proposals_fts.rowid "
+            "where proposals_fts match 'microscopy'"
+        )
+    }
     assert len(ids) > 100
     assert "1700014" in ids
 
@@ -146,10 +149,13 @@ def test_all_5183_scifact_abstracts_load_as_papers(real_catalog):
 
 def test_full_text_search_finds_a_scifact_paper_by_a_phrase_of_its_abstract(real_catalog):
     db, _, _ = real_catalog
-    ids = [row[0] for row in db.execute(
-        "select papers.id from papers join papers_fts on papers.rowid = papers_fts.rowid "
-        "where papers_fts match ?", ['"nonmyelinated fibers in the corpus callosum"']
-    )]
+    ids = [
+        row[0]
+        for row in db.execute(
+            "select papers.id from papers join papers_fts on papers.rowid = papers_fts.rowid where papers_fts match ?",
+            ['"nonmyelinated fibers in the corpus callosum"'],
+        )
+    ]
     assert ids == ["4983"]
 
 
@@ -189,8 +195,10 @@ def test_a_pdf_gives_its_title_doi_abstract_and_acknowledgement(catalog, setting
     paper = catalog["papers"].get("10.1234/jmi.2018.0042")
     assert paper["title"] == "Atomic Imaging of Antiferroelectric Thin Foils"
     assert paper["abstract"].endswith("in situ transmission electron microscopy and electron holography.")
-    assert paper["funding"] == ("This work was supported by the National Science Foundation under award "
-                                "DMR-1700014 and used the Molecular Foundry.")
+    assert paper["funding"] == (
+        "This work was supported by the National Science Foundation under award "
+        "DMR-1700014 and used the Molecular Foundry."
+    )
     assert "Capacitors matter." in paper["full_text"]
     assert paper["source"] == "paper.pdf"
 
@@ -278,8 +286,13 @@ def test_userlog_times_with_an_offset_keep_that_offset(catalog, settings):
 def test_userlog_column_names_and_time_zone_come_from_the_options(catalog, settings):
     settings.timezone = "UTC"
     options = {
-        "columns": {"instrument": "Microscope", "user": "Researcher", "start": "Begin", "end": "Finish",
-                    "proposal_id": "Project"},
+        "columns": {
+            "instrument": "Microscope",
+            "user": "Researcher",
+            "start": "Begin",
+            "end": "Finish",
+            "proposal_id": "Project",
+        },
         "timezone": "America/Los_Angeles",
     }
     load_records(catalog, "userlog", DATA / "bookings_custom_columns.csv", settings, options, progress=False)

@@ -34,7 +34,11 @@ def render(acquisition: Acquisition) -> np.ndarray:
         potential = atomic_columns(rng, shape, pixel_nm, a.crystal, probe_nm=0.04)
         scherzer_nm = np.sqrt(4 / 3 * 1.2e6 * electron_wavelength_nm(a.voltage_kv))
         image = phase_contrast(
-            potential, pixel_nm, a.voltage_kv, scherzer_nm * rng.uniform(0.8, 1.2), strength=0.5,
+            potential,
+            pixel_nm,
+            a.voltage_kv,
+            scherzer_nm * rng.uniform(0.8, 1.2),
+            strength=0.5,
             information_limit_inv_nm=6.0,
         )
         return _camera_counts(rng, image, dose=800)
@@ -73,9 +77,7 @@ def render(acquisition: Acquisition) -> np.ndarray:
 def _particles(rng, a: Acquisition, cubes: bool, contrast_spread: float) -> np.ndarray:
     diameter_nm = 15.0 if cubes else 4.0
     coverage = 0.2 if cubes else 0.08
-    return nanoparticles(
-        rng, a.shape[-2:], a.pixel_size_nm, diameter_nm, coverage, cubes, a.crystal, contrast_spread
-    )
+    return nanoparticles(rng, a.shape[-2:], a.pixel_size_nm, diameter_nm, coverage, cubes, a.crystal, contrast_spread)
 
 
 def _stem_counts(rng, intensity) -> np.ndarray:
@@ -114,8 +116,11 @@ def _cryo(rng, a: Acquisition) -> np.ndarray:
     shape, pixel_nm = a.shape[-2:], a.pixel_size_nm
     count = int(0.25 * shape[0] * shape[1] * pixel_nm**2 / 144)
     centres = np.column_stack(
-        [rng.uniform(8, shape[0] * pixel_nm - 8, count), rng.uniform(8, shape[1] * pixel_nm - 8, count),
-         rng.uniform(-30, 30, count)]
+        [
+            rng.uniform(8, shape[0] * pixel_nm - 8, count),
+            rng.uniform(8, shape[1] * pixel_nm - 8, count),
+            rng.uniform(-30, 30, count),
+        ]
     )
     defocus_nm = rng.uniform(800, 2500)
     ice = 0.15 * amorphous(rng, shape, 6.0)
@@ -141,8 +146,12 @@ def _cryo(rng, a: Acquisition) -> np.ndarray:
     dose_per_frame = total_dose / a.shape[0]
     drift = rng.normal(0, 0.6, 2)  # px per frame: the stage and the ice creep while the movie runs
     return np.stack(
-        [rng.poisson(np.clip(np.roll(signal, tuple(np.rint(drift * n).astype(int)), (0, 1)), 0, None) * dose_per_frame)
-         for n in range(a.shape[0])]
+        [
+            rng.poisson(
+                np.clip(np.roll(signal, tuple(np.rint(drift * n).astype(int)), (0, 1)), 0, None) * dose_per_frame
+            )
+            for n in range(a.shape[0])
+        ]
     ).astype(np.int16)
 
 
@@ -159,5 +168,3 @@ def apoferritin_mass(shape, pixel_nm, centres_px) -> np.ndarray:
         shell = np.sqrt(np.clip(outer**2 - rho2, 0, None)) - np.sqrt(np.clip(inner**2 - rho2, 0, None))
         np.maximum.at(mass, (yy[inside], xx[inside]), shell[inside] * pixel_nm)
     return mass
-
-

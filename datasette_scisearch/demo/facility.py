@@ -45,7 +45,11 @@ INSTRUMENTS = {
 # frame at 27 kx 1.6 um.  SEM software defines magnification against a 127 mm
 # wide display.  The Krios value gives a 4.15 A pixel on a 384 px frame at 105 kx.
 FIELD_TIMES_MAGNIFICATION_M = {
-    "TEAM 0.5 STEM": 0.064, "Themis STEM": 0.0794, "Themis TEM": 0.0435, "SEM": 0.127, "Krios TEM": 0.01673,
+    "TEAM 0.5 STEM": 0.064,
+    "Themis STEM": 0.0794,
+    "Themis TEM": 0.0435,
+    "SEM": 0.127,
+    "Krios TEM": 0.01673,
 }
 CAMERA_WIDTH_M = 0.0435  # effective width of the diffraction camera at its projector setting
 BOOKED_FRACTION = 0.87  # the rest of the files were taken in sessions nobody booked
@@ -192,8 +196,12 @@ def _acquisition(rng, session: Session, moment: dt.datetime, counters: dict, dat
     key = (session.user, recipe.short)
     counters[key] = counters.get(key, int(rng.integers(1, 40))) + 1
     name = recipe.template.format(
-        short=recipe.short, kv=f"{voltage_kv:g}", mag=_shorthand_magnification(setting), cl=f"{setting:g}mm",
-        det=recipe.detector, n="{n}",
+        short=recipe.short,
+        kv=f"{voltage_kv:g}",
+        mag=_shorthand_magnification(setting),
+        cl=f"{setting:g}mm",
+        det=recipe.detector,
+        n="{n}",
     )
     number = f"{counters[key]:0{person.number_width}d}"
     name = name.replace("{n}", number) if "{n}" in name else f"{name}_{number}"
@@ -227,8 +235,13 @@ def _optics(rng, recipe: Recipe, setting: float, voltage_kv: float) -> dict:
     if recipe.kind == "diffraction":
         # A camera pixel of width p at camera length L sees scattering vectors p / (wavelength L) apart.
         pixel_inv_nm = CAMERA_WIDTH_M / shape[-1] / (electron_wavelength_nm(voltage_kv) * setting / 1e3)
-        return {"magnification": None, "camera_length_mm": setting, "pixel_size_nm": None,
-                "pixel_size_inv_nm": pixel_inv_nm, "shape": shape}
+        return {
+            "magnification": None,
+            "camera_length_mm": setting,
+            "pixel_size_nm": None,
+            "pixel_size_inv_nm": pixel_inv_nm,
+            "shape": shape,
+        }
     constant = FIELD_TIMES_MAGNIFICATION_M["SEM" if recipe.mode == "SEM" else f"{recipe.instrument} {recipe.mode}"]
     pixel_nm = constant / setting / shape[-1] * 1e9
     if recipe.instrument == "Gemini":
@@ -236,8 +249,13 @@ def _optics(rng, recipe: Recipe, setting: float, voltage_kv: float) -> dict:
     camera_length_mm = None
     if recipe.instrument in ("TEAM 0.5", "Themis"):  # both write the (ADF or projector) camera length with every image
         camera_length_mm = float(rng.choice([85.0, 115.0, 160.0]) if recipe.mode == "STEM" else 378.0)
-    return {"magnification": setting, "camera_length_mm": camera_length_mm, "pixel_size_nm": pixel_nm,
-            "pixel_size_inv_nm": None, "shape": shape}
+    return {
+        "magnification": setting,
+        "camera_length_mm": camera_length_mm,
+        "pixel_size_nm": pixel_nm,
+        "pixel_size_inv_nm": None,
+        "shape": shape,
+    }
 
 
 def _frame_shape(recipe: Recipe) -> tuple[int, ...]:
@@ -329,10 +347,16 @@ def _write_userlog(path: Path, sessions: list[Session]) -> None:
             spellings = INSTRUMENTS[session.instrument][3]
             recipes = {r.note for r in session.proposal.recipes if r.instrument == session.instrument and r.note}
             notes = "; ".join(sorted(recipes)) if rng.random() < 0.8 else ""
-            writer.writerow([
-                spellings[int(rng.integers(len(spellings)))], session.user, f"{session.start:%Y-%m-%d %H:%M}",
-                f"{session.end:%Y-%m-%d %H:%M}", session.proposal.id, notes,
-            ])
+            writer.writerow(
+                [
+                    spellings[int(rng.integers(len(spellings)))],
+                    session.user,
+                    f"{session.start:%Y-%m-%d %H:%M}",
+                    f"{session.end:%Y-%m-%d %H:%M}",
+                    session.proposal.id,
+                    notes,
+                ]
+            )
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
@@ -369,5 +393,3 @@ def _write_readme(facility: Facility, n_files: int, seed: int) -> None:
         "",
     ]
     (facility.root / "README.txt").write_text("\n".join(lines), encoding="utf-8")
-
-

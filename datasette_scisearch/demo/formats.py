@@ -36,8 +36,10 @@ def _write_berkeley_emd(a: Acquisition, data: np.ndarray) -> None:
     diffraction = a.kind == "diffraction"
     step, unit = (a.pixel_size_inv_nm, "1/nm") if diffraction else (a.pixel_size_nm, "n_m")  # TEAM writes 'n_m'
     frame_time_s = 0.5
-    dims = [(np.arange(n, dtype=np.float32) * np.float32(step), name, np.bytes_(unit.encode()))
-            for n, name in zip(data.shape[-2:], ("Y", "X"))]
+    dims = [
+        (np.arange(n, dtype=np.float32) * np.float32(step), name, np.bytes_(unit.encode()))
+        for n, name in zip(data.shape[-2:], ("Y", "X"))
+    ]
     if data.ndim == 3:
         dims.insert(0, (np.arange(data.shape[0], dtype=np.float32) * frame_time_s, "time", np.bytes_(b"s")))
     with emd.fileEMD(a.path, readonly=False) as handle:
@@ -80,13 +82,21 @@ def _velox_metadata(a: Acquisition, data: np.ndarray) -> dict:
     else:
         pixel, unit = a.pixel_size_nm * 1e-9, "m"
     optics = {
-        "GunLensSetting": "3", "ExtractorVoltage": "4050", "AccelerationVoltage": _velox_number(a.voltage_kv * 1e3),
-        "SpotIndex": "9" if stem else "3", "Focus": "0", "StemFocus": "0", "Defocus": "0",
+        "GunLensSetting": "3",
+        "ExtractorVoltage": "4050",
+        "AccelerationVoltage": _velox_number(a.voltage_kv * 1e3),
+        "SpotIndex": "9" if stem else "3",
+        "Focus": "0",
+        "StemFocus": "0",
+        "Defocus": "0",
         "HighMagnificationMode": "None" if stem else "SA",
         "OperatingMode": "2" if stem else "1",  # 1 TEM, 2 STEM
         "TemOperatingSubMode": "None" if stem else "BrightField",
         "ProjectorMode": "1" if stem or diffraction else "2",  # 1 diffraction, 2 imaging
-        "EFTEMOn": "false", "ObjectiveLensMode": "HM", "IlluminationMode": "Free", "ProbeMode": "2",
+        "EFTEMOn": "false",
+        "ObjectiveLensMode": "HM",
+        "IlluminationMode": "Free",
+        "ProbeMode": "2",
         "CameraLength": _velox_number(a.camera_length_mm / 1e3),
     }
     if a.magnification is not None:
@@ -96,12 +106,19 @@ def _velox_metadata(a: Acquisition, data: np.ndarray) -> dict:
         optics["FullScanFieldOfView"] = {"x": field, "y": field}
     detectors = {}
     for index, (name, kind) in enumerate(
-        [("BF", "ScanningDetector"), ("BM-Ceta", "ImagingDetector"), ("DF2", "ScanningDetector"),
-         ("DF4", "ScanningDetector"), ("HAADF", "ScanningDetector")]
+        [
+            ("BF", "ScanningDetector"),
+            ("BM-Ceta", "ImagingDetector"),
+            ("DF2", "ScanningDetector"),
+            ("DF4", "ScanningDetector"),
+            ("HAADF", "ScanningDetector"),
+        ]
     ):
         detectors[f"Detector-{index}"] = {
-            "DetectorName": name, "DetectorType": kind,
-            "Inserted": "true" if name == a.detector else "false", "Enabled": "true",
+            "DetectorName": name,
+            "DetectorType": kind,
+            "Inserted": "true" if name == a.detector else "false",
+            "Enabled": "true",
         }
     detector_index = next(i for i, d in detectors.items() if d["DetectorName"] == a.detector).split("-")[1]
     custom = {"Aperture[C2].Name": {"type": "string", "value": "50" if stem else "150"}}
@@ -109,30 +126,58 @@ def _velox_metadata(a: Acquisition, data: np.ndarray) -> dict:
         custom["StemMagnification"] = {"type": "double", "value": _velox_number(a.magnification)}
     epoch = str(int(a.acquired_at_epoch))
     return {
-        "Core": {"MetadataDefinitionVersion": "7.9", "MetadataSchemaVersion": "v1/2013/07",
-                 "guid": "00000000000000000000000000000000"},
-        "Instrument": {"ControlSoftwareVersion": "2.9.1", "Manufacturer": "FEI Company", "InstrumentId": "3580",
-                       "InstrumentClass": "Titan", "InstrumentModel": "Titan", "ComputerName": "THEMISX"},
-        "Acquisition": {"AcquisitionStartDatetime": {"DateTime": epoch}, "AcquisitionDatetime": {"DateTime": epoch},
-                        "BeamType": "", "SourceType": "XFEG"},
+        "Core": {
+            "MetadataDefinitionVersion": "7.9",
+            "MetadataSchemaVersion": "v1/2013/07",
+            "guid": "00000000000000000000000000000000",
+        },
+        "Instrument": {
+            "ControlSoftwareVersion": "2.9.1",
+            "Manufacturer": "FEI Company",
+            "InstrumentId": "3580",
+            "InstrumentClass": "Titan",
+            "InstrumentModel": "Titan",
+            "ComputerName": "THEMISX",
+        },
+        "Acquisition": {
+            "AcquisitionStartDatetime": {"DateTime": epoch},
+            "AcquisitionDatetime": {"DateTime": epoch},
+            "BeamType": "",
+            "SourceType": "XFEG",
+        },
         "Optics": optics,
         "EnergyFilter": {"EntranceApertureType": ""},
-        "Stage": {"Position": {"x": "0", "y": "0", "z": "0"}, "AlphaTilt": "0", "BetaTilt": "0",
-                  "HolderType": "Single Tilt"},
-        "Scan": ({"ScanSize": {"width": str(width), "height": str(height)}, "DwellTime": "1.0000000000000001e-05",
-                  "FrameTime": _velox_number(1e-5 * width * height)} if stem else
-                 {"ScanSize": {"width": "0", "height": "0"}, "FrameTime": "0.40000000000000002"}),
+        "Stage": {
+            "Position": {"x": "0", "y": "0", "z": "0"},
+            "AlphaTilt": "0",
+            "BetaTilt": "0",
+            "HolderType": "Single Tilt",
+        },
+        "Scan": (
+            {
+                "ScanSize": {"width": str(width), "height": str(height)},
+                "DwellTime": "1.0000000000000001e-05",
+                "FrameTime": _velox_number(1e-5 * width * height),
+            }
+            if stem
+            else {"ScanSize": {"width": "0", "height": "0"}, "FrameTime": "0.40000000000000002"}
+        ),
         "Vacuum": {"VacuumMode": "Ready"},
         "Detectors": detectors,
         "BinaryResult": {
-            "AcquisitionUnit": "" if stem else "CameraImage", "CompositionType": "",
-            "DetectorIndex": detector_index, "Detector": a.detector,
+            "AcquisitionUnit": "" if stem else "CameraImage",
+            "CompositionType": "",
+            "DetectorIndex": detector_index,
+            "Detector": a.detector,
             "PixelSize": {"width": _velox_number(pixel), "height": _velox_number(pixel)},
-            "PixelUnitX": unit, "PixelUnitY": unit,
+            "PixelUnitX": unit,
+            "PixelUnitY": unit,
             "Offset": {"x": _velox_number(-pixel * width / 2), "y": _velox_number(-pixel * height / 2)},
             "Encoding": "" if stem else "Signed",
         },
-        "Sample": "", "GasInjectionSystems": "", "CustomProperties": custom,
+        "Sample": "",
+        "GasInjectionSystems": "",
+        "CustomProperties": custom,
     }
 
 
@@ -181,21 +226,56 @@ def _write_fei_tiff(a: Acquisition, image8: np.ndarray) -> None:
     working_distance_m = float(np.random.default_rng(a.seed + 3).uniform(3.8, 4.3)) * 1e-3
     sections = {
         "User": {"Date": f"{moment:%m/%d/%Y}", "Time": f"{moment:%I:%M:%S %p}", "User": a.user, "UserText": ""},
-        "System": {"Type": "DualBeam", "Source": "FEG", "Column": "Elstar", "FinalLens": "Elstar",
-                   "Chamber": "xT-SDB", "Stage": "5AxesMotorized", "Scan": "PIA 2.0", "Acq": "PIA 2.0",
-                   "EucWD": "0.004", "SystemType": "Helios NanoLab 660", "DisplayWidth": "0.124",
-                   "DisplayHeight": "0.0931"},
+        "System": {
+            "Type": "DualBeam",
+            "Source": "FEG",
+            "Column": "Elstar",
+            "FinalLens": "Elstar",
+            "Chamber": "xT-SDB",
+            "Stage": "5AxesMotorized",
+            "Scan": "PIA 2.0",
+            "Acq": "PIA 2.0",
+            "EucWD": "0.004",
+            "SystemType": "Helios NanoLab 660",
+            "DisplayWidth": "0.124",
+            "DisplayHeight": "0.0931",
+        },
         "Beam": {"HV": f"{a.voltage_kv * 1e3:g}", "Beam": "EBeam", "Scan": "EScan", "ImageMode": "Normal"},
-        "EBeam": {"Source": "FEG", "ColumnType": "Elstar", "HV": f"{a.voltage_kv * 1e3:g}",
-                  "HFW": repr(field_width_m), "VFW": repr(pixel_m * height), "WD": repr(working_distance_m),
-                  "BeamCurrent": "1.0000000000000001e-10", "BeamMode": "1"},
-        "Scan": {"InternalScan": "true", "Dwelltime": "1e-06", "PixelWidth": repr(pixel_m),
-                 "PixelHeight": repr(pixel_m), "HorFieldsize": repr(field_width_m),
-                 "VerFieldsize": repr(pixel_m * height), "FrameTime": f"{1e-6 * width * height:g}"},
-        "Stage": {"StageX": "0.00213", "StageY": "-0.00102", "StageZ": repr(working_distance_m),
-                  "StageR": "0", "StageT": "0.9076", "WorkingDistance": repr(working_distance_m)},
-        "Image": {"ResolutionX": str(width), "ResolutionY": str(height), "DigitalContrast": "1",
-                  "MagCanvasRealWidth": "0.127", "MagnificationMode": "4", "ZoomFactor": "1"},
+        "EBeam": {
+            "Source": "FEG",
+            "ColumnType": "Elstar",
+            "HV": f"{a.voltage_kv * 1e3:g}",
+            "HFW": repr(field_width_m),
+            "VFW": repr(pixel_m * height),
+            "WD": repr(working_distance_m),
+            "BeamCurrent": "1.0000000000000001e-10",
+            "BeamMode": "1",
+        },
+        "Scan": {
+            "InternalScan": "true",
+            "Dwelltime": "1e-06",
+            "PixelWidth": repr(pixel_m),
+            "PixelHeight": repr(pixel_m),
+            "HorFieldsize": repr(field_width_m),
+            "VerFieldsize": repr(pixel_m * height),
+            "FrameTime": f"{1e-6 * width * height:g}",
+        },
+        "Stage": {
+            "StageX": "0.00213",
+            "StageY": "-0.00102",
+            "StageZ": repr(working_distance_m),
+            "StageR": "0",
+            "StageT": "0.9076",
+            "WorkingDistance": repr(working_distance_m),
+        },
+        "Image": {
+            "ResolutionX": str(width),
+            "ResolutionY": str(height),
+            "DigitalContrast": "1",
+            "MagCanvasRealWidth": "0.127",
+            "MagnificationMode": "4",
+            "ZoomFactor": "1",
+        },
         "Detectors": {"Number": "1", "Name": a.detector, "Mode": "SE"},
     }
     text = "\r\n".join(
@@ -203,8 +283,13 @@ def _write_fei_tiff(a: Acquisition, image8: np.ndarray) -> None:
         for section, entries in sections.items()
     )
     bar_px, bar_label = _scale_bar(field_width_m * 1e9, width)
-    fields = [f"HV {a.voltage_kv:.2f} kV", f"mag {a.magnification:,.0f} x".replace(",", " "),
-              f"HFW {field_width_m * 1e6:.2f} um", f"det {a.detector}", f"WD {working_distance_m * 1e3:.1f} mm"]
+    fields = [
+        f"HV {a.voltage_kv:.2f} kV",
+        f"mag {a.magnification:,.0f} x".replace(",", " "),
+        f"HFW {field_width_m * 1e6:.2f} um",
+        f"det {a.detector}",
+        f"WD {working_distance_m * 1e3:.1f} mm",
+    ]
     image = with_databar(image8, fields, bar_px, bar_label)
     tifffile.imwrite(a.path, image, extratags=[(34682, "s", 0, text, True)])
 
@@ -235,8 +320,13 @@ def _write_zeiss_tiff(a: Acquisition, image8: np.ndarray) -> None:
     ]
     text = "0\r\n0\r\n" + "".join(f"{key}\r\n{line}\r\n" for key, line in entries)
     bar_px, bar_label = _scale_bar(a.pixel_size_nm * width, width)
-    fields = [f"EHT = {a.voltage_kv:.2f} kV", f"WD = {working_distance_mm:.1f} mm", f"Signal A = {a.detector}",
-              f"Mag = {_zeiss_magnification(a.magnification)}", f"Date :{moment:%d %b %Y}"]
+    fields = [
+        f"EHT = {a.voltage_kv:.2f} kV",
+        f"WD = {working_distance_mm:.1f} mm",
+        f"Signal A = {a.detector}",
+        f"Mag = {_zeiss_magnification(a.magnification)}",
+        f"Date :{moment:%d %b %Y}",
+    ]
     image = with_databar(image8, fields, bar_px, bar_label)
     tifffile.imwrite(a.path, image, extratags=[(34118, "s", 0, text, True)])
 

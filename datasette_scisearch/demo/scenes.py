@@ -120,7 +120,10 @@ def atomic_columns(rng, shape, pixel_nm, crystal, grain_boundary=False, probe_nm
         # A symmetric tilt boundary (36.9 deg is the Sigma-5 bicrystal people buy) through the field of view.
         normal = rng.uniform(0, np.pi)
         offset = rng.uniform(-0.2, 0.2) * shape[0]
-        side = lambda r, c: (c - shape[1] / 2) * np.cos(normal) + (r - shape[0] / 2) * np.sin(normal) > offset
+
+        def side(r, c):
+            return (c - shape[1] / 2) * np.cos(normal) + (r - shape[0] / 2) * np.sin(normal) > offset
+
         keep = ~side(rows, cols)
         r2, c2, w2 = _lattice_positions(shape, pixel_nm, crystal, angle + np.radians(36.87), (0.3, 0.7))
         other = side(r2, c2)
@@ -345,5 +348,3 @@ def with_databar(image8: np.ndarray, fields: list[str], scale_bar_px: int, scale
     draw.text((x0, height + 6), scale_label, fill=255, font=font)
     draw.rectangle((x0, height + bar_height - 14, x0 + scale_bar_px, height + bar_height - 10), fill=255)
     return np.asarray(canvas)
-
-

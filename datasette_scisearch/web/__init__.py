@@ -322,7 +322,7 @@ async def serve_preview(request, datasette):
     try:
         db = datasette.get_database(route=route)
     except KeyError:
-        raise NotFound(f"No database called '{route}'")
+        raise NotFound(f"No database called '{route}'") from None
     if catalog_schema(datasette, db.name) is None:
         raise NotFound(f"Database '{db.name}' is not a scisearch catalog, so it has no previews")
     await datasette.ensure_permissions(
