@@ -153,8 +153,9 @@ def load_proposals_command(ctx, catalog, path, columns, as_json, quiet, no_link)
 def load_papers_command(ctx, catalog, paths, as_json, quiet, no_link):
     """Load papers from JSON lines, BibTeX or PDF files (or folders of them)."""
     settings = _settings(ctx)
-    for path in paths:
-        _load_records(catalog, "papers", path, settings, {}, as_json, quiet, no_link)
+    for number, path in enumerate(paths, start=1):
+        last = number == len(paths)  # link once, after the last source
+        _load_records(catalog, "papers", path, settings, {}, as_json, quiet, no_link or not last)
 
 
 def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -197,6 +198,10 @@ def _report(summary, links, catalog: str, as_json: bool) -> None:
         click.echo(f"  failed: {where}: {error['message']}")
     if summary.failed > 10:
         click.echo(f"  … and {summary.failed - 10} more")
+    for note in summary.notes[:5]:
+        click.echo(f"  note: {note}")
+    if len(summary.notes) > 5:
+        click.echo(f"  … and {len(summary.notes) - 5} more notes (--json lists them)")
     if summary.failed:
         click.echo(f"  all failures: scisearch errors {catalog}  (or the ingest_errors table in Datasette)")
     if links:

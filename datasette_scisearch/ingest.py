@@ -176,6 +176,17 @@ def _ensure_instrument(db: sqlite_utils.Database, name: str | None, reported: st
         db["instruments"].insert({"name": name, "reported_as": reported, "first_seen": now_utc()})
 
 
+def _describe_instruments(db: sqlite_utils.Database, settings: Settings) -> None:
+    """Instruments first met in files get the description metadata.yml gives them."""
+    with db.conn:
+        for rule in settings.instruments:
+            if rule.description:
+                db.execute(
+                    "update instruments set description = ? where name = ? and description is null",
+                    [rule.description, rule.name],
+                )
+
+
 def load_files(
     db: sqlite_utils.Database,
     paths: list[Path],
@@ -203,6 +214,7 @@ def load_files(
     finally:
         summary.seconds = round(time.perf_counter() - started, 3)
         jobs.finish_job(db, job_id, summary, status=status)
+        _describe_instruments(db, settings)
     return summary
 
 
@@ -246,6 +258,8 @@ def _load_one(db, path: Path, loader: FileLoader | None, settings, job_id, summa
     outcome = write_file(db, result, job_id)
     if outcome == "error":
         _remember(summary, path_text, result.error)
+    elif outcome == "skipped":
+        _note(summary, f"{result.skipped}: {path_text}")
     for note in result.notes:
         _note(summary, note)
     return outcome

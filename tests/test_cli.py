@@ -35,6 +35,7 @@ def test_load_files_prints_a_summary_naming_each_failure(runner, tmp_path):
     assert "16 added" in result.output and "3 failed" in result.output
     assert "01_Si110_5images.emi" in result.output
     assert "scisearch errors" in result.output
+    assert "note: metadata partner of '16_STOimage_1.ser'" in result.output
 
 
 def test_load_files_json_has_counts_errors_and_links(runner, tmp_path):
