@@ -65,7 +65,7 @@ def read_and_describe(files, settings) -> float:
     for path, loader in files:
         try:
             for dataset in loader.read(path):
-                dataset_row(dataset, path, file_format(path), settings, now, None)
+                dataset_row(dataset, path, file_format(path), settings, now)
         except (LoaderError, NotData):
             continue
     return time.perf_counter() - started

@@ -33,7 +33,6 @@ def dataset_row(
     file_format: str,
     settings: Settings,
     modified_at: dt.datetime,
-    fallback_time: dt.datetime | None,
 ) -> tuple[dict, tuple[bytes, int, int] | None, str | None]:
     """The files-table row for one dataset, its preview, and a note if the preview failed."""
     data = np.asarray(dataset.data)
@@ -41,8 +40,6 @@ def dataset_row(
     zone = settings.zone
     acquired = to_utc(dataset.acquired_at, zone)
     source = "metadata"
-    if acquired is None and fallback_time is not None:
-        acquired, source = fallback_time, "metadata of another dataset in the file"
     if acquired is None:
         acquired, source = modified_at, "file modification time"
     row = {

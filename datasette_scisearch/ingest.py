@@ -87,20 +87,22 @@ def file_format(path: Path) -> str:
 
 def read_file(path: Path, loader: FileLoader, settings: Settings, sha256: str | None = None) -> FileResult:
     """Read one file with its loader and turn each dataset into a row; never raises for a bad file."""
-    stat = path.stat()
+    loader_id = f"{loader.name}:{loader.version}"
+    try:
+        stat = path.stat()
+    except OSError as error:  # gone or unreadable since the walk
+        unknown_time = dt.datetime.fromtimestamp(0, dt.UTC)
+        return FileResult(path, loader_id, 0, unknown_time, sha256 or "", error=f"cannot read it: {error.strerror}")
     modified_at = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
-    result = FileResult(path, f"{loader.name}:{loader.version}", stat.st_size, modified_at, sha256 or "")
+    result = FileResult(path, loader_id, stat.st_size, modified_at, sha256 or "")
     if stat.st_size == 0:
         result.error = "the file is empty (0 bytes); it was probably not copied completely"
         return result
     try:
         companions = loader.companions(path)
         result.sha256 = sha256 or sha256_of([path, *companions])
-        fallback_time = None
         for dataset in loader.read(path):
-            row, preview, note = dataset_row(dataset, path, file_format(path), settings, modified_at, fallback_time)
-            if row["acquired_at_source"] == "metadata":
-                fallback_time = dt.datetime.fromisoformat(row["acquired_at"])
+            row, preview, note = dataset_row(dataset, path, file_format(path), settings, modified_at)
             result.rows.append(row)
             result.previews.append(preview)
             if note:
@@ -123,7 +125,8 @@ def read_file(path: Path, loader: FileLoader, settings: Settings, sha256: str | 
 
 
 def _backfill_times(result: FileResult) -> None:
-    """A dataset read before its sibling's time was known gets that time too (one acquisition, one clock)."""
+    """A dataset without a time of its own takes its sibling's (one acquisition, one clock): a Bruker
+    file records the date with its EDS map, not with the HAADF image taken alongside."""
     times = [r for r in result.rows if r["acquired_at_source"] == "metadata"]
     for row in result.rows:
         if row["acquired_at_source"] == "file modification time" and times:
