@@ -26,6 +26,8 @@ FTS_COLUMNS = {
     "sessions": ["instrument", "user", "proposal_id", "notes"],
 }
 ITEM_TYPES = ("file", "proposal", "paper", "session")
+ITEM_TABLES = {"file": "files", "proposal": "proposals", "paper": "papers", "session": "sessions"}
+SEARCH_FTS_COLUMNS = ["title", "body", "tags", "context"]
 
 
 class CatalogError(Exception):
@@ -265,6 +267,52 @@ def m001_catalog(db: sqlite_utils.Database) -> None:
     for table, columns in FTS_COLUMNS.items():
         db[table].enable_fts(columns, create_triggers=True, tokenize="porter unicode61")
         _reindex_only_when_text_changes(db, table, columns)
+
+
+@MIGRATIONS()
+def m002_tagging_and_search(db: sqlite_utils.Database) -> None:
+    """Tag provenance per run, one search document per item, and the registry of vector spaces."""
+    # A tag inherited along a link ("via proposal P-12") says where it came from.
+    db["tags"].add_column("via", str)
+    db["tags"].create_index(["item_type", "item_id", "source"])
+    # One row per (tagger, item): which version tagged which content, so re-runs skip what is current
+    # and an interrupted run resumes where it stopped.
+    db["tag_runs"].create(
+        {
+            "tagger": str,
+            "item_type": str,
+            "item_id": str,
+            "tagger_version": str,
+            "fingerprint": str,
+            "status": str,  # done, error
+            "message": str,
+            "job_id": int,
+            "ran_at": str,
+        },
+        pk=("tagger", "item_type", "item_id"),
+    )
+    # Every searchable item as one document; its integer id is the rowid of its vectors.
+    db["search_items"].create(
+        {
+            "id": int,
+            "item_type": str,
+            "item_id": str,
+            "title": str,
+            "body": str,
+            "tags": str,
+            "context": str,
+            "doc_hash": str,
+            "updated_at": str,
+        },
+        pk="id",
+    )
+    db["search_items"].create_index(["item_type", "item_id"], unique=True)
+    db["search_items"].enable_fts(SEARCH_FTS_COLUMNS, create_triggers=True, tokenize="porter unicode61")
+    _reindex_only_when_text_changes(db, "search_items", SEARCH_FTS_COLUMNS)
+    db["vector_spaces"].create(
+        {"name": str, "dimensions": int, "tagger": str, "model": str, "table_name": str, "created_at": str},
+        pk="name",
+    )
 
 
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:

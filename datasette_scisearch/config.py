@@ -54,6 +54,8 @@ class Settings:
     link_tolerance_minutes: float = 10.0
     instruments: list[InstrumentRule] = field(default_factory=list)
     userlog_columns: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_USERLOG_COLUMNS))
+    # Per-tagger options (model, checkpoint, vocabulary, dictionary …), keyed by tagger name.
+    taggers: dict[str, dict] = field(default_factory=dict)
     source: str | None = None
 
     @property
@@ -136,4 +138,8 @@ def settings_from_dict(block: dict) -> Settings:
             )
         )
     settings.userlog_columns.update({k: str(v) for k, v in (block.get("userlog_columns") or {}).items()})
+    taggers = block.get("taggers") or {}
+    if not isinstance(taggers, dict):
+        raise ConfigError("'taggers' in the config must map tagger names to their options")
+    settings.taggers = {str(name): dict(options or {}) for name, options in taggers.items()}
     return settings

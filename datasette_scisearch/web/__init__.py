@@ -300,8 +300,12 @@ class LocalDateFacet(Facet):
 
 @hookimpl
 def register_routes(datasette):
+    from . import api, pages  # the JSON API and the search and item pages
+
     return [
         (r"^/-/scisearch/preview/(?P<database>[^/]+)/(?P<file_id>\d+)\.png$", serve_preview),
+        *api.ROUTES,
+        *pages.ROUTES,
     ]
 
 

@@ -1,0 +1,1 @@
+"""Search: one document per catalog item (``index``), the query language and the hybrid engine."""

@@ -1,0 +1,130 @@
+"""What a tagger is: the contract between a model or rule and the catalog.
+
+A tagger looks at a batch of items (files, proposals, papers, sessions) and
+says what it sees: tags with a score and the evidence for each, and vectors
+in named vector spaces.  It never touches the database; the core
+(``tagging``) chooses the items, batches them, loads the tagger once per run,
+writes tags and vectors with provenance, keeps full-text search in sync and
+records errors.
+
+A tagger that cannot run here (no checkpoint, no tesseract) raises
+``TaggerUnavailable`` from ``load`` with a sentence saying how to fix it; the
+run goes on without it.  A tagger that cannot tag one item yields an
+``ItemError`` for it (or raises, and the core retries the batch one item at a
+time to find the bad one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class TaggerUnavailable(Exception):
+    """The tagger cannot run on this machine; the message says how to make it run."""
+
+
+@dataclass
+class Tag:
+    """One thing a tagger says about an item.  ``text`` is what people search for."""
+
+    text: str
+    score: float = 1.0
+    evidence: str | None = None
+
+
+@dataclass
+class Result:
+    """All a tagger says about one item: tags, and vectors keyed by vector-space name."""
+
+    tags: list[Tag] = field(default_factory=list)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class ItemError:
+    """The tagger could not tag this item; ``message`` is shown to the user as is."""
+
+    message: str
+
+
+@dataclass
+class Item:
+    """One catalog item as a tagger sees it.
+
+    ``row`` is the item's catalog row (for a file: kind, voltage_kv, detector,
+    path, metadata as JSON …).  ``text`` is its own prose (a file's decoded
+    name and metadata, a proposal's title and abstract).  ``pixels()`` reads a
+    file's representative 2-D frame (or 1-D spectrum) through the loader that
+    catalogued it, strided down so its longer side is at most ``max_side``.
+    """
+
+    item_type: str
+    item_id: str
+    title: str
+    text: str
+    row: dict[str, Any] = field(default_factory=dict)
+    load_pixels: Callable[[int], np.ndarray] | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.item_type, self.item_id
+
+    def pixels(self, max_side: int = 2048) -> np.ndarray:
+        if self.load_pixels is None:
+            raise ValueError(f"{self.item_type} {self.item_id} has no pixels")
+        return self.load_pixels(max_side)
+
+
+class Tagger:
+    """Base class for taggers.  Subclasses set the class attributes and implement ``tag_batch``.
+
+    ``applies_to``: the item types it tags.  ``needs_pixels``: whether it reads
+    images (the core then only hands it file items that have pixels).
+    ``inherited``: its tags on a proposal or paper also flow to the files and
+    sessions linked to it, marked "via proposal …" with a lower score.
+    ``vector_spaces``: name → dimension of each vector space it writes (may be
+    filled in by ``load`` when the dimension depends on the model).
+    """
+
+    name: str = ""
+    version: str = "1"
+    description: str = ""
+    applies_to: frozenset[str] = frozenset({"file"})
+    needs_pixels: bool = False
+    inherited: bool = False
+    batch_size: int = 32
+    vector_spaces: dict[str, int] = {}
+
+    def wants(self, item: Item) -> bool:
+        """Whether this item is worth tagging at all (OCR only on exported images, say)."""
+        return True
+
+    def load(self, options: dict[str, Any], device: str = "cpu") -> None:
+        """Load models once per run; raise ``TaggerUnavailable`` if that cannot work here.
+
+        ``options`` is this tagger's block under ``taggers:`` in metadata.yml
+        (model names, checkpoint paths, vocabularies); ``device`` is "cuda"
+        where a GPU is present, else "cpu".
+        """
+
+    def tag_batch(self, items: list[Item]) -> Iterator[tuple[Item, Result | ItemError]]:
+        raise NotImplementedError
+
+    def embed_query(self, text: str, space: str) -> np.ndarray | None:
+        """A search query's vector in one of this tagger's spaces, for taggers whose vectors text can
+        search (text embeddings, CLIP's text tower); None where a query cannot be embedded.  The search
+        engine calls it on a loaded tagger."""
+        return None
+
+    def close(self) -> None:
+        """Release models after the run."""
+
+
+def tags_only(items: Iterable[Item], tag_one: Callable[[Item], list[Tag]]) -> Iterator[tuple[Item, Result]]:
+    """For taggers that look at one item at a time and only give tags."""
+    for item in items:
+        yield item, Result(tags=tag_one(item))

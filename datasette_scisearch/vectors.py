@@ -1,0 +1,89 @@
+"""Vector spaces: where taggers' embeddings are kept, one sqlite-vec table per space.
+
+A vector space is a name ("text", "clip", "image_features"), a dimension and
+the tagger that fills it.  Each has a ``vec0`` table keyed by
+``search_items.id``, so a vector always belongs to one search document.
+Vectors are stored L2-normalised: cosine similarity is then a dot product,
+the same in SQL, numpy and any index built on top.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import sqlite_utils
+
+from .catalog import now_utc
+
+_SPACE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
+class VectorSpaceError(Exception):
+    """A vector does not fit its space (wrong dimension, bad name); the message says which."""
+
+
+def table_for(space: str) -> str:
+    if not _SPACE_NAME.match(space):
+        raise VectorSpaceError(f"vector space name {space!r} must be lower-case letters, digits and _")
+    return f"vec_{space}"
+
+
+def ensure_space(db: sqlite_utils.Database, space: str, dimensions: int, tagger: str, model: str = "") -> str:
+    """Create the space's table on first use; a later tagger with another dimension is refused."""
+    table = table_for(space)
+    row = db.execute("select dimensions from vector_spaces where name = ?", [space]).fetchone()
+    if row and row[0] != dimensions:
+        raise VectorSpaceError(
+            f"vector space {space!r} holds {row[0]}-d vectors but {tagger} gives {dimensions}-d ones; "
+            f"remove the old vectors with 'scisearch tag --force' after changing the model, or name a new space"
+        )
+    if not row:
+        db.execute(
+            f"create virtual table if not exists [{table}] using vec0("
+            f"item_rowid integer primary key, embedding float[{int(dimensions)}] distance_metric=cosine)"
+        )
+        db["vector_spaces"].insert(
+            {
+                "name": space,
+                "dimensions": dimensions,
+                "tagger": tagger,
+                "model": model,
+                "table_name": table,
+                "created_at": now_utc(),
+            }
+        )
+    return table
+
+
+def normalised(vector: np.ndarray) -> np.ndarray:
+    vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(vector))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise VectorSpaceError("the vector is zero or not finite")
+    return vector / norm
+
+
+def write_vectors(db: sqlite_utils.Database, space: str, pairs: list[tuple[int, np.ndarray]]) -> None:
+    """Replace the vectors of these search items; call inside the caller's transaction."""
+    table = table_for(space)
+    for rowid, vector in pairs:
+        db.execute(f"delete from [{table}] where item_rowid = ?", [rowid])
+        db.execute(f"insert into [{table}](item_rowid, embedding) values (?, ?)", [rowid, normalised(vector).tobytes()])
+
+
+def delete_vectors(db: sqlite_utils.Database, space: str, rowids: list[int]) -> None:
+    table = table_for(space)
+    for rowid in rowids:
+        db.execute(f"delete from [{table}] where item_rowid = ?", [rowid])
+
+
+def spaces(db: sqlite_utils.Database) -> dict[str, dict]:
+    if "vector_spaces" not in db.table_names():
+        return {}
+    return {row["name"]: row for row in db.query("select * from vector_spaces")}
+
+
+def read_vector(db: sqlite_utils.Database, space: str, rowid: int) -> np.ndarray | None:
+    row = db.execute(f"select embedding from [{table_for(space)}] where item_rowid = ?", [rowid]).fetchone()
+    return None if row is None else np.frombuffer(row[0], dtype=np.float32)

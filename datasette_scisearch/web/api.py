@@ -1,0 +1,3 @@
+"""The JSON API under /-/scisearch: search, items and similar items."""
+
+ROUTES: list = []
