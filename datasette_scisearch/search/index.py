@@ -20,9 +20,10 @@ from ..catalog import now_utc
 
 MAX_BODY_CHARS = 20_000  # a paper's full text is summarised by its abstract; the rest only bloats the index
 
-# Per item type: SQL giving (item_id, title, body, context) for every item.
+# Per item type: SQL giving (item_id, title, body, context) for every item, and the alias of the item's table.
 _DOCUMENT_SQL = {
-    "file": """
+    "file": (
+        """
         select f.id as item_id,
                f.name || coalesce(' — ' || f.dataset_name, '') as title,
                f.search_text as body,
@@ -31,13 +32,19 @@ _DOCUMENT_SQL = {
         left join sessions s on s.id = f.session_id
         left join proposals p on p.id = f.proposal_id
         left join instruments i on i.name = f.instrument
-    """,
-    "proposal": """
+        """,
+        "f",
+    ),
+    "proposal": (
+        """
         select p.id as item_id, p.title as title, p.abstract as body,
                concat_ws(' ', p.id, p.pi, p.institution, p.division, p.programs) as context
         from proposals p
-    """,
-    "paper": """
+        """,
+        "p",
+    ),
+    "paper": (
+        """
         select p.id as item_id, p.title as title,
                concat_ws(' ', p.abstract, substr(p.full_text, 1, 20000)) as body,
                concat_ws(' ', p.authors, p.venue, p.year, p.doi, p.funding,
@@ -45,14 +52,19 @@ _DOCUMENT_SQL = {
                           from links l join proposals pr on pr.id = l.to_id
                           where l.from_type = 'paper' and l.from_id = p.id and l.to_type = 'proposal')) as context
         from papers p
-    """,
-    "session": """
+        """,
+        "p",
+    ),
+    "session": (
+        """
         select s.id as item_id,
                concat_ws(' ', s.instrument, 'session', s.user, substr(s.start, 1, 10)) as title,
                s.notes as body,
                concat_ws(' ', s.proposal_id, p.title) as context
         from sessions s left join proposals p on p.id = s.proposal_id
-    """,
+        """,
+        "s",
+    ),
 }
 
 
@@ -68,53 +80,81 @@ def tag_text(rows: Iterable[tuple[str, str]]) -> str:
     return " ; ".join(words)
 
 
-def _tags_by_item(db: sqlite_utils.Database, item_type: str) -> dict[str, str]:
+def _tags_by_item(db: sqlite_utils.Database, item_type: str, ids: list[str] | None) -> dict[str, str]:
     grouped: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for item_id, tag, status in db.execute(
-        "select item_id, tag, status from tags where item_type = ? order by item_id, score desc", [item_type]
-    ):
-        grouped[str(item_id)].append((tag, status))
+    sql = "select item_id, tag, status from tags where item_type = ?"
+    for chunk in _chunks(ids):
+        where = "" if chunk is None else f" and item_id in ({','.join('?' * len(chunk))})"
+        for item_id, tag, status in db.execute(
+            sql + where + " order by item_id, score desc", [item_type, *(chunk or [])]
+        ):
+            grouped[str(item_id)].append((tag, status))
     return {item_id: tag_text(rows) for item_id, rows in grouped.items()}
 
 
-def refresh_search_items(db: sqlite_utils.Database, item_types: Iterable[str] | None = None) -> int:
-    """Bring ``search_items`` up to date with the catalog; returns how many documents changed."""
+def _chunks(ids: list[str] | None, size: int = 500):
+    if ids is None:
+        yield None
+        return
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def refresh_search_items(
+    db: sqlite_utils.Database, item_types: Iterable[str] | None = None, ids: Iterable[str] | None = None
+) -> int:
+    """Bring ``search_items`` up to date with the catalog (all items, or the given ids of the given types);
+    returns how many documents changed.  Call it outside a transaction: it commits its own."""
+    wanted = None if ids is None else [str(i) for i in ids]
     changed = 0
     for item_type in item_types or _DOCUMENT_SQL:
-        tags = _tags_by_item(db, item_type)
-        existing = {
-            item_id: (rowid, doc_hash)
-            for rowid, item_id, doc_hash in db.execute(
-                "select id, item_id, doc_hash from search_items where item_type = ?", [item_type]
-            )
-        }
+        sql, alias = _DOCUMENT_SQL[item_type]
+        tags = _tags_by_item(db, item_type, wanted)
         now = now_utc()
         with db.conn:
-            for item_id, title, body, context in db.execute(_DOCUMENT_SQL[item_type]).fetchall():
-                item_id = str(item_id)
-                document = {
-                    "title": title or "",
-                    "body": (body or "")[:MAX_BODY_CHARS],
-                    "tags": tags.get(item_id, ""),
-                    "context": context or "",
-                }
-                digest = hashlib.sha1("\x1f".join(document.values()).encode()).hexdigest()
-                found = existing.pop(item_id, None)
-                if found and found[1] == digest:
-                    continue
-                changed += 1
-                if found:
-                    db["search_items"].update(found[0], {**document, "doc_hash": digest, "updated_at": now})
-                else:
-                    db["search_items"].insert(
-                        {"item_type": item_type, "item_id": item_id, **document, "doc_hash": digest, "updated_at": now}
+            for chunk in _chunks(wanted):
+                marks = None if chunk is None else ",".join("?" * len(chunk))
+                existing = {
+                    item_id: (rowid, doc_hash)
+                    for rowid, item_id, doc_hash in db.execute(
+                        "select id, item_id, doc_hash from search_items where item_type = ?"
+                        + ("" if chunk is None else f" and item_id in ({marks})"),
+                        [item_type, *(chunk or [])],
                     )
-            gone = [rowid for rowid, _ in existing.values()]
-            for rowid in gone:  # items deleted from the catalog leave the index too
-                db.execute("delete from search_items where id = ?", [rowid])
-                for (table,) in db.execute("select table_name from vector_spaces").fetchall():
-                    db.execute(f"delete from [{table}] where item_rowid = ?", [rowid])
-            changed += len(gone)
+                }
+                query = sql if chunk is None else f"{sql} where {alias}.id in ({marks})"
+                for item_id, title, body, context in db.execute(query, chunk or []).fetchall():
+                    item_id = str(item_id)
+                    document = {
+                        "title": title or "",
+                        "body": (body or "")[:MAX_BODY_CHARS],
+                        "tags": tags.get(item_id, ""),
+                        "context": context or "",
+                    }
+                    digest = hashlib.sha1("\x1f".join(document.values()).encode()).hexdigest()
+                    found = existing.pop(item_id, None)
+                    if found and found[1] == digest:
+                        continue
+                    changed += 1
+                    if found:
+                        db["search_items"].update(found[0], {**document, "doc_hash": digest, "updated_at": now})
+                    else:
+                        db["search_items"].insert(
+                            {
+                                "item_type": item_type,
+                                "item_id": item_id,
+                                **document,
+                                "doc_hash": digest,
+                                "updated_at": now,
+                            }
+                        )
+                gone = [rowid for rowid, _ in existing.values()]
+                vector_tables = [row[0] for row in db.execute("select table_name from vector_spaces").fetchall()]
+                for rowid in gone:  # items deleted from the catalog leave the index too
+                    db.execute("delete from search_items where id = ?", [rowid])
+                    for table in vector_tables:
+                        db.execute(f"delete from [{table}] where item_rowid = ?", [rowid])
+                changed += len(gone)
     return changed
 
 
