@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from . import __version__, linking
-from .catalog import CatalogError, item_counts, open_catalog, schema_version
+from .catalog import ITEM_TYPES, CatalogError, item_counts, open_catalog, schema_version
 from .config import ConfigError, find_metadata, load_settings
 from .ingest import IngestError, load_files
 from .plugins import describe_plugins, get_plugin_manager
@@ -227,6 +227,61 @@ def link(ctx, catalog, tolerance_minutes, as_json):
     else:
         for key, value in summary.as_dict().items():
             click.echo(f"{key.replace('_', ' ')}: {value}")
+
+
+@cli.command()
+@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.option("-t", "--tagger", "tagger_names", multiple=True, help="run only this tagger (repeat for several)")
+@click.option(
+    "--type", "item_types", multiple=True, type=click.Choice(ITEM_TYPES), help="tag only these item types (repeat)"
+)
+@click.option("--batch-size", type=click.IntRange(1, 100_000), help="items per model call (default: each tagger's)")
+@click.option("--force", is_flag=True, help="tag again even what is current (after changing a model's options)")
+@click.option("--retry-errors", is_flag=True, help="try again the items a tagger failed on")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@json_option
+@click.pass_context
+def tag(ctx, catalog, tagger_names, item_types, batch_size, force, retry_errors, device, as_json, quiet):
+    """Run the installed taggers over the catalog: tags and vectors for what is new or changed."""
+    from .tagging import TaggingError, tag_catalog
+
+    settings = _settings(ctx)
+    db = _open(catalog, create=False)
+    try:
+        summary = tag_catalog(
+            db,
+            settings,
+            tagger_names=list(tagger_names) or None,
+            item_types=list(item_types) or None,
+            batch_size=batch_size,
+            force=force,
+            retry_errors=retry_errors,
+            device=device,
+            progress=not (quiet or as_json),
+        )
+    except TaggingError as error:
+        raise Failure(str(error)) from None
+    except KeyboardInterrupt:
+        raise Failure("interrupted: finished batches are kept; run the same command again to go on") from None
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2, default=str))
+        return
+    click.echo(f"tag: {summary.total} item checks in {summary.seconds:.1f} s on {summary.device}")
+    for stats in summary.taggers:
+        if stats.unavailable:
+            click.echo(f"  {stats.tagger}: not run — {stats.unavailable}")
+            continue
+        click.echo(
+            f"  {stats.tagger} {stats.version}: {stats.tagged} tagged ({stats.tags} tags, {stats.vectors} vectors), "
+            f"{stats.current} current, {stats.not_wanted} not for it, {stats.failed} failed, {stats.seconds:.1f} s"
+        )
+        for error in stats.errors[:5]:
+            click.echo(f"      failed: {error['item']}: {error['message']}")
+        if len(stats.errors) > 5:
+            click.echo(f"      … and {len(stats.errors) - 5} more (--json lists them)")
+    if summary.inherited_tags:
+        click.echo(f"  {summary.inherited_tags} tags inherited from proposals and sessions by their files")
 
 
 @cli.command()

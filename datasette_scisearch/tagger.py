@@ -86,6 +86,7 @@ class Tagger:
     images (the core then only hands it file items that have pixels).
     ``inherited``: its tags on a proposal or paper also flow to the files and
     sessions linked to it, marked "via proposal …" with a lower score.
+    ``uses_gpu``: it can run on CUDA (the core then looks for a GPU).
     ``vector_spaces``: name → dimension of each vector space it writes (may be
     filled in by ``load`` when the dimension depends on the model).
     """
@@ -96,6 +97,7 @@ class Tagger:
     applies_to: frozenset[str] = frozenset({"file"})
     needs_pixels: bool = False
     inherited: bool = False
+    uses_gpu: bool = False
     batch_size: int = 32
     vector_spaces: dict[str, int] = {}
 

@@ -1,0 +1,471 @@
+"""The tagging pipeline: runs the installed taggers over the catalog and stores what they say.
+
+The core owns everything a tagger should not have to think about, once for all
+of them: which items need tagging, batching, loading each model once per run,
+reading pixels once per item for all image taggers, storing tags and vectors
+with provenance, keeping the search documents in sync, recording errors, and
+resuming an interrupted run.
+
+Incremental: ``tag_runs`` remembers, per (tagger, item), the tagger version and
+a fingerprint of the item's content; an item is tagged again only when either
+changed (or with ``force``).  Each batch commits in one transaction together
+with its ``tag_runs`` rows, so a killed run keeps every finished batch and the
+next run starts where it stopped.  Experts' tags (accepted, rejected, added)
+are never overwritten: a tagger's new run replaces only its own machine tags,
+and does not bring back a tag an expert rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import sqlite_utils
+from tqdm import tqdm
+
+from . import jobs, vectors
+from .catalog import ITEM_TYPES, now_utc
+from .config import Settings
+from .items import iter_items
+from .plugins import get_taggers
+from .search.index import refresh_search_items, search_item_ids
+from .tagger import Item, ItemError, Result, Tagger, TaggerUnavailable
+
+INHERITED_SCORE_FACTOR = 0.5  # a proposal's keyword says less about one file than the file's own evidence
+CHUNK_SIZE = 256  # items read per round; every tagger's batches are cut from it
+_VOLATILE_FILE_COLUMNS = ("id", "loaded_at", "session_id", "proposal_id", "preview")
+
+
+class TaggingError(Exception):
+    """The run cannot start (an unknown tagger name, say); the message says what to do."""
+
+
+@dataclass
+class TaggerStats:
+    """What one tagger did in a run."""
+
+    tagger: str
+    version: str
+    tagged: int = 0
+    current: int = 0  # already tagged by this version, content unchanged
+    not_wanted: int = 0
+    failed: int = 0
+    tags: int = 0
+    vectors: int = 0
+    seconds: float = 0.0
+    unavailable: str | None = None
+    errors: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class TagSummary:
+    """What ``scisearch tag`` did; stored with its job and printed at the end."""
+
+    command: str = "tag"
+    device: str = "cpu"
+    taggers: list[TaggerStats] = field(default_factory=list)
+    inherited_tags: int = 0
+    documents_updated: int = 0
+    seconds: float = 0.0
+    job_id: int | None = None
+
+    # The names jobs.finish_job reads.
+    @property
+    def total(self) -> int:
+        return sum(s.tagged + s.current + s.not_wanted + s.failed for s in self.taggers)
+
+    added = property(lambda self: sum(s.tagged for s in self.taggers))
+    updated = property(lambda self: 0)
+    unchanged = property(lambda self: sum(s.current for s in self.taggers))
+    skipped = property(lambda self: sum(s.not_wanted for s in self.taggers))
+    failed = property(lambda self: sum(s.failed for s in self.taggers))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def fingerprint(item: Item) -> str:
+    """What a tagger's output depends on: the item's content, not when or how it was catalogued."""
+    row = item.row
+    if item.item_type == "file":
+        row = {k: v for k, v in row.items() if k not in _VOLATILE_FILE_COLUMNS}
+    else:
+        row = {k: v for k, v in row.items() if k not in ("loaded_at",)}
+    payload = json.dumps([item.title, item.text, row], sort_keys=True, default=str)
+    return hashlib.sha1(payload.encode("utf-8")).hexdigest()
+
+
+def choose_device(requested: str, taggers: list[Tagger]) -> str:
+    """'cuda' where a GPU is present and a tagger can use it; torch is imported only then."""
+    if requested != "auto":
+        return requested
+    if not any(getattr(t, "uses_gpu", False) for t in taggers) or importlib.util.find_spec("torch") is None:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def select_taggers(names: list[str] | None) -> list[Tagger]:
+    installed = get_taggers()
+    if not names:
+        return installed
+    by_name = {tagger.name: tagger for tagger in installed}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise TaggingError(
+            f"no tagger called {', '.join(map(repr, unknown))}; installed: {', '.join(sorted(by_name)) or 'none'} "
+            "(see 'scisearch plugins')"
+        )
+    return [by_name[name] for name in names]
+
+
+def tag_catalog(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    tagger_names: list[str] | None = None,
+    item_types: list[str] | None = None,
+    batch_size: int | None = None,
+    force: bool = False,
+    retry_errors: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+) -> TagSummary:
+    """Run the chosen taggers (all installed ones by default) over the chosen item types."""
+    started = time.perf_counter()
+    taggers = select_taggers(tagger_names)
+    unknown_types = set(item_types or []) - set(ITEM_TYPES)
+    if unknown_types:
+        raise TaggingError(f"unknown item type {sorted(unknown_types)[0]!r}: use one of {', '.join(ITEM_TYPES)}")
+    types = [t for t in ITEM_TYPES if not item_types or t in item_types]
+    summary = TagSummary(device=choose_device(device, taggers))
+    job_id = jobs.start_job(
+        db, "tag", {"taggers": [t.name for t in taggers], "types": types, "force": force, "device": summary.device}
+    )
+    summary.job_id = job_id
+    refresh_search_items(db, types)  # vectors are keyed by search documents, so every item needs one first
+    status, ready = "done", []
+    try:
+        ready = _load_taggers(taggers, settings, summary)
+        for item_type in types:
+            runners = [r for r in ready if item_type in r.tagger.applies_to]
+            if runners:
+                _tag_items_of_type(db, item_type, runners, batch_size, force, retry_errors, job_id, progress)
+        summary.inherited_tags = _inherit_tags(db, [r.tagger for r in ready if r.tagger.inherited])
+        summary.documents_updated = refresh_search_items(db, types)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        for runner in ready:
+            runner.stats.seconds = round(runner.seconds, 3)
+            _close(runner.tagger)
+        summary.seconds = round(time.perf_counter() - started, 3)
+        jobs.finish_job(db, job_id, summary, status=status)
+    return summary
+
+
+@dataclass
+class _Runner:
+    tagger: Tagger
+    stats: TaggerStats
+    seconds: float = 0.0
+
+
+def _load_taggers(taggers: list[Tagger], settings: Settings, summary: TagSummary) -> list[_Runner]:
+    ready = []
+    for tagger in taggers:
+        stats = TaggerStats(tagger.name, str(tagger.version))
+        summary.taggers.append(stats)
+        try:
+            tagger.load(dict(settings.taggers.get(tagger.name, {})), summary.device)
+        except TaggerUnavailable as reason:
+            stats.unavailable = str(reason)
+            continue
+        except Exception as error:  # a third-party tagger's own bug must not stop the others
+            stats.unavailable = f"failed to load: {type(error).__name__}: {error}"
+            continue
+        ready.append(_Runner(tagger, stats))
+    return ready
+
+
+def _close(tagger: Tagger) -> None:
+    try:
+        tagger.close()
+    except Exception:  # closing is best effort; the run's results are already stored
+        pass
+
+
+def _tag_items_of_type(db, item_type, runners, batch_size, force, retry_errors, job_id, progress) -> None:
+    previous = {runner.tagger.name: _previous_runs(db, runner.tagger.name, item_type) for runner in runners}
+    total = db.execute(f"select count(*) from [{_table(item_type)}]").fetchone()[0]
+    bar = tqdm(total=total, desc=f"tagging {item_type}s", unit=item_type, disable=not progress, leave=False)
+    for chunk in _chunks(iter_items(db, item_type), CHUNK_SIZE):
+        _share_pixels(chunk)
+        prints = {item.item_id: fingerprint(item) for item in chunk}
+        for runner in runners:
+            todo = _items_to_tag(runner, chunk, prints, previous[runner.tagger.name], force, retry_errors)
+            size = batch_size or runner.tagger.batch_size or 32
+            for start in range(0, len(todo), size):
+                batch = todo[start : start + size]
+                began = time.perf_counter()
+                outcomes = list(_run_batch(runner.tagger, batch))
+                runner.seconds += time.perf_counter() - began
+                _store(db, runner, item_type, outcomes, prints, job_id)
+        refresh_search_items(db, [item_type], [item.item_id for item in chunk])
+        bar.update(len(chunk))
+    bar.close()
+
+
+def _table(item_type: str) -> str:
+    from .catalog import ITEM_TABLES
+
+    return ITEM_TABLES[item_type]
+
+
+def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _share_pixels(chunk: list[Item]) -> None:
+    """Each file is decoded once per run, however many image taggers look at it (the costly part on a GPU)."""
+    for item in chunk:
+        if item.load_pixels is not None:
+            item.load_pixels = _PixelCache(item.load_pixels)
+
+
+class _PixelCache:
+    def __init__(self, read):
+        self.read = read
+        self.frame: np.ndarray | None = None
+        self.side = 0
+
+    def __call__(self, max_side: int) -> np.ndarray:
+        if self.frame is None or max_side > self.side:
+            self.frame, self.side = self.read(max_side), max_side
+        step = max(1, -(-max(self.frame.shape) // max_side))
+        return self.frame if step == 1 else self.frame[(slice(None, None, step),) * self.frame.ndim]
+
+
+def _previous_runs(db, tagger: str, item_type: str) -> dict[str, tuple[str, str, str]]:
+    return {
+        item_id: (version, print_, status)
+        for item_id, version, print_, status in db.execute(
+            "select item_id, tagger_version, fingerprint, status from tag_runs where tagger = ? and item_type = ?",
+            [tagger, item_type],
+        )
+    }
+
+
+def _items_to_tag(runner: _Runner, chunk, prints, previous, force, retry_errors) -> list[Item]:
+    tagger, stats, todo = runner.tagger, runner.stats, []
+    for item in chunk:
+        before = previous.get(item.item_id)
+        current = before is not None and before[:2] == (str(tagger.version), prints[item.item_id])
+        if current and not force and (before[2] == "done" or not retry_errors):
+            stats.current += 1
+            continue
+        try:
+            wanted = tagger.wants(item)
+        except Exception as error:
+            wanted, stats.failed = False, stats.failed + 1
+            stats.errors.append({"item": f"{item.item_type} {item.item_id}", "message": f"wants() raised: {error}"})
+        if not wanted:
+            stats.not_wanted += 1
+            continue
+        todo.append(item)
+    return todo
+
+
+def _run_batch(tagger: Tagger, batch: list[Item]) -> Iterator[tuple[Item, Result | ItemError]]:
+    """The tagger's answer for every item of the batch; a batch that raises is retried item by item,
+    so one bad file costs only its own tags."""
+    try:
+        answered = list(tagger.tag_batch(batch))
+    except Exception:
+        answered = []
+        for item in batch:
+            try:
+                answered += list(tagger.tag_batch([item]))
+            except Exception as error:
+                answered.append((item, ItemError(_describe(error))))
+    seen = {id(item) for item, _ in answered}
+    yield from answered
+    for item in batch:  # a tagger that silently drops an item has not tagged it
+        if id(item) not in seen:
+            yield item, ItemError(f"{tagger.name} gave no answer for this item")
+
+
+def _describe(error: Exception) -> str:
+    message = str(error) or type(error).__name__
+    return message if len(message) < 500 else message[:497] + "..."
+
+
+def _store(db, runner: _Runner, item_type: str, outcomes, prints, job_id) -> None:
+    """One transaction per batch: the tags, vectors and tag_runs rows go in together or not at all."""
+    tagger, stats = runner.tagger, runner.stats
+    rowids = search_item_ids(db, item_type, [item.item_id for item, _ in outcomes])
+    now = now_utc()
+    with db.conn:
+        for item, outcome in outcomes:
+            if isinstance(outcome, ItemError):
+                stats.failed += 1
+                stats.errors.append({"item": f"{item_type} {item.item_id} ({item.title})", "message": outcome.message})
+                _record_run(db, tagger, item, prints[item.item_id], "error", outcome.message, job_id, now)
+                continue
+            try:
+                written = _write_vectors(db, tagger, rowids.get(item.item_id), outcome.vectors)
+            except vectors.VectorSpaceError as error:
+                stats.failed += 1
+                stats.errors.append({"item": f"{item_type} {item.item_id} ({item.title})", "message": str(error)})
+                _record_run(db, tagger, item, prints[item.item_id], "error", str(error), job_id, now)
+                continue
+            stats.tags += _replace_machine_tags(db, tagger, item, outcome.tags, now)
+            stats.vectors += written
+            stats.tagged += 1
+            _record_run(db, tagger, item, prints[item.item_id], "done", None, job_id, now)
+
+
+def _replace_machine_tags(db, tagger: Tagger, item: Item, tags, now: str) -> int:
+    judged = {
+        text.casefold()
+        for (text,) in db.execute(
+            "select tag from tags where item_type = ? and item_id = ? and source = ? and status != 'machine'",
+            [item.item_type, item.item_id, tagger.name],
+        )
+    }
+    db.execute(
+        "delete from tags where item_type = ? and item_id = ? and source = ? and status = 'machine' and via is null",
+        [item.item_type, item.item_id, tagger.name],
+    )
+    rows, seen = [], set()
+    for tag in tags:
+        text = " ".join(str(tag.text).split())[:200]
+        key = text.casefold()
+        if not text or key in judged or key in seen:  # experts have the last word on a tag
+            continue
+        seen.add(key)
+        score = float(tag.score) if tag.score is not None and np.isfinite(tag.score) else None
+        rows.append(
+            {
+                "item_type": item.item_type,
+                "item_id": item.item_id,
+                "tag": text,
+                "score": None if score is None else round(min(max(score, 0.0), 1.0), 4),
+                "source": tagger.name,
+                "source_version": str(tagger.version),
+                "status": "machine",
+                "evidence": None if tag.evidence is None else str(tag.evidence)[:1000],
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    if rows:
+        db["tags"].insert_all(rows)
+    return len(rows)
+
+
+def _write_vectors(db, tagger: Tagger, rowid: int | None, found: dict) -> int:
+    if not found:
+        return 0
+    if rowid is None:
+        raise vectors.VectorSpaceError("the item has no search document yet; run 'scisearch tag' again")
+    for space, vector in found.items():
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        expected = tagger.vector_spaces.get(space, vector.size)
+        if vector.size != expected:
+            raise vectors.VectorSpaceError(f"{tagger.name} gave a {vector.size}-d vector for {space!r}, not {expected}")
+        vectors.ensure_space(db, space, vector.size, tagger.name, getattr(tagger, "model_name", ""))
+        vectors.write_vectors(db, space, [(rowid, vector)])
+    return len(found)
+
+
+def _record_run(db, tagger, item, print_, status, message, job_id, now) -> None:
+    db["tag_runs"].upsert(
+        {
+            "tagger": tagger.name,
+            "item_type": item.item_type,
+            "item_id": item.item_id,
+            "tagger_version": str(tagger.version),
+            "fingerprint": print_,
+            "status": status,
+            "message": message,
+            "job_id": job_id,
+            "ran_at": now,
+        },
+        pk=("tagger", "item_type", "item_id"),
+    )
+
+
+# How tags flow along the catalog's links: (from type, to type, SQL giving (target id, source id, label)).
+_INHERITANCE = [
+    ("proposal", "file", "select f.id, f.proposal_id, p.title from files f join proposals p on p.id = f.proposal_id"),
+    (
+        "proposal",
+        "session",
+        "select s.id, s.proposal_id, p.title from sessions s join proposals p on p.id = s.proposal_id",
+    ),
+    ("session", "file", "select f.id, f.session_id, s.start from files f join sessions s on s.id = f.session_id"),
+]
+
+
+def _inherit_tags(db, taggers: list[Tagger]) -> int:
+    """Copy inheriting taggers' tags from proposals and sessions to what is linked to them, at a lower
+    score and marked "via proposal …"; rebuilt whole each run, since links change when logs are reloaded."""
+    written = 0
+    now = now_utc()
+    for tagger in taggers:
+        with db.conn:
+            db.execute("delete from tags where source = ? and via is not null and status = 'machine'", [tagger.name])
+            for from_type, to_type, sql in _INHERITANCE:
+                if from_type not in tagger.applies_to:
+                    continue
+                sources: dict[str, list[tuple]] = {}
+                for tag, item_id, score in db.execute(
+                    "select tag, item_id, score from tags where source = ? and item_type = ? and via is null "
+                    "and status != 'rejected'",
+                    [tagger.name, from_type],
+                ):
+                    sources.setdefault(item_id, []).append((tag, score))
+                judged = {
+                    (item_id, tag.casefold())
+                    for item_id, tag in db.execute(
+                        "select item_id, tag from tags where source = ? and item_type = ? and status != 'machine'",
+                        [tagger.name, to_type],
+                    )
+                }
+                rows = []
+                for target_id, source_id, label in db.execute(sql).fetchall():
+                    for tag, score in sources.get(str(source_id), []):
+                        if (str(target_id), tag.casefold()) in judged:
+                            continue
+                        rows.append(
+                            {
+                                "item_type": to_type,
+                                "item_id": str(target_id),
+                                "tag": tag,
+                                "score": None if score is None else round(score * INHERITED_SCORE_FACTOR, 4),
+                                "source": tagger.name,
+                                "source_version": str(tagger.version),
+                                "status": "machine",
+                                "evidence": f"keyword of {from_type} {source_id}" + (f": {label}" if label else ""),
+                                "via": f"{from_type} {source_id}",
+                                "created_at": now,
+                                "updated_at": now,
+                            }
+                        )
+                db["tags"].insert_all(rows, batch_size=1000)
+                written += len(rows)
+    return written
