@@ -19,6 +19,7 @@ from .catalog import ITEM_TYPES, CatalogError, item_counts, open_catalog, schema
 from .config import ConfigError, find_metadata, load_settings
 from .ingest import IngestError, load_files
 from .plugins import describe_plugins, get_plugin_manager
+from .search.index import refresh_search_items
 
 
 class Failure(click.ClickException):
@@ -102,6 +103,7 @@ def load_files_command(ctx, catalog, paths, as_json, quiet, no_link):
     except KeyboardInterrupt:
         raise Failure("interrupted: what was loaded is kept; run the same command again to finish") from None
     links = None if no_link else linking.link_all(db, settings)
+    refresh_search_items(db)
     _report(summary, links, catalog, as_json)
 
 
@@ -179,6 +181,7 @@ def _load_records(catalog, kind, path, settings, options, as_json, quiet, no_lin
     except KeyboardInterrupt:
         raise Failure("interrupted: what was loaded is kept; run the same command again to finish") from None
     links = None if no_link else linking.link_all(db, settings)
+    refresh_search_items(db)
     _report(summary, links, catalog, as_json)
 
 
@@ -222,6 +225,7 @@ def link(ctx, catalog, tolerance_minutes, as_json):
     settings = _settings(ctx, tolerance=tolerance_minutes)
     db = _open(catalog, create=False)
     summary = linking.link_all(db, settings)
+    refresh_search_items(db)  # a file's document carries its session's and proposal's words
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     else:
@@ -266,7 +270,11 @@ def tag(ctx, catalog, tagger_names, item_types, batch_size, force, retry_errors,
         raise Failure("interrupted: finished batches are kept; run the same command again to go on") from None
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2, default=str))
-        return
+    else:
+        _report_tagging(summary)
+
+
+def _report_tagging(summary) -> None:
     click.echo(f"tag: {summary.total} item checks in {summary.seconds:.1f} s on {summary.device}")
     for stats in summary.taggers:
         if stats.unavailable:
@@ -375,8 +383,9 @@ def _serve(catalogs: list[str], host: str, port: int, root: bool, config: str | 
 @click.option("--serve/--no-serve", "serve_after", default=True, show_default=True)
 @click.option("-p", "--port", default=8001, show_default=True, type=int)
 @click.option("--rebuild", is_flag=True, help="write the facility again even if the folder exists")
+@click.option("--tag/--no-tag", "tag_after", default=True, show_default=True, help="run the installed taggers")
 @click.pass_context
-def demo(ctx, folder, n_files, seed, serve_after, port, rebuild):
+def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after):
     """Build a synthetic facility (files, user log, proposals, papers), catalog it and serve it."""
     from .demo import build_facility
 
@@ -403,6 +412,12 @@ def demo(ctx, folder, n_files, seed, serve_after, port, rebuild):
         _report(summary, None, str(catalog), False)
     summary = load_files(db, [paths["data"]], settings, progress=True)
     _report(summary, linking.link_all(db, settings), str(catalog), False)
+    if tag_after:
+        from .tagging import tag_catalog
+
+        _report_tagging(tag_catalog(db, settings, progress=True))
+    else:
+        refresh_search_items(db)
     db.close()
     if serve_after:
         click.echo(f"serving {catalog} at http://127.0.0.1:{port}/ (Ctrl-C to stop)")
