@@ -339,18 +339,26 @@ def status(catalog, as_json):
 @click.argument("catalog", type=click.Path(dir_okay=False))
 @json_option
 def errors(catalog, as_json):
-    """List what could not be loaded, and why."""
+    """List what could not be loaded or tagged, and why."""
     db = _open(catalog, create=False)
     rows = list(
         db.query("select source, line, loader, message, attempts, last_seen from ingest_errors order by source, line")
     )
+    tagging = list(
+        db.query(
+            "select tagger, item_type, item_id, message, ran_at from tag_runs where status = 'error' "
+            "order by tagger, item_type, item_id"
+        )
+    )
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps({"loading": rows, "tagging": tagging}, indent=2))
         return
     for row in rows:
         where = f"{row['source']}:{row['line']}" if row["line"] else row["source"]
         click.echo(f"{where}\n    {row['message']}")
-    click.echo(f"{len(rows)} errors")
+    for row in tagging:
+        click.echo(f"{row['tagger']} on {row['item_type']} {row['item_id']}\n    {row['message']}")
+    click.echo(f"{len(rows)} loading errors, {len(tagging)} tagging errors")
 
 
 @cli.command()

@@ -16,7 +16,7 @@ from datasette_scisearch.config import load_settings
 from datasette_scisearch.hookspecs import hookimpl
 from datasette_scisearch.ingest import load_files
 from datasette_scisearch.plugins import get_plugin_manager
-from datasette_scisearch.tagger import Result, Tag, Tagger, TaggerUnavailable
+from datasette_scisearch.tagger import ItemError, Result, Tag, Tagger, TaggerUnavailable
 from datasette_scisearch.tagging import TaggingError, tag_catalog
 
 from .conftest import REPO, shared_data
@@ -362,3 +362,19 @@ def test_tag_command_on_a_missing_catalog_exits_1(tmp_path):
     result = CliRunner().invoke(cli, ["tag", str(tmp_path / "none.db")])
     assert result.exit_code == 1
     assert "no catalog at" in result.output
+
+
+def test_errors_command_lists_tagging_failures_with_their_messages(db, settings, register):
+    class Fussy(KindTagger):
+        name = "fussy_errors_test"
+
+        def tag_batch(self, items):
+            for item in items:
+                yield item, (ItemError("no spectra, please") if item.row["kind"] == "spectrum" else Result())
+
+    register(Fussy())
+    tag_catalog(db, settings, tagger_names=["fussy_errors_test"], progress=False)
+    path = db.conn.execute("pragma database_list").fetchone()[2]
+    result = CliRunner().invoke(cli, ["errors", path])
+    assert f"fussy_errors_test on file {file_id(db, '08_carbon.dm3')}\n    no spectra, please" in result.output
+    assert "3 loading errors, 1 tagging errors" in result.output
