@@ -29,7 +29,7 @@ import sqlite_utils
 from tqdm import tqdm
 
 from . import jobs, vectors
-from .catalog import ITEM_TYPES, now_utc
+from .catalog import ITEM_TABLES, ITEM_TYPES, now_utc
 from .config import Settings
 from .items import iter_items
 from .plugins import get_taggers
@@ -149,49 +149,52 @@ def tag_catalog(
     )
     summary.job_id = job_id
     refresh_search_items(db, types)  # vectors are keyed by search documents, so every item needs one first
-    status, ready = "done", []
+    status = "done"
+    runners = [_Runner(tagger, dict(settings.taggers.get(tagger.name, {})), summary.device) for tagger in taggers]
+    summary.taggers = [runner.stats for runner in runners]
     try:
-        ready = _load_taggers(taggers, settings, summary)
         for item_type in types:
-            runners = [r for r in ready if item_type in r.tagger.applies_to]
-            if runners:
-                _tag_items_of_type(db, item_type, runners, batch_size, force, retry_errors, job_id, progress)
-        summary.inherited_tags = _inherit_tags(db, [r.tagger for r in ready if r.tagger.inherited])
+            concerned = [r for r in runners if item_type in r.tagger.applies_to]
+            if concerned and db.execute(f"select 1 from [{ITEM_TABLES[item_type]}] limit 1").fetchone():
+                _tag_items_of_type(db, item_type, concerned, batch_size, force, retry_errors, job_id, progress)
+        inheriting = [r.tagger for r in runners if r.tagger.inherited and not r.stats.unavailable]
+        summary.inherited_tags = _inherit_tags(db, inheriting)
         summary.documents_updated = refresh_search_items(db, types)
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
-        for runner in ready:
+        for runner in runners:
             runner.stats.seconds = round(runner.seconds, 3)
-            _close(runner.tagger)
+            if runner.loaded:
+                _close(runner.tagger)
         summary.seconds = round(time.perf_counter() - started, 3)
         jobs.finish_job(db, job_id, summary, status=status)
     return summary
 
 
-@dataclass
 class _Runner:
-    tagger: Tagger
-    stats: TaggerStats
-    seconds: float = 0.0
+    """One tagger in a run: loaded on first use, so a run with nothing new loads no model."""
 
+    def __init__(self, tagger: Tagger, options: dict, device: str):
+        self.tagger, self.options, self.device = tagger, options, device
+        self.stats = TaggerStats(tagger.name, str(tagger.version))
+        self.seconds = 0.0
+        self.loaded = False
 
-def _load_taggers(taggers: list[Tagger], settings: Settings, summary: TagSummary) -> list[_Runner]:
-    ready = []
-    for tagger in taggers:
-        stats = TaggerStats(tagger.name, str(tagger.version))
-        summary.taggers.append(stats)
+    def ready(self) -> bool:
+        if self.loaded or self.stats.unavailable:
+            return self.loaded
+        began = time.perf_counter()
         try:
-            tagger.load(dict(settings.taggers.get(tagger.name, {})), summary.device)
+            self.tagger.load(self.options, self.device)
+            self.loaded = True
         except TaggerUnavailable as reason:
-            stats.unavailable = str(reason)
-            continue
+            self.stats.unavailable = str(reason)
         except Exception as error:  # a third-party tagger's own bug must not stop the others
-            stats.unavailable = f"failed to load: {type(error).__name__}: {error}"
-            continue
-        ready.append(_Runner(tagger, stats))
-    return ready
+            self.stats.unavailable = f"failed to load: {type(error).__name__}: {error}"
+        self.seconds += time.perf_counter() - began
+        return self.loaded
 
 
 def _close(tagger: Tagger) -> None:
@@ -203,13 +206,15 @@ def _close(tagger: Tagger) -> None:
 
 def _tag_items_of_type(db, item_type, runners, batch_size, force, retry_errors, job_id, progress) -> None:
     previous = {runner.tagger.name: _previous_runs(db, runner.tagger.name, item_type) for runner in runners}
-    total = db.execute(f"select count(*) from [{_table(item_type)}]").fetchone()[0]
+    total = db.execute(f"select count(*) from [{ITEM_TABLES[item_type]}]").fetchone()[0]
     bar = tqdm(total=total, desc=f"tagging {item_type}s", unit=item_type, disable=not progress, leave=False)
     for chunk in _chunks(iter_items(db, item_type), CHUNK_SIZE):
         _share_pixels(chunk)
         prints = {item.item_id: fingerprint(item) for item in chunk}
         for runner in runners:
             todo = _items_to_tag(runner, chunk, prints, previous[runner.tagger.name], force, retry_errors)
+            if todo and not runner.ready():
+                continue
             size = batch_size or runner.tagger.batch_size or 32
             for start in range(0, len(todo), size):
                 batch = todo[start : start + size]
@@ -220,12 +225,6 @@ def _tag_items_of_type(db, item_type, runners, batch_size, force, retry_errors, 
         refresh_search_items(db, [item_type], [item.item_id for item in chunk])
         bar.update(len(chunk))
     bar.close()
-
-
-def _table(item_type: str) -> str:
-    from .catalog import ITEM_TABLES
-
-    return ITEM_TABLES[item_type]
 
 
 def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:

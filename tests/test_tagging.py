@@ -378,3 +378,17 @@ def test_errors_command_lists_tagging_failures_with_their_messages(db, settings,
     result = CliRunner().invoke(cli, ["errors", path])
     assert f"fussy_errors_test on file {file_id(db, '08_carbon.dm3')}\n    no spectra, please" in result.output
     assert "3 loading errors, 1 tagging errors" in result.output
+
+
+def test_a_run_with_nothing_new_loads_no_model(db, settings, register):
+    class CountsLoads(KindTagger):
+        name = "counts_loads_test"
+        loads = 0
+
+        def load(self, options, device="cpu"):
+            CountsLoads.loads += 1
+
+    register(CountsLoads())
+    tag_catalog(db, settings, tagger_names=["counts_loads_test"], progress=False)
+    tag_catalog(db, settings, tagger_names=["counts_loads_test"], progress=False)
+    assert CountsLoads.loads == 1
