@@ -192,11 +192,13 @@ class ClipTagger(Tagger):
     description = "open_clip image embeddings (vector space 'clip') and zero-shot labels from a microscopy vocabulary"
     applies_to = frozenset({"file"})
     needs_pixels = True
+    uses_gpu = True
     batch_size = 64
     vector_spaces = {SPACE: 512}  # ViT-B-32's; load() sets the loaded model's
 
     def __init__(self) -> None:
         self.model = None
+        self.model_name = ""
 
     def wants(self, item: Item) -> bool:
         return item.row.get("kind") != "spectrum"  # a 1-D spectrum has no picture to look at
@@ -210,6 +212,8 @@ class ClipTagger(Tagger):
         self.max_labels = int(options.get("max_labels", 3))
         self.workers = int(options.get("read_workers", 4))
         model, architecture = create_clip_model(options)
+        weights = Path(options["checkpoint"]).name if options.get("checkpoint") else options.get("pretrained")
+        self.model_name = f"{architecture} ({weights})"
         self.device = device
         self.dtype = torch.float16 if device.startswith("cuda") else torch.float32
         self.model = model.to(device=device, dtype=self.dtype).eval()

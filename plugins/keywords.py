@@ -74,6 +74,7 @@ class KeywordTagger(Tagger):
     description = "KeyBERT keywords (MiniLM, maximal marginal relevance) of proposals, papers and session notes"
     applies_to = frozenset({"proposal", "paper", "session"})
     inherited = True
+    uses_gpu = True
     batch_size = 32
 
     def __init__(self) -> None:

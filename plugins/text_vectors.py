@@ -28,6 +28,7 @@ from datasette_scisearch.tagger import Item, ItemError, Result, Tagger, TaggerUn
 
 SPACE = "text"
 DIMENSIONS = 384
+PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
 # MiniLM reads at most 256 word pieces; a word piece is rarely longer than six characters, so
 # cutting the text here loses nothing the model would see and spares tokenising whole papers.
 MAX_CHARS = 2000
@@ -102,11 +103,13 @@ class TextVectorTagger(Tagger):
     version = "1"
     description = "all-MiniLM-L6-v2 embedding of each item's title and text (vector space 'text', 384-d)"
     applies_to = frozenset({"file", "proposal", "paper", "session"})
+    uses_gpu = True
     batch_size = 64
     vector_spaces = {SPACE: DIMENSIONS}
 
     def __init__(self) -> None:
         self.model = None
+        self.model_name = PACKAGED_MODEL_NAME
 
     def wants(self, item: Item) -> bool:
         # A session without notes has only the title we made up for it: nothing of its own to embed.
@@ -114,6 +117,7 @@ class TextVectorTagger(Tagger):
 
     def load(self, options: dict[str, Any], device: str = "cpu") -> None:
         self.model = sentence_model(options.get("model"), device)
+        self.model_name = Path(options["model"]).name if options.get("model") else PACKAGED_MODEL_NAME
         # sentence-transformers 6 renamed the method; 3 to 5 only have the old name.
         model = self.model
         dimension_of = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension

@@ -12,9 +12,11 @@ from datasette_scisearch.config import load_settings
 from datasette_scisearch.ingest import load_files
 from datasette_scisearch.items import PixelsUnavailable, iter_items
 from datasette_scisearch.tagger import Item, ItemError, Result, TaggerUnavailable
+from datasette_scisearch.tagging import tag_catalog
+from datasette_scisearch.vectors import spaces
 
 from .clip_fixture import TINY_CLIP_CONFIG, TINY_CLIP_DIMENSIONS, build_tiny_clip
-from .conftest import REPO
+from .conftest import REPO, shared_data
 
 
 @pytest.fixture(scope="session")
@@ -33,8 +35,6 @@ def tagger(tiny_clip):
 @pytest.fixture(scope="module")
 def real_files(tmp_path_factory):
     """The real instrument files of ../shared/data/em as catalog items."""
-    from .conftest import shared_data
-
     db = open_catalog(tmp_path_factory.mktemp("em") / "catalog.db")
     load_files(db, [shared_data("em")], load_settings(REPO / "metadata.yml"), progress=False)
     items = list(iter_items(db, "file"))
@@ -230,3 +230,28 @@ def test_a_wide_frame_is_centre_cropped_to_a_square():
 def test_the_tagger_runs_inference_without_tracking_gradients(tagger):
     vectors = tagger.encode_frames([np.random.default_rng(2).random((64, 64))])
     assert not vectors.requires_grad and vectors.dtype == torch.float32
+
+
+def test_tagging_a_real_catalog_stores_a_clip_vector_and_labels_for_each_image(tiny_clip, tmp_path):
+    settings = load_settings(REPO / "metadata.yml")
+    settings.taggers["clip"] = tiny_clip.options(min_score=0.0)
+    db = open_catalog(tmp_path / "catalog.db")
+    load_files(db, [shared_data("em")], settings, progress=False)
+    summary = tag_catalog(db, settings, tagger_names=["clip"], device="cpu", progress=False)
+    [stats] = summary.taggers
+    images = db.execute("select count(*) from files where kind != 'spectrum'").fetchone()[0]
+    assert (stats.unavailable, stats.failed, stats.tagged) == (None, 0, images)
+    assert spaces(db)["clip"]["dimensions"] == TINY_CLIP_DIMENSIONS
+    assert db.execute("select count(*) from vec_clip").fetchone()[0] == images
+    assert db.execute("select count(distinct item_id) from tags where source = 'clip'").fetchone()[0] == images
+    db.close()
+
+
+def test_tagging_without_a_checkpoint_reports_clip_unavailable_and_finishes(tmp_path):
+    settings = load_settings(REPO / "metadata.yml")
+    settings.taggers["clip"] = {}
+    db = open_catalog(tmp_path / "catalog.db")
+    load_files(db, [shared_data("em")], settings, progress=False)
+    [stats] = tag_catalog(db, settings, tagger_names=["clip"], device="cpu", progress=False).taggers
+    assert stats.unavailable.startswith("no CLIP checkpoint is configured")
+    db.close()

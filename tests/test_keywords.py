@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scisearch_taggers.keywords import KeywordTagger
@@ -13,6 +15,7 @@ from datasette_scisearch.config import load_settings
 from datasette_scisearch.items import iter_items
 from datasette_scisearch.records import load_records
 from datasette_scisearch.tagger import Item, Result
+from datasette_scisearch.tagging import tag_catalog
 
 from .conftest import REPO, shared_data
 
@@ -139,3 +142,24 @@ def test_keybert_uses_the_same_model_instance_as_the_text_vectors():
     tagger = KeywordTagger()
     tagger.load({}, "cpu")
     assert tagger.keybert.model.embedding_model is sentence_model()
+
+
+def test_a_proposals_keywords_flow_to_its_session_at_a_lower_score(tmp_path):
+    awards = [json.loads(line) for line in shared_data("proposals", "nsf_awards_2017.jsonl").open()]
+    subset = tmp_path / "awards.jsonl"
+    subset.write_text("".join(json.dumps(a) + "\n" for a in awards if a["award_id"] in {"1700014", GRAPHENE}))
+    settings = load_settings(REPO / "metadata.yml")
+    db = open_catalog(tmp_path / "catalog.db")
+    load_records(db, "proposals", subset, settings, progress=False)
+    load_records(db, "userlog", REPO / "tests" / "data" / "records" / "userlog.jsonl", settings, progress=False)
+    tag_catalog(db, settings, tagger_names=["keybert"], device="cpu", progress=False)
+    own = dict(
+        db.execute("select tag, score from tags where item_type = 'proposal' and item_id = '1700014'").fetchall()
+    )
+    inherited = db.execute(
+        "select t.tag, t.score, t.via from tags t join sessions s on s.id = t.item_id "
+        "where t.item_type = 'session' and s.proposal_id = '1700014'"
+    ).fetchall()
+    db.close()
+    assert own and {tag for tag, _, _ in inherited} == set(own)
+    assert all(via == "proposal 1700014" and score < own[tag] for tag, score, via in inherited)

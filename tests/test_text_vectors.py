@@ -13,6 +13,8 @@ from datasette_scisearch.items import iter_items
 from datasette_scisearch.plugins import get_taggers
 from datasette_scisearch.records import load_records
 from datasette_scisearch.tagger import Item, ItemError, Result, TaggerUnavailable
+from datasette_scisearch.tagging import tag_catalog
+from datasette_scisearch.vectors import spaces
 
 from .conftest import REPO, shared_data
 
@@ -121,3 +123,18 @@ def test_a_folder_without_a_model_cannot_be_loaded_and_says_so(tmp_path):
 
 def test_the_tagger_registers_through_its_entry_point():
     assert "text_vectors" in {tagger.name for tagger in get_taggers()}
+
+
+def test_tagging_a_real_catalog_stores_one_text_vector_per_file(tmp_path, em_dir):
+    settings = load_settings(REPO / "metadata.yml")
+    db = open_catalog(tmp_path / "catalog.db")
+    load_files(db, [em_dir], settings, progress=False)
+    summary = tag_catalog(
+        db, settings, tagger_names=["text_vectors"], item_types=["file"], device="cpu", progress=False
+    )
+    [stats] = summary.taggers
+    files = db.execute("select count(*) from files").fetchone()[0]
+    assert (stats.unavailable, stats.failed, stats.tagged) == (None, 0, files)
+    assert spaces(db)["text"]["dimensions"] == 384
+    assert db.execute("select count(*) from vec_text").fetchone()[0] == files
+    db.close()
