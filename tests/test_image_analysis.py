@@ -1,0 +1,319 @@
+"""The image-analysis tagger on real instrument files, real SEM images, and bad input."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from scisearch_taggers.image_analysis import SPACE, ImageAnalysisTagger
+
+from datasette_scisearch.catalog import open_catalog
+from datasette_scisearch.config import load_settings
+from datasette_scisearch.ingest import load_files
+from datasette_scisearch.items import PixelsUnavailable, iter_items
+from datasette_scisearch.plugins import get_taggers
+from datasette_scisearch.tagger import Item, ItemError, Result
+
+from .conftest import REPO, shared_data
+
+SEM_NAMES = ["125nm_03_cropped.png", "140nm_10_cropped.png", "170nm_19_cropped.png"]
+
+
+@pytest.fixture(scope="module")
+def catalog_items(tmp_path_factory):
+    """Items of one catalog of the real EM files and the SEM nanowire images, by file title."""
+    em, sem = shared_data("em"), shared_data("sem_images", "nanowires_fullres")
+    db = open_catalog(tmp_path_factory.mktemp("image_analysis") / "catalog.db")
+    load_files(db, [em, sem], load_settings(REPO / "metadata.yml"), progress=False)
+    items = {item.title: item for item in iter_items(db, "file")}
+    yield items
+    db.close()
+
+
+@pytest.fixture(scope="module")
+def tagger():
+    tagger = ImageAnalysisTagger()
+    tagger.load({}, "cpu")
+    return tagger
+
+
+@pytest.fixture(scope="module")
+def results(catalog_items, tagger):
+    """Each catalogued file's outcome, computed once, by file title."""
+    return {item.title: outcome for item, outcome in tagger.tag_batch(list(catalog_items.values()))}
+
+
+def outcome_of(results, title_start: str) -> Result | ItemError:
+    [outcome] = [outcome for title, outcome in results.items() if title.startswith(title_start)]
+    return outcome
+
+
+def tag_texts(outcome: Result) -> set[str]:
+    return {tag.text for tag in outcome.tags}
+
+
+def evidence_of(outcome: Result, text: str) -> str:
+    return next(tag.evidence for tag in outcome.tags if tag.text == text)
+
+
+def tag_pixels(tagger, pixels, **row) -> Result | ItemError:
+    item = Item("file", "x", "synthetic", "", row=row, load_pixels=lambda max_side: pixels)
+    [(_, outcome)] = list(tagger.tag_batch([item]))
+    return outcome
+
+
+def recorded_diffractogram(image: np.ndarray) -> np.ndarray:
+    """|Fourier transform|^2 of a real image, the Fraunhofer diffraction pattern of a thin specimen, as a 16-bit
+    camera records it: background about one count, the central beam saturated."""
+    side = min(image.shape) // 2 * 2
+    hann = np.hanning(side)
+    power = np.abs(np.fft.fftshift(np.fft.fft2(image[:side, :side] * np.outer(hann, hann)))) ** 2
+    return np.minimum(power / np.median(power), 65535).astype(np.float32)
+
+
+# --- diffraction pattern, real-space image, blank frame -------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["16_STOimage_1.ser", "125nm_03_cropped.png", "After HAADF 130mm_1.ser"])
+def test_diffraction_pattern_of_a_real_specimen_is_told_from_its_pixels(catalog_items, tagger, source):
+    pattern = recorded_diffractogram(catalog_items[source].pixels(1024))
+    outcome = tag_pixels(tagger, pattern)
+    assert "diffraction pattern" in tag_texts(outcome)
+    assert "real-space image" not in tag_texts(outcome)
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "16_STOimage_1.ser",
+        "Acquisition_18.emd",
+        "After HAADF 130mm_1.ser",
+        "After LAABF 1.5m_1.ser",
+        "0.bcf — HAADF",
+        *SEM_NAMES,
+    ],
+)
+def test_real_space_images_are_not_called_diffraction_patterns(results, title):
+    outcome = outcome_of(results, title)
+    assert "real-space image" in tag_texts(outcome)
+    assert "diffraction pattern" not in tag_texts(outcome)
+
+
+@pytest.mark.parametrize("title", ["Camera Ceta Diffraction Micro.emd", "Camera Ceta Imaging Micro.emd"])
+def test_ceta_frames_recorded_without_beam_are_blank_frames_not_images(results, title):
+    # Both Velox Ceta files hold dark frames (counts -10..7 around -2): nothing in their pixels says pattern or image
+    outcome = outcome_of(results, title)
+    assert tag_texts(outcome) == {"blank frame"}
+    assert "nothing stands above the noise" in evidence_of(outcome, "blank frame")
+    assert outcome.vectors == {}
+
+
+def test_an_empty_detector_channel_is_a_blank_frame(results):
+    outcome = outcome_of(results, "STEM HAADF-DF4-DF2-BF Diffraction Micro.emd — BF")
+    assert tag_texts(outcome) == {"blank frame"}
+    assert evidence_of(outcome, "blank frame") == "every pixel is 0"
+
+
+# --- lattice ---------------------------------------------------------------------------------------------------
+
+
+def spacings_nm(evidence: str) -> list[float]:
+    listed = re.search(r"FFT peaks at ([\d., ]+) nm", evidence).group(1)
+    return [float(value) for value in listed.split(",")]
+
+
+def test_srtio3_haadf_image_shows_atomic_resolution_at_its_lattice_spacings(results):
+    outcome = outcome_of(results, "16_STOimage_1.ser")
+    assert {"lattice fringes", "atomic resolution"} <= tag_texts(outcome)
+    spacings = spacings_nm(evidence_of(outcome, "atomic resolution"))
+    # SrTiO3 is cubic, a = 0.3905 nm: {100} at 0.39 nm and {110} at 0.276 nm
+    assert any(abs(d - 0.3905) < 0.025 for d in spacings), spacings
+    assert any(abs(d - 0.276) < 0.015 for d in spacings), spacings
+
+
+def test_a_noisy_atomic_resolution_image_still_shows_its_lattice(results):
+    outcome = outcome_of(results, "Acquisition_18.emd")
+    assert {"atomic resolution", "noisy"} <= tag_texts(outcome)
+
+
+def test_atom_columns_are_not_counted_as_particles(results):
+    assert "particles" not in tag_texts(outcome_of(results, "16_STOimage_1.ser"))
+
+
+@pytest.mark.parametrize("title", SEM_NAMES)
+def test_sem_nanowire_images_have_no_lattice_fringes(results, title):
+    assert not {"lattice fringes", "atomic resolution"} & tag_texts(outcome_of(results, title))
+
+
+def test_random_noise_from_a_real_mrc_file_has_no_lattice_and_no_objects(results):
+    outcome = outcome_of(results, "temp.mrc")
+    assert not {"lattice fringes", "atomic resolution", "periodic structure", "particles"} & tag_texts(outcome)
+    assert "noisy" in tag_texts(outcome)
+
+
+def test_gaussian_noise_has_no_lattice_and_no_objects(tagger):
+    noise = np.random.default_rng(7).normal(100, 10, size=(1024, 1024))
+    outcome = tag_pixels(tagger, noise, pixel_size_nm=0.01, shape="1024×1024")
+    assert tag_texts(outcome) == {"real-space image", "noisy"}
+
+
+# --- objects ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("title", SEM_NAMES)
+def test_sem_nanowire_images_are_tagged_with_elongated_objects_and_particles(results, title):
+    outcome = outcome_of(results, title)
+    assert {"elongated objects", "particles"} <= tag_texts(outcome)
+    count = int(evidence_of(outcome, "elongated objects").split()[0])
+    assert count >= 100
+
+
+def test_object_sizes_are_given_in_nm_when_the_pixel_size_is_known(catalog_items, tagger):
+    pixels = catalog_items["125nm_03_cropped.png"].pixels(1024)
+    in_px = tag_pixels(tagger, pixels, shape="688×1024")
+    in_nm = tag_pixels(tagger, pixels, shape="688×1024", pixel_size_nm=2.0)
+    median_px = float(re.search(r"median diameter ([\d.]+) px", evidence_of(in_px, "particles")).group(1))
+    median_nm = float(re.search(r"median diameter ([\d.]+) nm", evidence_of(in_nm, "particles")).group(1))
+    assert median_nm == pytest.approx(2 * median_px, rel=0.01)
+
+
+# --- focus and noise -------------------------------------------------------------------------------------------
+
+
+def blur_value(outcome: Result, text: str) -> float:
+    return float(re.search(r"blur effect ([\d.]+)", evidence_of(outcome, text)).group(1))
+
+
+def test_sem_image_is_sharp_and_the_same_image_out_of_focus_is_blurred(catalog_items, tagger):
+    pixels = catalog_items["140nm_10_cropped.png"].pixels(1024)
+    defocused = np.round(ndi.gaussian_filter(pixels, 8)).astype(np.uint8)  # as an 8-bit export would keep it
+    sharp, blurred = tag_pixels(tagger, pixels), tag_pixels(tagger, defocused)
+    assert "sharp" in tag_texts(sharp) and "blurred" not in tag_texts(sharp)
+    assert "blurred" in tag_texts(blurred) and "sharp" not in tag_texts(blurred)
+    assert blur_value(blurred, "blurred") > blur_value(sharp, "sharp")
+
+
+# --- spectra -----------------------------------------------------------------------------------------------------
+
+
+def test_eels_spectrum_is_tagged_spectrum_and_nothing_else(results):
+    outcome = outcome_of(results, "08_carbon.dm3")
+    assert tag_texts(outcome) == {"spectrum"}
+    assert outcome.vectors == {}
+
+
+# --- feature vectors ---------------------------------------------------------------------------------------------
+
+
+def test_feature_vectors_are_unit_length_with_the_declared_dimension(results, tagger):
+    vector = outcome_of(results, "16_STOimage_1.ser").vectors[SPACE]
+    assert vector.shape == (tagger.vector_spaces[SPACE],)
+    assert vector.dtype == np.float32
+    assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_images_of_a_kind_are_more_alike_than_images_of_different_kinds(results):
+    def vector(title):
+        return outcome_of(results, title).vectors[SPACE]
+
+    sem_a, sem_b, sem_c = (vector(name) for name in SEM_NAMES)
+    sto, sto_noisy = vector("16_STOimage_1.ser"), vector("Acquisition_18.emd")
+    assert min(sem_a @ sem_b, sem_a @ sem_c) > max(sem_a @ sto, sem_a @ sto_noisy)
+    assert sto @ sto_noisy > max(sto @ sem_a, sto @ sem_b)
+
+
+# --- bad input ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0.0, 42.0])
+def test_a_constant_image_is_a_blank_frame(tagger, value):
+    outcome = tag_pixels(tagger, np.full((512, 512), value, dtype=np.float32))
+    assert tag_texts(outcome) == {"blank frame"}
+
+
+def test_nan_and_infinite_pixels_are_filled_and_the_image_still_analysed(catalog_items, tagger):
+    pixels = catalog_items["16_STOimage_1.ser"].pixels(1024).copy()
+    pixels[::97, :] = np.nan
+    pixels[5, 5] = np.inf
+    pixels[6, 6] = -np.inf
+    outcome = tag_pixels(tagger, pixels, pixel_size_nm=0.0100127, shape="1024×1024")
+    assert "atomic resolution" in tag_texts(outcome)
+    assert np.isfinite(outcome.vectors[SPACE]).all()
+
+
+def test_an_image_of_only_nan_is_an_item_error(tagger):
+    outcome = tag_pixels(tagger, np.full((64, 64), np.nan))
+    assert isinstance(outcome, ItemError)
+    assert "NaN or infinite" in outcome.message
+
+
+@pytest.mark.parametrize("pixels", [np.ones((1, 1)), np.ones(1), np.float32(3.0)], ids=["1x1", "length-1", "scalar"])
+def test_a_single_pixel_is_an_item_error(tagger, pixels):
+    outcome = tag_pixels(tagger, pixels)
+    assert isinstance(outcome, ItemError)
+    assert "single value" in outcome.message
+
+
+def test_an_image_too_small_to_analyse_is_an_item_error_saying_so(results):
+    outcome = outcome_of(results, "emd_type1_stringDims.h5")  # its 4-D data has 5 x 6 frames
+    assert isinstance(outcome, ItemError)
+    assert "too small to analyse" in outcome.message
+
+
+def test_text_instead_of_pixels_is_an_item_error(tagger):
+    outcome = tag_pixels(tagger, np.array([["a", "b"], ["c", "d"]]))
+    assert isinstance(outcome, ItemError)
+    assert "not numbers" in outcome.message
+
+
+def test_a_huge_array_is_strided_before_any_copy(tagger):
+    # 30,000 x 30,000 float64 would be 7.2 GB; broadcast_to makes it a view of one row
+    row = np.sin(np.arange(30_000) / 3.0)
+    huge = np.broadcast_to(row, (30_000, 30_000))
+    started = time.perf_counter()
+    outcome = tag_pixels(tagger, huge, shape="30000×30000")
+    assert isinstance(outcome, Result)
+    assert time.perf_counter() - started < 5
+
+
+def test_a_stack_is_analysed_by_its_middle_frame(catalog_items, tagger):
+    frame = catalog_items["16_STOimage_1.ser"].pixels(1024)
+    stack = np.stack([np.zeros_like(frame), frame, np.zeros_like(frame)])
+    outcome = tag_pixels(tagger, stack, pixel_size_nm=0.0100127, shape="3×1024×1024")
+    assert "atomic resolution" in tag_texts(outcome)
+
+
+def test_a_file_gone_since_cataloguing_is_an_item_error_naming_it(tmp_path, tagger):
+    copy = tmp_path / "16_STOimage_1.ser"
+    shutil.copy(shared_data("em", "16_STOimage_1.ser"), copy)
+    shutil.copy(shared_data("em", "16_STOimage.emi"), tmp_path / "16_STOimage.emi")
+    db = open_catalog(tmp_path / "catalog.db")
+    load_files(db, [tmp_path], load_settings(REPO / "metadata.yml"), progress=False)
+    [item] = list(iter_items(db, "file"))
+    copy.unlink()
+    with pytest.raises(PixelsUnavailable):
+        item.pixels(1024)
+    [(_, outcome)] = list(tagger.tag_batch([item]))
+    assert isinstance(outcome, ItemError)
+    assert "16_STOimage_1.ser" in outcome.message and "no longer there" in outcome.message
+
+
+# --- speed and registration ----------------------------------------------------------------------------------------
+
+
+def test_a_1024_pixel_image_is_analysed_in_well_under_a_second(catalog_items, tagger):
+    item = catalog_items["16_STOimage_1.ser"]
+    item.pixels(1024)
+    started = time.perf_counter()
+    list(tagger.tag_batch([item]))
+    assert time.perf_counter() - started < 1.0
+
+
+def test_the_tagger_registers_through_its_entry_point():
+    [tagger] = [t for t in get_taggers() if t.name == "image_analysis"]
+    assert tagger.needs_pixels and tagger.applies_to == {"file"}
+    assert tagger.vector_spaces == {SPACE: 88}
