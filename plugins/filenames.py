@@ -86,6 +86,24 @@ class Meaning:
     tags: tuple[tuple[str, float], ...]
 
 
+@dataclass(frozen=True)
+class Reading:
+    """A piece of a name and what it means; ``evidence`` is the piece as written ('STO in STOimage')."""
+
+    evidence: str
+    meaning: Meaning
+
+
+def best_tags(readings: list[Reading]) -> list[Tag]:
+    """One tag per text, with the best score any reading gave it."""
+    found: dict[str, Tag] = {}
+    for reading in readings:
+        for text, score in reading.meaning.tags:
+            if text not in found or found[text].score < score:
+                found[text] = Tag(text, score, reading.evidence)
+    return list(found.values())
+
+
 def _meaning(kind: str, tags, score: float | None = None) -> Meaning:
     score = SCORE.get(kind, SCORE["guess"]) if score is None else score
     return Meaning(kind, tuple((tag, score) for tag in tags))
@@ -114,25 +132,21 @@ class Shorthand:
 
     def decode(self, text: str) -> list[Tag]:
         """Tags for one file or folder name, best score per tag."""
-        found: dict[str, Tag] = {}
+        return best_tags(self.read(text))
 
-        def add(tag: str, score: float, evidence: str) -> None:
-            if tag not in found or found[tag].score < score:
-                found[tag] = Tag(tag, score, evidence)
-
+    def read(self, text: str) -> list[Reading]:
+        """Every piece of a name that means something, with what it means."""
+        found = []
         text = _DECIMAL_COMMA.sub(".", text)
         for pattern, tags, kind in self.phrases:
             for match in pattern.finditer(text):
-                for tag in tags:
-                    add(tag, SCORE[kind], match.group(0))
+                found.append(Reading(match.group(0), _meaning(kind, tags)))
             text = pattern.sub(" ", text)
         chunks = [chunk for chunk in _SEPARATORS.split(text) if chunk]
         readings = [self._cut(chunk) for chunk in chunks]
         for chunk, spans in zip(chunks, _resolve_element_runs(readings)):
-            for span, meaning in spans:
-                for tag, score in meaning.tags:
-                    add(tag, score, span if span == chunk else f"{span} in {chunk}")
-        return list(found.values())
+            found += [Reading(span if span == chunk else f"{span} in {chunk}", meaning) for span, meaning in spans]
+        return found
 
     # -- cutting one token into readings
 
@@ -437,9 +451,8 @@ class FilenameTagger(Tagger):
             if date and int(short.group(1)) > 0:
                 yield from (Tag(date, SCORE["guess"], short.group(0)), Tag(date[:4], SCORE["guess"], short.group(0)))
                 rest = rest[short.end() :]
-        for tag in self.shorthand.decode(rest):
-            if not _projector_mode_word(tag, row):
-                yield tag
+        readings = _this_datasets_detector(self.shorthand.read(rest), row)
+        yield from (tag for tag in best_tags(readings) if not _projector_mode_word(tag, row))
 
     def _instrument_folder(self, folders: list[str], instrument: str | None) -> int | None:
         """The index of the folder named after the file's instrument ('team05' for TEAM 0.5), if any."""
@@ -479,6 +492,15 @@ def _dictionary_option(dictionary) -> dict[str, list[str]]:
             raise TaggerUnavailable(f"{usage}; {token!r} maps to {tags!r}")
         cleaned[str(token)] = tags
     return cleaned
+
+
+def _this_datasets_detector(readings: list[Reading], row: dict) -> list[Reading]:
+    """'STEM HAADF-DF4-DF2-BF …emd' names the detectors of all its datasets; each dataset's row is one of them."""
+    named = {reading.meaning.tags[0][0] for reading in readings if reading.meaning.kind == "detector"}
+    own = vocab.canonical_detector(row.get("detector"))
+    if len(named) < 2 or own is None or own.name not in named:
+        return readings
+    return [r for r in readings if r.meaning.kind != "detector" or r.meaning.tags[0][0] == own.name]
 
 
 def _projector_mode_word(tag: Tag, row: dict) -> bool:

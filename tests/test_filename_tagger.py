@@ -13,7 +13,9 @@ from datasette_scisearch.filerows import display_path
 from datasette_scisearch.ingest import load_files
 from datasette_scisearch.items import iter_items, make_item
 from datasette_scisearch.plugins import describe_plugins, get_taggers
+from datasette_scisearch.search.engine import search
 from datasette_scisearch.tagger import Result, TaggerUnavailable
+from datasette_scisearch.tagging import tag_catalog
 
 from .conftest import REPO, shared_data
 
@@ -75,6 +77,15 @@ def test_velox_stem_names_projector_diffraction_is_not_a_diffraction_tag(tagger,
     ceta = tags_for_item(tagger, real_items["Camera Ceta Diffraction Micro.emd", "BM-Ceta"])
     assert "diffraction" not in stem and {"STEM", "HAADF"} <= set(stem)
     assert {"diffraction", "Ceta"} <= set(ceta)
+
+
+def test_each_dataset_of_a_multi_detector_velox_file_gets_only_its_own_detector(tagger, real_items):
+    name = "STEM HAADF-DF4-DF2-BF Diffraction Micro.emd"
+    detectors = {"HAADF", "DF4", "DF2", "BF"}
+    for dataset in detectors:
+        tags = tags_for_item(tagger, real_items[name, dataset])
+        assert detectors & set(tags) == {dataset}
+        assert "STEM" in tags
 
 
 def test_a_different_pixel_size_inside_a_camel_case_name_is_not_diffraction(tagger, real_items):
@@ -308,6 +319,14 @@ def test_unicode_names_are_read(tagger):
 @pytest.mark.parametrize("path", ["", None, "/", "/x/y/.hidden", "/x/y/0012.dm4", "_" * 500, "A" * 5000])
 def test_empty_and_meaningless_names_give_no_tags_and_no_error(tagger, path):
     assert tags_of(tagger, path) == {}
+
+
+def test_a_tagged_catalog_finds_the_sto_image_by_the_name_of_its_material(em_dir, settings, catalog):
+    load_files(catalog, [em_dir], settings, progress=False)
+    summary = tag_catalog(catalog, settings, tagger_names=["filenames"], progress=False)
+    assert summary.taggers[0].failed == 0
+    titles = [hit.title for hit in search(catalog, "strontium titanate", settings=settings).hits]
+    assert "16_STOimage_1.ser" in titles
 
 
 def test_the_filenames_tagger_is_found_through_its_entry_point():

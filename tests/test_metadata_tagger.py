@@ -12,7 +12,9 @@ from datasette_scisearch.config import load_settings
 from datasette_scisearch.ingest import load_files
 from datasette_scisearch.items import iter_items, make_item
 from datasette_scisearch.plugins import describe_plugins, get_taggers
+from datasette_scisearch.search.engine import search
 from datasette_scisearch.tagger import Result, TaggerUnavailable
+from datasette_scisearch.tagging import tag_catalog
 
 from .conftest import REPO, shared_data
 
@@ -193,6 +195,15 @@ def test_every_real_dataset_is_tagged_with_scores_from_0_85_to_1(tagger, real_it
     results = list(tagger.tag_batch(list(real_items.values())))
     assert all(isinstance(result, Result) and result.tags for _, result in results)
     assert all(0.85 <= tag.score <= 1.0 and tag.evidence for _, result in results for tag in result.tags)
+
+
+def test_a_tagged_catalog_finds_the_carbon_spectrum_by_tag_eels(em_dir, settings, catalog):
+    load_files(catalog, [em_dir], settings, progress=False)
+    summary = tag_catalog(catalog, settings, tagger_names=["metadata"], progress=False)
+    assert summary.taggers[0].failed == 0
+    hits = search(catalog, "tag:EELS", settings=settings).hits
+    assert [hit.title for hit in hits] == ["08_carbon.dm3"]
+    assert "tag EELS (metadata)" in hits[0].why
 
 
 def test_the_metadata_tagger_is_found_through_its_entry_point():
