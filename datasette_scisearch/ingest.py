@@ -233,10 +233,12 @@ def _load_one(db, path: Path, loader: FileLoader | None, settings, job_id, summa
     except OSError as error:
         return _error(db, summary, path_text, f"cannot read it: {error.strerror}", loader, job_id)
     known = db.execute(
-        "select size_bytes, modified_at, sha256 from files where path = ? limit 1", [path_text]
+        "select size_bytes, modified_at, sha256, loader from files where path = ? limit 1", [path_text]
     ).fetchone()
     modified_text = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).isoformat(timespec="seconds")
-    if known and known[0] == stat.st_size and known[1] == modified_text:
+    # A loader's new version may read more from the same bytes (a detector it used to miss): read again.
+    same_reader = known is not None and known[3] == f"{loader.name}:{loader.version}"
+    if known and same_reader and known[0] == stat.st_size and known[1] == modified_text:
         return "unchanged"
     if not os.access(path, os.R_OK):
         return _error(db, summary, path_text, "permission denied: the catalog's user cannot read it", loader, job_id)
@@ -244,7 +246,7 @@ def _load_one(db, path: Path, loader: FileLoader | None, settings, job_id, summa
         digest = sha256_of([path, *loader.companions(path)])
     except OSError as error:
         return _error(db, summary, path_text, f"cannot read it: {error.strerror or error}", loader, job_id)
-    if known and known[2] == digest:
+    if known and same_reader and known[2] == digest:
         with db.conn:  # touched, not changed: remember the new time so the next run skips it cheaply
             db.execute("update files set modified_at = ? where path = ?", [modified_text, path_text])
         return "unchanged"

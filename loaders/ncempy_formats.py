@@ -49,7 +49,7 @@ class TiaSerLoader(FileLoader):
     """FEI TIA series files: data in NAME_N.ser, microscope metadata in the NAME.emi partner."""
 
     name = "tia-ser"
-    version = "1"
+    version = "2"  # 2: the detector channel from the .emi
     description = "FEI/Thermo TIA .ser data with its .emi metadata (ncempy)"
     suffixes = frozenset({".ser"})
 
@@ -73,6 +73,9 @@ class TiaSerLoader(FileLoader):
             pixel_size_nm = length_to_nm(sizes[-1], units[-1]) if sizes and units else None
         mode_text = _text(meta.get("Mode []"))
         acquired = meta.get("AcquireDate")
+        detector = _tia_detector(_emi_partner(path))
+        if detector:
+            meta["TIA detector channel"] = detector
         yield Dataset(
             data=data,
             axes_units=units,
@@ -83,9 +86,26 @@ class TiaSerLoader(FileLoader):
             magnification=number(meta.get("Magnification [x]")) or number(meta.get("Magnification")),
             camera_length_mm=_scaled(meta.get("Camera length [m]"), 1e3),
             mode=_mode_from_words(mode_text),
+            detector=detector,
             energy_axis_ev=np.asarray(result["eLoss"]) if "eLoss" in result else None,
             metadata=meta,
         )
+
+
+# TIA names the acquiring detector channel only in its display setup ("Acquire HAADF Scanning Display1"),
+# which ncempy's read_emi does not return; it is the channel's name, so a LAABF image taken on the HAADF
+# channel at a long camera length still reads "HAADF".
+_TIA_ACQUIRE = re.compile(rb"Acquire ([A-Za-z][A-Za-z0-9-]{0,15}) Scanning")
+
+
+def _tia_detector(emi: Path | None) -> str | None:
+    if emi is None:
+        return None
+    try:
+        found = _TIA_ACQUIRE.search(emi.read_bytes()[: 1 << 20])
+    except OSError:
+        return None
+    return found.group(1).decode("ascii") if found else None
 
 
 def _emi_partner(ser_path: Path) -> Path | None:

@@ -61,6 +61,10 @@ def test_sto_haadf_image_is_an_80kv_stem_image_at_13_5_mx_on_a_titancubed(real_c
     assert row["pixel_size_nm"] == pytest.approx(0.010, rel=0.01)
 
 
+def test_tia_images_name_the_detector_channel_from_the_emi_display_setup(real_catalog):
+    assert real_catalog.file("16_STOimage_1.ser")["detector"] == "HAADF"
+
+
 def test_sto_image_was_taken_on_18_october_2011_facility_time(real_catalog):
     row = real_catalog.file("16_STOimage_1.ser")
     assert row["acquired_local"].startswith("2011-10-18T18:18:46")
@@ -228,6 +232,19 @@ def test_loading_the_same_folder_twice_adds_nothing(catalog, settings, em_copy):
     second = load_files(catalog, [em_copy], settings, progress=False)
     assert (first.added, second.added, second.updated, second.unchanged) == (3, 0, 0, 3)
     assert catalog["files"].count == 3
+
+
+def test_a_new_loader_version_reads_unchanged_files_again(catalog, settings, em_copy):
+    from datasette_scisearch.ingest import file_loaders
+
+    load_files(catalog, [em_copy], settings, progress=False)
+    with catalog.conn:  # as if an older TIA loader, which missed the detector, had read it
+        catalog.execute("update files set loader = 'tia-ser:0', detector = null where format = 'ser'")
+    again = load_files(catalog, [em_copy], settings, progress=False)
+    row = catalog.execute("select detector, loader from files where format = 'ser'").fetchone()
+    tia = next(loader for loader in file_loaders() if loader.name == row[1].split(":")[0])
+    assert (again.updated, again.unchanged) == (1, 2)
+    assert row == ("HAADF", f"{tia.name}:{tia.version}")
 
 
 def test_a_changed_file_is_updated_in_place(catalog, settings, em_copy):
