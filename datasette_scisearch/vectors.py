@@ -70,12 +70,33 @@ def write_vectors(db: sqlite_utils.Database, space: str, pairs: list[tuple[int, 
     for rowid, vector in pairs:
         db.execute(f"delete from [{table}] where item_rowid = ?", [rowid])
         db.execute(f"insert into [{table}](item_rowid, embedding) values (?, ?)", [rowid, normalised(vector).tobytes()])
+    _count_change(db, space)
 
 
 def delete_vectors(db: sqlite_utils.Database, space: str, rowids: list[int]) -> None:
     table = table_for(space)
     for rowid in rowids:
         db.execute(f"delete from [{table}] where item_rowid = ?", [rowid])
+    _count_change(db, space)
+
+
+# The search engine keeps each space's vectors in memory (exact search over a numpy matrix beats the vec0
+# scan fivefold); this counter, bumped in the writer's transaction, tells it when to read them again.
+_VERSION_KEY = "vectors_version:{}"
+
+
+def _count_change(db: sqlite_utils.Database, space: str) -> None:
+    db.execute(
+        "insert into catalog_info(key, value) values (?, '1') "
+        "on conflict(key) do update set value = cast(value as integer) + 1",
+        [_VERSION_KEY.format(space)],
+    )
+
+
+def vectors_version(db: sqlite_utils.Database, space: str) -> int:
+    """A number that changes whenever the vectors of ``space`` change (0 before the first change)."""
+    row = db.execute("select value from catalog_info where key = ?", [_VERSION_KEY.format(space)]).fetchone()
+    return int(row[0]) if row else 0
 
 
 def spaces(db: sqlite_utils.Database) -> dict[str, dict]:

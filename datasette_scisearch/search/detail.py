@@ -1,0 +1,216 @@
+"""One item in full (the item page), and the items most like it ("more like this").
+
+"More like this" compares images where there are images: a file's CLIP
+vector if a CLIP checkpoint tagged it, else its image-analysis features.  An
+item with neither (a proposal, a paper, an untagged spectrum) is compared by
+its text vector.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import sqlite_utils
+
+from ..catalog import ITEM_TABLES, ITEM_TYPES
+from . import hits, vector_index
+
+FILES_SHOWN = 100
+# Which vector space answers "more like this" for an item, in order of preference.
+SIMILAR_SPACES = {"file": ("clip", "image_features", "text")}
+SIMILAR_DEFAULT = ("text",)
+SPACE_WHY = {
+    "clip": "looks like this image (CLIP)",
+    "image_features": "similar image features",
+    "text": "similar text",
+}
+# Row columns the item page shows as they are; the raw metadata blob is given parsed, separately.
+_HIDDEN_COLUMNS = {"metadata", "details", "search_text", "full_text"}
+
+
+def _key_sql(item_type: str) -> str:
+    return "cast(id as text)" if item_type == "file" else "id"
+
+
+def _row(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict | None:
+    if item_type not in ITEM_TABLES:
+        return None
+    cursor = db.execute(f"select * from [{ITEM_TABLES[item_type]}] where {_key_sql(item_type)} = ?", [str(item_id)])
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cursor.description], row))
+
+
+def _plain(row: dict | None) -> dict | None:
+    if row is None:
+        return None
+    return {k: v for k, v in row.items() if k not in _HIDDEN_COLUMNS and not isinstance(v, bytes)}
+
+
+def _parsed_json(text) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _papers_of_proposals(db, proposal_ids: list[str]) -> list[dict]:
+    if not proposal_ids:
+        return []
+    rows = db.execute(
+        """select distinct p.id, p.title, p.year, p.authors, p.doi, l.to_id as proposal_id, l.method
+           from links l join papers p on p.id = l.from_id
+           where l.from_type = 'paper' and l.to_type = 'proposal' and l.to_id in (select value from json_each(?))
+           order by p.year desc, p.id""",
+        [json.dumps(proposal_ids)],
+    )
+    return [dict(zip(["id", "title", "year", "authors", "doi", "proposal_id", "method"], r)) for r in rows]
+
+
+def _files_where(db, column: str, value: str) -> tuple[list[dict], int]:
+    total = db.execute(f"select count(*) from files where {column} = ?", [value]).fetchone()[0]
+    rows = db.execute(
+        f"""select id, name, kind, instrument, mode, detector, voltage_kv, acquired_local,
+                   exists(select 1 from previews p where p.file_id = files.id) as has_preview
+            from files where {column} = ? order by acquired_at, id limit ?""",
+        [value, FILES_SHOWN],
+    )
+    names = ["id", "name", "kind", "instrument", "mode", "detector", "voltage_kv", "acquired_local", "has_preview"]
+    return [{**dict(zip(names, r)), "has_preview": bool(r[-1])} for r in rows], total
+
+
+def item_detail(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict | None:
+    row = _row(db, item_type, item_id)
+    if row is None:
+        return None
+    item_id = str(row["id"])
+    tags: dict[str, list[dict]] = {}
+    for tag, score, source, status, evidence, via in db.execute(
+        """select tag, score, source, status, evidence, via from tags where item_type = ? and item_id = ?
+           order by source, score desc, tag""",
+        [item_type, item_id],
+    ):
+        tags.setdefault(source or "unknown", []).append(
+            {"tag": tag, "score": score, "status": status, "evidence": evidence, "via": via}
+        )
+    session = proposal = None
+    papers: list[dict] = []
+    files: list[dict] = []
+    files_total = 0
+    if item_type == "file":
+        session = _plain(_row(db, "session", row["session_id"])) if row.get("session_id") else None
+        proposal = _plain(_row(db, "proposal", row["proposal_id"])) if row.get("proposal_id") else None
+        papers = _papers_of_proposals(db, [row["proposal_id"]] if row.get("proposal_id") else [])
+    elif item_type == "session":
+        proposal = _plain(_row(db, "proposal", row["proposal_id"])) if row.get("proposal_id") else None
+        papers = _papers_of_proposals(db, [row["proposal_id"]] if row.get("proposal_id") else [])
+        files, files_total = _files_where(db, "session_id", item_id)
+    elif item_type == "proposal":
+        papers = _papers_of_proposals(db, [item_id])
+        files, files_total = _files_where(db, "proposal_id", item_id)
+    elif item_type == "paper":
+        linked = [
+            r[0]
+            for r in db.execute(
+                "select to_id from links where from_type = 'paper' and from_id = ? and to_type = 'proposal' "
+                "order by to_id",
+                [item_id],
+            )
+        ]
+        proposal = _plain(_row(db, "proposal", linked[0])) if linked else None
+        if linked:
+            files, files_total = _files_where(db, "proposal_id", linked[0])
+    document = db.execute(
+        "select title from search_items where item_type = ? and item_id = ?", [item_type, item_id]
+    ).fetchone()
+    title = (document[0] if document else None) or row.get("title") or row.get("name") or item_id
+    has_preview = item_type == "file" and bool(
+        db.execute("select 1 from previews where file_id = ?", [row["id"]]).fetchone()
+    )
+    return {
+        "item_type": item_type,
+        "item_id": item_id,
+        "title": title,
+        "row": _plain(row),
+        "metadata": _parsed_json(row.get("metadata") if item_type == "file" else row.get("details")),
+        "tags": tags,
+        "session": session,
+        "proposal": proposal,
+        "papers": papers,
+        "files": files,
+        "files_total": files_total,
+        "has_preview": has_preview,
+    }
+
+
+@dataclass
+class SimilarItems:
+    item: dict  # item_type, item_id, title, rowid
+    space: str | None
+    hits: list = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+def similar_items(db: sqlite_utils.Database, item_type: str, item_id: str, k: int = 12) -> SimilarItems:
+    from .engine import ItemNotFound, QueryError, _Candidate
+
+    if item_type not in ITEM_TYPES:
+        raise ItemNotFound(f"unknown item type {item_type!r}: use one of {', '.join(ITEM_TYPES)}")
+    try:
+        k = int(k)
+    except (TypeError, ValueError):
+        raise QueryError("k must be a whole number") from None
+    if not 1 <= k <= 100:
+        raise QueryError(f"k must be between 1 and 100 (got {k})")
+    document = db.execute(
+        "select id, title from search_items where item_type = ? and item_id = ?", [item_type, str(item_id)]
+    ).fetchone()
+    if document is None:
+        if _row(db, item_type, str(item_id)) is None:
+            raise ItemNotFound(f"no {item_type} {item_id!r} in this catalog")
+        return SimilarItems(
+            {"item_type": item_type, "item_id": str(item_id), "title": str(item_id), "rowid": None},
+            None,
+            messages=["this item is not in the search index yet: run 'scisearch tag' to index it"],
+        )
+    rowid, title = document
+    result = SimilarItems({"item_type": item_type, "item_id": str(item_id), "title": title, "rowid": rowid}, None)
+    for space in SIMILAR_SPACES.get(item_type, SIMILAR_DEFAULT):
+        matrix = vector_index.space_matrix(db, space)
+        vector = matrix.vector_of(rowid) if matrix is not None else None
+        if vector is None:
+            continue
+        result.space = space
+        # Read more than k: some neighbours may be items that have left the catalog a moment ago.
+        neighbours = matrix.nearest(vector, k + 10, exclude=rowid)
+        attributes = hits.attributes(db, [r for r, _ in neighbours])
+        candidates = []
+        for r, similarity in neighbours:
+            if r in attributes:
+                candidate = _Candidate(r, score=similarity, ranks={space: len(candidates) + 1})
+                candidates.append(candidate)
+        candidates = candidates[:k]
+        found = hits.hydrate(db, _NO_QUERY, candidates, attributes, "")
+        for hit, candidate in zip(found, candidates):
+            hit.why.insert(0, f"{SPACE_WHY.get(space, space)} ({candidate.score:.2f})")
+        result.hits = found
+        return result
+    wanted = " or ".join(SIMILAR_SPACES.get(item_type, SIMILAR_DEFAULT))
+    result.messages.append(f"this item has no {wanted} vectors yet, so nothing can be compared with it")
+    return result
+
+
+class _NoQuery:
+    """Hits for 'more like this' come from no typed query."""
+
+    text = ""
+    numbers: list = []
+    text_filters: list = []
+
+
+_NO_QUERY = _NoQuery()

@@ -1,0 +1,284 @@
+"""The search engine: one query over every item type, ranked by text and by meaning.
+
+``search`` parses the query (``query``), turns its filters into SQL
+(``filters``), ranks documents by BM25 (``fts``) and by vector similarity in
+each space a query can be embedded in (``vector_index``, ``embedding``), and
+fuses the rankings by reciprocal rank fusion:
+
+    score(d) = Σ_s  w_s / (k + rank_s(d))
+
+(Cormack, Clarke & Büttcher, SIGIR 2009), with per-stage weights ``w_s`` and
+``k`` that can be tuned (benchmarks/scifact.py tunes them).  Exact ids, hashes
+and file names come first.  A document found only by meaning must be at least
+``SIMILARITY_FLOOR`` similar to the query, so nonsense finds nothing.
+
+The web pages and the command line call ``search``, ``similar`` and
+``item_detail``; the shapes of their results are the JSON API's.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import sqlite_utils
+
+from .. import vectors
+from ..catalog import ITEM_TYPES
+from ..config import Settings
+from . import embedding, fts, hits, vector_index
+from .filters import FilterSql, filter_sql
+from .query import ParsedQuery, QueryError, parse_query
+
+__all__ = ["Hit", "QueryError", "SearchResults", "item_detail", "search", "similar", "ItemNotFound"]
+
+MAX_PAGE = 1000
+MAX_PER_PAGE = 100
+# How many documents each ranking contributes; results, counts and facets are computed over this pool.
+FTS_POOL = 1000
+VECTOR_POOL = 100
+# With filters, more neighbours are read before filtering, so a selective filter still leaves some.
+FILTERED_VECTOR_POOL = 2000
+
+DEFAULT_WEIGHTS = {
+    # reciprocal rank fusion: one weight per ranking, and k
+    "fts": 1.0,
+    "text": 1.0,
+    "clip": 1.0,
+    "rrf_k": 60.0,
+    # BM25 weight of each full-text column
+    "title": 2.0,
+    "body": 1.0,
+    "tags": 2.0,
+    "context": 0.5,
+}
+# Vector spaces a text query can search, and the similarity a document found only by meaning must reach.
+QUERY_SPACES = ("text", "clip")
+SIMILARITY_FLOOR = {"text": 0.35, "clip": 0.2}
+SPACE_LABELS = {"text": "similar meaning", "clip": "looks like the words (CLIP)"}
+
+
+@dataclass
+class Hit:
+    item_type: str
+    item_id: str
+    rowid: int
+    title: str
+    snippet: str
+    score: float
+    why: list[str] = field(default_factory=list)
+    matched_tags: list[dict] = field(default_factory=list)
+    proposal: dict | None = None
+    facts: dict = field(default_factory=dict)
+    ranks: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SearchResults:
+    query: str
+    filters: dict
+    item_type: str | None
+    page: int
+    per_page: int
+    total: int
+    counts: dict
+    hits: list[Hit]
+    facets: dict
+    messages: list[str]
+    took_ms: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class ItemNotFound(LookupError):
+    """No such item in this catalog (→ HTTP 404)."""
+
+
+@dataclass
+class _Candidate:
+    rowid: int
+    score: float = 0.0
+    ranks: dict = field(default_factory=dict)
+    similarities: dict = field(default_factory=dict)
+    exact: str | None = None
+
+
+def search(
+    db: sqlite_utils.Database,
+    query: str,
+    *,
+    item_type: str | None = None,
+    page: int = 1,
+    per_page: int = 20,
+    weights: dict | None = None,
+    settings: Settings | None = None,
+) -> SearchResults:
+    """Search every item of the catalog; ``item_type`` picks the tab, ``page`` and ``per_page`` the page."""
+    started = time.perf_counter()
+    page, per_page = _check_paging(page, per_page)
+    if item_type in ("", "all"):
+        item_type = None
+    if item_type is not None and item_type not in ITEM_TYPES:
+        raise QueryError(f"unknown item type {item_type!r}: use one of {', '.join(ITEM_TYPES)}")
+    weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+    parsed = parse_query(query)
+    messages = list(parsed.messages)
+    results = SearchResults(query, parsed.filters_json(), item_type, page, per_page, 0, {}, [], {}, messages, 0.0)
+    if parsed.is_empty:
+        if (query or "").strip():
+            messages.append("nothing to search for in that query: type some words or a filter such as type:image")
+        return _finish(results, started)
+    if not _has_search_index(db):
+        messages.append(
+            "this catalog has no search index yet: run 'scisearch tag CATALOG' (or load something) to build it"
+        )
+        return _finish(results, started)
+    filters = filter_sql(parsed)
+    candidates, extra_counts = _rank(db, parsed, filters, weights, settings, messages)
+    pool = sorted(candidates.values(), key=lambda c: (-c.score, c.rowid))
+    attributes = hits.attributes(db, [c.rowid for c in pool])
+    pool = [c for c in pool if c.rowid in attributes]  # a vector may outlive its item by a moment
+    counts: dict[str, int] = {}
+    for candidate in pool:
+        kind = attributes[candidate.rowid]["item_type"]
+        counts[kind] = counts.get(kind, 0) + 1
+    for kind, count in extra_counts.items():
+        counts[kind] = max(counts.get(kind, 0), count)
+    tab = [c for c in pool if item_type is None or attributes[c.rowid]["item_type"] == item_type]
+    results.counts = {kind: counts[kind] for kind in ITEM_TYPES if counts.get(kind)}
+    results.total = sum(results.counts.values()) if item_type is None else results.counts.get(item_type, 0)
+    results.facets = hits.facets(db, [c.rowid for c in tab], attributes, results.counts)
+    first = (page - 1) * per_page
+    if tab and first >= len(tab):
+        last_page = (len(tab) - 1) // per_page + 1
+        messages.append(f"page {page} is past the last page of results ({last_page})")
+    shown = tab[first : first + per_page]
+    results.hits = hits.hydrate(db, parsed, shown, attributes, _highlight_expression(parsed))
+    if not pool and not any("ranked by" in m for m in messages):
+        messages.append(f"nothing matched {query.strip()!r}")
+    return _finish(results, started)
+
+
+def _finish(results: SearchResults, started: float) -> SearchResults:
+    results.took_ms = round((time.perf_counter() - started) * 1000, 2)
+    return results
+
+
+def _check_paging(page, per_page) -> tuple[int, int]:
+    try:
+        page, per_page = int(page), int(per_page)
+    except (TypeError, ValueError):
+        raise QueryError("page and per_page must be whole numbers") from None
+    if not 1 <= page <= MAX_PAGE:
+        raise QueryError(f"page must be between 1 and {MAX_PAGE} (got {page})")
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise QueryError(f"per_page must be between 1 and {MAX_PER_PAGE} (got {per_page})")
+    return page, per_page
+
+
+def _has_search_index(db: sqlite_utils.Database) -> bool:
+    return "search_items" in db.table_names() and db.execute("select 1 from search_items limit 1").fetchone()
+
+
+def _highlight_expression(parsed: ParsedQuery) -> str:
+    terms = fts.all_terms(parsed.clauses)
+    for number_filter in parsed.numbers:
+        if number_filter.soft:
+            terms += [fts.Term(p, "phrase") for p in number_filter.phrase_alternatives]
+    return fts.fts_any(terms)
+
+
+# -- Ranking -----------------------------------------------------------------------------------------
+
+
+def _rank(db, parsed: ParsedQuery, filters: FilterSql, weights: dict, settings, messages) -> tuple[dict, dict]:
+    """The pool of candidates with their fused scores, and exact per-type counts where the pool is capped."""
+    candidates: dict[int, _Candidate] = {}
+    extra_counts: dict[str, int] = {}
+    rrf_k = float(weights["rrf_k"])
+
+    def add(rowid: int, stage: str, rank: int, weight: float) -> _Candidate:
+        candidate = candidates.setdefault(rowid, _Candidate(rowid))
+        candidate.ranks[stage] = rank
+        candidate.score += weight / (rrf_k + rank)
+        return candidate
+
+    for position, (rowid, reason) in enumerate(hits.exact_matches(db, parsed, filters)):
+        candidate = candidates.setdefault(rowid, _Candidate(rowid))
+        candidate.exact = reason
+        candidate.score += 1000.0 - position  # exact ids and names first, whatever the rankings say
+    if not parsed.has_terms:
+        for rank, rowid in enumerate(hits.by_date(db, filters, FTS_POOL), start=1):
+            add(rowid, "date", rank, 1.0)
+        if len(candidates) >= FTS_POOL:
+            extra_counts = hits.count_by_type(db, filters)
+        return candidates, extra_counts
+    if weights["fts"] > 0:
+        found = fts.search(db, parsed.clauses, filters, weights, FTS_POOL)
+        for rank, rowid in enumerate(found.ranked, start=1):
+            add(rowid, "fts", rank, weights["fts"])
+        if found.mode == "any" and found.ranked and len(parsed.clauses) <= fts.KEYWORD_CLAUSES:
+            messages.append("no item has all of the words; these have some of them")
+        if len(found.ranked) >= FTS_POOL:
+            extra_counts = fts.count_by_type(db, found.expression, filters)
+    _rank_by_vectors(db, parsed, filters, weights, settings, messages, add)
+    return candidates, extra_counts
+
+
+def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages, add) -> None:
+    spaces = vectors.spaces(db)
+    text = parsed.semantic_text
+    if not text:
+        return
+    if "text" not in spaces and weights.get("text", 0) > 0:
+        messages.append("no text vectors yet: ranked by text match only")
+    for space in QUERY_SPACES:
+        weight = float(weights.get(space, 0))
+        if space not in spaces or weight <= 0:
+            continue
+        matrix = vector_index.space_matrix(db, space)
+        if matrix is None or not len(matrix):
+            if space == "text":
+                messages.append("no text vectors yet: ranked by text match only")
+            continue
+        vector, problem = embedding.embed_query(text, space, spaces[space]["tagger"], settings)
+        if vector is None:
+            if problem:
+                messages.append(f"{space} vectors not used: {problem}")
+            continue
+        pool = FILTERED_VECTOR_POOL if not filters.is_empty else VECTOR_POOL
+        try:
+            neighbours = matrix.nearest(vector, pool)
+        except ValueError as error:
+            messages.append(f"{space} vectors not used: {error}")
+            continue
+        floor = float(weights.get(f"{space}_floor", SIMILARITY_FLOOR.get(space, 0.0)))
+        neighbours = [(rowid, similarity) for rowid, similarity in neighbours if similarity >= floor]
+        if not filters.is_empty and neighbours:
+            allowed = hits.allowed(db, [rowid for rowid, _ in neighbours], filters)
+            neighbours = [(rowid, s) for rowid, s in neighbours if rowid in allowed]
+        for rank, (rowid, similarity) in enumerate(neighbours[:VECTOR_POOL], start=1):
+            candidate = add(rowid, space, rank, weight)
+            candidate.similarities[space] = round(similarity, 4)
+
+
+# -- Items and similar items -------------------------------------------------------------------------
+
+
+def item_detail(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict | None:
+    """Everything the item page shows about one item, or None if there is no such item."""
+    from .detail import item_detail as detail
+
+    return detail(db, item_type, item_id)
+
+
+def similar(db: sqlite_utils.Database, item_type: str, item_id: str, k: int = 12) -> list[Hit]:
+    """'More like this': the items nearest to this one's image vector (CLIP, else image features), or its
+    text vector for items without an image.  Raises ItemNotFound for an unknown item."""
+    from .detail import similar_items
+
+    return similar_items(db, item_type, item_id, k).hits

@@ -1,0 +1,152 @@
+"""Full-text search over ``search_items_fts``: safe FTS5 expressions, BM25 ranking, highlights.
+
+Everything a person typed reaches FTS5 as quoted strings, never as syntax, so
+no query can be an FTS5 syntax error.  Ranking is FTS5's ``bm25()`` with one
+weight per column (title, body, tags, context).
+
+Speed, measured on 100,000 documents (benchmarks/search.py): ``order by
+bm25(...) limit n`` with explicit weights costs half of ``order by rank``, and
+a query whose words must all match costs a fraction of one where any may,
+because FTS5 then steps through the rarest word's postings only.  So the
+engine asks for all the words first and falls back to any of them only when
+nothing has them all (or when the query is a sentence rather than keywords).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+
+import sqlite_utils
+
+from ..catalog import SEARCH_FTS_COLUMNS
+from .query import Term
+
+# Markers that cannot occur in catalog text; replaced by <mark> after HTML-escaping.
+MARK_OPEN, MARK_CLOSE = "\x02", "\x03"
+SNIPPET_TOKENS = 24
+# A query of more clauses than this reads as a sentence (a claim, a question): its words are alternatives
+# ranked by BM25, as in the published BEIR baselines; shorter queries are keywords that must all match.
+KEYWORD_CLAUSES = 3
+
+
+def quoted(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def term_sql(term: Term) -> str:
+    return quoted(term.text) + ("*" if term.kind == "prefix" else "")
+
+
+def fts_all(clauses: list[list[Term]]) -> str:
+    """Every clause must match; the alternatives of one clause (a OR b) are any of them."""
+    return " AND ".join("(" + " OR ".join(term_sql(t) for t in clause) + ")" for clause in clauses)
+
+
+def fts_any(terms: list[Term]) -> str:
+    return " OR ".join(term_sql(term) for term in terms)
+
+
+def all_terms(clauses: list[list[Term]]) -> list[Term]:
+    return [term for clause in clauses for term in clause]
+
+
+@dataclass
+class FtsResult:
+    ranked: list[int] = field(default_factory=list)  # search_items ids, best first
+    scores: dict[int, float] = field(default_factory=dict)  # -bm25: higher is better
+    mode: str = "all"  # all (every word), any (some of the words)
+    expression: str = ""
+
+
+def bm25_args(weights: dict) -> list[float]:
+    return [float(weights.get(column, 1.0)) for column in SEARCH_FTS_COLUMNS]
+
+
+def ranked(db: sqlite_utils.Database, expression: str, filters, weights: dict, limit: int) -> list[tuple[int, float]]:
+    """Documents matching ``expression`` and the filters, best BM25 first (at most ``limit``)."""
+    marks = ", ".join("?" * len(SEARCH_FTS_COLUMNS))
+    if filters.is_empty:
+        sql = f"""
+            select rowid, bm25(search_items_fts, {marks}) as score from search_items_fts
+            where search_items_fts match ? order by score limit ?"""
+        params = [*bm25_args(weights), expression, limit]
+    else:
+        sql = f"""
+            select search_items_fts.rowid, bm25(search_items_fts, {marks}) as score
+            from search_items_fts join search_items si on si.id = search_items_fts.rowid {filters.joins_sql()}
+            where search_items_fts match ? and {filters.where_sql()} order by score limit ?"""
+        params = [*bm25_args(weights), expression, *filters.params, limit]
+    return [(rowid, -score) for rowid, score in db.execute(sql, params)]
+
+
+def count_by_type(db: sqlite_utils.Database, expression: str, filters) -> dict[str, int]:
+    """How many documents of each item type match: used when there are more than the engine ranks."""
+    sql = f"""
+        select si.item_type, count(*)
+        from search_items_fts join search_items si on si.id = search_items_fts.rowid {filters.joins_sql()}
+        where search_items_fts match ? and {filters.where_sql()} group by si.item_type"""
+    return dict(db.execute(sql, [expression, *filters.params]).fetchall())
+
+
+def search(db, clauses: list[list[Term]], filters, weights: dict, limit: int) -> FtsResult:
+    """All the words first; any of them when nothing has all (or the query is a sentence)."""
+    if len(clauses) <= KEYWORD_CLAUSES:
+        expression = fts_all(clauses)
+        rows = ranked(db, expression, filters, weights, limit)
+        if rows or len(clauses) == 1:
+            return FtsResult([r for r, _ in rows], dict(rows), "all", expression)
+    expression = fts_any(all_terms(clauses))
+    rows = ranked(db, expression, filters, weights, limit)
+    return FtsResult([r for r, _ in rows], dict(rows), "any", expression)
+
+
+@dataclass
+class Highlight:
+    snippet: str  # HTML-safe, with <mark>
+    matched: dict[str, list[str]]  # column -> the words that matched there, as written in the document
+
+
+def highlights(db: sqlite_utils.Database, expression: str, rowids: list[int]) -> dict[int, Highlight]:
+    """A snippet and the matched words per column, for the few documents on a page."""
+    if not rowids or not expression:
+        return {}
+    marks = ",".join("?" * len(rowids))
+    columns = ", ".join(
+        f"highlight(search_items_fts, {i}, '{MARK_OPEN}', '{MARK_CLOSE}')"
+        for i, name in enumerate(SEARCH_FTS_COLUMNS)
+        if name != "body"
+    )
+    sql = f"""
+        select rowid, snippet(search_items_fts, -1, '{MARK_OPEN}', '{MARK_CLOSE}', '…', {SNIPPET_TOKENS}), {columns},
+               snippet(search_items_fts, {SEARCH_FTS_COLUMNS.index("body")}, '{MARK_OPEN}', '{MARK_CLOSE}', '…', 64)
+        from search_items_fts where search_items_fts match ? and rowid in ({marks})"""
+    found = {}
+    short_columns = [name for name in SEARCH_FTS_COLUMNS if name != "body"]
+    for rowid, snippet, *rest in db.execute(sql, [expression, *rowids]):
+        *short_values, body = rest
+        matched = {name: marked_words(value) for name, value in zip(short_columns, short_values)}
+        matched["body"] = marked_words(body)
+        found[rowid] = Highlight(snippet_html(snippet), {k: v for k, v in matched.items() if v})
+    return found
+
+
+def marked_words(text: str | None) -> list[str]:
+    words: list[str] = []
+    for word in re.findall(f"{MARK_OPEN}(.*?){MARK_CLOSE}", text or "", flags=re.DOTALL):
+        if word.lower() not in (w.lower() for w in words):
+            words.append(word)
+    return words
+
+
+def snippet_html(text: str | None) -> str:
+    escaped = html.escape(text or "", quote=False)
+    return escaped.replace(MARK_OPEN, "<mark>").replace(MARK_CLOSE, "</mark>")
+
+
+def plain_snippet(text: str | None, words: int = SNIPPET_TOKENS) -> str:
+    """The start of a document that matched by meaning alone, HTML-escaped."""
+    tokens = (text or "").split()
+    cut = " ".join(tokens[:words]) + (" …" if len(tokens) > words else "")
+    return html.escape(cut, quote=False)
