@@ -164,26 +164,39 @@ def _vocabulary(options: dict[str, Any]) -> list[str]:
     return [term.strip() for term in terms]
 
 
-def stretched_square(frame: np.ndarray, size: int, kind: str = "image", device: str = "cpu"):
-    """A frame as a (size, size) float32 tensor in [0, 1]: percentile stretch, centre crop, antialiased resize."""
+def stretched_squares(frames: list[np.ndarray], kinds: list[str], size: int, device: str = "cpu"):
+    """Frames as an (n, size, size) float32 tensor in [0, 1]: centre crop, antialiased resize, percentile stretch.
+
+    The percentiles are taken after the resize, on size x size pixels for the whole batch at once, rather
+    than on each full frame: a sort of 50,000 values instead of 200,000, and those the model will see.
+    """
     import torch
     import torch.nn.functional as F
 
-    height, width = frame.shape
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    pixels = torch.as_tensor(np.ascontiguousarray(frame[top : top + side, left : left + side]), dtype=torch.float32)
-    pixels = pixels.to(device)
-    finite = torch.isfinite(pixels)
-    if not bool(finite.all()):
-        fill = pixels[finite].median() if bool(finite.any()) else torch.tensor(0.0, device=device)
-        pixels = torch.where(finite, pixels, fill)
-    if kind in LOG_SCALED_KINDS:
-        pixels = torch.log1p((pixels - pixels.min()).clamp(min=0))
-    low, high = torch.quantile(pixels.flatten(), torch.tensor(STRETCH_PERCENTILES, device=device))
-    pixels = ((pixels - low) / (high - low)).clamp(0, 1) if bool(high > low) else torch.zeros_like(pixels)
-    resized = F.interpolate(pixels[None, None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return resized[0, 0]
+    squares = []
+    for frame, kind in zip(frames, kinds):
+        height, width = frame.shape
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        crop = np.ascontiguousarray(frame[top : top + side, left : left + side])
+        pixels = torch.as_tensor(crop, dtype=torch.float32).to(device)
+        finite = torch.isfinite(pixels)
+        if not bool(finite.all()):
+            fill = pixels[finite].median() if bool(finite.any()) else torch.tensor(0.0, device=device)
+            pixels = torch.where(finite, pixels, fill)
+        if kind in LOG_SCALED_KINDS:
+            pixels = torch.log1p((pixels - pixels.min()).clamp(min=0))
+        squares.append(F.interpolate(pixels[None, None], size=(size, size), mode="bilinear", antialias=True)[0, 0])
+    batch = torch.stack(squares)
+    low, high = torch.quantile(batch.flatten(1), torch.tensor(STRETCH_PERCENTILES, device=device), dim=1)
+    span = (high - low)[:, None, None]
+    stretched = ((batch - low[:, None, None]) / span.clamp(min=1e-12)).clamp(0, 1)
+    return torch.where(span > 0, stretched, torch.zeros_like(stretched))  # a blank frame stays blank
+
+
+def stretched_square(frame: np.ndarray, size: int, kind: str = "image", device: str = "cpu"):
+    """One frame as ``stretched_squares`` makes it: (size, size) in [0, 1]."""
+    return stretched_squares([frame], [kind], size, device)[0]
 
 
 class ClipTagger(Tagger):
@@ -250,12 +263,7 @@ class ClipTagger(Tagger):
 
         kinds = kinds or ["image"] * len(frames)
         with torch.inference_mode():
-            batch = torch.stack(
-                [
-                    stretched_square(frame, self.input_size, kind or "image", self.device)
-                    for frame, kind in zip(frames, kinds)
-                ]
-            )
+            batch = stretched_squares(frames, [kind or "image" for kind in kinds], self.input_size, self.device)
             batch = ((batch[:, None].expand(-1, 3, -1, -1) - self.mean) / self.std).to(self.dtype)
             return self.model.encode_image(batch, normalize=True).float()
 
