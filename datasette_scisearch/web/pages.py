@@ -1,3 +1,391 @@
-"""The HTML pages under /-/scisearch: the search page and the item page."""
+"""The HTML pages under /-/scisearch: the search page and the item page.
 
-ROUTES: list = []
+Both pages show what the search engine returns and build no SQL of their own:
+``search`` for results, facets and counts, ``item_detail`` for one item,
+``similar`` for "more like this".  This module turns request parameters into
+engine calls; ``present`` turns the answers into what the templates show.
+
+Facet links add a query-language filter (``instrument:Themis``) as a URL
+parameter of its own (``&instrument=Themis``), so the box keeps what the
+researcher typed and each filter shows as a chip that removes it.
+
+Bad input never ends in a traceback: a query the engine refuses is a 400 page
+that says what to change, an unknown item or database a 404 page with the
+search box, and page numbers out of range are clamped with a note.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+import sqlite_utils
+from datasette.utils import tilde_decode, tilde_encode
+from datasette.utils.asgi import Response
+
+from ..catalog import ITEM_TABLES
+from ..config import ConfigError, Settings, load_settings, settings_from_dict
+from . import present
+from .present import item_url
+
+__all__ = ["ROUTES", "item_url", "search_url"]
+
+PLUGIN_NAME = "datasette-scisearch"
+PER_PAGE = 24  # four rows of six previews, or six of four, on a laptop screen
+SIMILAR_COUNT = 12
+RECENT_COUNT = 12  # previews on the search page before anything is typed
+PAGE_LINKS_AROUND = 2  # page numbers shown either side of the current one
+FACET_VALUES_SHOWN = 8  # the rest fold away under "more"
+
+# The tabs, in order; a tab is an item type, None is "all".
+TABS = [(None, "All"), ("file", "Images"), ("proposal", "Proposals"), ("paper", "Papers"), ("session", "Sessions")]
+# Facets a researcher narrows by, in sidebar order; each name is also the query language's filter.
+FACETS = {
+    "instrument": "Instrument",
+    "kind": "Kind",
+    "mode": "Mode",
+    "detector": "Detector",
+    "tag": "Tag",
+    "proposal": "Proposal",
+    "year": "Year",
+}
+# What the search box understands, as examples that run when clicked.
+EXAMPLES = [
+    ("gold nanoparticles HAADF", "words, in any order"),
+    ('"grain boundary"', "an exact phrase"),
+    ("ceria -SEM", "leave out a word or a filter"),
+    ("tag:diffraction", "items with a tag"),
+    ("instrument:Themis type:file", "one instrument, one kind of item"),
+    ("voltage>=200kV mag:1M-20M", "numbers with units"),
+    ("pixel<0.05nm", "pixel sizes in nm, pm or Å"),
+    ("date:2021-03..2021-12", "a span of dates"),
+]
+
+_SEARCH_ROUTE = r"^/-/scisearch/?$"
+# An id ending in .json is the JSON API's route, not this page.
+_ITEM_ROUTE = r"^/-/scisearch/item/(?P<database>[^/]+)/(?P<item_type>[^/]+)/(?P<item_id>[^/]+?)(?<!\.json)/?$"
+_KEEP = object()  # "leave this parameter as it is"
+
+
+class PageError(Exception):
+    """A request this page cannot answer; the message is shown in the page with the status."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def search_url(datasette, params: list[tuple[str, str]] | None = None) -> str:
+    url = datasette.urls.path("-/scisearch")
+    query = urllib.parse.urlencode([(key, value) for key, value in params or [] if value not in (None, "")])
+    return f"{url}?{query}" if query else url
+
+
+# -- The catalog, its settings and the engine -------------------------------------------------------------
+
+
+def find_catalog(datasette, requested: str | None):
+    """The Datasette Database to search: the one named by ``db=``, else the first catalog attached."""
+    from . import catalog_schema
+
+    if requested:
+        try:
+            db = datasette.get_database(route=tilde_decode(requested))
+        except KeyError:
+            db = datasette.databases.get(requested)
+        if db is None:
+            raise PageError(f"There is no database called '{requested[:100]}' here.", 404)
+        if catalog_schema(datasette, db.name) is None:
+            raise PageError(f"Database '{db.name}' is not a scisearch catalog, so it cannot be searched.", 404)
+        return db
+    for name, db in datasette.databases.items():
+        if catalog_schema(datasette, name) is not None:
+            return db
+    raise PageError(
+        "No catalog is attached to this Datasette, so there is nothing to search yet. "
+        "Build one with 'scisearch load files catalog.db DIR' and serve it with 'scisearch serve catalog.db'.",
+        404,
+    )
+
+
+def facility_settings(datasette) -> Settings:
+    """The settings Datasette was started with (time zone; taggers' options embed queries), as the CLI reads them."""
+    try:
+        block = datasette.plugin_config(PLUGIN_NAME)
+        return settings_from_dict(block) if block else load_settings()
+    except ConfigError:
+        return Settings()  # the CLI reports a broken config; pages still work with the defaults
+
+
+async def call_engine(db, function, *args, **kwargs):
+    """Run an engine function on one of Datasette's read connections (each has sqlite-vec loaded)."""
+    return await db.execute_fn(lambda conn: function(sqlite_utils.Database(conn), *args, **kwargs))
+
+
+# -- The search page ------------------------------------------------------------------------------------
+
+
+def _filter_token(facet: str, value: str) -> str:
+    value = value.replace('"', "").strip()
+    return f'{facet}:"{value}"' if re.search(r"[\s:()]", value) else f"{facet}:{value}"
+
+
+def parse_page(text: str | None) -> tuple[int, str | None]:
+    """A page number from the URL (1 or more), and a note when it had to be changed."""
+    if text in (None, ""):
+        return 1, None
+    if not re.fullmatch(r"\s*[-+]?\d{1,100}\s*", text):
+        return 1, f"'{text[:40]}' is not a page number; showing the first page."
+    page = int(text)
+    if page < 1:
+        return 1, f"There is no page {page:,}; showing the first page."
+    return page, None
+
+
+class SearchRequest:
+    """The search page's parameters: the typed query, the tab, facet filters and the page."""
+
+    def __init__(self, request):
+        args = request.args
+        self.q = args.get("q") or ""
+        self.db = args.get("db") or ""
+        self.notes: list[str] = []
+        tab = args.get("type") or ""
+        known = {item_type for item_type, _ in TABS if item_type}
+        if tab and tab not in known and tab != "all":
+            self.notes.append(f"There is no '{tab[:40]}' tab; showing all results.")
+        self.item_type = tab if tab in known else None
+        self.filters = [(facet, value) for facet in FACETS for value in args.getlist(facet) if value.strip()]
+        self.page, note = parse_page(args.get("page"))
+        if note:
+            self.notes.append(note)
+
+    @property
+    def engine_query(self) -> str:
+        return " ".join([self.q.strip(), *(_filter_token(facet, value) for facet, value in self.filters)]).strip()
+
+    def url(self, datasette, *, item_type=_KEEP, filters: list | None = None, page: int = 1) -> str:
+        """This search with the tab, filters or page changed; any change but the page starts at page 1."""
+        tab = self.item_type if item_type is _KEEP else item_type
+        params = [("q", self.q), ("type", tab or ""), ("db", self.db)]
+        params += self.filters if filters is None else filters
+        if page > 1:
+            params.append(("page", str(page)))
+        return search_url(datasette, params)
+
+
+def tabs_view(datasette, search: SearchRequest, counts: dict) -> list[dict]:
+    tabs = []
+    for item_type, label in TABS:
+        count = sum(counts.values()) if item_type is None else counts.get(item_type, 0)
+        # Sessions get a tab only when some match: most searches are for data and its literature.
+        if item_type == "session" and not count and search.item_type != "session":
+            continue
+        tabs.append(
+            {
+                "label": label,
+                "count": count,
+                "url": search.url(datasette, item_type=item_type),
+                "selected": search.item_type == item_type,
+            }
+        )
+    return tabs
+
+
+def facets_view(datasette, search: SearchRequest, facets: dict) -> list[dict]:
+    shown = []
+    for facet, label in FACETS.items():
+        entries = []
+        for entry in (facets or {}).get(facet) or []:
+            value = str(entry.get("value"))
+            if value in ("", "None"):
+                continue
+            selected = (facet, value) in search.filters
+            others = [f for f in search.filters if f != (facet, value)]
+            entries.append(
+                {
+                    "value": value,
+                    "label": entry.get("label") or value,
+                    "count": entry.get("count"),
+                    "selected": selected,
+                    "url": search.url(datasette, filters=others if selected else [*search.filters, (facet, value)]),
+                }
+            )
+        if entries:
+            shown.append({"name": facet, "label": label, "entries": entries, "shown": FACET_VALUES_SHOWN})
+    return shown
+
+
+def chips_view(datasette, search: SearchRequest) -> list[dict]:
+    return [
+        {
+            "label": f"{FACETS[facet].lower()}: {value}",
+            "url": search.url(datasette, filters=[f for f in search.filters if f != (facet, value)]),
+        }
+        for facet, value in search.filters
+    ]
+
+
+def pagination_view(datasette, search: SearchRequest, page: int, last_page: int) -> dict | None:
+    if last_page <= 1:
+        return None
+    around = range(max(1, page - PAGE_LINKS_AROUND), min(last_page, page + PAGE_LINKS_AROUND) + 1)
+    links, previous = [], 0
+    for number in sorted({1, last_page, *around}):
+        if number > previous + 1:
+            links.append(None)  # a gap, shown as …
+        links.append({"number": number, "url": search.url(datasette, page=number), "current": number == page})
+        previous = number
+    return {
+        "links": links,
+        "previous_url": search.url(datasette, page=page - 1) if page > 1 else None,
+        "next_url": search.url(datasette, page=page + 1) if page < last_page else None,
+    }
+
+
+async def search_page(request, datasette):
+    from ..search import engine
+
+    search = SearchRequest(request)
+    context = {
+        "scisearch_page": "search",
+        "q": search.q,
+        "db_param": search.db,
+        "item_type": search.item_type,
+        "kept_filters": search.filters,
+        "chips": chips_view(datasette, search),
+        "messages": list(search.notes),
+        "examples": [(text, meaning, search_url(datasette, [("q", text)])) for text, meaning in EXAMPLES],
+    }
+    try:
+        db = find_catalog(datasette, search.db)
+    except PageError as error:
+        return await _render(
+            datasette, request, "scisearch_search.html", {**context, "error": str(error)}, error.status
+        )
+    await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
+    settings = facility_settings(datasette)
+    zone = settings.zone
+
+    async def run(page: int):
+        return await call_engine(
+            db, engine.search, search.engine_query, item_type=search.item_type, page=page, per_page=PER_PAGE,
+            settings=settings,
+        )  # fmt: skip
+
+    if not search.engine_query:
+        # Before anything is typed: the newest files, a query of one filter, which the engine ranks by date.
+        recent = await call_engine(db, engine.search, "type:file", page=1, per_page=RECENT_COUNT, settings=settings)
+        context["recent"] = [present.hit_view(datasette, db.name, hit, zone) for hit in recent.hits]
+        return await _render(datasette, request, "scisearch_search.html", context)
+    try:
+        # The engine pages up to its MAX_PAGE; past the last page of results the last one is shown.
+        results = await run(min(search.page, engine.MAX_PAGE))
+        last_page = max(1, min(engine.MAX_PAGE, -(-results.total // PER_PAGE)))
+        if search.page > last_page:
+            context["messages"].append(
+                f"There is no page {search.page:,} of these results; showing the last page, {last_page}."
+            )
+            search.page = last_page
+            results = await run(last_page)
+    except engine.QueryError as error:
+        return await _render(datasette, request, "scisearch_search.html", {**context, "error": str(error)}, 400)
+    hits = [present.hit_view(datasette, db.name, hit, zone) for hit in results.hits]
+    context.update(
+        {
+            "results": results,
+            "segments": present.segments(hits),
+            "tabs": tabs_view(datasette, search, results.counts),
+            "facets": facets_view(datasette, search, results.facets),
+            "pagination": pagination_view(datasette, search, search.page, last_page),
+            "first_shown": (search.page - 1) * PER_PAGE + 1,
+            "last_shown": (search.page - 1) * PER_PAGE + len(hits),
+            "messages": context["messages"] + [_sentence(message) for message in results.messages],
+        }
+    )
+    return await _render(datasette, request, "scisearch_search.html", context)
+
+
+def _sentence(message: str) -> str:
+    """The engine writes notes in lower case for the CLI and JSON; a page shows them as sentences."""
+    return message[:1].upper() + message[1:] if message else message
+
+
+# -- The item page ----------------------------------------------------------------------------------------
+
+
+async def item_page(request, datasette):
+    from ..search import engine
+
+    item_type = request.url_vars["item_type"]
+    item_id = tilde_decode(request.url_vars["item_id"])
+    context = {"scisearch_page": "item", "q": ""}
+    try:
+        db = find_catalog(datasette, request.url_vars["database"])
+        if item_type not in ITEM_TABLES:
+            raise PageError(
+                f"'{item_type[:40]}' is not a kind of item here: items are files, proposals, papers and sessions.", 404
+            )
+        await datasette.ensure_permissions(
+            request.actor,
+            [("view-table", (db.name, ITEM_TABLES[item_type])), ("view-database", db.name), "view-instance"],
+        )
+        detail = await call_engine(db, engine.item_detail, item_type, item_id)
+        if detail is None:
+            raise PageError(f"There is no {item_type} '{item_id[:200]}' in this catalog.", 404)
+    except PageError as error:
+        return await _render(datasette, request, "scisearch_item.html", {**context, "error": str(error)}, error.status)
+    try:
+        similar = await call_engine(db, engine.similar, item_type, item_id, k=SIMILAR_COUNT)
+        similar_note = None if similar else "Nothing to compare with yet: similarity needs the taggers' vectors."
+    except (engine.QueryError, engine.ItemNotFound) as error:
+        similar, similar_note = [], _sentence(str(error))
+    zone = facility_settings(datasette).zone
+    database, table = db.name, ITEM_TABLES[item_type]
+    row = detail.get("row") or {}
+    metadata, metadata_cut = present.metadata_text(detail.get("metadata"))
+    files = detail.get("files") or []
+    context.update(
+        {
+            "database": database,
+            "item_type": item_type,
+            "type_label": present.TYPE_LABELS[item_type],
+            "item_id": item_id,
+            "title": detail.get("title") or f"{item_type} {item_id}",
+            "text": row.get("abstract") or row.get("notes") or "",
+            "preview_url": present.preview_url(datasette, database, item_id) if detail.get("has_preview") else None,
+            "columns": present.listed_columns(row, zone),
+            "metadata": metadata,
+            "metadata_cut": metadata_cut,
+            "row_url": datasette.urls.row(database, table, tilde_encode(str(item_id))),
+            "row_json_url": datasette.urls.row(database, table, tilde_encode(str(item_id)), format="json"),
+            "tag_groups": present.tags_view(detail.get("tags")),
+            "session": present.linked_view(datasette, database, "session", detail.get("session"), zone),
+            "proposal": present.linked_view(datasette, database, "proposal", detail.get("proposal"), zone),
+            "papers": [
+                view
+                for view in (
+                    present.linked_view(datasette, database, "paper", p, zone) for p in detail.get("papers") or []
+                )
+                if view
+            ],
+            "files": [present.hit_view(datasette, database, present.file_as_hit(f), zone) for f in files],
+            "files_total": max(detail.get("files_total") or 0, len(files)),
+            "similar": similar,
+            "similar_segments": present.segments([present.hit_view(datasette, database, hit, zone) for hit in similar]),
+            "similar_note": similar_note,
+        }
+    )
+    return await _render(datasette, request, "scisearch_item.html", context)
+
+
+async def _render(datasette, request, template: str, context: dict, status: int = 200) -> Response:
+    context.setdefault("search_action", datasette.urls.path("-/scisearch"))
+    html = await datasette.render_template(template, context, request=request, view_name="scisearch")
+    return Response.html(html, status=status)
+
+
+ROUTES = [
+    (_SEARCH_ROUTE, search_page),
+    (_ITEM_ROUTE, item_page),
+]

@@ -1,0 +1,312 @@
+"""How the search and item pages show what the engine returns: values with units, cards, tags and links.
+
+Everything here turns engine output (``Hit``, ``item_detail``) into plain
+dicts for the Jinja templates; nothing reads the database.  The templates
+escape every value; the one piece of HTML the engine hands over, a snippet
+with ``<mark>`` around matched words, is let through for its marks only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import zoneinfo
+from dataclasses import asdict, is_dataclass
+
+import markupsafe
+from datasette.utils import tilde_encode
+
+from ..normalize import magnification_label
+
+TYPE_LABELS = {"file": "file", "proposal": "proposal", "paper": "paper", "session": "session"}
+# Raw metadata beyond this is cut in the page (a file's can reach a megabyte); the JSON link has all of it.
+METADATA_DISPLAY_CHARS = 100_000
+
+# How the item page labels a row's columns, in the order it lists them; unlisted columns follow as they are.
+COLUMN_LABELS = {
+    "kind": "Kind",
+    "instrument": "Instrument",
+    "acquired_local": "Acquired",
+    "acquired_at": "Acquired (UTC)",
+    "acquired_at_source": "Time taken from",
+    "mode": "Mode",
+    "detector": "Detector",
+    "voltage_kv": "Voltage",
+    "magnification": "Magnification",
+    "pixel_size_nm": "Pixel size",
+    "camera_length_mm": "Camera length",
+    "shape": "Shape",
+    "dtype": "Data type",
+    "format": "Format",
+    "dataset_name": "Dataset",
+    "instrument_reported": "Instrument (as reported)",
+    "path": "Path",
+    "size_bytes": "Size",
+    "pi": "Principal investigator",
+    "institution": "Institution",
+    "division": "Division",
+    "programs": "Programs",
+    "start_date": "Start",
+    "end_date": "End",
+    "amount": "Amount",
+    "authors": "Authors",
+    "year": "Year",
+    "published": "Published",
+    "doi": "DOI",
+    "venue": "Venue",
+    "funding": "Funding",
+    "user": "User",
+    "start": "Start",
+    "end": "End",
+}
+# Shown elsewhere on the item page (title, text, preview, context, raw metadata) or bookkeeping only.
+COLUMNS_NOT_LISTED = frozenset(
+    {
+        "id",
+        "title",
+        "name",
+        "abstract",
+        "notes",
+        "full_text",
+        "metadata",
+        "details",
+        "search_text",
+        "preview",
+        "session_id",
+        "proposal_id",
+        "folder",
+        "dataset",
+        "sha256",
+        "modified_at",
+        "loader",
+        "loaded_at",
+        "source",
+    }
+)
+# Times stored as ISO 8601 with an offset, shown in the facility's time zone (acquired_at stays in UTC).
+LOCAL_TIME_COLUMNS = frozenset({"acquired_local", "start", "end"})
+_MARK_TAG = re.compile(r"(</?mark>)")
+
+
+def item_url(datasette, database: str, item_type: str, item_id) -> str:
+    """The item page of one file, proposal, paper or session (ids may hold any character)."""
+    route = tilde_encode(datasette.get_database(database).route)
+    return datasette.urls.path(f"-/scisearch/item/{route}/{item_type}/{tilde_encode(str(item_id))}")
+
+
+def preview_url(datasette, database: str, file_id) -> str:
+    from . import preview_url as versioned_preview_url  # the package imports this module while it loads
+
+    return versioned_preview_url(datasette, database, file_id)
+
+
+# -- Values as a researcher reads them -------------------------------------------------------------------
+
+
+def format_value(column: str, value, zone: zoneinfo.ZoneInfo | None = None) -> str:
+    """A column's value with its unit: 300 kV, 2.5 Mx, 12 pm, 1.2 MB, 2021-09-20 11:00 PDT."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if column == "voltage_kv":
+            return f"{value:g} kV"
+        if column == "magnification" and value > 0:
+            return magnification_label(value)
+        if column == "pixel_size_nm":
+            return f"{value * 1000:.3g} pm" if value < 0.1 else f"{value:.3g} nm"
+        if column == "camera_length_mm":
+            return f"{value:g} mm"
+        if column == "size_bytes":
+            return _format_bytes(value)
+        if column == "amount":
+            return f"${value:,.0f}"
+    if isinstance(value, str) and column in LOCAL_TIME_COLUMNS:
+        return readable_time(value, zone)
+    if isinstance(value, str) and column == "acquired_at":
+        return readable_time(value, dt.UTC)
+    return str(value)
+
+
+def readable_time(text: str, zone: dt.tzinfo | None) -> str:
+    """'2021-09-20T18:00:34+00:00' as '2021-09-20 11:00:34 PDT' in the facility's zone."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if moment.tzinfo is not None and zone is not None:
+        moment = moment.astimezone(zone)
+    shown = moment.strftime("%Y-%m-%d %H:%M:%S" if moment.second else "%Y-%m-%d %H:%M")
+    return f"{shown} {moment.tzname()}" if moment.tzinfo is not None else shown
+
+
+def _format_bytes(size: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def listed_columns(row: dict, zone=None) -> list[tuple[str, str, str]]:
+    """(column, label, value) for the item page's definition list, labelled columns first."""
+    ordered = [column for column in COLUMN_LABELS if column in row]
+    ordered += [column for column in row if column not in COLUMN_LABELS]
+    listed = []
+    for column in ordered:
+        if column in COLUMNS_NOT_LISTED:
+            continue
+        text = format_value(column, row.get(column), zone)
+        if text:
+            listed.append((column, COLUMN_LABELS.get(column, column.replace("_", " ").capitalize()), text))
+    return listed
+
+
+def hit_facts(item_type: str, facts: dict, zone=None) -> list[str]:
+    """The few facts a result shows under its title, most telling first."""
+    facts = facts or {}
+    if item_type == "file":
+        keys = ["kind", "instrument", "mode", "detector", "voltage_kv", "magnification", "pixel_size_nm"]
+        parts = [format_value(key, facts.get(key)) for key in keys]
+        parts.append(str(facts.get("acquired_local") or "")[:10])
+    elif item_type == "paper":
+        parts = [facts.get("authors"), facts.get("venue"), facts.get("year"), facts.get("doi")]
+    elif item_type == "proposal":
+        parts = [facts.get("pi"), facts.get("institution"), str(facts.get("start_date") or "")[:10]]
+    else:
+        parts = [facts.get("instrument"), facts.get("user"), format_value("start", facts.get("start"), zone)]
+    return [str(part) for part in parts if part not in (None, "")]
+
+
+def safe_snippet(snippet: str | None) -> markupsafe.Markup:
+    """The engine's snippet, trusted for its <mark> tags only: any other markup is shown as text.
+
+    The engine escapes the text around its marks; escaping again whatever still
+    looks like a tag keeps a document's own HTML out of the page even so.
+    """
+    parts = _MARK_TAG.split(snippet or "")
+    return markupsafe.Markup("".join(part if _MARK_TAG.fullmatch(part) else _escape_tags(part) for part in parts))
+
+
+def _escape_tags(text: str) -> str:
+    return text.replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+# -- Results -----------------------------------------------------------------------------------------------
+
+
+def hit_view(datasette, database: str, hit, zone=None) -> dict:
+    """What one result card or row shows, with its links."""
+    hit = asdict(hit) if is_dataclass(hit) else dict(hit)
+    item_type, item_id = hit["item_type"], hit["item_id"]
+    facts = hit.get("facts") or {}
+    proposal = hit.get("proposal")
+    return {
+        "item_type": item_type,
+        "type_label": TYPE_LABELS.get(item_type, item_type),
+        "item_id": item_id,
+        "title": hit.get("title") or f"{item_type} {item_id}",
+        "url": item_url(datasette, database, item_type, item_id),
+        "preview_url": preview_url(datasette, database, item_id) if facts.get("has_preview") else None,
+        "kind": facts.get("kind"),
+        "facts": hit_facts(item_type, facts, zone),
+        "snippet": safe_snippet(hit.get("snippet")),
+        "why": list(hit.get("why") or []),
+        "matched_tags": distinct_tags(hit.get("matched_tags") or []),
+        "proposal": (
+            {**proposal, "url": item_url(datasette, database, "proposal", proposal["id"])}
+            if proposal and proposal.get("id")
+            else None
+        ),
+    }
+
+
+def distinct_tags(tags: list[dict]) -> list[dict]:
+    """One chip per tag text, however many taggers gave it: its best score and every source."""
+    by_text: dict[str, dict] = {}
+    for tag in tags:
+        key = str(tag.get("tag") or "").casefold()
+        if not key:
+            continue
+        seen = by_text.get(key)
+        if seen is None:
+            by_text[key] = {**tag, "sources": [tag.get("source") or "unknown"]}
+            continue
+        seen["sources"].append(tag.get("source") or "unknown")
+        if (tag.get("score") or 0) > (seen.get("score") or 0):
+            seen["score"] = tag.get("score")
+    return list(by_text.values())
+
+
+def file_as_hit(file: dict) -> dict:
+    """A proposal's or session's file from ``item_detail``, shaped as a hit so it shows as the same card."""
+    facts = {key: value for key, value in file.items() if key not in ("id", "name")}
+    return {"item_type": "file", "item_id": str(file["id"]), "title": file.get("name"), "facts": facts}
+
+
+def segments(hits: list[dict]) -> list[dict]:
+    """Runs of consecutive files become a grid of previews, runs of other items a list; rank order is kept."""
+    grouped: list[dict] = []
+    for hit in hits:
+        layout = "grid" if hit["item_type"] == "file" else "list"
+        if grouped and grouped[-1]["layout"] == layout:
+            grouped[-1]["hits"].append(hit)
+        else:
+            grouped.append({"layout": layout, "hits": [hit]})
+    return grouped
+
+
+# -- The item page ---------------------------------------------------------------------------------------
+
+
+def linked_view(datasette, database: str, item_type: str, record: dict | None, zone=None) -> dict | None:
+    """A linked session, proposal or paper as a titled link with its facts and how it was linked."""
+    if not record or record.get("id") in (None, ""):
+        return None
+    if item_type == "session":
+        title = f"{record.get('instrument') or 'Instrument'} session of {record.get('user') or 'someone'}"
+        start = format_value("start", record.get("start"), zone)
+        end = format_value("end", record.get("end"), zone)
+        # The same day twice reads badly: "2021-09-20 09:30 to 12:30 PDT".
+        if start and end and start[:10] == end[:10]:
+            end = end[11:]
+            start = start.rsplit(" ", 1)[0] if start.count(" ") > 1 else start
+        facts = [f"{start} to {end}" if end else start] if start else []
+    else:
+        title = record.get("title") or f"{item_type} {record['id']}"
+        facts = hit_facts(item_type, record, zone)
+    return {
+        "item_id": record["id"],
+        "title": title,
+        "facts": facts,
+        "url": item_url(datasette, database, item_type, record["id"]),
+        "via": record.get("method"),
+    }
+
+
+def tags_view(tags: dict) -> list[dict]:
+    """Tags grouped by the tagger (or person) that gave them, highest score first in each group."""
+    groups = []
+    for source, entries in sorted((tags or {}).items()):
+        shown = []
+        for entry in sorted(entries, key=lambda e: -(e.get("score") or 0)):
+            score = entry.get("score")
+            percent = round(max(0.0, min(1.0, float(score))) * 100) if score is not None else None
+            shown.append({**entry, "percent": percent})
+        groups.append({"source": source, "tags": shown})
+    return groups
+
+
+def metadata_text(metadata) -> tuple[str, bool]:
+    """Raw metadata pretty-printed for reading, and whether it had to be cut."""
+    if metadata in (None, "", {}, []):
+        return "", False
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            pass
+    text = metadata if isinstance(metadata, str) else json.dumps(metadata, indent=2, ensure_ascii=False)
+    if len(text) > METADATA_DISPLAY_CHARS:
+        return text[:METADATA_DISPLAY_CHARS] + "\n…", True
+    return text, False

@@ -1,0 +1,15 @@
+// datasette-scisearch: keyboard comfort for the search and item pages; everything works without it.
+(function () {
+  "use strict";
+  // "/" jumps to the query box from anywhere on the page, as on most search sites.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) return;
+    var target = event.target;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) return;
+    var box = document.querySelector(".scisearch-q");
+    if (!box) return;
+    event.preventDefault();
+    box.focus();
+    box.select();
+  });
+})();
