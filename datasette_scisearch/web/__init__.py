@@ -35,7 +35,7 @@ from datasette.utils import (
 from datasette.utils.asgi import NotFound, Response
 from datasette.utils.sqlite import sqlite3
 
-from ..catalog import load_sqlite_vec
+from ..catalog import ITEM_TABLES, load_sqlite_vec
 from ..normalize import magnification_label
 
 PLUGIN_NAME = "datasette-scisearch"
@@ -60,6 +60,9 @@ JSON_COLUMNS = frozenset({"metadata", "details", "arguments", "summary"})
 MAX_SQLITE_INTEGER = 2**63 - 1
 ONE_YEAR_SECONDS = 365 * 24 * 3600
 ONE_HOUR_SECONDS = 3600
+# The column of each item table whose text links to the item's page under /-/scisearch/item.
+ITEM_PAGE_LINK_COLUMNS = {"files": "name", "proposals": "title", "papers": "title", "sessions": "user"}
+ITEM_TYPE_OF_TABLE = {table: item_type for item_type, table in ITEM_TABLES.items()}
 
 
 # -- Which attached databases are catalogs ---------------------------------------------------
@@ -361,6 +364,13 @@ def extra_css_urls(datasette):
     return [datasette.urls.static_plugins(PLUGIN_NAME, "scisearch.css")]
 
 
+@hookimpl
+def extra_template_vars(datasette):
+    # templates/base.html puts the search box in Datasette's top bar when this is set.
+    serving_a_catalog = any(catalog_schema(datasette, name) is not None for name in list(datasette.databases))
+    return {"scisearch_search_url": datasette.urls.path("-/scisearch") if serving_a_catalog else None}
+
+
 # -- Cells ---------------------------------------------------------------------------------
 
 
@@ -377,10 +387,23 @@ def render_cell(row, value, column, table, database, datasette):
         return markupsafe.Markup(f'<span title="{value:g}">{markupsafe.escape(magnification_label(value))}</span>')
     if column == "search_text" and isinstance(value, str) and len(value) > LONG_TEXT_CHARS:
         return long_text_cell(value)
+    if ITEM_PAGE_LINK_COLUMNS.get(table) == column and value not in (None, ""):
+        return item_page_cell(datasette, database, table, row, value)
     other_table = schema.foreign_keys.get((table, column))
     if other_table is not None:
         return foreign_key_cell(datasette, database, table, column, other_table, value)
     return None
+
+
+def item_page_cell(datasette, database, table, row, value):
+    """An item's name or title links to its search item page (tags, context, similar items)."""
+    from .present import item_url
+
+    row_id = _field(row, "id")
+    if row_id is None:
+        return None
+    href = markupsafe.escape(item_url(datasette, database, ITEM_TYPE_OF_TABLE[table], row_id))
+    return markupsafe.Markup(f'<a class="scisearch-item-link" href="{href}">{markupsafe.escape(value)}</a>')
 
 
 def _field(row, name):
