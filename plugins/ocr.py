@@ -165,7 +165,10 @@ def grey_image(item: Item) -> np.ndarray | None:
         try:
             with Image.open(path) as image:
                 image.thumbnail((MAX_SIDE, MAX_SIDE))
-                pixels = np.asarray(image.convert("L") if image.mode in ("RGB", "RGBA", "P", "LA", "1") else image)
+                if image.mode in ("RGB", "RGBA", "P", "CMYK"):
+                    pixels = _grey_with_coloured_labels_white(image.convert("RGB"))
+                else:
+                    pixels = np.asarray(image.convert("L") if image.mode in ("LA", "1") else image)
         except (OSError, Image.DecompressionBombError, ValueError):
             pixels = None  # a TIFF dialect Pillow cannot decode: the loader that catalogued it can
     if pixels is None:
@@ -180,6 +183,17 @@ def grey_image(item: Item) -> np.ndarray | None:
         return None
     low, high = finite.min(), finite.max()
     return np.round((np.nan_to_num(pixels, nan=low) - low) / (high - low) * 255).clip(0, 255).astype(np.uint8)
+
+
+def _grey_with_coloured_labels_white(image: Image.Image) -> np.ndarray:
+    """Grey levels, with coloured pixels made white where colour is rare: a micrograph is grey, and the
+    yellow or green of a label drawn on it would otherwise turn into a mid grey the texture shares."""
+    rgb = np.asarray(image, dtype=np.int16)
+    grey = np.asarray(image.convert("L")).copy()
+    coloured = (rgb.max(axis=2) - rgb.min(axis=2)) > 60
+    if 0.0005 <= coloured.mean() <= 0.2:
+        grey[coloured] = 255
+    return grey
 
 
 def text_bands(grey: np.ndarray, whole_image: bool = False) -> list[tuple[np.ndarray, bool]]:

@@ -2,8 +2,9 @@
 
 Microscope exports print their settings in many spellings: "HV 5.00 kV", "EHT = 5.00 kV", "Mag 8 000 x",
 "Mag = 8.00 K X", "x8,000", "WD5.1mm" and "Mag8000x" (tesseract often reads the gap away), "200 nm", "5 um",
-"5 μm" (Greek mu) or "5 µm" (micro sign).  Each becomes one canonical tag a search can match: "5 kV", "8000x",
-"WD 5.1 mm", "200 nm", "5 µm".  A length without a label is taken as a scale bar's.
+"5 μm" (Greek mu), "5 µm" (micro sign) or "5 pm" (tesseract's reading of µ).  Each becomes one canonical tag a
+search can match: "5 kV", "8000x", "WD 5.1 mm", "200 nm", "5 µm".  A length without a label is taken as a scale
+bar's.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import re
 
 MICRO = "\u00b5"  # the micro sign; tesseract and fonts mix it with the Greek mu (U+03BC)
-_UNITS = {"pm": "pm", "nm": "nm", "um": f"{MICRO}m", "\u03bcm": f"{MICRO}m", f"{MICRO}m": f"{MICRO}m", "mm": "mm"}
+# tesseract's English model reads the micro sign as "p" ("1pm"); a scale bar in picometres does not occur in
+# practice (an atom is 100-300 pm across), so "pm" is read back as the µm it almost always was
+_UNITS = {"nm": "nm", "mm": "mm"} | dict.fromkeys(["pm", "um", "\u03bcm", f"{MICRO}m"], f"{MICRO}m")
 _LENGTH_LABELS = {"wd": "WD", "hfw": "HFW", "vfw": "VFW", "fov": "FOV", "fw": "FW"}
 
 _NUMBER = r"\d+(?:[.,]\d+)?"

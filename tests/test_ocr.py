@@ -114,6 +114,16 @@ def test_a_scale_bar_label_on_the_picture_itself_is_read(tmp_path, tagger):
 
 
 @needs_tesseract
+def test_a_coloured_label_on_a_grey_micrograph_is_read(tmp_path, tagger):
+    image = sem_image("140nm_10_cropped.png").convert("RGB")
+    draw = ImageDraw.Draw(image)
+    yellow = (255, 220, 0)
+    draw.line((image.width - 250, image.height - 30, image.width - 50, image.height - 30), fill=yellow, width=6)
+    draw.text((image.width - 210, image.height - 75), "1 µm", fill=yellow, font=font(BOLD_FONT, 28))
+    assert "1 µm" in tag_texts(ocr(tagger, catalogued(tmp_path, image, "yellow_label.png")))
+
+
+@needs_tesseract
 def test_an_sem_image_without_text_gives_no_tags(tmp_path, tagger):
     outcome = ocr(tagger, catalogued(tmp_path, sem_image(), "plain.png"))
     assert isinstance(outcome, Result) and outcome.tags == []
@@ -171,6 +181,7 @@ def test_a_configured_tesseract_that_is_not_there_is_unavailable(tmp_path):
         ("1,5 nm", ["1.5 nm"]),
         ("Mag 8 000 x 200 nm", ["200 nm", "8000x"]),
         ("HV5.00kV Mag8000x 200nm", ["200 nm", "5 kV", "8000x"]),
+        ("1pm", ["1 µm"]),
     ],
 )
 def test_values_in_recognised_text_are_normalised(text, expected):
