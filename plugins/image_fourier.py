@@ -1,14 +1,16 @@
 """What an image's Fourier transform says: lattice periodicities, how noisy it is, a radial profile.
 
-One windowed power spectrum of the image's central square serves three readers:
+One windowed power spectrum of the image's central square (at most 512 px, at full resolution) serves four
+readers:
 
 - lattice peaks: a crystal imaged at atomic resolution puts sharp, isolated spots into its power spectrum at the
-  reciprocals of its lattice spacings (SrTiO3 [001]: 0.39 nm and 0.28 nm).  A spot must stand far above the mean of
-  its own frequency ring *and* above the power a few pixels away in every direction, so the streaks that aligned
-  objects, scan lines or image edges draw through the spectrum are not mistaken for spots;
+  reciprocals of its lattice spacings (SrTiO3 [001]: 0.39 nm and 0.28 nm).  A spot must stand far above the
+  background of its own frequency ring *and* above the power a few pixels away in every direction, so the
+  streaks that aligned objects, scan lines or image edges draw through the spectrum are not mistaken for spots;
 - noise share: the white-noise floor (the power near Nyquist, where little else reaches) spread over all
   frequencies, as a share of the image's variance;
-- a radial profile (log power in log-spaced frequency bands) for the feature vector.
+- a radial profile (log power in log-spaced frequency bands) and the share of power per orientation, for the
+  feature vector.
 
 The Hann window keeps the image's edges from drawing a bright cross through the spectrum.  Transforms run in
 float32 through ``scipy.fft`` (a 1024² transform costs about 3 ms here; numpy's float64 one about 20 ms).
@@ -22,8 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft
 
-# A spot must carry this many times the mean power of its ring (white-noise speckle reaches ~15x only
-# once in a million pixels)...
+# A spot must carry this many times its ring's background power: white-noise speckle averaged over 3x3 passes
+# 4x about once in fifty million pixels, so 40x asks for a real periodicity, not luck...
 SPOT_OVER_RING = 40.0
 # ... and this many times the power found 4 px away in the second-brightest of 8 directions (a streak keeps
 # its power along itself, so two of the eight probes sit on it).
@@ -38,7 +40,7 @@ class Spectrum:
     power: np.ndarray  # fftshifted |F|^2 of the windowed central square, float64
     side: int  # the square's side in pixels: a spot r pixels from the centre has period side / r
     radius: np.ndarray  # integer ring index of every spectrum pixel
-    ring_mean: np.ndarray  # mean power per ring
+    ring_mean: np.ndarray  # background power per ring (spots left out), indexed by ring
 
 
 @dataclass
