@@ -289,7 +289,9 @@ async def search_page(request, datasette):
             search.page = last_page
             results = await run(last_page)
     except engine.QueryError as error:
-        return await _render(datasette, request, "scisearch_search.html", {**context, "error": str(error)}, 400)
+        return await _render(
+            datasette, request, "scisearch_search.html", {**context, "error": _sentence(str(error))}, 400
+        )
     hits = [present.hit_view(datasette, db.name, hit, zone) for hit in results.hits]
     context.update(
         {

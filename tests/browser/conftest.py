@@ -1,0 +1,120 @@
+"""Browser tests: Debian's Chromium, headless, driven by Playwright, against a served demo catalog.
+
+The demo facility is built once per session with ``scisearch demo --no-serve``
+(files, user log, proposals, papers, linking and the installed taggers), then
+served by ``datasette`` in a subprocess on a free port with the repository's
+metadata.yml, as a researcher would run it.  Every test gets a fresh page at a
+laptop's 1366x768.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ..conftest import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+LAPTOP_SCREEN = {"width": 1366, "height": 768}
+DEMO_FILES = 48
+SERVER_START_SECONDS = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def playwright_api():
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium (scripts/install-test-tools)")
+    return pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
+
+
+@pytest.fixture(scope="session")
+def demo_catalog(tmp_path_factory, playwright_api) -> Path:
+    folder = tmp_path_factory.mktemp("browser") / "facility"
+    built = subprocess.run(
+        [sys.executable, "-m", "datasette_scisearch", "demo", "--no-serve", "--folder", str(folder)]
+        + ["--files", str(DEMO_FILES)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, f"scisearch demo failed:\n{built.stdout[-3000:]}\n{built.stderr[-3000:]}"
+    return folder / "demo.db"
+
+
+@pytest.fixture(scope="session")
+def server_url(demo_catalog):
+    port = _free_port()
+    log = demo_catalog.parent / "datasette.log"
+    with open(log, "w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "datasette", "serve", str(demo_catalog)]
+            + ["--metadata", str(REPO / "metadata.yml"), "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(url, server, log)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _wait_until_serving(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"datasette exited with status {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/-/versions.json", timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    pytest.fail(f"datasette did not answer within {SERVER_START_SECONDS} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_api):
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server_url):
+    context = browser.new_context(viewport=LAPTOP_SCREEN, base_url=server_url)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    context.close()
+    assert not errors, f"JavaScript errors in the page: {errors}"
