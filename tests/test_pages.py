@@ -285,6 +285,15 @@ async def test_the_images_tab_shows_only_files(ds):
 
 
 @pytest.mark.asyncio
+async def test_a_query_that_finds_nothing_suggests_what_to_try(ds):
+    response = await search(ds, "xylophone", instrument="Helios")
+    assert response.status_code == 200
+    assert cards(response.text) == rows(response.text) == []
+    assert "Try other or fewer words, or remove a filter." in response.text
+    assert 'href="/-/scisearch?q=tag%3Adiffraction"' in response.text
+
+
+@pytest.mark.asyncio
 async def test_a_facet_value_links_to_the_same_search_with_its_filter(ds):
     response = await search(ds, "image")
     links = facet_links(response.text, "instrument")

@@ -350,6 +350,7 @@ async def item_page(request, datasette):
     context.update(
         {
             "database": database,
+            "table": table,
             "item_type": item_type,
             "type_label": present.TYPE_LABELS[item_type],
             "item_id": item_id,
