@@ -624,6 +624,17 @@ async def test_datasette_pages_have_the_catalog_search_box_in_the_top_bar(ds, pa
 
 
 @pytest.mark.asyncio
+async def test_with_two_catalogs_the_box_on_one_searches_that_one(catalog_path, catalog_without_vectors):
+    ds = Datasette([str(catalog_path), str(catalog_without_vectors)], metadata=SETTINGS)
+    page = await ds.client.get("/plain/files")
+    form = re.search(r'<form class="scisearch-nav-search".*?</form>', page.text, re.S)[0]
+    assert '<input type="hidden" name="db" value="plain">' in form
+    response = await search(ds, "gold", db="plain")
+    assert 'href="/-/scisearch/item/plain/file/1"' in response.text
+    assert 'href="/-/scisearch/item/cat/file/1"' in (await search(ds, "gold")).text  # the first catalog
+
+
+@pytest.mark.asyncio
 async def test_a_datasette_without_a_catalog_has_no_search_box(tmp_path):
     sqlite_utils.Database(tmp_path / "other.db")["things"].insert({"name": "x"})
     ds = Datasette([str(tmp_path / "other.db")])

@@ -365,10 +365,15 @@ def extra_css_urls(datasette):
 
 
 @hookimpl
-def extra_template_vars(datasette):
-    # templates/base.html puts the search box in Datasette's top bar when this is set.
-    serving_a_catalog = any(catalog_schema(datasette, name) is not None for name in list(datasette.databases))
-    return {"scisearch_search_url": datasette.urls.path("-/scisearch") if serving_a_catalog else None}
+def extra_template_vars(datasette, database):
+    # templates/base.html puts the search box in Datasette's top bar when a catalog is served;
+    # with several, the box on one catalog's pages searches that one.
+    catalogs = [name for name in list(datasette.databases) if catalog_schema(datasette, name) is not None]
+    here = database if database in catalogs and len(catalogs) > 1 else None
+    return {
+        "scisearch_search_url": datasette.urls.path("-/scisearch") if catalogs else None,
+        "scisearch_search_db": datasette.get_database(here).route if here else None,
+    }
 
 
 # -- Cells ---------------------------------------------------------------------------------
