@@ -122,6 +122,20 @@ def build_catalog(path, with_vectors: bool = True) -> None:
             "search_text": "Au nanoparticles gold diffraction pattern rings",
         },
     ]
+    spectrum = {
+        "id": 4,
+        "name": "EELS_0001.dm3",
+        "path": "/data/titancubed/jdoe/EELS_0001.dm3",
+        "format": "dm3",
+        "instrument": "TitanCubed",
+        "kind": "spectrum",
+        "mode": "EELS",
+        "voltage_kv": 80.0,
+        "acquired_at": "2019-03-05T05:00:00+00:00",
+        "acquired_local": "2019-03-04T21:00:00-08:00",
+        "loaded_at": "2024-01-01T00:00:00+00:00",
+        "search_text": "EELS spectrum carbon K edge",
+    }
     files += [
         {
             "id": 10 + number,
@@ -141,7 +155,7 @@ def build_catalog(path, with_vectors: bool = True) -> None:
         }
         for number in range(SI_FILES)
     ]
-    db["files"].insert_all(files)
+    db["files"].insert_all([*files, spectrum])  # the spectrum has no preview
     db["previews"].insert_all({"file_id": f["id"], "png": png(64, 64), "width": 64, "height": 64} for f in files)
     db["tags"].insert_all(
         [
@@ -241,6 +255,14 @@ async def test_file_cards_show_key_metadata_with_units(ds):
     response = await search(ds, "Au_np_300kV_HAADF_0012.dm4")
     card = response.text.split('data-item-id="1"', 1)[1].split("</article>", 1)[0]
     assert "image · TitanCubed · STEM · HAADF · 300 kV · 2.5 Mx · 12 pm · 2019-03-04" in card
+
+
+@pytest.mark.asyncio
+async def test_a_file_without_a_preview_shows_its_kind_in_place_of_one(ds):
+    response = await search(ds, "EELS")
+    card = response.text.split('data-item-id="4"', 1)[1].split("</article>", 1)[0]
+    assert '<span class="scisearch-no-preview">spectrum</span>' in card
+    assert "<img" not in card
 
 
 @pytest.mark.asyncio
@@ -470,6 +492,14 @@ async def test_file_page_shows_the_large_preview(ds):
         r'<figure class="scisearch-item-preview">\s*<a href="[^"]+"[^>]*>\s*<img src="/-/scisearch/preview/cat/1\.png',
         response.text,
     )
+
+
+@pytest.mark.asyncio
+async def test_file_page_without_a_preview_shows_no_image(ds):
+    response = await item(ds, "file", "4")
+    assert response.status_code == 200
+    assert "scisearch-item-preview" not in response.text
+    assert "<h1>EELS_0001.dm3</h1>" in response.text
 
 
 @pytest.mark.asyncio
