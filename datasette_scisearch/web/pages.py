@@ -268,10 +268,8 @@ async def search_page(request, datasette):
     zone = settings.zone
 
     async def run(page: int):
-        return await call_engine(
-            db, engine.search, search.engine_query, item_type=search.item_type, page=page, per_page=PER_PAGE,
-            settings=settings,
-        )  # fmt: skip
+        options = {"item_type": search.item_type, "page": page, "per_page": PER_PAGE, "settings": settings}
+        return await call_engine(db, engine.search, search.engine_query, **options)
 
     if not search.engine_query:
         # Before anything is typed: the newest files, a query of one filter, which the engine ranks by date.
