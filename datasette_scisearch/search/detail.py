@@ -29,14 +29,18 @@ SPACE_WHY = {
 _HIDDEN_COLUMNS = {"metadata", "details", "search_text", "full_text"}
 
 
-def _key_sql(item_type: str) -> str:
-    return "cast(id as text)" if item_type == "file" else "id"
+MAX_SQLITE_INTEGER = 2**63 - 1
 
 
 def _row(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict | None:
     if item_type not in ITEM_TABLES:
         return None
-    cursor = db.execute(f"select * from [{ITEM_TABLES[item_type]}] where {_key_sql(item_type)} = ?", [str(item_id)])
+    key: str | int = str(item_id)
+    if item_type == "file":  # files are keyed by an integer
+        if not key.isascii() or not key.isdigit() or int(key) > MAX_SQLITE_INTEGER:
+            return None
+        key = int(key)
+    cursor = db.execute(f"select * from [{ITEM_TABLES[item_type]}] where id = ?", [key])
     row = cursor.fetchone()
     if row is None:
         return None

@@ -28,6 +28,9 @@ JOINS = {
 # publication (its year alone when that is all there is).
 ITEM_DAY = """coalesce(substr(f.acquired_local, 1, 10), substr(se.start, 1, 10), substr(pr.start_date, 1, 10),
     substr(pa.published, 1, 10), case when pa.year is not null then pa.year || '-01-01' end)"""
+# The moment an item belongs to, for "newest first": files and sessions in UTC, to the second.
+ITEM_TIME = """coalesce(f.acquired_at, se.start, pr.start_date, pa.published,
+    case when pa.year is not null then pa.year || '-01-01' end)"""
 
 
 @dataclass
@@ -66,15 +69,18 @@ def filter_sql(query: ParsedQuery, item_type: str | None = None) -> FilterSql:
     sql = FilterSql()
     if item_type:
         sql.add("si.item_type = ?", [item_type])
-    if query.item_types:
-        marks = ",".join("?" * len(query.item_types))
-        sql.add(f"si.item_type in ({marks})", sorted(query.item_types))
+    if query.item_types or query.kinds:  # any of them: type:paper,image is papers and image files
+        wanted, params = [], []
+        if query.item_types:
+            wanted.append(f"si.item_type in ({','.join('?' * len(query.item_types))})")
+            params += sorted(query.item_types)
+        if query.kinds:
+            wanted.append(f"(si.item_type = 'file' and f.kind in ({','.join('?' * len(query.kinds))}))")
+            params += sorted(query.kinds)
+        sql.add(" or ".join(wanted), params, {"f"} if query.kinds else set())
     if query.excluded_item_types:
         marks = ",".join("?" * len(query.excluded_item_types))
         sql.add(f"si.item_type in ({marks})", sorted(query.excluded_item_types), negated=True)
-    if query.kinds:
-        marks = ",".join("?" * len(query.kinds))
-        sql.add(f"si.item_type = 'file' and f.kind in ({marks})", sorted(query.kinds), {"f"})
     if query.excluded_kinds:
         marks = ",".join("?" * len(query.excluded_kinds))
         sql.add(f"f.kind in ({marks})", sorted(query.excluded_kinds), {"f"}, negated=True)

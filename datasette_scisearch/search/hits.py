@@ -15,7 +15,7 @@ import sqlite_utils
 
 from ..normalize import magnification_label
 from . import fts
-from .filters import ITEM_DAY, JOINS, FilterSql
+from .filters import ITEM_DAY, ITEM_TIME, JOINS, FilterSql
 
 FACET_SIZE = 20
 FACET_NAMES = ("item_type", "instrument", "kind", "mode", "detector", "tag", "year", "proposal")
@@ -41,7 +41,7 @@ def allowed(db: sqlite_utils.Database, rowids: list[int], filters: FilterSql) ->
 def by_date(db: sqlite_utils.Database, filters: FilterSql, limit: int) -> list[int]:
     """A query of filters alone: the newest items first."""
     sql = f"""select si.id from {filters.from_sql("f", "se", "pr", "pa")} where {filters.where_sql()}
-              order by {ITEM_DAY} desc, si.id desc limit ?"""
+              order by {ITEM_TIME} desc, si.id desc limit ?"""
     return [row[0] for row in db.execute(sql, [*filters.params, limit])]
 
 
@@ -184,9 +184,10 @@ def item_rows(db: sqlite_utils.Database, item_type: str, item_ids: list[str]) ->
     if not item_ids:
         return {}
     table, columns = _FACT_COLUMNS[item_type]
-    key = "cast(id as text)" if item_type == "file" else "id"
+    # Files are keyed by an integer: compare as one, so the primary key finds them.
+    wanted = "cast(value as integer)" if item_type == "file" else "value"
     cursor = db.execute(
-        f"select {columns} from [{table}] where {key} in (select value from json_each(?))", [json.dumps(item_ids)]
+        f"select {columns} from [{table}] where id in (select {wanted} from json_each(?))", [json.dumps(item_ids)]
     )
     names = [d[0] for d in cursor.description]
     return {str(row[0]): dict(zip(names, row)) for row in cursor}

@@ -5,7 +5,8 @@
     gold OR silver nanoparticles 300 kV
 
 Free words must all match (the engine falls back to "any of them" when none
-has them all); ``OR`` between words makes them alternatives; ``"…"`` is a
+has them all); several types are any of them (``type:paper,image`` is papers
+and image files); ``OR`` between words makes them alternatives; ``"…"`` is a
 phrase; ``-`` excludes a word, phrase or filter; ``word*`` is a prefix.
 Numbers carry units and are converted to the catalog's (kV, ×, nm, mm), so
 ``voltage>=200000V`` and ``kv>=200`` mean the same.  A voltage or
@@ -649,8 +650,3 @@ def _check_contradictions(query: ParsedQuery) -> None:
     both = query.item_types & query.excluded_item_types
     if query.item_types and not query.item_types - query.excluded_item_types:
         raise QueryError(f"type:{','.join(sorted(both))} is both asked for and excluded")
-    if query.kinds and query.item_types and "file" not in query.item_types:
-        raise QueryError(
-            f"type:{','.join(sorted(query.kinds))} is a kind of file, but the query asks only for "
-            f"{', '.join(sorted(query.item_types))}s"
-        )

@@ -1,3 +1,238 @@
-"""The JSON API under /-/scisearch: search, items and similar items."""
+"""The JSON API under /-/scisearch: search, one item, and the items like it.
 
-ROUTES: list = []
+    GET /-/scisearch.json?q=&type=&page=&per_page=&db=       search results (docs/search-api.md)
+    GET /-/scisearch/item/<db>/<type>/<id>.json              everything about one item
+    GET /-/scisearch/similar/<db>/<type>/<id>.json           "more like this"
+
+A query or parameter the engine cannot use is a 400 with ``{"ok": false,
+"error": "..."}`` saying what to change; an unknown database or item is a
+404.  Database names and item ids in paths are tilde-encoded, as Datasette
+encodes its own.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlite_utils
+from datasette.utils import tilde_decode, tilde_encode
+from datasette.utils.asgi import Response
+
+from ..config import ConfigError, Settings, load_settings, settings_from_dict
+
+PLUGIN_NAME = "datasette-scisearch"
+# Filters that may also be given as their own parameters (?tag=HAADF&instrument=Themis); each becomes
+# field:"value" in the query, so the query language is the one definition of what they mean.
+FILTER_PARAMETERS = (
+    "kind",
+    "tag",
+    "instrument",
+    "mode",
+    "detector",
+    "format",
+    "proposal",
+    "user",
+    "date",
+    "voltage",
+    "mag",
+    "pixel",
+    "cl",
+)
+MAX_PARAMETER_CHARS = 4000
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def _error(message: str, status: int) -> Response:
+    return Response.json({"ok": False, "error": message}, status=status)
+
+
+def _catalog(datasette, requested: str | None):
+    """The Datasette database to use: ``requested`` (a name or a tilde-encoded route), else the first catalog."""
+    from . import catalog_schema
+
+    if requested:
+        db = datasette.databases.get(requested)
+        if db is None:
+            try:
+                db = datasette.get_database(route=tilde_decode(requested))
+            except KeyError:
+                db = None
+        if db is None:
+            raise ApiError(f"there is no database called {requested[:100]!r} here", 404)
+        if catalog_schema(datasette, db.name) is None:
+            raise ApiError(f"database {db.name!r} is not a scisearch catalog", 404)
+        return db
+    for name, db in list(datasette.databases.items()):
+        if catalog_schema(datasette, name) is not None:
+            return db
+    raise ApiError("no scisearch catalog is attached to this Datasette: serve one with 'scisearch serve CATALOG'", 404)
+
+
+def _settings(datasette) -> Settings:
+    try:
+        block = datasette.plugin_config(PLUGIN_NAME)
+        return settings_from_dict(block) if block else load_settings()
+    except ConfigError:
+        return Settings()
+
+
+async def _allowed(datasette, request, db) -> None:
+    await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
+
+
+async def _run(db, function, *args, **kwargs):
+    return await db.execute_fn(lambda conn: function(sqlite_utils.Database(conn), *args, **kwargs))
+
+
+def _integer(request, name: str, default: int) -> int:
+    text = request.args.get(name)
+    if text in (None, ""):
+        return default
+    if not re.fullmatch(r"[+-]?\d{1,9}", text.strip()):
+        raise ApiError(f"{name} must be a whole number (got {text[:40]!r})")
+    return int(text)
+
+
+def _query_and_tab(request) -> tuple[str, str | None]:
+    """The query text with the filter parameters added, and the tab: ``type`` is a tab when it names an
+    item type (file, proposal, paper, session), else a filter (type=image is a kind of file)."""
+    from ..catalog import ITEM_TYPES
+
+    parts = [request.args.get("q") or ""]
+    tab = (request.args.get("type") or "").strip().lower() or None
+    if tab is not None and tab not in ITEM_TYPES and tab != "all":
+        parts.append(f'type:"{tab.replace(chr(34), "")}"')
+        tab = None
+    for name in FILTER_PARAMETERS:
+        for value in request.args.getlist(name):
+            value = value.replace('"', "").strip()
+            if value:
+                parts.append(f'{name}:"{value}"' if re.search(r"\s", value) else f"{name}:{value}")
+    text = " ".join(part for part in parts if part)
+    if len(text) > MAX_PARAMETER_CHARS:
+        raise ApiError(f"the query is {len(text):,} characters long; send at most {MAX_PARAMETER_CHARS:,}")
+    return text, tab
+
+
+# -- URLs ------------------------------------------------------------------------------------------------
+
+
+def _route(datasette, database: str) -> str:
+    return tilde_encode(datasette.get_database(database).route)
+
+
+def item_url(datasette, database: str, item_type: str, item_id, suffix: str = "") -> str:
+    route = _route(datasette, database)
+    return datasette.urls.path(f"-/scisearch/item/{route}/{item_type}/{tilde_encode(str(item_id))}{suffix}")
+
+
+def similar_url(datasette, database: str, item_type: str, item_id) -> str:
+    route = _route(datasette, database)
+    return datasette.urls.path(f"-/scisearch/similar/{route}/{item_type}/{tilde_encode(str(item_id))}.json")
+
+
+def _hit_json(datasette, database: str, hit) -> dict:
+    from . import preview_url
+
+    data = hit.as_dict()
+    data["url"] = item_url(datasette, database, hit.item_type, hit.item_id)
+    data["json_url"] = item_url(datasette, database, hit.item_type, hit.item_id, ".json")
+    data["similar_url"] = similar_url(datasette, database, hit.item_type, hit.item_id)
+    has_preview = hit.item_type == "file" and hit.facts.get("has_preview")
+    data["preview_url"] = preview_url(datasette, database, hit.item_id) if has_preview else None
+    return data
+
+
+# -- Routes ----------------------------------------------------------------------------------------------
+
+
+async def search_json(request, datasette):
+    from ..search import engine
+
+    try:
+        db = _catalog(datasette, request.args.get("db"))
+        await _allowed(datasette, request, db)
+        query, tab = _query_and_tab(request)
+        page = _integer(request, "page", 1)
+        per_page = _integer(request, "per_page", 20)
+        results = await _run(
+            db, engine.search, query, item_type=tab, page=page, per_page=per_page, settings=_settings(datasette)
+        )
+    except ApiError as error:
+        return _error(str(error), error.status)
+    except engine.QueryError as error:
+        return _error(str(error), 400)
+    payload = {"ok": True, "database": db.name, **results.as_dict()}
+    payload["hits"] = [_hit_json(datasette, db.name, hit) for hit in results.hits]
+    last_page = max(1, -(-results.total // results.per_page))
+    payload["last_page"] = min(last_page, engine.MAX_PAGE)
+    return Response.json(payload, default=str)
+
+
+async def item_json(request, datasette):
+    from ..search import engine
+
+    try:
+        db = _catalog(datasette, tilde_decode(request.url_vars["database"]))
+        await _allowed(datasette, request, db)
+        item_type, item_id = request.url_vars["item_type"], tilde_decode(request.url_vars["item_id"])
+        detail = await _run(db, engine.item_detail, item_type, item_id)
+    except ApiError as error:
+        return _error(str(error), error.status)
+    if detail is None:
+        return _error(f"no {item_type[:40]} {item_id[:100]!r} in {db.name!r}", 404)
+    from . import preview_url
+
+    detail = {"ok": True, "database": db.name, **detail}
+    detail["url"] = item_url(datasette, db.name, item_type, detail["item_id"])
+    detail["similar_url"] = similar_url(datasette, db.name, item_type, detail["item_id"])
+    detail["preview_url"] = preview_url(datasette, db.name, detail["item_id"]) if detail["has_preview"] else None
+    for linked in detail["files"]:
+        linked["url"] = item_url(datasette, db.name, "file", linked["id"])
+        linked["preview_url"] = preview_url(datasette, db.name, linked["id"]) if linked["has_preview"] else None
+    for paper in detail["papers"]:
+        paper["url"] = item_url(datasette, db.name, "paper", paper["id"])
+    return Response.json(detail, default=str)
+
+
+async def similar_json(request, datasette):
+    from ..search import engine
+    from ..search.detail import similar_items
+
+    try:
+        db = _catalog(datasette, tilde_decode(request.url_vars["database"]))
+        await _allowed(datasette, request, db)
+        item_type, item_id = request.url_vars["item_type"], tilde_decode(request.url_vars["item_id"])
+        k = _integer(request, "k", 12)
+        found = await _run(db, similar_items, item_type, item_id, k)
+    except ApiError as error:
+        return _error(str(error), error.status)
+    except engine.ItemNotFound as error:
+        return _error(str(error), 404)
+    except engine.QueryError as error:
+        return _error(str(error), 400)
+    item = {**found.item, "url": item_url(datasette, db.name, item_type, found.item["item_id"])}
+    return Response.json(
+        {
+            "ok": True,
+            "database": db.name,
+            "item": item,
+            "space": found.space,
+            "similar": [_hit_json(datasette, db.name, hit) for hit in found.hits],
+            "messages": found.messages,
+        },
+        default=str,
+    )
+
+
+_ITEM_PATH = r"(?P<database>[^/]+)/(?P<item_type>[^/]+)/(?P<item_id>[^/]+)\.json$"
+ROUTES = [
+    (r"^/-/scisearch\.json$", search_json),
+    (rf"^/-/scisearch/item/{_ITEM_PATH}", item_json),
+    (rf"^/-/scisearch/similar/{_ITEM_PATH}", similar_json),
+]
