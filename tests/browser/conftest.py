@@ -101,7 +101,9 @@ def _wait_until_serving(url: str, server: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"datasette did not answer within {SERVER_START_SECONDS} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
+# Playwright's sync API keeps an event loop running while it is started, and pytest-asyncio cannot
+# start its own inside one: the browser lives for one module, so the async tests after it still run.
+@pytest.fixture(scope="module")
 def browser(playwright_api):
     with playwright_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
