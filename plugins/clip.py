@@ -14,6 +14,8 @@ never fetched by this code on its own::
             vocabulary: [nanoparticles, lattice fringes, diffraction pattern]
             min_score: 0.2                          # softmax probability a label needs
             max_labels: 3
+            # prompt: "an electron micrograph of {term}"
+            # read_workers: 4                       # threads reading a batch's frames in parallel
 
 Raw EM frames are not photographs: a few hot pixels or a bright beam stop
 would leave the rest black after a min/max scaling, so frames are stretched
@@ -72,7 +74,7 @@ HOW_TO_PROVIDE_WEIGHTS = (
 
 
 @contextlib.contextmanager
-def _quiet_open_clip():
+def quiet_open_clip():
     """open_clip logs a warning on the root logger whenever it builds a model without weights, which is
     how we build one before loading a checkpoint into it."""
     previous = logging.root.manager.disable
@@ -126,7 +128,7 @@ def _model_from_checkpoint(architecture: str, checkpoint: Path):
     open_clip, _ = _open_clip()
     if not checkpoint.is_file():
         raise TaggerUnavailable(f"the CLIP checkpoint '{checkpoint}' does not exist; " + HOW_TO_PROVIDE_WEIGHTS)
-    with _quiet_open_clip():
+    with quiet_open_clip():
         model = open_clip.create_model(architecture)
     try:
         open_clip.load_checkpoint(model, str(checkpoint))
@@ -162,6 +164,18 @@ def _vocabulary(options: dict[str, Any]) -> list[str]:
     if isinstance(terms, str) or not terms or not all(isinstance(term, str) and term.strip() for term in terms):
         raise TaggerUnavailable("'vocabulary' under taggers: clip: must be a list of terms, e.g. [nanowire, cell]")
     return [term.strip() for term in terms]
+
+
+def _prompts(template: str, terms: list[str]) -> list[str]:
+    try:
+        prompts = [template.format(term=term) for term in terms]
+    except (KeyError, IndexError, ValueError):
+        prompts = []
+    if "{term}" not in template or not prompts:
+        raise TaggerUnavailable(
+            f"'prompt' under taggers: clip: must contain {{term}} and no other braces, e.g. '{DEFAULT_PROMPT}'"
+        )
+    return prompts
 
 
 def stretched_squares(frames: list[np.ndarray], kinds: list[str], size: int, device: str = "cpu"):
@@ -219,8 +233,7 @@ class ClipTagger(Tagger):
     def load(self, options: dict[str, Any], device: str = "cpu") -> None:
         open_clip, torch = _open_clip()
         self.terms = _vocabulary(options)
-        prompt = str(options.get("prompt", DEFAULT_PROMPT))
-        self.prompts = [prompt.format(term=term) for term in self.terms]
+        self.prompts = _prompts(str(options.get("prompt", DEFAULT_PROMPT)), self.terms)
         self.min_score = float(options.get("min_score", 0.2))
         self.max_labels = int(options.get("max_labels", 3))
         self.workers = int(options.get("read_workers", 4))
@@ -253,9 +266,10 @@ class ClipTagger(Tagger):
             return
         vectors = self.encode_frames([frame for _, frame in readable], [item.row.get("kind") for item, _ in readable])
         probabilities = (self.logit_scale * vectors @ self.prompt_vectors.T).softmax(dim=-1)
+        # One copy off the device for the whole batch, not one per item.
+        vectors, probabilities = vectors.cpu().numpy(), probabilities.cpu()
         for (item, _), vector, row in zip(readable, vectors, probabilities):
-            tags = self._labels(row)
-            yield item, Result(tags=tags, vectors={SPACE: vector.cpu().numpy()})
+            yield item, Result(tags=self._labels(row), vectors={SPACE: vector})
 
     def encode_frames(self, frames: list[np.ndarray], kinds: list[str | None] | None = None):
         """Normalised float32 image embeddings of 2-D frames, one row each (a torch tensor on the device)."""

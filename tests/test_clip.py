@@ -118,6 +118,11 @@ def test_a_vocabulary_that_is_not_a_list_of_terms_is_refused(tiny_clip):
         ClipTagger().load(tiny_clip.options(vocabulary="nanowire"), "cpu")
 
 
+def test_a_prompt_without_a_place_for_the_term_is_refused(tiny_clip):
+    with pytest.raises(TaggerUnavailable, match="'prompt' under taggers: clip: must contain {term}"):
+        ClipTagger().load(tiny_clip.options(prompt="a micrograph"), "cpu")
+
+
 def test_a_text_query_is_embedded_by_clips_text_tower(tagger):
     gold = tagger.embed_query("gold nanoparticles", "clip")
     lattice = tagger.embed_query("lattice fringes", "clip")
