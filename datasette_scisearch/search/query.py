@@ -599,6 +599,9 @@ def _date_filter(query: ParsedQuery, name: str, op: str, value: str, token: _Tok
             if (low_text.strip() and low is None) or (high_text.strip() and high is None):
                 return _bad_date(query, source)
             start, end = (low[0] if low else None), (high[1] if high else None)
+            if start is None and end is None:
+                query.messages.append(f"'{source}' names no date and was ignored")
+                return None
             if start and end and start >= end:
                 query.messages.append(f"'{source}': the dates were read from the earlier to the later one")
                 start, end = (high[0] if high else None), (low[1] if low else None)
