@@ -8,12 +8,13 @@ never fetched by this code on its own::
         taggers:
           clip:
             model: ViT-B-32                         # open_clip architecture
-            checkpoint: /models/clip/ViT-B-32.bin   # local weights (state dict, .bin/.pt/.safetensors)
+            checkpoint: /models/clip/ViT-B-32.bin   # local weights (state dict, .bin/.pt/.safetensors, or their folder)
             # pretrained: laion2b_s34b_b79k         # or a tag open_clip resolves from its cache
             # model_config: /models/clip/my-arch.json  # an architecture open_clip does not ship
             vocabulary: [nanoparticles, lattice fringes, diffraction pattern]
             min_score: 0.2                          # softmax probability a label needs
             max_labels: 3
+            # batch_size: 64                        # images per model batch (256 on a GPU)
             # prompt: "an electron micrograph of {term}"
             # read_workers: 4                       # threads reading a batch's frames in parallel
 
@@ -37,6 +38,8 @@ import numpy as np
 
 from datasette_scisearch.hookspecs import hookimpl
 from datasette_scisearch.tagger import Item, ItemError, Result, Tag, Tagger, TaggerUnavailable
+
+from .model_options import count_option, number_option
 
 SPACE = "clip"
 DEFAULT_ARCHITECTURE = "ViT-B-32"
@@ -126,6 +129,8 @@ def create_clip_model(options: dict[str, Any]):
 
 def _model_from_checkpoint(architecture: str, checkpoint: Path):
     open_clip, _ = _open_clip()
+    if checkpoint.is_dir():
+        checkpoint = _weights_in(checkpoint)
     if not checkpoint.is_file():
         raise TaggerUnavailable(f"the CLIP checkpoint '{checkpoint}' does not exist; " + HOW_TO_PROVIDE_WEIGHTS)
     with quiet_open_clip():
@@ -143,6 +148,18 @@ def _model_from_checkpoint(architecture: str, checkpoint: Path):
             f"state dict saved with torch.save or as .safetensors"
         ) from None
     return model
+
+
+def _weights_in(folder: Path) -> Path:
+    """The weights file in a folder (a copied model-hub snapshot holds one), safetensors first."""
+    for pattern in ("*.safetensors", "*.bin", "*.pt", "*.pth"):
+        found = sorted(folder.glob(pattern))
+        if found:
+            return found[0]
+    raise TaggerUnavailable(
+        f"the CLIP checkpoint folder '{folder}' holds no .safetensors, .bin, .pt or .pth file; "
+        + HOW_TO_PROVIDE_WEIGHTS
+    )
 
 
 def _wrong_architecture(checkpoint: Path, architecture: str, error: Exception) -> TaggerUnavailable:
@@ -234,9 +251,11 @@ class ClipTagger(Tagger):
         open_clip, torch = _open_clip()
         self.terms = _vocabulary(options)
         self.prompts = _prompts(str(options.get("prompt", DEFAULT_PROMPT)), self.terms)
-        self.min_score = float(options.get("min_score", 0.2))
-        self.max_labels = int(options.get("max_labels", 3))
-        self.workers = int(options.get("read_workers", 4))
+        self.min_score = number_option(options, self.name, "min_score", 0.2, 0.0, 1.0)
+        self.max_labels = count_option(options, self.name, "max_labels", 3, low=0)
+        self.workers = count_option(options, self.name, "read_workers", 4, high=64)
+        # A GPU encodes a few hundred images in the time a CPU does one; give it more per batch.
+        self.batch_size = count_option(options, self.name, "batch_size", 256 if device.startswith("cuda") else 64)
         model, architecture = create_clip_model(options)
         weights = Path(options["checkpoint"]).name if options.get("checkpoint") else options.get("pretrained")
         self.model_name = f"{architecture} ({weights})"

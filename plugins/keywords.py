@@ -29,6 +29,7 @@ import numpy as np
 from datasette_scisearch.hookspecs import hookimpl
 from datasette_scisearch.tagger import Item, Result, Tag, Tagger
 
+from .model_options import count_option, number_option
 from .text_vectors import clipped, embed_texts, sentence_model
 
 # Words of grant and paper prose that say nothing about the science (proposal section headings,
@@ -91,10 +92,10 @@ class KeywordTagger(Tagger):
 
         self.model = sentence_model(options.get("model"), device)
         self.keybert = KeyBERT(model=self.model)
-        self.top_n = int(options.get("top_n", 8))
-        self.diversity = float(options.get("diversity", 0.5))
-        self.min_score = float(options.get("min_score", 0.3))
-        self.min_words = int(options.get("min_words", 3))
+        self.top_n = count_option(options, self.name, "top_n", 8, high=50)
+        self.diversity = number_option(options, self.name, "diversity", 0.5, 0.0, 1.0)
+        self.min_score = number_option(options, self.name, "min_score", 0.3, -1.0, 1.0)
+        self.min_words = count_option(options, self.name, "min_words", 3)
         extra = {str(word).lower() for word in options.get("ignore_words") or []}
         self.stop_words = frozenset(ENGLISH_STOP_WORDS) | GRANT_WORDS | extra
 

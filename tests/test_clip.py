@@ -123,6 +123,25 @@ def test_a_prompt_without_a_place_for_the_term_is_refused(tiny_clip):
         ClipTagger().load(tiny_clip.options(prompt="a micrograph"), "cpu")
 
 
+def test_a_min_score_that_is_not_a_probability_is_refused(tiny_clip):
+    with pytest.raises(
+        TaggerUnavailable, match="'min_score' under taggers: clip: must be a number from 0 to 1, not 'high'"
+    ):
+        ClipTagger().load(tiny_clip.options(min_score="high"), "cpu")
+
+
+def test_a_checkpoint_folder_is_searched_for_its_weights_file(tiny_clip, tmp_path):
+    (tmp_path / "open_clip_pytorch_model.bin").write_bytes(tiny_clip.checkpoint.read_bytes())
+    tagger = ClipTagger()
+    tagger.load(tiny_clip.options(checkpoint=str(tmp_path)), "cpu")
+    assert tagger.vector_spaces == {"clip": TINY_CLIP_DIMENSIONS}
+
+
+def test_a_checkpoint_folder_without_weights_says_so(tiny_clip, tmp_path):
+    with pytest.raises(TaggerUnavailable, match="holds no .safetensors, .bin, .pt or .pth file"):
+        ClipTagger().load(tiny_clip.options(checkpoint=str(tmp_path)), "cpu")
+
+
 def test_a_text_query_is_embedded_by_clips_text_tower(tagger):
     gold = tagger.embed_query("gold nanoparticles", "clip")
     lattice = tagger.embed_query("lattice fringes", "clip")

@@ -14,7 +14,7 @@ from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.items import iter_items
 from datasette_scisearch.records import load_records
-from datasette_scisearch.tagger import Item, Result
+from datasette_scisearch.tagger import Item, Result, TaggerUnavailable
 from datasette_scisearch.tagging import tag_catalog
 
 from .conftest import REPO, shared_data
@@ -136,6 +136,11 @@ def test_non_english_notes_are_tagged_without_error(tagger):
     items = [Item("session", str(n), "", text) for n, text in enumerate(texts)]
     results = {item.item_id: result for item, result in tagger.tag_batch(items)}
     assert len(results) == 3 and all(isinstance(result, Result) for result in results.values())
+
+
+def test_a_diversity_outside_zero_to_one_is_refused():
+    with pytest.raises(TaggerUnavailable, match="'diversity' under taggers: keybert: must be a number from 0 to 1"):
+        KeywordTagger().load({"diversity": 3}, "cpu")
 
 
 def test_keybert_uses_the_same_model_instance_as_the_text_vectors():
