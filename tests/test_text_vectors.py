@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scisearch_taggers.text_vectors import TextVectorTagger, sentence_model
@@ -138,3 +141,14 @@ def test_tagging_a_real_catalog_stores_one_text_vector_per_file(tmp_path, em_dir
     assert spaces(db)["text"]["dimensions"] == 384
     assert db.execute("select count(*) from vec_text").fetchone()[0] == files
     db.close()
+
+
+def test_importing_the_model_taggers_imports_no_machine_learning_library():
+    """Datasette imports every plugin at start-up; torch and friends must wait until a tagger loads."""
+    probe = (
+        "import sys, scisearch_taggers.text_vectors, scisearch_taggers.keywords, scisearch_taggers.clip; "
+        "print(sorted(m for m in ('torch', 'open_clip', 'sentence_transformers', 'keybert', 'sklearn') "
+        "if m in sys.modules))"
+    )
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"
