@@ -494,3 +494,91 @@ def test_bad_paging_or_tab_is_a_query_error(tmp_path, arguments):
 def test_an_empty_query_finds_nothing_without_an_error(tmp_path):
     results = engine.search(small_catalog(tmp_path, with_vectors=False), "   ")
     assert results.total == 0 and results.messages == []
+
+
+# -- CLIP: text to image, and image to image -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clip_catalog(tmp_path_factory):
+    """The real EM files tagged by the clip tagger with a tiny seeded open_clip model (no real weights here)."""
+    pytest.importorskip("open_clip")
+    from datasette_scisearch.ingest import load_files
+    from datasette_scisearch.tagging import tag_catalog
+
+    from .clip_fixture import build_tiny_clip
+    from .search_support import settings as facility_settings
+
+    folder = tmp_path_factory.mktemp("clip-catalog")
+    tiny = build_tiny_clip(folder / "model")
+    settings = facility_settings()
+    settings.taggers["clip"] = tiny.options(min_score=0.0)
+    db = open_catalog(folder / "clip.db")
+    load_files(db, [shared_data("em")], settings, progress=False)
+    tag_catalog(db, settings, ["clip"], progress=False)
+    yield db, settings
+    db.close()
+
+
+def test_words_search_images_through_the_clip_text_tower(clip_catalog):
+    db, settings = clip_catalog
+    # The tiny model's similarities are random: lower the floor to see that the space is searched at all.
+    results = engine.search(db, "atomic lattice", settings=settings, weights={"clip_floor": -1.0})
+    assert any(hit.ranks["clip"] for hit in results.hits)
+    assert any(line.startswith("looks like the words (CLIP") for hit in results.hits for line in hit.why)
+
+
+def test_more_like_this_for_a_file_prefers_its_clip_vector(clip_catalog):
+    db, _ = clip_catalog
+    rowid, file_id = db.execute(
+        "select si.id, si.item_id from search_items si where si.item_type = 'file' "
+        "and si.id in (select item_rowid from vec_clip) order by si.id limit 1"
+    ).fetchone()
+    found = engine.similar(db, "file", file_id, k=3)
+    assert len(found) == 3 and found[0].why[0].startswith("looks like this image (CLIP)")
+    assert all(hit.ranks["clip"] for hit in found)
+
+
+# -- Large catalogs: BM25 by tantivy ---------------------------------------------------------------------
+
+BY_TANTIVY = {"tantivy_from": 1}  # rank with tantivy whatever the catalog's size
+
+
+@pytest.fixture
+def always_fresh(monkeypatch):
+    from datasette_scisearch.search import text_index
+
+    monkeypatch.setattr(text_index, "STALE_BUILD_TIMES", 0)  # rebuild as soon as the documents change
+    yield
+    text_index.forget()
+
+
+def test_tantivy_ranks_a_query_with_the_same_best_result_as_fts5(demo):
+    pytest.importorskip("tantivy")
+    for query in ("SrTiO3 HAADF", "P-2022-0048", "apoferritin"):
+        by_fts5 = engine.search(demo, query, per_page=1)
+        by_tantivy = engine.search(demo, query, per_page=1, weights=BY_TANTIVY)
+        assert ids(by_tantivy) == ids(by_fts5)
+
+
+def test_tantivy_ranking_keeps_the_filters(demo):
+    pytest.importorskip("tantivy")
+    by_fts5 = engine.search(demo, "diffraction 300kV", item_type="file", per_page=100)
+    by_tantivy = engine.search(demo, "diffraction 300kV", item_type="file", per_page=100, weights=BY_TANTIVY)
+    assert set(ids(by_tantivy)) == set(ids(by_fts5))
+
+
+def test_tantivy_falls_back_to_any_word_as_fts5_does(demo):
+    pytest.importorskip("tantivy")
+    results = engine.search(demo, "cathode sintering", weights=BY_TANTIVY)
+    assert {"PUB-2022-001", "P-2022-0048"} <= set(ids(results))
+    assert "no item has all of the words; these have some of them" in results.messages
+
+
+def test_the_tantivy_index_is_built_again_when_the_documents_change(tmp_path, always_fresh):
+    pytest.importorskip("tantivy")
+    db = small_catalog(tmp_path, with_vectors=False)
+    assert ids(engine.search(db, "germanium", weights=BY_TANTIVY)) == []
+    db["proposals"].insert({"id": "P-3", "title": "Germanium nanowires"})
+    refresh_search_items(db)
+    assert ids(engine.search(db, "germanium", weights=BY_TANTIVY)) == ["P-3"]

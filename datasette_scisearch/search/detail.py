@@ -199,7 +199,7 @@ def similar_items(db: sqlite_utils.Database, item_type: str, item_id: str, k: in
                 candidate = _Candidate(r, score=similarity, ranks={space: len(candidates) + 1})
                 candidates.append(candidate)
         candidates = candidates[:k]
-        found = hits.hydrate(db, _NO_QUERY, candidates, attributes, "")
+        found = hits.hydrate(db, None, candidates, attributes, "")
         for hit, candidate in zip(found, candidates):
             hit.why.insert(0, f"{SPACE_WHY.get(space, space)} ({candidate.score:.2f})")
         result.hits = found
@@ -207,14 +207,3 @@ def similar_items(db: sqlite_utils.Database, item_type: str, item_id: str, k: in
     wanted = " or ".join(SIMILAR_SPACES.get(item_type, SIMILAR_DEFAULT))
     result.messages.append(f"this item has no {wanted} vectors yet, so nothing can be compared with it")
     return result
-
-
-class _NoQuery:
-    """Hits for 'more like this' come from no typed query."""
-
-    text = ""
-    numbers: list = []
-    text_filters: list = []
-
-
-_NO_QUERY = _NoQuery()

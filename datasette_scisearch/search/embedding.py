@@ -122,6 +122,12 @@ def _one_intra_op_thread():
         torch.set_num_threads(previous)
 
 
+def forget_query_vectors() -> None:
+    """Empty the cache of query vectors (benchmarks time the model, not the cache)."""
+    with _lock:
+        _vectors.clear()
+
+
 def forget() -> None:
     """Unload every query tagger (tests register fake taggers per test)."""
     with _lock:

@@ -27,15 +27,18 @@ from .. import vectors
 from ..catalog import ITEM_TYPES
 from ..config import Settings
 from . import embedding, fts, hits, vector_index
+from .expressions import all_terms, fts_any
 from .filters import FilterSql, filter_sql
-from .query import ParsedQuery, QueryError, parse_query
+from .filters import allowed as filters_allowed
+from .query import ParsedQuery, QueryError, Term, parse_query
 
 __all__ = ["Hit", "QueryError", "SearchResults", "item_detail", "search", "similar", "ItemNotFound"]
 
 MAX_PAGE = 1000
 MAX_PER_PAGE = 100
-# How many documents each ranking contributes; results, counts and facets are computed over this pool.
-FTS_POOL = 1000
+# How many documents each ranking contributes; results, counts and facets are computed over this pool
+# (a query of filters alone is counted exactly).  Hydrating and faceting the pool is most of a query's time.
+FTS_POOL = 500
 VECTOR_POOL = 100
 # With filters, more neighbours are read before filtering, so a selective filter still leaves some.
 FILTERED_VECTOR_POOL = 2000
@@ -55,7 +58,6 @@ DEFAULT_WEIGHTS = {
 # Vector spaces a text query can search, and the similarity a document found only by meaning must reach.
 QUERY_SPACES = ("text", "clip")
 SIMILARITY_FLOOR = {"text": 0.35, "clip": 0.2}
-SPACE_LABELS = {"text": "similar meaning", "clip": "looks like the words (CLIP)"}
 
 
 @dataclass
@@ -158,7 +160,7 @@ def search(
         messages.append(f"page {page} is past the last page of results ({last_page})")
     shown = tab[first : first + per_page]
     results.hits = hits.hydrate(db, parsed, shown, attributes, _highlight_expression(parsed))
-    if not pool and not any("ranked by" in m for m in messages):
+    if not pool:
         messages.append(f"nothing matched {query.strip()!r}")
     return _finish(results, started)
 
@@ -185,18 +187,19 @@ def _has_search_index(db: sqlite_utils.Database) -> bool:
 
 
 def _highlight_expression(parsed: ParsedQuery) -> str:
-    terms = fts.all_terms(parsed.clauses)
+    terms = all_terms(parsed.clauses)
     for number_filter in parsed.numbers:
         if number_filter.soft:
-            terms += [fts.Term(p, "phrase") for p in number_filter.phrase_alternatives]
-    return fts.fts_any(terms)
+            terms += [Term(p, "phrase") for p in number_filter.phrase_alternatives]
+    return fts_any(terms)
 
 
 # -- Ranking -----------------------------------------------------------------------------------------
 
 
 def _rank(db, parsed: ParsedQuery, filters: FilterSql, weights: dict, settings, messages) -> tuple[dict, dict]:
-    """The pool of candidates with their fused scores, and exact per-type counts where the pool is capped."""
+    """The pool of candidates with their fused scores, and exact per-type counts for a query of filters alone
+    that has more results than the pool."""
     candidates: dict[int, _Candidate] = {}
     extra_counts: dict[str, int] = {}
     rrf_k = float(weights["rrf_k"])
@@ -224,7 +227,12 @@ def _rank(db, parsed: ParsedQuery, filters: FilterSql, weights: dict, settings, 
         if found.mode == "any" and found.ranked and len(parsed.clauses) <= fts.KEYWORD_CLAUSES:
             messages.append("no item has all of the words; these have some of them")
         if len(found.ranked) >= FTS_POOL:
-            extra_counts = fts.count_by_type(db, found.expression, filters)
+            # Counting every match by type would cost as much as ranking them; the plain count is cheap.
+            if filters.is_empty:
+                matches = found.matches if found.matches is not None else fts.count(db, found.expression)
+                messages.append(f"showing the best {FTS_POOL:,} of the {matches:,} items that match the words")
+            else:
+                messages.append(f"showing the best {FTS_POOL:,} of the items that match; there are more")
     _rank_by_vectors(db, parsed, filters, weights, settings, messages, add)
     return candidates, extra_counts
 
@@ -259,7 +267,7 @@ def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages
         floor = float(weights.get(f"{space}_floor", SIMILARITY_FLOOR.get(space, 0.0)))
         neighbours = [(rowid, similarity) for rowid, similarity in neighbours if similarity >= floor]
         if not filters.is_empty and neighbours:
-            allowed = hits.allowed(db, [rowid for rowid, _ in neighbours], filters)
+            allowed = filters_allowed(db, [rowid for rowid, _ in neighbours], filters)
             neighbours = [(rowid, s) for rowid, s in neighbours if rowid in allowed]
         for rank, (rowid, similarity) in enumerate(neighbours[:VECTOR_POOL], start=1):
             candidate = add(rowid, space, rank, weight)

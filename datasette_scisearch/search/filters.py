@@ -11,9 +11,10 @@ the items a missing value cannot decide against.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
-from .fts import fts_any, quoted
+from .expressions import fts_any, quoted
 from .query import NumberFilter, ParsedQuery, TextFilter
 
 JOINS = {
@@ -58,6 +59,13 @@ class FilterSql:
         self.joins |= set(joins)
         self.conditions.append(f"not coalesce(({condition}), 0)" if negated else f"coalesce(({condition}), 0)")
         self.params.extend(params)
+
+
+def allowed(db, rowids: list[int], filters: FilterSql) -> set[int]:
+    """Which of these search documents the filters let through."""
+    sql = f"""select si.id from {filters.from_sql()}
+              where si.id in (select value from json_each(?)) and {filters.where_sql()}"""
+    return {row[0] for row in db.execute(sql, [json.dumps([int(r) for r in rowids]), *filters.params])}
 
 
 def like_escape(value: str) -> str:
@@ -124,9 +132,10 @@ def _number(sql: FilterSql, number_filter: NumberFilter) -> None:
         return
     # "300 kV" in free text: files by their voltage, other items by saying it.
     phrases = " OR ".join(quoted(alternative) for alternative in number_filter.phrase_alternatives)
+    # One index seek per proposal or paper, rather than a set of every document that mentions the number.
     sql.add(
-        f"(si.item_type = 'file' and {condition}) or (si.item_type != 'file' and si.id in "
-        f"(select rowid from search_items_fts where search_items_fts match ?))",
+        f"(si.item_type = 'file' and {condition}) or (si.item_type != 'file' and exists "
+        f"(select 1 from search_items_fts where search_items_fts match ? and rowid = si.id))",
         [*params, phrases],
         {"f"},
     )

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 import sqlite_utils
 
 from ..catalog import SEARCH_FTS_COLUMNS
+from . import text_index
+from .expressions import all_terms, fts_all, fts_any
+from .filters import allowed
 from .query import Term
 
 # Markers that cannot occur in catalog text; replaced by <mark> after HTML-escaping.
@@ -31,33 +34,14 @@ SNIPPET_TOKENS = 24
 KEYWORD_CLAUSES = 3
 
 
-def quoted(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"'
-
-
-def term_sql(term: Term) -> str:
-    return quoted(term.text) + ("*" if term.kind == "prefix" else "")
-
-
-def fts_all(clauses: list[list[Term]]) -> str:
-    """Every clause must match; the alternatives of one clause (a OR b) are any of them."""
-    return " AND ".join("(" + " OR ".join(term_sql(t) for t in clause) + ")" for clause in clauses)
-
-
-def fts_any(terms: list[Term]) -> str:
-    return " OR ".join(term_sql(term) for term in terms)
-
-
-def all_terms(clauses: list[list[Term]]) -> list[Term]:
-    return [term for clause in clauses for term in clause]
-
-
 @dataclass
 class FtsResult:
     ranked: list[int] = field(default_factory=list)  # search_items ids, best first
     scores: dict[int, float] = field(default_factory=dict)  # -bm25: higher is better
     mode: str = "all"  # all (every word), any (some of the words)
-    expression: str = ""
+    expression: str = ""  # the FTS5 expression, for highlights and counts
+    matches: int | None = None  # how many documents match, where the ranker counted them
+    ranker: str = "fts5"
 
 
 def bm25_args(weights: dict) -> list[float]:
@@ -81,17 +65,20 @@ def ranked(db: sqlite_utils.Database, expression: str, filters, weights: dict, l
     return [(rowid, -score) for rowid, score in db.execute(sql, params)]
 
 
-def count_by_type(db: sqlite_utils.Database, expression: str, filters) -> dict[str, int]:
-    """How many documents of each item type match: used when there are more than the engine ranks."""
-    sql = f"""
-        select si.item_type, count(*)
-        from search_items_fts join search_items si on si.id = search_items_fts.rowid {filters.joins_sql()}
-        where search_items_fts match ? and {filters.where_sql()} group by si.item_type"""
-    return dict(db.execute(sql, [expression, *filters.params]).fetchall())
+def count(db: sqlite_utils.Database, expression: str) -> int:
+    """How many documents match: cheap, as FTS5 counts postings without scoring them."""
+    sql = "select count(*) from search_items_fts where search_items_fts match ?"
+    return db.execute(sql, [expression]).fetchone()[0]
 
 
 def search(db, clauses: list[list[Term]], filters, weights: dict, limit: int) -> FtsResult:
-    """All the words first; any of them when nothing has all (or the query is a sentence)."""
+    """All the words first; any of them when nothing has all (or the query is a sentence).  Large catalogs are
+    ranked by tantivy where it is installed (``text_index``), small ones and the rest by FTS5."""
+    index = text_index.text_index(db, weights.get("tantivy_from"))
+    if index is not None:
+        found = _search_tantivy(db, index, clauses, filters, weights, limit)
+        if found is not None:
+            return found
     if len(clauses) <= KEYWORD_CLAUSES:
         expression = fts_all(clauses)
         rows = ranked(db, expression, filters, weights, limit)
@@ -100,6 +87,32 @@ def search(db, clauses: list[list[Term]], filters, weights: dict, limit: int) ->
     expression = fts_any(all_terms(clauses))
     rows = ranked(db, expression, filters, weights, limit)
     return FtsResult([r for r, _ in rows], dict(rows), "any", expression)
+
+
+# With filters, tantivy's best matches are read this many times over before the filters choose among them.
+FILTERED_DEPTH_FACTOR = 5
+
+
+def _search_tantivy(db, index, clauses, filters, weights: dict, limit: int) -> FtsResult | None:
+    depth = limit if filters.is_empty else limit * FILTERED_DEPTH_FACTOR
+    every = [True, False] if len(clauses) <= KEYWORD_CLAUSES and len(clauses) > 1 else [len(clauses) == 1]
+    for every_clause in every:
+        found = index.ranked(clauses, every_clause, weights, depth)
+        if found is None:
+            return None
+        rows, matches = found
+        if rows:
+            break
+    mode = "all" if every_clause else "any"
+    expression = fts_all(clauses) if every_clause else fts_any(all_terms(clauses))
+    if not filters.is_empty and rows:
+        permitted = allowed(db, [rowid for rowid, _ in rows], filters)
+        rows = [(rowid, score) for rowid, score in rows if rowid in permitted]
+        if len(rows) < limit and matches > depth:
+            return None  # a selective filter: let FTS5 rank every match that passes it
+        matches = None
+    rows = rows[:limit]
+    return FtsResult([r for r, _ in rows], dict(rows), mode, expression, matches, "tantivy")
 
 
 @dataclass

@@ -15,7 +15,8 @@ import sqlite_utils
 
 from ..normalize import magnification_label
 from . import fts
-from .filters import ITEM_DAY, ITEM_TIME, JOINS, FilterSql
+from .expressions import quoted
+from .filters import ITEM_DAY, ITEM_TIME, JOINS, FilterSql, allowed
 
 FACET_SIZE = 20
 FACET_NAMES = ("item_type", "instrument", "kind", "mode", "detector", "tag", "year", "proposal")
@@ -29,13 +30,6 @@ def _json_ids(rowids) -> str:
 
 
 # -- Look-ups around the rankings ------------------------------------------------------------------------
-
-
-def allowed(db: sqlite_utils.Database, rowids: list[int], filters: FilterSql) -> set[int]:
-    """Which of these documents the filters let through."""
-    sql = f"""select si.id from {filters.from_sql()}
-              where si.id in (select value from json_each(?)) and {filters.where_sql()}"""
-    return {row[0] for row in db.execute(sql, [_json_ids(rowids), *filters.params])}
 
 
 def by_date(db: sqlite_utils.Database, filters: FilterSql, limit: int) -> list[int]:
@@ -94,7 +88,7 @@ def exact_matches(db: sqlite_utils.Database, parsed, filters: FilterSql) -> list
 
 def _files_named(db: sqlite_utils.Database, name: str) -> list[str]:
     """Files whose name (or path) is exactly ``name``: full-text search on the title narrows, equality decides."""
-    expression = "title : " + fts.quoted(name)
+    expression = "title : " + quoted(name)
     rows = db.execute(
         """select f.id from search_items_fts join search_items si on si.id = search_items_fts.rowid
            join files f on +si.item_type = 'file' and f.id = cast(si.item_id as integer)
@@ -232,7 +226,7 @@ def item_tags(db: sqlite_utils.Database, keys: list[tuple[str, str]]) -> dict[tu
 
 
 def hydrate(db, parsed, candidates, attributes: dict[int, dict], expression: str) -> list:
-    """Hits for the candidates on this page, in order."""
+    """Hits for the candidates on this page, in order (``parsed`` is None for hits no query asked for)."""
     from .engine import Hit
 
     if not candidates:
@@ -254,7 +248,8 @@ def hydrate(db, parsed, candidates, attributes: dict[int, dict], expression: str
             rows[(item_type, item_id)] = row
     proposals = linked_proposals(db, rows)
     tags = item_tags(db, keys)
-    wanted_tags = {v.lower() for f in parsed.text_filters if f.field == "tag" and not f.negated for v in f.values}
+    text_filters = parsed.text_filters if parsed else []
+    wanted_tags = {v.lower() for f in text_filters if f.field == "tag" and not f.negated for v in f.values}
     result = []
     for candidate, key in zip(candidates, keys):
         _, item_type, item_id, title, body = documents[candidate.rowid]
@@ -328,7 +323,7 @@ def _why(candidate, highlight, matched_tags, parsed, row: dict, proposal: dict |
     for space in ("text", "clip"):
         if space in candidate.similarities:
             why.append(f"{_LABELS[space]} ({candidate.similarities[space]:.2f})")
-    for number_filter in parsed.numbers:
+    for number_filter in parsed.numbers if parsed else []:
         value = row.get(number_filter.column)
         if value is not None and not number_filter.negated:
             why.append(f"{_number_label(number_filter.column, value)} ({number_filter.source})")

@@ -118,16 +118,21 @@ def _fresh_enough(cached: SpaceMatrix, version: tuple) -> bool:
 def _build(db: sqlite_utils.Database, space: str, dimensions: int, version: tuple) -> SpaceMatrix:
     started = time.perf_counter()
     table = vectors.table_for(space)
-    rowids: list[int] = []
-    chunks: list[bytes] = []
+    # Filled in place, so a million vectors need their 1.5 GB once, not twice.
+    expected = db.execute(f"select count(*) from [{table}]").fetchone()[0]
+    matrix = np.empty((expected, dimensions), dtype=np.float32)
+    rowids = np.empty(expected, dtype=np.int64)
+    count = 0
     for rowid, embedding in db.execute(f"select item_rowid, embedding from [{table}]"):
-        rowids.append(rowid)
-        chunks.append(embedding)
-    matrix = np.frombuffer(b"".join(chunks), dtype=np.float32).reshape(len(rowids), dimensions).copy()
+        if count == expected:  # written to since it was counted: the next version reads the rest
+            break
+        matrix[count] = np.frombuffer(embedding, dtype=np.float32)
+        rowids[count] = rowid
+        count += 1
     return SpaceMatrix(
         space=space,
-        rowids=np.asarray(rowids, dtype=np.int64),
-        matrix=matrix,
+        rowids=rowids[:count],
+        matrix=matrix[:count],
         version=version,
         built_at=time.monotonic(),
         build_seconds=time.perf_counter() - started,

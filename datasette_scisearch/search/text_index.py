@@ -1,0 +1,148 @@
+"""BM25 ranking of large catalogs with tantivy, when it is installed.
+
+FTS5 scores every document that matches before it can sort: measured here on
+100,000 documents (benchmarks/search.py), ranking a word that a quarter of the
+catalog contains takes 40 ms, and 80–110 ms when filters are joined in.
+tantivy skips documents that cannot reach the top (block-max WAND) and ranks
+the same queries in 0.1–1 ms.  So for catalogs of ``MIN_DOCUMENTS`` or more,
+each process keeps an in-memory tantivy index of the search documents — built
+at the first query (about 5 s per 100,000 documents) and again when FTS5's
+index changes — and ranks with it; filters are then applied to its best
+matches in SQL.  FTS5 stays the source of truth: it ranks small catalogs, it
+answers whenever tantivy is absent or cannot take a query, and it makes the
+snippets.  Stemming differs slightly (tantivy's Snowball English, FTS5's
+Porter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from ..catalog import SEARCH_FTS_COLUMNS
+from .query import Term
+
+MIN_DOCUMENTS = 20_000
+STALE_BUILD_TIMES = 10
+MAX_STALE_SECONDS = 60.0
+WRITER_HEAP_BYTES = 200_000_000
+
+
+@dataclass
+class TextIndex:
+    index: object
+    searcher: object
+    version: tuple
+    built_at: float
+    build_seconds: float
+    documents: int
+
+    def ranked(self, clauses: list[list[Term]], every_clause: bool, weights: dict, limit: int):
+        """(rowid, score) best first and how many documents match; None where tantivy cannot parse the query."""
+        text = " ".join(
+            "(" + " OR ".join(_quoted(term) for term in clause) + ")" if len(clause) > 1 else _quoted(clause[0])
+            for clause in clauses
+        )
+        boosts = {column: float(weights.get(column, 1.0)) for column in SEARCH_FTS_COLUMNS}
+        try:
+            query = self.index.parse_query(
+                text, list(SEARCH_FTS_COLUMNS), field_boosts=boosts, conjunction_by_default=every_clause
+            )
+            result = self.searcher.search(query, limit, count=True)
+        except ValueError:
+            return None
+        doc = self.searcher.doc
+        found = [(doc(address)["rowid"][0], score) for score, address in result.hits]
+        return found, result.count
+
+
+def _quoted(term: Term) -> str:
+    # Inside quotes tantivy's query language has no operators; the words are tokenised like the documents.
+    words = re.sub(r'["\\]', " ", term.text).strip()
+    return f'"{words}"' + ("*" if term.kind == "prefix" else "") if words else '""'
+
+
+_indexes: dict[str, TextIndex] = {}
+_lock = threading.Lock()
+
+
+def available() -> bool:
+    try:
+        import tantivy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _version(db: sqlite_utils.Database) -> tuple:
+    """Changes whenever FTS5's index of the search documents changes: FTS5 rewrites its structure record
+    (row 10 of the ``_data`` table) on every write, so its hash is a change counter costing one lookup."""
+    created = db.execute("select value from catalog_info where key = 'created_at'").fetchone()
+    structure = db.execute("select block from search_items_fts_data where id = 10").fetchone()
+    return (created[0] if created else "", hashlib.sha1(structure[0] if structure else b"").hexdigest())
+
+
+def text_index(db: sqlite_utils.Database, min_documents: int | None = None) -> TextIndex | None:
+    """The tantivy index of this catalog's search documents, or None (small catalog, no tantivy, in memory)."""
+    size = db.execute("select max(id) from search_items").fetchone()[0] or 0
+    if size < (MIN_DOCUMENTS if min_documents is None else min_documents) or not available():
+        return None
+    filename = next((f for _, name, f in db.execute("pragma database_list").fetchall() if name == "main"), "")
+    if not filename:
+        return None
+    version = _version(db)
+    cached = _indexes.get(filename)
+    if cached is not None and (cached.version == version or _fresh_enough(cached, version)):
+        return cached
+    with _lock:
+        cached = _indexes.get(filename)
+        if cached is not None and cached.version == version:
+            return cached
+        built = _build(db, version)
+        _indexes[filename] = built
+        return built
+
+
+def _fresh_enough(cached: TextIndex, version: tuple) -> bool:
+    if cached.version[0] != version[0]:
+        return False
+    allowed = min(MAX_STALE_SECONDS, STALE_BUILD_TIMES * cached.build_seconds)
+    return time.monotonic() - cached.built_at < allowed
+
+
+def _build(db: sqlite_utils.Database, version: tuple) -> TextIndex:
+    import tantivy
+
+    started = time.perf_counter()
+    builder = tantivy.SchemaBuilder()
+    for column in SEARCH_FTS_COLUMNS:
+        builder.add_text_field(column, stored=False, tokenizer_name="en_stem")
+    builder.add_integer_field("rowid", stored=True, indexed=False)
+    index = tantivy.Index(builder.build())
+    writer = index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
+    documents = 0
+    columns = ", ".join(SEARCH_FTS_COLUMNS)
+    for rowid, *texts in db.execute(f"select id, {columns} from search_items"):
+        fields = {column: text or "" for column, text in zip(SEARCH_FTS_COLUMNS, texts)}
+        writer.add_document(tantivy.Document(rowid=rowid, **fields))
+        documents += 1
+    writer.commit()
+    writer.wait_merging_threads()
+    index.reload()
+    return TextIndex(
+        index=index,
+        searcher=index.searcher(),
+        version=version,
+        built_at=time.monotonic(),
+        build_seconds=time.perf_counter() - started,
+        documents=documents,
+    )
+
+
+def forget() -> None:
+    _indexes.clear()
