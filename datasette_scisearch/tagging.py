@@ -313,42 +313,70 @@ def _describe(error: Exception) -> str:
 
 
 def _store(db, runner: _Runner, item_type: str, outcomes, prints, job_id) -> None:
-    """One transaction per batch: the tags, vectors and tag_runs rows go in together or not at all."""
+    """One transaction per batch, a few statements per batch: tags, vectors and tag_runs rows go in together
+    or not at all."""
     tagger, stats = runner.tagger, runner.stats
-    rowids = search_item_ids(db, item_type, [item.item_id for item, _ in outcomes])
+    ids = [item.item_id for item, _ in outcomes]
+    rowids = search_item_ids(db, item_type, ids)
+    judged = _judged_tags(db, tagger.name, item_type, ids)
     now = now_utc()
-    with db.conn:
-        for item, outcome in outcomes:
-            if isinstance(outcome, ItemError):
-                stats.failed += 1
-                stats.errors.append({"item": f"{item_type} {item.item_id} ({item.title})", "message": outcome.message})
-                _record_run(db, tagger, item, prints[item.item_id], "error", outcome.message, job_id, now)
-                continue
+    runs, tag_rows, tagged_ids = [], [], []
+    by_space: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for item, outcome in outcomes:
+        if not isinstance(outcome, ItemError):
             try:
-                written = _write_vectors(db, tagger, rowids.get(item.item_id), outcome.vectors)
+                checked = _checked_vectors(db, tagger, rowids.get(item.item_id), outcome.vectors)
             except vectors.VectorSpaceError as error:
-                stats.failed += 1
-                stats.errors.append({"item": f"{item_type} {item.item_id} ({item.title})", "message": str(error)})
-                _record_run(db, tagger, item, prints[item.item_id], "error", str(error), job_id, now)
-                continue
-            stats.tags += _replace_machine_tags(db, tagger, item, outcome.tags, now)
-            stats.vectors += written
-            stats.tagged += 1
-            _record_run(db, tagger, item, prints[item.item_id], "done", None, job_id, now)
+                outcome = ItemError(str(error))
+        if isinstance(outcome, ItemError):
+            stats.failed += 1
+            stats.errors.append({"item": f"{item_type} {item.item_id} ({item.title})", "message": outcome.message})
+            runs.append(_run_row(tagger, item, prints[item.item_id], "error", outcome.message, job_id, now))
+            continue
+        for space, pair in checked:
+            by_space.setdefault(space, []).append(pair)
+        rows = _tag_rows(tagger, item, outcome.tags, judged.get(item.item_id, set()), now)
+        tag_rows += rows
+        tagged_ids.append(item.item_id)
+        stats.tags += len(rows)
+        stats.vectors += len(checked)
+        stats.tagged += 1
+        runs.append(_run_row(tagger, item, prints[item.item_id], "done", None, job_id, now))
+    with db.conn:
+        for chunk in _slices(tagged_ids, 500):
+            db.execute(
+                "delete from tags where item_type = ? and source = ? and status = 'machine' and via is null "
+                f"and item_id in ({','.join('?' * len(chunk))})",
+                [item_type, tagger.name, *chunk],
+            )
+        if tag_rows:
+            db["tags"].insert_all(tag_rows, batch_size=500)
+        for space, pairs in by_space.items():
+            dimensions = pairs[0][1].size
+            vectors.ensure_space(db, space, dimensions, tagger.name, getattr(tagger, "model_name", ""))
+            vectors.write_vectors(db, space, pairs)
+        db["tag_runs"].upsert_all(runs, pk=("tagger", "item_type", "item_id"))
 
 
-def _replace_machine_tags(db, tagger: Tagger, item: Item, tags, now: str) -> int:
-    judged = {
-        text.casefold()
-        for (text,) in db.execute(
-            "select tag from tags where item_type = ? and item_id = ? and source = ? and status != 'machine'",
-            [item.item_type, item.item_id, tagger.name],
-        )
-    }
-    db.execute(
-        "delete from tags where item_type = ? and item_id = ? and source = ? and status = 'machine' and via is null",
-        [item.item_type, item.item_id, tagger.name],
-    )
+def _slices(values: list, size: int):
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _judged_tags(db, tagger: str, item_type: str, ids: list[str]) -> dict[str, set[str]]:
+    """Tags experts accepted, rejected or added for these items: a machine run must not write them again."""
+    judged: dict[str, set[str]] = {}
+    for chunk in _slices(ids, 500):
+        for item_id, text in db.execute(
+            "select item_id, tag from tags where item_type = ? and source = ? and status != 'machine' "
+            f"and item_id in ({','.join('?' * len(chunk))})",
+            [item_type, tagger, *chunk],
+        ):
+            judged.setdefault(str(item_id), set()).add(text.casefold())
+    return judged
+
+
+def _tag_rows(tagger: Tagger, item: Item, tags, judged: set[str], now: str) -> list[dict]:
     rows, seen = [], set()
     for tag in tags:
         text = " ".join(str(tag.text).split())[:200]
@@ -367,45 +395,50 @@ def _replace_machine_tags(db, tagger: Tagger, item: Item, tags, now: str) -> int
                 "source_version": str(tagger.version),
                 "status": "machine",
                 "evidence": None if tag.evidence is None else str(tag.evidence)[:1000],
+                "via": None,
                 "created_at": now,
                 "updated_at": now,
             }
         )
-    if rows:
-        db["tags"].insert_all(rows)
-    return len(rows)
+    return rows
 
 
-def _write_vectors(db, tagger: Tagger, rowid: int | None, found: dict) -> int:
+def _checked_vectors(db, tagger: Tagger, rowid: int | None, found: dict) -> list[tuple[str, tuple[int, np.ndarray]]]:
+    """The item's vectors, normalised and checked against their space, or VectorSpaceError saying what is wrong."""
     if not found:
-        return 0
+        return []
     if rowid is None:
         raise vectors.VectorSpaceError("the item has no search document yet; run 'scisearch tag' again")
+    known = vectors.spaces(db)
+    checked = []
     for space, vector in found.items():
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
-        expected = tagger.vector_spaces.get(space, vector.size)
+        expected = tagger.vector_spaces.get(space) or (known.get(space) or {}).get("dimensions") or vector.size
         if vector.size != expected:
             raise vectors.VectorSpaceError(f"{tagger.name} gave a {vector.size}-d vector for {space!r}, not {expected}")
-        vectors.ensure_space(db, space, vector.size, tagger.name, getattr(tagger, "model_name", ""))
-        vectors.write_vectors(db, space, [(rowid, vector)])
-    return len(found)
+        stored = (known.get(space) or {}).get("dimensions")
+        if stored and stored != vector.size:
+            raise vectors.VectorSpaceError(
+                f"vector space {space!r} holds {stored}-d vectors but {tagger.name} gives {vector.size}-d ones; "
+                "after changing the model, name a new space or delete the old vectors"
+            )
+        vectors.table_for(space)  # refuses a bad space name before anything is written
+        checked.append((space, (rowid, vectors.normalised(vector))))
+    return checked
 
 
-def _record_run(db, tagger, item, print_, status, message, job_id, now) -> None:
-    db["tag_runs"].upsert(
-        {
-            "tagger": tagger.name,
-            "item_type": item.item_type,
-            "item_id": item.item_id,
-            "tagger_version": str(tagger.version),
-            "fingerprint": print_,
-            "status": status,
-            "message": message,
-            "job_id": job_id,
-            "ran_at": now,
-        },
-        pk=("tagger", "item_type", "item_id"),
-    )
+def _run_row(tagger, item, print_, status, message, job_id, now) -> dict:
+    return {
+        "tagger": tagger.name,
+        "item_type": item.item_type,
+        "item_id": item.item_id,
+        "tagger_version": str(tagger.version),
+        "fingerprint": print_,
+        "status": status,
+        "message": message,
+        "job_id": job_id,
+        "ran_at": now,
+    }
 
 
 # How tags flow along the catalog's links: (from type, to type, SQL giving (target id, source id, label)).

@@ -67,9 +67,11 @@ def normalised(vector: np.ndarray) -> np.ndarray:
 def write_vectors(db: sqlite_utils.Database, space: str, pairs: list[tuple[int, np.ndarray]]) -> None:
     """Replace the vectors of these search items; call inside the caller's transaction."""
     table = table_for(space)
-    for rowid, vector in pairs:
-        db.execute(f"delete from [{table}] where item_rowid = ?", [rowid])
-        db.execute(f"insert into [{table}](item_rowid, embedding) values (?, ?)", [rowid, normalised(vector).tobytes()])
+    db.conn.executemany(f"delete from [{table}] where item_rowid = ?", [(rowid,) for rowid, _ in pairs])
+    db.conn.executemany(
+        f"insert into [{table}](item_rowid, embedding) values (?, ?)",
+        [(rowid, normalised(vector).tobytes()) for rowid, vector in pairs],
+    )
     _count_change(db, space)
 
 

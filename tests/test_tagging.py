@@ -392,3 +392,19 @@ def test_a_run_with_nothing_new_loads_no_model(db, settings, register):
     tag_catalog(db, settings, tagger_names=["counts_loads_test"], progress=False)
     tag_catalog(db, settings, tagger_names=["counts_loads_test"], progress=False)
     assert CountsLoads.loads == 1
+
+
+def test_a_model_with_another_dimension_than_its_space_fails_per_item_and_keeps_the_old_vectors(db, settings, register):
+    class Wider(Tagger):
+        name = "wider_test"
+        vector_spaces = {"brightness": 5}
+
+        def tag_batch(self, items):
+            yield from ((item, Result(vectors={"brightness": np.ones(5)})) for item in items)
+
+    register(BrightnessTagger(), Wider())
+    tag_catalog(db, settings, tagger_names=["brightness_test"], progress=False)
+    summary = tag_catalog(db, settings, tagger_names=["wider_test"], progress=False)
+    assert summary.taggers[0].tagged == 0
+    assert "holds 3-d vectors but wider_test gives 5-d ones" in summary.taggers[0].errors[0]["message"]
+    assert db.execute("select count(*) from vec_brightness").fetchone()[0] == db["files"].count
