@@ -42,6 +42,7 @@ class FtsResult:
     expression: str = ""  # the FTS5 expression, for highlights and counts
     matches: int | None = None  # how many documents match, where the ranker counted them
     ranker: str = "fts5"
+    complete: bool = True  # every match was considered (False: the best of them, before filters)
 
 
 def bm25_args(weights: dict) -> list[float]:
@@ -89,8 +90,10 @@ def search(db, clauses: list[list[Term]], filters, weights: dict, limit: int) ->
     return FtsResult([r for r, _ in rows], dict(rows), "any", expression)
 
 
-# With filters, tantivy's best matches are read this many times over before the filters choose among them.
-FILTERED_DEPTH_FACTOR = 5
+# With filters, tantivy's best matches are read this many times over before the filters choose among them;
+# if fewer than FILTERED_ENOUGH pass and there were more matches, FTS5 ranks every match the filters allow.
+FILTERED_DEPTH_FACTOR = 3
+FILTERED_ENOUGH = 100
 
 
 def _search_tantivy(db, index, clauses, filters, weights: dict, limit: int) -> FtsResult | None:
@@ -105,14 +108,15 @@ def _search_tantivy(db, index, clauses, filters, weights: dict, limit: int) -> F
             break
     mode = "all" if every_clause else "any"
     expression = fts_all(clauses) if every_clause else fts_any(all_terms(clauses))
+    complete = matches <= depth
     if not filters.is_empty and rows:
         permitted = allowed(db, [rowid for rowid, _ in rows], filters)
         rows = [(rowid, score) for rowid, score in rows if rowid in permitted]
-        if len(rows) < limit and matches > depth:
+        if len(rows) < FILTERED_ENOUGH and not complete:
             return None  # a selective filter: let FTS5 rank every match that passes it
-        matches = None
+        matches = len(rows) if complete else None
     rows = rows[:limit]
-    return FtsResult([r for r, _ in rows], dict(rows), mode, expression, matches, "tantivy")
+    return FtsResult([r for r, _ in rows], dict(rows), mode, expression, matches, "tantivy", complete)
 
 
 @dataclass
