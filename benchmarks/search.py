@@ -1,0 +1,452 @@
+"""Search latency: the hybrid query and each of its stages, against the obvious alternatives, in one run.
+
+    python benchmarks/search.py                 # 10,000 and 100,000 items
+    python benchmarks/search.py --million       # and 1,000,000 (builds for ~20 minutes)
+    python benchmarks/search.py --sizes 10000 --queries 100
+
+A synthetic catalog of each size is built (and kept in benchmarks/.cache/):
+files (85 %) named in facility shorthand with their metadata, tags and
+linked proposal, proposals (5 %) and papers (10 %) written from the real
+NSF and SciFact abstracts in ../shared/data, and a 384-d text vector per item
+clustered around the all-MiniLM-L6-v2 vector of the item's topic, so that a
+query embedded by the real model has real neighbours.  Queries mix keyword
+queries ("gold nanoparticles"), keywords with filters ("diffraction 300kV",
+"STEM voltage>=200kV") and claims (SciFact sentences).
+
+Stages, each timed on the same queries: parse, embed (MiniLM, one thread),
+FTS (the engine's all-words-then-any BM25), vector (the engine's in-memory
+exact KNN) and the whole ``search()`` call; and, over the same data,
+FTS5 ``order by rank`` (any word), sqlite-vec's vec0 exact KNN, numpy brute
+force, faiss-cpu IndexFlatIP and tantivy (BM25, stemmed, same four fields).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from datasette_scisearch import vectors  # noqa: E402
+from datasette_scisearch.catalog import open_catalog  # noqa: E402
+from datasette_scisearch.search import engine, fts, text_index, vector_index  # noqa: E402
+from datasette_scisearch.search.expressions import all_terms, fts_any  # noqa: E402
+from datasette_scisearch.search.filters import filter_sql  # noqa: E402
+from datasette_scisearch.search.index import refresh_search_items  # noqa: E402
+from datasette_scisearch.search.query import parse_query  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+CACHE = REPO / "benchmarks" / ".cache"
+DIMENSIONS = 384
+TOPIC_NOISE = 0.9  # how far an item's vector lies from its topic's (cosine to the topic ~0.6)
+
+INSTRUMENTS = {  # name: (modes, voltages, detectors)
+    "TEAM 0.5": (["STEM"], [80, 300], ["HAADF", "BF"]),
+    "Themis": (["STEM", "TEM"], [60, 200, 300], ["HAADF", "DF4", "BM-Ceta"]),
+    "TitanX": (["STEM", "TEM", "EDS"], [80, 200, 300], ["HAADF", "Super-X", "CCD"]),
+    "Helios": (["SEM"], [2, 5, 10, 30], ["ETD", "TLD", "ICE"]),
+    "Gemini": (["SEM"], [1, 2, 5, 10, 15], ["InLens", "SE2", "BSD"]),
+    "Krios": (["TEM"], [300], ["K3", "Falcon"]),
+}
+SAMPLES = [
+    ("Au_np", "gold nanoparticles"),
+    ("SrTiO3", "strontium titanate SrTiO3"),
+    ("STO", "SrTiO3 bicrystal grain boundary"),
+    ("LAO_STO", "LaAlO3 SrTiO3 interface"),
+    ("CeO2_cubes", "ceria nanocubes"),
+    ("MoS2", "monolayer MoS2"),
+    ("graphene", "graphene monolayer"),
+    ("Si110", "silicon 110"),
+    ("GaAs_NW", "GaAs nanowires"),
+    ("NMC811", "NMC811 battery cathode"),
+    ("apoferritin", "apoferritin protein"),
+    ("Pt_Co", "platinum cobalt catalyst"),
+    ("perovskite", "halide perovskite film"),
+    ("steel", "stainless steel precipitates"),
+    ("zeolite", "zeolite framework"),
+    ("TiO2", "titania anatase"),
+]
+KINDS = {
+    "STEM": ["image", "image", "spectrum image"],
+    "TEM": ["image", "diffraction", "stack"],
+    "SEM": ["image"],
+    "EDS": ["spectrum", "spectrum image"],
+}
+KEYWORD_QUERIES = [
+    "gold nanoparticles",
+    "SrTiO3 HAADF",
+    "ceria cubes",
+    "MoS2 defects",
+    "graphene",
+    "battery cathode cracking",
+    "apoferritin",
+    "GaAs nanowires SEM",
+    "grain boundary",
+    "perovskite film",
+    "zeolite",
+    "platinum catalyst",
+    "diffraction pattern",
+    "lattice strain",
+    "titania",
+    "silicon twins",
+    "steel precipitates",
+    "oxygen vacancies",
+]
+FILTERED_QUERIES = [
+    "diffraction 300kV",
+    "STEM voltage>=200kV",
+    "gold type:image",
+    "SrTiO3 mag:1M-20M",
+    "instrument:Themis HAADF",
+    "ceria date:2021..2022",
+    "MoS2 pixel<0.05nm",
+    "tag:HAADF gold",
+    "cathode type:file",
+    "graphene 80 kV",
+]
+
+
+def sentences(path: Path, field: str) -> list[str]:
+    found = []
+    for line in path.read_text().splitlines():
+        text = json.loads(line).get(field) or ""
+        found += [s for s in re.split(r"(?<=\.)\s+", text) if 40 < len(s) < 400]
+    return found
+
+
+def topic_vectors(rng: np.random.Generator, texts: list[str]) -> np.ndarray:
+    """MiniLM vectors of the topics' texts (real directions for real queries), else random unit vectors."""
+    try:
+        from scisearch_taggers.text_vectors import embed_texts, sentence_model
+
+        return embed_texts(sentence_model(), texts)
+    except Exception as error:  # no model here: latency is the same, neighbours are not
+        print(f"note: topics get random vectors ({error})")
+        matrix = rng.standard_normal((len(texts), DIMENSIONS)).astype(np.float32)
+        return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+
+def build_catalog(path: Path, n_items: int, seed: int = 0) -> None:
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    np_rng = np.random.default_rng(seed)
+    path.unlink(missing_ok=True)
+    db = open_catalog(path)
+    abstracts = sentences(SHARED / "scifact" / "corpus.jsonl", "text")
+    awards = sentences(SHARED / "proposals" / "nsf_awards_2017.jsonl", "abstract")
+    n_proposals, n_papers = max(10, n_items // 20), max(10, n_items // 10)
+    n_files = n_items - n_proposals - n_papers
+    proposals = []
+    for number in range(n_proposals):
+        code, sample = SAMPLES[number % len(SAMPLES)]
+        body = " ".join(rng.choice(awards) for _ in range(rng.randint(4, 10)))
+        proposals.append(
+            {
+                "id": f"P-{2015 + number % 10}-{number:05d}",
+                "title": f"{sample.capitalize()}: {' '.join(rng.choice(awards).split()[:8])}",
+                "abstract": f"We will study {sample} by electron microscopy. {body}",
+                "pi": f"PI {number % 300}",
+                "institution": f"University {number % 120}",
+                "start_date": f"{2015 + number % 10}-{1 + number % 12:02d}-01",
+            }
+        )
+    db["proposals"].insert_all(proposals, batch_size=2000)
+    papers = []
+    for number in range(n_papers):
+        code, sample = SAMPLES[number % len(SAMPLES)]
+        body = " ".join(rng.choice(abstracts) for _ in range(rng.randint(4, 9)))
+        papers.append(
+            {
+                "id": f"PUB-{number:07d}",
+                "title": f"{' '.join(rng.choice(abstracts).split()[:10])} in {sample}",
+                "abstract": body,
+                "authors": f"Author {number % 500}, Author {(number * 7) % 500}",
+                "year": 2015 + number % 10,
+                "funding": f"proposal {proposals[number % n_proposals]['id']}",
+            }
+        )
+    db["papers"].insert_all(papers, batch_size=2000)
+    files, tags = [], []
+    for number in range(1, n_files + 1):  # written in chunks: a million rows do not fit in memory twice
+        instrument = rng.choice(list(INSTRUMENTS))
+        modes, voltages, detectors = INSTRUMENTS[instrument]
+        mode, voltage, detector = rng.choice(modes), rng.choice(voltages), rng.choice(detectors)
+        kind = rng.choice(KINDS[mode])
+        sample_number = rng.randrange(len(SAMPLES))
+        code, sample = SAMPLES[sample_number]
+        magnification = rng.choice([5e3, 2e4, 1e5, 5e5, 2e6, 7.2e6, 13.5e6])
+        mag_text = f"{magnification / 1e6:g}Mx" if magnification >= 1e6 else f"{magnification / 1e3:g}kx"
+        name = f"{code}_{voltage}kV_{detector}_{mag_text}_{number:06d}.emd"
+        proposal = proposals[(sample_number + len(SAMPLES) * rng.randrange(max(1, n_proposals // 16))) % n_proposals]
+        year = 2015 + number % 10
+        files.append(
+            {
+                "id": number,
+                "name": name,
+                "kind": kind,
+                "instrument": instrument,
+                "mode": mode,
+                "detector": detector,
+                "voltage_kv": float(voltage),
+                "magnification": magnification,
+                "pixel_size_nm": round(0.064 / magnification * 1e9 / 512, 5),
+                "acquired_at": f"{year}-{1 + number % 12:02d}-{1 + number % 28:02d}T{number % 24:02d}:00:00+00:00",
+                "acquired_local": f"{year}-{1 + number % 12:02d}-{1 + number % 28:02d}T{number % 24:02d}:00:00-08:00",
+                "proposal_id": proposal["id"],
+                "path": f"/data/{instrument}/{year}/{name}",
+                "dataset": 0,
+                "sha256": f"{rng.getrandbits(256):064x}",
+                "search_text": f"{name.replace('_', ' ')} {sample} {instrument} {mode} {detector} {kind} "
+                f"{voltage} kV {voltage}kV {mag_text}",
+            }
+        )
+        for tag, source in (
+            (mode, "metadata"),
+            (detector, "metadata"),
+            (f"{voltage} kV", "metadata"),
+            (kind, "metadata"),
+            (sample, "filenames"),
+        ):
+            tags.append(
+                {
+                    "item_type": "file",
+                    "item_id": str(number),
+                    "tag": tag,
+                    "score": 0.9,
+                    "source": source,
+                    "status": "machine",
+                }
+            )
+        if len(files) == 50_000 or number == n_files:
+            db["files"].insert_all(files, batch_size=5000)
+            db["tags"].insert_all(tags, batch_size=10000)
+            files, tags = [], []
+    print(f"  {n_files} files, {n_proposals} proposals, {n_papers} papers written", flush=True)
+    refresh_search_items(db)
+    print(f"  search documents built ({time.perf_counter() - started:.0f} s)", flush=True)
+    topics = topic_vectors(np_rng, [sample for _, sample in SAMPLES])
+    rows = db.execute("select id, item_type, title from search_items order by id").fetchall()
+    vectors.ensure_space(db, "text", DIMENSIONS, "benchmark_text")
+    batch = []
+    for rowid, _, title in rows:
+        topic = next((i for i, (code, sample) in enumerate(SAMPLES) if code in title or sample in title), None)
+        base = topics[topic] if topic is not None else topics[rowid % len(SAMPLES)]
+        vector = base + TOPIC_NOISE * np_rng.standard_normal(DIMENSIONS).astype(np.float32) / np.sqrt(DIMENSIONS)
+        batch.append((rowid, vector))
+        if len(batch) == 5000:
+            with db.conn:
+                vectors.write_vectors(db, "text", batch)
+            batch = []
+    with db.conn:
+        vectors.write_vectors(db, "text", batch)
+    db.execute("insert into search_items_fts(search_items_fts) values('optimize')")
+    db.conn.commit()
+    db.execute("analyze")
+    print(f"  vectors written ({time.perf_counter() - started:.0f} s)", flush=True)
+    db.close()
+
+
+# -- The query model for the benchmark ------------------------------------------------------------------
+
+
+def register_query_model():
+    """The engine embeds queries with the tagger named in vector_spaces: here the real MiniLM."""
+    import types
+
+    from datasette_scisearch.hookspecs import hookimpl
+    from datasette_scisearch.plugins import get_plugin_manager
+    from datasette_scisearch.tagger import Tagger
+
+    class BenchmarkText(Tagger):
+        name = "benchmark_text"
+        vector_spaces = {"text": DIMENSIONS}
+
+        def load(self, options, device="cpu"):
+            from scisearch_taggers.text_vectors import sentence_model
+
+            self.model = sentence_model()
+
+        def embed_query(self, text, space):
+            from scisearch_taggers.text_vectors import embed_texts
+
+            return embed_texts(self.model, [text])[0]
+
+    plugin = types.SimpleNamespace(register_taggers=hookimpl(lambda register: register(BenchmarkText())))
+    get_plugin_manager().register(plugin, name="benchmark-query-model")
+
+
+# -- Timing ----------------------------------------------------------------------------------------------
+
+
+def percentiles(times: list[float]) -> str:
+    ordered = sorted(times)
+    p50 = statistics.median(ordered) * 1000
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))] * 1000
+    return f"{p50:.1f} | {p95:.1f}"
+
+
+def timed(function, inputs) -> tuple[list[float], list]:
+    times, outputs = [], []
+    for value in inputs:
+        started = time.perf_counter()
+        outputs.append(function(value))
+        times.append(time.perf_counter() - started)
+    return times, outputs
+
+
+def make_queries(db, count: int, seed: int = 1) -> list[str]:
+    rng = random.Random(seed)
+    claims = [
+        json.loads(line)["text"] for line in (SHARED / "scifact" / "queries_train.jsonl").read_text().splitlines()
+    ]
+    queries = []
+    for number in range(count):
+        pick = number % 10
+        if pick < 5:
+            queries.append(rng.choice(KEYWORD_QUERIES))
+        elif pick < 8:
+            queries.append(rng.choice(FILTERED_QUERIES))
+        else:
+            queries.append(rng.choice(claims))
+    return queries
+
+
+def run(path: Path, n_queries: int) -> list[tuple[str, str]]:
+    from datasette_scisearch.search import embedding
+
+    db = open_catalog(path)
+    n_items = db["search_items"].count
+    queries = make_queries(db, n_queries)
+    rows: list[tuple[str, str]] = []
+    register_query_model()
+    started = time.perf_counter()
+    matrix = vector_index.space_matrix(db, "text")
+    rows.append(("vector matrix read from vec0 (once per process)", f"{(time.perf_counter() - started):.1f} s"))
+    started = time.perf_counter()
+    built = text_index.text_index(db, min_documents=0)
+    rows.append(("tantivy index of the search documents (once per process)", f"{time.perf_counter() - started:.1f} s"))
+    del built
+    engine.search(db, "warm up the model")  # loads MiniLM: seconds, once per process
+    parsed = [parse_query(q) for q in queries]
+    times, _ = timed(parse_query, queries)
+    rows.append(("parse", percentiles(times)))
+
+    def embed(query):
+        embedding.forget_query_vectors()
+        return embedding.embed_query(query.semantic_text or query.text, "text", "benchmark_text")[0]
+
+    times, query_vectors = timed(embed, parsed)
+    rows.append(("embed the query (MiniLM, 1 thread)", percentiles(times)))
+    weights = engine.DEFAULT_WEIGHTS
+
+    def text_stage(query, weights=weights):
+        return fts.search(db, query.clauses, filter_sql(query), weights, engine.FTS_POOL) if query.clauses else None
+
+    text_stage(parsed[0])  # builds the tantivy index of a large catalog: seconds, once per process
+    times, _ = timed(text_stage, parsed)
+    rows.append(("text ranking, all words then any (engine: tantivy from 20,000 items)", percentiles(times)))
+    fts5_only = {**weights, "tantivy_from": 10**12}
+    times, _ = timed(lambda query: text_stage(query, fts5_only), parsed)
+    rows.append(("text ranking by FTS5 alone (the engine below 20,000 items)", percentiles(times)))
+    times, _ = timed(lambda v: matrix.nearest(v, engine.VECTOR_POOL), query_vectors)
+    rows.append(("vector KNN k=100, numpy matrix (engine)", percentiles(times)))
+    times, _ = timed(lambda q: engine.search(db, q, per_page=20), queries)
+    rows.append(("**hybrid search(), query vector cached**", percentiles(times)))
+
+    def uncached(query):
+        embedding.forget_query_vectors()
+        return engine.search(db, query, per_page=20)
+
+    times, _ = timed(uncached, queries)
+    rows.append(("**hybrid search(), query embedded anew**", percentiles(times)))
+    # -- alternatives over the same data
+    any_word = [fts_any(all_terms(q.clauses)) for q in parsed if q.clauses]
+    sql = "select rowid from search_items_fts where search_items_fts match ? order by rank limit 1000"
+    times, _ = timed(lambda e: db.execute(sql, [e]).fetchall(), any_word)
+    rows.append(("FTS5 any word, order by rank (no weights)", percentiles(times)))
+    knn = f"select item_rowid, distance from {vectors.table_for('text')} where embedding match ? and k = 100"
+    times, _ = timed(lambda v: db.execute(knn, [v.tobytes()]).fetchall(), query_vectors[:30])
+    rows.append(("sqlite-vec vec0 exact KNN k=100 (30 queries)", percentiles(times)))
+
+    def numpy_brute(vector):
+        scores = matrix.matrix @ vector
+        top = np.argpartition(-scores, 100)[:100]
+        return top[np.argsort(-scores[top])]
+
+    times, _ = timed(numpy_brute, query_vectors)
+    rows.append(("numpy brute force k=100", percentiles(times)))
+    try:
+        import faiss
+
+        index = faiss.IndexFlatIP(DIMENSIONS)
+        index.add(matrix.matrix)
+        times, _ = timed(lambda v: index.search(v.reshape(1, -1), 100), query_vectors)
+        rows.append((f"faiss-cpu IndexFlatIP k=100 ({faiss.omp_get_max_threads()} threads)", percentiles(times)))
+    except ImportError:
+        rows.append(("faiss-cpu", "not installed"))
+    rows += tantivy_rows(db, parsed)
+    rows.append(("vector matrix memory", f"{matrix.matrix.nbytes / 2**20:.0f} MiB for {len(matrix):,} vectors"))
+    db.close()
+    vector_index.forget()
+    text_index.forget()
+    embedding.forget()
+    from datasette_scisearch.plugins import get_plugin_manager
+
+    get_plugin_manager().unregister(name="benchmark-query-model")
+    print(f"\n{path.name}: {n_items:,} items")
+    return rows
+
+
+def tantivy_rows(db, parsed) -> list[tuple[str, str]]:
+    """tantivy by itself, on the index the engine built: its query parser, no filters, no fusion."""
+    built = text_index.text_index(db, min_documents=0)
+    if built is None:
+        return [("tantivy BM25 any word, k=100, by itself", "not installed")]
+
+    def search(query):
+        words = [re.sub(r"[^\w]", " ", t.text) for t in all_terms(query.clauses)]
+        text = " ".join(w for w in words if w.strip())
+        parsed_query = built.index.parse_query(text, ["title", "body", "tags", "context"])
+        return built.searcher.search(parsed_query, 100).hits
+
+    times, _ = timed(search, [q for q in parsed if q.clauses])
+    return [("tantivy BM25 any word, k=100, by itself (same 4 fields, stemmed)", percentiles(times))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--million", action="store_true", help="also 1,000,000 items")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--rebuild", action="store_true")
+    arguments = parser.parse_args()
+    sizes = arguments.sizes + ([1_000_000] if arguments.million else [])
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tables = {}
+    for size in sizes:
+        path = CACHE / f"search-{size}.db"
+        if arguments.rebuild or not path.exists():
+            print(f"building a catalog of {size:,} items", flush=True)
+            build_catalog(path, size)
+        tables[size] = run(path, arguments.queries)
+        for label, value in tables[size]:
+            print(f"  {label}: {value}", flush=True)
+    labels = [label for label, _ in tables[sizes[0]]]
+    print("\n| ms | " + " | ".join(f"{size:,} items p50 | p95" for size in sizes) + " |")
+    print("| --- | " + " | ".join("--- | ---" for _ in sizes) + " |")
+    for number, label in enumerate(labels):
+        cells = [tables[size][number][1] for size in sizes]
+        print(f"| {label} | " + " | ".join(c if " | " in c else f"{c} | " for c in cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
