@@ -126,26 +126,32 @@ class Highlight:
 
 
 def highlights(db: sqlite_utils.Database, expression: str, rowids: list[int]) -> dict[int, Highlight]:
-    """A snippet and the matched words per column, for the few documents on a page."""
+    """A snippet and the matched words per column, for the few documents on a page.
+
+    The snippet comes from the item's own text where the words are there (a line of tags reads badly), else from
+    whichever column matched best; the matched words of the text are read from a wider window of it."""
     if not rowids or not expression:
         return {}
     marks = ",".join("?" * len(rowids))
+    body = SEARCH_FTS_COLUMNS.index("body")
+    short_columns = [name for name in SEARCH_FTS_COLUMNS if name != "body"]
     columns = ", ".join(
-        f"highlight(search_items_fts, {i}, '{MARK_OPEN}', '{MARK_CLOSE}')"
-        for i, name in enumerate(SEARCH_FTS_COLUMNS)
-        if name != "body"
+        f"highlight(search_items_fts, {SEARCH_FTS_COLUMNS.index(name)}, '{MARK_OPEN}', '{MARK_CLOSE}')"
+        for name in short_columns
     )
+
+    def snippet(column: int, tokens: int) -> str:
+        return f"snippet(search_items_fts, {column}, '{MARK_OPEN}', '{MARK_CLOSE}', '…', {tokens})"
+
     sql = f"""
-        select rowid, snippet(search_items_fts, -1, '{MARK_OPEN}', '{MARK_CLOSE}', '…', {SNIPPET_TOKENS}), {columns},
-               snippet(search_items_fts, {SEARCH_FTS_COLUMNS.index("body")}, '{MARK_OPEN}', '{MARK_CLOSE}', '…', 64)
+        select rowid, {snippet(-1, SNIPPET_TOKENS)}, {snippet(body, SNIPPET_TOKENS)}, {snippet(body, 64)}, {columns}
         from search_items_fts where search_items_fts match ? and rowid in ({marks})"""
     found = {}
-    short_columns = [name for name in SEARCH_FTS_COLUMNS if name != "body"]
-    for rowid, snippet, *rest in db.execute(sql, [expression, *rowids]):
-        *short_values, body = rest
+    for rowid, best, own_text, wide_text, *short_values in db.execute(sql, [expression, *rowids]):
         matched = {name: marked_words(value) for name, value in zip(short_columns, short_values)}
-        matched["body"] = marked_words(body)
-        found[rowid] = Highlight(snippet_html(snippet), {k: v for k, v in matched.items() if v})
+        matched["body"] = marked_words(wide_text)
+        shown = own_text if MARK_OPEN in (own_text or "") else best
+        found[rowid] = Highlight(snippet_html(shown), {k: v for k, v in matched.items() if v})
     return found
 
 
