@@ -222,6 +222,8 @@ def _rank(db, parsed: ParsedQuery, filters: FilterSql, weights: dict, settings, 
             add(rowid, "date", rank, 1.0)
         if len(candidates) >= FTS_POOL:
             extra_counts = hits.count_by_type(db, filters)
+            total = sum(extra_counts.values())
+            messages.append(f"showing the newest {FTS_POOL:,} of the {total:,} items these filters allow")
         return candidates, extra_counts
     if weights["fts"] > 0:
         found = fts.search(db, parsed.clauses, filters, weights, FTS_POOL)

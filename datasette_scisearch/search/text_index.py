@@ -56,9 +56,9 @@ class TextIndex:
             result = self.searcher.search(query, limit, count=True)
         except ValueError:
             return None
-        doc = self.searcher.doc
-        found = [(doc(address)["rowid"][0], score) for score, address in result.hits]
-        return found, result.count
+        # A fast field reads the rowids of thousands of hits at once, where fetching stored documents costs ~3 µs each.
+        rowids = self.searcher.fast_field_values("rowid", [address for _, address in result.hits])
+        return [(rowid, score) for rowid, (score, _) in zip(rowids, result.hits)], result.count
 
 
 def _quoted(term: Term) -> str:
@@ -122,7 +122,7 @@ def _build(db: sqlite_utils.Database, version: tuple) -> TextIndex:
     builder = tantivy.SchemaBuilder()
     for column in SEARCH_FTS_COLUMNS:
         builder.add_text_field(column, stored=False, tokenizer_name="en_stem")
-    builder.add_integer_field("rowid", stored=True, indexed=False)
+    builder.add_integer_field("rowid", stored=False, indexed=False, fast=True)
     index = tantivy.Index(builder.build())
     writer = index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
     documents = 0
