@@ -19,6 +19,7 @@ from .catalog import ITEM_TYPES, CatalogError, item_counts, open_catalog, schema
 from .config import ConfigError, find_metadata, load_settings
 from .ingest import IngestError, load_files
 from .plugins import describe_plugins, get_plugin_manager
+from .search.command import search_command
 from .search.index import refresh_search_items
 
 
@@ -432,6 +433,9 @@ def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after):
         _serve([str(catalog)], "127.0.0.1", port, False, ctx.obj.get("config"))
     else:
         click.echo(f"catalog ready: scisearch serve {catalog}")
+
+
+cli.add_command(search_command)
 
 
 def _register_plugin_commands() -> None:

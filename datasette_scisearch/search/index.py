@@ -155,7 +155,27 @@ def refresh_search_items(
                     for table in vector_tables:
                         db.execute(f"delete from [{table}] where item_rowid = ?", [rowid])
                 changed += len(gone)
+                if changed:
+                    _count_change(db)
     return changed
+
+
+DOCUMENTS_VERSION_KEY = "search_items_version"
+
+
+def _count_change(db: sqlite_utils.Database) -> None:
+    """Bumped in the writer's transaction whenever documents change, so readers that keep an index of
+    them in memory (search/text_index.py) know when to rebuild it."""
+    db.execute(
+        "insert into catalog_info(key, value) values (?, '1') "
+        "on conflict(key) do update set value = cast(value as integer) + 1",
+        [DOCUMENTS_VERSION_KEY],
+    )
+
+
+def documents_version(db: sqlite_utils.Database) -> int:
+    row = db.execute("select value from catalog_info where key = ?", [DOCUMENTS_VERSION_KEY]).fetchone()
+    return int(row[0]) if row else 0
 
 
 def search_item_ids(db: sqlite_utils.Database, item_type: str, item_ids: Iterable[str]) -> dict[str, int]:

@@ -16,7 +16,6 @@ Porter).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 import time
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from ..catalog import SEARCH_FTS_COLUMNS
+from .index import documents_version
 from .query import Term
 
 MIN_DOCUMENTS = 20_000
@@ -80,11 +80,9 @@ def available() -> bool:
 
 
 def _version(db: sqlite_utils.Database) -> tuple:
-    """Changes whenever FTS5's index of the search documents changes: FTS5 rewrites its structure record
-    (row 10 of the ``_data`` table) on every write, so its hash is a change counter costing one lookup."""
+    """Changes whenever the search documents change (a counter ``refresh_search_items`` bumps), per catalog."""
     created = db.execute("select value from catalog_info where key = 'created_at'").fetchone()
-    structure = db.execute("select block from search_items_fts_data where id = 10").fetchone()
-    return (created[0] if created else "", hashlib.sha1(structure[0] if structure else b"").hexdigest())
+    return (created[0] if created else "", documents_version(db))
 
 
 def text_index(db: sqlite_utils.Database, min_documents: int | None = None) -> TextIndex | None:
