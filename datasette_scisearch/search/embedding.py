@@ -122,6 +122,15 @@ def _one_intra_op_thread():
         torch.set_num_threads(previous)
 
 
+def warm_up(tagger_names: list[str], settings: Settings | None = None) -> None:
+    """Load the query taggers in a background thread, so the first query someone types does not wait for
+    a model.  Called when the search page is opened, not at server start: a server that only serves tables
+    never loads a model."""
+    names = [name for name in tagger_names if name not in _loaded]
+    if names:
+        threading.Thread(target=lambda: [_tagger(name, settings) for name in names], daemon=True).start()
+
+
 def forget_query_vectors() -> None:
     """Empty the cache of query vectors (benchmarks time the model, not the cache)."""
     with _lock:

@@ -243,6 +243,14 @@ def pagination_view(datasette, search: SearchRequest, page: int, last_page: int)
     }
 
 
+def warm_up_query_models(conn, settings: Settings) -> None:
+    """Someone opened the search page: load the models that embed queries while they type."""
+    from ..search import embedding
+
+    names = [row[0] for row in conn.execute("select distinct tagger from vector_spaces")]
+    embedding.warm_up(names, settings)
+
+
 async def search_page(request, datasette):
     from ..search import engine
 
@@ -272,6 +280,7 @@ async def search_page(request, datasette):
         return await call_engine(db, engine.search, search.engine_query, **options)
 
     if not search.engine_query:
+        await db.execute_fn(lambda conn: warm_up_query_models(conn, settings))
         # Before anything is typed: the newest files, a query of one filter, which the engine ranks by date.
         recent = await call_engine(db, engine.search, "type:file", page=1, per_page=RECENT_COUNT, settings=settings)
         context["recent"] = [present.hit_view(datasette, db.name, hit, zone) for hit in recent.hits]
