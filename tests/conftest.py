@@ -36,3 +36,26 @@ def catalog(tmp_path):
     db = open_catalog(tmp_path / "catalog.db")
     yield db
     db.close()
+
+
+@pytest.fixture(scope="session")
+def em_catalog_file(tmp_path_factory) -> Path:
+    """A catalog of the real files in ../shared/data/em, built once per run; copy it before changing it."""
+    from datasette_scisearch.ingest import load_files
+
+    path = tmp_path_factory.mktemp("em-catalog") / "em.db"
+    db = open_catalog(path)
+    load_files(db, [shared_data("em")], load_settings(REPO / "metadata.yml"), progress=False)
+    db.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def em_items(em_catalog_file) -> dict:
+    """(file name, dataset name) -> Item, for every dataset catalogued from ../shared/data/em."""
+    from datasette_scisearch.items import iter_items
+
+    db = open_catalog(em_catalog_file)
+    items = {(item.row["name"], item.row["dataset_name"]): item for item in iter_items(db, "file")}
+    db.close()
+    return items

@@ -7,28 +7,18 @@ import os
 import pytest
 from scisearch_taggers.filenames import FilenameTagger
 
-from datasette_scisearch.catalog import open_catalog
-from datasette_scisearch.config import load_settings
 from datasette_scisearch.filerows import display_path
 from datasette_scisearch.ingest import load_files
-from datasette_scisearch.items import iter_items, make_item
+from datasette_scisearch.items import make_item
 from datasette_scisearch.plugins import describe_plugins, get_taggers
 from datasette_scisearch.search.engine import search
 from datasette_scisearch.tagger import Result, TaggerUnavailable
 from datasette_scisearch.tagging import tag_catalog
 
-from .conftest import REPO, shared_data
-
 
 @pytest.fixture(scope="module")
-def real_items(tmp_path_factory):
-    """(file name, dataset name) -> Item, for every dataset catalogued from ../shared/data/em."""
-    em = shared_data("em")
-    db = open_catalog(tmp_path_factory.mktemp("filenames") / "catalog.db")
-    load_files(db, [em], load_settings(REPO / "metadata.yml"), progress=False)
-    items = {(item.row["name"], item.row["dataset_name"]): item for item in iter_items(db, "file")}
-    db.close()
-    return items
+def real_items(em_items):
+    return em_items
 
 
 @pytest.fixture(scope="module")

@@ -14,27 +14,17 @@ from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.cli import cli
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.ingest import load_files
 from datasette_scisearch.plugins import get_plugin_manager
 from datasette_scisearch.tagger import ItemError, Result, Tag, Tagger, TaggerUnavailable
 from datasette_scisearch.tagging import TaggingError, tag_catalog
 
-from .conftest import REPO, shared_data
-
-
-@pytest.fixture(scope="module")
-def em_catalog_template(tmp_path_factory):
-    path = tmp_path_factory.mktemp("template") / "em.db"
-    db = open_catalog(path)
-    load_files(db, [shared_data("em")], load_settings(REPO / "metadata.yml"), progress=False)
-    db.close()
-    return path
+from .conftest import REPO
 
 
 @pytest.fixture
-def db(em_catalog_template, tmp_path):
+def db(em_catalog_file, tmp_path):
     path = tmp_path / "em.db"
-    shutil.copy(em_catalog_template, path)
+    shutil.copy(em_catalog_file, path)
     db = open_catalog(path)
     yield db
     db.close()
