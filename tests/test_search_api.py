@@ -101,7 +101,7 @@ async def test_an_unknown_unit_is_a_note_not_an_error(ds):
 @pytest.mark.asyncio
 async def test_an_unknown_database_is_a_404(ds):
     status, data = await get_json(ds, "/-/scisearch.json", q="gold", db="nope")
-    assert status == 404 and data == {"ok": False, "error": "there is no database called 'nope' here"}
+    assert status == 404 and data == {"ok": False, "error": "There is no database called 'nope' here."}
 
 
 @pytest.mark.asyncio

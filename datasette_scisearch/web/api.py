@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import re
 
-import sqlite_utils
 from datasette.utils import tilde_decode, tilde_encode
 from datasette.utils.asgi import Response
 
-from ..config import ConfigError, Settings, load_settings, settings_from_dict
+from .pages import call_engine, facility_settings
 
-PLUGIN_NAME = "datasette-scisearch"
 # Filters that may also be given as their own parameters (?tag=HAADF&instrument=Themis); each becomes
 # field:"value" in the query, so the query language is the one definition of what they mean.
 FILTER_PARAMETERS = (
@@ -52,41 +50,17 @@ def _error(message: str, status: int) -> Response:
 
 
 def _catalog(datasette, requested: str | None):
-    """The Datasette database to use: ``requested`` (a name or a tilde-encoded route), else the first catalog."""
-    from . import catalog_schema
+    """The catalog to use, found as the pages find it; a 404 with the pages' sentence when there is none."""
+    from .pages import PageError, find_catalog
 
-    if requested:
-        db = datasette.databases.get(requested)
-        if db is None:
-            try:
-                db = datasette.get_database(route=tilde_decode(requested))
-            except KeyError:
-                db = None
-        if db is None:
-            raise ApiError(f"there is no database called {requested[:100]!r} here", 404)
-        if catalog_schema(datasette, db.name) is None:
-            raise ApiError(f"database {db.name!r} is not a scisearch catalog", 404)
-        return db
-    for name, db in list(datasette.databases.items()):
-        if catalog_schema(datasette, name) is not None:
-            return db
-    raise ApiError("no scisearch catalog is attached to this Datasette: serve one with 'scisearch serve CATALOG'", 404)
-
-
-def _settings(datasette) -> Settings:
     try:
-        block = datasette.plugin_config(PLUGIN_NAME)
-        return settings_from_dict(block) if block else load_settings()
-    except ConfigError:
-        return Settings()
+        return find_catalog(datasette, requested)
+    except PageError as error:
+        raise ApiError(str(error), error.status) from None
 
 
 async def _allowed(datasette, request, db) -> None:
     await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
-
-
-async def _run(db, function, *args, **kwargs):
-    return await db.execute_fn(lambda conn: function(sqlite_utils.Database(conn), *args, **kwargs))
 
 
 def _integer(request, name: str, default: int) -> int:
@@ -160,8 +134,8 @@ async def search_json(request, datasette):
         query, tab = _query_and_tab(request)
         page = _integer(request, "page", 1)
         per_page = _integer(request, "per_page", 20)
-        results = await _run(
-            db, engine.search, query, item_type=tab, page=page, per_page=per_page, settings=_settings(datasette)
+        results = await call_engine(
+            db, engine.search, query, item_type=tab, page=page, per_page=per_page, settings=facility_settings(datasette)
         )
     except ApiError as error:
         return _error(str(error), error.status)
@@ -181,7 +155,7 @@ async def item_json(request, datasette):
         db = _catalog(datasette, tilde_decode(request.url_vars["database"]))
         await _allowed(datasette, request, db)
         item_type, item_id = request.url_vars["item_type"], tilde_decode(request.url_vars["item_id"])
-        detail = await _run(db, engine.item_detail, item_type, item_id)
+        detail = await call_engine(db, engine.item_detail, item_type, item_id)
     except ApiError as error:
         return _error(str(error), error.status)
     if detail is None:
@@ -209,7 +183,7 @@ async def similar_json(request, datasette):
         await _allowed(datasette, request, db)
         item_type, item_id = request.url_vars["item_type"], tilde_decode(request.url_vars["item_id"])
         k = _integer(request, "k", 12)
-        found = await _run(db, similar_items, item_type, item_id, k)
+        found = await call_engine(db, similar_items, item_type, item_id, k)
     except ApiError as error:
         return _error(str(error), error.status)
     except engine.ItemNotFound as error:
