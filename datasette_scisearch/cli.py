@@ -290,7 +290,7 @@ def _report_tagging(summary) -> None:
         if len(stats.errors) > 5:
             click.echo(f"      … and {len(stats.errors) - 5} more (--json lists them)")
     if summary.inherited_tags:
-        click.echo(f"  {summary.inherited_tags} tags inherited from proposals and sessions by their files")
+        click.echo(f"  {summary.inherited_tags} inherited tags (from proposals and sessions to their files) changed")
 
 
 @cli.command()

@@ -69,7 +69,7 @@ class TagSummary:
     command: str = "tag"
     device: str = "cpu"
     taggers: list[TaggerStats] = field(default_factory=list)
-    inherited_tags: int = 0
+    inherited_tags: int = 0  # inherited tags added, changed or removed this run
     documents_updated: int = 0
     seconds: float = 0.0
     job_id: int | None = None
@@ -454,50 +454,82 @@ _INHERITANCE = [
 
 
 def _inherit_tags(db, taggers: list[Tagger]) -> int:
-    """Copy inheriting taggers' tags from proposals and sessions to what is linked to them, at a lower
-    score and marked "via proposal …"; rebuilt whole each run, since links change when logs are reloaded."""
-    written = 0
+    """Copy inheriting taggers' tags from proposals and sessions to what is linked to them, at a lower score
+    and marked "via proposal …".  Recomputed each run, since links change when logs are reloaded, but written
+    as a difference: unchanged inherited tags keep their rows (and ids, which experts' edits refer to).
+    Returns how many inherited tags were added, changed or removed."""
+    changed = 0
     now = now_utc()
     for tagger in taggers:
+        wanted = _wanted_inherited_tags(db, tagger)
+        existing = {
+            (row[1], row[2], row[3], row[4]): (row[0], row[5], row[6], row[7])
+            for row in db.execute(
+                "select id, item_type, item_id, tag, via, score, evidence, source_version from tags "
+                "where source = ? and via is not null and status = 'machine'",
+                [tagger.name],
+            )
+        }
+        stale = [found[0] for key, found in existing.items() if key not in wanted]
+        new_rows, updates = [], []
+        for key, (score, evidence) in wanted.items():
+            found = existing.get(key)
+            if found is None:
+                item_type, item_id, tag, via = key
+                new_rows.append(
+                    {
+                        "item_type": item_type,
+                        "item_id": item_id,
+                        "tag": tag,
+                        "score": score,
+                        "source": tagger.name,
+                        "source_version": str(tagger.version),
+                        "status": "machine",
+                        "evidence": evidence,
+                        "via": via,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+            elif found[1:] != (score, evidence, str(tagger.version)):
+                updates.append((score, evidence, str(tagger.version), now, found[0]))
         with db.conn:
-            db.execute("delete from tags where source = ? and via is not null and status = 'machine'", [tagger.name])
-            for from_type, to_type, sql in _INHERITANCE:
-                if from_type not in tagger.applies_to:
+            for chunk in _slices(stale, 500):
+                db.execute(f"delete from tags where id in ({','.join('?' * len(chunk))})", chunk)
+            db.conn.executemany(
+                "update tags set score = ?, evidence = ?, source_version = ?, updated_at = ? where id = ?", updates
+            )
+            db["tags"].insert_all(new_rows, batch_size=1000)
+        changed += len(stale) + len(updates) + len(new_rows)
+    return changed
+
+
+def _wanted_inherited_tags(db, tagger: Tagger) -> dict[tuple, tuple]:
+    """(item type, item id, tag, via) -> (score, evidence) for every tag the links should pass on now."""
+    wanted: dict[tuple, tuple] = {}
+    for from_type, to_type, sql in _INHERITANCE:
+        if from_type not in tagger.applies_to:
+            continue
+        sources: dict[str, list[tuple]] = {}
+        for tag, item_id, score in db.execute(
+            "select tag, item_id, score from tags where source = ? and item_type = ? and via is null "
+            "and status != 'rejected'",
+            [tagger.name, from_type],
+        ):
+            sources.setdefault(item_id, []).append((tag, score))
+        judged = {
+            (item_id, tag.casefold())
+            for item_id, tag in db.execute(
+                "select item_id, tag from tags where source = ? and item_type = ? and status != 'machine'",
+                [tagger.name, to_type],
+            )
+        }
+        for target_id, source_id, label in db.execute(sql).fetchall():
+            for tag, score in sources.get(str(source_id), []):
+                if (str(target_id), tag.casefold()) in judged:
                     continue
-                sources: dict[str, list[tuple]] = {}
-                for tag, item_id, score in db.execute(
-                    "select tag, item_id, score from tags where source = ? and item_type = ? and via is null "
-                    "and status != 'rejected'",
-                    [tagger.name, from_type],
-                ):
-                    sources.setdefault(item_id, []).append((tag, score))
-                judged = {
-                    (item_id, tag.casefold())
-                    for item_id, tag in db.execute(
-                        "select item_id, tag from tags where source = ? and item_type = ? and status != 'machine'",
-                        [tagger.name, to_type],
-                    )
-                }
-                rows = []
-                for target_id, source_id, label in db.execute(sql).fetchall():
-                    for tag, score in sources.get(str(source_id), []):
-                        if (str(target_id), tag.casefold()) in judged:
-                            continue
-                        rows.append(
-                            {
-                                "item_type": to_type,
-                                "item_id": str(target_id),
-                                "tag": tag,
-                                "score": None if score is None else round(score * INHERITED_SCORE_FACTOR, 4),
-                                "source": tagger.name,
-                                "source_version": str(tagger.version),
-                                "status": "machine",
-                                "evidence": f"keyword of {from_type} {source_id}" + (f": {label}" if label else ""),
-                                "via": f"{from_type} {source_id}",
-                                "created_at": now,
-                                "updated_at": now,
-                            }
-                        )
-                db["tags"].insert_all(rows, batch_size=1000)
-                written += len(rows)
-    return written
+                via = f"{from_type} {source_id}"
+                evidence = f"keyword of {via}" + (f": {label}" if label else "")
+                inherited = None if score is None else round(score * INHERITED_SCORE_FACTOR, 4)
+                wanted.setdefault((to_type, str(target_id), tag, via), (inherited, evidence))
+    return wanted

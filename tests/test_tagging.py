@@ -318,6 +318,30 @@ def test_a_proposals_keywords_flow_to_its_files_marked_via_the_proposal(db, sett
     assert row == (0.4, "proposal P-1", "keyword of proposal P-1: Oxide interfaces")
 
 
+def test_inherited_tags_keep_their_rows_across_runs_and_leave_when_the_link_goes(db, settings, register):
+    class Keywords(Tagger):
+        name = "keywords_kept_test"
+        applies_to = frozenset({"proposal"})
+        inherited = True
+
+        def tag_batch(self, items):
+            yield from ((item, Result(tags=[Tag("perovskite oxides", score=0.8)])) for item in items)
+
+    with db.conn:
+        db["proposals"].insert({"id": "P-1", "title": "Oxide interfaces", "abstract": "SrTiO3 interfaces"})
+        db.execute("update files set proposal_id = 'P-1' where name = '16_STOimage_1.ser'")
+    register(Keywords())
+    tag_catalog(db, settings, tagger_names=["keywords_kept_test"], progress=False)
+    inherited = "select id from tags where source = 'keywords_kept_test' and via is not null"
+    first = db.execute(inherited).fetchall()
+    again = tag_catalog(db, settings, tagger_names=["keywords_kept_test"], progress=False)
+    assert again.inherited_tags == 0 and db.execute(inherited).fetchall() == first
+    with db.conn:
+        db.execute("update files set proposal_id = null")
+    gone = tag_catalog(db, settings, tagger_names=["keywords_kept_test"], progress=False)
+    assert gone.inherited_tags == 1 and db.execute(inherited).fetchall() == []
+
+
 def test_unknown_tagger_names_are_refused_with_the_installed_ones_listed(db, settings):
     with pytest.raises(TaggingError, match="no tagger called 'nope'; installed: "):
         tag_catalog(db, settings, tagger_names=["nope"], progress=False)
