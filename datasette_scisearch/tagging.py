@@ -38,7 +38,7 @@ from .tagger import Item, ItemError, Result, Tagger, TaggerUnavailable
 
 INHERITED_SCORE_FACTOR = 0.5  # a proposal's keyword says less about one file than the file's own evidence
 CHUNK_SIZE = 256  # items read per round; every tagger's batches are cut from it
-_VOLATILE_FILE_COLUMNS = ("id", "loaded_at", "session_id", "proposal_id", "preview")
+_VOLATILE_FILE_COLUMNS = ("id", "loaded_at", "modified_at", "session_id", "proposal_id", "preview")
 
 
 class TaggingError(Exception):
