@@ -296,49 +296,49 @@ def test_a_vector_of_the_wrong_dimension_is_refused_for_that_item(db, settings, 
     assert "gave a 3-d vector for 'brightness', not 4" in summary.taggers[0].errors[0]["message"]
 
 
-def test_a_proposals_keywords_flow_to_its_files_marked_via_the_proposal(db, settings, register):
-    class Keywords(Tagger):
-        name = "keywords_test"
-        applies_to = frozenset({"proposal"})
-        inherited = True
+class ProposalKeywords(Tagger):
+    """A keyword tagger on proposals whose tags flow along links, as KeyBERT's do."""
 
-        def tag_batch(self, items):
-            yield from ((item, Result(tags=[Tag("perovskite oxides", score=0.8)])) for item in items)
+    name = "keywords_test"
+    applies_to = frozenset({"proposal"})
+    inherited = True
 
+    def tag_batch(self, items):
+        yield from ((item, Result(tags=[Tag("perovskite oxides", score=0.8)])) for item in items)
+
+
+@pytest.fixture
+def sto_under_a_proposal(db):
+    """The SrTiO3 image linked to a proposal P-1."""
     with db.conn:
         db["proposals"].insert({"id": "P-1", "title": "Oxide interfaces", "abstract": "SrTiO3 interfaces"})
         db.execute("update files set proposal_id = 'P-1' where name = '16_STOimage_1.ser'")
-    register(Keywords())
+    return file_id(db, "16_STOimage_1.ser")
+
+
+def test_a_proposals_keywords_flow_to_its_files_marked_via_the_proposal(db, settings, register, sto_under_a_proposal):
+    register(ProposalKeywords())
     summary = tag_catalog(db, settings, tagger_names=["keywords_test"], progress=False)
     row = db.execute(
         "select score, via, evidence from tags where item_type = 'file' and item_id = ? and tag = 'perovskite oxides'",
-        [file_id(db, "16_STOimage_1.ser")],
+        [sto_under_a_proposal],
     ).fetchone()
     assert summary.inherited_tags == 1
     assert row == (0.4, "proposal P-1", "keyword of proposal P-1: Oxide interfaces")
 
 
-def test_inherited_tags_keep_their_rows_across_runs_and_leave_when_the_link_goes(db, settings, register):
-    class Keywords(Tagger):
-        name = "keywords_kept_test"
-        applies_to = frozenset({"proposal"})
-        inherited = True
-
-        def tag_batch(self, items):
-            yield from ((item, Result(tags=[Tag("perovskite oxides", score=0.8)])) for item in items)
-
-    with db.conn:
-        db["proposals"].insert({"id": "P-1", "title": "Oxide interfaces", "abstract": "SrTiO3 interfaces"})
-        db.execute("update files set proposal_id = 'P-1' where name = '16_STOimage_1.ser'")
-    register(Keywords())
-    tag_catalog(db, settings, tagger_names=["keywords_kept_test"], progress=False)
-    inherited = "select id from tags where source = 'keywords_kept_test' and via is not null"
+def test_inherited_tags_keep_their_rows_across_runs_and_leave_when_the_link_goes(
+    db, settings, register, sto_under_a_proposal
+):
+    register(ProposalKeywords())
+    tag_catalog(db, settings, tagger_names=["keywords_test"], progress=False)
+    inherited = "select id from tags where source = 'keywords_test' and via is not null"
     first = db.execute(inherited).fetchall()
-    again = tag_catalog(db, settings, tagger_names=["keywords_kept_test"], progress=False)
+    again = tag_catalog(db, settings, tagger_names=["keywords_test"], progress=False)
     assert again.inherited_tags == 0 and db.execute(inherited).fetchall() == first
     with db.conn:
         db.execute("update files set proposal_id = null")
-    gone = tag_catalog(db, settings, tagger_names=["keywords_kept_test"], progress=False)
+    gone = tag_catalog(db, settings, tagger_names=["keywords_test"], progress=False)
     assert gone.inherited_tags == 1 and db.execute(inherited).fetchall() == []
 
 
