@@ -543,9 +543,9 @@ BY_TANTIVY = {"tantivy_from": 1}  # rank with tantivy whatever the catalog's siz
 
 @pytest.fixture
 def always_fresh(monkeypatch):
-    from datasette_scisearch.search import text_index
+    from datasette_scisearch.search import staleness, text_index
 
-    monkeypatch.setattr(text_index, "STALE_BUILD_TIMES", 0)  # rebuild as soon as the documents change
+    monkeypatch.setattr(staleness, "STALE_BUILD_TIMES", 0)  # rebuild as soon as the documents change
     yield
     text_index.forget()
 

@@ -26,10 +26,9 @@ import sqlite_utils
 from ..catalog import SEARCH_FTS_COLUMNS
 from .index import documents_version
 from .query import Term
+from .staleness import fresh_enough
 
 MIN_DOCUMENTS = 20_000
-STALE_BUILD_TIMES = 10
-MAX_STALE_SECONDS = 60.0
 WRITER_HEAP_BYTES = 200_000_000
 
 
@@ -95,7 +94,7 @@ def text_index(db: sqlite_utils.Database, min_documents: int | None = None) -> T
         return None
     version = _version(db)
     cached = _indexes.get(filename)
-    if cached is not None and (cached.version == version or _fresh_enough(cached, version)):
+    if cached is not None and (cached.version == version or fresh_enough(cached, version)):
         return cached
     with _lock:
         cached = _indexes.get(filename)
@@ -104,13 +103,6 @@ def text_index(db: sqlite_utils.Database, min_documents: int | None = None) -> T
         built = _build(db, version)
         _indexes[filename] = built
         return built
-
-
-def _fresh_enough(cached: TextIndex, version: tuple) -> bool:
-    if cached.version[0] != version[0]:
-        return False
-    allowed = min(MAX_STALE_SECONDS, STALE_BUILD_TIMES * cached.build_seconds)
-    return time.monotonic() - cached.built_at < allowed
 
 
 def _build(db: sqlite_utils.Database, version: tuple) -> TextIndex:

@@ -23,10 +23,7 @@ import numpy as np
 import sqlite_utils
 
 from .. import vectors
-
-# A stale matrix is used for at most this many build-times (and never more than a minute) while vectors change.
-STALE_BUILD_TIMES = 10
-MAX_STALE_SECONDS = 60.0
+from .staleness import fresh_enough
 
 
 @dataclass
@@ -95,7 +92,7 @@ def space_matrix(db: sqlite_utils.Database, space: str) -> SpaceMatrix | None:
         return _build(db, space, dimensions, version)
     key = (filename, space)
     cached = _matrices.get(key)
-    if cached is not None and (cached.version == version or _fresh_enough(cached, version)):
+    if cached is not None and (cached.version == version or fresh_enough(cached, version)):
         return cached
     with _locks_guard:
         lock = _locks.setdefault(key, threading.Lock())
@@ -106,13 +103,6 @@ def space_matrix(db: sqlite_utils.Database, space: str) -> SpaceMatrix | None:
         built = _build(db, space, dimensions, version)
         _matrices[key] = built
         return built
-
-
-def _fresh_enough(cached: SpaceMatrix, version: tuple) -> bool:
-    if cached.version[0] != version[0]:
-        return False
-    allowed = min(MAX_STALE_SECONDS, STALE_BUILD_TIMES * cached.build_seconds)
-    return time.monotonic() - cached.built_at < allowed
 
 
 def _build(db: sqlite_utils.Database, space: str, dimensions: int, version: tuple) -> SpaceMatrix:
