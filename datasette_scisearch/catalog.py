@@ -315,6 +315,82 @@ def m002_tagging_and_search(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m003_experts_learning_and_clicks(db: sqlite_utils.Database) -> None:
+    """Experts' edits as readable history, learned tag sets, and the search log that clicks are learned from."""
+    # History must stay readable after the tag itself is edited or removed, so each entry names its item and text.
+    for column in ("item_type", "item_id", "tag", "source"):
+        db["tag_history"].add_column(column, str)
+    db["tag_history"].create_index(["tag_id"])
+    db["tag_history"].create_index(["item_type", "item_id"])
+    # One row per training of a tag set; the head's weights live here so the catalog stays one file.
+    db["learned_models"].create(
+        {
+            "id": int,
+            "tag_set": str,  # the expert's name for the set of classes, e.g. "morphology"
+            "version": int,  # its tags have source "learned:<tag_set>.v<version>"
+            "classes": str,  # JSON list
+            "feature_space": str,  # the vector space its frozen features come from (clip, image_features)
+            "labels": int,
+            "cv_accuracy": float,
+            "baseline_accuracy": float,
+            "report": str,  # JSON: per-class counts, folds, confusion, baseline used
+            "weights": bytes,  # numpy .npz of the trained head
+            "status": str,  # current, retired
+            "trained_at": str,
+            "trained_by": str,
+        },
+        pk="id",
+    )
+    db["learned_models"].create_index(["tag_set", "version"], unique=True)
+    # The learned tagger's doubt per item: the queue page offers the least certain items first.
+    db["learned_predictions"].create(
+        {"model_id": int, "item_type": str, "item_id": str, "label": str, "probability": float, "margin": float},
+        pk=("model_id", "item_type", "item_id"),
+        foreign_keys=[("model_id", "learned_models", "id")],
+    )
+    db["learned_predictions"].create_index(["model_id", "margin"])
+    # What people searched, what they were shown (in order) and what they opened; only the Datasette actor id.
+    db["search_log"].create(
+        {"id": int, "query": str, "query_key": str, "tab": str, "catalog": str, "actor": str, "created_at": str},
+        pk="id",
+    )
+    db["search_log"].create_index(["query_key"])
+    db["search_impressions"].create(
+        {"search_id": int, "position": int, "item_type": str, "item_id": str},
+        pk=("search_id", "position"),
+        foreign_keys=[("search_id", "search_log", "id")],
+    )
+    db["search_clicks"].create(
+        {
+            "id": int,
+            "search_id": int,
+            "position": int,
+            "item_type": str,
+            "item_id": str,
+            "actor": str,
+            "clicked_at": str,
+        },
+        pk="id",
+        foreign_keys=[("search_id", "search_log", "id")],
+    )
+    db["search_clicks"].create_index(["search_id"])
+    # What 'scisearch learn' made of the clicks: a bounded, position-debiased boost per (query, item).
+    db["click_signals"].create(
+        {
+            "query_key": str,
+            "item_type": str,
+            "item_id": str,
+            "clicks": int,
+            "impressions": int,
+            "attractiveness": float,
+            "boost": float,
+            "updated_at": str,
+        },
+        pk=("query_key", "item_type", "item_id"),
+    )
+
+
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
     """sqlite-utils' update trigger re-indexes a row whatever column changed; linking a million
     files to their sessions must not rewrite a million full-text entries."""

@@ -303,12 +303,14 @@ class LocalDateFacet(Facet):
 
 @hookimpl
 def register_routes(datasette):
-    from . import api, pages  # the JSON API and the search and item pages
+    from . import api, clicks, pages, validation  # JSON API, pages, experts' edits, the click beacon
 
     return [
         (r"^/-/scisearch/preview/(?P<database>[^/]+)/(?P<file_id>\d+)\.png$", serve_preview),
         *api.ROUTES,
         *pages.ROUTES,
+        *validation.ROUTES,
+        *clicks.ROUTES,
     ]
 
 
