@@ -1,0 +1,400 @@
+"""Experts' changes to tags: accept, reject, edit, add, undo — each kept as history and searchable at once.
+
+A machine tag an expert accepts keeps its row, source and score and changes its
+status; a rejected one stays in the catalog as ``rejected`` so the tagger that
+proposed it never writes it again (tagging.py skips texts an expert judged) and
+search stops seeing it.  An edit keeps the row and changes its text; an added
+tag is a new row with source ``expert``.  Every change writes one
+``tag_history`` entry (who, when, old → new, and the item and text, so the
+entry stays readable after the tag is edited or removed) and rebuilds the
+item's search document in the same transaction.
+
+Two experts changing the same tag at once: each change runs in its own
+``BEGIN IMMEDIATE`` transaction, so the second waits for the first, reads the
+first one's result as its "old" value and wins.  Both are in the history.
+
+No web code here: ``web/validation.py`` calls these functions on Datasette's
+write connection, and tests call them on any connection to a catalog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import unicodedata
+from dataclasses import dataclass, field
+
+import sqlite_utils
+
+from .catalog import ITEM_TABLES, now_utc
+from .search.index import refresh_search_items
+
+MAX_TAG_CHARS = 200  # as the tagging pipeline's own limit; a longer "tag" is a sentence, not a tag
+EXPERT_SOURCE = "expert"
+STATUSES = ("machine", "accepted", "rejected", "added")
+SINGLE_ACTIONS = ("accept", "reject", "edit")
+BULK_ACTIONS = ("accept", "reject", "add")
+_STATUS_OF_ACTION = {"accept": "accepted", "reject": "rejected"}
+MAX_SQLITE_INTEGER = 2**63 - 1
+TAG_COLUMNS = (
+    "id",
+    "item_type",
+    "item_id",
+    "tag",
+    "score",
+    "source",
+    "source_version",
+    "status",
+    "evidence",
+    "via",
+    "created_at",
+    "updated_at",
+)
+HISTORY_COLUMNS = (
+    "id",
+    "tag_id",
+    "changed_at",
+    "actor",
+    "action",
+    "old_value",
+    "new_value",
+    "item_type",
+    "item_id",
+    "tag",
+    "source",
+)
+
+
+class ExpertError(Exception):
+    """A change that cannot be made; the message says why, in words a person can act on."""
+
+    status = 400
+
+
+class InvalidChange(ExpertError):
+    """Bad input: an empty or over-long tag, an unknown action."""
+
+
+class NotFound(ExpertError):
+    """No such item, tag or history entry."""
+
+    status = 404
+
+
+class Conflict(ExpertError):
+    """The change no longer applies (an undo of something changed since)."""
+
+    status = 409
+
+
+@dataclass
+class Change:
+    """One change made: the tag as it is now (None once removed) and the history entry that records it."""
+
+    action: str
+    tag: dict | None
+    history: dict
+
+    def as_dict(self) -> dict:
+        return {"action": self.action, "tag": self.tag, "history": self.history}
+
+
+@dataclass
+class BulkChange:
+    action: str
+    tag: str
+    changes: list[Change] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # item_type, item_id, reason
+
+    def as_dict(self) -> dict:
+        return {
+            "action": self.action,
+            "tag": self.tag,
+            "changed": len(self.changes),
+            "changes": [change.as_dict() for change in self.changes],
+            "skipped": self.skipped,
+        }
+
+
+# -- Input ---------------------------------------------------------------------------------------------
+
+
+def clean_tag_text(text) -> str:
+    """Tag text as stored: control characters dropped, whitespace collapsed; refused when empty or too long.
+
+    HTML is kept as the characters typed — it is text, and every page escapes it."""
+    if not isinstance(text, str):
+        raise InvalidChange("a tag must be text")
+    visible = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+    cleaned = " ".join(visible.split())
+    if not cleaned:
+        raise InvalidChange("a tag cannot be empty: type a word or a short phrase")
+    if len(cleaned) > MAX_TAG_CHARS:
+        raise InvalidChange(
+            f"a tag is at most {MAX_TAG_CHARS} characters; this one has {len(cleaned):,}. "
+            "Shorten it to a word or a short phrase."
+        )
+    return cleaned
+
+
+def actor_id(actor) -> str:
+    """Who made a change, as history records it: the Datasette actor's id."""
+    if isinstance(actor, dict):
+        return str(actor.get("id") or "unknown")
+    return str(actor) if actor else "unknown"
+
+
+def _tag_id(tag_id) -> int:
+    text = str(tag_id).strip()
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_SQLITE_INTEGER:
+        raise NotFound(f"there is no tag {str(tag_id)[:40]!r} in this catalog")
+    return int(text)
+
+
+def item_exists(db: sqlite_utils.Database, item_type: str, item_id) -> bool:
+    if item_type not in ITEM_TABLES:
+        return False
+    key: str | int = str(item_id)
+    if item_type == "file":  # files are keyed by an integer
+        if not key.isascii() or not key.isdigit() or int(key) > MAX_SQLITE_INTEGER:
+            return False
+        key = int(key)
+    return db.execute(f"select 1 from [{ITEM_TABLES[item_type]}] where id = ?", [key]).fetchone() is not None
+
+
+def _check_item(db, item_type: str, item_id) -> None:
+    if item_type not in ITEM_TABLES:
+        raise NotFound(f"{str(item_type)[:40]!r} is not a kind of item: use one of {', '.join(ITEM_TABLES)}")
+    if not item_exists(db, item_type, item_id):
+        raise NotFound(f"there is no {item_type} {str(item_id)[:200]!r} in this catalog")
+
+
+# -- Reading ----------------------------------------------------------------------------------------------
+
+
+def get_tag(db: sqlite_utils.Database, tag_id) -> dict:
+    row = db.execute(f"select {', '.join(TAG_COLUMNS)} from tags where id = ?", [_tag_id(tag_id)]).fetchone()
+    if row is None:
+        raise NotFound(f"there is no tag {tag_id} in this catalog")
+    return dict(zip(TAG_COLUMNS, row))
+
+
+def history(
+    db: sqlite_utils.Database, item_type: str | None = None, item_id=None, tag_id=None, limit: int = 500
+) -> list[dict]:
+    """History entries, newest first: of one tag, of one item's tags, or of the whole catalog."""
+    where, params = [], []
+    if tag_id is not None:
+        where.append("tag_id = ?")
+        params.append(_tag_id(tag_id))
+    if item_type is not None:
+        where.append("item_type = ? and item_id = ?")
+        params += [item_type, str(item_id)]
+    sql = f"select {', '.join(HISTORY_COLUMNS)} from tag_history"
+    sql += (" where " + " and ".join(where)) if where else ""
+    rows = db.execute(sql + " order by id desc limit ?", [*params, limit]).fetchall()
+    return [dict(zip(HISTORY_COLUMNS, row)) for row in rows]
+
+
+# -- Writing ----------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite_utils.Database, touched: set[tuple[str, str]]):
+    """One write transaction that ends by rebuilding the touched items' search documents.
+
+    BEGIN IMMEDIATE takes the write lock before reading, so a concurrent expert's
+    change is either wholly before this one (and read as the old value) or after."""
+    if db.conn.in_transaction:
+        db.conn.commit()  # sqlite3 may hold an implicit read transaction open; ours must start fresh
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        by_type: dict[str, list[str]] = {}
+        for item_type, item_id in touched:
+            by_type.setdefault(item_type, []).append(item_id)
+        # refresh_search_items commits when it finishes a type: everything above becomes visible with
+        # the first type's documents.  Changes to several item types at once are rare (a bulk edit).
+        for item_type, ids in sorted(by_type.items()):
+            refresh_search_items(db, [item_type], ids)
+        if db.conn.in_transaction:
+            db.conn.commit()
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.rollback()
+        raise
+
+
+def _record(db, tag: dict, actor: str, action: str, old_value, new_value, now: str) -> dict:
+    entry = {
+        "tag_id": tag["id"],
+        "changed_at": now,
+        "actor": actor,
+        "action": action,
+        "old_value": old_value,
+        "new_value": new_value,
+        "item_type": tag["item_type"],
+        "item_id": str(tag["item_id"]),
+        "tag": tag["tag"],
+        "source": tag["source"],
+    }
+    cursor = db.execute(
+        f"insert into tag_history ({', '.join(entry)}) values ({', '.join('?' * len(entry))})", list(entry.values())
+    )
+    return {"id": cursor.lastrowid, **entry}
+
+
+def _set_status(db, tag: dict, status: str, actor: str, action: str, now: str) -> Change:
+    old = tag["status"] or "machine"
+    db.execute("update tags set status = ?, updated_at = ? where id = ?", [status, now, tag["id"]])
+    updated = {**tag, "status": status, "updated_at": now}
+    return Change(action, updated, _record(db, updated, actor, action, old, status, now))
+
+
+def _set_text(db, tag: dict, text: str, actor: str, action: str, now: str) -> Change:
+    # The expert wrote this text, so it is vouched for: a machine tag becomes accepted, an added one stays added.
+    status = "added" if tag["status"] == "added" else "accepted"
+    db.execute("update tags set tag = ?, status = ?, updated_at = ? where id = ?", [text, status, now, tag["id"]])
+    updated = {**tag, "tag": text, "status": status, "updated_at": now}
+    return Change(action, updated, _record(db, updated, actor, action, tag["tag"], text, now))
+
+
+def change_tag(db: sqlite_utils.Database, tag_id, action: str, actor, text: str | None = None) -> Change:
+    """Accept, reject or edit one tag (``text`` is the new text of an edit)."""
+    if action not in SINGLE_ACTIONS:
+        raise InvalidChange(f"unknown action {str(action)[:40]!r}: use one of {', '.join(SINGLE_ACTIONS)}")
+    new_text = clean_tag_text(text) if action == "edit" else None
+    who = actor_id(actor)
+    tag = get_tag(db, tag_id)  # a clear 404 before taking the write lock
+    with _transaction(db, {(tag["item_type"], str(tag["item_id"]))}):
+        tag = get_tag(db, tag_id)  # read again under the lock: another expert may have changed it
+        now = now_utc()
+        if action == "edit":
+            return _set_text(db, tag, new_text, who, "edit", now)
+        return _set_status(db, tag, _STATUS_OF_ACTION[action], who, action, now)
+
+
+def accept(db: sqlite_utils.Database, tag_id, actor) -> Change:
+    return change_tag(db, tag_id, "accept", actor)
+
+
+def reject(db: sqlite_utils.Database, tag_id, actor) -> Change:
+    return change_tag(db, tag_id, "reject", actor)
+
+
+def edit(db: sqlite_utils.Database, tag_id, text: str, actor) -> Change:
+    return change_tag(db, tag_id, "edit", actor, text)
+
+
+def _add(db, item_type: str, item_id: str, text: str, who: str, now: str) -> Change | None:
+    """The expert's tag on one item; None when the item already has it from an expert."""
+    found = db.execute(
+        f"select {', '.join(TAG_COLUMNS)} from tags where item_type = ? and item_id = ? and source = ? "
+        "and tag = ? collate nocase",
+        [item_type, item_id, EXPERT_SOURCE, text],
+    ).fetchone()
+    if found is not None:
+        tag = dict(zip(TAG_COLUMNS, found))
+        if tag["status"] == "rejected":  # added, then taken back, now wanted again
+            return _set_status(db, tag, "added", who, "add", now)
+        return None
+    row = {
+        "item_type": item_type,
+        "item_id": item_id,
+        "tag": text,
+        "score": 1.0,
+        "source": EXPERT_SOURCE,
+        "source_version": None,
+        "status": "added",
+        "evidence": f"added by {who}",
+        "via": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    cursor = db.execute(f"insert into tags ({', '.join(row)}) values ({', '.join('?' * len(row))})", list(row.values()))
+    tag = {"id": cursor.lastrowid, **row}
+    return Change("add", tag, _record(db, tag, who, "add", None, text, now))
+
+
+def add(db: sqlite_utils.Database, item_type: str, item_id, text: str, actor) -> Change:
+    """Add an expert's tag to an item (status ``added``, source ``expert``); adding it twice changes nothing."""
+    text = clean_tag_text(text)
+    item_id = str(item_id)
+    _check_item(db, item_type, item_id)
+    who = actor_id(actor)
+    with _transaction(db, {(item_type, item_id)}):
+        change = _add(db, item_type, item_id, text, who, now_utc())
+    if change is None:
+        raise Conflict(f"this {item_type} already has the tag {text!r}")
+    return change
+
+
+def undo(db: sqlite_utils.Database, history_id, actor) -> Change:
+    """Take back one change, if the tag is still as that change left it; the undo is history too."""
+    entry_id = _tag_id(history_id)
+    row = db.execute(f"select {', '.join(HISTORY_COLUMNS)} from tag_history where id = ?", [entry_id]).fetchone()
+    if row is None:
+        raise NotFound(f"there is no change {history_id} in this catalog's history")
+    entry = dict(zip(HISTORY_COLUMNS, row))
+    if entry["action"].startswith("undo"):
+        raise InvalidChange("an undo cannot itself be undone: make the change again instead")
+    who = actor_id(actor)
+    with _transaction(db, {(entry["item_type"], str(entry["item_id"]))}):
+        tag = get_tag(db, entry["tag_id"])
+        now = now_utc()
+        if entry["action"] == "edit":
+            if tag["tag"] != entry["new_value"]:
+                raise Conflict(f"the tag has been edited since (it reads {tag['tag']!r} now); edit it instead")
+            return _set_text(db, tag, entry["old_value"], who, "undo-edit", now)
+        if entry["action"] == "add":
+            if tag["status"] != "added":
+                raise Conflict(f"the tag has changed since (it is {tag['status']} now)")
+            # An added tag taken back is kept as rejected rather than deleted: its history keeps pointing at it.
+            return _set_status(db, tag, "rejected", who, "undo-add", now)
+        if tag["status"] != entry["new_value"]:
+            raise Conflict(f"the tag has changed since (it is {tag['status']} now)")
+        return _set_status(db, tag, entry["old_value"] or "machine", who, "undo-" + entry["action"], now)
+
+
+def bulk_change(db: sqlite_utils.Database, action: str, text: str, items: list[tuple[str, str]], actor) -> BulkChange:
+    """The same change of one tag text on many items: accept or reject every row of that text (any source) on
+    each item, or add it to each.  Items without the tag, or unknown items, are listed as skipped."""
+    if action not in BULK_ACTIONS:
+        raise InvalidChange(f"unknown bulk action {str(action)[:40]!r}: use one of {', '.join(BULK_ACTIONS)}")
+    text = clean_tag_text(text)
+    if not items:
+        raise InvalidChange("choose at least one item")
+    who = actor_id(actor)
+    result = BulkChange(action, text)
+    wanted = []
+    for item_type, item_id in dict.fromkeys((str(t), str(i)) for t, i in items):
+        if not item_exists(db, item_type, item_id):
+            result.skipped.append({"item_type": item_type, "item_id": item_id, "reason": "no such item"})
+        else:
+            wanted.append((item_type, item_id))
+    if not wanted:
+        return result
+    with _transaction(db, set(wanted)):
+        now = now_utc()
+        for item_type, item_id in wanted:
+            if action == "add":
+                change = _add(db, item_type, item_id, text, who, now)
+                if change is None:
+                    result.skipped.append({"item_type": item_type, "item_id": item_id, "reason": "already tagged"})
+                else:
+                    result.changes.append(change)
+                continue
+            status = _STATUS_OF_ACTION[action]
+            rows = db.execute(
+                f"select {', '.join(TAG_COLUMNS)} from tags where item_type = ? and item_id = ? "
+                "and tag = ? collate nocase order by id",
+                [item_type, item_id, text],
+            ).fetchall()
+            tags = [dict(zip(TAG_COLUMNS, row)) for row in rows]
+            if not tags:
+                result.skipped.append({"item_type": item_type, "item_id": item_id, "reason": f"no tag {text!r}"})
+                continue
+            pending = [tag for tag in tags if tag["status"] != status]
+            if not pending:
+                result.skipped.append({"item_type": item_type, "item_id": item_id, "reason": f"already {status}"})
+            result.changes += [_set_status(db, tag, status, who, action, now) for tag in pending]
+    return result
