@@ -398,3 +398,53 @@ def bulk_change(db: sqlite_utils.Database, action: str, text: str, items: list[t
                 result.skipped.append({"item_type": item_type, "item_id": item_id, "reason": f"already {status}"})
             result.changes += [_set_status(db, tag, status, who, action, now) for tag in pending]
     return result
+
+
+# -- The review queue --------------------------------------------------------------------------------------
+
+QUEUE_FILE_FACTS = ("name", "kind", "instrument", "mode", "detector", "voltage_kv", "magnification", "acquired_local")
+
+
+def review_queue(db: sqlite_utils.Database, item_type: str = "file", limit: int = 48) -> list[dict]:
+    """Items awaiting an expert, in the order the learning package proposes (the learned tagger's least certain
+    first; the weakest machine tags where no model is trained), each with why it is queued, its title, facts
+    and the machine tags to judge."""
+    from .learning.active import review_queue as ordered_queue
+
+    if item_type not in ITEM_TABLES:
+        raise InvalidChange(f"{str(item_type)[:40]!r} is not a kind of item: use one of {', '.join(ITEM_TABLES)}")
+    entries = ordered_queue(db, limit=limit, item_type=item_type)
+    if not entries:
+        return []
+    ids = [entry.item_id for entry in entries]
+    marks = ",".join("?" * len(ids))
+    titles = dict(
+        db.execute(
+            f"select item_id, title from search_items where item_type = ? and item_id in ({marks})", [item_type, *ids]
+        ).fetchall()
+    )
+    tags: dict[str, list[dict]] = {}
+    for row in db.execute(
+        f"select {', '.join(TAG_COLUMNS)} from tags where item_type = ? and item_id in ({marks}) "
+        "and status = 'machine' order by score desc, tag",
+        [item_type, *ids],
+    ):
+        tag = dict(zip(TAG_COLUMNS, row))
+        tags.setdefault(str(tag["item_id"]), []).append(tag)
+    facts: dict[str, dict] = {}
+    if item_type == "file":
+        for row in db.execute(
+            f"select id, {', '.join(QUEUE_FILE_FACTS)}, exists(select 1 from previews p where p.file_id = files.id) "
+            f"from files where id in ({marks})",
+            [int(i) for i in ids if i.isdigit()] + [None] * sum(not i.isdigit() for i in ids),
+        ):
+            facts[str(row[0])] = {**dict(zip(QUEUE_FILE_FACTS, row[1:-1])), "has_preview": bool(row[-1])}
+    return [
+        {
+            **entry.as_dict(),
+            "title": titles.get(entry.item_id) or facts.get(entry.item_id, {}).get("name") or entry.item_id,
+            "facts": facts.get(entry.item_id, {}),
+            "tags": tags.get(entry.item_id, []),
+        }
+        for entry in entries
+    ]

@@ -94,13 +94,14 @@ def item_detail(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict
         return None
     item_id = str(row["id"])
     tags: dict[str, list[dict]] = {}
-    for tag, score, source, status, evidence, via in db.execute(
-        """select tag, score, source, status, evidence, via from tags where item_type = ? and item_id = ?
+    # Each tag's id is what experts' accept, reject and edit requests name.
+    for tag_id, tag, score, source, status, evidence, via in db.execute(
+        """select id, tag, score, source, status, evidence, via from tags where item_type = ? and item_id = ?
            order by source, score desc, tag""",
         [item_type, item_id],
     ):
         tags.setdefault(source or "unknown", []).append(
-            {"tag": tag, "score": score, "status": status, "evidence": evidence, "via": via}
+            {"id": tag_id, "tag": tag, "score": score, "status": status, "evidence": evidence, "via": via}
         )
     session = proposal = None
     papers: list[dict] = []

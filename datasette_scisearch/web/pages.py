@@ -386,6 +386,9 @@ async def item_page(request, datasette):
             "similar_note": similar_note,
         }
     )
+    from .validation import editing_context  # experts' controls: who may edit, each tag's history
+
+    context.update(await editing_context(request, datasette, db, item_type, detail.get("item_id") or item_id))
     return await _render(datasette, request, "scisearch_item.html", context)
 
 

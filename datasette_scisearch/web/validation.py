@@ -1,3 +1,384 @@
-"""Experts validating tags in the browser: accept, reject, edit, add; the queue page."""
+"""Experts validating tags in the browser: accept, reject, edit, add, undo, bulk changes and the review queue.
 
-ROUTES: list = []
+Everyone may search and read; only actors allowed ``scisearch-edit`` may change
+tags.  Who that is comes from metadata.yml::
+
+    plugins:
+      datasette-scisearch:
+        edit:
+          allow: {id: [root, alice]}     # a Datasette allow block
+
+and defaults to the root actor (``datasette --root``) when the block is absent.
+Other permission plugins can grant ``scisearch-edit`` too, through Datasette's
+``permission_allowed`` hook.
+
+Every change is a POST through Datasette's CSRF protection (the ``csrftoken``
+form field or the ``x-csrftoken`` header) and runs on Datasette's write
+connection through ``experts``.  A request that asks for JSON (``Accept:
+application/json``, or a JSON body) gets JSON; a plain form post is redirected
+back to the page it came from, so everything works without JavaScript.
+
+Routes (``<db>`` is the database's route):
+
+- ``POST /-/scisearch/tags/<db>/<tag id>``: ``action`` = accept | reject | edit (with ``text``)
+- ``GET  /-/scisearch/tags/<db>/<tag id>``: the tag and its history, as JSON
+- ``POST /-/scisearch/tags/<db>/add``: ``item_type``, ``item_id``, ``text``
+- ``POST /-/scisearch/tags/<db>/bulk``: ``action`` = accept | reject | add, ``tag``, ``item`` = type:id (repeated)
+- ``POST /-/scisearch/history/<db>/<history id>/undo``
+- ``GET  /-/scisearch/queue/<db>``: items awaiting review, least certain first
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+
+import sqlite_utils
+from datasette import hookimpl
+from datasette.utils import actor_matches_allow, tilde_decode, tilde_encode
+from datasette.utils.asgi import Forbidden, Response
+
+from .. import experts
+from ..catalog import ITEM_TABLES
+from . import present
+from .pages import PageError, facility_settings, find_catalog
+
+PLUGIN_NAME = "datasette-scisearch"
+EDIT_PERMISSION = "scisearch-edit"
+DEFAULT_EDITORS = {"id": "root"}  # without an allow block, only `datasette --root` may edit
+QUEUE_SIZE = 48
+MAX_BODY_BYTES = 1_000_000  # a bulk change of thousands of items is far below this
+
+_DB = r"(?P<database>[^/]+)"
+_ADD_ROUTE = rf"^/-/scisearch/tags/{_DB}/add$"
+_BULK_ROUTE = rf"^/-/scisearch/tags/{_DB}/bulk$"
+_TAG_ROUTE = rf"^/-/scisearch/tags/{_DB}/(?P<tag_id>[^/]+?)(?:\.json)?$"
+_UNDO_ROUTE = rf"^/-/scisearch/history/{_DB}/(?P<history_id>[^/]+)/undo$"
+_QUEUE_ROUTE = rf"^/-/scisearch/queue/{_DB}/?$"
+
+
+class ValidationError(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+# -- Who may edit ------------------------------------------------------------------------------------------
+
+
+def editors_allow(datasette) -> dict | bool:
+    """The allow block of ``plugins: datasette-scisearch: edit:`` in metadata.yml, else root only."""
+    block = (datasette.plugin_config(PLUGIN_NAME) or {}).get("edit") or {}
+    allow = block.get("allow") if isinstance(block, dict) else None
+    return DEFAULT_EDITORS if allow is None else allow
+
+
+@hookimpl
+def permission_allowed(datasette, actor, action, resource):
+    # Grants only: an actor the block does not name may still be allowed by another permissions plugin.
+    if action == EDIT_PERMISSION and actor_matches_allow(actor, editors_allow(datasette)):
+        return True
+    return None
+
+
+async def can_edit(datasette, actor) -> bool:
+    if actor is None:
+        return False
+    # The allow block is read here too, so editing works whether or not this module's hook is registered.
+    if actor_matches_allow(actor, editors_allow(datasette)):
+        return True
+    return await datasette.permission_allowed(actor, EDIT_PERMISSION, default=False)
+
+
+def sign_in_hint(actor) -> str:
+    if actor is None:
+        return "Sign in as an expert to accept, reject, edit and add tags."
+    name = actor.get("id") or "someone"
+    return f"You are signed in as {name}, but only experts with the {EDIT_PERMISSION} permission can change tags."
+
+
+# -- Requests and responses --------------------------------------------------------------------------------
+
+
+def wants_json(request) -> bool:
+    accept = request.headers.get("accept", "")
+    content_type = request.headers.get("content-type", "")
+    return "application/json" in accept or content_type.startswith("application/json")
+
+
+async def form_fields(request) -> dict[str, list[str]]:
+    """The POST body as field -> values (repeated fields kept), from a form or a JSON object."""
+    body = await request.post_body()
+    if len(body) > MAX_BODY_BYTES:
+        raise ValidationError(f"the request is larger than {MAX_BODY_BYTES:,} bytes", 413)
+    text = body.decode("utf-8", "replace")
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            data = json.loads(text or "{}")
+        except ValueError:
+            raise ValidationError("the request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise ValidationError("the request body must be a JSON object")
+        return {key: [str(v) for v in (value if isinstance(value, list) else [value])] for key, value in data.items()}
+    fields: dict[str, list[str]] = {}
+    for key, value in urllib.parse.parse_qsl(text, keep_blank_values=True):
+        fields.setdefault(key, []).append(value)
+    return fields
+
+
+def first(fields: dict, name: str, default: str = "") -> str:
+    values = fields.get(name) or [default]
+    return values[0]
+
+
+def safe_next(url: str | None) -> str | None:
+    """A redirect target that stays on this site: a path, never another host."""
+    if not url or not url.startswith("/") or url.startswith("//") or "\\" in url:
+        return None
+    return url
+
+
+async def catalog_for_writing(request, datasette):
+    """The catalog named in the URL, once the actor may see it and change its tags."""
+    try:
+        db = find_catalog(datasette, request.url_vars["database"])
+    except PageError as error:
+        raise ValidationError(str(error), error.status) from None
+    try:
+        await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
+    except Forbidden as error:
+        raise ValidationError(str(error) or "You may not see this catalog.", 403) from None
+    if not await can_edit(datasette, request.actor):
+        raise ValidationError(sign_in_hint(request.actor), 403)
+    if not db.is_mutable:
+        raise ValidationError(f"Database '{db.name}' is served read-only (immutable), so its tags cannot change.", 403)
+    return db
+
+
+async def write(db, function, *args):
+    """Run an ``experts`` function on Datasette's single write connection."""
+
+    def run(conn):
+        # Refusals come back as values: Datasette's write thread would print a raised one as a server error.
+        try:
+            return function(sqlite_utils.Database(conn), *args)
+        except experts.ExpertError as error:
+            return error
+
+    result = await db.execute_write_fn(run)
+    if isinstance(result, experts.ExpertError):
+        raise result
+    return result
+
+
+async def error_response(request, datasette, message: str, status: int) -> Response:
+    message = message[:1].upper() + message[1:]
+    if wants_json(request):
+        return Response.json({"ok": False, "error": message, "status": status}, status=status)
+    html = await datasette.render_template(
+        "scisearch_validation_error.html",
+        {"scisearch_page": "validation", "error": message, "status": status},
+        request=request,
+        view_name="scisearch",
+    )
+    return Response.html(html, status=status)
+
+
+def handles_errors(handler):
+    """Bad input, missing things and refused permissions end as JSON errors or readable pages."""
+
+    async def wrapped(request, datasette):
+        try:
+            return await handler(request, datasette)
+        except ValidationError as error:
+            return await error_response(request, datasette, str(error), error.status)
+        except experts.ExpertError as error:
+            return await error_response(request, datasette, str(error), error.status)
+
+    wrapped.__name__ = handler.__name__
+    return wrapped
+
+
+def done(request, datasette, payload: dict, message: str, fallback_url: str) -> Response:
+    if wants_json(request):
+        return Response.json({"ok": True, **payload})
+    datasette.add_message(request, message, datasette.INFO)
+    # 303: the browser follows with a GET, so reloading the page does not post the change again.
+    return Response("", status=303, headers={"Location": fallback_url})
+
+
+def item_page_url(datasette, database: str, item_type: str, item_id) -> str:
+    return present.item_url(datasette, database, item_type, item_id)
+
+
+# -- Changes -------------------------------------------------------------------------------------------------
+
+
+@handles_errors
+async def tag_endpoint(request, datasette):
+    if request.method == "GET":
+        return await tag_json(request, datasette)
+    if request.method != "POST":
+        raise ValidationError("use POST to change a tag", 405)
+    db = await catalog_for_writing(request, datasette)
+    fields = await form_fields(request)
+    action = first(fields, "action")
+    tag_id = tilde_decode(request.url_vars["tag_id"])
+    if action == "undo":
+        raise ValidationError("to undo, POST to the history entry's /undo URL")
+    change = await write(db, experts.change_tag, tag_id, action, request.actor, first(fields, "text") or None)
+    tag = change.tag
+    fallback = safe_next(first(fields, "next")) or item_page_url(datasette, db.name, tag["item_type"], tag["item_id"])
+    verb = {"accept": "Accepted", "reject": "Rejected", "edit": "Changed"}[action]
+    shown = f"'{change.history['old_value']}' to '{tag['tag']}'" if action == "edit" else f"'{tag['tag']}'"
+    return done(request, datasette, change.as_dict(), f"{verb} {shown}.", fallback)
+
+
+async def tag_json(request, datasette):
+    try:
+        db = find_catalog(datasette, request.url_vars["database"])
+    except PageError as error:
+        raise ValidationError(str(error), error.status) from None
+    await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
+    tag_id = tilde_decode(request.url_vars["tag_id"])
+
+    def read(conn):
+        catalog = sqlite_utils.Database(conn)
+        return {"tag": experts.get_tag(catalog, tag_id), "history": experts.history(catalog, tag_id=tag_id)}
+
+    return Response.json({"ok": True, **await db.execute_fn(read)})
+
+
+@handles_errors
+async def add_endpoint(request, datasette):
+    if request.method != "POST":
+        raise ValidationError("use POST to add a tag", 405)
+    db = await catalog_for_writing(request, datasette)
+    fields = await form_fields(request)
+    item_type, item_id = first(fields, "item_type"), first(fields, "item_id")
+    change = await write(db, experts.add, item_type, item_id, first(fields, "text"), request.actor)
+    fallback = safe_next(first(fields, "next")) or item_page_url(datasette, db.name, item_type, item_id)
+    return done(request, datasette, change.as_dict(), f"Added '{change.tag['tag']}'.", fallback)
+
+
+def parse_items(values: list[str]) -> list[tuple[str, str]]:
+    items = []
+    for value in values:
+        item_type, _, item_id = value.partition(":")
+        if item_type not in ITEM_TABLES or not item_id:
+            raise ValidationError(f"'{value[:60]}' is not an item: write items as type:id, e.g. file:12")
+        items.append((item_type, item_id))
+    return items
+
+
+@handles_errors
+async def bulk_endpoint(request, datasette):
+    if request.method != "POST":
+        raise ValidationError("use POST to change tags", 405)
+    db = await catalog_for_writing(request, datasette)
+    fields = await form_fields(request)
+    items = parse_items(fields.get("item") or [])
+    action = first(fields, "action")
+    result = await write(db, experts.bulk_change, action, first(fields, "tag"), items, request.actor)
+    route = tilde_encode(db.route)
+    fallback = safe_next(first(fields, "next")) or datasette.urls.path(f"-/scisearch/queue/{route}")
+    verb = {"accept": "Accepted", "reject": "Rejected", "add": "Added"}[action]
+    message = f"{verb} '{result.tag}' on {len(result.changes)} tag{'s' if len(result.changes) != 1 else ''}"
+    if result.skipped:
+        message += f"; {len(result.skipped)} item{'s' if len(result.skipped) != 1 else ''} skipped"
+    return done(request, datasette, result.as_dict(), message + ".", fallback)
+
+
+@handles_errors
+async def undo_endpoint(request, datasette):
+    if request.method != "POST":
+        raise ValidationError("use POST to undo a change", 405)
+    db = await catalog_for_writing(request, datasette)
+    fields = await form_fields(request)
+    change = await write(db, experts.undo, tilde_decode(request.url_vars["history_id"]), request.actor)
+    tag = change.tag
+    fallback = safe_next(first(fields, "next")) or item_page_url(datasette, db.name, tag["item_type"], tag["item_id"])
+    return done(request, datasette, change.as_dict(), f"Undone: '{tag['tag']}' is {tag['status']} again.", fallback)
+
+
+# -- What the pages show -------------------------------------------------------------------------------------
+
+
+async def editing_context(request, datasette, db, item_type: str, item_id: str) -> dict:
+    """For the item page: whether this visitor may edit, and the history of the item's tags by tag id."""
+    editor = await can_edit(datasette, request.actor)
+    entries = await db.execute_fn(lambda conn: experts.history(sqlite_utils.Database(conn), item_type, item_id))
+    by_tag: dict[int, list[dict]] = {}
+    for entry in entries:
+        by_tag.setdefault(entry["tag_id"], []).append(entry)
+    route = tilde_encode(db.route)
+    return {
+        "can_edit": editor and db.is_mutable,
+        "sign_in_hint": None if editor else sign_in_hint(request.actor),
+        "tag_history": by_tag,
+        "tag_action_base": datasette.urls.path(f"-/scisearch/tags/{route}"),
+        "undo_base": datasette.urls.path(f"-/scisearch/history/{route}"),
+        "queue_url": datasette.urls.path(f"-/scisearch/queue/{route}"),
+        "max_tag_chars": experts.MAX_TAG_CHARS,
+    }
+
+
+@handles_errors
+async def queue_page(request, datasette):
+    try:
+        db = find_catalog(datasette, request.url_vars["database"])
+    except PageError as error:
+        raise ValidationError(str(error), error.status) from None
+    await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
+    item_type = request.args.get("type") or "file"
+    if item_type not in ITEM_TABLES:
+        raise ValidationError(f"'{item_type[:40]}' is not a kind of item: use one of {', '.join(ITEM_TABLES)}", 400)
+    entries = await db.execute_fn(lambda conn: experts.review_queue(sqlite_utils.Database(conn), item_type, QUEUE_SIZE))
+    zone = facility_settings(datasette).zone
+    cards = []
+    for entry in entries:
+        facts = entry["facts"]
+        cards.append(
+            {
+                **entry,
+                "url": present.item_url(datasette, db.name, entry["item_type"], entry["item_id"]),
+                "preview_url": present.preview_url(datasette, db.name, entry["item_id"])
+                if facts.get("has_preview")
+                else None,
+                "fact_line": present.hit_facts(entry["item_type"], facts, zone),
+            }
+        )
+    # The tag texts most often proposed on this page: the likeliest choices for one bulk decision.
+    counts: dict[str, int] = {}
+    for card in cards:
+        for text in {tag["tag"] for tag in card["tags"]}:
+            counts[text] = counts.get(text, 0) + 1
+    common = sorted(counts, key=lambda text: (-counts[text], text.casefold()))[:40]
+    editor = await can_edit(datasette, request.actor)
+    route = tilde_encode(db.route)
+    context = {
+        "scisearch_page": "queue",
+        "q": "",
+        "database": db.name,
+        "item_type": item_type,
+        "type_label": present.TYPE_LABELS[item_type],
+        "types": list(ITEM_TABLES),
+        "queue_url": datasette.urls.path(f"-/scisearch/queue/{route}"),
+        "bulk_url": datasette.urls.path(f"-/scisearch/tags/{route}/bulk"),
+        "cards": cards,
+        "common_tags": common,
+        "can_edit": editor and db.is_mutable,
+        "sign_in_hint": None if editor else sign_in_hint(request.actor),
+        "search_action": datasette.urls.path("-/scisearch"),
+    }
+    html = await datasette.render_template("scisearch_queue.html", context, request=request, view_name="scisearch")
+    return Response.html(html)
+
+
+ROUTES = [
+    (_ADD_ROUTE, add_endpoint),
+    (_BULK_ROUTE, bulk_endpoint),
+    (_UNDO_ROUTE, undo_endpoint),
+    (_TAG_ROUTE, tag_endpoint),
+    (_QUEUE_ROUTE, queue_page),
+]

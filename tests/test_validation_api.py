@@ -1,0 +1,342 @@
+"""Experts' tag changes over HTTP (web/validation.py) through Datasette's test client: permissions, CSRF,
+bad input, bulk changes, the item and queue pages, and search changing at once."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+
+import markupsafe
+import pytest
+from datasette.app import Datasette
+
+from datasette_scisearch import experts
+from datasette_scisearch.catalog import open_catalog
+
+from .test_experts import tagged_em_catalog_file  # noqa: F401  (a fixture)
+
+EDITORS = {"id": ["root", "alice"]}
+PLUGIN_SETTINGS = {"timezone": "America/Los_Angeles", "edit": {"allow": EDITORS}}
+JSON = {"accept": "application/json"}
+
+
+@pytest.fixture
+def catalog_path(tagged_em_catalog_file, tmp_path):  # noqa: F811
+    path = tmp_path / "em.db"
+    shutil.copy(tagged_em_catalog_file, path)
+    return path
+
+
+@pytest.fixture
+def ds(catalog_path):
+    return Datasette([str(catalog_path)], metadata={"plugins": {"datasette-scisearch": PLUGIN_SETTINGS}})
+
+
+def signed_in(ds, actor_id: str) -> dict:
+    return {"ds_actor": ds.sign({"a": {"id": actor_id}}, "actor")}
+
+
+async def session(ds, actor_id: str | None, item: str = "file/1") -> tuple[dict, str]:
+    """Cookies and the CSRF token a browser would have after opening an item page."""
+    cookies = signed_in(ds, actor_id) if actor_id else {}
+    page = await ds.client.get(f"/-/scisearch/item/em/{item}", cookies=cookies)
+    assert page.status_code == 200
+    token = page.cookies.get("ds_csrftoken") or ds.sign("unused", "csrftoken")  # anonymous pages may not set one
+    cookies = {**cookies, "ds_csrftoken": token}
+    return cookies, token
+
+
+def tag_id(path, item_id: str, text: str, source: str = "metadata") -> int:
+    db = open_catalog(path)
+    try:
+        row = db.execute(
+            "select id from tags where item_type = 'file' and item_id = ? and tag = ? and source = ?",
+            [item_id, text, source],
+        ).fetchone()
+        return row[0]
+    finally:
+        db.close()
+
+
+async def post(ds, path: str, fields: dict, cookies: dict, token: str | None, headers: dict | None = None):
+    data = {**fields, **({"csrftoken": token} if token else {})}
+    return await ds.client.post(path, data=data, cookies=cookies, headers=JSON if headers is None else headers)
+
+
+async def found(ds, query: str) -> list[str]:
+    response = await ds.client.get("/-/scisearch.json", params={"q": query, "per_page": 100})
+    return [hit["item_id"] for hit in response.json()["hits"]]
+
+
+@pytest.mark.asyncio
+async def test_an_anonymous_visitor_cannot_change_a_tag(ds, catalog_path):
+    haadf = tag_id(catalog_path, "1", "HAADF")
+    response = await ds.client.post(f"/-/scisearch/tags/em/{haadf}", data={"action": "reject"}, headers=JSON)
+    assert response.status_code == 403
+    assert response.json() == {
+        "ok": False,
+        "error": "Sign in as an expert to accept, reject, edit and add tags.",
+        "status": 403,
+    }
+    assert experts.get_tag(open_catalog(catalog_path), haadf)["status"] == "machine"
+
+
+@pytest.mark.asyncio
+async def test_a_signed_in_actor_without_the_edit_permission_is_refused(ds, catalog_path):
+    cookies, token = await session(ds, "mallory")
+    response = await post(
+        ds, f"/-/scisearch/tags/em/{tag_id(catalog_path, '1', 'HAADF')}", {"action": "reject"}, cookies, token
+    )
+    assert response.status_code == 403
+    assert "signed in as mallory" in response.json()["error"]
+
+
+@pytest.mark.asyncio
+async def test_a_post_without_the_csrf_token_is_refused(ds, catalog_path):
+    cookies, _ = await session(ds, "root")
+    response = await post(
+        ds, f"/-/scisearch/tags/em/{tag_id(catalog_path, '1', 'HAADF')}", {"action": "reject"}, cookies, None
+    )
+    assert response.status_code == 403
+    assert experts.get_tag(open_catalog(catalog_path), tag_id(catalog_path, "1", "HAADF"))["status"] == "machine"
+
+
+@pytest.mark.asyncio
+async def test_an_editor_accepts_a_tag_and_gets_the_tag_and_its_history_as_json(ds, catalog_path):
+    cookies, token = await session(ds, "alice")
+    haadf = tag_id(catalog_path, "1", "HAADF")
+    response = await post(ds, f"/-/scisearch/tags/em/{haadf}", {"action": "accept"}, cookies, token)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ok"] is True and body["action"] == "accept"
+    assert (body["tag"]["id"], body["tag"]["status"], body["tag"]["tag"]) == (haadf, "accepted", "HAADF")
+    assert (body["history"]["actor"], body["history"]["old_value"], body["history"]["new_value"]) == (
+        "alice",
+        "machine",
+        "accepted",
+    )
+    read = await ds.client.get(f"/-/scisearch/tags/em/{haadf}.json")
+    assert read.json()["history"][0]["id"] == body["history"]["id"]
+
+
+@pytest.mark.asyncio
+async def test_a_plain_form_post_redirects_back_with_a_message(ds, catalog_path):
+    cookies, token = await session(ds, "root")
+    response = await post(
+        ds,
+        f"/-/scisearch/tags/em/{tag_id(catalog_path, '1', 'HAADF')}",
+        {"action": "reject", "next": "/-/scisearch/item/em/file/1"},
+        cookies,
+        token,
+        headers={},
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/-/scisearch/item/em/file/1"
+    assert "ds_messages" in response.cookies
+
+
+@pytest.mark.asyncio
+async def test_a_redirect_never_leaves_the_site(ds, catalog_path):
+    cookies, token = await session(ds, "root")
+    response = await post(
+        ds,
+        f"/-/scisearch/tags/em/{tag_id(catalog_path, '1', 'HAADF')}",
+        {"action": "accept", "next": "//evil.example/"},
+        cookies,
+        token,
+        headers={},
+    )
+    assert response.headers["location"] == "/-/scisearch/item/em/file/1"
+
+
+@pytest.mark.asyncio
+async def test_an_unknown_tag_or_item_is_404_and_a_bad_action_400(ds):
+    cookies, token = await session(ds, "root")
+    unknown_tag = await post(ds, "/-/scisearch/tags/em/999999", {"action": "accept"}, cookies, token)
+    assert (unknown_tag.status_code, unknown_tag.json()["error"]) == (404, "There is no tag 999999 in this catalog")
+    unknown_item = await post(
+        ds, "/-/scisearch/tags/em/add", {"item_type": "file", "item_id": "424242", "text": "gold"}, cookies, token
+    )
+    assert unknown_item.status_code == 404
+    assert "no file '424242'" in unknown_item.json()["error"]
+    bad = await post(ds, "/-/scisearch/tags/em/1", {"action": "delete"}, cookies, token)
+    assert bad.status_code == 400
+    assert "Unknown action 'delete'" in bad.json()["error"]
+
+
+@pytest.mark.asyncio
+async def test_errors_from_a_form_post_are_readable_pages(ds):
+    cookies, token = await session(ds, "root")
+    response = await post(ds, "/-/scisearch/tags/em/999999", {"action": "accept"}, cookies, token, headers={})
+    assert response.status_code == 404
+    assert "text/html" in response.headers["content-type"]
+    assert "There is no tag 999999 in this catalog" in response.text
+    assert "Traceback" not in response.text
+
+
+@pytest.mark.asyncio
+async def test_a_ten_kilobyte_tag_is_refused_with_the_limit(ds):
+    cookies, token = await session(ds, "root")
+    response = await post(
+        ds, "/-/scisearch/tags/em/add", {"item_type": "file", "item_id": "1", "text": "x" * 10_240}, cookies, token
+    )
+    assert response.status_code == 400
+    assert "at most 200 characters; this one has 10,240" in response.json()["error"]
+
+
+@pytest.mark.asyncio
+async def test_an_added_tag_with_html_is_stored_as_text_and_shown_escaped(ds):
+    hostile = '<script>alert("tag")</script>'
+    cookies, token = await session(ds, "root")
+    response = await post(
+        ds, "/-/scisearch/tags/em/add", {"item_type": "file", "item_id": "1", "text": hostile}, cookies, token
+    )
+    assert response.json()["tag"]["tag"] == hostile
+    page = await ds.client.get("/-/scisearch/item/em/file/1", cookies=cookies)
+    assert hostile not in page.text
+    assert str(markupsafe.escape(hostile)) in page.text
+
+
+@pytest.mark.asyncio
+async def test_an_added_tag_makes_the_item_findable_at_once(ds):
+    assert await found(ds, "nanowires") == []
+    cookies, token = await session(ds, "root")
+    await post(
+        ds, "/-/scisearch/tags/em/add", {"item_type": "file", "item_id": "3", "text": "nanowires"}, cookies, token
+    )
+    assert await found(ds, "nanowires") == ["3"]
+    assert await found(ds, "tag:nanowires") == ["3"]
+
+
+@pytest.mark.asyncio
+async def test_a_rejected_tag_stops_matching_at_once(ds, catalog_path):
+    before = await found(ds, "tag:Z-contrast")
+    item_id = before[0]
+    cookies, token = await session(ds, "root", f"file/{item_id}")
+    result = await post(
+        ds,
+        "/-/scisearch/tags/em/bulk",
+        {"action": "reject", "tag": "Z-contrast", "item": f"file:{item_id}"},
+        cookies,
+        token,
+    )
+    assert result.json()["changed"] >= 1
+    assert item_id not in await found(ds, "tag:Z-contrast")
+    assert item_id not in await found(ds, "Z-contrast")
+
+
+@pytest.mark.asyncio
+async def test_an_accepted_tag_ranks_above_the_same_machine_tag(ds, catalog_path):
+    db = open_catalog(catalog_path)
+    single = {
+        r[0] for r in db.execute("select item_id from tags where tag = 'Z-contrast' group by 1 having count(*) = 1")
+    }
+    db.close()
+    ranked = [item_id for item_id in await found(ds, "Z-contrast") if item_id in single]
+    last = ranked[-1]
+    cookies, token = await session(ds, "root")
+    await post(
+        ds, f"/-/scisearch/tags/em/{tag_id(catalog_path, last, 'Z-contrast')}", {"action": "accept"}, cookies, token
+    )
+    assert [item_id for item_id in await found(ds, "Z-contrast") if item_id in single][0] == last
+
+
+@pytest.mark.asyncio
+async def test_bulk_accept_over_selected_items_reports_changes_and_skips(ds, catalog_path):
+    cookies, token = await session(ds, "root")
+    response = await ds.client.post(
+        "/-/scisearch/tags/em/bulk",
+        content="action=accept&tag=STEM&item=file:1&item=file:10&item=file:424242&csrftoken=" + token,
+        cookies=cookies,
+        headers={**JSON, "content-type": "application/x-www-form-urlencoded"},
+    )
+    body = response.json()
+    assert response.status_code == 200
+    assert {(c["tag"]["item_id"], c["tag"]["status"]) for c in body["changes"]} == {
+        ("1", "accepted"),
+        ("10", "accepted"),
+    }
+    assert body["changed"] == len(body["changes"]) >= 2
+    assert body["skipped"] == [{"item_type": "file", "item_id": "424242", "reason": "no such item"}]
+
+
+@pytest.mark.asyncio
+async def test_a_bulk_item_not_written_as_type_and_id_is_a_clear_400(ds):
+    cookies, token = await session(ds, "root")
+    response = await post(
+        ds, "/-/scisearch/tags/em/bulk", {"action": "accept", "tag": "STEM", "item": "12"}, cookies, token
+    )
+    assert response.status_code == 400
+    assert "write items as type:id" in response.json()["error"]
+
+
+@pytest.mark.asyncio
+async def test_an_edit_and_its_undo_over_http(ds, catalog_path):
+    cookies, token = await session(ds, "root")
+    tag = tag_id(catalog_path, "1", "Z-contrast")
+    edit = await post(ds, f"/-/scisearch/tags/em/{tag}", {"action": "edit", "text": "mass contrast"}, cookies, token)
+    assert edit.json()["tag"]["tag"] == "mass contrast"
+    undo = await post(ds, f"/-/scisearch/history/em/{edit.json()['history']['id']}/undo", {}, cookies, token)
+    assert (undo.json()["tag"]["tag"], undo.json()["history"]["action"]) == ("Z-contrast", "undo-edit")
+
+
+@pytest.mark.asyncio
+async def test_the_item_page_shows_editors_their_controls_and_others_a_hint(ds):
+    editor = await ds.client.get("/-/scisearch/item/em/file/1", cookies=signed_in(ds, "root"))
+    assert 'class="scisearch-tag-form scisearch-add-tag"' in editor.text
+    assert 'value="accept"' in editor.text and "scisearch-validate.js" in editor.text
+    assert re.search(r'name="csrftoken" value="[^"]+"', editor.text)
+    anonymous = await ds.client.get("/-/scisearch/item/em/file/1")
+    assert "scisearch-tag-form" not in anonymous.text and "scisearch-validate.js" not in anonymous.text
+    assert "Sign in as an expert" in anonymous.text
+
+
+@pytest.mark.asyncio
+async def test_the_item_page_shows_a_tags_history(ds, catalog_path):
+    cookies, token = await session(ds, "alice")
+    tag = tag_id(catalog_path, "1", "HAADF")
+    await post(ds, f"/-/scisearch/tags/em/{tag}", {"action": "reject"}, cookies, token)
+    page = await ds.client.get("/-/scisearch/item/em/file/1")
+    entry = re.search(rf'data-tag-id="{tag}".*?</li>\s*</ol>', page.text, re.S)[0]
+    assert "history (1)" in entry and "<b>alice</b> reject" in entry
+
+
+@pytest.mark.asyncio
+async def test_the_queue_lists_items_with_machine_tags_and_why(ds):
+    response = await ds.client.get("/-/scisearch/queue/em", cookies=signed_in(ds, "root"))
+    assert response.status_code == 200
+    reasons = re.findall(r'<p class="scisearch-queue-reason">(.*?)</p>', response.text)
+    assert reasons and all("weakest machine tag" in html.unescape(reason) for reason in reasons)
+    assert 'form="scisearch-bulk"' in response.text
+
+
+@pytest.mark.asyncio
+async def test_an_item_an_expert_judged_leaves_the_queue(ds, catalog_path):
+    cookies, token = await session(ds, "root")
+    queued = re.findall(r'data-item-id="([^"]+)"', (await ds.client.get("/-/scisearch/queue/em")).text)
+    first = queued[0]
+    await post(
+        ds, "/-/scisearch/tags/em/add", {"item_type": "file", "item_id": first, "text": "checked"}, cookies, token
+    )
+    assert first not in re.findall(r'data-item-id="([^"]+)"', (await ds.client.get("/-/scisearch/queue/em")).text)
+
+
+@pytest.mark.asyncio
+async def test_an_immutable_catalog_refuses_changes_with_a_reason(catalog_path):
+    ds = Datasette(immutables=[str(catalog_path)], metadata={"plugins": {"datasette-scisearch": PLUGIN_SETTINGS}})
+    cookies, token = await session(ds, "root")
+    response = await post(ds, "/-/scisearch/tags/em/1", {"action": "accept"}, cookies, token)
+    assert response.status_code == 403
+    assert "read-only" in response.json()["error"]
+
+
+@pytest.mark.asyncio
+async def test_without_an_allow_block_only_root_may_edit(catalog_path):
+    ds = Datasette([str(catalog_path)], metadata={"plugins": {"datasette-scisearch": {"timezone": "UTC"}}})
+    for actor, status in (("alice", 403), ("root", 200)):
+        cookies, token = await session(ds, actor)
+        response = await post(
+            ds, f"/-/scisearch/tags/em/{tag_id(catalog_path, '1', 'HAADF')}", {"action": "accept"}, cookies, token
+        )
+        assert response.status_code == status
