@@ -8,9 +8,14 @@ fuses the rankings by reciprocal rank fusion:
     score(d) = Σ_s  w_s / (k + rank_s(d))
 
 (Cormack, Clarke & Büttcher, SIGIR 2009), with per-stage weights ``w_s`` and
-``k`` that can be tuned (benchmarks/scifact.py tunes them).  Exact ids, hashes
-and file names come first.  A document found only by meaning must be at least
-``SIMILARITY_FLOOR`` similar to the query, so nonsense finds nothing.
+``k`` that can be tuned (benchmarks/scifact.py tunes them).  What searchers
+opened for the same query (``click_signals``, learned by ``scisearch learn``)
+then moves each found item by at most ``w_clicks / (k + 1)`` — what being
+first in a ranking of weight ``w_clicks`` is worth — so clicks re-order what
+the words and meaning found but never add an item, and no amount of clicks
+outweighs the words.  Exact ids, hashes and file names come first.  A document
+found only by meaning must be at least ``SIMILARITY_FLOOR`` similar to the
+query, so nonsense finds nothing.
 
 The web pages and the command line call ``search``, ``similar`` and
 ``item_detail``; the shapes of their results are the JSON API's.
@@ -26,7 +31,7 @@ import sqlite_utils
 from .. import vectors
 from ..catalog import ITEM_TYPES
 from ..config import Settings
-from . import embedding, fts, hits, vector_index
+from . import click_signals, embedding, fts, hits, vector_index
 from .expressions import all_terms, fts_any
 from .filters import FilterSql, filter_sql
 from .filters import allowed as filters_allowed
@@ -51,6 +56,9 @@ DEFAULT_WEIGHTS = {
     "fts": 1.0,
     "text": 0.8,
     "clip": 0.8,
+    # Learned from clicks: a boost in [-0.5, 0.5] (learning/clicks.py) times this weight, over k + 1.  At 1.0 the
+    # largest boost is worth a quarter of a first place in the words' ranking; chosen with benchmarks/clicks.py.
+    "clicks": 1.0,
     "rrf_k": 1.0,
     # BM25 weight of each full-text column
     "title": 2.0,
@@ -110,6 +118,7 @@ class _Candidate:
     ranks: dict = field(default_factory=dict)
     similarities: dict = field(default_factory=dict)
     exact: str | None = None
+    click_boost: float = 0.0
 
 
 def search(
@@ -163,6 +172,7 @@ def search(
         messages.append(f"page {page} is past the last page of results ({last_page})")
     shown = tab[first : first + per_page]
     results.hits = hits.hydrate(db, parsed, shown, attributes, _highlight_expression(parsed))
+    _say_why_clicks(results.hits, candidates)
     if not pool:
         messages.append(f"nothing matched {query.strip()!r}")
     return _finish(results, started)
@@ -239,7 +249,26 @@ def _rank(db, parsed: ParsedQuery, filters: FilterSql, weights: dict, settings, 
             else:
                 messages.append(f"showing the best {FTS_POOL:,} of the items that match; there are more")
     _rank_by_vectors(db, parsed, filters, weights, settings, messages, add)
+    _boost_by_clicks(db, parsed, weights, candidates)
     return candidates, extra_counts
+
+
+def _boost_by_clicks(db, parsed: ParsedQuery, weights: dict, candidates: dict[int, _Candidate]) -> None:
+    """Add what was learned from clicks on this query to the items the rankings found (never new ones)."""
+    weight = float(weights.get("clicks", 0))
+    if weight <= 0:
+        return
+    for rowid, boost in click_signals.boosts(db, click_signals.query_key(parsed)).items():
+        candidate = candidates.get(rowid)
+        if candidate is not None and candidate.exact is None:
+            candidate.click_boost = boost
+            candidate.score += weight * boost / (float(weights["rrf_k"]) + 1)
+
+
+def _say_why_clicks(shown: list[Hit], candidates: dict[int, _Candidate]) -> None:
+    for hit in shown:
+        if candidates[hit.rowid].click_boost > 0:
+            hit.why.append("often opened for this search")
 
 
 def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages, add) -> None:

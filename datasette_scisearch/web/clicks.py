@@ -1,3 +1,195 @@
-"""The search log: what a search showed, in order, and the click beacon."""
+"""The search log: what a search showed, in order, and the click beacon.
 
-ROUTES: list = []
+The search page calls ``log_search`` after ranking: one write through
+Datasette's write connection records the query (its canonical ``query_key``),
+the tab, the catalog, the Datasette actor's id — nothing else about the person:
+no IP address, no user agent — and every result shown with its position.  The
+page carries the new search id; ``scisearch-clicks.js`` sends
+``navigator.sendBeacon`` to ``POST /-/scisearch/click/<database>`` with the
+search id, the position and the item when a result is opened.
+
+CSRF: the beacon keeps Datasette's CSRF protection.  A click is a vote in the
+ranking, and a forged cross-site request would let another site vote with its
+visitors' browsers under their actor ids, which is exactly what the per-actor
+limits below are meant to bound.  ``sendBeacon`` cannot set headers but can
+send a form body, so the page gives the script its ``csrftoken`` and the
+beacon sends it as the form field Datasette checks (asgi-csrf).
+
+A beacon anyone can forge is bounded here before learning ever sees it: a click
+counts only if its (search id, position, item) is an impression that search
+logged, the search is less than ``MAX_SEARCH_AGE`` old and was made by the same
+actor (anonymous clicks on anonymous searches), each position counts once per
+search and at most ``MAX_CLICKS_PER_SEARCH`` per search.  ``learning.clicks``
+then counts each actor once per (query, item) and day and caps the boost.
+Answers are JSON; none of them is a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from datasette.utils import tilde_decode, tilde_encode
+from datasette.utils.asgi import Response
+
+from ..search.click_signals import query_key
+from ..search.query import QueryError, parse_query
+
+MAX_SEARCH_AGE = dt.timedelta(days=1)
+MAX_CLICKS_PER_SEARCH = 5
+MAX_ACTOR_CHARS = 200
+
+_CLICK_ROUTE = r"^/-/scisearch/click/(?P<database>[^/]+)$"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def actor_id(actor: dict | None) -> str | None:
+    """The only thing the log keeps about who searched."""
+    if not actor or actor.get("id") in (None, ""):
+        return None
+    return str(actor["id"])[:MAX_ACTOR_CHARS]
+
+
+# -- Recording (plain functions of a connection: the page runs them on Datasette's write thread) ---------------
+
+
+def record_search(conn, query: str, key: str, tab: str | None, catalog: str, actor: str | None, shown, now=None) -> int:
+    """Log one search and what it showed; ``shown`` is [(position, item_type, item_id), …].  Returns its id."""
+    created_at = (now or _now()).isoformat(timespec="seconds")
+    with conn:
+        cursor = conn.execute(
+            "insert into search_log (query, query_key, tab, catalog, actor, created_at) values (?, ?, ?, ?, ?, ?)",
+            [query, key, tab or "all", catalog, actor, created_at],
+        )
+        search_id = cursor.lastrowid
+        conn.executemany(
+            "insert into search_impressions (search_id, position, item_type, item_id) values (?, ?, ?, ?)",
+            [(search_id, position, item_type, str(item_id)) for position, item_type, item_id in shown],
+        )
+    return search_id
+
+
+@dataclass
+class ClickOutcome:
+    status: int  # the beacon's HTTP status
+    recorded: bool = False
+    message: str = ""
+
+
+def record_click(conn, search_id: int, position: int, item_type, item_id, actor: str | None, now=None) -> ClickOutcome:
+    """Count one opened result if the log backs it.  Runs on Datasette's single write connection, so two beacons
+    for the same search are checked and counted one after the other and cannot both take its last place."""
+    now = now or _now()
+    search = conn.execute("select actor, created_at from search_log where id = ?", [search_id]).fetchone()
+    if search is None:
+        return ClickOutcome(404, message=f"there is no search {search_id}")
+    searched_by, created_at = search
+    if searched_by != actor:
+        return ClickOutcome(403, message=f"search {search_id} was made by someone else")
+    if now - dt.datetime.fromisoformat(created_at) > MAX_SEARCH_AGE:
+        return ClickOutcome(410, message=f"search {search_id} is more than a day old; clicks on it no longer count")
+    shown = conn.execute(
+        "select item_type, item_id from search_impressions where search_id = ? and position = ?",
+        [search_id, position],
+    ).fetchone()
+    if shown is None:
+        return ClickOutcome(400, message=f"search {search_id} showed nothing at position {position}")
+    if item_type is not None and (item_type, str(item_id)) != tuple(shown):
+        return ClickOutcome(400, message=f"search {search_id} showed another item at position {position}")
+    clicked = [row[0] for row in conn.execute("select position from search_clicks where search_id = ?", [search_id])]
+    if position in clicked:
+        return ClickOutcome(200, message="already counted for this search")
+    if len(clicked) >= MAX_CLICKS_PER_SEARCH:
+        return ClickOutcome(200, message=f"a search counts at most {MAX_CLICKS_PER_SEARCH} clicks")
+    with conn:
+        conn.execute(
+            """insert into search_clicks (search_id, position, item_type, item_id, actor, clicked_at)
+               values (?, ?, ?, ?, ?, ?)""",
+            [search_id, position, shown[0], shown[1], actor, now.isoformat(timespec="seconds")],
+        )
+    return ClickOutcome(200, recorded=True)
+
+
+# -- The search page's part ------------------------------------------------------------------------------------
+
+
+async def log_search(
+    datasette, request, query: str, tab: str | None, shown: list[tuple[str, dict]], first_position: int
+):
+    """Log what a search page showed: ``shown`` is its results in order as (database name, hit view), the first
+    at ``first_position``.  Each catalog logs its own results with their positions on the page; each hit view
+    gets ``click`` (its search id, position and the beacon's URL) for the template.  Returns search ids by
+    database."""
+    try:
+        key = query_key(parse_query(query))
+    except QueryError:
+        return {}
+    if not query.strip():
+        return {}
+    actor = actor_id(request.actor)
+    by_database: dict[str, list[tuple[int, dict]]] = {}
+    for offset, (database, hit) in enumerate(shown):
+        by_database.setdefault(database, []).append((first_position + offset, hit))
+    search_ids = {}
+    for database, hits in by_database.items():
+        db = datasette.get_database(database)
+        if not _has_log(db):
+            continue
+        logged = [(position, hit["item_type"], hit["item_id"]) for position, hit in hits]
+        search_id = await db.execute_write_fn(
+            lambda conn, database=database, logged=logged: record_search(conn, query, key, tab, database, actor, logged)
+        )
+        url = datasette.urls.path(f"-/scisearch/click/{tilde_encode(db.route)}")
+        for position, hit in hits:
+            hit["click"] = {"search_id": search_id, "position": position, "url": url}
+        search_ids[database] = search_id
+    return search_ids
+
+
+def _has_log(db) -> bool:
+    """A catalog made before the search log existed (schema m003) is searched without logging."""
+    from . import schemas
+
+    return "search_log" in schemas.schema(db).tables
+
+
+# -- The beacon ------------------------------------------------------------------------------------------------
+
+
+def _answer(status: int, **body) -> Response:
+    return Response.json({"ok": status < 400, **body}, status=status)
+
+
+async def click_beacon(request, datasette):
+    if request.method != "POST":
+        return _answer(405, error="send clicks with POST")
+    from .pages import PageError, find_catalog
+
+    try:
+        db = find_catalog(datasette, tilde_decode(request.url_vars["database"]))
+    except PageError as error:
+        return _answer(error.status, error=str(error))
+    await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
+    if not _has_log(db):
+        return _answer(404, error=f"catalog '{db.name}' has no search log: open it once with scisearch to upgrade it")
+    form = await request.post_vars()
+    try:
+        search_id, position = int(form.get("search_id", "")), int(form.get("position", ""))
+    except ValueError:
+        return _answer(400, error="search_id and position must be whole numbers")
+    if not (0 < search_id < 2**63 and 0 < position < 2**31):
+        return _answer(400, error="search_id and position must be positive")
+    item_type, item_id = form.get("item_type") or None, form.get("item_id")
+    actor = actor_id(request.actor)
+    outcome = await db.execute_write_fn(lambda conn: record_click(conn, search_id, position, item_type, item_id, actor))
+    if outcome.status >= 400:
+        return _answer(outcome.status, error=outcome.message)
+    return _answer(200, recorded=outcome.recorded, **({"note": outcome.message} if outcome.message else {}))
+
+
+ROUTES = [(_CLICK_ROUTE, click_beacon)]
+
+__all__ = ["ROUTES", "ClickOutcome", "log_search", "record_click", "record_search"]

@@ -1,0 +1,210 @@
+"""From the search log to a ranking signal: which results searchers open for a query, corrected for position bias.
+
+People open the first results far more often than the fifth whatever they are
+worth, so a result's click rate mostly says where it was shown.  ``learn``
+reads the log (``search_log``, ``search_impressions``, ``search_clicks``) and
+fits a **position-based click model** (Craswell et al. 2008; Chuklin, Markov &
+de Rijke, *Click Models for Web Search*, 2015):
+
+    P(click | query q, item d at position k) = θ_k · γ_qd
+
+θ_k is the chance that a searcher looks at position k at all (the examination
+propensity, shared by every query) and γ_qd the chance they open d for q once
+they see it (its attractiveness).  Both are fitted by expectation-maximisation
+over the log, aggregated into (q, d, k, shown, clicked) groups so a million log
+rows cost one SQL aggregation and a few hundred numpy passes.  This is the EM of
+Wang et al. (WSDM 2018, "Position bias estimation for unbiased learning to
+rank in personal search") with the closed-form M-step: their regression M-step
+shares γ across items through features, and here relevance is learned per
+(query, item) pair.
+
+Why EM and not a fixed 1/k^η curve: the curve differs between a grid of
+previews and a list of abstracts, and EM measures it.  θ is identifiable only
+from pairs shown at more than one position (a pair seen at one position fits
+any θ, and EM leaves θ where that pair found it).  Rankings do move — after
+each ``learn``, as the catalog grows, between tabs and pages — and each θ_k
+starts from 1/k with ``PROPENSITY_PRIOR`` pseudo-impressions, so with little
+movement in the log the propensities stay near that prior and move as far as
+the evidence carries them.
+
+γ has a Beta prior centred on the log's mean attractiveness with the weight of
+``PRIOR_EXAMINATIONS`` examined impressions, so one click from one impression
+is a hint, not certainty.  The stored ``boost`` is γ minus that mean, clipped
+to ±``BOOST_CAP``: the engine adds at most ``BOOST_CAP`` times its click weight,
+however many clicks there are.
+
+Against forged or repeated clicks (besides the beacon's own checks in
+web/clicks.py): everything one signed-in actor does for one (query, item) in
+one day counts once, as one impression at the best position it was shown and
+at most one click; anonymous searches count one each.  ``learn`` recomputes
+``click_signals`` from the whole log every time, so running it twice gives
+the same table.
+
+``learn(db, debias=False)`` is the naive variant (θ = 1: plain smoothed click
+rates), kept to measure what the correction is worth (benchmarks/clicks.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import sqlite_utils
+
+# Positions after this one share one propensity: few searchers scroll that far, and their clicks are sparse.
+MAX_POSITION = 50
+# θ_k starts at 1/k and counts as this many impressions at each position (see the module docstring).
+PROPENSITY_PRIOR = 20.0
+# γ's prior weighs as much as this many examined impressions at the log's mean attractiveness.
+PRIOR_EXAMINATIONS = 10.0
+# The learned boost is clipped to ±BOOST_CAP (attractiveness minus the mean, a probability difference).
+BOOST_CAP = 0.5
+# Boosts smaller than this change no ranking worth storing.
+MIN_BOOST = 0.005
+EM_ITERATIONS = 200
+EM_TOLERANCE = 1e-6
+
+
+@dataclass
+class LearnReport:
+    searches: int = 0
+    impressions: int = 0  # impressions logged
+    clicks: int = 0  # clicks logged
+    counted_impressions: int = 0  # after counting each actor's (query, item) once a day
+    counted_clicks: int = 0
+    queries: int = 0  # distinct query keys with at least one click
+    pairs: int = 0  # (query, item) pairs written to click_signals
+    boosted: int = 0  # of which with a positive boost
+    propensities: list[float] = field(default_factory=list)  # θ_1, θ_2, … (1.0 everywhere when not debiased)
+    mean_attractiveness: float = 0.0
+    iterations: int = 0
+    debiased: bool = True
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+# One row per (query, item, position): how many times it was shown and opened, after counting each actor's
+# (query, item) once a day at the best position it had.  Anonymous searches are each their own "actor".
+_GROUPS_SQL = """
+with shown as (
+    select l.query_key, i.item_type, i.item_id,
+           coalesce('actor:' || l.actor, 'search:' || l.id) as who, substr(l.created_at, 1, 10) as day,
+           min(i.position) as position, max(c.id is not null) as clicked
+    from search_impressions i
+    join search_log l on l.id = i.search_id
+    left join search_clicks c on c.search_id = i.search_id and c.position = i.position
+    where l.query_key is not null and l.query_key != ''
+    group by l.query_key, i.item_type, i.item_id, who, day
+)
+select query_key, item_type, item_id, min(position, :max_position) as position, count(*) as shown,
+       sum(clicked) as clicked
+from shown
+group by query_key, item_type, item_id, min(position, :max_position)
+"""
+
+
+def learn(
+    db: sqlite_utils.Database,
+    *,
+    debias: bool = True,
+    now: dt.datetime | None = None,
+) -> LearnReport:
+    """Recompute ``click_signals`` from the whole search log; returns what was learned."""
+    started = time.perf_counter()
+    report = LearnReport(debiased=debias)
+    report.searches = db.execute("select count(*) from search_log").fetchone()[0]
+    report.impressions = db.execute("select count(*) from search_impressions").fetchone()[0]
+    report.clicks = db.execute("select count(*) from search_clicks").fetchone()[0]
+    rows = db.execute(_GROUPS_SQL, {"max_position": MAX_POSITION}).fetchall()
+    signals: list[dict] = []
+    if rows:
+        signals = _fit(rows, debias, report)
+    updated_at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
+    with db.conn:
+        db.execute("delete from click_signals")
+        db["click_signals"].insert_all(({**signal, "updated_at": updated_at} for signal in signals), batch_size=5000)
+    report.pairs = len(signals)
+    report.boosted = sum(1 for signal in signals if signal["boost"] > 0)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _fit(rows: list[tuple], debias: bool, report: LearnReport) -> list[dict]:
+    keys: dict[tuple[str, str, str], int] = {}
+    pair = np.empty(len(rows), dtype=np.int64)
+    for index, (query_key, item_type, item_id, *_) in enumerate(rows):
+        pair[index] = keys.setdefault((query_key, item_type, item_id), len(keys))
+    position = np.array([row[3] for row in rows], dtype=np.int64) - 1  # 0-based
+    shown = np.array([row[4] for row in rows], dtype=np.float64)
+    clicked = np.array([row[5] for row in rows], dtype=np.float64)
+    report.counted_impressions, report.counted_clicks = int(shown.sum()), int(clicked.sum())
+    if debias:
+        propensity, attractiveness, mean, report.iterations = position_based_model(pair, position, shown, clicked)
+    else:
+        propensity = np.ones(MAX_POSITION)
+        mean = clicked.sum() / shown.sum()
+        attractiveness = _smoothed(np.bincount(pair, clicked), np.bincount(pair, shown), mean)
+    report.propensities = [round(float(p), 4) for p in propensity[: position.max() + 1]]
+    report.mean_attractiveness = round(float(mean), 4)
+    pair_clicks = np.bincount(pair, clicked, minlength=len(keys))
+    pair_shown = np.bincount(pair, shown, minlength=len(keys))
+    boost = np.clip(attractiveness - mean, -BOOST_CAP, BOOST_CAP)
+    report.queries = len({query_key for (query_key, _, _), index in keys.items() if pair_clicks[index] > 0})
+    return [
+        {
+            "query_key": query_key,
+            "item_type": item_type,
+            "item_id": item_id,
+            "clicks": int(pair_clicks[index]),
+            "impressions": int(pair_shown[index]),
+            "attractiveness": round(float(attractiveness[index]), 6),
+            "boost": round(float(boost[index]), 6),
+        }
+        for (query_key, item_type, item_id), index in keys.items()
+        if abs(boost[index]) >= MIN_BOOST
+    ]
+
+
+def _smoothed(clicks: np.ndarray, examinations: np.ndarray, mean: float) -> np.ndarray:
+    """Posterior mean of a Beta prior at ``mean`` worth PRIOR_EXAMINATIONS examinations."""
+    return (clicks + PRIOR_EXAMINATIONS * mean) / (examinations + PRIOR_EXAMINATIONS)
+
+
+def position_based_model(
+    pair: np.ndarray, position: np.ndarray, shown: np.ndarray, clicked: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """EM for θ (per position) and γ (per pair) over groups of (pair, 0-based position, shown, clicked).
+
+    E-step: a shown-but-not-opened result was either not looked at or looked at and passed over:
+    P(looked | no click) = θ(1-γ)/(1-θγ), P(attractive | no click) = (1-θ)γ/(1-θγ); an opened one was both.
+    M-step: θ_k and γ_qd are the expected shares, with their priors as pseudo-counts."""
+    pairs = int(pair.max()) + 1
+    prior_propensity = 1.0 / np.arange(1, MAX_POSITION + 1)
+    propensity = prior_propensity.copy()
+    mean = clicked.sum() / max(float((shown * propensity[position]).sum()), 1e-12)
+    mean = min(mean, 0.999)
+    attractiveness = np.full(pairs, mean)
+    not_clicked = shown - clicked
+    iterations = 0
+    while iterations < EM_ITERATIONS:
+        iterations += 1
+        theta, gamma = propensity[position], attractiveness[pair]
+        unseen_or_passed = np.maximum(1.0 - theta * gamma, 1e-12)
+        looked = clicked + not_clicked * theta * (1.0 - gamma) / unseen_or_passed
+        liked = clicked + not_clicked * (1.0 - theta) * gamma / unseen_or_passed
+        looked_at = np.bincount(position, looked, minlength=MAX_POSITION)
+        shown_at = np.bincount(position, shown, minlength=MAX_POSITION)
+        new_propensity = (looked_at + PROPENSITY_PRIOR * prior_propensity) / (shown_at + PROPENSITY_PRIOR)
+        new_mean = float(liked.sum() / shown.sum())
+        new_attractiveness = (np.bincount(pair, liked, minlength=pairs) + PRIOR_EXAMINATIONS * new_mean) / (
+            np.bincount(pair, shown, minlength=pairs) + PRIOR_EXAMINATIONS
+        )
+        change = max(np.abs(new_propensity - propensity).max(), np.abs(new_attractiveness - attractiveness).max())
+        propensity, attractiveness, mean = new_propensity, new_attractiveness, new_mean
+        if change < EM_TOLERANCE:
+            break
+    return propensity, attractiveness, mean, iterations
