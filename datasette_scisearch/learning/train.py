@@ -1,0 +1,629 @@
+"""The learned tagger: a small head trained on frozen image features from experts' validated tags.
+
+A tag set is an expert's name for a few classes ("morphology": nanoparticles, nanowires, lattice, amorphous).
+Training reads what experts said about those classes, fits a standardised logistic regression on the vectors the
+image taggers already stored (CLIP where present, the image-analysis feature vector otherwise), measures it by
+stratified k-fold cross-validation against the machine tags already on the same items, and writes its predictions
+back as tags any search can use.
+
+Labels.  An item is an example of class C when it carries tag C (case-insensitive, any source) with status
+``accepted`` or ``added``.  A rejection says what an item is *not*, and a head that picks one of K classes needs
+what it *is*: so rejections become a label only when they leave exactly one class (all the others rejected: in a
+two-class set one rejection is enough); otherwise they are not training examples, but the learned tagger never
+writes a tag an expert rejected on that item.  Items with two different positive classes are left out as ambiguous.
+
+Tags written.  Each training of a tag set is a new version (previous + 1; the previous model is retired).  Its
+predictions are tags with source ``learned:<tag_set>.v<version>`` (source_version ``<version>``), status
+``machine``, score = the head's probability, and evidence naming the model and its cross-validated accuracy.
+Re-training removes the machine tags of every older version of the set (experts' tags, including accepted learned
+tags, stay).  No learned tag is written on an item an expert labelled for the set (its label is known) or where
+the expert rejected that very tag, nor below ``min_probability``; every prediction, though, is kept in
+``learned_predictions`` (top class, its probability, the margin over the runner-up) for the review queue.
+
+Accuracy.  5 labels per class are the least that train (``MIN_LABELS_PER_CLASS``); with 20 per class
+(``RELIABLE_LABELS_PER_CLASS``) the cross-validated accuracy is worth quoting.  The baseline is what the catalog
+said before anyone trained anything: for each labelled item, the class whose machine tag (from clip, image
+analysis, filenames ...; tags experts added do not count) names it with the highest score.  A machine tag names a
+class when it equals it, contains it or is contained in it ("particles" names "nanoparticles"), or as the caller's
+mapping says.  An item with no such tag counts as wrong for the baseline.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import sqlite_utils
+
+from .. import vectors
+from ..catalog import now_utc
+from ..search.index import refresh_search_items
+
+MIN_LABELS_PER_CLASS = 5
+RELIABLE_LABELS_PER_CLASS = 20
+FEATURE_SPACES = ("clip", "image_features")  # "auto" prefers CLIP where it covers the labelled items as well
+MIN_PROBABILITY = 0.5
+EXPERT_STATUSES = ("accepted", "added", "rejected")
+_TAG_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,60}$")
+_READ_BATCH = 5_000
+
+
+class TrainingError(Exception):
+    """Training or prediction cannot go ahead; the message says what to do."""
+
+
+@dataclass
+class TrainingReport:
+    """What one training did: how well the head does against the baseline, and what it wrote."""
+
+    tag_set: str
+    classes: list[str]
+    feature_space: str
+    head: str
+    labels: int  # labelled items with features, all used for training and cross-validation
+    counts: dict[str, int]
+    folds: int
+    cv_accuracy: float
+    baseline_accuracy: float
+    baseline_covered: int  # labelled items carrying a machine tag that names one of the classes
+    confusion: list[list[int]]  # rows: the experts' class, columns: the head's out-of-fold prediction
+    baseline_confusion: list[list[int]]  # rows: the experts' class, columns: baseline class, then "no tag"
+    excluded: dict[str, int]
+    labels_from_rejections: int
+    version: int = 0
+    model_id: int | None = None
+    source: str = ""
+    predictions: int = 0
+    tags_written: int = 0
+    tags_removed: int = 0
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PredictionReport:
+    tag_set: str
+    version: int
+    source: str
+    feature_space: str
+    predictions: int
+    tags_written: int
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Labels:
+    by_item: dict[str, int]  # item id -> class index
+    rejected: dict[str, set[str]]  # item id -> casefolded class texts an expert rejected there
+    labelled: set[str]  # items with a positive expert label for some class of the set
+    ambiguous: int
+    conflicting: int
+    rejected_only: int
+    from_rejections: int
+
+
+def learned_source(tag_set: str, version: int) -> str:
+    return f"learned:{tag_set}.v{version}"
+
+
+def train(
+    db: sqlite_utils.Database,
+    tag_set: str,
+    classes: list[str],
+    feature_space: str = "auto",
+    actor=None,
+    folds: int = 5,
+    item_type: str = "file",
+    baseline_tags: dict[str, list[str]] | None = None,
+    min_probability: float = MIN_PROBABILITY,
+    write: bool = True,
+) -> TrainingReport:
+    """Train the next version of ``tag_set``'s head on experts' labels and write its predictions as tags.
+
+    ``baseline_tags`` maps a class to the machine tags that name it (default: equal or containing, either way).
+    With ``write=False`` nothing is written: the report says how well a head would do.
+    Raises TrainingError when the labels or features do not allow training."""
+    started = time.perf_counter()
+    tag_set = _checked_tag_set(tag_set)
+    classes = _checked_classes(classes)
+    if folds < 2:
+        raise TrainingError(f"cross-validation needs at least 2 folds, not {folds}")
+    labels = _read_labels(db, item_type, classes)
+    if not labels.by_item:
+        _check_enough(tag_set, classes, dict.fromkeys(classes, 0), missing_features=0, space="")
+    space = _choose_space(db, feature_space, item_type, list(labels.by_item), tag_set)
+    ids, features = _read_features(db, space, item_type, list(labels.by_item))
+    target = np.array([labels.by_item[item_id] for item_id in ids], dtype=int)
+    counts = {name: int((target == index).sum()) for index, name in enumerate(classes)}
+    _check_enough(tag_set, classes, counts, missing_features=len(labels.by_item) - len(ids), space=space)
+
+    used_folds = min(folds, min(counts.values()))
+    out_of_fold = _cross_validated_predictions(features, target, used_folds)
+    baseline = _baseline_predictions(db, item_type, ids, classes, baseline_tags)
+    report = TrainingReport(
+        tag_set=tag_set,
+        classes=classes,
+        feature_space=space,
+        head="logistic regression (standardised features, balanced class weights)",
+        labels=len(ids),
+        counts=counts,
+        folds=used_folds,
+        cv_accuracy=round(float((out_of_fold == target).mean()), 4),
+        baseline_accuracy=round(float((baseline == target).mean()), 4),
+        baseline_covered=int((baseline >= 0).sum()),
+        confusion=_confusion(target, out_of_fold, len(classes)).tolist(),
+        baseline_confusion=_confusion(target, np.where(baseline < 0, len(classes), baseline), len(classes), 1).tolist(),
+        excluded={
+            "ambiguous": labels.ambiguous,
+            "conflicting": labels.conflicting,
+            "rejected_only": labels.rejected_only,
+            "no_features": len(labels.by_item) - len(ids),
+        },
+        labels_from_rejections=labels.from_rejections,
+    )
+    thin = [f"{name} ({count})" for name, count in counts.items() if count < RELIABLE_LABELS_PER_CLASS]
+    if thin:
+        report.warnings.append(
+            f"fewer than {RELIABLE_LABELS_PER_CLASS} labels for {', '.join(thin)}: "
+            "the cross-validated accuracy is a rough guide until each class has that many"
+        )
+    if write:
+        weights = _fit_weights(features, target, classes)
+        _write_version(db, report, weights, labels, item_type, _actor_id(actor), min_probability)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def predict(
+    db: sqlite_utils.Database, tag_set: str, item_type: str = "file", min_probability: float = MIN_PROBABILITY
+) -> PredictionReport:
+    """Apply ``tag_set``'s current head to items that have its features but no prediction yet (files tagged since
+    it was trained), writing their learned tags; nothing is retrained."""
+    started = time.perf_counter()
+    model = current_model(db, tag_set)
+    if model is None:
+        raise TrainingError(
+            f"no learned model for the tag set {tag_set!r} yet: train one first with "
+            f"'scisearch train CATALOG --tag-set {tag_set} --classes A,B,...'"
+        )
+    classes = json.loads(model["classes"])
+    labels = _read_labels(db, item_type, classes)
+    done = {
+        str(row[0])
+        for row in db.execute(
+            "select item_id from learned_predictions where model_id = ? and item_type = ?", [model["id"], item_type]
+        )
+    }
+    head = _Head(
+        model["id"], tag_set, model["version"], model["feature_space"], classes, load_weights(model["weights"]),
+        model["cv_accuracy"], model["labels"],
+    )  # fmt: skip
+    _begin(db)
+    try:
+        predictions, tagged = _write_predictions(db, head, item_type, labels, min_probability, skip=done)
+        refresh_search_items(db, [item_type], tagged)  # commits
+        _commit(db)
+    except BaseException:
+        _rollback(db)
+        raise
+    return PredictionReport(
+        tag_set=tag_set,
+        version=head.version,
+        source=head.source,
+        feature_space=head.feature_space,
+        predictions=predictions,
+        tags_written=len(tagged),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def current_model(db: sqlite_utils.Database, tag_set: str) -> dict | None:
+    rows = list(db.query("select * from learned_models where tag_set = ? and status = 'current'", [tag_set]))
+    return rows[0] if rows else None
+
+
+# ---------------------------------------------------------------- input
+
+
+def _checked_tag_set(tag_set: str) -> str:
+    tag_set = (tag_set or "").strip()
+    if not _TAG_SET_NAME.match(tag_set):
+        raise TrainingError(
+            f"tag set name {tag_set!r} must be letters, digits, '-' and '_' (e.g. 'morphology'), at most 61 long"
+        )
+    return tag_set
+
+
+def _checked_classes(classes: list[str]) -> list[str]:
+    cleaned, seen = [], set()
+    for name in classes:
+        name = " ".join(str(name).split())
+        if name and name.casefold() not in seen:
+            seen.add(name.casefold())
+            cleaned.append(name)
+    if len(cleaned) < 2:
+        raise TrainingError(f"a tag set needs at least two classes to choose between, got {cleaned or 'none'}")
+    return cleaned
+
+
+def _read_labels(db, item_type: str, classes: list[str]) -> _Labels:
+    index = {name.casefold(): position for position, name in enumerate(classes)}
+    positive: dict[str, set[int]] = {}
+    rejected: dict[str, set[int]] = {}
+    marks = ",".join("?" * len(classes))
+    for item_id, text, status in db.execute(
+        f"select item_id, tag, status from tags where item_type = ? and status in ('accepted', 'added', 'rejected') "
+        f"and lower(tag) in ({marks})",
+        [item_type, *(name.lower() for name in classes)],
+    ):
+        position = index.get(text.casefold())
+        if position is None:
+            continue
+        (rejected if status == "rejected" else positive).setdefault(str(item_id), set()).add(position)
+    by_item: dict[str, int] = {}
+    ambiguous = conflicting = rejected_only = from_rejections = 0
+    for item_id in positive.keys() | rejected.keys():
+        said, denied = positive.get(item_id, set()), rejected.get(item_id, set())
+        if said:
+            remaining = said - denied
+            if len(remaining) == 1:
+                by_item[item_id] = remaining.pop()
+            elif remaining:
+                ambiguous += 1
+            else:
+                conflicting += 1
+        elif len(denied) == len(classes) - 1:
+            by_item[item_id] = (set(range(len(classes))) - denied).pop()
+            from_rejections += 1
+        else:
+            rejected_only += 1
+    return _Labels(
+        by_item=by_item,
+        rejected={item_id: {classes[p].casefold() for p in denied} for item_id, denied in rejected.items()},
+        labelled=set(positive),
+        ambiguous=ambiguous,
+        conflicting=conflicting,
+        rejected_only=rejected_only,
+        from_rejections=from_rejections,
+    )
+
+
+def _choose_space(db, feature_space: str, item_type: str, labelled: list[str], tag_set: str) -> str:
+    known = vectors.spaces(db)
+    if feature_space != "auto":
+        if feature_space not in known:
+            raise TrainingError(
+                f"the catalog has no {feature_space!r} vectors (it has: {', '.join(sorted(known)) or 'none'}); "
+                "run 'scisearch tag' with the tagger that makes them, or use --features auto"
+            )
+        return feature_space
+    candidates = [space for space in FEATURE_SPACES if space in known]
+    coverage = {space: len(_read_features(db, space, item_type, labelled)[0]) for space in candidates}
+    if not coverage or max(coverage.values()) == 0:
+        raise TrainingError(
+            f"none of the {len(labelled)} items labelled for {tag_set!r} has image features; run "
+            "'scisearch tag CATALOG --tagger image_analysis' (or --tagger clip with CLIP weights) first"
+        )
+    return max(candidates, key=lambda space: coverage[space])  # max keeps the first (CLIP) on a tie
+
+
+def _read_features(db, space: str, item_type: str, item_ids: list[str]) -> tuple[list[str], np.ndarray]:
+    """The stored vectors of these items (those that have one), in a stable order."""
+    table = vectors.table_for(space)
+    found: dict[str, np.ndarray] = {}
+    ordered = sorted(set(item_ids), key=_natural)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        for item_id, blob in db.execute(
+            f"select s.item_id, v.embedding from search_items s join [{table}] v on v.item_rowid = s.id "
+            f"where s.item_type = ? and s.item_id in ({','.join('?' * len(chunk))})",
+            [item_type, *chunk],
+        ):
+            found[str(item_id)] = np.frombuffer(blob, dtype=np.float32)
+    ids = [item_id for item_id in ordered if item_id in found]
+    dimensions = (vectors.spaces(db).get(space) or {}).get("dimensions") or 0
+    matrix = np.stack([found[item_id] for item_id in ids]) if ids else np.zeros((0, dimensions), np.float32)
+    return ids, matrix.astype(np.float64)
+
+
+def _all_features(db, space: str, item_type: str) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Every vector of ``space`` for ``item_type``, a batch at a time (a large catalog's do not fit at once)."""
+    table = vectors.table_for(space)
+    cursor = db.execute(
+        f"select s.item_id, v.embedding from search_items s join [{table}] v on v.item_rowid = s.id "
+        "where s.item_type = ?",
+        [item_type],
+    )
+    while rows := cursor.fetchmany(_READ_BATCH):
+        yield [str(row[0]) for row in rows], np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
+
+
+def _natural(item_id: str):
+    return (0, int(item_id), "") if item_id.isdigit() else (1, 0, item_id)
+
+
+def _check_enough(tag_set: str, classes: list[str], counts: dict[str, int], missing_features: int, space: str) -> None:
+    short = {name: MIN_LABELS_PER_CLASS - count for name, count in counts.items() if count < MIN_LABELS_PER_CLASS}
+    if not short:
+        return
+    have = ", ".join(f"{name} {count}" for name, count in counts.items())
+    need = ", ".join(f"{name} ({more} more)" for name, more in short.items())
+    message = (
+        f"too few labels to train {tag_set!r}: {have}. Training needs at least {MIN_LABELS_PER_CLASS} labelled items "
+        f"per class ({RELIABLE_LABELS_PER_CLASS} per class give a reliable accuracy); label more items as {need} "
+        "by accepting or adding those tags"
+    )
+    if missing_features:
+        message += (
+            f". {missing_features} labelled items have no {space} vector and do not count: "
+            "tag them with the image taggers first"
+        )
+    raise TrainingError(message)
+
+
+# ---------------------------------------------------------------- the head
+
+
+def _new_head():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=5000))
+
+
+def _cross_validated_predictions(features: np.ndarray, target: np.ndarray, folds: int) -> np.ndarray:
+    from sklearn.model_selection import StratifiedKFold
+
+    predicted = np.empty_like(target)
+    # Shuffled with a fixed seed: labels often arrive in runs of one class (an expert works folder by folder).
+    for train_rows, test_rows in StratifiedKFold(n_splits=folds, shuffle=True, random_state=0).split(features, target):
+        head = _new_head().fit(features[train_rows], target[train_rows])
+        predicted[test_rows] = head.predict(features[test_rows])
+    return predicted
+
+
+def _fit_weights(features: np.ndarray, target: np.ndarray, classes: list[str]) -> dict[str, np.ndarray]:
+    head = _new_head().fit(features, target)
+    scaler, regression = head.steps[0][1], head.steps[1][1]
+    return {
+        "mean": scaler.mean_,
+        "scale": scaler.scale_,
+        "coef": regression.coef_,
+        "intercept": regression.intercept_,
+        "classes": np.array(classes),
+    }
+
+
+def dump_weights(weights: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **weights)
+    return buffer.getvalue()
+
+
+def load_weights(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as stored:
+        return {name: stored[name] for name in stored.files}
+
+
+def probabilities(weights: dict[str, np.ndarray], features: np.ndarray) -> np.ndarray:
+    """Class probabilities (rows: items, columns: classes) from stored weights, as scikit-learn's predict_proba."""
+    scores = ((features - weights["mean"]) / weights["scale"]) @ weights["coef"].T + weights["intercept"]
+    if scores.shape[1] == 1:  # two classes: one logit for the second class
+        second = 1 / (1 + np.exp(-scores[:, 0]))
+        return np.column_stack([1 - second, second])
+    scores -= scores.max(axis=1, keepdims=True)
+    exp = np.exp(scores)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------- the baseline
+
+
+def _baseline_predictions(db, item_type, ids, classes, mapping: dict[str, list[str]] | None) -> np.ndarray:
+    """Per item, the class its best machine tag names, or -1 where no machine tag names one."""
+    names = _naming_rule(classes, mapping)
+    best: dict[str, tuple[float, int]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for item_id, text, score in db.execute(
+            "select item_id, tag, score from tags where item_type = ? and status != 'added' and source != 'expert' "
+            f"and source not like 'learned:%' and item_id in ({','.join('?' * len(chunk))})",
+            [item_type, *chunk],
+        ):
+            for position in names(text.casefold()):
+                candidate = (score if score is not None else 0.0, -position)
+                if str(item_id) not in best or candidate > best[str(item_id)]:
+                    best[str(item_id)] = candidate
+    return np.array([-best[item_id][1] if item_id in best else -1 for item_id in ids], dtype=int)
+
+
+def _naming_rule(classes: list[str], mapping: dict[str, list[str]] | None):
+    """A function from a machine tag's text to the positions of the classes it names."""
+    if mapping:
+        lookup: dict[str, list[int]] = {}
+        for position, name in enumerate(classes):
+            for text in mapping.get(name, [name]):
+                lookup.setdefault(text.casefold(), []).append(position)
+        return lambda text: lookup.get(text, [])
+    folded = [name.casefold() for name in classes]
+    return lambda text: [p for p, name in enumerate(folded) if text == name or text in name or name in text]
+
+
+def _confusion(truth: np.ndarray, predicted: np.ndarray, size: int, extra_columns: int = 0) -> np.ndarray:
+    matrix = np.zeros((size, size + extra_columns), dtype=int)
+    np.add.at(matrix, (truth, predicted), 1)
+    return matrix
+
+
+# ---------------------------------------------------------------- writing
+
+
+@dataclass
+class _Head:
+    """A trained head as the writer needs it: where its tags come from and what their evidence says."""
+
+    model_id: int
+    tag_set: str
+    version: int
+    feature_space: str
+    classes: list[str]
+    weights: dict[str, np.ndarray]
+    cv_accuracy: float
+    labels: int
+
+    @property
+    def source(self) -> str:
+        return learned_source(self.tag_set, self.version)
+
+    def evidence(self, probability: float) -> str:
+        return (
+            f"learned head {self.tag_set} v{self.version} on {self.feature_space}, p={probability:.2f}; "
+            f"CV accuracy {self.cv_accuracy:.2f} from {self.labels} labels"
+        )
+
+
+def _write_version(db, report: TrainingReport, weights, labels: _Labels, item_type, actor, min_probability) -> None:
+    """One transaction: the new model, the old versions retired and their tags removed, the new predictions and
+    tags, and the search documents of every item whose tags changed."""
+    _begin(db)
+    try:
+        (previous,) = db.execute(
+            "select coalesce(max(version), 0) from learned_models where tag_set = ?", [report.tag_set]
+        ).fetchone()
+        report.version = previous + 1
+        report.source = learned_source(report.tag_set, report.version)
+        for (model_id,) in db.execute(
+            "select id from learned_models where tag_set = ? and status = 'current'", [report.tag_set]
+        ).fetchall():
+            # Old predictions only ordered the review queue, which follows the current model.
+            db.execute("delete from learned_predictions where model_id = ?", [model_id])
+            db.execute("update learned_models set status = 'retired' where id = ?", [model_id])
+        untagged, report.tags_removed = _remove_learned_tags(db, report.tag_set, item_type)
+        summary = {key: value for key, value in report.as_dict().items() if key not in ("version", "model_id")}
+        model_id = _insert(
+            db,
+            "learned_models",
+            {
+                "tag_set": report.tag_set,
+                "version": report.version,
+                "classes": json.dumps(report.classes),
+                "feature_space": report.feature_space,
+                "labels": report.labels,
+                "cv_accuracy": report.cv_accuracy,
+                "baseline_accuracy": report.baseline_accuracy,
+                "report": json.dumps(summary),
+                "weights": dump_weights(weights),
+                "status": "current",
+                "trained_at": now_utc(),
+                "trained_by": actor,
+            },
+        )
+        report.model_id = model_id
+        head = _Head(
+            model_id, report.tag_set, report.version, report.feature_space, report.classes, weights,
+            report.cv_accuracy, report.labels,
+        )  # fmt: skip
+        predictions, tagged = _write_predictions(db, head, item_type, labels, min_probability, skip=set())
+        report.predictions, report.tags_written = predictions, len(tagged)
+        refresh_search_items(db, [item_type], sorted(set(untagged) | set(tagged)))  # commits
+        _commit(db)
+    except BaseException:
+        _rollback(db)
+        raise
+
+
+def _remove_learned_tags(db, tag_set: str, item_type: str) -> tuple[list[str], int]:
+    """Remove the machine tags of every version of ``tag_set``; experts' judgements of them stay."""
+    prefix = f"learned:{tag_set}.v"  # tag set names hold no '.', so no other set's source starts so
+    where = "item_type = ? and status = 'machine' and substr(source, 1, ?) = ?"
+    parameters = [item_type, len(prefix), prefix]
+    items = [str(row[0]) for row in db.execute(f"select distinct item_id from tags where {where}", parameters)]
+    return items, db.execute(f"delete from tags where {where}", parameters).rowcount
+
+
+def _insert(db, table: str, row: dict) -> int:
+    # Plain SQL rather than sqlite-utils' insert, which commits: this must stay inside the caller's transaction.
+    columns = ", ".join(row)
+    return db.execute(
+        f"insert into {table} ({columns}) values ({', '.join('?' * len(row))})", list(row.values())
+    ).lastrowid
+
+
+def _write_predictions(
+    db, head: _Head, item_type: str, labels: _Labels, min_probability: float, skip: set[str]
+) -> tuple[int, list[str]]:
+    """Predict every item with a vector in the head's space (but those in ``skip``); returns how many were
+    predicted and the items that got a learned tag."""
+    now, predicted, tagged = now_utc(), 0, []
+    expected = head.weights["mean"].shape[0]
+    for ids, features in _all_features(db, head.feature_space, item_type):
+        if features.shape[1] != expected:
+            raise TrainingError(
+                f"the {head.feature_space!r} vectors are {features.shape[1]}-d but the head was trained on "
+                f"{expected}-d ones (the model behind them changed): train the tag set again"
+            )
+        keep = [row for row, item_id in enumerate(ids) if item_id not in skip]
+        if not keep:
+            continue
+        ids = [ids[row] for row in keep]
+        chances = probabilities(head.weights, features[keep].astype(np.float64))
+        ranked = np.sort(chances, axis=1)
+        best = chances.argmax(axis=1)
+        prediction_rows, tag_rows = [], []
+        for row, item_id in enumerate(ids):
+            label, p, margin = head.classes[best[row]], float(ranked[row, -1]), float(ranked[row, -1] - ranked[row, -2])
+            prediction_rows.append((head.model_id, item_type, item_id, label, round(p, 4), round(margin, 4)))
+            if p < min_probability or item_id in labels.labelled:
+                continue  # too unsure to tag, or the expert's own label is already there
+            if label.casefold() in labels.rejected.get(item_id, set()):
+                continue  # the expert said it is not this
+            tag_rows.append(
+                (item_type, item_id, label, round(p, 4), head.source, str(head.version), head.evidence(p), now, now)
+            )
+            tagged.append(item_id)
+        db.conn.executemany(
+            "insert or replace into learned_predictions (model_id, item_type, item_id, label, probability, margin) "
+            "values (?, ?, ?, ?, ?, ?)",
+            prediction_rows,
+        )
+        db.conn.executemany(
+            "insert into tags (item_type, item_id, tag, score, source, source_version, status, evidence, "
+            "created_at, updated_at) values (?, ?, ?, ?, ?, ?, 'machine', ?, ?, ?)",
+            tag_rows,
+        )
+        predicted += len(prediction_rows)
+    return predicted, tagged
+
+
+def _actor_id(actor) -> str | None:
+    if isinstance(actor, dict):
+        return str(actor.get("id")) if actor.get("id") is not None else None
+    return None if actor is None else str(actor)
+
+
+def _begin(db) -> None:
+    if db.conn.in_transaction:
+        db.conn.commit()  # an implicit read transaction of sqlite3's may be open; ours must start fresh
+    db.execute("BEGIN IMMEDIATE")
+
+
+def _commit(db) -> None:
+    if db.conn.in_transaction:
+        db.conn.commit()
+
+
+def _rollback(db) -> None:
+    if db.conn.in_transaction:
+        db.conn.rollback()

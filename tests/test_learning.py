@@ -1,0 +1,278 @@
+"""The learned tagger on a demo catalog whose classes are known, and on the real SEM and TEM images.
+
+The demo catalog holds 25 files of each of four scenes (nanoparticles, nanowires, lattice, amorphous), tagged by
+the image-analysis tagger only; a simulated expert labels some of them with their true class, as
+datasette_scisearch.experts leaves labels (tags with status 'added' and source 'expert').
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from datasette_scisearch.catalog import open_catalog
+from datasette_scisearch.config import load_settings
+from datasette_scisearch.ingest import load_files
+from datasette_scisearch.learning.active import review_queue
+from datasette_scisearch.learning.train import TrainingError, predict, train
+from datasette_scisearch.learning.train_command import train as train_command
+from datasette_scisearch.tagging import tag_catalog
+
+from .conftest import REPO, shared_data
+from .learning_support import build_scene_catalog, label_as_expert
+
+CLASSES = ["nanoparticles", "nanowires", "lattice", "amorphous"]
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    return build_scene_catalog(tmp_path_factory.mktemp("scenes"), per_class=25, held_back=3)
+
+
+@pytest.fixture
+def db_path(scenes, tmp_path) -> str:
+    path = tmp_path / "scenes.db"
+    shutil.copy(scenes["path"], path)
+    return str(path)
+
+
+@pytest.fixture
+def db(db_path):
+    db = open_catalog(db_path)
+    yield db
+    db.close()
+
+
+def label(db, scenes, per_class: dict[str, int]) -> set[str]:
+    """The expert labels the first n files of each class with their true class; returns the labelled ids."""
+    labelled = set()
+    for name, count in per_class.items():
+        ids = sorted((i for i, c in scenes["truth"].items() if c == name), key=int)[:count]
+        label_as_expert(db, ids, name)
+        labelled |= set(ids)
+    return labelled
+
+
+def learned_tags(db, version: int = 1) -> list[dict]:
+    return list(db.query("select * from tags where source = ?", [f"learned:morphology.v{version}"]))
+
+
+def test_cross_validated_accuracy_beats_the_machine_tags_on_the_same_items(db, scenes):
+    label(db, scenes, dict.fromkeys(CLASSES, 20))
+    report = train(db, "morphology", CLASSES)
+    assert report.labels == 80 and report.counts == dict.fromkeys(CLASSES, 20) and report.folds == 5
+    assert report.feature_space == "image_features"
+    assert report.cv_accuracy >= 0.9
+    # image analysis has no tag for amorphous carbon and calls some wires particles
+    assert report.cv_accuracy > report.baseline_accuracy
+    assert sum(map(sum, report.confusion)) == 80 and report.baseline_confusion[3][4] == 20
+
+
+def test_the_train_command_prints_accuracy_against_the_baseline_and_the_version_written(db, db_path, scenes):
+    label(db, scenes, dict.fromkeys(CLASSES, 20))
+    result = CliRunner().invoke(
+        train_command, [db_path, "--tag-set", "morphology", "--classes", ",".join(CLASSES)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    model = next(db.query("select * from learned_models"))
+    assert "trained learned:morphology.v1 on 80 labelled items" in result.output
+    assert f"cross-validated accuracy: {model['cv_accuracy']:.3f}" in result.output
+    assert f"baseline (machine tags):  {model['baseline_accuracy']:.3f}" in result.output
+    assert f"wrote {len(learned_tags(db))} tags" in result.output
+
+
+def test_the_train_command_reports_json(db, db_path, scenes):
+    label(db, scenes, dict.fromkeys(CLASSES, 20))
+    result = CliRunner().invoke(
+        train_command, [db_path, "--tag-set", "morphology", "--classes", ",".join(CLASSES), "--json"]
+    )
+    report = json.loads(result.output)
+    assert report["version"] == 1 and report["counts"]["lattice"] == 20 and report["cv_accuracy"] > 0.9
+
+
+def test_learned_tags_carry_the_versioned_source_a_probability_and_evidence(db, scenes):
+    labelled = label(db, scenes, dict.fromkeys(CLASSES, 20))
+    train(db, "morphology", CLASSES)
+    tags = learned_tags(db)
+    assert {tag["item_id"] for tag in tags} <= set(scenes["truth"]) - labelled  # labelled items keep the expert's
+    assert len(tags) == 20  # every unlabelled file is sure enough to tag
+    assert all(tag["status"] == "machine" and tag["source_version"] == "1" for tag in tags)
+    assert all(0.5 <= tag["score"] <= 1 for tag in tags)
+    assert "learned head morphology v1 on image_features, p=" in tags[0]["evidence"]
+    assert "from 80 labels" in tags[0]["evidence"]
+    right = sum(tag["tag"] == scenes["truth"][tag["item_id"]] for tag in tags)
+    assert right >= 18
+
+
+def test_search_finds_unlabelled_amorphous_files_by_their_learned_tag(db, scenes):
+    labelled = label(db, scenes, dict.fromkeys(CLASSES, 20))
+    train(db, "morphology", CLASSES)
+    found = {
+        row[0]
+        for row in db.execute(
+            "select item_id from search_items where id in "
+            "(select rowid from search_items_fts where search_items_fts match 'tags:amorphous')"
+        )
+    }
+    unlabelled_amorphous = {i for i, c in scenes["truth"].items() if c == "amorphous"} - labelled
+    assert unlabelled_amorphous and unlabelled_amorphous <= found  # no machine tagger says "amorphous"
+
+
+def test_every_file_with_features_gets_a_prediction_with_its_margin(db, scenes):
+    label(db, scenes, dict.fromkeys(CLASSES, 20))
+    train(db, "morphology", CLASSES)
+    rows = list(db.query("select * from learned_predictions"))
+    assert len(rows) == 100
+    assert all(0 <= row["margin"] <= row["probability"] <= 1 for row in rows)
+
+
+def test_retraining_replaces_the_old_versions_tags_and_keeps_the_experts(db, scenes):
+    label(db, scenes, dict.fromkeys(CLASSES, 20))
+    train(db, "morphology", CLASSES)
+    experts = db.execute("select count(*) from tags where source = 'expert'").fetchone()[0]
+    report = train(db, "morphology", CLASSES)
+    assert report.version == 2 and report.tags_removed == 20
+    assert learned_tags(db, version=1) == [] and len(learned_tags(db, version=2)) == 20
+    assert db.execute("select count(*) from tags where source = 'expert'").fetchone()[0] == experts == 80
+    statuses = dict(db.execute("select version, status from learned_models").fetchall())
+    assert statuses == {1: "retired", 2: "current"}
+    assert db.execute("select distinct model_id from learned_predictions").fetchall() == [(report.model_id,)]
+
+
+def test_an_accepted_learned_tag_stays_and_becomes_a_label(db, scenes):
+    label(db, scenes, dict.fromkeys(CLASSES, 20))
+    train(db, "morphology", CLASSES)
+    accepted = learned_tags(db)[0]
+    db.execute("update tags set status = 'accepted' where id = ?", [accepted["id"]])
+    db.conn.commit()
+    report = train(db, "morphology", CLASSES)
+    assert next(db.query("select status from tags where id = ?", [accepted["id"]]))["status"] == "accepted"
+    assert report.labels == 81
+
+
+def test_a_learned_tag_the_expert_rejected_is_not_written_again(db, scenes):
+    label(db, scenes, dict.fromkeys(CLASSES, 20))
+    train(db, "morphology", CLASSES)
+    rejected = learned_tags(db)[0]
+    db.execute("update tags set status = 'rejected' where id = ?", [rejected["id"]])
+    db.conn.commit()
+    train(db, "morphology", CLASSES)
+    again = [tag for tag in learned_tags(db, version=2) if tag["item_id"] == rejected["item_id"]]
+    assert all(tag["tag"] != rejected["tag"] for tag in again)
+
+
+def test_rejections_that_leave_one_class_are_labels(db, scenes):
+    label(db, scenes, {"nanowires": 5, "lattice": 5})
+    wire = sorted((i for i, c in scenes["truth"].items() if c == "nanowires"), key=int)[-1]
+    label_as_expert(db, [wire], "lattice", status="rejected")
+    report = train(db, "wires", ["nanowires", "lattice"])
+    assert report.labels_from_rejections == 1 and report.counts == {"nanowires": 6, "lattice": 5}
+
+
+def test_too_few_labels_says_how_many_each_class_has_and_which_to_label(db, scenes):
+    label(db, scenes, {"nanoparticles": 20, "nanowires": 20, "lattice": 3})
+    with pytest.raises(TrainingError) as raised:
+        train(db, "morphology", CLASSES)
+    message = str(raised.value)
+    assert "nanoparticles 20, nanowires 20, lattice 3, amorphous 0" in message
+    assert "at least 5 labelled items per class" in message and "20 per class give a reliable accuracy" in message
+    assert "lattice (2 more), amorphous (5 more)" in message
+    assert db.execute("select count(*) from learned_models").fetchone()[0] == 0
+
+
+def test_too_few_labels_on_the_command_line_is_a_message_not_a_traceback(db, db_path, scenes):
+    result = CliRunner().invoke(train_command, [db_path, "--tag-set", "morphology", "--classes", ",".join(CLASSES)])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: too few labels to train 'morphology': nanoparticles 0")
+    assert "Traceback" not in result.output
+
+
+def test_a_catalog_without_image_features_says_which_tagger_to_run(em_catalog_file, tmp_path):
+    path = tmp_path / "em.db"
+    shutil.copy(em_catalog_file, path)
+    db = open_catalog(path)
+    label_as_expert(db, ["1", "2"], "lattice")
+    with pytest.raises(TrainingError, match="--tagger image_analysis"):
+        train(db, "morphology", ["lattice", "amorphous"])
+
+
+def test_predict_only_tags_files_catalogued_after_training_and_nothing_else(db, db_path, scenes):
+    label(db, scenes, dict.fromkeys(CLASSES, 20))
+    train(db, "morphology", CLASSES)
+    before = {tag["id"] for tag in learned_tags(db)}
+    settings = load_settings(REPO / "metadata.yml")
+    load_files(db, [scenes["later"]], settings, progress=False)
+    tag_catalog(db, settings, ["image_analysis"], progress=False)
+    result = CliRunner().invoke(train_command, [db_path, "--tag-set", "morphology", "--predict-only", "--json"])
+    report = json.loads(result.output)
+    assert report["predictions"] == 12 and report["version"] == 1
+    new = [tag for tag in learned_tags(db) if tag["id"] not in before]
+    paths = dict(db.execute("select id, path from files").fetchall())
+    assert len(new) == report["tags_written"] >= 10
+    assert sum(tag["tag"] == scenes["later_truth"][paths[int(tag["item_id"])]] for tag in new) >= len(new) - 1
+    assert predict(db, "morphology").predictions == 0  # a second run has nothing new
+
+
+def test_predict_only_before_any_training_says_to_train_first(db):
+    with pytest.raises(TrainingError, match="train one first"):
+        predict(db, "morphology")
+
+
+def test_the_review_queue_offers_the_least_certain_unlabelled_files_first(db, scenes):
+    labelled = label(db, scenes, dict.fromkeys(CLASSES, 5))
+    train(db, "morphology", CLASSES)
+    queue = review_queue(db, limit=10, tag_set="morphology")
+    margins = [entry.margin for entry in queue]
+    assert margins == sorted(margins)
+    assert not {entry.item_id for entry in queue} & labelled
+    lowest = db.execute(
+        "select min(margin) from learned_predictions where item_id not in ({})".format(",".join("?" * len(labelled))),
+        sorted(labelled),
+    ).fetchone()[0]
+    assert margins[0] == pytest.approx(lowest)
+
+
+# ---------------------------------------------------------------- real images
+
+
+@pytest.fixture(scope="module")
+def sem_and_tem(tmp_path_factory):
+    """The 15 real SEM nanowire PNGs and the real EM files, tagged by the image-analysis tagger alone (its rules
+    are the untrained baseline; the filename tagger would read the class off the folder name 'sem_images')."""
+    path = tmp_path_factory.mktemp("real") / "real.db"
+    db = open_catalog(path)
+    settings = load_settings(REPO / "metadata.yml")
+    load_files(db, [shared_data("sem_images", "nanowires_fullres"), shared_data("em")], settings, progress=False)
+    tag_catalog(db, settings, ["image_analysis"], progress=False)
+    db.close()
+    return path
+
+
+def test_on_real_images_the_head_tells_sem_nanowires_from_tem_better_than_the_image_rules(sem_and_tem, tmp_path):
+    path = tmp_path / "real.db"
+    shutil.copy(sem_and_tem, path)
+    db = open_catalog(path)
+    with_features = "select s.item_id from search_items s join vec_image_features v on v.item_rowid = s.id"
+    featured = {row[0] for row in db.execute(with_features)}
+    files = dict(db.execute("select cast(id as text), path from files").fetchall())
+    sem = [i for i in featured if "sem_images" in files[i]]
+    # Every EM file with pixels to learn from, but ncempy's dmTest reader fixtures, which are not micrographs.
+    tem = [i for i in featured if "/em/" in files[i] and "dmTest" not in files[i]]
+    label_as_expert(db, sem, "nanowires")
+    label_as_expert(db, tem, "TEM")
+    result = CliRunner().invoke(
+        train_command,
+        [str(path), "--tag-set", "microscope", "--classes", "nanowires,TEM", "--json"]
+        + ["--baseline-tag", "nanowires=nanowires", "--baseline-tag", "nanowires=elongated objects"]
+        + ["--baseline-tag", "TEM=atomic resolution", "--baseline-tag", "TEM=lattice fringes"],
+    )
+    report = json.loads(result.output)
+    print(
+        f"SEM vs TEM: {report['counts']}, {report['folds']} folds, CV accuracy {report['cv_accuracy']:.3f}, "
+        f"baseline {report['baseline_accuracy']:.3f}"
+    )
+    assert report["counts"] == {"nanowires": len(sem), "TEM": len(tem)} and len(sem) == 14 and len(tem) >= 5
+    assert report["cv_accuracy"] > report["baseline_accuracy"]
