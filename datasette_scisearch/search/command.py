@@ -2,8 +2,11 @@
 
     scisearch search 'SrTiO3 HAADF' --catalog demo-facility/demo.db
     scisearch search 'voltage>=200kV type:image' --catalog catalog.db --json --limit 50
+    scisearch search 'gold nanoparticles' --catalog team05.db --catalog themis.db
 
-The same engine, query language and JSON shape as ``/-/scisearch.json``.
+The same engine, query language and JSON shape as ``/-/scisearch.json``; several
+catalogs are searched as one (``search/federation.py``), each named by its file's
+stem, as Datasette names the databases it serves.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from __future__ import annotations
 import html
 import json
 import re
+from pathlib import Path
 
 import click
 
 from ..catalog import ITEM_TYPES, CatalogError, open_catalog
 from ..config import ConfigError, Settings, load_settings
-from .engine import QueryError, search
+from .engine import QueryError
+from .federation import catalog_schema_version, check_catalog_file, search_catalogs
 from .index import refresh_search_items
 
 
@@ -29,37 +34,74 @@ class SearchFailure(click.ClickException):
 @click.argument("query")
 @click.option(
     "--catalog",
+    "catalogs",
     envvar="SCISEARCH_CATALOG",
     required=True,
+    multiple=True,
     type=click.Path(dir_okay=False),
-    help="the catalog to search (or $SCISEARCH_CATALOG)",
+    help="a catalog to search; give it again for several (or $SCISEARCH_CATALOG, paths separated by ':')",
 )
 @click.option("--type", "item_type", type=click.Choice(ITEM_TYPES), help="only this item type")
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100), help="results to show")
 @click.option("--page", default=1, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON (the shape of /-/scisearch.json)")
 @click.pass_context
-def search_command(ctx, query, catalog, item_type, limit, page, as_json):
-    """Search a catalog: words, "phrases", -exclusions and filters such as type:image, tag:HAADF,
-    instrument:Themis, proposal:P-2021-0042, date:2021-03..2021-06, voltage>=200kV, mag:1M-20M, pixel<0.05nm."""
-    try:
-        db = open_catalog(catalog, create=False)
-    except CatalogError as error:
-        raise SearchFailure(str(error)) from None
+def search_command(ctx, query, catalogs, item_type, limit, page, as_json):
+    """Search catalogs: words, "phrases", -exclusions and filters such as type:image, tag:HAADF,
+    instrument:Themis, proposal:P-2021-0042, date:2021-03..2021-06, voltage>=200kV, mag:1M-20M, pixel<0.05nm,
+    and catalog:NAME when several are given."""
     notes = []
-    if db.execute("select 1 from search_items limit 1").fetchone() is None:
-        if refresh_search_items(db):  # a catalog loaded before search existed: index it now
-            notes.append("built the search index of this catalog first")
+    opened = {}
+    for path in catalogs:
+        name = _unique_name(Path(path).stem, opened)
+        opened[name] = _open_for_search(path)
+        if opened[name].execute("select 1 from search_items limit 1").fetchone() is None:
+            if refresh_search_items(opened[name]):  # a catalog loaded before search existed: index it now
+                notes.append(f"built the search index of {name} first" if len(catalogs) > 1 else _INDEXED)
     try:
-        results = search(db, query, item_type=item_type, page=page, per_page=limit, settings=_settings(ctx))
+        results = search_catalogs(
+            opened, query, item_type=item_type, page=page, per_page=limit, settings=_settings(ctx)
+        )
     except QueryError as error:
         raise SearchFailure(str(error)) from None
+    finally:
+        for db in opened.values():
+            db.close()
     if as_json:
         payload = results.as_dict()
         payload["messages"] = notes + payload["messages"]
         click.echo(json.dumps(payload, indent=2, default=str, ensure_ascii=False))
         return
     _print(results, notes)
+
+
+_INDEXED = "built the search index of this catalog first"
+
+
+def _unique_name(stem: str, taken: dict) -> str:
+    """A catalog's name as Datasette would give it: the file's stem, numbered when two files share one."""
+    name, number = stem, 2
+    while name in taken:
+        name, number = f"{stem}_{number}", number + 1
+    return name
+
+
+def _open_for_search(path: str):
+    """Open a catalog to search, refusing what is not one (before opening would make it one) and a catalog
+    newer than this code; an older catalog is brought up to date, as every command does."""
+    try:
+        check_catalog_file(path)
+        db = open_catalog(path, create=False)
+    except CatalogError as error:
+        raise SearchFailure(str(error)) from None
+    version, newer = catalog_schema_version(db)
+    if newer:
+        db.close()
+        raise SearchFailure(
+            f"'{path}' has a newer catalog schema (version {version}) than this scisearch knows: "
+            f"upgrade datasette-scisearch to search it"
+        )
+    return db
 
 
 def _settings(ctx) -> Settings:
@@ -85,8 +127,10 @@ def _print(results, notes: list[str]) -> None:
         + f" in {results.took_ms:.0f} ms"
     )
     first = (results.page - 1) * results.per_page
+    several = len(results.catalogs) > 1
     for number, hit in enumerate(results.hits, start=first + 1):
-        click.echo(f"{number:3d}. [{hit.item_type}] {hit.item_id}  {hit.title}")
+        where = f"{hit.database}: " if several else ""
+        click.echo(f"{number:3d}. [{where}{hit.item_type}] {hit.item_id}  {hit.title}")
         facts = ", ".join(f"{k} {v}" for k, v in hit.facts.items() if v not in (None, "", False) and k != "has_preview")
         if facts:
             click.echo(f"     {facts}")

@@ -144,6 +144,8 @@ def _number(sql: FilterSql, number_filter: NumberFilter) -> None:
 def _text(sql: FilterSql, text_filter: TextFilter) -> None:
     values = text_filter.values
     negated = text_filter.negated
+    if text_filter.field == "catalog":
+        return  # catalogs are chosen before the engine runs on each (search/federation.py)
     if text_filter.field == "tag":
         # Taggers write tags in their canonical case; these variants find 'haadf' for 'HAADF' through the index.
         variants = sorted({v for value in values for v in (value, value.lower(), value.upper(), value.title())})

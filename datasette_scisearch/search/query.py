@@ -106,6 +106,9 @@ TEXT_FIELDS = {
     "user": "user",
     "proposal": "proposal",
     "tag": "tag",
+    # Which catalog, when several are searched as one (search/federation.py chooses them; the engine,
+    # which sees one catalog at a time, has nothing to filter by it).
+    "catalog": "catalog",
 }
 TYPE_FIELDS = {"type", "kind", "is"}
 DATE_FIELDS = {"date", "acquired", "year", "after", "before", "since", "until"}

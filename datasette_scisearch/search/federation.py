@@ -1,0 +1,413 @@
+"""Several catalogs searched as one: the engine runs on each, and their answers merge into one ranked list.
+
+A facility keeps a catalog per instrument, site or year; Datasette serves them
+together and a researcher searches them at once.  ``search_catalogs`` (and
+``search_catalogs_async`` for the web pages, which reach each catalog through
+Datasette's connections) runs ``engine.search`` on every chosen catalog and
+merges what comes back: one ranked list, paged across catalogs, with summed
+per-type counts and facets and a ``catalog`` facet.  ``catalog:NAME`` in the
+query (``-catalog:NAME`` to leave one out) picks catalogs by their database
+name.  With one catalog the engine's answer is returned as it is.
+
+How the lists are merged, and why
+---------------------------------
+The engine fuses its rankings by reciprocal rank fusion, ``Σ w / (k + rank)``,
+and the ranks are counted within each catalog.  A fused score therefore says
+where an item stands in its own catalog, not how well it matches in absolute
+terms; the ingredients are no more comparable either (BM25's IDF comes from
+each catalog's own word counts, so one word weighs differently in each).  The
+merge orders hits by fused score, which means by their places in their own
+catalogs, with ties going to the catalog listed first:
+
+- catalogs that are alike (a collection split by year, by hash, by site with
+  similar holdings) interleave as the one big catalog would rank them, in
+  expectation: the 2nd of one half stands next to the 2nd of the other, both
+  near the 4th of the whole.  ``benchmarks/catalogs.py`` measures how much of
+  the single catalog's top 10 the merge keeps;
+- catalogs that differ keep their best matches visible: a small catalog's best
+  match is not buried under a large catalog's hundredth.  That is the trade
+  for not knowing comparable scores: a catalog where the query matches weakly
+  still puts its best item among the first few;
+- exact ids and file names (which the engine scores above any fusion) stay
+  first, and a query of filters alone, which each catalog ranks newest first,
+  is merged newest first by the items' own times.
+
+Paging: an item on page ``p`` of the merged list is within the first
+``p × per_page`` results of its own catalog, so each catalog is asked for that
+many (in engine pages of at most ``MAX_PER_PAGE``) and the merged list is cut.
+Deep pages cost more engine calls; each catalog's pool is bounded, so this ends.
+
+Counts are summed; a facet value's count is summed over the catalogs whose
+facet lists it (each catalog names its top ``hits.FACET_SIZE`` values, so a
+value rare everywhere can be undercounted).  ``messages`` that every catalog
+gives appear once; others are prefixed with the catalog's name.
+
+Which catalogs can be searched: ``schema_problem`` says why a catalog's schema
+(older or newer than this code) keeps it out of search, and
+``check_catalog_file`` why a path is no catalog at all, before anything opens
+(and would migrate) it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import sqlite_utils
+
+from ..catalog import MIGRATIONS, CatalogError
+from . import engine
+from .hits import FACET_SIZE
+from .query import QueryError, parse_query
+
+__all__ = [
+    "CURRENT_SCHEMA_VERSION",
+    "CatalogHit",
+    "FederatedResults",
+    "check_catalog_file",
+    "schema_problem",
+    "search_catalogs",
+    "search_catalogs_async",
+]
+
+# The engine adds 1000 to items the query names exactly; no fused score comes near it.
+_EXACT_SCORE = 100.0
+_NOTHING_MATCHED = "nothing matched "
+
+
+@dataclass
+class CatalogHit(engine.Hit):
+    """A hit and the catalog (Datasette database name) it comes from."""
+
+    database: str = ""
+
+    @classmethod
+    def of(cls, hit: engine.Hit, database: str) -> CatalogHit:
+        return cls(**{f.name: getattr(hit, f.name) for f in fields(hit)}, database=database)
+
+
+@dataclass
+class FederatedResults(engine.SearchResults):
+    """The engine's answer over several catalogs; ``catalogs`` are those searched, in order."""
+
+    catalogs: list[str] = field(default_factory=list)
+
+
+# A catalog's engine as the web pages reach it: (query, **options) -> SearchResults, awaited.
+AsyncEngine = Callable[..., Awaitable[engine.SearchResults]]
+
+
+def search_catalogs(
+    catalogs: dict[str, sqlite_utils.Database],
+    query: str,
+    *,
+    item_type: str | None = None,
+    page: int = 1,
+    per_page: int = 20,
+    weights: dict | None = None,
+    settings=None,
+    served: int | None = None,
+) -> FederatedResults:
+    """Search these catalogs (name -> open catalog) as one; ``served`` is how many the researcher could
+    have searched (the catalog facet is given when more than one)."""
+    started = time.perf_counter()
+    plan = _plan(list(catalogs), query, item_type, page, per_page, served)
+    options = {"item_type": item_type, "weights": weights, "settings": settings}
+    answers = {}
+    for name in plan.chosen:
+        answers[name] = []
+        for engine_page, engine_per_page in plan.engine_pages:
+            answer = engine.search(catalogs[name], query, page=engine_page, per_page=engine_per_page, **options)
+            answers[name].append(answer)
+            if _exhausted(answer):
+                break
+    return _merge(plan, answers, started)
+
+
+async def search_catalogs_async(
+    engines: dict[str, AsyncEngine],
+    query: str,
+    *,
+    item_type: str | None = None,
+    page: int = 1,
+    per_page: int = 20,
+    served: int | None = None,
+) -> FederatedResults:
+    """As ``search_catalogs``, with each catalog's engine an awaitable (name -> (query, **options) -> results);
+    the catalogs are searched concurrently."""
+    started = time.perf_counter()
+    plan = _plan(list(engines), query, item_type, page, per_page, served)
+
+    async def ask(name: str) -> list[engine.SearchResults]:
+        found = []
+        for engine_page, engine_per_page in plan.engine_pages:
+            answer = await engines[name](query, item_type=item_type, page=engine_page, per_page=engine_per_page)
+            found.append(answer)
+            if _exhausted(answer):
+                break
+        return found
+
+    answered = await asyncio.gather(*(ask(name) for name in plan.chosen))
+    return _merge(plan, dict(zip(plan.chosen, answered)), started)
+
+
+# -- Planning: which catalogs, and how much of each --------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    query: str
+    item_type: str | None
+    page: int
+    per_page: int
+    names: list[str]  # every catalog that could be searched
+    chosen: list[str]  # those the query's catalog: filters leave
+    engine_pages: list[tuple[int, int]]  # the engine pages each catalog is asked for
+    has_terms: bool
+    served: int
+    messages: list[str] = field(default_factory=list)
+
+
+def _plan(names: list[str], query: str, item_type, page, per_page, served: int | None) -> _Plan:
+    page, per_page = _check_paging(page, per_page)
+    parsed = parse_query(query)  # a query the engine refuses is refused here first, with the engine's sentence
+    chosen, messages = _choose(names, parsed)
+    wanted = page * per_page
+    if len(chosen) <= 1:
+        engine_pages = [(page, per_page)]  # one catalog: the engine's own paging, exactly as without federation
+    elif wanted <= engine.MAX_PER_PAGE:
+        engine_pages = [(1, wanted)]
+    else:
+        engine_pages = [(number, engine.MAX_PER_PAGE) for number in range(1, -(-wanted // engine.MAX_PER_PAGE) + 1)]
+    return _Plan(
+        query, item_type, page, per_page, names, chosen, engine_pages, parsed.has_terms, served or len(names), messages
+    )
+
+
+def _check_paging(page, per_page) -> tuple[int, int]:
+    try:
+        page, per_page = int(page), int(per_page)
+    except (TypeError, ValueError):
+        raise QueryError("page and per_page must be whole numbers") from None
+    if not 1 <= page <= engine.MAX_PAGE:
+        raise QueryError(f"page must be between 1 and {engine.MAX_PAGE} (got {page})")
+    if not 1 <= per_page <= engine.MAX_PER_PAGE:
+        raise QueryError(f"per_page must be between 1 and {engine.MAX_PER_PAGE} (got {per_page})")
+    return page, per_page
+
+
+def _choose(names: list[str], parsed) -> tuple[list[str], list[str]]:
+    """The catalogs ``catalog:`` filters leave (case-insensitive names; several values are any of them)."""
+    by_lower = {name.lower(): name for name in names}
+    chosen, messages = list(names), []
+    for text_filter in parsed.text_filters:
+        if text_filter.field != "catalog":
+            continue
+        wanted = {value.lower() for value in text_filter.values}
+        unknown = [value for value in text_filter.values if value.lower() not in by_lower]
+        if unknown:
+            messages.append(
+                f"there is no catalog called {', '.join(repr(v) for v in unknown)} here "
+                f"(catalogs: {', '.join(names) or 'none'})"
+            )
+        if text_filter.negated:
+            chosen = [name for name in chosen if name.lower() not in wanted]
+        else:
+            chosen = [name for name in chosen if name.lower() in wanted]
+    return chosen, messages
+
+
+def _exhausted(answer: engine.SearchResults) -> bool:
+    shown = (answer.page - 1) * answer.per_page + len(answer.hits)
+    return len(answer.hits) < answer.per_page or shown >= answer.total
+
+
+# -- Merging -----------------------------------------------------------------------------------------------
+
+
+def _merge(plan: _Plan, answers: dict[str, list[engine.SearchResults]], started: float) -> FederatedResults:
+    filters = parse_query(plan.query).filters_json()
+    results = FederatedResults(
+        plan.query, filters, plan.item_type, plan.page, plan.per_page, 0, {}, [], {}, list(plan.messages), 0.0
+    )
+    results.catalogs = list(plan.chosen)
+    firsts = {name: found[0] for name, found in answers.items() if found}
+    if len(plan.chosen) == 1:  # the engine's answer as it is, its hits marked with their catalog
+        (name,) = plan.chosen
+        only = firsts[name]
+        results = FederatedResults(**{f.name: getattr(only, f.name) for f in fields(only)}, catalogs=[name])
+        results.facets = dict(only.facets)
+        results.hits = [CatalogHit.of(hit, name) for hit in only.hits]
+        results.messages = list(plan.messages) + only.messages
+    elif plan.chosen:
+        results.filters = firsts[plan.chosen[0]].filters
+        results.counts = _summed_counts(firsts.values())
+        results.total = sum(answer.total for answer in firsts.values())
+        results.facets = _merged_facets(firsts.values())
+        ranked = _ranked(plan, answers)
+        first = (plan.page - 1) * plan.per_page
+        results.hits = ranked[first : first + plan.per_page]
+        results.messages += _merged_messages(firsts)
+        if ranked and first >= len(ranked):
+            last_page = (len(ranked) - 1) // plan.per_page + 1
+            results.messages.append(f"page {plan.page} is past the last page of results ({last_page})")
+        if not results.total and (plan.query or "").strip():
+            results.messages.append(f"{_NOTHING_MATCHED}{plan.query.strip()!r}")
+    elif plan.names and not plan.messages:  # with no catalogs at all, the caller says why
+        results.messages.append("the catalog filters leave no catalog to search")
+    if plan.served > 1:
+        counts = [{"value": name, "count": firsts[name].total} for name in plan.chosen if firsts[name].total]
+        results.facets["catalog"] = sorted(counts, key=lambda entry: -entry["count"])
+    if len(plan.chosen) != 1:  # one catalog's answer keeps the engine's own time
+        results.took_ms = round((time.perf_counter() - started) * 1000, 2)
+    return results
+
+
+def _ranked(plan: _Plan, answers: dict[str, list[engine.SearchResults]]) -> list[CatalogHit]:
+    """Every fetched hit of every catalog, in the merged order (see the module docstring)."""
+    keyed = []
+    for order, name in enumerate(plan.chosen):
+        position = 0
+        for answer in answers[name]:
+            for hit in answer.hits:
+                exact = hit.score >= _EXACT_SCORE
+                if plan.has_terms:
+                    key = (-hit.score, order, position)
+                else:  # each catalog listed its newest first; so does the merge
+                    key = (not exact, -_moment(hit), order, position)
+                keyed.append((key, CatalogHit.of(hit, name)))
+                position += 1
+    keyed.sort(key=lambda pair: pair[0])
+    return [hit for _, hit in keyed]
+
+
+# The time an item belongs to, as the engine orders a query of filters alone (a paper by its year here).
+_MOMENT_FACT = {"file": "acquired_local", "session": "start", "proposal": "start_date", "paper": "year"}
+
+
+def _moment(hit: engine.Hit) -> float:
+    value = (hit.facts or {}).get(_MOMENT_FACT.get(hit.item_type, ""))
+    if value in (None, ""):
+        return float("-inf")
+    text = f"{value}-01-01" if isinstance(value, int) or str(value).isdigit() else str(value)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return float("-inf")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+def _summed_counts(answers) -> dict[str, int]:
+    counts: Counter = Counter()
+    for answer in answers:
+        counts.update(answer.counts)
+    return {kind: counts[kind] for kind in engine.ITEM_TYPES if counts.get(kind)}
+
+
+def _merged_facets(answers) -> dict[str, list[dict]]:
+    answers = list(answers)
+    names = list(dict.fromkeys(name for answer in answers for name in answer.facets))
+    merged = {}
+    for name in names:
+        counts: Counter = Counter()
+        for answer in answers:
+            for entry in answer.facets.get(name) or []:
+                counts[entry["value"]] += entry["count"]
+        if name == "item_type":
+            ordered = sorted(counts.items(), key=lambda vc: -vc[1])
+        else:
+            ordered = sorted(counts.items(), key=lambda vc: (-vc[1], str(vc[0])))[:FACET_SIZE]
+        merged[name] = [{"value": value, "count": count} for value, count in ordered]
+    return merged
+
+
+def _merged_messages(firsts: dict[str, engine.SearchResults]) -> list[str]:
+    said: dict[str, list[str]] = {}
+    for name, answer in firsts.items():
+        for message in answer.messages:
+            if message.startswith(_NOTHING_MATCHED):
+                continue  # said once for the merged results, if at all
+            said.setdefault(message, []).append(name)
+    return [
+        message if len(names) == len(firsts) else f"{', '.join(names)}: {message}" for message, names in said.items()
+    ]
+
+
+# -- Which catalogs can be searched ----------------------------------------------------------------------
+
+
+def _known_migrations() -> list[str]:
+    # Every migration this code defines is pending on an empty database; sqlite-utils has no other public list.
+    return [migration.name for migration in MIGRATIONS.pending(sqlite_utils.Database(memory=True))]
+
+
+KNOWN_MIGRATIONS = _known_migrations()
+CURRENT_SCHEMA_VERSION = len(KNOWN_MIGRATIONS)
+
+
+def catalog_schema_version(db: sqlite_utils.Database) -> tuple[int, bool]:
+    """The catalog's schema version, and whether it has migrations this code does not know (a newer version)."""
+    applied = [migration.name for migration in MIGRATIONS.applied(db)]
+    recorded = 0
+    if "catalog_info" in db.table_names():
+        row = db.execute("select value from catalog_info where key = 'schema_version'").fetchone()
+        if row and str(row[0]).strip().isdigit():
+            recorded = int(row[0])
+    newer = any(name not in KNOWN_MIGRATIONS for name in applied) or recorded > CURRENT_SCHEMA_VERSION
+    return max(len(applied), recorded), newer
+
+
+def schema_problem(db: sqlite_utils.Database, name: str) -> str | None:
+    """Why this served catalog cannot be searched as it is, or None when its schema is this code's."""
+    version, newer = catalog_schema_version(db)
+    if newer:
+        return (
+            f"catalog '{name}' was left out of the search: its schema (version {version}) is newer than this "
+            f"datasette-scisearch knows ({CURRENT_SCHEMA_VERSION}); upgrade datasette-scisearch to search it"
+        )
+    if version < CURRENT_SCHEMA_VERSION:
+        return (
+            f"catalog '{name}' was left out of the search: its schema is version {version}, older than this "
+            f"datasette-scisearch's {CURRENT_SCHEMA_VERSION}; 'scisearch serve' (or 'scisearch status CATALOG') "
+            f"brings it up to date"
+        )
+    return None
+
+
+def check_catalog_file(path: str | Path, allow_empty: bool = False) -> None:
+    """Raise CatalogError, with what to do, when ``path`` is missing, not SQLite, or an SQLite database that is
+    not a catalog; ``allow_empty`` lets an empty file through (opening it makes it a catalog).
+
+    Checked before ``open_catalog``, which would otherwise turn any SQLite file into a catalog by migrating it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CatalogError(f"no catalog at '{path}': build one with 'scisearch load files {path} DIR'")
+    if path.is_dir():
+        raise CatalogError(f"'{path}' is a folder, not a catalog file")
+    if path.stat().st_size:
+        with open(path, "rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                raise CatalogError(f"'{path}' is not an SQLite database, so not a catalog")
+    db = sqlite_utils.Database(path)
+    try:
+        tables = set(db.table_names())
+    finally:
+        db.close()
+    if not tables:
+        if allow_empty:
+            return
+        raise CatalogError(f"'{path}' is empty, not a catalog yet: build one with 'scisearch load files {path} DIR'")
+    if "catalog_info" not in tables:
+        shown = ", ".join(sorted(tables)[:5]) + (" …" if len(tables) > 5 else "")
+        raise CatalogError(
+            f"'{path}' is an SQLite database but not a scisearch catalog (its tables: {shown}); "
+            f"give a catalog made by 'scisearch load'"
+        )
