@@ -1,6 +1,7 @@
 """The JSON API under /-/scisearch: search, one item, and the items like it.
 
-    GET /-/scisearch.json?q=&type=&page=&per_page=&db=       search results (docs/search-api.md)
+    GET /-/scisearch.json?q=&type=&page=&per_page=&db=       search results over every catalog served, or db=
+                                                             (docs/search-api.md)
     GET /-/scisearch/item/<db>/<type>/<id>.json              everything about one item
     GET /-/scisearch/similar/<db>/<type>/<id>.json           "more like this"
 
@@ -17,11 +18,12 @@ import re
 from datasette.utils import tilde_decode, tilde_encode
 from datasette.utils.asgi import Response
 
-from .pages import call_engine, facility_settings
+from .pages import call_engine
 
 # Filters that may also be given as their own parameters (?tag=HAADF&instrument=Themis); each becomes
 # field:"value" in the query, so the query language is the one definition of what they mean.
 FILTER_PARAMETERS = (
+    "catalog",
     "kind",
     "tag",
     "instrument",
@@ -127,22 +129,29 @@ def _hit_json(datasette, database: str, hit) -> dict:
 
 async def search_json(request, datasette):
     from ..search import engine
+    from .pages import PageError, find_catalogs, search_catalogs, searchable_catalogs
 
     try:
-        db = _catalog(datasette, request.args.get("db"))
-        await _allowed(datasette, request, db)
+        try:
+            served = find_catalogs(datasette, request.args.get("db"))
+        except PageError as error:
+            raise ApiError(str(error), error.status) from None
+        catalogs, left_out = await searchable_catalogs(datasette, request, served)
         query, tab = _query_and_tab(request)
         page = _integer(request, "page", 1)
         per_page = _integer(request, "per_page", 20)
-        results = await call_engine(
-            db, engine.search, query, item_type=tab, page=page, per_page=per_page, settings=facility_settings(datasette)
-        )
+        options = {"item_type": tab, "page": page, "per_page": per_page, "served": len(served)}
+        results = await search_catalogs(datasette, catalogs, query, **options)
     except ApiError as error:
         return _error(str(error), error.status)
     except engine.QueryError as error:
         return _error(str(error), 400)
-    payload = {"ok": True, "database": db.name, **results.as_dict()}
-    payload["hits"] = [_hit_json(datasette, db.name, hit) for hit in results.hits]
+    payload = results.as_dict()
+    # `database` names the catalog when one was searched (as before several could be); `catalogs` lists them.
+    searched = payload.pop("catalogs")
+    payload = {"ok": True, "database": searched[0] if len(searched) == 1 else None, "catalogs": searched, **payload}
+    payload["messages"] = left_out + payload["messages"]
+    payload["hits"] = [_hit_json(datasette, hit.database, hit) for hit in results.hits]
     last_page = max(1, -(-results.total // results.per_page))
     payload["last_page"] = min(last_page, engine.MAX_PAGE)
     return Response.json(payload, default=str)

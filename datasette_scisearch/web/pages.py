@@ -21,7 +21,7 @@ import urllib.parse
 
 import sqlite_utils
 from datasette.utils import tilde_decode, tilde_encode
-from datasette.utils.asgi import Response
+from datasette.utils.asgi import Forbidden, Response
 
 from ..catalog import ITEM_TABLES
 from ..config import ConfigError, Settings, load_settings, settings_from_dict
@@ -41,6 +41,7 @@ FACET_VALUES_SHOWN = 8  # the rest fold away under "more"
 TABS = [(None, "All"), ("file", "Images"), ("proposal", "Proposals"), ("paper", "Papers"), ("session", "Sessions")]
 # Facets a researcher narrows by, in sidebar order; each name is also the query language's filter.
 FACETS = {
+    "catalog": "Catalog",  # given by the engine only when several catalogs are served
     "instrument": "Instrument",
     "kind": "Kind",
     "mode": "Mode",
@@ -84,11 +85,17 @@ def search_url(datasette, params: list[tuple[str, str]] | None = None) -> str:
 # -- The catalog, its settings and the engine -------------------------------------------------------------
 
 
+NO_CATALOG = (
+    "No catalog is attached to this Datasette, so there is nothing to search yet. "
+    "Build one with 'scisearch load files catalog.db DIR' and serve it with 'scisearch serve catalog.db'."
+)
+
+
 def find_catalog(datasette, requested: str | None):
     """The Datasette Database to search: the one named by ``db=``, else the first catalog attached."""
-    from . import catalog_schema
-
     if requested:
+        from . import catalog_schema
+
         try:
             db = datasette.get_database(route=tilde_decode(requested))
         except KeyError:
@@ -98,14 +105,58 @@ def find_catalog(datasette, requested: str | None):
         if catalog_schema(datasette, db.name) is None:
             raise PageError(f"Database '{db.name}' is not a scisearch catalog, so it cannot be searched.", 404)
         return db
-    for name, db in datasette.databases.items():
-        if catalog_schema(datasette, name) is not None:
-            return db
-    raise PageError(
-        "No catalog is attached to this Datasette, so there is nothing to search yet. "
-        "Build one with 'scisearch load files catalog.db DIR' and serve it with 'scisearch serve catalog.db'.",
-        404,
-    )
+    return find_catalogs(datasette, None)[0]
+
+
+def find_catalogs(datasette, requested: str | None) -> list:
+    """The Datasette Databases a search covers: the one named by ``db=``, else every catalog attached."""
+    from . import catalog_schema
+
+    if requested:
+        return [find_catalog(datasette, requested)]
+    catalogs = [db for name, db in list(datasette.databases.items()) if catalog_schema(datasette, name) is not None]
+    if not catalogs:
+        raise PageError(NO_CATALOG, 404)
+    return catalogs
+
+
+async def searchable_catalogs(datasette, request, catalogs: list) -> tuple[list, list[str]]:
+    """Of these catalogs, those this actor may see and whose schema this code searches; and a note for each
+    left out for its schema.  A catalog named by ``db=`` that the actor may not see is a 403, as before; one of
+    several is silently not searched."""
+    from ..search.federation import schema_problem
+
+    usable, notes = [], []
+    for db in catalogs:
+        try:
+            await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
+        except Forbidden:
+            if len(catalogs) == 1:
+                raise
+            continue
+        problem = await db.execute_fn(lambda conn, name=db.name: schema_problem(sqlite_utils.Database(conn), name))
+        if problem:
+            notes.append(problem)
+        else:
+            usable.append(db)
+    return usable, notes
+
+
+async def search_catalogs(datasette, catalogs: list, query: str, *, served: int, **options):
+    """The engine's search over these catalogs as one (search/federation.py), each on Datasette's connections."""
+    from ..search import engine
+    from ..search.federation import search_catalogs_async
+
+    settings = facility_settings(datasette)
+
+    def engine_of(db):
+        async def run(text: str, **engine_options):
+            return await call_engine(db, engine.search, text, settings=settings, **engine_options)
+
+        return run
+
+    engines = {db.name: engine_of(db) for db in catalogs}
+    return await search_catalogs_async(engines, query, served=served, **options)
 
 
 def facility_settings(datasette) -> Settings:
@@ -266,40 +317,46 @@ async def search_page(request, datasette):
         "examples": [(text, meaning, search_url(datasette, [("q", text)])) for text, meaning in EXAMPLES],
     }
     try:
-        db = find_catalog(datasette, search.db)
+        served = find_catalogs(datasette, search.db)
     except PageError as error:
         return await _render(
             datasette, request, "scisearch_search.html", {**context, "error": str(error)}, error.status
         )
-    await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
-    settings = facility_settings(datasette)
-    zone = settings.zone
+    catalogs, left_out = await searchable_catalogs(datasette, request, served)
+    context["messages"] += [_sentence(note) for note in left_out]
+    zone = facility_settings(datasette).zone
+    several = len(served) > 1
 
-    async def run(page: int):
-        options = {"item_type": search.item_type, "page": page, "per_page": PER_PAGE, "settings": settings}
-        return await call_engine(db, engine.search, search.engine_query, **options)
+    def views(hits) -> list[dict]:
+        return [present.hit_view(datasette, hit.database, hit, zone, catalog=several) for hit in hits]
+
+    async def run(query: str, page: int, per_page: int = PER_PAGE, item_type=None):
+        options = {"item_type": item_type, "page": page, "per_page": per_page, "served": len(served)}
+        return await search_catalogs(datasette, catalogs, query, **options)
 
     if not search.engine_query:
-        await db.execute_fn(lambda conn: warm_up_query_models(conn, settings))
+        settings = facility_settings(datasette)
+        for db in catalogs:
+            await db.execute_fn(lambda conn: warm_up_query_models(conn, settings))
         # Before anything is typed: the newest files, a query of one filter, which the engine ranks by date.
-        recent = await call_engine(db, engine.search, "type:file", page=1, per_page=RECENT_COUNT, settings=settings)
-        context["recent"] = [present.hit_view(datasette, db.name, hit, zone) for hit in recent.hits]
+        recent = await run("type:file", 1, RECENT_COUNT)
+        context["recent"] = views(recent.hits)
         return await _render(datasette, request, "scisearch_search.html", context)
     try:
         # The engine pages up to its MAX_PAGE; past the last page of results the last one is shown.
-        results = await run(min(search.page, engine.MAX_PAGE))
+        results = await run(search.engine_query, min(search.page, engine.MAX_PAGE), item_type=search.item_type)
         last_page = max(1, min(engine.MAX_PAGE, -(-results.total // PER_PAGE)))
         if search.page > last_page:
             context["messages"].append(
                 f"There is no page {search.page:,} of these results; showing the last page, {last_page}."
             )
             search.page = last_page
-            results = await run(last_page)
+            results = await run(search.engine_query, last_page, item_type=search.item_type)
     except engine.QueryError as error:
         return await _render(
             datasette, request, "scisearch_search.html", {**context, "error": _sentence(str(error))}, 400
         )
-    hits = [present.hit_view(datasette, db.name, hit, zone) for hit in results.hits]
+    hits = views(results.hits)
     context.update(
         {
             "results": results,

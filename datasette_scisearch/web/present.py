@@ -195,8 +195,9 @@ def _escape_tags(text: str) -> str:
 # -- Results -----------------------------------------------------------------------------------------------
 
 
-def hit_view(datasette, database: str, hit, zone=None) -> dict:
-    """What one result card or row shows, with its links."""
+def hit_view(datasette, database: str, hit, zone=None, catalog: bool = False) -> dict:
+    """What one result card or row shows, with its links; ``catalog`` labels it with its database's name
+    (when several catalogs are searched as one)."""
     hit = asdict(hit) if is_dataclass(hit) else dict(hit)
     item_type, item_id = hit["item_type"], hit["item_id"]
     facts = hit.get("facts") or {}
@@ -218,6 +219,7 @@ def hit_view(datasette, database: str, hit, zone=None) -> dict:
             if proposal and proposal.get("id")
             else None
         ),
+        "catalog": database if catalog else None,
     }
 
 
