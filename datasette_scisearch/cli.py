@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+import sqlite_utils
 
 from . import __version__, linking
 from .catalog import ITEM_TYPES, CatalogError, item_counts, open_catalog, schema_version
@@ -363,14 +364,43 @@ def errors(catalog, as_json):
 
 
 @cli.command()
-@click.argument("catalogs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("catalogs", nargs=-1, required=True, type=click.Path())
 @click.option("-h", "--host", default="127.0.0.1", show_default=True)
 @click.option("-p", "--port", default=8001, show_default=True, type=int)
 @click.option("--root", is_flag=True, help="print a link to sign in as the root actor")
 @click.pass_context
 def serve(ctx, catalogs, host, port, root):
-    """Serve catalogs with Datasette, sqlite-vec loaded and the facility's metadata.yml."""
+    """Serve catalogs with Datasette, sqlite-vec loaded and the facility's metadata.yml; several are searched as
+    one. Each is brought up to the current schema first."""
+    for catalog in catalogs:
+        note = _ready_to_serve(catalog)
+        if note:
+            click.echo(f"note: {note}")
     _serve(list(catalogs), host, port, root, ctx.obj.get("config"))
+
+
+def _ready_to_serve(catalog: str) -> str | None:
+    """Check that ``catalog`` is one this code can serve and migrate it if it is older; a note when it was."""
+    from .search.federation import CURRENT_SCHEMA_VERSION, catalog_schema_version, check_catalog_file
+
+    try:
+        check_catalog_file(catalog, allow_empty=True)  # an empty file becomes an empty catalog
+        before = sqlite_utils.Database(catalog)
+        try:
+            version, newer = catalog_schema_version(before)
+        finally:
+            before.close()
+        if newer:
+            raise Failure(
+                f"'{catalog}' has a newer catalog schema (version {version}) than this scisearch knows "
+                f"({CURRENT_SCHEMA_VERSION}): upgrade datasette-scisearch to serve it"
+            )
+        _open(catalog).close()
+    except CatalogError as error:
+        raise Failure(str(error)) from None
+    if version and version < CURRENT_SCHEMA_VERSION:
+        return f"brought '{catalog}' up to date: catalog schema version {version} → {CURRENT_SCHEMA_VERSION}"
+    return None
 
 
 def _serve(catalogs: list[str], host: str, port: int, root: bool, config: str | None) -> None:
