@@ -20,6 +20,8 @@ from .catalog import ITEM_TYPES, CatalogError, item_counts, open_catalog, schema
 from .config import ConfigError, find_metadata, load_settings
 from .ingest import IngestError, load_files
 from .plugins import describe_plugins, get_plugin_manager
+from .learning.learn_command import learn
+from .learning.train_command import train_command
 from .search.command import search_command
 from .search.index import refresh_search_items
 
@@ -466,6 +468,8 @@ def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after):
 
 
 cli.add_command(search_command)
+cli.add_command(train_command)
+cli.add_command(learn)
 
 
 def _register_plugin_commands() -> None:
