@@ -31,16 +31,21 @@ SCENE_CLASSES = {
 
 
 def build_scene_catalog(
-    folder: Path, per_class: int, classes: list[str] | None = None, seed: int = 0, held_back: int = 0
+    folder: Path,
+    per_class: int,
+    classes: list[str] | None = None,
+    seed: int = 0,
+    held_back: int = 0,
+    scene_classes: dict[str, tuple[str, ...]] = SCENE_CLASSES,
 ) -> dict:
     """Write ``per_class`` demo files of each class under ``folder``/data, catalog and tag them; write another
     ``held_back`` per class under ``folder``/later without cataloguing them (files that arrive after training).
 
     Returns {"path": catalog path, "truth": {file id: class}, "later": folder, "later_truth": {file path: class}}."""
-    classes = classes or list(SCENE_CLASSES)
+    classes = classes or list(scene_classes)
     data_dir, later_dir = Path(folder) / "data", Path(folder) / "later"
     chosen, later = [], []
-    for acquisition, name in _choose_acquisitions(data_dir, per_class + held_back, classes, seed):
+    for acquisition, name in _choose_acquisitions(data_dir, per_class + held_back, classes, seed, scene_classes):
         if sum(1 for _, c in chosen if c == name) < per_class:
             chosen.append((acquisition, name))
         else:
@@ -60,23 +65,25 @@ def build_scene_catalog(
     return {"path": path, "truth": truth, "later": later_dir, "later_truth": later_truth}
 
 
-def _choose_acquisitions(data_dir: Path, per_class: int, classes: list[str], seed: int) -> list[tuple]:
-    """The first ``per_class`` planned acquisitions of each class, taking its scenes in turn."""
-    n_files = 1500
-    while True:
-        planned = [a for session in plan_sessions(n_files, seed, data_dir) for a in session.acquisitions]
-        by_scene: dict[str, list] = {}
-        for acquisition in planned:
-            by_scene.setdefault(acquisition.scene, []).append(acquisition)
+def _choose_acquisitions(data_dir: Path, per_class: int, classes: list[str], seed: int, scene_classes) -> list[tuple]:
+    """The first ``per_class`` planned acquisitions of each class, taking its scenes in turn.
+
+    One demo facility holds only so many files of a rare scene (and a bigger one runs out of free days to book),
+    so facilities of further seeds are planned, each in a folder of its own, until every class has enough."""
+    by_scene: dict[str, list] = {}
+    for plan in range(50):
+        for session in plan_sessions(1500, seed + plan, data_dir / f"facility{plan}"):
+            for acquisition in session.acquisitions:
+                by_scene.setdefault(acquisition.scene, []).append(acquisition)
         chosen = []
         for name in classes:
             # Alternate the class's scenes so that each is represented, then top up from whichever has more.
-            queues = [by_scene.get(scene, []) for scene in SCENE_CLASSES[name]]
+            queues = [by_scene.get(scene, []) for scene in scene_classes[name]]
             mixed = [a for group in itertools.zip_longest(*queues) for a in group if a is not None]
             chosen += [(a, name) for a in mixed[:per_class]]
-        if all(sum(1 for _, c in chosen if c == name) == per_class for name in classes) or n_files > 50_000:
+        if len(chosen) == per_class * len(classes):
             return chosen
-        n_files *= 2
+    raise ValueError(f"the demo programme does not make {per_class} files of each of {classes}")
 
 
 def label_as_expert(db, item_ids, tag: str, status: str = "added", actor: str = "expert") -> None:

@@ -143,14 +143,14 @@ def train(
     if not labels.by_item:
         _check_enough(tag_set, classes, dict.fromkeys(classes, 0), missing_features=0, space="")
     space = _choose_space(db, feature_space, item_type, list(labels.by_item), tag_set)
-    ids, features = _read_features(db, space, item_type, list(labels.by_item))
+    ids, features = read_features(db, space, item_type, list(labels.by_item))
     target = np.array([labels.by_item[item_id] for item_id in ids], dtype=int)
     counts = {name: int((target == index).sum()) for index, name in enumerate(classes)}
     _check_enough(tag_set, classes, counts, missing_features=len(labels.by_item) - len(ids), space=space)
 
     used_folds = min(folds, min(counts.values()))
-    out_of_fold = _cross_validated_predictions(features, target, used_folds)
-    baseline = _baseline_predictions(db, item_type, ids, classes, baseline_tags)
+    out_of_fold = cross_validated_predictions(features, target, used_folds)
+    baseline = baseline_predictions(db, item_type, ids, classes, baseline_tags)
     report = TrainingReport(
         tag_set=tag_set,
         classes=classes,
@@ -309,7 +309,7 @@ def _choose_space(db, feature_space: str, item_type: str, labelled: list[str], t
             )
         return feature_space
     candidates = [space for space in FEATURE_SPACES if space in known]
-    coverage = {space: len(_read_features(db, space, item_type, labelled)[0]) for space in candidates}
+    coverage = {space: len(read_features(db, space, item_type, labelled)[0]) for space in candidates}
     if not coverage or max(coverage.values()) == 0:
         raise TrainingError(
             f"none of the {len(labelled)} items labelled for {tag_set!r} has image features; run "
@@ -318,7 +318,7 @@ def _choose_space(db, feature_space: str, item_type: str, labelled: list[str], t
     return max(candidates, key=lambda space: coverage[space])  # max keeps the first (CLIP) on a tie
 
 
-def _read_features(db, space: str, item_type: str, item_ids: list[str]) -> tuple[list[str], np.ndarray]:
+def read_features(db, space: str, item_type: str, item_ids: list[str]) -> tuple[list[str], np.ndarray]:
     """The stored vectors of these items (those that have one), in a stable order."""
     table = vectors.table_for(space)
     found: dict[str, np.ndarray] = {}
@@ -375,7 +375,8 @@ def _check_enough(tag_set: str, classes: list[str], counts: dict[str, int], miss
 # ---------------------------------------------------------------- the head
 
 
-def _new_head():
+def new_head():
+    """The head scisearch train fits (a scikit-learn pipeline): standardise, then a balanced logistic regression."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -383,19 +384,20 @@ def _new_head():
     return make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=5000))
 
 
-def _cross_validated_predictions(features: np.ndarray, target: np.ndarray, folds: int) -> np.ndarray:
+def cross_validated_predictions(features: np.ndarray, target: np.ndarray, folds: int) -> np.ndarray:
+    """Each item's class as predicted by a head trained on the other folds (stratified, shuffled with a fixed seed)."""
     from sklearn.model_selection import StratifiedKFold
 
     predicted = np.empty_like(target)
     # Shuffled with a fixed seed: labels often arrive in runs of one class (an expert works folder by folder).
     for train_rows, test_rows in StratifiedKFold(n_splits=folds, shuffle=True, random_state=0).split(features, target):
-        head = _new_head().fit(features[train_rows], target[train_rows])
+        head = new_head().fit(features[train_rows], target[train_rows])
         predicted[test_rows] = head.predict(features[test_rows])
     return predicted
 
 
 def _fit_weights(features: np.ndarray, target: np.ndarray, classes: list[str]) -> dict[str, np.ndarray]:
-    head = _new_head().fit(features, target)
+    head = new_head().fit(features, target)
     scaler, regression = head.steps[0][1], head.steps[1][1]
     return {
         "mean": scaler.mean_,
@@ -431,7 +433,7 @@ def probabilities(weights: dict[str, np.ndarray], features: np.ndarray) -> np.nd
 # ---------------------------------------------------------------- the baseline
 
 
-def _baseline_predictions(db, item_type, ids, classes, mapping: dict[str, list[str]] | None) -> np.ndarray:
+def baseline_predictions(db, item_type, ids, classes, mapping: dict[str, list[str]] | None) -> np.ndarray:
     """Per item, the class its best machine tag names, or -1 where no machine tag names one."""
     names = _naming_rule(classes, mapping)
     best: dict[str, tuple[float, int]] = {}
