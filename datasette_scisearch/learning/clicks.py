@@ -27,11 +27,14 @@ starts from 1/k with ``PROPENSITY_PRIOR`` pseudo-impressions, so with little
 movement in the log the propensities stay near that prior and move as far as
 the evidence carries them.
 
-γ has a Beta prior centred on the log's mean attractiveness with the weight of
-``PRIOR_EXAMINATIONS`` examined impressions, so one click from one impression
-is a hint, not certainty.  The stored ``boost`` is γ minus that mean, clipped
-to ±``BOOST_CAP``: the engine adds at most ``BOOST_CAP`` times its click weight,
-however many clicks there are.
+Once θ is known, each pair's attractiveness is its clicks over the
+examinations it is expected to have had, Σ θ_k over its impressions (as
+"clicks over expected clicks", Zhang & Jones 2007), with a Beta prior centred
+on the log's mean attractiveness that weighs as much as
+``PRIOR_EXAMINATIONS`` examinations, so one click from one impression is a
+hint, not certainty.  The stored ``boost`` is that attractiveness minus the
+mean, clipped to ±``BOOST_CAP``: the engine adds at most ``BOOST_CAP`` times
+its click weight, however many clicks there are.
 
 Against forged or repeated clicks (besides the beacon's own checks in
 web/clicks.py): everything one signed-in actor does for one (query, item) in
@@ -142,16 +145,16 @@ def _fit(rows: list[tuple], debias: bool, report: LearnReport) -> list[dict]:
     shown = np.array([row[4] for row in rows], dtype=np.float64)
     clicked = np.array([row[5] for row in rows], dtype=np.float64)
     report.counted_impressions, report.counted_clicks = int(shown.sum()), int(clicked.sum())
+    propensity = np.ones(MAX_POSITION)
     if debias:
-        propensity, attractiveness, mean, report.iterations = position_based_model(pair, position, shown, clicked)
-    else:
-        propensity = np.ones(MAX_POSITION)
-        mean = clicked.sum() / shown.sum()
-        attractiveness = _smoothed(np.bincount(pair, clicked), np.bincount(pair, shown), mean)
-    report.propensities = [round(float(p), 4) for p in propensity[: position.max() + 1]]
-    report.mean_attractiveness = round(float(mean), 4)
+        propensity, report.iterations = examination_propensities(pair, position, shown, clicked)
     pair_clicks = np.bincount(pair, clicked, minlength=len(keys))
     pair_shown = np.bincount(pair, shown, minlength=len(keys))
+    pair_examined = np.bincount(pair, shown * propensity[position], minlength=len(keys))
+    mean = min(float(pair_clicks.sum() / pair_examined.sum()), 1.0)
+    attractiveness = np.minimum(_smoothed(pair_clicks, pair_examined, mean), 1.0)
+    report.propensities = [round(float(p), 4) for p in propensity[: position.max() + 1]]
+    report.mean_attractiveness = round(float(mean), 4)
     boost = np.clip(attractiveness - mean, -BOOST_CAP, BOOST_CAP)
     report.queries = len({query_key for (query_key, _, _), index in keys.items() if pair_clicks[index] > 0})
     return [
@@ -174,21 +177,24 @@ def _smoothed(clicks: np.ndarray, examinations: np.ndarray, mean: float) -> np.n
     return (clicks + PRIOR_EXAMINATIONS * mean) / (examinations + PRIOR_EXAMINATIONS)
 
 
-def position_based_model(
+def examination_propensities(
     pair: np.ndarray, position: np.ndarray, shown: np.ndarray, clicked: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, float, int]:
-    """EM for θ (per position) and γ (per pair) over groups of (pair, 0-based position, shown, clicked).
+) -> tuple[np.ndarray, int]:
+    """θ by EM over groups of (pair, 0-based position, shown, clicked); returns θ and the iterations used.
 
     E-step: a shown-but-not-opened result was either not looked at or looked at and passed over:
     P(looked | no click) = θ(1-γ)/(1-θγ), P(attractive | no click) = (1-θ)γ/(1-θγ); an opened one was both.
-    M-step: θ_k and γ_qd are the expected shares, with their priors as pseudo-counts."""
+    M-step: θ_k and γ_qd are the expected shares, θ with its prior as pseudo-counts.  γ is left unsmoothed
+    here: a prior pulling the many rarely-shown deep results towards the mean would make θ absorb the
+    difference and fall too steeply.  The smoothing is applied once θ is known (``_fit``)."""
     pairs = int(pair.max()) + 1
     prior_propensity = 1.0 / np.arange(1, MAX_POSITION + 1)
     propensity = prior_propensity.copy()
-    mean = clicked.sum() / max(float((shown * propensity[position]).sum()), 1e-12)
-    mean = min(mean, 0.999)
-    attractiveness = np.full(pairs, mean)
+    examined = np.bincount(pair, shown * propensity[position], minlength=pairs)
+    attractiveness = np.clip(np.bincount(pair, clicked, minlength=pairs) / np.maximum(examined, 1e-12), 0.0, 1.0)
     not_clicked = shown - clicked
+    shown_at = np.bincount(position, shown, minlength=MAX_POSITION)
+    shown_pair = np.bincount(pair, shown, minlength=pairs)
     iterations = 0
     while iterations < EM_ITERATIONS:
         iterations += 1
@@ -197,14 +203,10 @@ def position_based_model(
         looked = clicked + not_clicked * theta * (1.0 - gamma) / unseen_or_passed
         liked = clicked + not_clicked * (1.0 - theta) * gamma / unseen_or_passed
         looked_at = np.bincount(position, looked, minlength=MAX_POSITION)
-        shown_at = np.bincount(position, shown, minlength=MAX_POSITION)
         new_propensity = (looked_at + PROPENSITY_PRIOR * prior_propensity) / (shown_at + PROPENSITY_PRIOR)
-        new_mean = float(liked.sum() / shown.sum())
-        new_attractiveness = (np.bincount(pair, liked, minlength=pairs) + PRIOR_EXAMINATIONS * new_mean) / (
-            np.bincount(pair, shown, minlength=pairs) + PRIOR_EXAMINATIONS
-        )
+        new_attractiveness = np.bincount(pair, liked, minlength=pairs) / shown_pair
         change = max(np.abs(new_propensity - propensity).max(), np.abs(new_attractiveness - attractiveness).max())
-        propensity, attractiveness, mean = new_propensity, new_attractiveness, new_mean
+        propensity, attractiveness = new_propensity, new_attractiveness
         if change < EM_TOLERANCE:
             break
-    return propensity, attractiveness, mean, iterations
+    return propensity, iterations
