@@ -13,14 +13,17 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from datasette_scisearch import vectors
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.ingest import load_files
 from datasette_scisearch.learning.active import review_queue
 from datasette_scisearch.learning.train import TrainingError, predict, train
 from datasette_scisearch.learning.train_command import train as train_command
+from datasette_scisearch.search.index import search_item_ids
 from datasette_scisearch.tagging import tag_catalog
 
+from .clip_fixture import build_tiny_clip
 from .conftest import REPO, shared_data
 from .learning_support import build_scene_catalog, label_as_expert
 
@@ -233,6 +236,55 @@ def test_the_review_queue_offers_the_least_certain_unlabelled_files_first(db, sc
         sorted(labelled),
     ).fetchone()[0]
     assert margins[0] == pytest.approx(lowest)
+
+
+# ---------------------------------------------------------------- which vectors
+
+
+@pytest.fixture(scope="module")
+def scenes_with_clip(scenes, tmp_path_factory):
+    """The demo scene catalog with CLIP vectors too, from a tiny random-weight open_clip model (no real weights
+    can be had here: the point is which space training reads, not how good random CLIP features are)."""
+    path = tmp_path_factory.mktemp("clip") / "scenes.db"
+    shutil.copy(scenes["path"], path)
+    settings = load_settings(REPO / "metadata.yml")
+    settings.taggers["clip"] = build_tiny_clip(tmp_path_factory.mktemp("tiny_clip")).options()
+    db = open_catalog(path)
+    tag_catalog(db, settings, ["clip"], progress=False)
+    db.close()
+    return path
+
+
+@pytest.fixture
+def clip_db(scenes_with_clip, tmp_path):
+    path = tmp_path / "scenes.db"
+    shutil.copy(scenes_with_clip, path)
+    db = open_catalog(path)
+    yield db
+    db.close()
+
+
+def test_auto_features_are_clip_where_clip_vectors_cover_the_labelled_files(clip_db, scenes):
+    label(clip_db, scenes, dict.fromkeys(CLASSES, 5))
+    report = train(clip_db, "morphology", CLASSES)
+    assert report.feature_space == "clip"
+    assert "on clip, p=" in learned_tags(clip_db)[0]["evidence"]
+
+
+def test_auto_features_fall_back_to_image_features_where_clip_covers_fewer_labelled_files(clip_db, scenes):
+    labelled = label(clip_db, scenes, dict.fromkeys(CLASSES, 5))
+    rowids = search_item_ids(clip_db, "file", sorted(labelled)[:3])
+    with clip_db.conn:  # CLIP ran over part of the catalog only
+        vectors.delete_vectors(clip_db, "clip", list(rowids.values()))
+    assert train(clip_db, "morphology", CLASSES).feature_space == "image_features"
+
+
+def test_features_named_on_the_command_line_must_exist(db, db_path, scenes):
+    label(db, scenes, dict.fromkeys(CLASSES, 5))
+    result = CliRunner().invoke(
+        train_command, [db_path, "--tag-set", "morphology", "--classes", ",".join(CLASSES), "--features", "clip"]
+    )
+    assert result.exit_code == 1 and "the catalog has no 'clip' vectors (it has: image_features)" in result.output
 
 
 # ---------------------------------------------------------------- real images
