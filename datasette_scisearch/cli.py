@@ -369,7 +369,7 @@ def errors(catalog, as_json):
 @click.argument("catalogs", nargs=-1, required=True, type=click.Path())
 @click.option("-h", "--host", default="127.0.0.1", show_default=True)
 @click.option("-p", "--port", default=8001, show_default=True, type=int)
-@click.option("--root", is_flag=True, help="print a link to sign in as the root actor")
+@click.option("--root", is_flag=True, help="print a link that signs you in as root, an expert who may validate tags")
 @click.pass_context
 def serve(ctx, catalogs, host, port, root):
     """Serve catalogs with Datasette, sqlite-vec loaded and the facility's metadata.yml; several are searched as
@@ -414,6 +414,8 @@ def _serve(catalogs: list[str], host: str, port: int, root: bool, config: str | 
         arguments += ["--metadata", str(metadata)]
     if root:
         arguments.append("--root")
+        # Datasette prints the link itself, once it knows its one-time token.
+        click.echo("to validate tags, sign in as root (allowed scisearch-edit in metadata.yml) with this link:")
     datasette_cli.main(arguments, prog_name="datasette")
 
 
@@ -425,8 +427,11 @@ def _serve(catalogs: list[str], host: str, port: int, root: bool, config: str | 
 @click.option("-p", "--port", default=8001, show_default=True, type=int)
 @click.option("--rebuild", is_flag=True, help="write the facility again even if the folder exists")
 @click.option("--tag/--no-tag", "tag_after", default=True, show_default=True, help="run the installed taggers")
+@click.option(
+    "--root/--no-root", default=True, show_default=True, help="print a link that signs you in to validate tags"
+)
 @click.pass_context
-def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after):
+def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after, root):
     """Build a synthetic facility (files, user log, proposals, papers), catalog it and serve it."""
     from .demo import build_facility
 
@@ -462,9 +467,12 @@ def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after):
     db.close()
     if serve_after:
         click.echo(f"serving {catalog} at http://127.0.0.1:{port}/ (Ctrl-C to stop)")
-        _serve([str(catalog)], "127.0.0.1", port, False, ctx.obj.get("config"))
+        _serve([str(catalog)], "127.0.0.1", port, root, ctx.obj.get("config"))
     else:
-        click.echo(f"catalog ready: scisearch serve {catalog}")
+        click.echo(
+            f"catalog ready: scisearch serve {catalog}"
+            + (" --root  (--root: a link to sign in and validate tags)" if root else "")
+        )
 
 
 cli.add_command(search_command)
