@@ -103,7 +103,7 @@ def sign_in_hint(actor) -> str:
 def wants_json(request) -> bool:
     accept = request.headers.get("accept", "")
     content_type = request.headers.get("content-type", "")
-    return "application/json" in accept or content_type.startswith("application/json")
+    return "application/json" in accept or content_type.startswith("application/json") or request.path.endswith(".json")
 
 
 async def form_fields(request) -> dict[str, list[str]]:
@@ -207,10 +207,6 @@ def done(request, datasette, payload: dict, message: str, fallback_url: str) -> 
     return Response("", status=303, headers={"Location": fallback_url})
 
 
-def item_page_url(datasette, database: str, item_type: str, item_id) -> str:
-    return present.item_url(datasette, database, item_type, item_id)
-
-
 # -- Changes -------------------------------------------------------------------------------------------------
 
 
@@ -228,7 +224,9 @@ async def tag_endpoint(request, datasette):
         raise ValidationError("to undo, POST to the history entry's /undo URL")
     change = await write(db, experts.change_tag, tag_id, action, request.actor, first(fields, "text") or None)
     tag = change.tag
-    fallback = safe_next(first(fields, "next")) or item_page_url(datasette, db.name, tag["item_type"], tag["item_id"])
+    fallback = safe_next(first(fields, "next")) or present.item_url(
+        datasette, db.name, tag["item_type"], tag["item_id"]
+    )
     verb = {"accept": "Accepted", "reject": "Rejected", "edit": "Changed"}[action]
     shown = f"'{change.history['old_value']}' to '{tag['tag']}'" if action == "edit" else f"'{tag['tag']}'"
     return done(request, datasette, change.as_dict(), f"{verb} {shown}.", fallback)
@@ -257,7 +255,7 @@ async def add_endpoint(request, datasette):
     fields = await form_fields(request)
     item_type, item_id = first(fields, "item_type"), first(fields, "item_id")
     change = await write(db, experts.add, item_type, item_id, first(fields, "text"), request.actor)
-    fallback = safe_next(first(fields, "next")) or item_page_url(datasette, db.name, item_type, item_id)
+    fallback = safe_next(first(fields, "next")) or present.item_url(datasette, db.name, item_type, item_id)
     return done(request, datasette, change.as_dict(), f"Added '{change.tag['tag']}'.", fallback)
 
 
@@ -297,7 +295,9 @@ async def undo_endpoint(request, datasette):
     fields = await form_fields(request)
     change = await write(db, experts.undo, tilde_decode(request.url_vars["history_id"]), request.actor)
     tag = change.tag
-    fallback = safe_next(first(fields, "next")) or item_page_url(datasette, db.name, tag["item_type"], tag["item_id"])
+    fallback = safe_next(first(fields, "next")) or present.item_url(
+        datasette, db.name, tag["item_type"], tag["item_id"]
+    )
     return done(request, datasette, change.as_dict(), f"Undone: '{tag['tag']}' is {tag['status']} again.", fallback)
 
 
