@@ -340,3 +340,29 @@ async def test_without_an_allow_block_only_root_may_edit(catalog_path):
             ds, f"/-/scisearch/tags/em/{tag_id(catalog_path, '1', 'HAADF')}", {"action": "accept"}, cookies, token
         )
         assert response.status_code == status
+
+
+@pytest.mark.asyncio
+async def test_the_queue_offers_first_what_the_learned_tagger_is_least_sure_of(ds, catalog_path):
+    db = open_catalog(catalog_path)
+    with db.conn:
+        model_id = (
+            db["learned_models"]
+            .insert(
+                {"tag_set": "morphology", "version": 1, "classes": '["nanowires", "particles"]', "status": "current"}
+            )
+            .last_pk
+        )
+        db["learned_predictions"].insert_all(
+            [
+                {"model_id": model_id, "item_type": "file", "item_id": "7", "label": "nanowires"}
+                | {"probability": 0.52, "margin": 0.04},
+                {"model_id": model_id, "item_type": "file", "item_id": "3", "label": "particles"}
+                | {"probability": 0.9, "margin": 0.8},
+            ]
+        )
+    db.close()
+    page = (await ds.client.get("/-/scisearch/queue/em")).text
+    assert re.findall(r'data-item-id="([^"]+)"', page)[:2] == ["7", "3"]
+    first_reason = html.unescape(re.search(r'<p class="scisearch-queue-reason">(.*?)</p>', page)[1])
+    assert "learned morphology tagger (v1) is unsure: nanowires at p=0.52" in first_reason
