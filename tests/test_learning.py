@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -17,6 +18,7 @@ from datasette_scisearch import vectors
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.ingest import load_files
+from datasette_scisearch.learning import train as training
 from datasette_scisearch.learning.active import review_queue
 from datasette_scisearch.learning.train import TrainingError, predict, train
 from datasette_scisearch.learning.train_command import train as train_command
@@ -130,6 +132,23 @@ def test_every_file_with_features_gets_a_prediction_with_its_margin(db, scenes):
     rows = list(db.query("select * from learned_predictions"))
     assert len(rows) == 100
     assert all(0 <= row["margin"] <= row["probability"] <= 1 for row in rows)
+
+
+def test_predictions_read_in_batches_cover_every_file_once(db, scenes, monkeypatch):
+    monkeypatch.setattr(training, "_READ_BATCH", 7)  # a large catalog's vectors are read a batch at a time
+    label(db, scenes, dict.fromkeys(CLASSES, 20))
+    report = train(db, "morphology", CLASSES)
+    assert report.predictions == 100 and len(learned_tags(db)) == 20
+
+
+@pytest.mark.parametrize("classes", [CLASSES, ["nanowires", "lattice"]], ids=["four classes", "two classes"])
+def test_the_stored_weights_give_the_probabilities_scikit_learn_gives(db, scenes, classes):
+    ids = [i for i, c in scenes["truth"].items() if c in classes]
+    ids, features = training.read_features(db, "image_features", "file", ids)
+    target = np.array([classes.index(scenes["truth"][i]) for i in ids])
+    head = training.new_head().fit(features, target)
+    weights = training.load_weights(training.dump_weights(training.fit_weights(features, target, classes)))
+    assert training.probabilities(weights, features) == pytest.approx(head.predict_proba(features), abs=1e-9)
 
 
 def test_retraining_replaces_the_old_versions_tags_and_keeps_the_experts(db, scenes):

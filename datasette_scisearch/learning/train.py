@@ -48,7 +48,6 @@ MIN_LABELS_PER_CLASS = 5
 RELIABLE_LABELS_PER_CLASS = 20
 FEATURE_SPACES = ("clip", "image_features")  # "auto" prefers CLIP where it covers the labelled items as well
 MIN_PROBABILITY = 0.5
-EXPERT_STATUSES = ("accepted", "added", "rejected")
 _TAG_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,60}$")
 _READ_BATCH = 5_000
 
@@ -179,8 +178,9 @@ def train(
             "the cross-validated accuracy is a rough guide until each class has that many"
         )
     if write:
-        weights = _fit_weights(features, target, classes)
-        _write_version(db, report, weights, labels, item_type, _actor_id(actor), min_probability)
+        weights = fit_weights(features, target, classes)
+        predicted = _predict_all(db, weights, space, item_type, skip=set())
+        _write_version(db, report, weights, predicted, labels, item_type, _actor_id(actor), min_probability)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
@@ -209,9 +209,10 @@ def predict(
         model["id"], tag_set, model["version"], model["feature_space"], classes, load_weights(model["weights"]),
         model["cv_accuracy"], model["labels"],
     )  # fmt: skip
+    predicted = _predict_all(db, head.weights, head.feature_space, item_type, skip=done)
     _begin(db)
     try:
-        predictions, tagged = _write_predictions(db, head, item_type, labels, min_probability, skip=done)
+        tagged = _write_predictions(db, head, item_type, predicted, labels, min_probability)
         refresh_search_items(db, [item_type], tagged)  # commits
         _commit(db)
     except BaseException:
@@ -222,7 +223,7 @@ def predict(
         version=head.version,
         source=head.source,
         feature_space=head.feature_space,
-        predictions=predictions,
+        predictions=len(predicted.ids),
         tags_written=len(tagged),
         seconds=round(time.perf_counter() - started, 3),
     )
@@ -396,7 +397,8 @@ def cross_validated_predictions(features: np.ndarray, target: np.ndarray, folds:
     return predicted
 
 
-def _fit_weights(features: np.ndarray, target: np.ndarray, classes: list[str]) -> dict[str, np.ndarray]:
+def fit_weights(features: np.ndarray, target: np.ndarray, classes: list[str]) -> dict[str, np.ndarray]:
+    """Fit the head on all labels and keep what predicting needs (stored as .npz in learned_models.weights)."""
     head = new_head().fit(features, target)
     scaler, regression = head.steps[0][1], head.steps[1][1]
     return {
@@ -496,7 +498,9 @@ class _Head:
         )
 
 
-def _write_version(db, report: TrainingReport, weights, labels: _Labels, item_type, actor, min_probability) -> None:
+def _write_version(
+    db, report: TrainingReport, weights, predicted: _Predictions, labels: _Labels, item_type, actor, min_probability
+) -> None:
     """One transaction: the new model, the old versions retired and their tags removed, the new predictions and
     tags, and the search documents of every item whose tags changed."""
     _begin(db)
@@ -537,8 +541,8 @@ def _write_version(db, report: TrainingReport, weights, labels: _Labels, item_ty
             model_id, report.tag_set, report.version, report.feature_space, report.classes, weights,
             report.cv_accuracy, report.labels,
         )  # fmt: skip
-        predictions, tagged = _write_predictions(db, head, item_type, labels, min_probability, skip=set())
-        report.predictions, report.tags_written = predictions, len(tagged)
+        tagged = _write_predictions(db, head, item_type, predicted, labels, min_probability)
+        report.predictions, report.tags_written = len(predicted.ids), len(tagged)
         refresh_search_items(db, [item_type], sorted(set(untagged) | set(tagged)))  # commits
         _commit(db)
     except BaseException:
@@ -563,50 +567,66 @@ def _insert(db, table: str, row: dict) -> int:
     ).lastrowid
 
 
-def _write_predictions(
-    db, head: _Head, item_type: str, labels: _Labels, min_probability: float, skip: set[str]
-) -> tuple[int, list[str]]:
-    """Predict every item with a vector in the head's space (but those in ``skip``); returns how many were
-    predicted and the items that got a learned tag."""
-    now, predicted, tagged = now_utc(), 0, []
-    expected = head.weights["mean"].shape[0]
-    for ids, features in _all_features(db, head.feature_space, item_type):
+@dataclass
+class _Predictions:
+    ids: list[str]
+    best: np.ndarray  # class index per item
+    probability: np.ndarray  # of the best class
+    margin: np.ndarray  # best minus runner-up
+
+
+def _predict_all(db, weights: dict[str, np.ndarray], space: str, item_type: str, skip: set[str]) -> _Predictions:
+    """Apply the head to every item with a vector in ``space`` (but those in ``skip``).  Done before the write
+    transaction opens, so experts' edits do not wait while a large catalog's vectors are read."""
+    expected = weights["mean"].shape[0]
+    ids, best, probability, margin = [], [], [], []
+    for batch_ids, features in _all_features(db, space, item_type):
         if features.shape[1] != expected:
             raise TrainingError(
-                f"the {head.feature_space!r} vectors are {features.shape[1]}-d but the head was trained on "
-                f"{expected}-d ones (the model behind them changed): train the tag set again"
+                f"the {space!r} vectors are {features.shape[1]}-d but the head was trained on {expected}-d ones "
+                "(the model behind them changed): train the tag set again"
             )
-        keep = [row for row, item_id in enumerate(ids) if item_id not in skip]
+        keep = [row for row, item_id in enumerate(batch_ids) if item_id not in skip]
         if not keep:
             continue
-        ids = [ids[row] for row in keep]
-        chances = probabilities(head.weights, features[keep].astype(np.float64))
+        chances = probabilities(weights, features[keep].astype(np.float64))
         ranked = np.sort(chances, axis=1)
-        best = chances.argmax(axis=1)
-        prediction_rows, tag_rows = [], []
-        for row, item_id in enumerate(ids):
-            label, p, margin = head.classes[best[row]], float(ranked[row, -1]), float(ranked[row, -1] - ranked[row, -2])
-            prediction_rows.append((head.model_id, item_type, item_id, label, round(p, 4), round(margin, 4)))
-            if p < min_probability or item_id in labels.labelled:
-                continue  # too unsure to tag, or the expert's own label is already there
-            if label.casefold() in labels.rejected.get(item_id, set()):
-                continue  # the expert said it is not this
-            tag_rows.append(
-                (item_type, item_id, label, round(p, 4), head.source, str(head.version), head.evidence(p), now, now)
-            )
-            tagged.append(item_id)
-        db.conn.executemany(
-            "insert or replace into learned_predictions (model_id, item_type, item_id, label, probability, margin) "
-            "values (?, ?, ?, ?, ?, ?)",
-            prediction_rows,
+        ids += [batch_ids[row] for row in keep]
+        best.append(chances.argmax(axis=1))
+        probability.append(ranked[:, -1])
+        margin.append(ranked[:, -1] - ranked[:, -2])
+    joined = [np.concatenate(parts) if parts else np.zeros(0) for parts in (best, probability, margin)]
+    return _Predictions(ids, joined[0].astype(int), joined[1], joined[2])
+
+
+def _write_predictions(
+    db, head: _Head, item_type: str, predicted: _Predictions, labels: _Labels, min_probability: float
+) -> list[str]:
+    """Store the head's predictions and the learned tags they give; returns the items that got a tag."""
+    now, tagged = now_utc(), []
+    prediction_rows, tag_rows = [], []
+    for item_id, best, p, margin in zip(predicted.ids, predicted.best, predicted.probability, predicted.margin):
+        label, p = head.classes[best], float(p)
+        prediction_rows.append((head.model_id, item_type, item_id, label, round(p, 4), round(float(margin), 4)))
+        if p < min_probability or item_id in labels.labelled:
+            continue  # too unsure to tag, or the expert's own label is already there
+        if label.casefold() in labels.rejected.get(item_id, set()):
+            continue  # the expert said it is not this
+        tag_rows.append(
+            (item_type, item_id, label, round(p, 4), head.source, str(head.version), head.evidence(p), now, now)
         )
-        db.conn.executemany(
-            "insert into tags (item_type, item_id, tag, score, source, source_version, status, evidence, "
-            "created_at, updated_at) values (?, ?, ?, ?, ?, ?, 'machine', ?, ?, ?)",
-            tag_rows,
-        )
-        predicted += len(prediction_rows)
-    return predicted, tagged
+        tagged.append(item_id)
+    db.conn.executemany(
+        "insert or replace into learned_predictions (model_id, item_type, item_id, label, probability, margin) "
+        "values (?, ?, ?, ?, ?, ?)",
+        prediction_rows,
+    )
+    db.conn.executemany(
+        "insert into tags (item_type, item_id, tag, score, source, source_version, status, evidence, "
+        "created_at, updated_at) values (?, ?, ?, ?, ?, ?, 'machine', ?, ?, ?)",
+        tag_rows,
+    )
+    return tagged
 
 
 def _actor_id(actor) -> str | None:
