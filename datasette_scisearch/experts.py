@@ -205,7 +205,8 @@ def _transaction(db: sqlite_utils.Database, touched: set[tuple[str, str]]):
     BEGIN IMMEDIATE takes the write lock before reading, so a concurrent expert's
     change is either wholly before this one (and read as the old value) or after."""
     if db.conn.in_transaction:
-        db.conn.commit()  # sqlite3 may hold an implicit read transaction open; ours must start fresh
+        # refresh_search_items commits: the caller's own uncommitted writes would be committed with ours.
+        raise RuntimeError("commit or roll back the connection's open transaction before changing tags")
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -432,11 +433,12 @@ def review_queue(db: sqlite_utils.Database, item_type: str = "file", limit: int 
         tag = dict(zip(TAG_COLUMNS, row))
         tags.setdefault(str(tag["item_id"]), []).append(tag)
     facts: dict[str, dict] = {}
-    if item_type == "file":
+    file_ids = [int(i) for i in ids if i.isascii() and i.isdigit()] if item_type == "file" else []
+    if file_ids:
         for row in db.execute(
             f"select id, {', '.join(QUEUE_FILE_FACTS)}, exists(select 1 from previews p where p.file_id = files.id) "
-            f"from files where id in ({marks})",
-            [int(i) for i in ids if i.isdigit()] + [None] * sum(not i.isdigit() for i in ids),
+            f"from files where id in ({','.join('?' * len(file_ids))})",
+            file_ids,
         ):
             facts[str(row[0])] = {**dict(zip(QUEUE_FILE_FACTS, row[1:-1])), "has_preview": bool(row[-1])}
     return [
