@@ -72,22 +72,29 @@ def _uncertain_predictions(db, limit: int, item_type: str, tag_set: str | None) 
     models = _current_models(db, tag_set)
     if not models:
         return []
-    marks = ",".join("?" * len(models))
     expert = ",".join("?" * len(EXPERT_STATUSES))
-    rows = db.execute(
-        f"""
-        select p.item_id, p.label, p.probability, p.margin, m.tag_set, m.version
-        from learned_predictions p join learned_models m on m.id = p.model_id
-        where p.model_id in ({marks}) and p.item_type = ?
-          and not exists (
-            select 1 from tags t
-            where t.item_type = p.item_type and t.item_id = p.item_id and t.status in ({expert})
-              and lower(t.tag) in (select lower(value) from json_each(m.classes)))
-        order by p.margin asc, p.probability asc, p.item_id
-        limit ?
-        """,
-        [*(model[0] for model in models), item_type, *EXPERT_STATUSES, limit * len(models)],
-    ).fetchall()
+    rows = []
+    for model_id, model_tag_set, version in models:
+        # One model at a time, in the order of its (model_id, margin) index: SQLite reads the least certain
+        # predictions first and stops at the limit instead of sorting every prediction.
+        rows += [
+            (*row, model_tag_set, version)
+            for row in db.execute(
+                f"""
+                select p.item_id, p.label, p.probability, p.margin
+                from learned_predictions p join learned_models m on m.id = p.model_id
+                where p.model_id = ? and p.item_type = ?
+                  and not exists (
+                    select 1 from tags t
+                    where t.item_type = p.item_type and t.item_id = p.item_id and t.status in ({expert})
+                      and lower(t.tag) in (select lower(value) from json_each(m.classes)))
+                order by p.margin asc
+                limit ?
+                """,
+                [model_id, item_type, *EXPERT_STATUSES, limit],
+            )
+        ]
+    rows.sort(key=lambda row: (row[3], row[2], str(row[0])))
     entries, seen = [], set()
     for item_id, label, probability, margin, model_tag_set, version in rows:
         item_id = str(item_id)
@@ -115,29 +122,56 @@ def _uncertain_predictions(db, limit: int, item_type: str, tag_set: str | None) 
 
 
 def _weakest_machine_tags(db, limit: int, item_type: str) -> list[QueueEntry]:
-    # SQLite's bare columns beside min() come from the row holding the minimum: the weakest tag itself.
-    rows = db.execute(
-        """
-        select t.item_id, t.tag, t.source, min(t.score) as weakest
-        from tags t
-        where t.item_type = ? and t.status = 'machine' and t.score is not null
-          and not exists (
-            select 1 from tags e
-            where e.item_type = t.item_type and e.item_id = t.item_id and e.status != 'machine')
-        group by t.item_id
-        order by weakest asc, t.item_id
-        limit ?
-        """,
-        [item_type, limit],
-    ).fetchall()
-    return [
-        QueueEntry(
-            item_type=item_type,
-            item_id=str(item_id),
-            reason=f"no expert has checked it; its weakest machine tag '{tag}' ({source}) scored {score:.2f}",
-            margin=None,
-            label=tag,
-            probability=float(score),
-        )
-        for item_id, tag, source, score in rows
-    ]
+    """Items no expert has judged, by their lowest-scored machine tag.
+
+    Machine tags are read weakest first, a growing slice at a time: a bounded sort over the tags is cheap, where
+    asking for every tag whether its item was judged costs seconds on a catalog of a million tags."""
+    entries: list[QueueEntry] = []
+    seen: set[str] = set()
+    offset, window = 0, max(4 * limit, 200)
+    while len(entries) < limit:
+        rows = db.execute(
+            "select item_id, tag, source, score from tags "
+            "where item_type = ? and status = 'machine' and score is not null "
+            "order by score asc, item_id limit ? offset ?",
+            [item_type, window, offset],
+        ).fetchall()
+        weakest: dict[str, tuple] = {}
+        for item_id, tag, source, score in rows:
+            item_id = str(item_id)
+            if item_id not in seen and item_id not in weakest:
+                weakest[item_id] = (tag, source, score)
+        seen |= weakest.keys()
+        judged = _judged_items(db, item_type, list(weakest))
+        for item_id, (tag, source, score) in weakest.items():
+            if item_id in judged or len(entries) == limit:
+                continue
+            entries.append(
+                QueueEntry(
+                    item_type=item_type,
+                    item_id=item_id,
+                    reason=f"no expert has checked it; its weakest machine tag '{tag}' ({source}) scored {score:.2f}",
+                    margin=None,
+                    label=tag,
+                    probability=float(score),
+                )
+            )
+        if len(rows) < window:
+            break
+        offset, window = offset + window, window * 2
+    return entries
+
+
+def _judged_items(db, item_type: str, item_ids: list[str]) -> set[str]:
+    judged: set[str] = set()
+    for start in range(0, len(item_ids), 500):
+        chunk = item_ids[start : start + 500]
+        judged |= {
+            str(row[0])
+            for row in db.execute(
+                f"select distinct item_id from tags where item_type = ? and status != 'machine' "
+                f"and item_id in ({','.join('?' * len(chunk))})",
+                [item_type, *chunk],
+            )
+        }
+    return judged
