@@ -98,6 +98,19 @@ def test_the_train_command_reports_json(db, db_path, scenes):
     assert report["version"] == 1 and report["counts"]["lattice"] == 20 and report["cv_accuracy"] > 0.9
 
 
+def test_a_dry_run_reports_the_accuracy_and_writes_nothing(db, db_path, scenes):
+    label(db, scenes, dict.fromkeys(CLASSES, 20))
+    tags_before = db.execute("select count(*) from tags").fetchone()[0]
+    result = CliRunner().invoke(
+        train_command, [db_path, "--tag-set", "morphology", "--classes", ",".join(CLASSES), "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "trained morphology (dry run: nothing written) on 80 labelled items" in result.output
+    assert "cross-validated accuracy: " in result.output and "wrote" not in result.output
+    assert db.execute("select count(*) from tags").fetchone()[0] == tags_before
+    assert db.execute("select count(*) from learned_models").fetchone()[0] == 0
+
+
 def test_learned_tags_carry_the_versioned_source_a_probability_and_evidence(db, scenes):
     labelled = label(db, scenes, dict.fromkeys(CLASSES, 20))
     train(db, "morphology", CLASSES)

@@ -40,9 +40,12 @@ class _Failure(click.ClickException):
     help="a machine tag that names CLASS for the baseline (repeat; default: tags equal to or containing the name)",
 )
 @click.option("--by", "trained_by", help="who trained it (recorded with the model)")
+@click.option("--dry-run", is_flag=True, help="train and report the accuracy, but write no model and no tags")
 @click.option("--predict-only", is_flag=True, help="tag items added since training with the current model; no training")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def train_command(catalog, tag_set, classes, features, folds, baseline_tags, trained_by, predict_only, as_json):
+def train_command(
+    catalog, tag_set, classes, features, folds, baseline_tags, trained_by, dry_run, predict_only, as_json
+):
     """Train a head on experts' labels for a tag set, report its cross-validated accuracy against the machine tags
     already there, and write its predictions as tags with source learned:TAG_SET.vN.
 
@@ -66,6 +69,7 @@ def train_command(catalog, tag_set, classes, features, folds, baseline_tags, tra
                 actor=trained_by,
                 folds=folds,
                 baseline_tags=_parse_baseline_tags(baseline_tags),
+                write=not dry_run,
             ).as_dict()
     except TrainingError as error:
         raise _Failure(str(error)) from None
@@ -97,8 +101,9 @@ def _parse_baseline_tags(pairs: tuple[str, ...]) -> dict[str, list[str]] | None:
 
 def _print_report(report: dict) -> None:
     classes = report["classes"]
+    what = report["source"] or f"{report['tag_set']} (dry run: nothing written)"
     click.echo(
-        f"trained {report['source']} on {report['labels']} labelled items ({report['feature_space']} vectors, "
+        f"trained {what} on {report['labels']} labelled items ({report['feature_space']} vectors, "
         f"{report['folds']}-fold cross-validation)"
     )
     click.echo(f"  cross-validated accuracy: {report['cv_accuracy']:.3f}")
@@ -126,10 +131,11 @@ def _print_report(report: dict) -> None:
         click.echo(f"  {report['labels_from_rejections']} labels came from rejections that left one class")
     for warning in report["warnings"]:
         click.echo(f"  note: {warning}")
-    click.echo(
-        f"  wrote {report['tags_written']} tags and {report['predictions']} predictions; removed "
-        f"{report['tags_removed']} tags of older versions"
-    )
+    if report["source"]:
+        click.echo(
+            f"  wrote {report['tags_written']} tags and {report['predictions']} predictions; removed "
+            f"{report['tags_removed']} tags of older versions"
+        )
     click.echo(
         f"  (at least {MIN_LABELS_PER_CLASS} labels per class train; "
         f"{RELIABLE_LABELS_PER_CLASS} give a reliable accuracy)"
