@@ -427,7 +427,7 @@ def review_queue(db: sqlite_utils.Database, item_type: str = "file", limit: int 
     tags: dict[str, list[dict]] = {}
     for row in db.execute(
         f"select {', '.join(TAG_COLUMNS)} from tags where item_type = ? and item_id in ({marks}) "
-        "and status = 'machine' order by score desc, tag",
+        "and status = 'machine' order by score, tag",  # the most doubtful first: those are what to judge
         [item_type, *ids],
     ):
         tag = dict(zip(TAG_COLUMNS, row))
@@ -446,7 +446,8 @@ def review_queue(db: sqlite_utils.Database, item_type: str = "file", limit: int 
             **entry.as_dict(),
             "title": titles.get(entry.item_id) or facts.get(entry.item_id, {}).get("name") or entry.item_id,
             "facts": facts.get(entry.item_id, {}),
-            "tags": tags.get(entry.item_id, []),
+            # The tag the queue's reason names leads, then the rest, most doubtful first.
+            "tags": sorted(tags.get(entry.item_id, []), key=lambda tag: tag["tag"] != entry.label),
         }
         for entry in entries
     ]
