@@ -4,8 +4,13 @@ bad input, bulk changes, the item and queue pages, and search changing at once."
 from __future__ import annotations
 
 import html
+import json
+import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
 
 import markupsafe
 import pytest
@@ -14,6 +19,7 @@ from datasette.app import Datasette
 from datasette_scisearch import experts
 from datasette_scisearch.catalog import open_catalog
 
+from .conftest import REPO
 from .test_experts import tagged_em_catalog_file  # noqa: F401  (a fixture)
 
 EDITORS = {"id": ["root", "alice"]}
@@ -31,6 +37,12 @@ def catalog_path(tagged_em_catalog_file, tmp_path):  # noqa: F811
 @pytest.fixture
 def ds(catalog_path):
     return Datasette([str(catalog_path)], metadata={"plugins": {"datasette-scisearch": PLUGIN_SETTINGS}})
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def signed_in(ds, actor_id: str) -> dict:
@@ -366,3 +378,37 @@ async def test_the_queue_offers_first_what_the_learned_tagger_is_least_sure_of(d
     assert re.findall(r'data-item-id="([^"]+)"', page)[:2] == ["7", "3"]
     first_reason = html.unescape(re.search(r'<p class="scisearch-queue-reason">(.*?)</p>', page)[1])
     assert "learned morphology tagger (v1) is unsure: nanowires at p=0.52" in first_reason
+
+
+@pytest.mark.asyncio
+async def test_a_json_body_with_the_csrf_header_changes_a_tag(ds, catalog_path):
+    cookies, token = await session(ds, "root")
+    haadf = tag_id(catalog_path, "1", "HAADF")
+    response = await ds.client.post(
+        f"/-/scisearch/tags/em/{haadf}",
+        content=json.dumps({"action": "reject"}),
+        cookies=cookies,
+        headers={"content-type": "application/json", "x-csrftoken": token},
+    )
+    assert (response.status_code, response.json()["tag"]["status"]) == (200, "rejected")
+
+
+def test_serve_with_root_says_how_to_sign_in_and_prints_the_link(catalog_path):
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "datasette_scisearch", "serve", str(catalog_path), "--root", "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: list[str] = []
+    try:
+        while len(lines) < 20 and "auth-token" not in "".join(lines[-1:]):
+            lines.append(server.stdout.readline())
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert "sign in as root" in lines[-2]
+    assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/-/auth-token\?token=\w+\n", lines[-1])
