@@ -12,7 +12,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from datasette_scisearch.catalog import now_utc, open_catalog
+from datasette_scisearch import experts
+from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.demo.facility import plan_sessions
 from datasette_scisearch.demo.formats import write_acquisition
@@ -86,20 +87,15 @@ def _choose_acquisitions(data_dir: Path, per_class: int, classes: list[str], see
     raise ValueError(f"the demo programme does not make {per_class} files of each of {classes}")
 
 
-def label_as_expert(db, item_ids, tag: str, status: str = "added", actor: str = "expert") -> None:
-    """Tags as an expert leaves them: added (source 'expert') or a judgement on the item's tag."""
-    now = now_utc()
-    with db.conn:
-        db["tags"].insert_all(
-            {
-                "item_type": "file",
-                "item_id": str(item_id),
-                "tag": tag,
-                "score": 1.0,
-                "source": actor,
-                "status": status,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for item_id in item_ids
-        )
+def label_as_expert(db, item_ids, tag: str, actor: str = "expert-in-test") -> None:
+    """An expert adds ``tag`` to these files, through datasette_scisearch.experts as the pages do."""
+    result = experts.bulk_change(db, "add", tag, [("file", str(item_id)) for item_id in item_ids], actor)
+    assert not result.skipped, result.skipped
+
+
+def reject_as_expert(db, item_id, tag: str, actor: str = "expert-in-test") -> None:
+    """An expert rejects ``tag`` on the file: the machine's tag where it has one, else a slip of the expert's own
+    (added by mistake, then rejected) — either way a rejection is what the catalog keeps."""
+    result = experts.bulk_change(db, "reject", tag, [("file", str(item_id))], actor)
+    if result.skipped:
+        experts.reject(db, experts.add(db, "file", str(item_id), tag, actor).tag["id"], actor)

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from datasette_scisearch import experts
 from datasette_scisearch.catalog import now_utc, open_catalog
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.learning.active import review_queue
@@ -38,22 +39,6 @@ def weakest_machine_score(db, item_id: str) -> float:
     return db.execute(
         "select min(score) from tags where item_type = 'file' and item_id = ? and status = 'machine'", [item_id]
     ).fetchone()[0]
-
-
-def add_expert_tag(db, item_id: str, tag: str, status: str = "added") -> None:
-    with db.conn:
-        db["tags"].insert(
-            {
-                "item_type": "file",
-                "item_id": item_id,
-                "tag": tag,
-                "score": 1.0,
-                "source": "expert",
-                "status": status,
-                "created_at": now_utc(),
-                "updated_at": now_utc(),
-            }
-        )
 
 
 def add_model(db, tag_set: str, classes: list[str], predictions: dict[str, tuple[str, float, float]]) -> int:
@@ -96,7 +81,10 @@ def test_without_a_learned_model_the_queue_offers_the_weakest_machine_tags_first
 
 def test_an_item_an_expert_has_judged_leaves_the_machine_tag_queue(db):
     first = review_queue(db, limit=1)[0]
-    add_expert_tag(db, first.item_id, "lattice")
+    (tag_id,) = db.execute(
+        "select id from tags where item_type = 'file' and item_id = ? and tag = ?", [first.item_id, first.label]
+    ).fetchone()
+    experts.reject(db, tag_id, "expert-in-test")
     assert first.item_id not in {entry.item_id for entry in review_queue(db, limit=50)}
 
 
@@ -113,7 +101,7 @@ def test_with_a_learned_model_the_least_certain_prediction_comes_first(db):
 def test_items_an_expert_labelled_for_the_models_classes_are_not_offered_again(db):
     ids = file_ids(db)[:3]
     add_model(db, "morphology", ["particles", "Lattice"], {i: ("particles", 0.6, 0.2 + n) for n, i in enumerate(ids)})
-    add_expert_tag(db, ids[0], "lattice", status="rejected")  # any judgement on a class counts, in any case
+    experts.add(db, "file", ids[0], "LATTICE", "expert-in-test")  # the class's name in any case
     queued = [entry.item_id for entry in review_queue(db, limit=3, tag_set="morphology")]
     assert ids[0] not in queued and queued[:2] == ids[1:]
 

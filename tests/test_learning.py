@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from datasette_scisearch import vectors
+from datasette_scisearch import experts, vectors
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.ingest import load_files
@@ -27,7 +27,7 @@ from datasette_scisearch.tagging import tag_catalog
 
 from .clip_fixture import build_tiny_clip
 from .conftest import REPO, shared_data
-from .learning_support import build_scene_catalog, label_as_expert
+from .learning_support import build_scene_catalog, label_as_expert, reject_as_expert
 
 CLASSES = ["nanoparticles", "nanowires", "lattice", "amorphous"]
 
@@ -167,11 +167,11 @@ def test_the_stored_weights_give_the_probabilities_scikit_learn_gives(db, scenes
 def test_retraining_replaces_the_old_versions_tags_and_keeps_the_experts(db, scenes):
     label(db, scenes, dict.fromkeys(CLASSES, 20))
     train(db, "morphology", CLASSES)
-    experts = db.execute("select count(*) from tags where source = 'expert'").fetchone()[0]
+    expert_tags = db.execute("select count(*) from tags where source = 'expert'").fetchone()[0]
     report = train(db, "morphology", CLASSES)
     assert report.version == 2 and report.tags_removed == 20
     assert learned_tags(db, version=1) == [] and len(learned_tags(db, version=2)) == 20
-    assert db.execute("select count(*) from tags where source = 'expert'").fetchone()[0] == experts == 80
+    assert db.execute("select count(*) from tags where source = 'expert'").fetchone()[0] == expert_tags == 80
     statuses = dict(db.execute("select version, status from learned_models").fetchall())
     assert statuses == {1: "retired", 2: "current"}
     assert db.execute("select distinct model_id from learned_predictions").fetchall() == [(report.model_id,)]
@@ -181,8 +181,7 @@ def test_an_accepted_learned_tag_stays_and_becomes_a_label(db, scenes):
     label(db, scenes, dict.fromkeys(CLASSES, 20))
     train(db, "morphology", CLASSES)
     accepted = learned_tags(db)[0]
-    db.execute("update tags set status = 'accepted' where id = ?", [accepted["id"]])
-    db.conn.commit()
+    experts.accept(db, accepted["id"], "expert-in-test")
     report = train(db, "morphology", CLASSES)
     assert next(db.query("select status from tags where id = ?", [accepted["id"]]))["status"] == "accepted"
     assert report.labels == 81
@@ -192,8 +191,7 @@ def test_a_learned_tag_the_expert_rejected_is_not_written_again(db, scenes):
     label(db, scenes, dict.fromkeys(CLASSES, 20))
     train(db, "morphology", CLASSES)
     rejected = learned_tags(db)[0]
-    db.execute("update tags set status = 'rejected' where id = ?", [rejected["id"]])
-    db.conn.commit()
+    experts.reject(db, rejected["id"], "expert-in-test")
     train(db, "morphology", CLASSES)
     again = [tag for tag in learned_tags(db, version=2) if tag["item_id"] == rejected["item_id"]]
     assert all(tag["tag"] != rejected["tag"] for tag in again)
@@ -202,7 +200,7 @@ def test_a_learned_tag_the_expert_rejected_is_not_written_again(db, scenes):
 def test_rejections_that_leave_one_class_are_labels(db, scenes):
     label(db, scenes, {"nanowires": 5, "lattice": 5})
     wire = sorted((i for i, c in scenes["truth"].items() if c == "nanowires"), key=int)[-1]
-    label_as_expert(db, [wire], "lattice", status="rejected")
+    reject_as_expert(db, wire, "lattice")
     report = train(db, "wires", ["nanowires", "lattice"])
     assert report.labels_from_rejections == 1 and report.counts == {"nanowires": 6, "lattice": 5}
 

@@ -637,7 +637,8 @@ def _actor_id(actor) -> str | None:
 
 def _begin(db) -> None:
     if db.conn.in_transaction:
-        db.conn.commit()  # an implicit read transaction of sqlite3's may be open; ours must start fresh
+        # refresh_search_items commits: the caller's own uncommitted writes would be committed with ours.
+        raise RuntimeError("commit or roll back the connection's open transaction before training")
     db.execute("BEGIN IMMEDIATE")
 
 
