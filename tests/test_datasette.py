@@ -355,8 +355,16 @@ async def test_previews_bookkeeping_and_vector_tables_are_hidden(tmp_path):
     visible = {table["name"] for table in response.json()["tables"] if not table["hidden"]}
     assert visible == {
         "files", "sessions", "proposals", "papers", "instruments",
-        "links", "tags", "tag_history", "jobs", "ingest_errors",
+        "links", "tags", "tag_history", "jobs", "ingest_errors", "learned_models",
     }  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_the_search_log_is_readable_by_root_only(ds):
+    root = {"ds_actor": ds.sign({"a": {"id": "root"}}, "actor")}
+    for table in ("search_log", "search_impressions", "search_clicks"):
+        assert (await ds.client.get(f"/cat/{table}.json")).status_code == 403
+        assert (await ds.client.get(f"/cat/{table}.json", cookies=root)).status_code == 200
 
 
 @pytest.mark.asyncio

@@ -314,6 +314,14 @@ def register_routes(datasette):
     ]
 
 
+@hookimpl
+def permission_allowed(datasette, actor, action, resource):
+    # Datasette collects hooks from this module only; who may edit tags is decided in validation.py.
+    from .validation import permission_allowed as editors_may
+
+    return editors_may(datasette, actor, action, resource)
+
+
 def preview_url(datasette, database: str, file_id, version: str | None = None) -> str:
     route = tilde_encode(datasette.get_database(database).route)
     url = datasette.urls.path(f"-/scisearch/preview/{route}/{file_id}.png")

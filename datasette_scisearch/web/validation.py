@@ -34,7 +34,6 @@ import json
 import urllib.parse
 
 import sqlite_utils
-from datasette import hookimpl
 from datasette.utils import actor_matches_allow, tilde_decode, tilde_encode
 from datasette.utils.asgi import Forbidden, Response
 
@@ -73,8 +72,8 @@ def editors_allow(datasette) -> dict | bool:
     return DEFAULT_EDITORS if allow is None else allow
 
 
-@hookimpl
 def permission_allowed(datasette, actor, action, resource):
+    """Datasette's permission hook (registered in web/__init__.py) for the scisearch-edit action."""
     # Grants only: an actor the block does not name may still be allowed by another permissions plugin.
     if action == EDIT_PERMISSION and actor_matches_allow(actor, editors_allow(datasette)):
         return True
