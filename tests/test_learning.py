@@ -197,6 +197,17 @@ def test_a_learned_tag_the_expert_rejected_is_not_written_again(db, scenes):
     assert all(tag["tag"] != rejected["tag"] for tag in again)
 
 
+def test_labels_match_class_names_in_any_case(db, scenes):
+    label(db, scenes, {"nanoparticles": 5, "lattice": 5})
+    wires = sorted((i for i, c in scenes["truth"].items() if c == "nanowires"), key=int)[:5]
+    label_as_expert(db, wires, "NANOWIRES")
+    assert train(db, "morphology", ["Nanoparticles", "nanowires", "Lattice"]).counts == {
+        "Nanoparticles": 5,
+        "nanowires": 5,
+        "Lattice": 5,
+    }
+
+
 def test_rejections_that_leave_one_class_are_labels(db, scenes):
     label(db, scenes, {"nanowires": 5, "lattice": 5})
     wire = sorted((i for i, c in scenes["truth"].items() if c == "nanowires"), key=int)[-1]
