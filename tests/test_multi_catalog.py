@@ -24,7 +24,7 @@ from datasette_scisearch.search.index import refresh_search_items
 from datasette_scisearch.tagging import tag_catalog
 
 from .conftest import REPO, shared_data
-from .search_support import settings
+from .search_support import HashedWordsTagger, registered, settings
 
 SPLIT = {"velox": lambda path: path.suffix == ".emd", "others": lambda path: path.suffix != ".emd"}
 LAST_MIGRATION = "m003_experts_learning_and_clicks"
@@ -129,9 +129,56 @@ async def test_each_catalog_keeps_its_own_order_within_the_merged_list(ds, catal
 
 
 @pytest.mark.asyncio
-async def test_equal_scores_go_to_the_catalog_served_first(ds):
-    _, data = await get_json(ds, q="HAADF", per_page=2)
-    assert [(hit["database"], hit["score"]) for hit in data["hits"]] == [("velox", 0.5), ("others", 0.5)]
+async def test_without_vectors_equal_places_in_the_text_ranking_go_to_the_catalog_served_first(ds):
+    _, data = await get_json(ds, q="HAADF", per_page=4)
+    assert [(hit["database"], hit["ranks"]["fts"]) for hit in data["hits"]] == [
+        ("velox", 1),
+        ("others", 1),
+        ("velox", 2),
+        ("others", 2),
+    ]
+    assert [hit["score"] for hit in data["hits"]] == [round(1 / (1 + rank), 6) for rank in (1, 2, 3, 4)]
+
+
+@pytest.fixture(scope="module")
+def catalogs_with_vectors(tmp_path_factory) -> dict:
+    """Two catalogs whose only match for 'gold ceria' is first in both rankings of each: in 'near' its
+    text is closer to the query (fewer other words) than in 'far'."""
+    folder = tmp_path_factory.mktemp("vectors")
+    texts = {"far": "heating holder vacuum furnace", "near": "catalyst"}
+    opened = {}
+    with registered(HashedWordsTagger()):
+        for name, abstract in texts.items():
+            db = open_catalog(folder / f"{name}.db")
+            db["proposals"].insert_all(
+                [
+                    {"id": f"{name}-1", "title": "Gold ceria", "abstract": abstract},
+                    {"id": f"{name}-2", "title": "Silicon lamella", "abstract": "focused ion beam"},
+                ]
+            )
+            tag_catalog(db, settings(), tagger_names=["hashed_words"], progress=False)
+            opened[name] = db
+    yield opened
+    for db in opened.values():
+        db.close()
+
+
+def test_vector_similarities_are_compared_across_catalogs(catalogs_with_vectors):
+    with registered(HashedWordsTagger()):
+        each = {name: engine.search(db, "gold ceria").hits[0] for name, db in catalogs_with_vectors.items()}
+        merged = federation.search_catalogs(catalogs_with_vectors, "gold ceria").hits
+    assert each["far"].score == each["near"].score and each["far"].ranks == each["near"].ranks
+    assert [(hit.database, hit.item_id) for hit in merged] == [("near", "near-1"), ("far", "far-1")]
+
+
+def test_an_exact_name_stays_first_across_catalogs(catalogs):
+    opened = {name: open_catalog(path) for name, path in catalogs.items()}
+    try:
+        hits = federation.search_catalogs(opened, "0.bcf").hits
+    finally:
+        for db in opened.values():
+            db.close()
+    assert (hits[0].database, hits[0].title) == ("others", "0.bcf — HAADF") and hits[0].score > 100
 
 
 @pytest.mark.asyncio

@@ -12,25 +12,40 @@ name.  With one catalog the engine's answer is returned as it is.
 How the lists are merged, and why
 ---------------------------------
 The engine fuses its rankings by reciprocal rank fusion, ``Σ w / (k + rank)``,
-and the ranks are counted within each catalog.  A fused score therefore says
-where an item stands in its own catalog, not how well it matches in absolute
-terms; the ingredients are no more comparable either (BM25's IDF comes from
-each catalog's own word counts, so one word weighs differently in each).  The
-merge orders hits by fused score, which means by their places in their own
-catalogs, with ties going to the catalog listed first:
+with ranks counted within each catalog, so the fused scores of two catalogs do
+not compare: every catalog's best match scores alike, however well it matches.
+Merging by them hands first place to whichever catalog is listed first.  So
+the merge fuses again, with ranks counted over all catalogs, as one catalog of
+everything would:
 
-- catalogs that are alike (a collection split by year, by hash, by site with
-  similar holdings) interleave as the one big catalog would rank them, in
-  expectation: the 2nd of one half stands next to the 2nd of the other, both
-  near the 4th of the whole.  ``benchmarks/catalogs.py`` measures how much of
-  the single catalog's top 10 the merge keeps;
-- catalogs that differ keep their best matches visible: a small catalog's best
-  match is not buried under a large catalog's hundredth.  That is the trade
-  for not knowing comparable scores: a catalog where the query matches weakly
-  still puts its best item among the first few;
-- exact ids and file names (which the engine scores above any fusion) stay
-  first, and a query of filters alone, which each catalog ranks newest first,
-  is merged newest first by the items' own times.
+- **vector rankings** (MiniLM text, CLIP) compare exactly: a cosine similarity
+  means the same in every catalog whose vectors the same tagger made.  Each
+  hit's similarity to the query is read from its catalog's vectors
+  (``catalog_answer``), and the hits the vectors found are ranked together by it;
+- **the text ranking** does not: BM25's word weights come from each catalog's
+  own counts (a word common in one catalog weighs little there and much in
+  another), and the engine gives ranks, not scores.  Hits are interleaved by
+  their place in their own catalog's text ranking (every catalog's 2nd before
+  any catalog's 3rd), equal places ordered by text-vector similarity where
+  there is one, else by catalog order.  For catalogs that are alike (split by
+  year or by hash) that is what the one catalog would give, in expectation; of
+  catalogs that differ, a small catalog's best text match is not buried under a
+  large catalog's hundredth;
+- what the engine added beyond its rankings stays with each hit: exact ids and
+  names (scored above any fusion, so still first) and boosts learned from clicks;
+- a query of filters alone, which each catalog lists newest first, is merged
+  newest first by the items' own times.
+
+The merged ranks are counted among the hits fetched from each catalog (its best
+``page × per_page``), not over each catalog's whole pool, so deep in the list
+they are approximate.  A merged hit's ``score`` is this second fusion's; its
+``ranks`` stay those in its own catalog.  ``benchmarks/catalogs.py`` measures
+what the merge keeps of one catalog's ranking: on 10,000 items split in four,
+merging by the catalogs' own scores kept 0.71 of the top 10 and the first
+result in 12 % of queries; fusing again keeps 0.77 and 24 %.  What is lost is
+in the text ranking: equal places of different catalogs are ordered by a
+guess, where the engine's BM25 scores (it reports ranks only) would order them,
+IDF differences aside.
 
 Paging: an item on page ``p`` of the merged list is within the first
 ``p × per_page`` results of its own catalog, so each catalog is asked for that
@@ -58,17 +73,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import sqlite_utils
 
+from .. import vectors
 from ..catalog import MIGRATIONS, CatalogError
-from . import engine
-from .hits import FACET_SIZE
+from . import embedding, engine, vector_index
+from .hits import FACET_SIZE, RANK_KEYS
 from .query import QueryError, parse_query
 
 __all__ = [
     "CURRENT_SCHEMA_VERSION",
+    "CatalogAnswer",
     "CatalogHit",
     "FederatedResults",
+    "catalog_answer",
     "check_catalog_file",
     "schema_problem",
     "search_catalogs",
@@ -78,6 +97,8 @@ __all__ = [
 # The engine adds 1000 to items the query names exactly; no fused score comes near it.
 _EXACT_SCORE = 100.0
 _NOTHING_MATCHED = "nothing matched "
+# The rankings the merge fuses again, by their weight's name (hits' ``ranks`` use RANK_KEYS' names).
+_STAGES = ("fts", *engine.QUERY_SPACES)
 
 
 @dataclass
@@ -87,8 +108,9 @@ class CatalogHit(engine.Hit):
     database: str = ""
 
     @classmethod
-    def of(cls, hit: engine.Hit, database: str) -> CatalogHit:
-        return cls(**{f.name: getattr(hit, f.name) for f in fields(hit)}, database=database)
+    def of(cls, hit: engine.Hit, database: str, **changes) -> CatalogHit:
+        values = {f.name: getattr(hit, f.name) for f in fields(hit)}
+        return cls(**(values | changes | {"database": database}))
 
 
 @dataclass
@@ -98,8 +120,48 @@ class FederatedResults(engine.SearchResults):
     catalogs: list[str] = field(default_factory=list)
 
 
-# A catalog's engine as the web pages reach it: (query, **options) -> SearchResults, awaited.
-AsyncEngine = Callable[..., Awaitable[engine.SearchResults]]
+@dataclass
+class CatalogAnswer:
+    """One engine page of one catalog, with what the merge compares across catalogs: each hit's cosine
+    similarity to the query in each vector space (by rowid), and the tagger that made each space's vectors."""
+
+    results: engine.SearchResults
+    similarities: dict[int, dict[str, float]] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+
+
+def catalog_answer(db: sqlite_utils.Database, query: str, *, settings=None, **options) -> CatalogAnswer:
+    """``engine.search`` on one catalog (the same options), and its hits' similarities to the query."""
+    results = engine.search(db, query, settings=settings, **options)
+    answer = CatalogAnswer(results)
+    text = parse_query(query).semantic_text
+    if not text or not results.hits:
+        return answer
+    spaces = vectors.spaces(db)
+    for space in engine.QUERY_SPACES:
+        found = [hit for hit in results.hits if hit.ranks.get(RANK_KEYS[space]) is not None]
+        if space not in spaces or not found:
+            continue
+        tagger = spaces[space]["tagger"]
+        # The engine embedded this text a moment ago: the vector comes from the embedding cache.
+        query_vector, _ = embedding.embed_query(text, space, tagger, settings)
+        matrix = vector_index.space_matrix(db, space)
+        if query_vector is None or matrix is None:
+            continue
+        query_vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        query_vector = query_vector / (float(np.linalg.norm(query_vector)) or 1.0)
+        answer.models[space] = tagger
+        # Only the hits these vectors found (cosine over the floor): similarities of the others, tried as a way
+        # to order equal places in the text ranking, kept less of the one catalog's ranking (benchmarks/catalogs.py).
+        for hit in found:
+            vector = matrix.vector_of(hit.rowid)
+            if vector is not None and vector.shape == query_vector.shape:
+                answer.similarities.setdefault(hit.rowid, {})[space] = float(vector @ query_vector)
+    return answer
+
+
+# A catalog's ``catalog_answer`` as the web pages reach it: (query, **options) -> CatalogAnswer, awaited.
+AsyncEngine = Callable[..., Awaitable[CatalogAnswer]]
 
 
 def search_catalogs(
@@ -116,15 +178,15 @@ def search_catalogs(
     """Search these catalogs (name -> open catalog) as one; ``served`` is how many the researcher could
     have searched (the catalog facet is given when more than one)."""
     started = time.perf_counter()
-    plan = _plan(list(catalogs), query, item_type, page, per_page, served)
+    plan = _plan(list(catalogs), query, item_type, page, per_page, served, weights)
     options = {"item_type": item_type, "weights": weights, "settings": settings}
     answers = {}
     for name in plan.chosen:
         answers[name] = []
         for engine_page, engine_per_page in plan.engine_pages:
-            answer = engine.search(catalogs[name], query, page=engine_page, per_page=engine_per_page, **options)
+            answer = catalog_answer(catalogs[name], query, page=engine_page, per_page=engine_per_page, **options)
             answers[name].append(answer)
-            if _exhausted(answer):
+            if _exhausted(answer.results):
                 break
     return _merge(plan, answers, started)
 
@@ -138,17 +200,17 @@ async def search_catalogs_async(
     per_page: int = 20,
     served: int | None = None,
 ) -> FederatedResults:
-    """As ``search_catalogs``, with each catalog's engine an awaitable (name -> (query, **options) -> results);
-    the catalogs are searched concurrently."""
+    """As ``search_catalogs``, with each catalog's ``catalog_answer`` an awaitable (name -> (query, **options)
+    -> CatalogAnswer, with the engine's default weights); the catalogs are searched concurrently."""
     started = time.perf_counter()
-    plan = _plan(list(engines), query, item_type, page, per_page, served)
+    plan = _plan(list(engines), query, item_type, page, per_page, served, None)
 
-    async def ask(name: str) -> list[engine.SearchResults]:
+    async def ask(name: str) -> list[CatalogAnswer]:
         found = []
         for engine_page, engine_per_page in plan.engine_pages:
             answer = await engines[name](query, item_type=item_type, page=engine_page, per_page=engine_per_page)
             found.append(answer)
-            if _exhausted(answer):
+            if _exhausted(answer.results):
                 break
         return found
 
@@ -170,10 +232,11 @@ class _Plan:
     engine_pages: list[tuple[int, int]]  # the engine pages each catalog is asked for
     has_terms: bool
     served: int
+    weights: dict  # the engine's fusion weights, with the caller's over them
     messages: list[str] = field(default_factory=list)
 
 
-def _plan(names: list[str], query: str, item_type, page, per_page, served: int | None) -> _Plan:
+def _plan(names: list[str], query: str, item_type, page, per_page, served: int | None, weights) -> _Plan:
     page, per_page = _check_paging(page, per_page)
     parsed = parse_query(query)  # a query the engine refuses is refused here first, with the engine's sentence
     chosen, messages = _choose(names, parsed)
@@ -184,8 +247,10 @@ def _plan(names: list[str], query: str, item_type, page, per_page, served: int |
         engine_pages = [(1, wanted)]
     else:
         engine_pages = [(number, engine.MAX_PER_PAGE) for number in range(1, -(-wanted // engine.MAX_PER_PAGE) + 1)]
+    weights = {**engine.DEFAULT_WEIGHTS, **(weights or {})}
+    served = served or len(names)
     return _Plan(
-        query, item_type, page, per_page, names, chosen, engine_pages, parsed.has_terms, served or len(names), messages
+        query, item_type, page, per_page, names, chosen, engine_pages, parsed.has_terms, served, weights, messages
     )
 
 
@@ -230,13 +295,13 @@ def _exhausted(answer: engine.SearchResults) -> bool:
 # -- Merging -----------------------------------------------------------------------------------------------
 
 
-def _merge(plan: _Plan, answers: dict[str, list[engine.SearchResults]], started: float) -> FederatedResults:
+def _merge(plan: _Plan, answers: dict[str, list[CatalogAnswer]], started: float) -> FederatedResults:
     filters = parse_query(plan.query).filters_json()
     results = FederatedResults(
         plan.query, filters, plan.item_type, plan.page, plan.per_page, 0, {}, [], {}, list(plan.messages), 0.0
     )
     results.catalogs = list(plan.chosen)
-    firsts = {name: found[0] for name, found in answers.items() if found}
+    firsts = {name: found[0].results for name, found in answers.items() if found}
     if len(plan.chosen) == 1:  # the engine's answer as it is, its hits marked with their catalog
         (name,) = plan.chosen
         only = firsts[name]
@@ -268,22 +333,52 @@ def _merge(plan: _Plan, answers: dict[str, list[engine.SearchResults]], started:
     return results
 
 
-def _ranked(plan: _Plan, answers: dict[str, list[engine.SearchResults]]) -> list[CatalogHit]:
+def _ranked(plan: _Plan, answers: dict[str, list[CatalogAnswer]]) -> list[CatalogHit]:
     """Every fetched hit of every catalog, in the merged order (see the module docstring)."""
-    keyed = []
+    entries = []  # (catalog order, position in its catalog, hit, its similarities)
     for order, name in enumerate(plan.chosen):
         position = 0
         for answer in answers[name]:
-            for hit in answer.hits:
-                exact = hit.score >= _EXACT_SCORE
-                if plan.has_terms:
-                    key = (-hit.score, order, position)
-                else:  # each catalog listed its newest first; so does the merge
-                    key = (not exact, -_moment(hit), order, position)
-                keyed.append((key, CatalogHit.of(hit, name)))
+            for hit in answer.results.hits:
+                entries.append((order, position, CatalogHit.of(hit, name), answer.similarities.get(hit.rowid, {})))
                 position += 1
-    keyed.sort(key=lambda pair: pair[0])
-    return [hit for _, hit in keyed]
+    if not plan.has_terms:  # each catalog listed its newest first; so does the merge
+        entries.sort(key=lambda e: (e[2].score < _EXACT_SCORE, -_moment(e[2]), e[0], e[1]))
+        return [hit for _, _, hit, _ in entries]
+    comparable = {space for space in engine.QUERY_SPACES if _same_model(answers, space)}
+    merged_ranks = {stage: _merged_ranking(entries, stage, comparable) for stage in _STAGES}
+    rrf_k = float(plan.weights["rrf_k"])
+    rescored = []
+    for order, position, hit, _ in entries:
+        local = merged = 0.0
+        for stage in _STAGES:
+            weight, rank = float(plan.weights.get(stage, 0)), hit.ranks.get(RANK_KEYS[stage])
+            if rank is not None and weight > 0:
+                local += weight / (rrf_k + rank)
+                merged += weight / (rrf_k + merged_ranks[stage][(order, position)])
+        beyond_rankings = hit.score - local  # exact names, clicks; the engine rounds scores to 6 places
+        score = round(merged + (beyond_rankings if abs(beyond_rankings) > 1e-5 else 0.0), 6)
+        rescored.append(((-score, order, position), CatalogHit.of(hit, hit.database, score=score)))
+    rescored.sort(key=lambda pair: pair[0])
+    return [hit for _, hit in rescored]
+
+
+def _same_model(answers: dict[str, list[CatalogAnswer]], space: str) -> bool:
+    """Similarities in ``space`` compare across catalogs only if one tagger made every catalog's vectors."""
+    models = {answer.models[space] for found in answers.values() for answer in found if space in answer.models}
+    return len(models) == 1
+
+
+def _merged_ranking(entries, stage: str, comparable: set[str]) -> dict[tuple[int, int], int]:
+    """Each fetched hit's place in one ranking over all catalogs: by similarity where similarities compare,
+    else by its place in its own catalog, equal places by text similarity, then catalog order."""
+    key = RANK_KEYS[stage]
+    found = [(order, position, hit, similar) for order, position, hit, similar in entries if hit.ranks.get(key)]
+    if stage in comparable:
+        found.sort(key=lambda e: (-e[3].get(stage, -2.0), e[2].ranks[key], e[0]))
+    else:
+        found.sort(key=lambda e: (e[2].ranks[key], -e[3].get("text", -2.0) if "text" in comparable else 0, e[0]))
+    return {(order, position): rank for rank, (order, position, _, _) in enumerate(found, start=1)}
 
 
 # The time an item belongs to, as the engine orders a query of filters alone (a paper by its year here).

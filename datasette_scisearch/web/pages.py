@@ -144,14 +144,13 @@ async def searchable_catalogs(datasette, request, catalogs: list) -> tuple[list,
 
 async def search_catalogs(datasette, catalogs: list, query: str, *, served: int, **options):
     """The engine's search over these catalogs as one (search/federation.py), each on Datasette's connections."""
-    from ..search import engine
-    from ..search.federation import search_catalogs_async
+    from ..search.federation import catalog_answer, search_catalogs_async
 
     settings = facility_settings(datasette)
 
     def engine_of(db):
         async def run(text: str, **engine_options):
-            return await call_engine(db, engine.search, text, settings=settings, **engine_options)
+            return await call_engine(db, catalog_answer, text, settings=settings, **engine_options)
 
         return run
 
