@@ -57,7 +57,7 @@ DEFAULT_WEIGHTS = {
     "text": 0.8,
     "clip": 0.8,
     # Learned from clicks: a boost in [-0.5, 0.5] (learning/clicks.py) times this weight, over k + 1.  At 1.0 the
-    # largest boost is worth a quarter of a first place in the words' ranking; chosen with benchmarks/clicks.py.
+    # largest boost is worth half a first place in the words' ranking; chosen with benchmarks/clicks.py.
     "clicks": 1.0,
     "rrf_k": 1.0,
     # BM25 weight of each full-text column
