@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from datasette.utils import tilde_decode, tilde_encode
+from datasette.utils import tilde_encode
 from datasette.utils.asgi import Response
 
 from ..search.click_signals import query_key
@@ -169,7 +169,7 @@ async def click_beacon(request, datasette):
     from .pages import PageError, find_catalog
 
     try:
-        db = find_catalog(datasette, tilde_decode(request.url_vars["database"]))
+        db = find_catalog(datasette, request.url_vars["database"])  # a route, tilde-encoded
     except PageError as error:
         return _answer(error.status, error=str(error))
     await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
