@@ -96,10 +96,11 @@ _GROUPS_SQL = """
 with shown as (
     select l.query_key, i.item_type, i.item_id,
            coalesce('actor:' || l.actor, 'search:' || l.id) as who, substr(l.created_at, 1, 10) as day,
-           min(i.position) as position, max(c.id is not null) as clicked
+           min(i.position) as position,
+           max(exists(select 1 from search_clicks c where c.search_id = i.search_id and c.position = i.position))
+               as clicked
     from search_impressions i
     join search_log l on l.id = i.search_id
-    left join search_clicks c on c.search_id = i.search_id and c.position = i.position
     where l.query_key is not null and l.query_key != ''
     group by l.query_key, i.item_type, i.item_id, who, day
 )
