@@ -373,3 +373,24 @@ def test_the_learn_command_on_a_missing_catalog_says_so(tmp_path):
     assert result.exit_code == 1
     assert "no catalog at" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.asyncio
+async def test_a_search_over_two_catalogs_logs_in_each_the_results_it_gave_at_their_page_positions(
+    catalog_path, tmp_path
+):
+    other = tmp_path / "other.db"
+    other.write_bytes(catalog_path.read_bytes())
+    ds = Datasette([str(catalog_path), str(other)])
+    response = await page(ds, "graphene")
+    assert response.status_code == 200
+    positions = {}
+    for path in (catalog_path, other):
+        database = open_catalog(path)
+        assert database["search_log"].count == 1
+        positions[path.stem] = [row[0] for row in database.execute("select position from search_impressions")]
+        database.close()
+    assert sorted(positions["catalog"] + positions["other"]) == list(range(1, 2 * PAPERS + 1))
+    assert len(positions["catalog"]) == len(positions["other"]) == PAPERS
+    urls = set(re.findall(r'data-scisearch-click-url="([^"]+)"', response.text))
+    assert urls == {"/-/scisearch/click/catalog", "/-/scisearch/click/other"}
