@@ -10,9 +10,10 @@ de Rijke, *Click Models for Web Search*, 2015):
 
 θ_k is the chance that a searcher looks at position k at all (the examination
 propensity, shared by every query) and γ_qd the chance they open d for q once
-they see it (its attractiveness).  Both are fitted by expectation-maximisation
-over the log, aggregated into (q, d, k, shown, clicked) groups so a million log
-rows cost one SQL aggregation and a few hundred numpy passes.  This is the EM of
+they see it (its attractiveness).  θ is fitted by expectation-maximisation
+together with γ over the log, aggregated into (q, d, k, shown, clicked) groups
+so a million log rows cost one SQL aggregation and a few hundred numpy passes
+(5 s here, benchmarks/clicks.py --scale).  This is the EM of
 Wang et al. (WSDM 2018, "Position bias estimation for unbiased learning to
 rank in personal search") with the closed-form M-step: their regression M-step
 shares γ across items through features, and here relevance is learned per
