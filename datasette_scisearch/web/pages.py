@@ -356,6 +356,12 @@ async def search_page(request, datasette):
             datasette, request, "scisearch_search.html", {**context, "error": _sentence(str(error))}, 400
         )
     hits = views(results.hits)
+    # Learning from clicks (web/clicks.py): what was shown is logged in each result's catalog; cards carry positions.
+    from . import clicks
+
+    shown = [(hit.database, view) for hit, view in zip(results.hits, hits)]
+    first_position = (search.page - 1) * PER_PAGE + 1
+    await clicks.log_search(datasette, request, search.engine_query, search.item_type, shown, first_position)
     context.update(
         {
             "results": results,
