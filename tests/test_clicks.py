@@ -301,6 +301,15 @@ def test_one_signed_in_actor_clicking_a_thousand_times_in_a_day_counts_once(db):
     assert signal(db, "G10")["boost"] < 0.2 * learning.BOOST_CAP
 
 
+def test_learning_only_from_signed_in_actors_ignores_anonymous_clicks(db):
+    for _ in range(100):
+        log(db, [f"G{n:02d}" for n in range(1, PAPERS + 1)], ["G10"])
+    log(db, [f"G{n:02d}" for n in range(1, PAPERS + 1)], ["G02"], actor="alice")
+    report = learning.learn(db, signed_in_only=True)
+    assert (report.counted_clicks, signal(db, "G10")) == (1, None)
+    assert signal(db, "G02")["clicks"] == 1
+
+
 def test_learning_twice_from_the_same_log_gives_the_same_signals(db):
     for n in range(30):
         log(db, ["G01", "G02", "G03", "G04"], ["G03"] if n % 2 else ["G01", "G04"])

@@ -44,7 +44,8 @@ at most one click; anonymous searches count one each.  ``learn`` recomputes
 ``click_signals`` from the whole log every time, so running it twice gives
 the same table.
 
-``learn(db, debias=False)`` is the naive variant (θ = 1: plain smoothed click
+Anonymous clicks are bounded only by the beacon's checks and the cap;
+``signed_in_only`` leaves them out.  ``learn(db, debias=False)`` is the naive variant (θ = 1: plain smoothed click
 rates), kept to measure what the correction is worth (benchmarks/clicks.py).
 """
 
@@ -102,7 +103,7 @@ with shown as (
                as clicked
     from search_impressions i
     join search_log l on l.id = i.search_id
-    where l.query_key is not null and l.query_key != ''
+    where l.query_key is not null and l.query_key != '' and (l.actor is not null or not :signed_in_only)
     group by l.query_key, i.item_type, i.item_id, who, day
 )
 select query_key, item_type, item_id, min(position, :max_position) as position, count(*) as shown,
@@ -116,15 +117,17 @@ def learn(
     db: sqlite_utils.Database,
     *,
     debias: bool = True,
+    signed_in_only: bool = False,
     now: dt.datetime | None = None,
 ) -> LearnReport:
-    """Recompute ``click_signals`` from the whole search log; returns what was learned."""
+    """Recompute ``click_signals`` from the whole search log; returns what was learned.  ``signed_in_only``
+    leaves anonymous searches out, for a catalog that should trust only people who sign in."""
     started = time.perf_counter()
     report = LearnReport(debiased=debias)
     report.searches = db.execute("select count(*) from search_log").fetchone()[0]
     report.impressions = db.execute("select count(*) from search_impressions").fetchone()[0]
     report.clicks = db.execute("select count(*) from search_clicks").fetchone()[0]
-    rows = db.execute(_GROUPS_SQL, {"max_position": MAX_POSITION}).fetchall()
+    rows = db.execute(_GROUPS_SQL, {"max_position": MAX_POSITION, "signed_in_only": signed_in_only}).fetchall()
     signals: list[dict] = []
     if rows:
         signals = _fit(rows, debias, report)

@@ -45,8 +45,9 @@ def describe(report: LearnReport) -> list[str]:
 @click.argument("catalog", type=click.Path(dir_okay=False))
 @click.option("--every", type=click.FloatRange(min=0.1), metavar="MINUTES", help="learn again every MINUTES, until ^C")
 @click.option("--naive", is_flag=True, help="plain click rates, not corrected for position bias (for comparison)")
+@click.option("--signed-in-only", is_flag=True, help="learn only from searches by signed-in actors")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def learn(catalog: str, every: float | None, naive: bool, as_json: bool) -> None:
+def learn(catalog: str, every: float | None, naive: bool, signed_in_only: bool, as_json: bool) -> None:
     """Learn a position-debiased click signal from the search log of CATALOG."""
     try:
         db = open_catalog(catalog, create=False)
@@ -54,7 +55,7 @@ def learn(catalog: str, every: float | None, naive: bool, as_json: bool) -> None
         raise click.ClickException(str(error)) from None
     try:
         while True:
-            report = clicks.learn(db, debias=not naive)
+            report = clicks.learn(db, debias=not naive, signed_in_only=signed_in_only)
             click.echo(json.dumps(report.as_dict()) if as_json else "\n".join(describe(report)))
             if every is None:
                 return
