@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import random
 import re
 import shutil
 import urllib.parse
@@ -438,3 +439,35 @@ def test_searching_a_file_that_is_not_a_catalog_leaves_it_as_it_was(not_a_catalo
     before = not_a_catalog.read_bytes()
     CliRunner().invoke(search_command, ["HAADF", "--catalog", str(not_a_catalog)])
     assert not_a_catalog.read_bytes() == before
+
+
+@pytest.mark.asyncio
+async def test_generated_queries_over_two_catalogs_never_fail_or_repeat_a_hit(ds):
+    words = [
+        "HAADF",
+        "STEM",
+        "diffraction",
+        "0.bcf",
+        "catalog:velox",
+        "-catalog:others",
+        "catalog:",
+        'catalog:"',
+        "catalog:velox,others",
+        "catalog:nope",
+        "type:file",
+        "voltage>=200kV",
+        "OR",
+        '"',
+        "-HAADF",
+        "tag:HAADF",
+    ]
+    rng = random.Random(6)
+    for _ in range(150):
+        query = " ".join(rng.choice(words) for _ in range(rng.randint(0, 4)))
+        params = {"q": query, "page": rng.randint(1, 4), "per_page": rng.randint(1, 7)}
+        status, data = await get_json(ds, **params)
+        assert status in (200, 400), (params, data)
+        if status == 200:
+            found = [(hit["database"], hit["item_id"]) for hit in data["hits"]]
+            assert len(found) == len(set(found)) <= params["per_page"], params
+            assert {database for database, _ in found} <= set(data["catalogs"]) <= {"velox", "others"}
