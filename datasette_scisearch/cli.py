@@ -8,6 +8,7 @@ load exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -82,18 +83,47 @@ quiet_option = click.option("--quiet", is_flag=True, help="no progress bar")
 link_option = click.option("--no-link", is_flag=True, help="do not re-run context linking afterwards")
 
 
+dask_option = click.option(
+    "--dask",
+    metavar="ADDRESS|FILE.yml",
+    help="run the work on a Dask cluster: a scheduler address (tcp://host:8786) or a cluster file that "
+    "describes a SLURM cluster (see examples/slurm-cluster.yml)",
+)
+workers_option = click.option(
+    "--workers",
+    type=click.IntRange(1, 1024),
+    help="run the work on N worker processes on this machine (a Dask LocalCluster)",
+)
+
+
+@contextlib.contextmanager
+def _cluster(dask: str | None, workers: int | None):
+    """The cluster --dask or --workers asks for (None: in-process), with its errors as sentences."""
+    from .cluster import ClusterError, open_cluster
+
+    try:
+        with open_cluster(dask, workers) as cluster:
+            yield cluster
+    except ClusterError as error:
+        raise Failure(str(error)) from None
+
+
 @load.command("files")
 @click.argument("catalog", type=click.Path(dir_okay=False))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@dask_option
+@workers_option
 @json_option
 @quiet_option
 @link_option
 @click.pass_context
-def load_files_command(ctx, catalog, paths, as_json, quiet, no_link):
+def load_files_command(ctx, catalog, paths, dask, workers, as_json, quiet, no_link):
     """Read every instrument file under PATHS (recursively) into CATALOG.
 
     Unchanged files are skipped, changed ones updated; files that cannot be
-    read are listed in the ingest_errors table and the load goes on.
+    read are listed in the ingest_errors table and the load goes on.  With
+    --dask or --workers the files are read by a cluster's workers and this
+    process writes the catalog.
     """
     settings = _settings(ctx)
     missing = [str(p) for p in paths if not p.exists()]
@@ -101,7 +131,8 @@ def load_files_command(ctx, catalog, paths, as_json, quiet, no_link):
         raise Failure(f"'{missing[0]}' does not exist: give a folder or file that does")
     db = _open(catalog)
     try:
-        summary = load_files(db, list(paths), settings, progress=not quiet and not as_json)
+        with _cluster(dask, workers) as cluster:
+            summary = load_files(db, list(paths), settings, progress=not quiet and not as_json, cluster=cluster)
     except IngestError as error:
         raise Failure(str(error)) from None
     except KeyboardInterrupt:
@@ -247,27 +278,34 @@ def link(ctx, catalog, tolerance_minutes, as_json):
 @click.option("--force", is_flag=True, help="tag again even what is current (after changing a model's options)")
 @click.option("--retry-errors", is_flag=True, help="try again the items a tagger failed on")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@dask_option
+@workers_option
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @json_option
 @click.pass_context
-def tag(ctx, catalog, tagger_names, item_types, batch_size, force, retry_errors, device, as_json, quiet):
-    """Run the installed taggers over the catalog: tags and vectors for what is new or changed."""
+def tag(ctx, catalog, tagger_names, item_types, batch_size, force, retry_errors, device, dask, workers, as_json, quiet):
+    """Run the installed taggers over the catalog: tags and vectors for what is new or changed.
+
+    With --dask or --workers the models run on a cluster's workers (each loads a model once) and this
+    process writes the catalog."""
     from .tagging import TaggingError, tag_catalog
 
     settings = _settings(ctx)
     db = _open(catalog, create=False)
     try:
-        summary = tag_catalog(
-            db,
-            settings,
-            tagger_names=list(tagger_names) or None,
-            item_types=list(item_types) or None,
-            batch_size=batch_size,
-            force=force,
-            retry_errors=retry_errors,
-            device=device,
-            progress=not (quiet or as_json),
-        )
+        with _cluster(dask, workers) as cluster:
+            summary = tag_catalog(
+                db,
+                settings,
+                tagger_names=list(tagger_names) or None,
+                item_types=list(item_types) or None,
+                batch_size=batch_size,
+                force=force,
+                retry_errors=retry_errors,
+                device=device,
+                progress=not (quiet or as_json),
+                cluster=cluster,
+            )
     except TaggingError as error:
         raise Failure(str(error)) from None
     except KeyboardInterrupt:

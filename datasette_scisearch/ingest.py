@@ -5,6 +5,11 @@ Reading (``read_file``) needs no database and can run anywhere; writing
 kill loses nothing already committed and a re-run completes the rest.  Files
 are recognised by (path, size, modification time) first and by content hash
 second: a second run over the same folder hashes nothing and adds nothing.
+
+On a Dask cluster (``cluster``) the writer still walks, decides what is
+unchanged and commits, in the walk's order; hashing, reading and previews run
+as tasks (``read_on_worker``).  Both paths share the decisions (``_plan``,
+``_decide``) and the writing (``_write_read_file``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 from tqdm import tqdm
@@ -25,6 +31,11 @@ from .config import Settings
 from .filerows import dataset_row, display_path
 from .loader import FileLoader, LoaderError, NotData
 from .plugins import get_loaders
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+
+WORK_IN_FLIGHT_PER_WORKER = 8  # files read ahead per worker thread: workers never wait, memory stays small
 
 
 class IngestError(Exception):
@@ -46,6 +57,25 @@ class FileResult:
     skipped: str | None = None
     notes: list[str] = field(default_factory=list)
     replaces_existing: bool = False
+
+
+@dataclass
+class LoadSummary(jobs.Summary):
+    """A load's summary, plus the single writer's time spent writing and committing (to see whether it limits
+    a cluster run)."""
+
+    writer_seconds: float = 0.0
+
+
+@dataclass
+class _Planned:
+    """A file that must be hashed (and probably read), and what the catalog knew of its path before."""
+
+    path: Path
+    loader: FileLoader
+    known_sha256: str | None  # content already catalogued for this path by the same loader version
+    replaces_existing: bool
+    modified_text: str
 
 
 def file_loaders() -> list[FileLoader]:
@@ -196,32 +226,61 @@ def load_files(
     settings: Settings,
     progress: bool = True,
     loaders: list[FileLoader] | None = None,
-) -> jobs.Summary:
-    """Load every instrument file under ``paths``; see the module docstring for what is skipped."""
+    cluster: Cluster | None = None,
+) -> LoadSummary:
+    """Load every instrument file under ``paths``; see the module docstring for what is skipped.
+
+    With a ``cluster`` the files are hashed and read by its workers; the catalog ends up the same."""
     started = time.perf_counter()
     paths = [Path(p) for p in paths]
     all_files = walk(paths)
     loaders = file_loaders() if loaders is None else loaders
-    summary = jobs.Summary(command="load files")
+    summary = LoadSummary(command="load files")
     job_id = jobs.start_job(db, "load files", {"paths": [display_path(p) for p in paths]})
     status = "failed"
+    bar = tqdm(total=len(all_files), desc="loading files", unit="file", disable=not progress, leave=False)
     try:
-        for path in tqdm(all_files, desc="loading files", unit="file", disable=not progress, leave=False):
-            summary.total += 1
-            outcome = _load_one(db, path, loader_for(path, loaders), settings, job_id, summary)
-            _count(summary, outcome)
+        if cluster is None:
+            for path in all_files:
+                summary.total += 1
+                _count(summary, _load_one(db, path, loader_for(path, loaders), settings, job_id, summary))
+                bar.update()
+        else:
+            _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster, bar)
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
+        bar.close()
         summary.seconds = round(time.perf_counter() - started, 3)
+        summary.writer_seconds = round(summary.writer_seconds, 3)
         jobs.finish_job(db, job_id, summary, status=status)
         _describe_instruments(db, settings)
     return summary
 
 
 def _load_one(db, path: Path, loader: FileLoader | None, settings, job_id, summary) -> str:
+    planned = _plan(db, path, loader, job_id, summary)
+    if isinstance(planned, str):
+        return planned
+    if not os.access(path, os.R_OK):
+        return _error(
+            db, summary, display_path(path), "permission denied: the catalog's user cannot read it", loader, job_id
+        )
+    try:
+        digest = sha256_of([path, *loader.companions(path)])
+    except OSError as error:
+        return _error(db, summary, display_path(path), f"cannot read it: {error.strerror or error}", loader, job_id)
+    decision = _decide(db, planned, digest, summary)
+    if decision in ("unchanged", "duplicate"):
+        return decision
+    result = read_file(path, loader, settings, sha256=digest)
+    return _write_read_file(db, planned, result, decision == "moved", job_id, summary)
+
+
+def _plan(db, path: Path, loader: FileLoader | None, job_id, summary) -> _Planned | str:
+    """The writer's cheap look at a file: an outcome already ('unchanged', an error …) or what to read."""
     path_text = display_path(path)
     if loader is None:
         _note(summary, f"not an instrument file: {path_text}")
@@ -240,27 +299,32 @@ def _load_one(db, path: Path, loader: FileLoader | None, settings, job_id, summa
     same_reader = known is not None and known[3] == f"{loader.name}:{loader.version}"
     if known and same_reader and known[0] == stat.st_size and known[1] == modified_text:
         return "unchanged"
-    if not os.access(path, os.R_OK):
-        return _error(db, summary, path_text, "permission denied: the catalog's user cannot read it", loader, job_id)
-    try:
-        digest = sha256_of([path, *loader.companions(path)])
-    except OSError as error:
-        return _error(db, summary, path_text, f"cannot read it: {error.strerror or error}", loader, job_id)
-    if known and same_reader and known[2] == digest:
+    return _Planned(path, loader, known[2] if same_reader else None, known is not None, modified_text)
+
+
+def _decide(db, planned: _Planned, digest: str, summary) -> str:
+    """Given the content hash: 'unchanged' (touched only), 'duplicate', 'moved' here, or 'new' content."""
+    path_text = display_path(planned.path)
+    if planned.known_sha256 == digest:
         with db.conn:  # touched, not changed: remember the new time so the next run skips it cheaply
-            db.execute("update files set modified_at = ? where path = ?", [modified_text, path_text])
+            db.execute("update files set modified_at = ? where path = ?", [planned.modified_text, path_text])
         return "unchanged"
     other = db.execute("select path from files where sha256 = ? and path != ? limit 1", [digest, path_text]).fetchone()
-    moved = False
     if other and os.path.exists(other[0]):
         _note(summary, f"same content as {other[0]}: {path_text}")
         return "duplicate"
     if other:  # the catalogued copy is gone: the file moved here, and keeps its rows' ids (and tags)
-        _move(db, other[0], path)
-        moved = True
-    result = read_file(path, loader, settings, sha256=digest)
-    result.replaces_existing = known is not None or moved
+        _move(db, other[0], planned.path)
+        return "moved"
+    return "new"
+
+
+def _write_read_file(db, planned: _Planned, result: FileResult, moved: bool, job_id, summary) -> str:
+    began = time.perf_counter()
+    result.replaces_existing = planned.replaces_existing or moved
     outcome = write_file(db, result, job_id)
+    summary.writer_seconds += time.perf_counter() - began
+    path_text = display_path(planned.path)
     if outcome == "error":
         _remember(summary, path_text, result.error)
     elif outcome == "skipped":
@@ -268,6 +332,61 @@ def _load_one(db, path: Path, loader: FileLoader | None, settings, job_id, summa
     for note in result.notes:
         _note(summary, note)
     return outcome
+
+
+def read_on_worker(path: Path, loader: FileLoader, settings: Settings, known_sha256: str | None) -> FileResult:
+    """A Dask task: hash the file and, unless its content is what the catalog holds, read it."""
+    from .cluster import worker_address
+
+    unknown_time = dt.datetime.fromtimestamp(0, dt.UTC)
+    loader_id = f"{loader.name}:{loader.version}"
+    if not os.path.exists(path):
+        message = (
+            f"the Dask worker {worker_address()} cannot see '{path}' (the loading machine can): mount the same "
+            "file system on the workers, at the same path"
+        )
+        return FileResult(path, loader_id, 0, unknown_time, "", error=message)
+    if not os.access(path, os.R_OK):
+        return FileResult(
+            path, loader_id, 0, unknown_time, "", error="permission denied: the catalog's user cannot read it"
+        )
+    try:
+        digest = sha256_of([path, *loader.companions(path)])
+    except OSError as error:
+        return FileResult(path, loader_id, 0, unknown_time, "", error=f"cannot read it: {error.strerror or error}")
+    if digest == known_sha256:  # touched, not changed: the writer only notes the new time
+        return FileResult(path, loader_id, 0, unknown_time, digest)
+    return read_file(path, loader, settings, sha256=digest)
+
+
+def _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster: Cluster, bar) -> None:
+    """The writer's side of a cluster load: plan each file here, read it there, commit here in the walk's order
+    (so which of two identical files is catalogued, and every row's id, are as in an in-process load)."""
+    from .cluster import TaskFailure
+
+    def files_to_read():
+        for path in all_files:
+            summary.total += 1
+            planned = _plan(db, path, loader_for(path, loaders), job_id, summary)
+            if isinstance(planned, str):
+                _count(summary, planned)
+                bar.update()
+                continue
+            yield planned, (planned.path, planned.loader, settings, planned.known_sha256)
+
+    window = WORK_IN_FLIGHT_PER_WORKER * max(1, sum(cluster.client.nthreads().values()))
+    for planned, result in cluster.stream(read_on_worker, files_to_read(), window=window, ordered=True):
+        path_text = display_path(planned.path)
+        if isinstance(result, TaskFailure):
+            outcome = _error(db, summary, path_text, result.message, planned.loader, job_id)
+        elif result.error and not result.sha256:  # failed before its content was known: nothing to compare
+            outcome = _write_read_file(db, planned, result, False, job_id, summary)
+        else:
+            outcome = _decide(db, planned, result.sha256, summary)
+            if outcome not in ("unchanged", "duplicate"):
+                outcome = _write_read_file(db, planned, result, outcome == "moved", job_id, summary)
+        _count(summary, outcome)
+        bar.update()
 
 
 def _move(db, old_path: str, new_path: Path) -> None:

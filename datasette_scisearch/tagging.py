@@ -13,6 +13,13 @@ with its ``tag_runs`` rows, so a killed run keeps every finished batch and the
 next run starts where it stopped.  Experts' tags (accepted, rejected, added)
 are never overwritten: a tagger's new run replaces only its own machine tags,
 and does not bring back a tag an expert rejected.
+
+On a Dask cluster (``cluster``) only the taggers' work moves: this process
+still decides per chunk what each tagger must do (``_items_to_tag``), ships the
+item rows and the taggers to ``tag_on_worker`` — which keeps each loaded model
+in its worker process for the next tasks and reads pixels there — and stores
+the answers with the same ``_store``.  Inheritance and search documents stay
+here.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sqlite_utils
@@ -31,13 +39,17 @@ from tqdm import tqdm
 from . import jobs, vectors
 from .catalog import ITEM_TABLES, ITEM_TYPES, now_utc
 from .config import Settings
-from .items import iter_items
+from .items import iter_items, make_item
 from .plugins import get_taggers
 from .search.index import refresh_search_items, search_item_ids
 from .tagger import Item, ItemError, Result, Tagger, TaggerUnavailable
 
+if TYPE_CHECKING:
+    from .cluster import Cluster
+
 INHERITED_SCORE_FACTOR = 0.5  # a proposal's keyword says less about one file than the file's own evidence
 CHUNK_SIZE = 256  # items read per round; every tagger's batches are cut from it
+TASK_ITEMS = 64  # items per cluster task (--batch-size when given): seconds of work, not minutes
 _VOLATILE_FILE_COLUMNS = ("id", "loaded_at", "modified_at", "session_id", "proposal_id", "preview")
 
 
@@ -72,6 +84,7 @@ class TagSummary:
     inherited_tags: int = 0  # inherited tags added, changed or removed this run
     documents_updated: int = 0
     seconds: float = 0.0
+    writer_seconds: float = 0.0  # storing tags, vectors and search documents: the single writer's share
     job_id: int | None = None
 
     # The names jobs.finish_job reads.
@@ -135,28 +148,33 @@ def tag_catalog(
     retry_errors: bool = False,
     device: str = "auto",
     progress: bool = True,
+    cluster: Cluster | None = None,
 ) -> TagSummary:
-    """Run the chosen taggers (all installed ones by default) over the chosen item types."""
+    """Run the chosen taggers (all installed ones by default) over the chosen item types, here or on a
+    ``cluster`` (where device "auto" means each worker's own GPU if it has one)."""
     started = time.perf_counter()
     taggers = select_taggers(tagger_names)
     unknown_types = set(item_types or []) - set(ITEM_TYPES)
     if unknown_types:
         raise TaggingError(f"unknown item type {sorted(unknown_types)[0]!r}: use one of {', '.join(ITEM_TYPES)}")
     types = [t for t in ITEM_TYPES if not item_types or t in item_types]
-    summary = TagSummary(device=choose_device(device, taggers))
+    on_workers = cluster is not None and device == "auto"
+    summary = TagSummary(device="auto (each worker's)" if on_workers else choose_device(device, taggers))
     job_id = jobs.start_job(
         db, "tag", {"taggers": [t.name for t in taggers], "types": types, "force": force, "device": summary.device}
     )
     summary.job_id = job_id
     refresh_search_items(db, types)  # vectors are keyed by search documents, so every item needs one first
     status = "done"
-    runners = [_Runner(tagger, dict(settings.taggers.get(tagger.name, {})), summary.device) for tagger in taggers]
+    device = "auto" if on_workers else summary.device
+    runners = [_Runner(tagger, dict(settings.taggers.get(tagger.name, {})), device) for tagger in taggers]
     summary.taggers = [runner.stats for runner in runners]
     try:
         for item_type in types:
             concerned = [r for r in runners if item_type in r.tagger.applies_to]
             if concerned and db.execute(f"select 1 from [{ITEM_TABLES[item_type]}] limit 1").fetchone():
-                _tag_items_of_type(db, item_type, concerned, batch_size, force, retry_errors, job_id, progress)
+                tag_items = _tag_items_of_type if cluster is None else _tag_on_cluster
+                tag_items(db, item_type, concerned, batch_size, force, retry_errors, job_id, progress, summary, cluster)
         inheriting = [r.tagger for r in runners if r.tagger.inherited and not r.stats.unavailable]
         summary.inherited_tags = _inherit_tags(db, inheriting)
         summary.documents_updated = refresh_search_items(db, types)
@@ -169,6 +187,7 @@ def tag_catalog(
             if runner.loaded:
                 _close(runner.tagger)
         summary.seconds = round(time.perf_counter() - started, 3)
+        summary.writer_seconds = round(summary.writer_seconds, 3)
         jobs.finish_job(db, job_id, summary, status=status)
     return summary
 
@@ -204,10 +223,9 @@ def _close(tagger: Tagger) -> None:
         pass
 
 
-def _tag_items_of_type(db, item_type, runners, batch_size, force, retry_errors, job_id, progress) -> None:
+def _tag_items_of_type(db, item_type, runners, batch_size, force, retry_errors, job_id, progress, summary, _) -> None:
     previous = {runner.tagger.name: _previous_runs(db, runner.tagger.name, item_type) for runner in runners}
-    total = db.execute(f"select count(*) from [{ITEM_TABLES[item_type]}]").fetchone()[0]
-    bar = tqdm(total=total, desc=f"tagging {item_type}s", unit=item_type, disable=not progress, leave=False)
+    bar = _progress_bar(db, item_type, progress)
     for chunk in _chunks(iter_items(db, item_type), CHUNK_SIZE):
         _share_pixels(chunk)
         prints = {item.item_id: fingerprint(item) for item in chunk}
@@ -221,10 +239,130 @@ def _tag_items_of_type(db, item_type, runners, batch_size, force, retry_errors, 
                 began = time.perf_counter()
                 outcomes = list(_run_batch(runner.tagger, batch))
                 runner.seconds += time.perf_counter() - began
-                _store(db, runner, item_type, outcomes, prints, job_id)
-        refresh_search_items(db, [item_type], [item.item_id for item in chunk])
+                _store(db, runner, item_type, outcomes, prints, job_id, summary)
+        _refresh(db, summary, item_type, [item.item_id for item in chunk])
         bar.update(len(chunk))
     bar.close()
+
+
+def _progress_bar(db, item_type: str, progress: bool) -> tqdm:
+    total = db.execute(f"select count(*) from [{ITEM_TABLES[item_type]}]").fetchone()[0]
+    return tqdm(total=total, desc=f"tagging {item_type}s", unit=item_type, disable=not progress, leave=False)
+
+
+def _refresh(db, summary: TagSummary, item_type: str, ids: list[str]) -> None:
+    began = time.perf_counter()
+    refresh_search_items(db, [item_type], ids)
+    summary.writer_seconds += time.perf_counter() - began
+
+
+def _tag_on_cluster(db, item_type, runners, batch_size, force, retry_errors, job_id, progress, summary, cluster):
+    """The writer's side of a cluster run: the same decisions and storing as ``_tag_items_of_type``, with
+    the taggers' work done by ``tag_on_worker`` tasks, stored as they come back."""
+    from .cluster import TaskFailure
+
+    previous = {runner.tagger.name: _previous_runs(db, runner.tagger.name, item_type) for runner in runners}
+    bar = _progress_bar(db, item_type, progress)
+    prints: dict[str, str] = {}
+    to_refresh: list[str] = []
+
+    def task(part: list[Item], work: list[tuple[_Runner, list[Item]]]) -> tuple:
+        shipped = [(r.tagger, r.options, r.device, [item.item_id for item in items]) for r, items in work]
+        return (work, len(part)), (item_type, [item.row for item in part], shipped, batch_size)
+
+    def tasks():
+        for chunk in _chunks(iter_items(db, item_type), CHUNK_SIZE):
+            chunk_prints = {item.item_id: fingerprint(item) for item in chunk}
+            prints.update(chunk_prints)
+            todo = {
+                runner: {
+                    item.item_id
+                    for item in _items_to_tag(
+                        runner, chunk, chunk_prints, previous[runner.tagger.name], force, retry_errors
+                    )
+                }
+                for runner in runners
+            }
+            size = batch_size or TASK_ITEMS
+            for start in range(0, len(chunk), size):
+                part = chunk[start : start + size]
+                work = [
+                    (runner, [item for item in part if item.item_id in todo[runner]])
+                    for runner in runners
+                    if not runner.stats.unavailable
+                ]
+                work = [(runner, items) for runner, items in work if items]
+                if not work:
+                    bar.update(len(part))
+                    continue
+                needed = {item.item_id for _, items in work for item in items}
+                yield task([item for item in part if item.item_id in needed], work)
+                bar.update(len(part) - len(needed))
+
+    stream = cluster.stream(tag_on_worker, tasks())
+    for (work, count), answers in stream:
+        if isinstance(answers, TaskFailure):
+            items = list({item.item_id: item for _, batch in work for item in batch}.values())
+            if answers.worker_died and len(items) > 1:  # find the item that kills workers; spare the others
+                for item in items:
+                    alone = [(runner, [item]) for runner, batch in work if item in batch]
+                    stream.push(*task([item], alone))
+                continue
+            answers = [{"outcomes": [(i.item_id, ItemError(answers.message)) for i in batch]} for _, batch in work]
+        for (runner, batch), answer in zip(work, answers):
+            if answer.get("unavailable"):
+                runner.stats.unavailable = runner.stats.unavailable or answer["unavailable"]
+                continue
+            runner.seconds += answer.get("seconds", 0.0)
+            for attribute in ("vector_spaces", "model_name"):  # what loading the model told the worker
+                if attribute in answer:
+                    setattr(runner.tagger, attribute, answer[attribute])
+            by_id = {item.item_id: item for item in batch}
+            outcomes = [(by_id[item_id], outcome) for item_id, outcome in answer["outcomes"]]
+            _store(db, runner, item_type, outcomes, prints, job_id, summary)
+        to_refresh += {item.item_id for _, batch in work for item in batch}
+        if len(to_refresh) >= CHUNK_SIZE:
+            _refresh(db, summary, item_type, to_refresh)
+            to_refresh = []
+        bar.update(count)
+    if to_refresh:
+        _refresh(db, summary, item_type, to_refresh)
+    bar.close()
+
+
+def tag_on_worker(item_type: str, rows: list[dict], work: list[tuple], batch_size: int | None) -> list[dict]:
+    """A Dask task: each tagger's answers for its items of ``rows``, with the models loaded once per worker
+    process and each file's pixels read once for all of them."""
+    from .cluster import kept
+
+    items = {item.item_id: item for item in (make_item(item_type, row) for row in rows)}
+    _share_pixels(list(items.values()))
+    answers = []
+    for tagger, options, device, ids in work:
+        if device == "auto":
+            device = choose_device("auto", [tagger])
+        key = (type(tagger).__module__, type(tagger).__qualname__, tagger.name, str(tagger.version), device)
+        key += (json.dumps(options, sort_keys=True, default=str),)
+        runner = kept(key, _Runner, tagger, options, device)
+        if not runner.ready():
+            answers.append({"unavailable": runner.stats.unavailable})
+            continue
+        began, outcomes = time.perf_counter(), []
+        size = batch_size or runner.tagger.batch_size or 32
+        todo = [items[item_id] for item_id in ids]
+        for start in range(0, len(todo), size):
+            outcomes += [
+                (item.item_id, outcome) for item, outcome in _run_batch(runner.tagger, todo[start : start + size])
+            ]
+        answers.append(
+            {
+                "outcomes": outcomes,
+                "seconds": time.perf_counter() - began,
+                "vector_spaces": dict(runner.tagger.vector_spaces),
+                "model_name": getattr(runner.tagger, "model_name", ""),
+            }
+        )
+    return answers
 
 
 def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
@@ -312,9 +450,15 @@ def _describe(error: Exception) -> str:
     return message if len(message) < 500 else message[:497] + "..."
 
 
-def _store(db, runner: _Runner, item_type: str, outcomes, prints, job_id) -> None:
+def _store(db, runner: _Runner, item_type: str, outcomes, prints, job_id, summary: TagSummary) -> None:
     """One transaction per batch, a few statements per batch: tags, vectors and tag_runs rows go in together
     or not at all."""
+    began = time.perf_counter()
+    _store_batch(db, runner, item_type, outcomes, prints, job_id)
+    summary.writer_seconds += time.perf_counter() - began
+
+
+def _store_batch(db, runner: _Runner, item_type: str, outcomes, prints, job_id) -> None:
     tagger, stats = runner.tagger, runner.stats
     ids = [item.item_id for item, _ in outcomes]
     rowids = search_item_ids(db, item_type, ids)
