@@ -22,15 +22,16 @@ everything would:
   means the same in every catalog whose vectors the same tagger made.  Each
   hit's similarity to the query is read from its catalog's vectors
   (``catalog_answer``), and the hits the vectors found are ranked together by it;
-- **the text ranking** does not: BM25's word weights come from each catalog's
-  own counts (a word common in one catalog weighs little there and much in
-  another), and the engine gives ranks, not scores.  Hits are interleaved by
-  their place in their own catalog's text ranking (every catalog's 2nd before
-  any catalog's 3rd), equal places ordered by text-vector similarity where
-  there is one, else by catalog order.  For catalogs that are alike (split by
-  year or by hash) that is what the one catalog would give, in expectation; of
-  catalogs that differ, a small catalog's best text match is not buried under a
-  large catalog's hundredth;
+- **the text ranking** compares less well: BM25's word weights come from each
+  catalog's own counts (a word in most of one catalog's documents weighs next
+  to nothing there and much in another), and the engine reports ranks only, so
+  ``catalog_answer`` asks the text ranker again for the scores.  Hits are
+  interleaved by their place in their own catalog's text ranking (every
+  catalog's 2nd before any catalog's 3rd), and equal places are ordered by BM25
+  score, then text-vector similarity, then catalog order.  Ranking the text
+  matches by BM25 alone kept less of the one catalog's ranking than this
+  (benchmarks/catalogs.py); interleaving also keeps a small catalog's best text
+  match from being buried under a large catalog's hundredth;
 - what the engine added beyond its rankings stays with each hit: exact ids and
   names (scored above any fusion, so still first) and boosts learned from clicks;
 - a query of filters alone, which each catalog lists newest first, is merged
@@ -41,11 +42,9 @@ The merged ranks are counted among the hits fetched from each catalog (its best
 they are approximate.  A merged hit's ``score`` is this second fusion's; its
 ``ranks`` stay those in its own catalog.  ``benchmarks/catalogs.py`` measures
 what the merge keeps of one catalog's ranking: on 10,000 items split in four,
-merging by the catalogs' own scores kept 0.71 of the top 10 and the first
-result in 12 % of queries; fusing again keeps 0.77 and 24 %.  What is lost is
-in the text ranking: equal places of different catalogs are ordered by a
-guess, where the engine's BM25 scores (it reports ranks only) would order them,
-IDF differences aside.
+merging by the catalogs' own fused scores kept 0.71 of the top 10 and the first
+result in 12 % of queries; fusing again keeps 0.78 and 42 % (by BM25 alone:
+0.60 and 42 %).
 
 Paging: an item on page ``p`` of the merged list is within the first
 ``p × per_page`` results of its own catalog, so each catalog is asked for that
@@ -78,7 +77,8 @@ import sqlite_utils
 
 from .. import vectors
 from ..catalog import MIGRATIONS, CatalogError
-from . import embedding, engine, vector_index
+from . import embedding, engine, fts, vector_index
+from .filters import filter_sql
 from .hits import FACET_SIZE, RANK_KEYS
 from .query import QueryError, parse_query
 
@@ -122,24 +122,48 @@ class FederatedResults(engine.SearchResults):
 
 @dataclass
 class CatalogAnswer:
-    """One engine page of one catalog, with what the merge compares across catalogs: each hit's cosine
-    similarity to the query in each vector space (by rowid), and the tagger that made each space's vectors."""
+    """One engine page of one catalog, with what the merge compares across catalogs: each hit's raw score in
+    each ranking that found it (BM25 for ``fts``, cosine similarity for a vector space; by rowid), and what made
+    each ranking's scores (the text ranker, the tagger of the vectors)."""
 
     results: engine.SearchResults
-    similarities: dict[int, dict[str, float]] = field(default_factory=dict)
-    models: dict[str, str] = field(default_factory=dict)
+    scores: dict[int, dict[str, float]] = field(default_factory=dict)
+    makers: dict[str, str] = field(default_factory=dict)
 
 
-def catalog_answer(db: sqlite_utils.Database, query: str, *, settings=None, **options) -> CatalogAnswer:
-    """``engine.search`` on one catalog (the same options), and its hits' similarities to the query."""
-    results = engine.search(db, query, settings=settings, **options)
+def catalog_answer(
+    db: sqlite_utils.Database, query: str, *, weights: dict | None = None, settings=None, **options
+) -> CatalogAnswer:
+    """``engine.search`` on one catalog (the same options), and its hits' raw scores in each ranking."""
+    results = engine.search(db, query, weights=weights, settings=settings, **options)
     answer = CatalogAnswer(results)
-    text = parse_query(query).semantic_text
-    if not text or not results.hits:
+    parsed = parse_query(query)
+    if not parsed.has_terms or not results.hits:
         return answer
-    spaces = vectors.spaces(db)
+    weights = {**engine.DEFAULT_WEIGHTS, **(weights or {})}
+    _text_scores(db, parsed, weights, answer)
+    _vector_scores(db, parsed.semantic_text, settings, answer)
+    return answer
+
+
+def _text_scores(db, parsed, weights: dict, answer: CatalogAnswer) -> None:
+    """The hits' BM25 scores: the engine reports ranks only, so its text ranking is asked again (the same
+    ranker on the same query: ~1 ms with tantivy, a few with FTS5 on the small catalogs it ranks)."""
+    found = [hit for hit in answer.results.hits if hit.ranks.get(RANK_KEYS["fts"]) is not None]
+    if not found or weights.get("fts", 0) <= 0:
+        return
+    ranked = fts.search(db, parsed.clauses, filter_sql(parsed), weights, engine.FTS_POOL)
+    answer.makers["fts"] = f"{ranked.ranker} bm25"
+    for hit in found:
+        if hit.rowid in ranked.scores:
+            answer.scores.setdefault(hit.rowid, {})["fts"] = float(ranked.scores[hit.rowid])
+
+
+def _vector_scores(db, text: str, settings, answer: CatalogAnswer) -> None:
+    """The hits' cosine similarity to the query in each vector space whose ranking found them."""
+    spaces = vectors.spaces(db) if text else {}
     for space in engine.QUERY_SPACES:
-        found = [hit for hit in results.hits if hit.ranks.get(RANK_KEYS[space]) is not None]
+        found = [hit for hit in answer.results.hits if hit.ranks.get(RANK_KEYS[space]) is not None]
         if space not in spaces or not found:
             continue
         tagger = spaces[space]["tagger"]
@@ -150,14 +174,11 @@ def catalog_answer(db: sqlite_utils.Database, query: str, *, settings=None, **op
             continue
         query_vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
         query_vector = query_vector / (float(np.linalg.norm(query_vector)) or 1.0)
-        answer.models[space] = tagger
-        # Only the hits these vectors found (cosine over the floor): similarities of the others, tried as a way
-        # to order equal places in the text ranking, kept less of the one catalog's ranking (benchmarks/catalogs.py).
+        answer.makers[space] = tagger
         for hit in found:
             vector = matrix.vector_of(hit.rowid)
             if vector is not None and vector.shape == query_vector.shape:
-                answer.similarities.setdefault(hit.rowid, {})[space] = float(vector @ query_vector)
-    return answer
+                answer.scores.setdefault(hit.rowid, {})[space] = float(vector @ query_vector)
 
 
 # A catalog's ``catalog_answer`` as the web pages reach it: (query, **options) -> CatalogAnswer, awaited.
@@ -335,18 +356,18 @@ def _merge(plan: _Plan, answers: dict[str, list[CatalogAnswer]], started: float)
 
 def _ranked(plan: _Plan, answers: dict[str, list[CatalogAnswer]]) -> list[CatalogHit]:
     """Every fetched hit of every catalog, in the merged order (see the module docstring)."""
-    entries = []  # (catalog order, position in its catalog, hit, its similarities)
+    entries = []  # (catalog order, position in its catalog, hit, its raw scores)
     for order, name in enumerate(plan.chosen):
         position = 0
         for answer in answers[name]:
             for hit in answer.results.hits:
-                entries.append((order, position, CatalogHit.of(hit, name), answer.similarities.get(hit.rowid, {})))
+                entries.append((order, position, CatalogHit.of(hit, name), answer.scores.get(hit.rowid, {})))
                 position += 1
     if not plan.has_terms:  # each catalog listed its newest first; so does the merge
         entries.sort(key=lambda e: (e[2].score < _EXACT_SCORE, -_moment(e[2]), e[0], e[1]))
         return [hit for _, _, hit, _ in entries]
-    comparable = {space for space in engine.QUERY_SPACES if _same_model(answers, space)}
-    merged_ranks = {stage: _merged_ranking(entries, stage, comparable) for stage in _STAGES}
+    alike = {stage for stage in _STAGES if _made_alike(answers, stage)}
+    merged_ranks = {stage: _merged_ranking(entries, stage, alike) for stage in _STAGES}
     rrf_k = float(plan.weights["rrf_k"])
     rescored = []
     for order, position, hit, _ in entries:
@@ -363,21 +384,26 @@ def _ranked(plan: _Plan, answers: dict[str, list[CatalogAnswer]]) -> list[Catalo
     return [hit for _, hit in rescored]
 
 
-def _same_model(answers: dict[str, list[CatalogAnswer]], space: str) -> bool:
-    """Similarities in ``space`` compare across catalogs only if one tagger made every catalog's vectors."""
-    models = {answer.models[space] for found in answers.values() for answer in found if space in answer.models}
-    return len(models) == 1
+def _made_alike(answers: dict[str, list[CatalogAnswer]], stage: str) -> bool:
+    """A ranking's raw scores compare across catalogs only if one ranker (or tagger) made all of them."""
+    makers = {answer.makers[stage] for found in answers.values() for answer in found if stage in answer.makers}
+    return len(makers) == 1
 
 
-def _merged_ranking(entries, stage: str, comparable: set[str]) -> dict[tuple[int, int], int]:
-    """Each fetched hit's place in one ranking over all catalogs: by similarity where similarities compare,
-    else by its place in its own catalog, equal places by text similarity, then catalog order."""
+def _merged_ranking(entries, stage: str, alike: set[str]) -> dict[tuple[int, int], int]:
+    """Each fetched hit's place in one ranking over all catalogs.  A vector ranking: by cosine similarity, where
+    one tagger made every catalog's vectors.  The text ranking: by place in its own catalog, equal places by
+    BM25 score (where one ranker made them), then by text similarity, then catalog order."""
     key = RANK_KEYS[stage]
-    found = [(order, position, hit, similar) for order, position, hit, similar in entries if hit.ranks.get(key)]
-    if stage in comparable:
-        found.sort(key=lambda e: (-e[3].get(stage, -2.0), e[2].ranks[key], e[0]))
+    found = [(order, position, hit, scores) for order, position, hit, scores in entries if hit.ranks.get(key)]
+
+    def score(scores: dict, name: str) -> float:
+        return scores.get(name, float("-inf")) if name in alike else 0.0
+
+    if stage in engine.QUERY_SPACES and stage in alike:
+        found.sort(key=lambda e: (-score(e[3], stage), e[2].ranks[key], e[0]))
     else:
-        found.sort(key=lambda e: (e[2].ranks[key], -e[3].get("text", -2.0) if "text" in comparable else 0, e[0]))
+        found.sort(key=lambda e: (e[2].ranks[key], -score(e[3], stage), -score(e[3], "text"), e[0]))
     return {(order, position): rank for rank, (order, position, _, _) in enumerate(found, start=1)}
 
 
