@@ -45,16 +45,17 @@ def load_sqlite_vec(connection) -> None:
 
 
 def open_catalog(path: str | Path, create: bool = True) -> sqlite_utils.Database:
-    """Open (and migrate) the catalog at ``path``; with ``create=False`` a missing file is an error."""
+    """Open (and migrate) the catalog at ``path``; with ``create=False`` a missing or empty file is an error.
+
+    Refused with a CatalogError that says what to do: a folder, a file that is not SQLite, an SQLite
+    database that is not a catalog (migrating it would turn someone's database into one), and a catalog
+    written by a newer datasette-scisearch.
+    """
     path = Path(path)
     if not create and not path.exists():
         raise CatalogError(f"no catalog at '{path}': build one with 'scisearch load files {path} DIR'")
-    if path.exists() and path.is_dir():
-        raise CatalogError(f"'{path}' is a folder, not a catalog file")
-    if path.exists() and path.stat().st_size:
-        with open(path, "rb") as handle:
-            if handle.read(16) != b"SQLite format 3\x00":
-                raise CatalogError(f"'{path}' is not an SQLite database, so not a catalog")
+    if path.exists():
+        check_catalog_file(path, allow_empty=create)
     db = sqlite_utils.Database(path)
     load_sqlite_vec(db.conn)
     db.execute("PRAGMA journal_mode=WAL")  # Datasette keeps reading while a load writes
@@ -66,9 +67,58 @@ def open_catalog(path: str | Path, create: bool = True) -> sqlite_utils.Database
     return db
 
 
+def check_catalog_file(path: str | Path, allow_empty: bool = False) -> None:
+    """Raise CatalogError, saying what to do, unless ``path`` is a catalog this code can open (an older one is
+    fine: opening migrates it); ``allow_empty`` lets an empty file through, which opening makes a catalog."""
+    path = Path(path)
+    if not path.exists():
+        raise CatalogError(f"no catalog at '{path}': build one with 'scisearch load files {path} DIR'")
+    if path.is_dir():
+        raise CatalogError(f"'{path}' is a folder, not a catalog file")
+    if path.stat().st_size:
+        with open(path, "rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                raise CatalogError(f"'{path}' is not an SQLite database, so not a catalog")
+    db = sqlite_utils.Database(path)
+    try:
+        tables = set(db.table_names())
+        if not tables:
+            if allow_empty:
+                return
+            raise CatalogError(
+                f"'{path}' is empty, not a catalog yet: build one with 'scisearch load files {path} DIR'"
+            )
+        if "catalog_info" not in tables:
+            shown = ", ".join(sorted(tables)[:5]) + (" …" if len(tables) > 5 else "")
+            raise CatalogError(
+                f"'{path}' is an SQLite database but not a scisearch catalog (its tables: {shown}); "
+                f"give a catalog made by 'scisearch load'"
+            )
+        version, newer = catalog_schema_version(db)
+        if newer:
+            raise CatalogError(
+                f"'{path}' has a newer catalog schema (version {version}) than this datasette-scisearch knows "
+                f"({CURRENT_SCHEMA_VERSION}): upgrade datasette-scisearch to use it"
+            )
+    finally:
+        db.close()
+
+
 def schema_version(db: sqlite_utils.Database) -> int:
     """How many of this package's migrations the catalog has had: 1 is the first schema."""
     return len(MIGRATIONS.applied(db))
+
+
+def catalog_schema_version(db: sqlite_utils.Database) -> tuple[int, bool]:
+    """The catalog's schema version, and whether it has migrations this code does not know (a newer version)."""
+    applied = [migration.name for migration in MIGRATIONS.applied(db)]
+    recorded = 0
+    if "catalog_info" in db.table_names():
+        row = db.execute("select value from catalog_info where key = 'schema_version'").fetchone()
+        if row and str(row[0]).strip().isdigit():
+            recorded = int(row[0])
+    newer = any(name not in KNOWN_MIGRATIONS for name in applied) or recorded > CURRENT_SCHEMA_VERSION
+    return max(len(applied), recorded), newer
 
 
 @MIGRATIONS()
@@ -426,3 +476,8 @@ def _json_default(value):
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
     return str(value)
+
+
+# Every migration this code defines is pending on an empty database; sqlite-utils has no other public list.
+KNOWN_MIGRATIONS = [migration.name for migration in MIGRATIONS.pending(sqlite_utils.Database(memory=True))]
+CURRENT_SCHEMA_VERSION = len(KNOWN_MIGRATIONS)

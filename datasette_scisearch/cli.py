@@ -17,12 +17,21 @@ import click
 import sqlite_utils
 
 from . import __version__, linking
-from .catalog import ITEM_TYPES, CatalogError, item_counts, open_catalog, schema_version
+from .catalog import (
+    CURRENT_SCHEMA_VERSION,
+    ITEM_TYPES,
+    CatalogError,
+    catalog_schema_version,
+    check_catalog_file,
+    item_counts,
+    open_catalog,
+    schema_version,
+)
 from .config import ConfigError, find_metadata, load_settings
 from .ingest import IngestError, load_files
-from .plugins import describe_plugins, get_plugin_manager
 from .learning.learn_command import learn
 from .learning.train_command import train_command
+from .plugins import describe_plugins, get_plugin_manager
 from .search.command import search_command
 from .search.index import refresh_search_items
 
@@ -421,20 +430,13 @@ def serve(ctx, catalogs, host, port, root):
 
 def _ready_to_serve(catalog: str) -> str | None:
     """Check that ``catalog`` is one this code can serve and migrate it if it is older; a note when it was."""
-    from .search.federation import CURRENT_SCHEMA_VERSION, catalog_schema_version, check_catalog_file
-
     try:
         check_catalog_file(catalog, allow_empty=True)  # an empty file becomes an empty catalog
         before = sqlite_utils.Database(catalog)
         try:
-            version, newer = catalog_schema_version(before)
+            version, _ = catalog_schema_version(before)
         finally:
             before.close()
-        if newer:
-            raise Failure(
-                f"'{catalog}' has a newer catalog schema (version {version}) than this scisearch knows "
-                f"({CURRENT_SCHEMA_VERSION}): upgrade datasette-scisearch to serve it"
-            )
         _open(catalog).close()
     except CatalogError as error:
         raise Failure(str(error)) from None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import sqlite_utils
 
-from datasette_scisearch.catalog import MIGRATIONS, CatalogError, open_catalog, schema_version
+from datasette_scisearch.catalog import CURRENT_SCHEMA_VERSION, MIGRATIONS, CatalogError, open_catalog, schema_version
 
 
 def fts_names(db, query):
@@ -58,3 +59,20 @@ def test_a_missing_catalog_is_an_error_when_it_must_exist(tmp_path):
 def test_a_folder_is_not_a_catalog(tmp_path):
     with pytest.raises(CatalogError, match="is a folder"):
         open_catalog(tmp_path)
+
+
+def test_an_sqlite_database_that_is_not_a_catalog_is_left_as_it_is(tmp_path):
+    path = tmp_path / "orders.db"
+    sqlite_utils.Database(path)["orders"].insert({"id": 1, "item": "pens"})
+    with pytest.raises(CatalogError, match="not a scisearch catalog .*orders"):
+        open_catalog(path)
+    assert sqlite_utils.Database(path).table_names() == ["orders"]
+
+
+def test_a_catalog_from_a_newer_version_is_refused_not_opened(tmp_path):
+    db = open_catalog(tmp_path / "c.db")
+    with db.conn:  # as a later datasette-scisearch would leave it
+        db["_sqlite_migrations"].insert({"migration_set": "datasette-scisearch", "name": "m999_future"})
+    db.close()
+    with pytest.raises(CatalogError, match=f"newer catalog schema .*knows \\({CURRENT_SCHEMA_VERSION}\\)"):
+        open_catalog(tmp_path / "c.db")

@@ -16,7 +16,13 @@ import sqlite_utils
 from click.testing import CliRunner
 from datasette.app import Datasette
 
-from datasette_scisearch.catalog import MIGRATIONS, load_sqlite_vec, open_catalog, schema_version
+from datasette_scisearch.catalog import (
+    CURRENT_SCHEMA_VERSION,
+    MIGRATIONS,
+    load_sqlite_vec,
+    open_catalog,
+    schema_version,
+)
 from datasette_scisearch.cli import cli
 from datasette_scisearch.ingest import load_files
 from datasette_scisearch.search import engine, federation, fts
@@ -395,7 +401,7 @@ def test_serve_brings_an_older_catalog_up_to_date_with_a_note(older_catalog):
 
     note = _ready_to_serve(str(older_catalog))
     assert note == f"brought '{older_catalog}' up to date: catalog schema version 2 → 3"
-    assert schema_version(sqlite_utils.Database(older_catalog)) == federation.CURRENT_SCHEMA_VERSION
+    assert schema_version(sqlite_utils.Database(older_catalog)) == CURRENT_SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("problem", ["missing", "not a catalog", "not sqlite", "newer"])

@@ -21,7 +21,7 @@ import click
 from ..catalog import ITEM_TYPES, CatalogError, open_catalog
 from ..config import ConfigError, Settings, load_settings
 from .engine import QueryError
-from .federation import catalog_schema_version, check_catalog_file, search_catalogs
+from .federation import search_catalogs
 from .index import refresh_search_items
 
 
@@ -87,21 +87,12 @@ def _unique_name(stem: str, taken: dict) -> str:
 
 
 def _open_for_search(path: str):
-    """Open a catalog to search, refusing what is not one (before opening would make it one) and a catalog
-    newer than this code; an older catalog is brought up to date, as every command does."""
+    """Open a catalog to search: an older one is brought up to date, as every command does; a missing or empty
+    file, a database that is not a catalog and a catalog newer than this code are refused."""
     try:
-        check_catalog_file(path)
-        db = open_catalog(path, create=False)
+        return open_catalog(path, create=False)
     except CatalogError as error:
         raise SearchFailure(str(error)) from None
-    version, newer = catalog_schema_version(db)
-    if newer:
-        db.close()
-        raise SearchFailure(
-            f"'{path}' has a newer catalog schema (version {version}) than this scisearch knows: "
-            f"upgrade datasette-scisearch to search it"
-        )
-    return db
 
 
 def _settings(ctx) -> Settings:

@@ -56,10 +56,9 @@ facet lists it (each catalog names its top ``hits.FACET_SIZE`` values, so a
 value rare everywhere can be undercounted).  ``messages`` that every catalog
 gives appear once; others are prefixed with the catalog's name.
 
-Which catalogs can be searched: ``schema_problem`` says why a catalog's schema
-(older or newer than this code) keeps it out of search, and
-``check_catalog_file`` why a path is no catalog at all, before anything opens
-(and would migrate) it.
+Which catalogs can be searched: ``schema_problem`` says why a served catalog's
+schema (older or newer than this code) keeps it out of search; paths that are
+no catalog at all are refused by ``catalog.open_catalog``.
 """
 
 from __future__ import annotations
@@ -70,13 +69,12 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 
 import numpy as np
 import sqlite_utils
 
 from .. import vectors
-from ..catalog import MIGRATIONS, CatalogError
+from ..catalog import CURRENT_SCHEMA_VERSION, catalog_schema_version
 from . import embedding, engine, fts, vector_index
 from .filters import filter_sql
 from .hits import FACET_SIZE, RANK_KEYS
@@ -88,7 +86,6 @@ __all__ = [
     "CatalogHit",
     "FederatedResults",
     "catalog_answer",
-    "check_catalog_file",
     "schema_problem",
     "search_catalogs",
     "search_catalogs_async",
@@ -464,27 +461,6 @@ def _merged_messages(firsts: dict[str, engine.SearchResults]) -> list[str]:
 # -- Which catalogs can be searched ----------------------------------------------------------------------
 
 
-def _known_migrations() -> list[str]:
-    # Every migration this code defines is pending on an empty database; sqlite-utils has no other public list.
-    return [migration.name for migration in MIGRATIONS.pending(sqlite_utils.Database(memory=True))]
-
-
-KNOWN_MIGRATIONS = _known_migrations()
-CURRENT_SCHEMA_VERSION = len(KNOWN_MIGRATIONS)
-
-
-def catalog_schema_version(db: sqlite_utils.Database) -> tuple[int, bool]:
-    """The catalog's schema version, and whether it has migrations this code does not know (a newer version)."""
-    applied = [migration.name for migration in MIGRATIONS.applied(db)]
-    recorded = 0
-    if "catalog_info" in db.table_names():
-        row = db.execute("select value from catalog_info where key = 'schema_version'").fetchone()
-        if row and str(row[0]).strip().isdigit():
-            recorded = int(row[0])
-    newer = any(name not in KNOWN_MIGRATIONS for name in applied) or recorded > CURRENT_SCHEMA_VERSION
-    return max(len(applied), recorded), newer
-
-
 def schema_problem(db: sqlite_utils.Database, name: str) -> str | None:
     """Why this served catalog cannot be searched as it is, or None when its schema is this code's."""
     version, newer = catalog_schema_version(db)
@@ -502,33 +478,3 @@ def schema_problem(db: sqlite_utils.Database, name: str) -> str | None:
     return None
 
 
-def check_catalog_file(path: str | Path, allow_empty: bool = False) -> None:
-    """Raise CatalogError, with what to do, when ``path`` is missing, not SQLite, or an SQLite database that is
-    not a catalog; ``allow_empty`` lets an empty file through (opening it makes it a catalog).
-
-    Checked before ``open_catalog``, which would otherwise turn any SQLite file into a catalog by migrating it.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise CatalogError(f"no catalog at '{path}': build one with 'scisearch load files {path} DIR'")
-    if path.is_dir():
-        raise CatalogError(f"'{path}' is a folder, not a catalog file")
-    if path.stat().st_size:
-        with open(path, "rb") as handle:
-            if handle.read(16) != b"SQLite format 3\x00":
-                raise CatalogError(f"'{path}' is not an SQLite database, so not a catalog")
-    db = sqlite_utils.Database(path)
-    try:
-        tables = set(db.table_names())
-    finally:
-        db.close()
-    if not tables:
-        if allow_empty:
-            return
-        raise CatalogError(f"'{path}' is empty, not a catalog yet: build one with 'scisearch load files {path} DIR'")
-    if "catalog_info" not in tables:
-        shown = ", ".join(sorted(tables)[:5]) + (" …" if len(tables) > 5 else "")
-        raise CatalogError(
-            f"'{path}' is an SQLite database but not a scisearch catalog (its tables: {shown}); "
-            f"give a catalog made by 'scisearch load'"
-        )
