@@ -7,13 +7,15 @@ are recognised by (path, size, modification time) first and by content hash
 second: a second run over the same folder hashes nothing and adds nothing.
 
 On a Dask cluster (``cluster``) the writer still walks, decides what is
-unchanged and commits, in the walk's order; hashing, reading and previews run
-as tasks (``read_on_worker``).  Both paths share the decisions (``_plan``,
-``_decide``) and the writing (``_write_read_file``).
+unchanged and commits, in the walk's order (a task's few files in one
+transaction); hashing, reading and previews run as tasks (``read_on_worker``).
+Both paths share the decisions (``_plan``, ``_decide``) and the writing
+(``_write_read_file``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -33,9 +35,13 @@ from .loader import FileLoader, LoaderError, NotData
 from .plugins import get_loaders
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
+    from .cluster import Cluster, TaskFailure
 
-WORK_IN_FLIGHT_PER_WORKER = 8  # files read ahead per worker thread: workers never wait, memory stays small
+# On a cluster, files go to workers in small groups (the scheduler costs a few ms a task, a small file ~10 ms to
+# read), a few tasks ahead per worker thread: workers never wait, and results waiting for the writer stay few.
+FILES_PER_TASK = 8
+BYTES_PER_TASK = 256 * 2**20
+TASKS_IN_FLIGHT_PER_WORKER = 3
 
 
 class IngestError(Exception):
@@ -76,6 +82,7 @@ class _Planned:
     known_sha256: str | None  # content already catalogued for this path by the same loader version
     replaces_existing: bool
     modified_text: str
+    size_bytes: int
 
 
 def file_loaders() -> list[FileLoader]:
@@ -165,10 +172,11 @@ def _backfill_times(result: FileResult) -> None:
             row["acquired_at_source"] = "metadata of another dataset in the file"
 
 
-def write_file(db: sqlite_utils.Database, result: FileResult, job_id: int | None) -> str:
-    """Commit one file's rows (or its error) in one transaction; returns 'added', 'updated', 'error' or 'skipped'."""
+def write_file(db: sqlite_utils.Database, result: FileResult, job_id: int | None, commit: bool = True) -> str:
+    """Commit one file's rows (or its error) in one transaction; returns 'added', 'updated', 'error' or 'skipped'.
+    With ``commit=False`` the caller commits (several files at once: one disk sync for all)."""
     path_text = display_path(result.path)
-    with db.conn:
+    with db.conn if commit else contextlib.nullcontext():
         if result.error:
             jobs.record_error(db, path_text, result.error, result.loader, job_id)
             return "error"
@@ -299,7 +307,7 @@ def _plan(db, path: Path, loader: FileLoader | None, job_id, summary) -> _Planne
     same_reader = known is not None and known[3] == f"{loader.name}:{loader.version}"
     if known and same_reader and known[0] == stat.st_size and known[1] == modified_text:
         return "unchanged"
-    return _Planned(path, loader, known[2] if same_reader else None, known is not None, modified_text)
+    return _Planned(path, loader, known[2] if same_reader else None, known is not None, modified_text, stat.st_size)
 
 
 def _decide(db, planned: _Planned, digest: str, summary) -> str:
@@ -319,10 +327,10 @@ def _decide(db, planned: _Planned, digest: str, summary) -> str:
     return "new"
 
 
-def _write_read_file(db, planned: _Planned, result: FileResult, moved: bool, job_id, summary) -> str:
+def _write_read_file(db, planned: _Planned, result: FileResult, moved: bool, job_id, summary, commit=True) -> str:
     began = time.perf_counter()
     result.replaces_existing = planned.replaces_existing or moved
-    outcome = write_file(db, result, job_id)
+    outcome = write_file(db, result, job_id, commit)
     summary.writer_seconds += time.perf_counter() - began
     path_text = display_path(planned.path)
     if outcome == "error":
@@ -334,8 +342,13 @@ def _write_read_file(db, planned: _Planned, result: FileResult, moved: bool, job
     return outcome
 
 
-def read_on_worker(path: Path, loader: FileLoader, settings: Settings, known_sha256: str | None) -> FileResult:
-    """A Dask task: hash the file and, unless its content is what the catalog holds, read it."""
+def read_on_worker(files: list[tuple[Path, FileLoader, str | None]], settings: Settings) -> list[FileResult]:
+    """A Dask task: hash each (path, loader, catalogued hash) and, unless its content is what the catalog
+    holds, read it.  Several small files to a task keep the scheduler's per-task cost out of the way."""
+    return [_read_one_on_worker(path, loader, settings, known_sha256) for path, loader, known_sha256 in files]
+
+
+def _read_one_on_worker(path: Path, loader: FileLoader, settings: Settings, known_sha256: str | None) -> FileResult:
     from .cluster import worker_address
 
     unknown_time = dt.datetime.fromtimestamp(0, dt.UTC)
@@ -364,7 +377,11 @@ def _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster:
     (so which of two identical files is catalogued, and every row's id, are as in an in-process load)."""
     from .cluster import TaskFailure
 
-    def files_to_read():
+    def task(group: list[_Planned]) -> tuple:
+        return group, ([(p.path, p.loader, p.known_sha256) for p in group], settings)
+
+    def tasks():
+        group: list[_Planned] = []
         for path in all_files:
             summary.total += 1
             planned = _plan(db, path, loader_for(path, loaders), job_id, summary)
@@ -372,21 +389,44 @@ def _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster:
                 _count(summary, planned)
                 bar.update()
                 continue
-            yield planned, (planned.path, planned.loader, settings, planned.known_sha256)
+            group.append(planned)
+            if len(group) == FILES_PER_TASK or sum(p.size_bytes for p in group) >= BYTES_PER_TASK:
+                yield task(group)
+                group = []
+        if group:
+            yield task(group)
 
-    window = WORK_IN_FLIGHT_PER_WORKER * max(1, sum(cluster.client.nthreads().values()))
-    for planned, result in cluster.stream(read_on_worker, files_to_read(), window=window, ordered=True):
-        path_text = display_path(planned.path)
-        if isinstance(result, TaskFailure):
-            outcome = _error(db, summary, path_text, result.message, planned.loader, job_id)
-        elif result.error and not result.sha256:  # failed before its content was known: nothing to compare
-            outcome = _write_read_file(db, planned, result, False, job_id, summary)
-        else:
-            outcome = _decide(db, planned, result.sha256, summary)
-            if outcome not in ("unchanged", "duplicate"):
-                outcome = _write_read_file(db, planned, result, outcome == "moved", job_id, summary)
-        _count(summary, outcome)
-        bar.update()
+    window = TASKS_IN_FLIGHT_PER_WORKER * max(1, sum(cluster.client.nthreads().values()))
+    stream = cluster.stream(read_on_worker, tasks(), window=window, ordered=True)
+    for group, results in stream:
+        if isinstance(results, TaskFailure) and results.worker_died and len(group) > 1:
+            for planned in group:  # find the file that kills workers; the others load as usual
+                stream.push(*task([planned]))
+            continue
+        if isinstance(results, TaskFailure):
+            results = [results] * len(group)
+        try:
+            for planned, result in zip(group, results):
+                _count(summary, _commit_read_file(db, planned, result, job_id, summary))
+                bar.update()
+            began = time.perf_counter()
+            db.conn.commit()  # a task's files in one transaction: one disk sync instead of one per file
+            summary.writer_seconds += time.perf_counter() - began
+        except BaseException:
+            db.conn.rollback()  # a file half written is not kept; the next run reads it again
+            raise
+
+
+def _commit_read_file(db, planned: _Planned, result: FileResult | TaskFailure, job_id, summary) -> str:
+    """What a worker read, decided on and written as ``_load_one`` would have (left for the caller to commit)."""
+    if not isinstance(result, FileResult):  # the worker died on it every time, or the task failed
+        return _error(db, summary, display_path(planned.path), result.message, planned.loader, job_id)
+    if result.error and not result.sha256:  # failed before its content was known: nothing to compare
+        return _write_read_file(db, planned, result, False, job_id, summary, commit=False)
+    decision = _decide(db, planned, result.sha256, summary)
+    if decision in ("unchanged", "duplicate"):
+        return decision
+    return _write_read_file(db, planned, result, decision == "moved", job_id, summary, commit=False)
 
 
 def _move(db, old_path: str, new_path: Path) -> None:

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 INHERITED_SCORE_FACTOR = 0.5  # a proposal's keyword says less about one file than the file's own evidence
 CHUNK_SIZE = 256  # items read per round; every tagger's batches are cut from it
-TASK_ITEMS = 64  # items per cluster task (--batch-size when given): seconds of work, not minutes
+TASK_ITEMS = 32  # items per cluster task (--batch-size when given): a second or two of work, not minutes
 _VOLATILE_FILE_COLUMNS = ("id", "loaded_at", "modified_at", "session_id", "proposal_id", "preview")
 
 
