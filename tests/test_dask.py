@@ -136,6 +136,11 @@ def test_a_cluster_tag_run_updates_the_same_search_documents(in_process, on_clus
     assert _rows(on_cluster.db, sql) == _rows(in_process, sql)
 
 
+def test_local_workers_keep_glibcs_adaptive_heap_that_numpy_needs(cluster):
+    settings = cluster.client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_", "unset"))
+    assert list(settings.values()) == ["unset", "unset"]
+
+
 def test_running_again_on_the_cluster_reads_and_tags_nothing(cluster, on_cluster, settings):
     loaded = load_files(on_cluster.db, [shared_data("em")], settings, progress=False, cluster=cluster)
     tagged = tag_catalog(on_cluster.db, settings, CHEAP_TAGGERS, progress=False, cluster=cluster)
@@ -334,6 +339,7 @@ def test_the_example_cluster_file_becomes_a_slurm_job_of_32_single_threaded_work
     assert scale == {"jobs": 4}
     assert "#SBATCH -A m0000" in script and "#SBATCH -t 02:00:00" in script
     assert "--nthreads 1" in script and "--nworkers 32" in script
+    assert "PRE_SPAWN_ENVIRON=\"{'MALLOC_TRIM_THRESHOLD_': None}\"" in script
 
 
 def test_the_example_gpu_cluster_file_asks_slurm_for_one_gpu_per_worker():
