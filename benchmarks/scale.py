@@ -8,7 +8,10 @@ and tags it with the cheap taggers, timing each.  Every run writes the same cata
 for loading, tagging and both together, the speed-up over one worker, and the writer's busy time: seconds
 spent writing and committing (files, previews, tags, vectors, search documents) against wall time.  A writer
 busy close to 100% of the wall time would be the bottleneck; anything well under it leaves room for more
-workers.  Cluster start-up (a few seconds) is not counted; each way runs once before timing so imports and
+workers.  "Main process CPU" is how much of the machine's cores the process that runs the command used (the
+writer, and on a LocalCluster its scheduler and client): what is left of 2 cores for 2 workers; "workers CPU"
+how many cores the workers got (less than N where the machine is shared).  Cluster
+start-up (a few seconds) is not counted; each way runs once before timing so imports and
 the page cache are warm for all alike.
 """
 
@@ -36,6 +39,8 @@ def run_once(folder: Path, scratch: Path, settings, taggers: list[str], cluster)
     """Load and tag ``folder`` into a fresh catalog; seconds and writer seconds of each step."""
     path = scratch / f"catalog-{time.monotonic_ns()}.db"
     db = open_catalog(path)
+    cpu_started = time.process_time()  # this process: the writer, and with --workers the scheduler and client too
+    workers_started = workers_cpu_seconds(cluster)
     try:
         started = time.perf_counter()
         loaded = load_files(db, [folder], settings, progress=False, cluster=cluster)
@@ -43,6 +48,8 @@ def run_once(folder: Path, scratch: Path, settings, taggers: list[str], cluster)
         started = time.perf_counter()
         tagged = tag_catalog(db, settings, taggers, item_types=["file"], progress=False, cluster=cluster)
         tag_s = time.perf_counter() - started
+        main_cpu_s = time.process_time() - cpu_started
+        workers_cpu_s = workers_cpu_seconds(cluster) - workers_started
         items = db["files"].count
     finally:
         db.close()
@@ -55,7 +62,14 @@ def run_once(folder: Path, scratch: Path, settings, taggers: list[str], cluster)
         "load_writer_s": loaded.writer_seconds,
         "tag_writer_s": tagged.writer_seconds,
         "tagged": sum(s.tagged for s in tagged.taggers),
+        "main_cpu_s": main_cpu_s,
+        "workers_cpu_s": workers_cpu_s,
     }
+
+
+def workers_cpu_seconds(cluster) -> float:
+    """CPU seconds the worker processes have used so far (0 in-process)."""
+    return 0.0 if cluster is None else sum(cluster.client.run(time.process_time).values())
 
 
 def warm(folder: Path) -> None:
@@ -101,7 +115,7 @@ def print_table(results: dict) -> None:
     one = results.get("1 worker")
     print(
         f"\n{'run':12} {'load f/s':>9} {'tag f/s':>8} {'both f/s':>9} {'both s':>7} {'vs 1 worker':>12} "
-        f"{'writer busy (load / tag)':>28} {'start-up':>9}"
+        f"{'writer busy (load / tag)':>28} {'main process CPU':>17} {'workers CPU':>12} {'start-up':>9}"
     )
     for label, r in results.items():
         both_s = r["load_s"] + r["tag_s"]
@@ -113,7 +127,8 @@ def print_table(results: dict) -> None:
         )
         print(
             f"{label:12} {r['files'] / r['load_s']:9.1f} {r['items'] / r['tag_s']:8.1f} {r['files'] / both_s:9.1f} "
-            f"{both_s:7.1f} {speedup:>12} {busy:>28} {r['up_s']:8.1f}s"
+            f"{both_s:7.1f} {speedup:>12} {busy:>28} {r['main_cpu_s'] / both_s:11.2f} cores "
+            f"{r['workers_cpu_s'] / both_s:6.2f} cores {r['up_s']:8.1f}s"
         )
     first = next(iter(results.values()))
     print(f"({first['files']} files, {first['items']} dataset rows, {first['tagged']} tagger-item results per run)")
