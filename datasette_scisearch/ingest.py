@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import hashlib
 import os
 import time
@@ -138,12 +139,15 @@ def read_file(path: Path, loader: FileLoader, settings: Settings, sha256: str | 
     try:
         companions = loader.companions(path)
         result.sha256 = sha256 or sha256_of([path, *companions])
-        for dataset in loader.read(path):
-            row, preview, note = dataset_row(dataset, path, file_format(path), settings, modified_at)
-            result.rows.append(row)
-            result.previews.append(preview)
-            if note:
-                result.notes.append(f"{path.name} #{dataset.index}: {note}")
+        try:
+            _read_datasets(path, loader, settings, result)
+        except BufferError:
+            # ncempy reads DM files through a memory map and closes it after the last dataset; on Dask workers
+            # (only there, about one load in three of the real files) something still holds a view into it at
+            # that moment and the close fails.  The views are garbage by now: collect them and read again.
+            gc.collect()
+            result.rows, result.previews, result.notes = [], [], []
+            _read_datasets(path, loader, settings, result)
     except NotData as reason:
         result.skipped = str(reason)
         result.rows, result.previews = [], []
@@ -159,6 +163,15 @@ def read_file(path: Path, loader: FileLoader, settings: Settings, sha256: str | 
         result.error = "the file holds no datasets"
     _backfill_times(result)
     return result
+
+
+def _read_datasets(path: Path, loader: FileLoader, settings: Settings, result: FileResult) -> None:
+    for dataset in loader.read(path):
+        row, preview, note = dataset_row(dataset, path, file_format(path), settings, result.modified_at)
+        result.rows.append(row)
+        result.previews.append(preview)
+        if note:
+            result.notes.append(f"{path.name} #{dataset.index}: {note}")
 
 
 def _backfill_times(result: FileResult) -> None:
