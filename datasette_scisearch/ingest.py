@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import gc
 import hashlib
 import os
 import time
@@ -139,15 +138,7 @@ def read_file(path: Path, loader: FileLoader, settings: Settings, sha256: str | 
     try:
         companions = loader.companions(path)
         result.sha256 = sha256 or sha256_of([path, *companions])
-        try:
-            _read_datasets(path, loader, settings, result)
-        except BufferError:
-            # ncempy reads DM files through a memory map and closes it after the last dataset; on Dask workers
-            # (only there, about one load in three of the real files) something still holds a view into it at
-            # that moment and the close fails.  The views are garbage by now: collect them and read again.
-            gc.collect()
-            result.rows, result.previews, result.notes = [], [], []
-            _read_datasets(path, loader, settings, result)
+        _read_datasets(path, loader, settings, result)
     except NotData as reason:
         result.skipped = str(reason)
         result.rows, result.previews = [], []

@@ -159,7 +159,9 @@ class GatanDMLoader(FileLoader):
     suffixes = frozenset({".dm3", ".dm4"})
 
     def read(self, path: Path) -> Iterator[Dataset]:
-        with dm.fileDM(str(path)) as handle:
+        # Read through the file, not ncempy's default memory map: arrays from the map are views into it, and a view
+        # still alive when the map closes (a consumer's reference, a Dask worker's pickling) makes the close fail.
+        with dm.fileDM(str(path), on_memory=False) as handle:
             count = handle.numObjects - (1 if handle.thumbnail else 0)
             for index in range(count):
                 result = handle.getDataset(index)
