@@ -507,15 +507,21 @@ def _slices(values: list, size: int):
         yield values[start : start + size]
 
 
+# Tags experts decided on, and the machine's words an expert edited away: a machine run writes neither again.
+_JUDGED_SQL = """
+    select item_id, tag from tags where item_type = ? and source = ? and status != 'machine' and item_id in ({ids})
+    union
+    select item_id, old_value from tag_history where item_type = ? and source = ? and action = 'edit'
+      and item_id in ({ids})
+"""
+
+
 def _judged_tags(db, tagger: str, item_type: str, ids: list[str]) -> dict[str, set[str]]:
-    """Tags experts accepted, rejected or added for these items: a machine run must not write them again."""
+    """Per item, the tags of this tagger experts accepted, rejected, added or edited away."""
     judged: dict[str, set[str]] = {}
     for chunk in _slices(ids, 500):
-        for item_id, text in db.execute(
-            "select item_id, tag from tags where item_type = ? and source = ? and status != 'machine' "
-            f"and item_id in ({','.join('?' * len(chunk))})",
-            [item_type, tagger, *chunk],
-        ):
+        sql = _JUDGED_SQL.format(ids=",".join("?" * len(chunk)))
+        for item_id, text in db.execute(sql, [item_type, tagger, *chunk, item_type, tagger, *chunk]):
             judged.setdefault(str(item_id), set()).add(text.casefold())
     return judged
 
@@ -664,8 +670,10 @@ def _wanted_inherited_tags(db, tagger: Tagger) -> dict[tuple, tuple]:
         judged = {
             (item_id, tag.casefold())
             for item_id, tag in db.execute(
-                "select item_id, tag from tags where source = ? and item_type = ? and status != 'machine'",
-                [tagger.name, to_type],
+                """select item_id, tag from tags where source = ? and item_type = ? and status != 'machine'
+                   union select item_id, old_value from tag_history
+                   where source = ? and item_type = ? and action = 'edit'""",
+                [tagger.name, to_type, tagger.name, to_type],
             )
         }
         for target_id, source_id, label in db.execute(sql).fetchall():

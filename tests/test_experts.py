@@ -248,3 +248,17 @@ def test_tagging_again_brings_back_neither_a_rejected_tag_nor_a_second_copy_of_a
             [tag["item_id"], tag["tag"]],
         ).fetchall()
         assert rows == [(status,)]
+
+
+def test_tagging_again_does_not_bring_back_the_words_an_expert_edited_away(db):
+    edited = tag_of(db, "Z-contrast")
+    experts.edit(db, edited["id"], "mass-thickness contrast", "alice")
+    tag_catalog(db, load_settings(REPO / "metadata.yml"), tagger_names=["metadata"], force=True, progress=False)
+    texts = {
+        row[0]
+        for row in db.execute(
+            "select tag from tags where item_type = 'file' and item_id = ? and source = 'metadata'",
+            [edited["item_id"]],
+        )
+    }
+    assert "mass-thickness contrast" in texts and "Z-contrast" not in texts
