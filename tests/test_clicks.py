@@ -136,6 +136,23 @@ async def test_a_search_that_finds_nothing_is_not_logged(ds, db):
     assert db["search_log"].count == 0
 
 
+@pytest.mark.asyncio
+async def test_a_catalog_served_immutable_is_searched_without_logging(catalog_path):
+    served = Datasette(immutables=[str(catalog_path)])
+    response = await page(served, "graphene")
+    assert response.status_code == 200
+    assert "G01" in response.text
+    assert "data-scisearch-search-id" not in response.text
+
+
+@pytest.mark.asyncio
+async def test_a_beacon_to_a_catalog_served_immutable_says_it_keeps_no_clicks(catalog_path):
+    served = Datasette(immutables=[str(catalog_path)])
+    answer = await served.client.post("/-/scisearch/click/catalog", data={"search_id": 1, "position": 1})
+    assert answer.status_code == 403
+    assert "read-only" in answer.json()["error"]
+
+
 # -- The beacon ---------------------------------------------------------------------------------------------
 
 

@@ -136,7 +136,7 @@ async def log_search(
     search_ids = {}
     for database, hits in by_database.items():
         db = datasette.get_database(database)
-        if not _has_log(db):
+        if not db.is_mutable or not _has_log(db):  # Datasette cannot write to a catalog served immutable
             continue
         logged = [(position, hit["item_type"], hit["item_id"]) for position, hit in hits]
         search_id = await db.execute_write_fn(
@@ -173,6 +173,8 @@ async def click_beacon(request, datasette):
     except PageError as error:
         return _answer(error.status, error=str(error))
     await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
+    if not db.is_mutable:
+        return _answer(403, error=f"catalog '{db.name}' is served read-only (immutable), so it keeps no clicks")
     if not _has_log(db):
         return _answer(404, error=f"catalog '{db.name}' has no search log: open it once with scisearch to upgrade it")
     form = await request.post_vars()
