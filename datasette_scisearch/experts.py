@@ -251,9 +251,9 @@ def _set_status(db, tag: dict, status: str, actor: str, action: str, now: str) -
     return Change(action, updated, _record(db, updated, actor, action, old, status, now))
 
 
-def _set_text(db, tag: dict, text: str, actor: str, action: str, now: str) -> Change:
+def _set_text(db, tag: dict, text: str, actor: str, action: str, now: str, status: str | None = None) -> Change:
     # The expert wrote this text, so it is vouched for: a machine tag becomes accepted, an added one stays added.
-    status = "added" if tag["status"] == "added" else "accepted"
+    status = status or ("added" if tag["status"] == "added" else "accepted")
     db.execute("update tags set tag = ?, status = ?, updated_at = ? where id = ?", [text, status, now, tag["id"]])
     updated = {**tag, "tag": text, "status": status, "updated_at": now}
     return Change(action, updated, _record(db, updated, actor, action, tag["tag"], text, now))
@@ -345,7 +345,8 @@ def undo(db: sqlite_utils.Database, history_id, actor) -> Change:
         if entry["action"] == "edit":
             if tag["tag"] != entry["new_value"]:
                 raise Conflict(f"the tag has been edited since (it reads {tag['tag']!r} now); edit it instead")
-            return _set_text(db, tag, entry["old_value"], who, "undo-edit", now)
+            # The edit also made the tag accepted; taking it back must not leave the machine's text vouched for.
+            return _set_text(db, tag, entry["old_value"], who, "undo-edit", now, _status_before(db, tag, entry["id"]))
         if entry["action"] == "add":
             if tag["status"] != "added":
                 raise Conflict(f"the tag has changed since (it is {tag['status']} now)")
@@ -354,6 +355,28 @@ def undo(db: sqlite_utils.Database, history_id, actor) -> Change:
         if tag["status"] != entry["new_value"]:
             raise Conflict(f"the tag has changed since (it is {tag['status']} now)")
         return _set_status(db, tag, entry["old_value"] or "machine", who, "undo-" + entry["action"], now)
+
+
+def _status_before(db, tag: dict, history_id: int) -> str:
+    """The tag's status just before history entry ``history_id``, replayed from its history: an edit's entry
+    keeps only the texts, though the edit also changed the status."""
+    status = "added" if tag["source"] == EXPERT_SOURCE else "machine"
+    edits: list[tuple[str, str, str]] = []  # (old text, new text, status before) of each edit so far
+    for action, old, new in db.execute(
+        "select action, old_value, new_value from tag_history where tag_id = ? and id < ? order by id",
+        [tag["id"], history_id],
+    ):
+        if action == "edit":
+            edits.append((old, new, status))
+            status = "added" if status == "added" else "accepted"
+        elif action == "undo-edit":
+            undone = [before for was, became, before in edits if (became, was) == (old, new)]
+            status = undone[-1] if undone else status
+        elif action in ("add", "undo-add"):
+            status = "added" if action == "add" else "rejected"
+        else:  # accept, reject and their undos record the status itself
+            status = new
+    return status
 
 
 def bulk_change(db: sqlite_utils.Database, action: str, text: str, items: list[tuple[str, str]], actor) -> BulkChange:

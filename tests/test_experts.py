@@ -198,6 +198,22 @@ def test_undo_restores_what_the_change_replaced_and_is_history_too(db):
     assert [e["action"] for e in experts.history(db, tag_id=tag["id"])] == ["undo-reject", "reject"]
 
 
+def test_undoing_an_edit_of_a_machine_tag_leaves_it_a_machine_tag_no_expert_vouched_for(db):
+    tag = tag_of(db, "Z-contrast")
+    change = experts.edit(db, tag["id"], "Z contrast", "alice")
+    experts.undo(db, change.history["id"], "alice")
+    stored = experts.get_tag(db, tag["id"])
+    assert (stored["tag"], stored["status"]) == ("Z-contrast", "machine")
+
+
+def test_undoing_an_edit_of_a_rejected_tag_leaves_it_rejected(db):
+    tag = tag_of(db, "Z-contrast")
+    experts.reject(db, tag["id"], "alice")
+    change = experts.edit(db, tag["id"], "Z contrast", "bob")
+    experts.undo(db, change.history["id"], "bob")
+    assert experts.get_tag(db, tag["id"])["status"] == "rejected"
+
+
 def test_undo_refuses_when_the_tag_changed_since(db):
     tag = tag_of(db, "HAADF")
     first = experts.reject(db, tag["id"], "alice")
