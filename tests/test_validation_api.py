@@ -163,6 +163,20 @@ async def test_a_redirect_never_leaves_the_site(ds, catalog_path):
 
 
 @pytest.mark.asyncio
+async def test_a_redirect_with_a_tab_that_browsers_drop_never_leaves_the_site(ds, catalog_path):
+    cookies, token = await session(ds, "root")
+    response = await post(
+        ds,
+        f"/-/scisearch/tags/em/{tag_id(catalog_path, '1', 'HAADF')}",
+        {"action": "accept", "next": "/\t/evil.example/"},  # a browser reads it as //evil.example/
+        cookies,
+        token,
+        headers={},
+    )
+    assert response.headers["location"] == "/-/scisearch/item/em/file/1"
+
+
+@pytest.mark.asyncio
 async def test_an_unknown_tag_or_item_is_404_and_a_bad_action_400(ds):
     cookies, token = await session(ds, "root")
     unknown_tag = await post(ds, "/-/scisearch/tags/em/999999", {"action": "accept"}, cookies, token)

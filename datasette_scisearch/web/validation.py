@@ -132,7 +132,10 @@ def first(fields: dict, name: str, default: str = "") -> str:
 
 def safe_next(url: str | None) -> str | None:
     """A redirect target that stays on this site: a path, never another host."""
+    # Browsers drop tabs and newlines inside a URL and read a backslash as a slash: "/\t/evil" would be "//evil".
     if not url or not url.startswith("/") or url.startswith("//") or "\\" in url:
+        return None
+    if any(ch < " " or ch == "\x7f" for ch in url):
         return None
     return url
 
