@@ -490,3 +490,10 @@ async def test_generated_queries_over_two_catalogs_never_fail_or_repeat_a_hit(ds
             found = [(hit["database"], hit["item_id"]) for hit in data["hits"]]
             assert len(found) == len(set(found)) <= params["per_page"], params
             assert {database for database, _ in found} <= set(data["catalogs"]) <= {"velox", "others"}
+
+
+@pytest.mark.asyncio
+async def test_an_instance_hidden_from_the_actor_refuses_a_search_over_several_catalogs(catalogs):
+    private = Datasette([str(path) for path in catalogs.values()], metadata={"allow": False})
+    response = await private.client.get("/-/scisearch.json?q=HAADF")
+    assert response.status_code == 403

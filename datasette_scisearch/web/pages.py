@@ -122,23 +122,24 @@ def find_catalogs(datasette, requested: str | None) -> list:
 
 async def searchable_catalogs(datasette, request, catalogs: list) -> tuple[list, list[str]]:
     """Of these catalogs, those this actor may see and whose schema this code searches; and a note for each
-    left out for its schema.  A catalog named by ``db=`` that the actor may not see is a 403, as before; one of
-    several is silently not searched."""
+    left out for its schema.  An actor who may see none of them (a catalog named by ``db=``, or a private
+    instance) gets a 403; one of several that is hidden from them is silently not searched."""
     from ..search.federation import schema_problem
 
-    usable, notes = [], []
+    usable, notes, forbidden = [], [], None
     for db in catalogs:
         try:
             await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
-        except Forbidden:
-            if len(catalogs) == 1:
-                raise
+        except Forbidden as error:
+            forbidden = error
             continue
         problem = await db.execute_fn(lambda conn, name=db.name: schema_problem(sqlite_utils.Database(conn), name))
         if problem:
             notes.append(problem)
         else:
             usable.append(db)
+    if forbidden is not None and not usable and not notes:
+        raise forbidden
     return usable, notes
 
 
