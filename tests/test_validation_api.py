@@ -11,6 +11,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import markupsafe
 import pytest
@@ -174,6 +176,49 @@ async def test_a_redirect_with_a_tab_that_browsers_drop_never_leaves_the_site(ds
         headers={},
     )
     assert response.headers["location"] == "/-/scisearch/item/em/file/1"
+
+
+def hold_write_lock(path, seconds: float) -> threading.Thread:
+    """Another writer (a training run, say) holding the catalog's write lock for a while."""
+    locked = threading.Event()
+
+    def hold():
+        db = open_catalog(path)
+        db.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(seconds)
+        db.conn.rollback()
+        db.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    locked.wait()
+    return thread
+
+
+@pytest.mark.asyncio
+async def test_a_change_made_while_another_writer_holds_the_catalog_for_seconds_waits_and_lands(ds, catalog_path):
+    cookies, token = await session(ds, "root")
+    haadf = tag_id(catalog_path, "1", "HAADF")
+    writer = hold_write_lock(catalog_path, 6.5)  # longer than Python's default 5 s wait for a lock
+    response = await post(ds, f"/-/scisearch/tags/em/{haadf}", {"action": "accept"}, cookies, token)
+    writer.join()
+    assert response.status_code == 200
+    assert response.json()["tag"]["status"] == "accepted"
+
+
+@pytest.mark.asyncio
+async def test_a_change_the_catalog_stays_too_busy_for_is_a_503_that_says_to_try_again(ds, catalog_path, monkeypatch):
+    from datasette_scisearch.web import validation
+
+    monkeypatch.setattr(validation, "BUSY_TIMEOUT_MS", 200)
+    cookies, token = await session(ds, "root")
+    haadf = tag_id(catalog_path, "1", "HAADF")
+    writer = hold_write_lock(catalog_path, 2)
+    response = await post(ds, f"/-/scisearch/tags/em/{haadf}", {"action": "accept"}, cookies, token)
+    writer.join()
+    assert response.status_code == 503
+    assert "try again" in response.json()["error"]
 
 
 @pytest.mark.asyncio

@@ -36,6 +36,7 @@ import urllib.parse
 import sqlite_utils
 from datasette.utils import actor_matches_allow, tilde_decode, tilde_encode
 from datasette.utils.asgi import Forbidden, Response
+from datasette.utils.sqlite import sqlite3  # the module Datasette's connections come from (pysqlite3 where installed)
 
 from .. import experts
 from ..catalog import ITEM_TABLES
@@ -47,6 +48,9 @@ EDIT_PERMISSION = "scisearch-edit"
 DEFAULT_EDITORS = {"id": "root"}  # without an allow block, only `datasette --root` may edit
 QUEUE_SIZE = 48
 MAX_BODY_BYTES = 1_000_000  # a bulk change of thousands of items is far below this
+# As open_catalog's: a training or tagging run holds the write lock for seconds, and Datasette's write
+# connection would otherwise give up after Python's default 5 s and lose the expert's change.
+BUSY_TIMEOUT_MS = 30_000
 
 _DB = r"(?P<database>[^/]+)"
 _ADD_ROUTE = rf"^/-/scisearch/tags/{_DB}/add$"
@@ -60,6 +64,10 @@ class ValidationError(Exception):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+class CatalogBusy(experts.ExpertError):
+    status = 503
 
 
 # -- Who may edit ------------------------------------------------------------------------------------------
@@ -162,10 +170,18 @@ async def write(db, function, *args):
 
     def run(conn):
         # Refusals come back as values: Datasette's write thread would print a raised one as a server error.
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         try:
             return function(sqlite_utils.Database(conn), *args)
         except experts.ExpertError as error:
             return error
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error):
+                raise
+            return CatalogBusy(
+                f"another program has been writing to this catalog for over {BUSY_TIMEOUT_MS // 1000} s "
+                "(a training or tagging run?); nothing was changed: try again in a minute"
+            )
 
     result = await db.execute_write_fn(run)
     if isinstance(result, experts.ExpertError):
