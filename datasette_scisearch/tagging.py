@@ -164,6 +164,9 @@ def tag_catalog(
         db, "tag", {"taggers": [t.name for t in taggers], "types": types, "force": force, "device": summary.device}
     )
     summary.job_id = job_id
+    # sqlite-utils finds out whether SQLite can upsert by creating and dropping a table at the first upsert, and
+    # SQLite refuses that drop while the items being tagged are still read from an open cursor: find out now.
+    db.supports_on_conflict  # noqa: B018
     refresh_search_items(db, types)  # vectors are keyed by search documents, so every item needs one first
     status = "done"
     device = "auto" if on_workers else summary.device

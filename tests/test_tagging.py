@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from datasette_scisearch import tagging
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.cli import cli
 from datasette_scisearch.config import load_settings
@@ -422,3 +423,14 @@ def test_a_model_with_another_dimension_than_its_space_fails_per_item_and_keeps_
     assert summary.taggers[0].tagged == 0
     assert "holds 3-d vectors but wider_test gives 5-d ones" in summary.taggers[0].errors[0]["message"]
     assert db.execute("select count(*) from vec_brightness").fetchone()[0] == db["files"].count
+
+
+def test_a_catalog_with_more_items_than_one_chunk_is_tagged_by_a_process_that_just_opened_it(
+    db, settings, register, monkeypatch
+):
+    # A `scisearch tag` on a catalog of more than CHUNK_SIZE files stores its first batch while the rest are still
+    # being read; a chunk of one item makes these 20 files such a catalog.
+    monkeypatch.setattr(tagging, "CHUNK_SIZE", 1)
+    register(KindTagger())
+    summary = tag_catalog(db, settings, ["kind_test"], progress=False)
+    assert summary.taggers[0].tagged == 20
