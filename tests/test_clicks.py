@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import threading
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -151,6 +153,28 @@ async def test_a_beacon_to_a_catalog_served_immutable_says_it_keeps_no_clicks(ca
     answer = await served.client.post("/-/scisearch/click/catalog", data={"search_id": 1, "position": 1})
     assert answer.status_code == 403
     assert "read-only" in answer.json()["error"]
+
+
+@pytest.mark.asyncio
+async def test_a_search_while_another_program_holds_the_catalog_is_shown_unlogged(ds, db, catalog_path):
+    locked = threading.Event()
+
+    def hold(seconds=5.5):  # longer than Datasette's write connection would wait by default
+        writer = open_catalog(catalog_path)
+        writer.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(seconds)
+        writer.conn.rollback()
+        writer.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    locked.wait()
+    response = await page(ds, "graphene")
+    thread.join()
+    assert response.status_code == 200
+    assert "G01" in response.text
+    assert db["search_log"].count == 0
 
 
 # -- The beacon ---------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from datasette.utils import tilde_encode
 from datasette.utils.asgi import Response
+from datasette.utils.sqlite import sqlite3  # the module Datasette's connections come from (pysqlite3 where installed)
 
 from ..search.click_signals import query_key
 from ..search.query import QueryError, parse_query
@@ -38,6 +39,9 @@ from ..search.query import QueryError, parse_query
 MAX_SEARCH_AGE = dt.timedelta(days=1)
 MAX_CLICKS_PER_SEARCH = 5
 MAX_ACTOR_CHARS = 200
+# The log is worth less than the searcher's time: while a training or tagging run holds the catalog's write lock,
+# a search waits this long to log what it showed and is then shown unlogged.
+LOG_WAIT_MS = 1000
 
 _CLICK_ROUTE = r"^/-/scisearch/click/(?P<database>[^/]+)$"
 
@@ -140,13 +144,28 @@ async def log_search(
             continue
         logged = [(position, hit["item_type"], hit["item_id"]) for position, hit in hits]
         search_id = await db.execute_write_fn(
-            lambda conn, database=database, logged=logged: record_search(conn, query, key, tab, database, actor, logged)
+            lambda conn, database=database, logged=logged: _unless_busy(
+                conn, record_search, conn, query, key, tab, database, actor, logged
+            )
         )
+        if search_id is None:
+            continue
         url = datasette.urls.path(f"-/scisearch/click/{tilde_encode(db.route)}")
         for position, hit in hits:
             hit["click"] = {"search_id": search_id, "position": position, "url": url}
         search_ids[database] = search_id
     return search_ids
+
+
+def _unless_busy(conn, function, *args):
+    """``function(*args)``, or None when another program holds the catalog's write lock for over LOG_WAIT_MS."""
+    conn.execute(f"PRAGMA busy_timeout = {LOG_WAIT_MS}")
+    try:
+        return function(*args)
+    except sqlite3.OperationalError as error:
+        if "locked" not in str(error):
+            raise
+        return None
 
 
 def _has_log(db) -> bool:
@@ -186,7 +205,11 @@ async def click_beacon(request, datasette):
         return _answer(400, error="search_id and position must be positive")
     item_type, item_id = form.get("item_type") or None, form.get("item_id")
     actor = actor_id(request.actor)
-    outcome = await db.execute_write_fn(lambda conn: record_click(conn, search_id, position, item_type, item_id, actor))
+    outcome = await db.execute_write_fn(
+        lambda conn: _unless_busy(conn, record_click, conn, search_id, position, item_type, item_id, actor)
+    )
+    if outcome is None:
+        return _answer(503, error="the catalog is busy with another writer; this click was not counted")
     if outcome.status >= 400:
         return _answer(outcome.status, error=outcome.message)
     return _answer(200, recorded=outcome.recorded, **({"note": outcome.message} if outcome.message else {}))
