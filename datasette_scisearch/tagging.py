@@ -266,7 +266,7 @@ def _tag_on_cluster(db, item_type, runners, batch_size, force, retry_errors, job
 
     previous = {runner.tagger.name: _previous_runs(db, runner.tagger.name, item_type) for runner in runners}
     bar = _progress_bar(db, item_type, progress)
-    prints: dict[str, str] = {}
+    prints: dict[str, str] = {}  # of the items in tasks not yet stored only: a run over 10^8 items keeps few
     to_refresh: list[str] = []
 
     def task(part: list[Item], work: list[tuple[_Runner, list[Item]]]) -> tuple:
@@ -276,7 +276,6 @@ def _tag_on_cluster(db, item_type, runners, batch_size, force, retry_errors, job
     def tasks():
         for chunk in _chunks(iter_items(db, item_type), CHUNK_SIZE):
             chunk_prints = {item.item_id: fingerprint(item) for item in chunk}
-            prints.update(chunk_prints)
             todo = {
                 runner: {
                     item.item_id
@@ -299,6 +298,7 @@ def _tag_on_cluster(db, item_type, runners, batch_size, force, retry_errors, job
                     bar.update(len(part))
                     continue
                 needed = {item.item_id for _, items in work for item in items}
+                prints.update((item_id, chunk_prints[item_id]) for item_id in needed)
                 yield task([item for item in part if item.item_id in needed], work)
                 bar.update(len(part) - len(needed))
 
@@ -323,7 +323,10 @@ def _tag_on_cluster(db, item_type, runners, batch_size, force, retry_errors, job
             by_id = {item.item_id: item for item in batch}
             outcomes = [(by_id[item_id], outcome) for item_id, outcome in answer["outcomes"]]
             _store(db, runner, item_type, outcomes, prints, job_id, summary)
-        to_refresh += {item.item_id for _, batch in work for item in batch}
+        stored = {item.item_id for _, batch in work for item in batch}
+        for item_id in stored:
+            del prints[item_id]
+        to_refresh += stored
         if len(to_refresh) >= CHUNK_SIZE:
             _refresh(db, summary, item_type, to_refresh)
             to_refresh = []

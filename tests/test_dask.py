@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from datasette_scisearch import vectors
+from datasette_scisearch import tagging, vectors
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.cli import cli
 from datasette_scisearch.cluster import Cluster, ClusterError, cluster_options, open_cluster
@@ -147,6 +147,34 @@ def test_running_again_on_the_cluster_reads_and_tags_nothing(cluster, on_cluster
     assert (loaded.added, loaded.updated, loaded.unchanged) == (0, 0, 16)
     assert [stats.tagged for stats in tagged.taggers] == [0, 0, 0]
     assert [stats.current for stats in tagged.taggers] == [20, 20, 20]
+
+
+def test_a_cluster_tag_run_keeps_only_the_fingerprints_of_items_still_in_flight(
+    cluster, em_catalog_file, tmp_path, settings, monkeypatch
+):
+    # The writer holds an item's fingerprint until its tags are stored; over 10^8 items they must not pile up.
+    live = types.SimpleNamespace(now=0, most=0)
+
+    class CountedPrint(str):
+        def __init__(self, _):
+            live.now += 1
+            live.most = max(live.most, live.now)
+
+        def __del__(self):
+            live.now -= 1
+
+    real_fingerprint = tagging.fingerprint
+    monkeypatch.setattr(tagging, "fingerprint", lambda item: CountedPrint(real_fingerprint(item)))
+    monkeypatch.setattr(tagging, "CHUNK_SIZE", 1)
+    shutil.copy(em_catalog_file, tmp_path / "em.db")
+    db = open_catalog(tmp_path / "em.db")
+    try:
+        summary = tag_catalog(db, settings, ["metadata"], batch_size=1, progress=False, cluster=cluster)
+    finally:
+        db.close()
+    window = cluster.default_window()
+    assert summary.taggers[0].tagged == 20 > window + 2
+    assert live.most <= window + 2
 
 
 # ---------------------------------------------------------------- workers that die
