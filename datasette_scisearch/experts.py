@@ -168,6 +168,11 @@ def _check_item(db, item_type: str, item_id) -> None:
         raise NotFound(f"there is no {item_type} {str(item_id)[:200]!r} in this catalog")
 
 
+def _stored_id(item_type: str, item_id: str) -> str:
+    """An existing item's id as tags and search documents hold it: file 1, though it was asked for as '01'."""
+    return str(int(item_id)) if item_type == "file" else item_id
+
+
 # -- Reading ----------------------------------------------------------------------------------------------
 
 
@@ -321,6 +326,7 @@ def add(db: sqlite_utils.Database, item_type: str, item_id, text: str, actor) ->
     text = clean_tag_text(text)
     item_id = str(item_id)
     _check_item(db, item_type, item_id)
+    item_id = _stored_id(item_type, item_id)
     who = actor_id(actor)
     with _transaction(db, {(item_type, item_id)}):
         change = _add(db, item_type, item_id, text, who, now_utc())
@@ -394,7 +400,8 @@ def bulk_change(db: sqlite_utils.Database, action: str, text: str, items: list[t
         if not item_exists(db, item_type, item_id):
             result.skipped.append({"item_type": item_type, "item_id": item_id, "reason": "no such item"})
         else:
-            wanted.append((item_type, item_id))
+            wanted.append((item_type, _stored_id(item_type, item_id)))
+    wanted = list(dict.fromkeys(wanted))
     if not wanted:
         return result
     with _transaction(db, set(wanted)):

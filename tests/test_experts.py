@@ -190,6 +190,12 @@ def test_bulk_add_tags_each_item_once(db):
     assert sorted(found_ids(db, "lamella")) == ["1", "2"]
 
 
+def test_a_tag_added_to_a_file_id_written_with_a_leading_zero_lands_on_that_file(db):
+    change = experts.add(db, "file", "01", "lamella", "carol")
+    assert change.tag["item_id"] == "1"
+    assert found_ids(db, "lamella") == ["1"]
+
+
 def test_undo_restores_what_the_change_replaced_and_is_history_too(db):
     tag = tag_of(db, "HAADF")
     change = experts.reject(db, tag["id"], "alice")
