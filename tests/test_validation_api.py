@@ -222,6 +222,15 @@ async def test_a_change_the_catalog_stays_too_busy_for_is_a_503_that_says_to_try
 
 
 @pytest.mark.asyncio
+async def test_an_edit_to_an_empty_text_says_to_type_a_word(ds, catalog_path):
+    cookies, token = await session(ds, "root")
+    haadf = tag_id(catalog_path, "1", "HAADF")
+    response = await post(ds, f"/-/scisearch/tags/em/{haadf}", {"action": "edit", "text": ""}, cookies, token)
+    assert response.status_code == 400
+    assert response.json()["error"] == "A tag cannot be empty: type a word or a short phrase"
+
+
+@pytest.mark.asyncio
 async def test_an_unknown_tag_or_item_is_404_and_a_bad_action_400(ds):
     cookies, token = await session(ds, "root")
     unknown_tag = await post(ds, "/-/scisearch/tags/em/999999", {"action": "accept"}, cookies, token)

@@ -240,7 +240,7 @@ async def tag_endpoint(request, datasette):
     tag_id = tilde_decode(request.url_vars["tag_id"])
     if action == "undo":
         raise ValidationError("to undo, POST to the history entry's /undo URL")
-    change = await write(db, experts.change_tag, tag_id, action, request.actor, first(fields, "text") or None)
+    change = await write(db, experts.change_tag, tag_id, action, request.actor, first(fields, "text"))
     tag = change.tag
     fallback = safe_next(first(fields, "next")) or present.item_url(
         datasette, db.name, tag["item_type"], tag["item_id"]
