@@ -197,6 +197,27 @@ def test_a_learned_tag_the_expert_rejected_is_not_written_again(db, scenes):
     assert all(tag["tag"] != rejected["tag"] for tag in again)
 
 
+def test_a_learned_tag_an_expert_rejects_while_training_reads_the_vectors_is_not_written_again(
+    db, db_path, scenes, monkeypatch
+):
+    label(db, scenes, dict.fromkeys(CLASSES, 20))
+    train(db, "morphology", CLASSES)
+    rejected = learned_tags(db)[0]
+    read_vectors = training._predict_all
+
+    def an_expert_rejects_meanwhile(*args, **kwargs):
+        predicted = read_vectors(*args, **kwargs)
+        other = open_catalog(db_path)  # the expert's own connection, as the web server's
+        experts.reject(other, rejected["id"], "expert-in-test")
+        other.close()
+        return predicted
+
+    monkeypatch.setattr(training, "_predict_all", an_expert_rejects_meanwhile)
+    train(db, "morphology", CLASSES)
+    again = [tag for tag in learned_tags(db, version=2) if tag["item_id"] == rejected["item_id"]]
+    assert all(tag["tag"] != rejected["tag"] for tag in again)
+
+
 def test_labels_match_class_names_in_any_case(db, scenes):
     label(db, scenes, {"nanoparticles": 5, "lattice": 5})
     wires = sorted((i for i, c in scenes["truth"].items() if c == "nanowires"), key=int)[:5]

@@ -180,7 +180,7 @@ def train(
     if write:
         weights = fit_weights(features, target, classes)
         predicted = _predict_all(db, weights, space, item_type, skip=set())
-        _write_version(db, report, weights, predicted, labels, item_type, _actor_id(actor), min_probability)
+        _write_version(db, report, weights, predicted, item_type, _actor_id(actor), min_probability)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
@@ -198,7 +198,6 @@ def predict(
             f"'scisearch train CATALOG --tag-set {tag_set} --classes A,B,...'"
         )
     classes = json.loads(model["classes"])
-    labels = _read_labels(db, item_type, classes)
     done = {
         str(row[0])
         for row in db.execute(
@@ -212,6 +211,7 @@ def predict(
     predicted = _predict_all(db, head.weights, head.feature_space, item_type, skip=done)
     _begin(db)
     try:
+        labels = _read_labels(db, item_type, classes)  # under the write lock: see _write_version
         tagged = _write_predictions(db, head, item_type, predicted, labels, min_probability)
         refresh_search_items(db, [item_type], tagged)  # commits
         _commit(db)
@@ -498,12 +498,15 @@ class _Head:
 
 
 def _write_version(
-    db, report: TrainingReport, weights, predicted: _Predictions, labels: _Labels, item_type, actor, min_probability
+    db, report: TrainingReport, weights, predicted: _Predictions, item_type, actor, min_probability
 ) -> None:
     """One transaction: the new model, the old versions retired and their tags removed, the new predictions and
     tags, and the search documents of every item whose tags changed."""
     _begin(db)
     try:
+        # Read again under the write lock: an expert may have rejected or labelled an item while the vectors
+        # were read, and the tags written must respect that.
+        labels = _read_labels(db, item_type, report.classes)
         (previous,) = db.execute(
             "select coalesce(max(version), 0) from learned_models where tag_set = ?", [report.tag_set]
         ).fetchone()
