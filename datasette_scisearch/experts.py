@@ -30,7 +30,6 @@ from .search.index import refresh_search_items
 
 MAX_TAG_CHARS = 200  # as the tagging pipeline's own limit; a longer "tag" is a sentence, not a tag
 EXPERT_SOURCE = "expert"
-STATUSES = ("machine", "accepted", "rejected", "added")
 SINGLE_ACTIONS = ("accept", "reject", "edit")
 BULK_ACTIONS = ("accept", "reject", "add")
 _STATUS_OF_ACTION = {"accept": "accepted", "reject": "rejected"}
