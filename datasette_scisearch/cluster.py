@@ -25,6 +25,7 @@ the same command again resumes.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -328,6 +329,13 @@ def cluster_from_file(path: Path):
         from dask_jobqueue import SLURMCluster
     except ImportError:
         raise ClusterError("a cluster file needs dask-jobqueue: pip install 'datasette-scisearch[hpc]'") from None
+    # Without sbatch every job submission fails in the background and the run would only wait for workers that
+    # cannot come (an hour by default) under a traceback in the log.
+    if shutil.which(SLURMCluster.job_cls.submit_command) is None:
+        raise ClusterError(
+            f"'{path}' describes SLURM jobs, but there is no '{SLURMCluster.job_cls.submit_command}' on this "
+            "machine's PATH: run the command on a SLURM login node (or in a job), or use --workers N here"
+        )
     try:
         cluster = SLURMCluster(**options)
     except (TypeError, ValueError, RuntimeError) as error:  # RuntimeError: its scheduler could not start here

@@ -381,6 +381,17 @@ def test_the_example_gpu_cluster_file_asks_slurm_for_one_gpu_per_worker():
     assert "--nthreads 1" in script and "--nworkers" not in script
 
 
+def test_a_cluster_file_on_a_machine_without_slurm_is_refused_at_once_instead_of_waiting_for_workers(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    began = time.monotonic()
+    with pytest.raises(ClusterError, match="no 'sbatch' on this machine's PATH"):
+        with open_cluster(dask=str(REPO / "examples" / "slurm-cluster.yml")):
+            pass
+    assert time.monotonic() - began < 10
+
+
 def test_a_cluster_file_with_an_unknown_setting_is_refused_with_its_name(tmp_path):
     path = tmp_path / "cluster.yml"
     path.write_text("slurm: {cores: 4, memory: 8GB}\nnodes: 3\n")
