@@ -142,10 +142,10 @@ def actor_id(actor) -> str:
     return str(actor) if actor else "unknown"
 
 
-def _tag_id(tag_id) -> int:
+def _tag_id(tag_id, missing: str = "there is no tag {} in this catalog") -> int:
     text = str(tag_id).strip()
     if not text.isascii() or not text.isdigit() or int(text) > MAX_SQLITE_INTEGER:
-        raise NotFound(f"there is no tag {str(tag_id)[:40]!r} in this catalog")
+        raise NotFound(missing.format(repr(str(tag_id)[:40])))
     return int(text)
 
 
@@ -336,7 +336,7 @@ def add(db: sqlite_utils.Database, item_type: str, item_id, text: str, actor) ->
 
 def undo(db: sqlite_utils.Database, history_id, actor) -> Change:
     """Take back one change, if the tag is still as that change left it; the undo is history too."""
-    entry_id = _tag_id(history_id)
+    entry_id = _tag_id(history_id, "there is no change {} in this catalog's history")
     row = db.execute(f"select {', '.join(HISTORY_COLUMNS)} from tag_history where id = ?", [entry_id]).fetchone()
     if row is None:
         raise NotFound(f"there is no change {history_id} in this catalog's history")

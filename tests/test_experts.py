@@ -220,6 +220,11 @@ def test_undoing_an_edit_of_a_rejected_tag_leaves_it_rejected(db):
     assert experts.get_tag(db, tag["id"])["status"] == "rejected"
 
 
+def test_undoing_a_history_entry_that_is_not_a_number_says_there_is_no_such_change(db):
+    with pytest.raises(experts.NotFound, match="there is no change 'abc' in this catalog's history"):
+        experts.undo(db, "abc", "alice")
+
+
 def test_undo_refuses_when_the_tag_changed_since(db):
     tag = tag_of(db, "HAADF")
     first = experts.reject(db, tag["id"], "alice")
