@@ -258,6 +258,14 @@ async def test_a_beacon_for_a_catalog_that_is_not_served_is_a_404(ds):
 
 
 @pytest.mark.asyncio
+async def test_a_beacon_to_a_catalog_the_visitor_may_not_see_is_a_json_403(catalog_path):
+    private = Datasette([str(catalog_path)], metadata={"databases": {"catalog": {"allow": {"id": "root"}}}})
+    answer = await private.client.post("/-/scisearch/click/catalog", data={"search_id": 1, "position": 1})
+    assert answer.status_code == 403
+    assert answer.json()["ok"] is False
+
+
+@pytest.mark.asyncio
 async def test_clicking_the_same_result_again_counts_once(ds, db):
     response = await page(ds, "graphene")
     for _ in range(5):

@@ -30,7 +30,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from datasette.utils import tilde_encode
-from datasette.utils.asgi import Response
+from datasette.utils.asgi import Forbidden, Response
 from datasette.utils.sqlite import sqlite3  # the module Datasette's connections come from (pysqlite3 where installed)
 
 from ..search.click_signals import query_key
@@ -191,7 +191,10 @@ async def click_beacon(request, datasette):
         db = find_catalog(datasette, request.url_vars["database"])  # a route, tilde-encoded
     except PageError as error:
         return _answer(error.status, error=str(error))
-    await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
+    try:
+        await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
+    except Forbidden as error:
+        return _answer(403, error=str(error) or "you may not see this catalog")
     if not db.is_mutable:
         return _answer(403, error=f"catalog '{db.name}' is served read-only (immutable), so it keeps no clicks")
     if not _has_log(db):
