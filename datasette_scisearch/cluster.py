@@ -29,6 +29,7 @@ import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,10 +167,7 @@ class TaskStream:
                     worker_died=True,
                 )
             except FutureCancelledError:
-                raise ClusterError(
-                    "the Dask scheduler cancelled the run's tasks (was it restarted?). What was finished is kept; "
-                    "run the same command again to go on"
-                ) from None
+                raise _cancelled() from None
             except Exception as error:  # the task raised (after its retries): a bug or a broken worker environment
                 return TaskFailure(f"failed on the Dask cluster: {type(error).__name__}: {error}")
 
@@ -183,6 +181,8 @@ class TaskStream:
                 return list(done)
             except TimeoutError:
                 self._check_workers()
+            except CancelledError:  # the client cancels every future when it loses the scheduler
+                raise _cancelled() from None
 
     def _check_workers(self) -> None:
         try:
@@ -202,6 +202,13 @@ class TaskStream:
                 f"{self.cluster.patience_s:.0f} s. What was finished is kept; start workers (or use --workers N) "
                 "and run the same command again to go on"
             )
+
+
+def _cancelled() -> ClusterError:
+    return ClusterError(
+        "the Dask scheduler was lost or cancelled the run's tasks (did it stop or restart?). What was finished is "
+        "kept; run the same command again to go on"
+    )
 
 
 def worker_address() -> str:

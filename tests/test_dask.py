@@ -3,8 +3,10 @@ and what happens when workers die, vanish or cannot see the files."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -316,6 +318,52 @@ def test_a_run_whose_cluster_loses_every_worker_stops_and_a_rerun_finishes_witho
     finally:
         client.close()
         worker.kill()
+        db.close()
+
+
+class SchedulerStopper(FileLoader):
+    """Kills the Dask scheduler whose pid the .stop file holds: a scheduler node lost in the middle of a run."""
+
+    name = "stop_test"
+    suffixes = frozenset({".stop"})
+
+    def read(self, path):
+        os.kill(int(path.read_text()), signal.SIGKILL)
+        time.sleep(5)
+        yield Dataset(data=None)  # never reached in time to matter
+
+
+def test_a_run_whose_scheduler_is_lost_stops_with_a_sentence_and_a_rerun_finishes_without_duplicates(
+    cluster, tmp_path, settings
+):
+    command = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--port", "0", "--no-dashboard"]
+    command += ["--scheduler-file", str(tmp_path / "scheduler.json")]
+    scheduler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = _copy_small_set(tmp_path / "data")
+    (folder / "a_scheduler.stop").write_text(str(scheduler.pid))
+    loaders = [SchedulerStopper(), *file_loaders()]
+    db = open_catalog(tmp_path / "catalog.db")
+    worker = client = None
+    try:
+        for _ in range(300):
+            if (tmp_path / "scheduler.json").exists():
+                break
+            time.sleep(0.1)
+        address = json.loads((tmp_path / "scheduler.json").read_text())["address"]
+        worker = _start_worker(address)
+        client = _client_with_one_worker(address, worker)
+        with pytest.raises(ClusterError, match="scheduler was lost.*run the same command again"):
+            load_files(db, [folder], settings, False, loaders, cluster=Cluster(client, "test", patience_s=60))
+        (folder / "a_scheduler.stop").unlink()
+        load_files(db, [folder], settings, False, loaders, cluster=cluster)
+        paths = [row[0] for row in db.execute("select path from files")]
+        assert len(paths) == len(set(paths)) == 4
+    finally:
+        if client is not None:
+            client.close(timeout=5)
+        if worker is not None:
+            worker.kill()
+        scheduler.kill()
         db.close()
 
 
