@@ -441,6 +441,29 @@ def m003_experts_learning_and_clicks(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m004_tag_ids_are_never_reused(db: sqlite_utils.Database) -> None:
+    """A tag's id is what its history refers to: a retraining that deletes old learned tags and writes new ones must
+    not hand a deleted tag's id (and so its history) to a new tag, so ids come from AUTOINCREMENT from now on."""
+    columns = "item_type, item_id, tag, score, source, source_version, status, evidence, created_at, updated_at, via"
+    db.execute(
+        """create table tags_new (id integer primary key autoincrement, item_type text, item_id text, tag text,
+           score real, source text, source_version text, status text, evidence text, created_at text,
+           updated_at text, via text)"""
+    )
+    db.execute(f"insert into tags_new (id, {columns}) select id, {columns} from tags")
+    db.execute("drop table tags")
+    db.execute("alter table tags_new rename to tags")
+    db["tags"].create_index(["item_type", "item_id"])
+    db["tags"].create_index(["tag"])
+    db["tags"].create_index(["item_type", "item_id", "source"])
+    # Ids already reused or referred to by history stay taken: start above both.
+    db.execute(
+        """insert into sqlite_sequence (name, seq) values ('tags', max(
+             coalesce((select max(id) from tags), 0), coalesce((select max(tag_id) from tag_history), 0)))"""
+    )
+
+
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
     """sqlite-utils' update trigger re-indexes a row whatever column changed; linking a million
     files to their sessions must not rewrite a million full-text entries."""

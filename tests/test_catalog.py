@@ -76,3 +76,12 @@ def test_a_catalog_from_a_newer_version_is_refused_not_opened(tmp_path):
     db.close()
     with pytest.raises(CatalogError, match=f"newer catalog schema .*knows \\({CURRENT_SCHEMA_VERSION}\\)"):
         open_catalog(tmp_path / "c.db")
+
+
+def test_a_deleted_tag_id_is_never_given_to_a_new_tag_so_its_history_stays_its_own(catalog):
+    with catalog.conn:
+        first = catalog["tags"].insert({"item_type": "file", "item_id": "1", "tag": "lattice"}).last_pk
+        catalog["tag_history"].insert({"tag_id": first, "action": "accept", "actor": "alice"})
+        catalog["tags"].delete(first)
+        second = catalog["tags"].insert({"item_type": "file", "item_id": "1", "tag": "lattice"}).last_pk
+    assert second > first

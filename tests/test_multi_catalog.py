@@ -82,9 +82,9 @@ def newer_catalog(catalogs, tmp_path):
     shutil.copy(catalogs["velox"], path)
     db = sqlite_utils.Database(path)
     db["_sqlite_migrations"].insert(
-        {"migration_set": MIGRATIONS.name, "name": "m004_from_the_future", "applied_at": "2030-01-01"}
+        {"migration_set": MIGRATIONS.name, "name": "m999_from_the_future", "applied_at": "2030-01-01"}
     )
-    db["catalog_info"].upsert({"key": "schema_version", "value": "4"}, pk="key")
+    db["catalog_info"].upsert({"key": "schema_version", "value": str(CURRENT_SCHEMA_VERSION + 1)}, pk="key")
     db.close()
     return path
 
@@ -386,7 +386,9 @@ async def test_a_newer_catalog_is_left_out_saying_to_upgrade(catalogs, newer_cat
     ds = Datasette([str(catalogs["others"]), str(newer_catalog)])
     status, data = await get_json(ds, q="HAADF")
     assert status == 200 and data["catalogs"] == ["others"]
-    assert "its schema (version 4) is newer than this datasette-scisearch knows (3)" in data["messages"][0]
+    newer, current = CURRENT_SCHEMA_VERSION + 1, CURRENT_SCHEMA_VERSION
+    message = data["messages"][0]
+    assert f"its schema (version {newer}) is newer than this datasette-scisearch knows ({current})" in message
 
 
 @pytest.mark.asyncio
@@ -400,7 +402,7 @@ def test_serve_brings_an_older_catalog_up_to_date_with_a_note(older_catalog):
     from datasette_scisearch.cli import _ready_to_serve
 
     note = _ready_to_serve(str(older_catalog))
-    assert note == f"brought '{older_catalog}' up to date: catalog schema version 2 → 3"
+    assert note == f"brought '{older_catalog}' up to date: catalog schema version 2 → {CURRENT_SCHEMA_VERSION}"
     assert schema_version(sqlite_utils.Database(older_catalog)) == CURRENT_SCHEMA_VERSION
 
 
@@ -437,7 +439,7 @@ def test_search_command_json_names_each_hits_catalog(catalogs):
         ("missing", "no catalog at"),
         ("not a catalog", "is an SQLite database but not a scisearch catalog"),
         ("not sqlite", "is not an SQLite database"),
-        ("newer", "has a newer catalog schema (version 4)"),
+        ("newer", f"has a newer catalog schema (version {CURRENT_SCHEMA_VERSION + 1})"),
     ],
 )
 def test_search_command_refuses_what_is_not_a_catalog_it_can_search(
