@@ -499,3 +499,41 @@ async def test_an_instance_hidden_from_the_actor_refuses_a_search_over_several_c
     private = Datasette([str(path) for path in catalogs.values()], metadata={"allow": False})
     response = await private.client.get("/-/scisearch.json?q=HAADF")
     assert response.status_code == 403
+
+
+@pytest.fixture(scope="module")
+def hybrid_catalogs(tmp_path_factory) -> dict:
+    """Two catalogs of 40 proposals with text vectors, worded at random so that the words' ranking and the
+    vectors' disagree: the merged order then depends on how deep each catalog is asked."""
+    folder = tmp_path_factory.mktemp("hybrid")
+    rng = random.Random(7)
+    query_words = ["gold", "ceria", "catalyst"]
+    noise = ["oxide", "particle", "support", "heating", "lamella", "vacuum", "beam", "silicon", "holder", "furnace"]
+    opened = {}
+    with registered(HashedWordsTagger()):
+        for name in ("a", "b"):
+            db = open_catalog(folder / f"{name}.db")
+            rows = []
+            for n in range(40):
+                words = rng.sample(query_words, rng.randint(1, 3)) * rng.randint(1, 4)
+                words += rng.choices(noise, k=rng.randint(0, 20))
+                rng.shuffle(words)
+                rows.append({"id": f"{name}-{n}", "title": f"P {n}", "abstract": " ".join(words)})
+            db["proposals"].insert_all(rows)
+            tag_catalog(db, settings(), tagger_names=["hashed_words"], progress=False)
+            opened[name] = db
+    yield opened
+    for db in opened.values():
+        db.close()
+
+
+@pytest.mark.parametrize("per_page", [3, 5, 7])
+def test_paging_through_catalogs_with_vectors_never_repeats_or_skips_a_hit(hybrid_catalogs, per_page):
+    with registered(HashedWordsTagger()):
+        first = federation.search_catalogs(hybrid_catalogs, "gold ceria catalyst", per_page=per_page)
+        hits = list(first.hits)
+        for page in range(2, -(-first.total // per_page) + 1):
+            more = federation.search_catalogs(hybrid_catalogs, "gold ceria catalyst", page=page, per_page=per_page)
+            hits += more.hits
+    keys = [(hit.database, hit.item_id) for hit in hits]
+    assert first.total > 2 * per_page and len(set(keys)) == len(keys) == first.total

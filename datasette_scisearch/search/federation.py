@@ -38,8 +38,8 @@ everything would:
   newest first by the items' own times.
 
 The merged ranks are counted among the hits fetched from each catalog (its best
-``page × per_page``), not over each catalog's whole pool, so deep in the list
-they are approximate.  A merged hit's ``score`` is this second fusion's; its
+hundred, more for deep pages), not over each catalog's whole pool, so deep in
+the list they are approximate.  A merged hit's ``score`` is this second fusion's; its
 ``ranks`` stay those in its own catalog.  ``benchmarks/catalogs.py`` measures
 what the merge keeps of one catalog's ranking: on 10,000 items split in four,
 merging by the catalogs' own fused scores kept 0.71 of the top 10 and the first
@@ -48,8 +48,12 @@ result in 12 % of queries; fusing again keeps 0.78 and 42 % (by BM25 alone:
 
 Paging: an item on page ``p`` of the merged list is within the first
 ``p × per_page`` results of its own catalog, so each catalog is asked for that
-many (in engine pages of at most ``MAX_PER_PAGE``) and the merged list is cut.
-Deep pages cost more engine calls; each catalog's pool is bounded, so this ends.
+many, rounded up to whole engine pages of ``MAX_PER_PAGE`` (100), and the
+merged list is cut.  The rounding matters: the merged order depends on the
+depth asked, and with one depth for every page up to the hundredth result,
+paging never repeats or skips a hit there (past it, a hit can move across the
+edge of a hundred).  Deep pages cost more engine calls; each catalog's pool is
+bounded, so this ends.
 
 Counts are summed; a facet value's count is summed over the catalogs whose
 facet lists it (each catalog names its top ``hits.FACET_SIZE`` values, so a
@@ -258,11 +262,11 @@ def _plan(names: list[str], query: str, item_type, page, per_page, served: int |
     page, per_page = _check_paging(page, per_page)
     parsed = parse_query(query)  # a query the engine refuses is refused here first, with the engine's sentence
     chosen, messages = _choose(names, parsed)
-    wanted = page * per_page
+    # Merged ranks depend on how deep each catalog was asked, so every page is cut from a pool a whole number of
+    # engine pages deep: all pages within the first hundred results come from one merged list.
+    wanted = -(-(page * per_page) // engine.MAX_PER_PAGE) * engine.MAX_PER_PAGE
     if len(chosen) <= 1:
         engine_pages = [(page, per_page)]  # one catalog: the engine's own paging, exactly as without federation
-    elif wanted <= engine.MAX_PER_PAGE:
-        engine_pages = [(1, wanted)]
     else:
         engine_pages = [(number, engine.MAX_PER_PAGE) for number in range(1, -(-wanted // engine.MAX_PER_PAGE) + 1)]
     weights = {**engine.DEFAULT_WEIGHTS, **(weights or {})}
