@@ -492,7 +492,8 @@ def _store_batch(db, runner: _Runner, item_type: str, outcomes, prints, job_id) 
         stats.vectors += len(checked)
         stats.tagged += 1
         runs.append(_run_row(tagger, item, prints[item.item_id], "done", None, job_id, now))
-    with db.conn:
+    # atomic(), not `with db.conn`: sqlite-utils' insert_all commits an open implicit transaction per chunk.
+    with db.atomic():
         for chunk in _slices(tagged_ids, 500):
             db.execute(
                 "delete from tags where item_type = ? and source = ? and status = 'machine' and via is null "
@@ -649,7 +650,7 @@ def _inherit_tags(db, taggers: list[Tagger]) -> int:
                 )
             elif found[1:] != (score, evidence, str(tagger.version)):
                 updates.append((score, evidence, str(tagger.version), now, found[0]))
-        with db.conn:
+        with db.atomic():
             for chunk in _slices(stale, 500):
                 db.execute(f"delete from tags where id in ({','.join('?' * len(chunk))})", chunk)
             db.conn.executemany(

@@ -132,7 +132,7 @@ def learn(
     if rows:
         signals = _fit(rows, debias, report)
     updated_at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
-    with db.conn:
+    with db.atomic():  # searches see the old signals or the new, never half (insert_all commits a plain `with conn`)
         db.execute("delete from click_signals")
         db["click_signals"].insert_all(({**signal, "updated_at": updated_at} for signal in signals), batch_size=5000)
     report.pairs = len(signals)
