@@ -480,5 +480,3 @@ def schema_problem(db: sqlite_utils.Database, name: str) -> str | None:
             f"brings it up to date"
         )
     return None
-
-
