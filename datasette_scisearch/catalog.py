@@ -28,6 +28,8 @@ FTS_COLUMNS = {
 ITEM_TYPES = ("file", "proposal", "paper", "session")
 ITEM_TABLES = {"file": "files", "proposal": "proposals", "paper": "papers", "session": "sessions"}
 SEARCH_FTS_COLUMNS = ["title", "body", "tags", "context"]
+# The largest integer SQLite stores; a larger file id cannot exist.
+MAX_SQLITE_INTEGER = 2**63 - 1
 
 
 class CatalogError(Exception):
@@ -477,6 +479,19 @@ def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, colum
   INSERT INTO "{table}_fts" (rowid, {quoted}) VALUES (new.rowid, {new_values});
 END"""
     )
+
+
+def item_key(item_type: str, item_id) -> str | int | None:
+    """The primary-key value of an item as its table holds it (files are keyed by an integer, so '01' is file 1),
+    or None when no such item can exist."""
+    if item_type not in ITEM_TABLES:
+        return None
+    key = str(item_id)
+    if item_type != "file":
+        return key
+    if not key.isascii() or not key.isdigit() or int(key) > MAX_SQLITE_INTEGER:
+        return None
+    return int(key)
 
 
 def item_counts(db: sqlite_utils.Database) -> dict[str, int]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from .catalog import ITEM_TABLES, now_utc
+from .catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, item_key, now_utc
 from .search.index import refresh_search_items
 
 MAX_TAG_CHARS = 200  # as the tagging pipeline's own limit; a longer "tag" is a sentence, not a tag
@@ -33,7 +33,6 @@ EXPERT_SOURCE = "expert"
 SINGLE_ACTIONS = ("accept", "reject", "edit")
 BULK_ACTIONS = ("accept", "reject", "add")
 _STATUS_OF_ACTION = {"accept": "accepted", "reject": "rejected"}
-MAX_SQLITE_INTEGER = 2**63 - 1
 TAG_COLUMNS = (
     "id",
     "item_type",
@@ -150,13 +149,9 @@ def _tag_id(tag_id, missing: str = "there is no tag {} in this catalog") -> int:
 
 
 def item_exists(db: sqlite_utils.Database, item_type: str, item_id) -> bool:
-    if item_type not in ITEM_TABLES:
+    key = item_key(item_type, item_id)
+    if key is None:
         return False
-    key: str | int = str(item_id)
-    if item_type == "file":  # files are keyed by an integer
-        if not key.isascii() or not key.isdigit() or int(key) > MAX_SQLITE_INTEGER:
-            return False
-        key = int(key)
     return db.execute(f"select 1 from [{ITEM_TABLES[item_type]}] where id = ?", [key]).fetchone() is not None
 
 

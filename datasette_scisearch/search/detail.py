@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from ..catalog import ITEM_TABLES, ITEM_TYPES
+from ..catalog import ITEM_TABLES, ITEM_TYPES, item_key
 from . import hits, vector_index
 
 FILES_SHOWN = 100
@@ -29,17 +29,10 @@ SPACE_WHY = {
 _HIDDEN_COLUMNS = {"metadata", "details", "search_text", "full_text"}
 
 
-MAX_SQLITE_INTEGER = 2**63 - 1
-
-
 def _row(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict | None:
-    if item_type not in ITEM_TABLES:
+    key = item_key(item_type, item_id)
+    if key is None:
         return None
-    key: str | int = str(item_id)
-    if item_type == "file":  # files are keyed by an integer
-        if not key.isascii() or not key.isdigit() or int(key) > MAX_SQLITE_INTEGER:
-            return None
-        key = int(key)
     cursor = db.execute(f"select * from [{ITEM_TABLES[item_type]}] where id = ?", [key])
     row = cursor.fetchone()
     if row is None:

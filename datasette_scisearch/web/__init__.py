@@ -35,7 +35,7 @@ from datasette.utils import (
 from datasette.utils.asgi import NotFound, Response
 from datasette.utils.sqlite import sqlite3
 
-from ..catalog import ITEM_TABLES, load_sqlite_vec
+from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
 from ..normalize import magnification_label
 
 PLUGIN_NAME = "datasette-scisearch"
@@ -56,8 +56,6 @@ THUMBNAIL_WIDTH = 128
 # Files' metadata JSON can reach a megabyte; a page shows this much of it and links to the rest.
 JSON_DISPLAY_CHARS = 10_000
 JSON_COLUMNS = frozenset({"metadata", "details", "arguments", "summary"})
-# The largest integer SQLite stores; a larger file id in a URL cannot exist.
-MAX_SQLITE_INTEGER = 2**63 - 1
 ONE_YEAR_SECONDS = 365 * 24 * 3600
 ONE_HOUR_SECONDS = 3600
 # The column of each item table whose text links to the item's page under /-/scisearch/item.

@@ -9,6 +9,7 @@ laptop's 1366x768.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -63,13 +64,14 @@ def demo_catalog(tmp_path_factory, playwright_api) -> Path:
     return folder / "demo.db"
 
 
-@pytest.fixture(scope="session")
-def server_url(demo_catalog):
+@contextlib.contextmanager
+def serving(catalog: Path, log: Path, *options: str):
+    """``datasette serve CATALOG`` with the repository's metadata.yml on a free port, as a researcher runs it:
+    yields its base URL once it answers, and stops it afterwards."""
     port = _free_port()
-    log = demo_catalog.parent / "datasette.log"
     with open(log, "w") as output:
         server = subprocess.Popen(
-            [sys.executable, "-m", "datasette", "serve", str(demo_catalog)]
+            [sys.executable, "-m", "datasette", "serve", str(catalog), *options]
             + ["--metadata", str(REPO / "metadata.yml"), "--host", "127.0.0.1", "--port", str(port)],
             cwd=REPO,
             stdout=output,
@@ -86,6 +88,12 @@ def server_url(demo_catalog):
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.fixture(scope="session")
+def server_url(demo_catalog):
+    with serving(demo_catalog, demo_catalog.parent / "datasette.log") as url:
+        yield url
 
 
 def _wait_until_serving(url: str, server: subprocess.Popen, log: Path) -> None:

@@ -7,17 +7,13 @@ This module serves its own copy of the demo catalog (its changes must not reach 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
 
-from ..conftest import REPO
-from .conftest import LAPTOP_SCREEN, _free_port, _wait_until_serving
+from .conftest import LAPTOP_SCREEN, serving
 
 ROOT_LINK = re.compile(r"http://\S+/-/auth-token\?token=\w+")
 
@@ -28,32 +24,14 @@ def expert_server(demo_catalog, tmp_path_factory):
     folder = tmp_path_factory.mktemp("validation")
     catalog = folder / "demo.db"
     shutil.copy(demo_catalog, catalog)
-    port = _free_port()
     log = folder / "datasette.log"
-    with open(log, "w") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "datasette", "serve", str(catalog), "--root"]
-            + ["--metadata", str(REPO / "metadata.yml"), "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_serving(url, server, log)
+    with serving(catalog, log, "--root") as url:
         deadline = time.monotonic() + 10
         while not ROOT_LINK.search(log.read_text()) and time.monotonic() < deadline:
             time.sleep(0.1)
         link = ROOT_LINK.search(log.read_text())
         assert link, f"datasette --root printed no sign-in link:\n{log.read_text()[-2000:]}"
         yield url, link[0]
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 @pytest.fixture(scope="module")
