@@ -148,14 +148,20 @@ def safe_next(url: str | None) -> str | None:
     return url
 
 
-async def catalog_for_writing(request, datasette):
-    """The catalog named in the URL, once the actor may see it and change its tags."""
+async def catalog_for_reading(request, datasette):
+    """The catalog named in the URL, once the actor may see it (Datasette's own 403 otherwise)."""
     try:
         db = find_catalog(datasette, request.url_vars["database"])
     except PageError as error:
         raise ValidationError(str(error), error.status) from None
+    await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
+    return db
+
+
+async def catalog_for_writing(request, datasette):
+    """The catalog named in the URL, once the actor may see it and change its tags."""
     try:
-        await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
+        db = await catalog_for_reading(request, datasette)
     except Forbidden as error:
         raise ValidationError(str(error) or "You may not see this catalog.", 403) from None
     if not await can_edit(datasette, request.actor):
@@ -251,11 +257,7 @@ async def tag_endpoint(request, datasette):
 
 
 async def tag_json(request, datasette):
-    try:
-        db = find_catalog(datasette, request.url_vars["database"])
-    except PageError as error:
-        raise ValidationError(str(error), error.status) from None
-    await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
+    db = await catalog_for_reading(request, datasette)
     tag_id = tilde_decode(request.url_vars["tag_id"])
 
     def read(conn):
@@ -343,11 +345,7 @@ async def editing_context(request, datasette, db, item_type: str, item_id: str) 
 
 @handles_errors
 async def queue_page(request, datasette):
-    try:
-        db = find_catalog(datasette, request.url_vars["database"])
-    except PageError as error:
-        raise ValidationError(str(error), error.status) from None
-    await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
+    db = await catalog_for_reading(request, datasette)
     item_type = request.args.get("type") or "file"
     if item_type not in ITEM_TABLES:
         raise ValidationError(f"'{item_type[:40]}' is not a kind of item: use one of {', '.join(ITEM_TABLES)}", 400)
