@@ -7,7 +7,9 @@ For each image the tagger says, from the pixels alone (metadata only gives the s
   known: "lattice fringes", "atomic resolution", or "periodic structure" for longer periods (``image_fourier``);
 - particles and elongated objects found by segmentation, with counts and sizes (``image_objects``);
 - how sharp, blurred or noisy it is;
-- a feature vector in the ``image_features`` space for similarity search (``image_features``).
+- a feature vector in the ``image_features`` space for similarity search (``image_features``), and the same
+  followed by multi-scale texture statistics in the ``image_texture`` space, for heads learning from few labels
+  (``image_texture``).
 
 A spectrum (1-D) is tagged "spectrum" and nothing more.  Bad input is answered with tags or a clear ``ItemError``,
 never a crash: NaN and infinite pixels are filled, huge arrays are strided down before any copy is made.
@@ -33,10 +35,13 @@ from datasette_scisearch.tagger import Item, ItemError, Result, Tag, Tagger
 
 from .image_diffraction import blank_frame, diffraction_signs
 from .image_features import DIMENSION, feature_vector
+from .image_texture import DIMENSION as TEXTURE_DIMENSION
 from .image_fourier import Lattice, lattice, noise_share, power_spectrum
 from .image_objects import Objects, find_objects
+from .image_texture import combined_vector
 
 SPACE = "image_features"
+TEXTURE_SPACE = "image_texture"
 PIXELS_SIDE = 1024
 WORKING_SIDE = 512
 MIN_SIDE = 16
@@ -53,12 +58,12 @@ NOISY_ABOVE = 0.5  # share of the variance that is white noise
 
 class ImageAnalysisTagger(Tagger):
     name = "image_analysis"
-    version = "1"
+    version = "2"  # 2: adds the image_texture vector
     description = "diffraction vs real-space, lattice spacings, particles, focus, and a feature vector (no weights)"
     applies_to = frozenset({"file"})
     needs_pixels = True
     batch_size = 16
-    vector_spaces = {SPACE: DIMENSION}
+    vector_spaces = {SPACE: DIMENSION, TEXTURE_SPACE: DIMENSION + TEXTURE_DIMENSION}
 
     def tag_batch(self, items: list[Item]) -> Iterator[tuple[Item, Result | ItemError]]:
         for item in items:
@@ -117,7 +122,7 @@ def analyse_image(frame: np.ndarray, pixel_size_nm: float | None = None, frame_s
     vector = feature_vector(
         working, spectrum, spots, None if atomic else objects, signs, blur, noisiness, pixel_size_nm
     )
-    return Result(tags=tags, vectors={SPACE: vector})
+    return Result(tags=tags, vectors={SPACE: vector, TEXTURE_SPACE: combined_vector(vector, working)})
 
 
 def pixel_noise(image: np.ndarray) -> float:
