@@ -19,6 +19,7 @@ from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.ingest import load_files
 from datasette_scisearch.learning import train as training
+from datasette_scisearch.learning.heads import HEADS
 from datasette_scisearch.learning.active import review_queue
 from datasette_scisearch.learning.train import TrainingError, predict, train
 from datasette_scisearch.learning.train_command import train as train_command
@@ -69,7 +70,7 @@ def test_cross_validated_accuracy_beats_the_machine_tags_on_the_same_items(db, s
     label(db, scenes, dict.fromkeys(CLASSES, 20))
     report = train(db, "morphology", CLASSES)
     assert report.labels == 80 and report.counts == dict.fromkeys(CLASSES, 20) and report.folds == 5
-    assert report.feature_space == "image_features"
+    assert report.feature_space in ("image_texture", "image_features")
     assert report.cv_accuracy >= 0.9
     # image analysis has no tag for amorphous carbon and calls some wires particles
     assert report.cv_accuracy > report.baseline_accuracy
@@ -113,13 +114,13 @@ def test_a_dry_run_reports_the_accuracy_and_writes_nothing(db, db_path, scenes):
 
 def test_learned_tags_carry_the_versioned_source_a_probability_and_evidence(db, scenes):
     labelled = label(db, scenes, dict.fromkeys(CLASSES, 20))
-    train(db, "morphology", CLASSES)
+    report = train(db, "morphology", CLASSES)
     tags = learned_tags(db)
     assert {tag["item_id"] for tag in tags} <= set(scenes["truth"]) - labelled  # labelled items keep the expert's
     assert len(tags) == 20  # every unlabelled file is sure enough to tag
     assert all(tag["status"] == "machine" and tag["source_version"] == "1" for tag in tags)
     assert all(0.5 <= tag["score"] <= 1 for tag in tags)
-    assert "learned head morphology v1 on image_features, p=" in tags[0]["evidence"]
+    assert f"learned head morphology v1 ({report.head}) on {report.feature_space}, p=" in tags[0]["evidence"]
     assert "from 80 labels" in tags[0]["evidence"]
     right = sum(tag["tag"] == scenes["truth"][tag["item_id"]] for tag in tags)
     assert right >= 18
@@ -238,13 +239,13 @@ def test_rejections_that_leave_one_class_are_labels(db, scenes):
 
 
 def test_too_few_labels_says_how_many_each_class_has_and_which_to_label(db, scenes):
-    label(db, scenes, {"nanoparticles": 20, "nanowires": 20, "lattice": 3})
+    label(db, scenes, {"nanoparticles": 20, "nanowires": 20, "lattice": 1})
     with pytest.raises(TrainingError) as raised:
         train(db, "morphology", CLASSES)
     message = str(raised.value)
-    assert "nanoparticles 20, nanowires 20, lattice 3, amorphous 0" in message
-    assert "at least 5 labelled items per class" in message and "20 per class give a reliable accuracy" in message
-    assert "lattice (2 more), amorphous (5 more)" in message
+    assert "nanoparticles 20, nanowires 20, lattice 1, amorphous 0" in message
+    assert "at least 2 labelled items per class" in message and "20 per class give a reliable accuracy" in message
+    assert "lattice (1 more), amorphous (2 more)" in message
     assert db.execute("select count(*) from learned_models").fetchone()[0] == 0
 
 
@@ -333,12 +334,16 @@ def test_auto_features_are_clip_where_clip_vectors_cover_the_labelled_files(clip
     assert "on clip, p=" in learned_tags(clip_db)[0]["evidence"]
 
 
-def test_auto_features_fall_back_to_image_features_where_clip_covers_fewer_labelled_files(clip_db, scenes):
+def test_auto_features_fall_back_to_the_image_analysis_vectors_where_clip_covers_fewer_labelled_files(
+    clip_db, scenes
+):
     labelled = label(clip_db, scenes, dict.fromkeys(CLASSES, 5))
     rowids = search_item_ids(clip_db, "file", sorted(labelled)[:3])
     with clip_db.conn:  # CLIP ran over part of the catalog only
         vectors.delete_vectors(clip_db, "clip", list(rowids.values()))
-    assert train(clip_db, "morphology", CLASSES).feature_space == "image_features"
+    report = train(clip_db, "morphology", CLASSES)
+    assert report.feature_space in ("image_texture", "image_features")
+    assert set(report.heads_compared) == {f"{space}: {head}" for space in training.WEIGHT_FREE_SPACES for head in HEADS}
 
 
 def test_features_named_on_the_command_line_must_exist(db, db_path, scenes):
@@ -346,7 +351,7 @@ def test_features_named_on_the_command_line_must_exist(db, db_path, scenes):
     result = CliRunner().invoke(
         train_command, [db_path, "--tag-set", "morphology", "--classes", ",".join(CLASSES), "--features", "clip"]
     )
-    assert result.exit_code == 1 and "the catalog has no 'clip' vectors (it has: image_features)" in result.output
+    assert result.exit_code == 1 and "the catalog has no 'clip' vectors (it has: image_features, image_texture)" in result.output
 
 
 # ---------------------------------------------------------------- real images
