@@ -153,21 +153,9 @@ def diverse_picks(db, limit: int, item_type: str = "file") -> list[QueueEntry]:
     clusters = min(limit, len(np.unique(features, axis=0)))  # identical vectors cannot make separate clusters
     if clusters == 0:
         return []
-    from sklearn.cluster import KMeans
-
-    scale = features.std(axis=0)
-    scale[scale < 1e-12] = 1.0
-    standard = (features - features.mean(axis=0)) / scale
-    model = KMeans(n_clusters=clusters, n_init=3, random_state=0).fit(standard)
-    distance = np.linalg.norm(standard - model.cluster_centers_[model.labels_], axis=1)
-    sizes = np.bincount(model.labels_, minlength=clusters)
     entries = []
-    for cluster in sorted(range(clusters), key=lambda c: (-sizes[c], c)):
-        members = np.flatnonzero(model.labels_ == cluster)
-        if not len(members):
-            continue
-        typical = members[np.argmin(distance[members])]
-        group = f"the most typical of {sizes[cluster]} similar images" if sizes[cluster] > 1 else "an image unlike others"
+    for typical, size in typical_of_clusters(features, clusters):
+        group = f"the most typical of {size} similar images" if size > 1 else "an image unlike others"
         entries.append(
             QueueEntry(
                 item_type=item_type,
@@ -179,6 +167,25 @@ def diverse_picks(db, limit: int, item_type: str = "file") -> list[QueueEntry]:
             )
         )
     return entries
+
+
+def typical_of_clusters(features: np.ndarray, clusters: int) -> list[tuple[int, int]]:
+    """(row nearest the centre, cluster size) for each k-means cluster of the standardised ``features``, biggest
+    cluster first."""
+    from sklearn.cluster import KMeans
+
+    scale = features.std(axis=0)
+    scale[scale < 1e-12] = 1.0
+    standard = (features - features.mean(axis=0)) / scale
+    model = KMeans(n_clusters=clusters, n_init=3, random_state=0).fit(standard)
+    distance = np.linalg.norm(standard - model.cluster_centers_[model.labels_], axis=1)
+    sizes = np.bincount(model.labels_, minlength=clusters)
+    picks = []
+    for cluster in sorted(range(clusters), key=lambda c: (-sizes[c], c)):
+        members = np.flatnonzero(model.labels_ == cluster)
+        if len(members):
+            picks.append((int(members[np.argmin(distance[members])]), int(sizes[cluster])))
+    return picks
 
 
 def _vector_spaces(db) -> set[str]:
