@@ -238,6 +238,68 @@ def test_rejections_that_leave_one_class_are_labels(db, scenes):
     assert report.labels_from_rejections == 1 and report.counts == {"nanowires": 6, "lattice": 5}
 
 
+def test_two_labels_per_class_train_a_head_that_tags_the_rest_mostly_right(db, scenes):
+    labelled = label(db, scenes, dict.fromkeys(CLASSES, 2))
+    report = train(db, "morphology", CLASSES)
+    assert report.counts == dict.fromkeys(CLASSES, 2) and report.folds == 2 and report.version == 1
+    assert any("fewer than 20 labels" in warning for warning in report.warnings)
+    tags = learned_tags(db)
+    assert not {tag["item_id"] for tag in tags} & labelled
+    right = sum(tag["tag"] == scenes["truth"][tag["item_id"]] for tag in tags)
+    assert len(tags) >= 60 and right >= 0.8 * len(tags)
+
+
+def test_the_head_written_is_the_one_cross_validation_found_most_accurate(db, scenes):
+    label(db, scenes, dict.fromkeys(CLASSES, 5))
+    report = train(db, "morphology", CLASSES)
+    assert len(report.heads_compared) == 2 * len(HEADS)
+    best = max(report.heads_compared.values())
+    assert report.heads_compared[f"{report.feature_space}: {report.head}"] == best == report.cv_accuracy
+    model = training.current_model(db, "morphology")
+    assert str(training.load_weights(model["weights"])["head"]) == report.head
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_each_head_predicts_from_its_stored_weights_as_when_it_was_fitted(db, scenes, head):
+    ids, features = training.read_features(db, "image_features", "file", list(scenes["truth"]))
+    target = np.array([CLASSES.index(scenes["truth"][i]) for i in ids])
+    labelled = np.concatenate([np.flatnonzero(target == c)[:3] for c in range(len(CLASSES))])
+    fitted = training.fit_weights(features[labelled], target[labelled], CLASSES, head, features)
+    stored = training.load_weights(training.dump_weights(fitted))
+    predicted = training.probabilities(stored, features).argmax(axis=1)
+    assert np.array_equal(predicted, heads_scores_argmax(fitted, features))
+    assert (predicted == target).mean() >= 0.8
+
+
+def heads_scores_argmax(weights, features):
+    from datasette_scisearch.learning.heads import scores
+
+    return scores(weights, features).argmax(axis=1)
+
+
+def test_nearest_class_mean_puts_an_item_in_the_class_whose_labels_it_is_closest_to(db, scenes):
+    from datasette_scisearch.learning.heads import fit, scores
+
+    ids, features = training.read_features(db, "image_features", "file", list(scenes["truth"]))
+    target = np.array([CLASSES.index(scenes["truth"][i]) for i in ids])
+    labelled = np.concatenate([np.flatnonzero(target == c)[:2] for c in range(len(CLASSES))])
+    weights = fit("nearest class mean", features[labelled], target[labelled], features)
+    standard = (features - weights["mean"]) / weights["scale"]
+    centres = np.stack([standard[labelled][target[labelled] == c].mean(axis=0) for c in range(len(CLASSES))])
+    nearest = np.linalg.norm(standard[:, None, :] - centres[None], axis=2).argmin(axis=1)
+    assert np.array_equal(scores(weights, features).argmax(axis=1), nearest)
+
+
+def test_the_report_prints_no_baseline_where_no_machine_tag_names_a_class(db, db_path, scenes):
+    for name, alias in (("nanowires", "threads"), ("lattice", "checkerboard")):
+        ids = sorted((i for i, c in scenes["truth"].items() if c == name), key=int)[:3]
+        label_as_expert(db, ids, alias)
+    result = CliRunner().invoke(train_command, [db_path, "--tag-set", "looks", "--classes", "threads,checkerboard"])
+    assert result.exit_code == 0, result.output
+    assert "baseline: none — no machine tag on the labelled items names a class" in result.output
+    assert "baseline (machine tags)" not in result.output and "baseline right" not in result.output
+
+
 def test_too_few_labels_says_how_many_each_class_has_and_which_to_label(db, scenes):
     label(db, scenes, {"nanoparticles": 20, "nanowires": 20, "lattice": 1})
     with pytest.raises(TrainingError) as raised:

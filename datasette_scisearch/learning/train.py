@@ -51,9 +51,11 @@ from . import heads
 MIN_LABELS_PER_CLASS = 2
 RELIABLE_LABELS_PER_CLASS = 20
 # "auto" takes CLIP where it covers the labelled items as well as any; otherwise it cross-validates the
-# image-analysis spaces that cover them best and keeps the more accurate (ties: the first named here).
-FEATURE_SPACES = ("clip", "image_texture", "image_features")
-WEIGHT_FREE_SPACES = ("image_texture", "image_features")
+# image-analysis spaces that cover them best and keeps the more accurate.  Ties go to image_features: with 2 labels
+# a class cross-validation often ties, and benchmarks/learning.py measured the 88-d vector ahead on the demo classes
+# (0.95 against 0.94 with 2 labels a class), the texture vector ahead only on real HAADF-vs-LAABF tiles.
+FEATURE_SPACES = ("clip", "image_features", "image_texture")
+WEIGHT_FREE_SPACES = ("image_features", "image_texture")
 MIN_PROBABILITY = 0.5
 _TAG_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,60}$")
 _READ_BATCH = 5_000
