@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import sqlite_utils
 
-from . import __version__, linking
+from . import __version__
 from .catalog import (
     CURRENT_SCHEMA_VERSION,
     ITEM_TYPES,
@@ -28,7 +28,8 @@ from .catalog import (
     schema_version,
 )
 from .config import ConfigError, find_metadata, load_settings
-from .ingest import IngestError, load_files
+from .ingest import linking
+from .ingest.files import IngestError, load_files
 from .learning.learn_command import learn
 from .learning.train_command import train_command
 from .plugins import describe_plugins, get_plugin_manager
@@ -215,7 +216,7 @@ def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def _load_records(catalog, kind, path, settings, options, as_json, quiet, no_link):
-    from .records import RecordsError, load_records
+    from .ingest.records import RecordsError, load_records
 
     db = _open(catalog)
     try:
@@ -297,7 +298,7 @@ def tag(ctx, catalog, tagger_names, item_types, batch_size, force, retry_errors,
 
     With --dask or --workers the models run on a cluster's workers (each loads a model once) and this
     process writes the catalog."""
-    from .tagging import TaggingError, tag_catalog
+    from .tagging.pipeline import TaggingError, tag_catalog
 
     settings = _settings(ctx)
     db = _open(catalog, create=False)
@@ -491,7 +492,7 @@ def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after, root
             papers=folder / "papers.jsonl",
         )
     db = _open(str(catalog))
-    from .records import load_records
+    from .ingest.records import load_records
 
     for kind in ("proposals", "papers", "userlog"):
         summary = load_records(db, kind, paths[kind], settings, {}, progress=True)
@@ -499,7 +500,7 @@ def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after, root
     summary = load_files(db, [paths["data"]], settings, progress=True)
     _report(summary, linking.link_all(db, settings), str(catalog), False)
     if tag_after:
-        from .tagging import tag_catalog
+        from .tagging.pipeline import tag_catalog
 
         _report_tagging(tag_catalog(db, settings, progress=True))
     else:

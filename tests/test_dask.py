@@ -16,17 +16,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from datasette_scisearch import tagging, vectors
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.cli import cli
 from datasette_scisearch.cluster import Cluster, ClusterError, cluster_options, open_cluster
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.ingest import file_loaders, load_files
-from datasette_scisearch.loader import Dataset, FileLoader
+from datasette_scisearch.ingest.files import file_loaders, load_files
+from datasette_scisearch.ingest.loader import Dataset, FileLoader
 from datasette_scisearch.plugins import get_plugin_manager
-from datasette_scisearch.tagger import Result, Tag, Tagger
-from datasette_scisearch.tagging import tag_catalog
+from datasette_scisearch.tagging import pipeline as tagging
+from datasette_scisearch.tagging import vectors
+from datasette_scisearch.tagging.pipeline import tag_catalog
+from datasette_scisearch.tagging.tagger import Result, Tag, Tagger
 
 from .conftest import REPO, shared_data
 

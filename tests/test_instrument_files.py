@@ -14,7 +14,7 @@ from PIL import Image
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
-from datasette_scisearch.ingest import load_files
+from datasette_scisearch.ingest.files import load_files
 
 from .conftest import REPO, shared_data
 
@@ -235,7 +235,7 @@ def test_loading_the_same_folder_twice_adds_nothing(catalog, settings, em_copy):
 
 
 def test_a_new_loader_version_reads_unchanged_files_again(catalog, settings, em_copy):
-    from datasette_scisearch.ingest import file_loaders
+    from datasette_scisearch.ingest.files import file_loaders
 
     load_files(catalog, [em_copy], settings, progress=False)
     with catalog.conn:  # as if an older TIA loader, which missed the detector, had read it

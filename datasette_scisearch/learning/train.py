@@ -40,9 +40,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import sqlite_utils
 
-from .. import vectors
 from ..catalog import now_utc
 from ..search.index import refresh_search_items
+from ..tagging import vectors
 
 MIN_LABELS_PER_CLASS = 5
 RELIABLE_LABELS_PER_CLASS = 20

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 
 import sqlite_utils
 
-from .. import vectors
 from ..catalog import ITEM_TYPES
 from ..config import Settings
+from ..tagging import vectors
 from . import click_signals, embedding, fts, hits, vector_index
 from .expressions import all_terms, fts_any
 from .filters import FilterSql, filter_sql

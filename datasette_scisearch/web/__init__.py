@@ -36,7 +36,7 @@ from datasette.utils.asgi import NotFound, Response
 from datasette.utils.sqlite import sqlite3
 
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
-from ..normalize import magnification_label
+from ..ingest.normalize import magnification_label
 
 PLUGIN_NAME = "datasette-scisearch"
 LONG_TEXT_CHARS = 60

@@ -38,8 +38,8 @@ from datasette.utils import actor_matches_allow, tilde_decode, tilde_encode
 from datasette.utils.asgi import Forbidden, Response
 from datasette.utils.sqlite import sqlite3  # the module Datasette's connections come from (pysqlite3 where installed)
 
-from .. import experts
 from ..catalog import ITEM_TABLES
+from ..tagging import experts
 from . import present
 from .pages import PageError, facility_settings, find_catalog
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.tagger import ItemError, Result, Tag, Tagger, TaggerUnavailable
+from datasette_scisearch.tagging.tagger import ItemError, Result, Tag, Tagger, TaggerUnavailable
 
 
 class AfterHoursTagger(Tagger):

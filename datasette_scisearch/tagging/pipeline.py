@@ -36,16 +36,17 @@ import numpy as np
 import sqlite_utils
 from tqdm import tqdm
 
-from . import jobs, vectors
-from .catalog import ITEM_TABLES, ITEM_TYPES, now_utc
-from .config import Settings
+from .. import jobs
+from ..catalog import ITEM_TABLES, ITEM_TYPES, now_utc
+from ..config import Settings
+from ..plugins import get_taggers
+from ..search.index import refresh_search_items, search_item_ids
+from . import vectors
 from .items import iter_items, make_item
-from .plugins import get_taggers
-from .search.index import refresh_search_items, search_item_ids
 from .tagger import Item, ItemError, Result, Tagger, TaggerUnavailable
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
+    from ..cluster import Cluster
 
 INHERITED_SCORE_FACTOR = 0.5  # a proposal's keyword says less about one file than the file's own evidence
 CHUNK_SIZE = 256  # items read per round; every tagger's batches are cut from it
@@ -262,7 +263,7 @@ def _refresh(db, summary: TagSummary, item_type: str, ids: list[str]) -> None:
 def _tag_on_cluster(db, item_type, runners, batch_size, force, retry_errors, job_id, progress, summary, cluster):
     """The writer's side of a cluster run: the same decisions and storing as ``_tag_items_of_type``, with
     the taggers' work done by ``tag_on_worker`` tasks, stored as they come back."""
-    from .cluster import TaskFailure
+    from ..cluster import TaskFailure
 
     previous = {runner.tagger.name: _previous_runs(db, runner.tagger.name, item_type) for runner in runners}
     bar = _progress_bar(db, item_type, progress)
@@ -339,7 +340,7 @@ def _tag_on_cluster(db, item_type, runners, batch_size, force, retry_errors, job
 def tag_on_worker(item_type: str, rows: list[dict], work: list[tuple], batch_size: int | None) -> list[dict]:
     """A Dask task: each tagger's answers for its items of ``rows``, with the models loaded once per worker
     process and each file's pixels read once for all of them."""
-    from .cluster import kept
+    from ..cluster import kept
 
     items = {item.item_id: item for item in (make_item(item_type, row) for row in rows)}
     _share_pixels(list(items.values()))

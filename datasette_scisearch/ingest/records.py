@@ -27,12 +27,12 @@ from typing import Any
 import sqlite_utils
 from tqdm import tqdm
 
-from . import jobs
-from .catalog import RECORD_TABLES, now_utc, to_json
-from .config import Settings
+from .. import jobs
+from ..catalog import RECORD_TABLES, now_utc, to_json
+from ..config import Settings
+from ..plugins import get_loaders
 from .loader import LoaderError, RecordError, RecordLoader
 from .normalize import iso_utc, to_utc
-from .plugins import get_loaders
 
 # Rows per transaction: a killed load keeps every batch it committed.
 BATCH_ROWS = 500

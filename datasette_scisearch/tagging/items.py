@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from .catalog import ITEM_TABLES
-from .loader import FileLoader
-from .preview import representative_frame
+from ..catalog import ITEM_TABLES
+from ..ingest.loader import FileLoader
+from ..ingest.preview import representative_frame
 from .tagger import Item
 
 # The prose each item type offers text taggers.
@@ -36,7 +36,7 @@ class PixelsUnavailable(Exception):
 
 @functools.cache
 def _file_loaders() -> dict[str, FileLoader]:
-    from .plugins import get_loaders
+    from ..plugins import get_loaders
 
     return {loader.name: loader for loader in get_loaders() if isinstance(loader, FileLoader)}
 

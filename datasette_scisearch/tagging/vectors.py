@@ -14,7 +14,7 @@ import re
 import numpy as np
 import sqlite_utils
 
-from .catalog import now_utc
+from ..catalog import now_utc
 
 _SPACE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from .catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, item_key, now_utc
-from .search.index import refresh_search_items
+from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, item_key, now_utc
+from ..search.index import refresh_search_items
 
 MAX_TAG_CHARS = 200  # as the tagging pipeline's own limit; a longer "tag" is a sentence, not a tag
 EXPERT_SOURCE = "expert"
@@ -434,7 +434,7 @@ def review_queue(db: sqlite_utils.Database, item_type: str = "file", limit: int 
     """Items awaiting an expert, in the order the learning package proposes (the learned tagger's least certain
     first; the weakest machine tags where no model is trained), each with why it is queued, its title, facts
     and the machine tags to judge."""
-    from .learning.active import review_queue as ordered_queue
+    from ..learning.active import review_queue as ordered_queue
 
     if item_type not in ITEM_TABLES:
         raise InvalidChange(f"{str(item_type)[:40]!r} is not a kind of item: use one of {', '.join(ITEM_TABLES)}")
