@@ -15,6 +15,8 @@ import sqlite_utils
 import sqlite_vec
 from sqlite_utils import Migrations
 
+from .errors import ScisearchError
+
 MIGRATIONS = Migrations("datasette-scisearch")
 
 # The record tables a RecordLoader kind writes into, with their full-text columns.
@@ -32,7 +34,7 @@ SEARCH_FTS_COLUMNS = ["title", "body", "tags", "context"]
 MAX_SQLITE_INTEGER = 2**63 - 1
 
 
-class CatalogError(Exception):
+class CatalogError(ScisearchError):
     """The path is not a catalog this version can use; the message says what to do."""
 
 

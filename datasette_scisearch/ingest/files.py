@@ -30,6 +30,7 @@ from tqdm import tqdm
 from .. import jobs
 from ..catalog import now_utc
 from ..config import Settings
+from ..errors import ScisearchError
 from ..plugins import get_loaders
 from .filerows import dataset_row, display_path
 from .loader import FileLoader, LoaderError, NotData
@@ -44,7 +45,7 @@ BYTES_PER_TASK = 256 * 2**20
 TASKS_IN_FLIGHT_PER_WORKER = 3
 
 
-class IngestError(Exception):
+class IngestError(ScisearchError):
     """The load cannot start (a missing folder, say); the message says what to do."""
 
 

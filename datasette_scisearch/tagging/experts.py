@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
+from .. import changes
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, item_key, now_utc
-from ..search.index import refresh_search_items
+from ..errors import CONFLICT, NOT_FOUND, ScisearchError
 
 MAX_TAG_CHARS = 200  # as the tagging pipeline's own limit; a longer "tag" is a sentence, not a tag
 EXPERT_SOURCE = "expert"
@@ -62,10 +63,8 @@ HISTORY_COLUMNS = (
 )
 
 
-class ExpertError(Exception):
+class ExpertError(ScisearchError):
     """A change that cannot be made; the message says why, in words a person can act on."""
-
-    status = 400
 
 
 class InvalidChange(ExpertError):
@@ -75,13 +74,13 @@ class InvalidChange(ExpertError):
 class NotFound(ExpertError):
     """No such item, tag or history entry."""
 
-    status = 404
+    kind = NOT_FOUND
 
 
 class Conflict(ExpertError):
     """The change no longer applies (an undo of something changed since)."""
 
-    status = 409
+    kind = CONFLICT
 
 
 @dataclass
@@ -204,7 +203,7 @@ def _transaction(db: sqlite_utils.Database, touched: set[tuple[str, str]]):
     BEGIN IMMEDIATE takes the write lock before reading, so a concurrent expert's
     change is either wholly before this one (and read as the old value) or after."""
     if db.conn.in_transaction:
-        # refresh_search_items commits: the caller's own uncommitted writes would be committed with ours.
+        # changes.refresh commits: the caller's own uncommitted writes would be committed with ours.
         raise RuntimeError("commit or roll back the connection's open transaction before changing tags")
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -212,10 +211,10 @@ def _transaction(db: sqlite_utils.Database, touched: set[tuple[str, str]]):
         by_type: dict[str, list[str]] = {}
         for item_type, item_id in touched:
             by_type.setdefault(item_type, []).append(item_id)
-        # refresh_search_items commits when it finishes a type: everything above becomes visible with
+        # changes.refresh commits when it finishes a type: everything above becomes visible with
         # the first type's documents.  Changes to several item types at once are rare (a bulk edit).
         for item_type, ids in sorted(by_type.items()):
-            refresh_search_items(db, [item_type], ids)
+            changes.refresh(db, changes.EDITS, item_types=[item_type], ids=ids)
         if db.conn.in_transaction:
             db.conn.commit()
     except BaseException:

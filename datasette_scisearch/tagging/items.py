@@ -17,6 +17,7 @@ import numpy as np
 import sqlite_utils
 
 from ..catalog import ITEM_TABLES
+from ..errors import NOT_FOUND, ScisearchError
 from ..ingest.loader import FileLoader
 from ..ingest.preview import representative_frame
 from .tagger import Item
@@ -30,8 +31,10 @@ _TEXT_COLUMNS = {
 }
 
 
-class PixelsUnavailable(Exception):
+class PixelsUnavailable(ScisearchError):
     """A file's pixels cannot be read any more; the message says why."""
+
+    kind = NOT_FOUND
 
 
 @functools.cache

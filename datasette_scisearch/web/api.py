@@ -18,6 +18,7 @@ import re
 from datasette.utils import tilde_decode, tilde_encode
 from datasette.utils.asgi import Response
 
+from ..errors import ScisearchError
 from .pages import call_engine
 
 # Filters that may also be given as their own parameters (?tag=HAADF&instrument=Themis); each becomes
@@ -41,10 +42,8 @@ FILTER_PARAMETERS = (
 MAX_PARAMETER_CHARS = 4000
 
 
-class ApiError(Exception):
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
+class ApiError(ScisearchError):
+    """A request the JSON API cannot answer (→ its kind's status code)."""
 
 
 def _error(message: str, status: int) -> Response:

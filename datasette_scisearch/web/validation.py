@@ -39,6 +39,7 @@ from datasette.utils.asgi import Forbidden, Response
 from datasette.utils.sqlite import sqlite3  # the module Datasette's connections come from (pysqlite3 where installed)
 
 from ..catalog import ITEM_TABLES
+from ..errors import BUSY, ScisearchError
 from ..tagging import experts
 from . import present
 from .pages import PageError, facility_settings, find_catalog
@@ -60,14 +61,12 @@ _UNDO_ROUTE = rf"^/-/scisearch/history/{_DB}/(?P<history_id>[^/]+)/undo$"
 _QUEUE_ROUTE = rf"^/-/scisearch/queue/{_DB}/?$"
 
 
-class ValidationError(Exception):
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
+class ValidationError(ScisearchError):
+    """A tag change this request cannot make (→ its kind's status code)."""
 
 
 class CatalogBusy(experts.ExpertError):
-    status = 503
+    kind = BUSY
 
 
 # -- Who may edit ------------------------------------------------------------------------------------------
