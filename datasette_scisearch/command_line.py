@@ -129,8 +129,8 @@ def report_failure(error: BaseException, debug: bool) -> None:
         click.echo(f"hint: {fix}", err=True)
 
 
-class ScisearchCommandLine(click.Group):
-    """The ``scisearch`` group: runs a command and turns whatever it raises into one message format."""
+class _ReportsFailures:
+    """``main`` for a command run on its own (as ``scisearch``, or a test calls it): one format for failures."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:  # a caller that handles errors itself
@@ -146,3 +146,11 @@ class ScisearchCommandLine(click.Group):
             report_failure(error, debug)
             sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+class ScisearchCommandLine(_ReportsFailures, click.Group):
+    """The ``scisearch`` group: runs a command and turns whatever it raises into one message format."""
+
+
+class ScisearchCommand(_ReportsFailures, click.Command):
+    """A command defined outside cli.py (``search``, ``train``, ``learn``): the same format when run alone."""

@@ -14,7 +14,7 @@ import time
 import click
 
 from ..catalog import open_catalog
-from ..command_line import catalog_argument
+from ..command_line import ScisearchCommand, catalog_argument
 from . import clicks
 from .clicks import LearnReport
 
@@ -42,7 +42,7 @@ def describe(report: LearnReport) -> list[str]:
     return lines
 
 
-@click.command(name="learn")
+@click.command(name="learn", cls=ScisearchCommand)
 @catalog_argument()
 @click.option("--every", type=click.FloatRange(min=0.1), metavar="MINUTES", help="learn again every MINUTES, until ^C")
 @click.option("--naive", is_flag=True, help="plain click rates, not corrected for position bias (for comparison)")

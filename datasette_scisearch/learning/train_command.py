@@ -7,13 +7,13 @@ import json
 import click
 
 from ..catalog import open_catalog
-from ..command_line import catalog_argument
+from ..command_line import ScisearchCommand, catalog_argument
 from ..errors import ScisearchError
 from . import train as training
 from .train import MIN_LABELS_PER_CLASS, RELIABLE_LABELS_PER_CLASS
 
 
-@click.command(name="train")
+@click.command(name="train", cls=ScisearchCommand)
 @catalog_argument()
 @click.option("--tag-set", required=True, help="the name of the set of classes, e.g. morphology")
 @click.option(

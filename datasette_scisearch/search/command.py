@@ -19,12 +19,12 @@ from pathlib import Path
 import click
 
 from ..catalog import ITEM_TYPES, item_counts, open_catalog
-from ..command_line import catalog_argument
+from ..command_line import ScisearchCommand, catalog_argument
 from ..config import Settings, load_settings
 from .federation import search_catalogs
 
 
-@click.command("search")
+@click.command("search", cls=ScisearchCommand)
 @catalog_argument("query", count=1, several=True, metavar="QUERY")
 @click.option("--type", "item_type", type=click.Choice(ITEM_TYPES), help="only this item type")
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100), help="results to show")

@@ -313,6 +313,21 @@ def register_routes(datasette):
 
 
 @hookimpl
+def handle_exception(datasette, request, exception):
+    # The one handler for the package's errors that escape a route: the error's kind decides the status code,
+    # the client what it gets back (web/errors.py).  Anything else is Datasette's to report.
+    from ..errors import ScisearchError
+    from .errors import error_response
+
+    if isinstance(exception, ScisearchError):
+
+        async def answer():
+            return await error_response(datasette, request, exception)
+
+        return answer
+
+
+@hookimpl
 def permission_allowed(datasette, actor, action, resource):
     # Datasette collects hooks from this module only; who may edit tags is decided in validation.py.
     from .validation import permission_allowed as editors_may
