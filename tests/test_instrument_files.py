@@ -303,7 +303,7 @@ def test_a_file_with_a_non_utf8_name_is_catalogued(catalog, settings, em_copy, t
 
 
 def test_a_file_that_disappears_during_the_walk_is_an_error(catalog, settings, em_copy, monkeypatch):
-    import datasette_scisearch.ingest as ingest
+    import datasette_scisearch.ingest.files as ingest
 
     real_walk = ingest.walk
 
