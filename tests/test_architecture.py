@@ -16,9 +16,11 @@ PACKAGES = {"datasette_scisearch": REPO / "datasette_scisearch", "scisearch_tagg
             "scisearch_loaders": REPO / "loaders"}  # fmt: skip
 
 # The two cycles there were when the package was split into rooms (issue 17); the pages and indexes issues take
-# them apart.  A cycle among these modules, or among fewer of them, is allowed; any other is not.
+# them apart.  A cycle among these modules, or among fewer of them, is allowed; any other is not.  (privacy.py
+# joined the web one with the privacy fix, which landed first: it reads `schemas` from web/__init__.py.)
+WEB_MODULES = ("", ".api", ".clicks", ".pages", ".present", ".privacy", ".validation")
 ALLOWED_CYCLES = [
-    {f"datasette_scisearch.web{name}" for name in ("", ".api", ".clicks", ".pages", ".present", ".validation")},
+    {f"datasette_scisearch.web{name}" for name in WEB_MODULES},
     {"datasette_scisearch.search.engine", "datasette_scisearch.search.hits", "datasette_scisearch.search.detail"},
 ]
 
