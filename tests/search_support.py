@@ -64,6 +64,9 @@ def registered(*taggers: Tagger, name: str = "search-test-taggers"):
     plugin = types.SimpleNamespace(register_taggers=hookimpl(lambda register: [register(t) for t in taggers]))
     manager = get_plugin_manager()
     manager.register(plugin, name=name)
+    # A query model another module's test left loaded (in parallel runs, any module may have run before this
+    # one in the same worker) would embed queries in the wrong space: forget it before as well as after.
+    embedding.forget()
     try:
         yield
     finally:
