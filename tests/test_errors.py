@@ -51,7 +51,7 @@ def test_every_rooms_error_is_a_scisearch_error():
 def test_every_command_fails_on_a_missing_catalog_with_the_same_error_line_and_exit_1(command, tmp_path):
     result = scisearch(*command, tmp_path / "none.db", env={"SCISEARCH_CATALOG": None})
     assert result.exit_code == 1
-    assert result.output.startswith(f"error: no catalog at '{tmp_path / 'none.db'}'")
+    assert result.output.startswith(f"error: no catalog at '{tmp_path / 'none.db'}'\nhint: build one with 'scisearch")
 
 
 @pytest.mark.parametrize("command", COMMANDS_THAT_TAKE_ONE_CATALOG, ids=lambda c: c[0])
