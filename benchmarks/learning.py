@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_classes  # noqa: E402
 
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
-from datasette_scisearch.items import iter_items  # noqa: E402
+from datasette_scisearch.tagging.items import iter_items  # noqa: E402
 from datasette_scisearch.learning import heads  # noqa: E402
 from datasette_scisearch.learning.active import typical_of_clusters  # noqa: E402
 from datasette_scisearch.learning.train import new_head, read_features  # noqa: E402

@@ -27,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from datasette_scisearch.items import file_pixels  # noqa: E402
+from datasette_scisearch.tagging.items import file_pixels  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 TILE = 256
@@ -67,7 +67,7 @@ def available() -> bool:
 
 def real_tiles() -> Tiles:
     """Every tile of every source file (read with the project's own loaders)."""
-    from datasette_scisearch.ingest import file_loaders
+    from datasette_scisearch.ingest.files import file_loaders
 
     loaders = file_loaders()
     sources = dict(SOURCES)
@@ -88,7 +88,7 @@ def real_tiles() -> Tiles:
 
 
 def _read(path: Path, loaders) -> np.ndarray:
-    from datasette_scisearch.ingest import loader_for
+    from datasette_scisearch.ingest.files import loader_for
 
     loader = loader_for(path, loaders)
     for dataset in loader.read(path) if loader else ():

@@ -15,6 +15,8 @@ import sqlite_utils
 import sqlite_vec
 from sqlite_utils import Migrations
 
+from .errors import ScisearchError
+
 MIGRATIONS = Migrations("datasette-scisearch")
 
 # The record tables a RecordLoader kind writes into, with their full-text columns.
@@ -32,7 +34,7 @@ SEARCH_FTS_COLUMNS = ["title", "body", "tags", "context"]
 MAX_SQLITE_INTEGER = 2**63 - 1
 
 
-class CatalogError(Exception):
+class CatalogError(ScisearchError):
     """The path is not a catalog this version can use; the message says what to do."""
 
 
@@ -55,7 +57,7 @@ def open_catalog(path: str | Path, create: bool = True) -> sqlite_utils.Database
     """
     path = Path(path)
     if not create and not path.exists():
-        raise CatalogError(f"no catalog at '{path}': build one with 'scisearch load files {path} DIR'")
+        raise CatalogError(f"no catalog at '{path}'", fix=f"build one with 'scisearch load files {path} DIR'")
     if path.exists():
         check_catalog_file(path, allow_empty=create)
     db = sqlite_utils.Database(path)
@@ -74,7 +76,7 @@ def check_catalog_file(path: str | Path, allow_empty: bool = False) -> None:
     fine: opening migrates it); ``allow_empty`` lets an empty file through, which opening makes a catalog."""
     path = Path(path)
     if not path.exists():
-        raise CatalogError(f"no catalog at '{path}': build one with 'scisearch load files {path} DIR'")
+        raise CatalogError(f"no catalog at '{path}'", fix=f"build one with 'scisearch load files {path} DIR'")
     if path.is_dir():
         raise CatalogError(f"'{path}' is a folder, not a catalog file")
     if path.stat().st_size:
@@ -88,19 +90,20 @@ def check_catalog_file(path: str | Path, allow_empty: bool = False) -> None:
             if allow_empty:
                 return
             raise CatalogError(
-                f"'{path}' is empty, not a catalog yet: build one with 'scisearch load files {path} DIR'"
+                f"'{path}' is empty, not a catalog yet", fix=f"build one with 'scisearch load files {path} DIR'"
             )
         if "catalog_info" not in tables:
             shown = ", ".join(sorted(tables)[:5]) + (" …" if len(tables) > 5 else "")
             raise CatalogError(
-                f"'{path}' is an SQLite database but not a scisearch catalog (its tables: {shown}); "
-                f"give a catalog made by 'scisearch load'"
+                f"'{path}' is an SQLite database but not a scisearch catalog (its tables: {shown})",
+                fix="give a catalog made by 'scisearch load'",
             )
         version, newer = catalog_schema_version(db)
         if newer:
             raise CatalogError(
                 f"'{path}' has a newer catalog schema (version {version}) than this datasette-scisearch knows "
-                f"({CURRENT_SCHEMA_VERSION}): upgrade datasette-scisearch to use it"
+                f"({CURRENT_SCHEMA_VERSION})",
+                fix="upgrade datasette-scisearch to use it",
             )
     finally:
         db.close()
@@ -464,6 +467,38 @@ def m004_tag_ids_are_never_reused(db: sqlite_utils.Database) -> None:
         """insert into sqlite_sequence (name, seq) values ('tags', max(
              coalesce((select max(id) from tags), 0), coalesce((select max(tag_id) from tag_history), 0)))"""
     )
+
+
+@MIGRATIONS()
+def m005_private_rows_leave_the_catalog(db: sqlite_utils.Database) -> None:
+    """Anyone who may read the catalog may run SQL over all of it, so the search log, the click signals (queries
+    people typed) and the names in tag_history move to the private database beside it (``private.py``).  Rows are
+    copied with their ids first; a copy interrupted before this migration commits is simply made again."""
+    from .private import PRIVATE_TABLES, open_private
+
+    moving = [table for table in PRIVATE_TABLES if table in db.table_names()]
+    private = open_private(db)
+    if private is not None:
+        try:
+            with private.conn:
+                for table in moving:
+                    columns = [column.name for column in db[table].columns]
+                    rows = db.execute(f"select {', '.join(columns)} from [{table}]").fetchall()
+                    private.conn.executemany(
+                        f"insert or replace into [{table}] ({', '.join(columns)}) "
+                        f"values ({', '.join('?' * len(columns))})",
+                        rows,
+                    )
+                private.conn.executemany(
+                    "insert or replace into change_actors (history_id, actor, changed_at) values (?, ?, ?)",
+                    db.execute("select id, actor, changed_at from tag_history where actor is not null").fetchall(),
+                )
+        finally:
+            private.close()
+    for table in ("search_clicks", "search_impressions", "search_log", "click_signals"):
+        if table in moving:
+            db.execute(f"drop table [{table}]")
+    db.execute("update tag_history set actor = null where actor is not null")
 
 
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:

@@ -13,11 +13,11 @@ from PIL import Image
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
-from datasette_scisearch.ingest import load_files
-from datasette_scisearch.items import file_pixels
+from datasette_scisearch.ingest.files import load_files
 from datasette_scisearch.learning.metadata_command import predict_metadata_command
 from datasette_scisearch.learning.metadata_labels import predict_metadata
-from datasette_scisearch.tagging import tag_catalog
+from datasette_scisearch.tagging.items import file_pixels
+from datasette_scisearch.tagging.pipeline import tag_catalog
 
 from .conftest import REPO
 from .learning_support import build_scene_catalog

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import vectors
+from ..tagging import vectors
 
 EXPERT_STATUSES = ("accepted", "added", "rejected")
 # The spaces the diverse picks cluster, best first (as training prefers them), and how many vectors they read:

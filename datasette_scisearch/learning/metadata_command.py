@@ -6,18 +6,13 @@ import json
 
 import click
 
-from ..catalog import CatalogError, open_catalog
+from ..catalog import open_catalog
+from ..command_line import ScisearchCommand, catalog_argument
 from .metadata_labels import LABELS, predict_metadata
-from .train import TrainingError
 
 
-class _Failure(click.ClickException):
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-@click.command(name="predict-metadata")
-@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.command(name="predict-metadata", cls=ScisearchCommand)
+@catalog_argument()
 @click.option(
     "--labels",
     default=",".join(LABELS),
@@ -32,15 +27,10 @@ def predict_metadata_command(catalog, labels, features, trained_by, as_json):
     that lack them (exported PNG/TIFF/JPEG) with the predicted values: machine tags with source
     learned:metadata-LABEL.vN, the probability as score, and the model and its accuracy on hidden metadata as
     evidence."""
-    try:
-        db = open_catalog(catalog, create=False)
-    except CatalogError as error:
-        raise _Failure(str(error)) from None
+    db = open_catalog(catalog, create=False)
     try:
         reports = predict_metadata(db, [name.strip() for name in labels.split(",") if name.strip()], features,
                                    actor=trained_by)  # fmt: skip
-    except TrainingError as error:
-        raise _Failure(str(error)) from None
     finally:
         db.close()
     if as_json:

@@ -30,13 +30,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .. import vectors
+from ..tagging import vectors
 from . import heads
 from . import train as training
 
 LABELS = ("mode", "kind", "magnification")
 PREFERRED_SPACES = ("clip", "image_texture", "image_features")
-# Where the pixel size sits in the image-analysis vectors (plugins/image_features.py: the 7th "order" feature, after
+# Where the pixel size sits in the image-analysis vectors (plugins/helpers/image_features.py: the 7th "order" feature, after
 # 16 + 24 + 8 + 16 + 12 others; image_texture starts with the same 88).
 PIXEL_SIZE_FEATURE = {"image_features": 82, "image_texture": 82}
 MIN_EXAMPLES = 5  # a value seen on fewer files is not predicted (too few to learn it, or a typo in metadata)
@@ -70,7 +70,7 @@ def predict_metadata(db, labels=LABELS, space: str = "auto", folds: int = 5, act
     reports = []
     for label in labels:
         if label not in LABELS:
-            raise training.TrainingError(f"cannot predict {label!r}: choose among {', '.join(LABELS)}")
+            raise training.TrainingError(f"cannot predict {label!r}", fix=f"choose among {', '.join(LABELS)}")
         reports.append(_predict_label(db, label, space, folds, actor))
     return reports
 
@@ -162,6 +162,9 @@ def _space(db, space: str) -> str | None:
     known = vectors.spaces(db)
     if space != "auto":
         if space not in known:
-            raise training.TrainingError(f"the catalog has no {space!r} vectors (it has: {', '.join(known) or 'none'})")
+            raise training.TrainingError(
+                f"the catalog has no {space!r} vectors (it has: {', '.join(known) or 'none'})",
+                fix="run 'scisearch tag CATALOG --tagger image_analysis', or use --features auto",
+            )
         return space
     return next((name for name in PREFERRED_SPACES if name in known), None)

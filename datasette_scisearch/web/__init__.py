@@ -36,7 +36,7 @@ from datasette.utils.asgi import NotFound, Response
 from datasette.utils.sqlite import sqlite3
 
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
-from ..normalize import magnification_label
+from ..ingest.normalize import magnification_label
 
 PLUGIN_NAME = "datasette-scisearch"
 LONG_TEXT_CHARS = 60
@@ -313,11 +313,36 @@ def register_routes(datasette):
 
 
 @hookimpl
+def startup(datasette):
+    from .privacy import attach_private_databases
+
+    attach_private_databases(datasette)
+
+
+@hookimpl
+def handle_exception(datasette, request, exception):
+    # The one handler for the package's errors that escape a route: the error's kind decides the status code,
+    # the client what it gets back (web/errors.py).  Anything else is Datasette's to report.
+    from ..errors import ScisearchError
+    from .errors import error_response
+
+    if isinstance(exception, ScisearchError):
+
+        async def answer():
+            return await error_response(datasette, request, exception)
+
+        return answer
+
+
+@hookimpl
 def permission_allowed(datasette, actor, action, resource):
-    # Datasette collects hooks from this module only; who may edit tags is decided in validation.py.
+    # Datasette collects hooks from this module only: who may read the private databases is decided in
+    # privacy.py, who may edit tags in validation.py.
+    from .privacy import permission_allowed as staff_may
     from .validation import permission_allowed as editors_may
 
-    return editors_may(datasette, actor, action, resource)
+    decided = staff_may(datasette, actor, action, resource)
+    return decided if decided is not None else editors_may(datasette, actor, action, resource)
 
 
 def preview_url(datasette, database: str, file_id, version: str | None = None) -> str:

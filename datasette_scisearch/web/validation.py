@@ -38,10 +38,13 @@ from datasette.utils import actor_matches_allow, tilde_decode, tilde_encode
 from datasette.utils.asgi import Forbidden, Response
 from datasette.utils.sqlite import sqlite3  # the module Datasette's connections come from (pysqlite3 where installed)
 
-from .. import experts
 from ..catalog import ITEM_TABLES
+from ..errors import BUSY, ScisearchError
+from ..tagging import experts
 from . import present
+from .errors import error_response, wants_json
 from .pages import PageError, facility_settings, find_catalog
+from .privacy import is_staff
 
 PLUGIN_NAME = "datasette-scisearch"
 EDIT_PERMISSION = "scisearch-edit"
@@ -60,14 +63,12 @@ _UNDO_ROUTE = rf"^/-/scisearch/history/{_DB}/(?P<history_id>[^/]+)/undo$"
 _QUEUE_ROUTE = rf"^/-/scisearch/queue/{_DB}/?$"
 
 
-class ValidationError(Exception):
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
+class ValidationError(ScisearchError):
+    """A tag change this request cannot make (→ its kind's status code)."""
 
 
 class CatalogBusy(experts.ExpertError):
-    status = 503
+    kind = BUSY
 
 
 # -- Who may edit ------------------------------------------------------------------------------------------
@@ -105,12 +106,6 @@ def sign_in_hint(actor) -> str:
 
 
 # -- Requests and responses --------------------------------------------------------------------------------
-
-
-def wants_json(request) -> bool:
-    accept = request.headers.get("accept", "")
-    content_type = request.headers.get("content-type", "")
-    return "application/json" in accept or content_type.startswith("application/json") or request.path.endswith(".json")
 
 
 async def form_fields(request) -> dict[str, list[str]]:
@@ -195,29 +190,20 @@ async def write(db, function, *args):
     return result
 
 
-async def error_response(request, datasette, message: str, status: int) -> Response:
-    message = message[:1].upper() + message[1:]
-    if wants_json(request):
-        return Response.json({"ok": False, "error": message, "status": status}, status=status)
-    html = await datasette.render_template(
-        "scisearch_validation_error.html",
-        {"scisearch_page": "validation", "error": message, "status": status},
-        request=request,
-        view_name="scisearch",
-    )
-    return Response.html(html, status=status)
+NOT_MADE = "This change was not made"
 
 
 def handles_errors(handler):
-    """Bad input, missing things and refused permissions end as JSON errors or readable pages."""
+    """Bad input, missing things and refused permissions end as JSON errors or readable pages (web/errors.py)."""
 
     async def wrapped(request, datasette):
         try:
             return await handler(request, datasette)
-        except ValidationError as error:
-            return await error_response(request, datasette, str(error), error.status)
-        except experts.ExpertError as error:
-            return await error_response(request, datasette, str(error), error.status)
+        except ScisearchError as error:
+            error.message = error.message[:1].upper() + error.message[1:]  # shown as a sentence on its own
+            return await error_response(
+                datasette, request, error, page="validation", heading="This change was not made"
+            )
 
     wrapped.__name__ = handler.__name__
     return wrapped
@@ -259,10 +245,12 @@ async def tag_endpoint(request, datasette):
 async def tag_json(request, datasette):
     db = await catalog_for_reading(request, datasette)
     tag_id = tilde_decode(request.url_vars["tag_id"])
+    staff = is_staff(datasette, request.actor)  # who changed a tag is for staff to see (privacy.py)
 
     def read(conn):
         catalog = sqlite_utils.Database(conn)
-        return {"tag": experts.get_tag(catalog, tag_id), "history": experts.history(catalog, tag_id=tag_id)}
+        history = experts.history(catalog, tag_id=tag_id, with_actors=staff)
+        return {"tag": experts.get_tag(catalog, tag_id), "history": history}
 
     return Response.json({"ok": True, **await db.execute_fn(read)})
 
@@ -327,7 +315,10 @@ async def undo_endpoint(request, datasette):
 async def editing_context(request, datasette, db, item_type: str, item_id: str) -> dict:
     """For the item page: whether this visitor may edit, and the history of the item's tags by tag id."""
     editor = await can_edit(datasette, request.actor)
-    entries = await db.execute_fn(lambda conn: experts.history(sqlite_utils.Database(conn), item_type, item_id))
+    staff = is_staff(datasette, request.actor)  # who changed a tag is for staff to see (privacy.py)
+    entries = await db.execute_fn(
+        lambda conn: experts.history(sqlite_utils.Database(conn), item_type, item_id, with_actors=staff)
+    )
     by_tag: dict[int, list[dict]] = {}
     for entry in entries:
         by_tag.setdefault(entry["tag_id"], []).append(entry)

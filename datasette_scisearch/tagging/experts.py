@@ -5,9 +5,11 @@ status; a rejected one stays in the catalog as ``rejected`` so the tagger that
 proposed it never writes it again (tagging.py skips texts an expert judged) and
 search stops seeing it.  An edit keeps the row and changes its text; an added
 tag is a new row with source ``expert``.  Every change writes one
-``tag_history`` entry (who, when, old → new, and the item and text, so the
+``tag_history`` entry (when, old → new, and the item and text, so the
 entry stays readable after the tag is edited or removed) and rebuilds the
-item's search document in the same transaction.
+item's search document in the same transaction.  Who made it is written to the
+private database beside the catalog (``private.py``) once the change commits:
+the catalog is readable by anyone who may search it.
 
 Two experts changing the same tag at once: each change runs in its own
 ``BEGIN IMMEDIATE`` transaction, so the second waits for the first, reads the
@@ -20,13 +22,15 @@ write connection, and tests call them on any connection to a catalog.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import unicodedata
 from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from .catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, item_key, now_utc
-from .search.index import refresh_search_items
+from .. import changes, private
+from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, item_key, now_utc
+from ..errors import CONFLICT, NOT_FOUND, ScisearchError
 
 MAX_TAG_CHARS = 200  # as the tagging pipeline's own limit; a longer "tag" is a sentence, not a tag
 EXPERT_SOURCE = "expert"
@@ -62,10 +66,8 @@ HISTORY_COLUMNS = (
 )
 
 
-class ExpertError(Exception):
+class ExpertError(ScisearchError):
     """A change that cannot be made; the message says why, in words a person can act on."""
-
-    status = 400
 
 
 class InvalidChange(ExpertError):
@@ -75,13 +77,13 @@ class InvalidChange(ExpertError):
 class NotFound(ExpertError):
     """No such item, tag or history entry."""
 
-    status = 404
+    kind = NOT_FOUND
 
 
 class Conflict(ExpertError):
     """The change no longer applies (an undo of something changed since)."""
 
-    status = 409
+    kind = CONFLICT
 
 
 @dataclass
@@ -178,9 +180,15 @@ def get_tag(db: sqlite_utils.Database, tag_id) -> dict:
 
 
 def history(
-    db: sqlite_utils.Database, item_type: str | None = None, item_id=None, tag_id=None, limit: int = 500
+    db: sqlite_utils.Database,
+    item_type: str | None = None,
+    item_id=None,
+    tag_id=None,
+    limit: int = 500,
+    with_actors: bool = True,
 ) -> list[dict]:
-    """History entries, newest first: of one tag, of one item's tags, or of the whole catalog."""
+    """History entries, newest first: of one tag, of one item's tags, or of the whole catalog.  ``actor`` comes
+    from the private database; ``with_actors=False`` leaves it None (for visitors who are not staff)."""
     where, params = [], []
     if tag_id is not None:
         where.append("tag_id = ?")
@@ -190,11 +198,22 @@ def history(
         params += [item_type, str(item_id)]
     sql = f"select {', '.join(HISTORY_COLUMNS)} from tag_history"
     sql += (" where " + " and ".join(where)) if where else ""
-    rows = db.execute(sql + " order by id desc limit ?", [*params, limit]).fetchall()
-    return [dict(zip(HISTORY_COLUMNS, row)) for row in rows]
+    entries = [
+        dict(zip(HISTORY_COLUMNS, row)) for row in db.execute(sql + " order by id desc limit ?", [*params, limit])
+    ]
+    if with_actors:
+        names = private.actors(db, [entry["id"] for entry in entries])
+        for entry in entries:
+            entry["actor"] = names.get(entry["id"], entry["actor"])
+    return entries
 
 
 # -- Writing ----------------------------------------------------------------------------------------------
+
+
+# The (history id, actor, time) of the changes the open transaction made, written to the private database after it
+# commits.  A context variable, because Datasette runs each change on its write thread.
+_actors_to_record: contextvars.ContextVar[list | None] = contextvars.ContextVar("actors_to_record", default=None)
 
 
 @contextlib.contextmanager
@@ -204,31 +223,36 @@ def _transaction(db: sqlite_utils.Database, touched: set[tuple[str, str]]):
     BEGIN IMMEDIATE takes the write lock before reading, so a concurrent expert's
     change is either wholly before this one (and read as the old value) or after."""
     if db.conn.in_transaction:
-        # refresh_search_items commits: the caller's own uncommitted writes would be committed with ours.
+        # changes.refresh commits: the caller's own uncommitted writes would be committed with ours.
         raise RuntimeError("commit or roll back the connection's open transaction before changing tags")
+    pending: list[tuple[int, str, str]] = []
+    token = _actors_to_record.set(pending)
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
         by_type: dict[str, list[str]] = {}
         for item_type, item_id in touched:
             by_type.setdefault(item_type, []).append(item_id)
-        # refresh_search_items commits when it finishes a type: everything above becomes visible with
+        # changes.refresh commits when it finishes a type: everything above becomes visible with
         # the first type's documents.  Changes to several item types at once are rare (a bulk edit).
         for item_type, ids in sorted(by_type.items()):
-            refresh_search_items(db, [item_type], ids)
+            changes.refresh(db, changes.EDITS, item_types=[item_type], ids=ids)
         if db.conn.in_transaction:
             db.conn.commit()
     except BaseException:
         if db.conn.in_transaction:
             db.conn.rollback()
         raise
+    finally:
+        _actors_to_record.reset(token)
+    private.record_actors(db, pending)
 
 
 def _record(db, tag: dict, actor: str, action: str, old_value, new_value, now: str) -> dict:
     entry = {
         "tag_id": tag["id"],
         "changed_at": now,
-        "actor": actor,
+        "actor": None,  # the name goes to the private database (see _transaction)
         "action": action,
         "old_value": old_value,
         "new_value": new_value,
@@ -240,7 +264,10 @@ def _record(db, tag: dict, actor: str, action: str, old_value, new_value, now: s
     cursor = db.execute(
         f"insert into tag_history ({', '.join(entry)}) values ({', '.join('?' * len(entry))})", list(entry.values())
     )
-    return {"id": cursor.lastrowid, **entry}
+    pending = _actors_to_record.get()
+    if pending is not None:
+        pending.append((cursor.lastrowid, actor, now))
+    return {"id": cursor.lastrowid, **entry, "actor": actor}
 
 
 def _set_status(db, tag: dict, status: str, actor: str, action: str, now: str) -> Change:
@@ -434,7 +461,7 @@ def review_queue(db: sqlite_utils.Database, item_type: str = "file", limit: int 
     """Items awaiting an expert, in the order the learning package proposes (the learned tagger's least certain
     first; where no model is trained, a typical image of each cluster, then the weakest machine tags), each with
     why it is queued, its title, facts and the machine tags to judge."""
-    from .learning.active import review_queue as ordered_queue
+    from ..learning.active import review_queue as ordered_queue
 
     if item_type not in ITEM_TABLES:
         raise InvalidChange(f"{str(item_type)[:40]!r} is not a kind of item: use one of {', '.join(ITEM_TABLES)}")
