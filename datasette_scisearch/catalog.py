@@ -466,6 +466,22 @@ def m004_tag_ids_are_never_reused(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m005_search_change_log(db: sqlite_utils.Database) -> None:
+    """The on-disk text index beside the catalog (search/text_index.py) records the generation it reflects; this
+    log says which search documents changed after any generation, so an index that is behind can be caught up
+    with just those documents.  Triggers write it, so every writer of ``search_items`` is covered; the
+    generation is the log's AUTOINCREMENT counter, which keeps counting after old entries are pruned."""
+    db.execute("create table search_changes (seq integer primary key autoincrement, item_rowid integer not null)")
+    db.execute("insert into sqlite_sequence (name, seq) values ('search_changes', 0)")
+    for event, row in (("insert", "new"), ("update of title, body, tags, context", "new"), ("delete", "old")):
+        name = event.split()[0]
+        db.execute(
+            f"""create trigger search_items_log_{name} after {event} on search_items
+                begin insert into search_changes (item_rowid) values ({row}.id); end"""
+        )
+
+
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
     """sqlite-utils' update trigger re-indexes a row whatever column changed; linking a million
     files to their sessions must not rewrite a million full-text entries."""

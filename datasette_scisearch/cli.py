@@ -33,6 +33,7 @@ from .learning.learn_command import learn
 from .learning.train_command import train_command
 from .plugins import describe_plugins, get_plugin_manager
 from .search.command import search_command
+from .search.index_command import index_command
 from .search.index import refresh_search_items
 
 
@@ -516,6 +517,7 @@ def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after, root
 
 
 cli.add_command(search_command)
+cli.add_command(index_command)
 cli.add_command(train_command)
 cli.add_command(learn)
 

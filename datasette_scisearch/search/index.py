@@ -5,7 +5,9 @@ title and text, the text of its tags (accepted and added tags count twice,
 rejected ones not at all), and its context — the session and proposal a file
 was linked to, the proposal a paper acknowledges.  Documents are rebuilt from
 the catalog tables after every load, link and tag run; only documents whose
-content changed are rewritten, so the full-text index stays cheap to keep.
+content changed are rewritten, so the full-text indexes stay cheap to keep:
+FTS5 by its triggers, the on-disk tantivy index by ``text_index.catch_up``
+once the change is committed.
 """
 
 from __future__ import annotations
@@ -155,27 +157,12 @@ def refresh_search_items(
                     for table in vector_tables:
                         db.execute(f"delete from [{table}] where item_rowid = ?", [rowid])
                 changed += len(gone)
-                if changed:
-                    _count_change(db)
+    if changed:
+        # After the commit above: the on-disk text index takes just these changes (search/text_index.py).
+        from .text_index import catch_up
+
+        catch_up(db)
     return changed
-
-
-DOCUMENTS_VERSION_KEY = "search_items_version"
-
-
-def _count_change(db: sqlite_utils.Database) -> None:
-    """Bumped in the writer's transaction whenever documents change, so readers that keep an index of
-    them in memory (search/text_index.py) know when to rebuild it."""
-    db.execute(
-        "insert into catalog_info(key, value) values (?, '1') "
-        "on conflict(key) do update set value = cast(value as integer) + 1",
-        [DOCUMENTS_VERSION_KEY],
-    )
-
-
-def documents_version(db: sqlite_utils.Database) -> int:
-    row = db.execute("select value from catalog_info where key = ?", [DOCUMENTS_VERSION_KEY]).fetchone()
-    return int(row[0]) if row else 0
 
 
 def search_item_ids(db: sqlite_utils.Database, item_type: str, item_ids: Iterable[str]) -> dict[str, int]:

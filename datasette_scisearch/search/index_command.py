@@ -1,0 +1,97 @@
+"""``scisearch index CATALOG``: bring the catalog's on-disk search indexes up to date, rebuild or check them.
+
+    scisearch index catalog.db            # take the changes since the index's generation (build it if missing)
+    scisearch index catalog.db --rebuild  # index every document again, with a progress bar
+    scisearch index catalog.db --check    # compare the index with the catalog; exit 1 where they disagree
+
+Writers (load, tag, expert edits, learning) keep the index up to date by
+themselves; this command is for a catalog that was never indexed, an index
+that was damaged or deleted, and for checking.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import click
+
+from ..catalog import CatalogError, open_catalog
+from . import index_folder, text_index
+
+
+class IndexFailure(click.ClickException):
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+@click.command("index")
+@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.option("--rebuild", is_flag=True, help="index every search document again")
+@click.option("--check", is_flag=True, help="compare the index with the catalog (exit status 1 where they differ)")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def index_command(catalog, rebuild, check, as_json, quiet):
+    """Build, update or check the search indexes kept beside CATALOG (in CATALOG.indexes/ by default)."""
+    if not text_index.available():
+        raise IndexFailure("tantivy is not installed: install it with 'pip install tantivy' (FTS5 ranks without it)")
+    try:
+        db = open_catalog(catalog, create=False)
+    except CatalogError as error:
+        raise IndexFailure(str(error)) from None
+    try:
+        folder = index_folder.indexes_folder(db)
+        if check:
+            report = text_index.check(db)
+            _print_check(report, folder, as_json)
+            if not report.agrees:
+                raise SystemExit(1)
+            return
+        if rebuild:
+            state = text_index.build(db, progress=not quiet)
+            summary = {"action": "rebuilt", "documents": state["documents"], "generation": state["generation"]}
+        else:
+            with index_folder.writer_lock(folder, text_index.STATE, wait=True):
+                pass  # wait for a writer that is catching up, then catch up ourselves
+            updated = _catch_up_or_build(db, quiet)
+            state = index_folder.read_state(folder, text_index.STATE) or {}
+            summary = {"action": "updated", "documents_reindexed": updated, **_brief(state)}
+    finally:
+        db.close()
+    summary["folder"] = str(folder)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        for key, value in summary.items():
+            click.echo(f"{key.replace('_', ' ')}: {value}")
+
+
+def _catch_up_or_build(db, quiet: bool) -> int:
+    folder = index_folder.indexes_folder(db)
+    if index_folder.read_state(folder, text_index.STATE) is None:
+        return text_index.build(db, progress=not quiet)["documents"]  # asked for: built whatever the size
+    updated = text_index.catch_up(db, progress=not quiet)
+    return updated or 0
+
+
+def _brief(state: dict) -> dict:
+    return {"documents": state.get("documents"), "generation": state.get("generation")}
+
+
+def _print_check(report: text_index.CheckReport, folder, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({**asdict(report), "agrees": report.agrees, "folder": str(folder)}, indent=2))
+        return
+    if not report.exists:
+        click.echo(f"no usable text index in {folder}: run 'scisearch index' to build it")
+        return
+    click.echo(f"text index: {report.documents_in_index:,} documents, generation {report.index_generation}")
+    click.echo(f"catalog:    {report.documents_in_catalog:,} documents, generation {report.catalog_generation}")
+    if report.pending:
+        click.echo(f"{report.pending:,} documents changed since the index's generation (searches read them from the log)")
+    for name in ("missing", "extra", "outdated"):
+        rowids = getattr(report, name)
+        if rowids:
+            shown = ", ".join(str(r) for r in rowids[:10]) + (" …" if len(rowids) > 10 else "")
+            click.echo(f"{name}: {len(rowids):,} documents ({shown})")
+    click.echo("the index agrees with the catalog" if report.agrees else "run 'scisearch index --rebuild' to repair it")
