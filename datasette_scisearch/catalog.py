@@ -474,6 +474,8 @@ def m005_search_change_log(db: sqlite_utils.Database) -> None:
     generation is the log's AUTOINCREMENT counter, which keeps counting after old entries are pruned."""
     db.execute("create table search_changes (seq integer primary key autoincrement, item_rowid integer not null)")
     db.execute("insert into sqlite_sequence (name, seq) values ('search_changes', 0)")
+    # created_at has whole seconds: two catalogs made at one path within a second need something else apart.
+    db.execute("insert or ignore into catalog_info (key, value) values ('catalog_uid', lower(hex(randomblob(16))))")
     for event, row in (("insert", "new"), ("update of title, body, tags, context", "new"), ("delete", "old")):
         name = event.split()[0]
         db.execute(

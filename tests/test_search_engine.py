@@ -541,41 +541,48 @@ def test_more_like_this_for_a_file_prefers_its_clip_vector(clip_catalog):
 BY_TANTIVY = {"tantivy_from": 1}  # rank with tantivy whatever the catalog's size
 
 
-@pytest.fixture
-def always_fresh(monkeypatch):
-    from datasette_scisearch.search import staleness, text_index
-
-    monkeypatch.setattr(staleness, "STALE_BUILD_TIMES", 0)  # rebuild as soon as the documents change
-    yield
-    text_index.forget()
-
-
-def test_tantivy_ranks_a_query_with_the_same_best_result_as_fts5(demo):
+@pytest.fixture(scope="module")
+def demo_indexed(demo):
+    """The demo catalog with its on-disk tantivy index built (a catalog this small keeps none by itself)."""
     pytest.importorskip("tantivy")
+    from datasette_scisearch.search import text_index
+
+    text_index.build(demo)
+    assert text_index.text_index(demo, 1) is not None
+    return demo
+
+
+def test_tantivy_ranks_a_query_with_the_same_best_result_as_fts5(demo_indexed):
+    demo = demo_indexed
     for query in ("SrTiO3 HAADF", "P-2022-0048", "apoferritin"):
         by_fts5 = engine.search(demo, query, per_page=1)
         by_tantivy = engine.search(demo, query, per_page=1, weights=BY_TANTIVY)
         assert ids(by_tantivy) == ids(by_fts5)
 
 
-def test_tantivy_ranking_keeps_the_filters(demo):
-    pytest.importorskip("tantivy")
+def test_tantivy_ranking_keeps_the_filters(demo_indexed):
+    demo = demo_indexed
     by_fts5 = engine.search(demo, "diffraction 300kV", item_type="file", per_page=100)
     by_tantivy = engine.search(demo, "diffraction 300kV", item_type="file", per_page=100, weights=BY_TANTIVY)
     assert set(ids(by_tantivy)) == set(ids(by_fts5))
 
 
-def test_tantivy_falls_back_to_any_word_as_fts5_does(demo):
-    pytest.importorskip("tantivy")
+def test_tantivy_falls_back_to_any_word_as_fts5_does(demo_indexed):
+    demo = demo_indexed
     results = engine.search(demo, "cathode sintering", weights=BY_TANTIVY)
     assert {"PUB-2022-001", "P-2022-0048"} <= set(ids(results))
     assert "no item has all of the words; these have some of them" in results.messages
 
 
-def test_the_tantivy_index_is_built_again_when_the_documents_change(tmp_path, always_fresh):
+def test_the_tantivy_index_takes_changed_documents_without_a_rebuild(tmp_path):
     pytest.importorskip("tantivy")
+    from datasette_scisearch.search import text_index
+
     db = small_catalog(tmp_path, with_vectors=False)
+    built = text_index.build(db)
     assert ids(engine.search(db, "germanium", weights=BY_TANTIVY)) == []
     db["proposals"].insert({"id": "P-3", "title": "Germanium nanowires"})
     refresh_search_items(db)
     assert ids(engine.search(db, "germanium", weights=BY_TANTIVY)) == ["P-3"]
+    assert text_index.text_index(db, 1).behind == 0
+    assert built["folder"] == json.loads((tmp_path / "small.db.indexes" / "text.json").read_text())["folder"]

@@ -31,8 +31,8 @@ def catalog_path(db: sqlite_utils.Database) -> Path | None:
 
 def catalog_identity(db: sqlite_utils.Database) -> str:
     """Tells a catalog from another rebuilt at the same path: an index of the old one must not answer for it."""
-    row = db.execute("select value from catalog_info where key = 'created_at'").fetchone()
-    return row[0] if row else ""
+    rows = dict(db.execute("select key, value from catalog_info where key in ('created_at', 'catalog_uid')").fetchall())
+    return f"{rows.get('created_at', '')}/{rows.get('catalog_uid', '')}"
 
 
 @functools.lru_cache(maxsize=1)

@@ -180,7 +180,9 @@ def catch_up(db: sqlite_utils.Database, progress: bool = False) -> int | None:
         if state is None or state.get("catalog") != index_folder.catalog_identity(db):
             return _build(db, folder, progress)["documents"]
         current = generation(db)
-        if state["generation"] >= current:
+        if state["generation"] > current:  # an index of a catalog that was restored from an older copy
+            return _build(db, folder, progress)["documents"]
+        if state["generation"] == current:
             return 0
         changed = changed_since(db, state["generation"])
         if changed is None:
@@ -311,7 +313,9 @@ def text_index(db: sqlite_utils.Database, min_documents: int | None = None) -> T
         if opened is None:
             return None
         current = generation(db)
-        if current <= opened.generation:
+        if current < opened.generation:  # the catalog was restored from an older copy: this index is ahead of it
+            return None
+        if current == opened.generation:
             return TextIndex(opened.index, opened.searcher, None, opened.generation, 0, state["documents"])
         overlay = _overlay(db, key, opened, current)
         if overlay is None:
