@@ -467,13 +467,20 @@ def m004_tag_ids_are_never_reused(db: sqlite_utils.Database) -> None:
 
 
 @MIGRATIONS()
-def m005_search_change_log(db: sqlite_utils.Database) -> None:
-    """The on-disk text index beside the catalog (search/text_index.py) records the generation it reflects; this
-    log says which search documents changed after any generation, so an index that is behind can be caught up
-    with just those documents.  Triggers write it, so every writer of ``search_items`` is covered; the
-    generation is the log's AUTOINCREMENT counter, which keeps counting after old entries are pruned."""
+def m005_search_index_change_logs(db: sqlite_utils.Database) -> None:
+    """The on-disk indexes beside the catalog (search/text_index.py, search/mapped_vectors.py) record the
+    generation they reflect; these logs say which search documents and which vectors changed after any
+    generation, so an index that is behind can take just those.  Triggers write the documents' log, so every
+    writer of ``search_items`` is covered; ``vectors.write_vectors`` writes the vectors' (sqlite-vec tables take
+    no triggers).  A generation is its log's AUTOINCREMENT counter, which keeps counting after old entries are
+    pruned."""
     db.execute("create table search_changes (seq integer primary key autoincrement, item_rowid integer not null)")
     db.execute("insert into sqlite_sequence (name, seq) values ('search_changes', 0)")
+    db.execute(
+        "create table vector_changes (seq integer primary key autoincrement, space text not null, "
+        "item_rowid integer not null)"
+    )
+    db.execute("create index vector_changes_by_space on vector_changes (space, seq)")
     # created_at has whole seconds: two catalogs made at one path within a second need something else apart.
     db.execute("insert or ignore into catalog_info (key, value) values ('catalog_uid', lower(hex(randomblob(16))))")
     for event, row in (("insert", "new"), ("update of title, body, tags, context", "new"), ("delete", "old")):

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 import sqlite_utils
 
+from .. import vectors
 from ..catalog import now_utc
 
 MAX_BODY_CHARS = 20_000  # a paper's full text is summarised by its abstract; the rest only bloats the index
@@ -151,18 +152,25 @@ def refresh_search_items(
                             }
                         )
                 gone = [rowid for rowid, _ in existing.values()]
-                vector_tables = [row[0] for row in db.execute("select table_name from vector_spaces").fetchall()]
                 for rowid in gone:  # items deleted from the catalog leave the index too
                     db.execute("delete from search_items where id = ?", [rowid])
-                    for table in vector_tables:
-                        db.execute(f"delete from [{table}] where item_rowid = ?", [rowid])
+                for space in vectors.spaces(db) if gone else ():
+                    vectors.delete_vectors(db, space, gone)
                 changed += len(gone)
-    if changed:
-        # After the commit above: the on-disk text index takes just these changes (search/text_index.py).
-        from .text_index import catch_up
-
-        catch_up(db)
+    catch_up_indexes(db)
     return changed
+
+
+def catch_up_indexes(db: sqlite_utils.Database) -> None:
+    """After a writer's commit: the indexes on disk beside the catalog take what changed (text at once, vectors
+    when enough have gathered).  Cheap where nothing did; does nothing inside an open transaction."""
+    from . import mapped_vectors, text_index
+
+    if db.conn.in_transaction:
+        return
+    text_index.catch_up(db)
+    for space in vectors.spaces(db):
+        mapped_vectors.catch_up(db, space)
 
 
 def search_item_ids(db: sqlite_utils.Database, item_type: str, item_ids: Iterable[str]) -> dict[str, int]:
