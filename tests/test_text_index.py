@@ -193,7 +193,7 @@ def test_check_finds_a_document_missing_from_the_index(catalog):
 def test_scisearch_index_check_says_the_index_agrees(catalog, tmp_path):
     result = CliRunner().invoke(cli, ["index", str(tmp_path / "awards.db"), "--check", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["agrees"] is True
+    assert json.loads(result.output)["all_agree"] is True
 
 
 def test_scisearch_index_builds_a_missing_index(catalog, tmp_path):

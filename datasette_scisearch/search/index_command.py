@@ -16,8 +16,9 @@ from dataclasses import asdict
 
 import click
 
+from .. import vectors
 from ..catalog import CatalogError, open_catalog
-from . import index_folder, text_index
+from . import index_folder, mapped_vectors, text_index
 
 
 class IndexFailure(click.ClickException):
@@ -41,21 +42,28 @@ def index_command(catalog, rebuild, check, as_json, quiet):
         raise IndexFailure(str(error)) from None
     try:
         folder = index_folder.indexes_folder(db)
+        spaces = list(vectors.spaces(db))
         if check:
             report = text_index.check(db)
-            _print_check(report, folder, as_json)
-            if not report.agrees:
+            vector_reports = [mapped_vectors.check(db, space) for space in spaces]
+            _print_check(report, vector_reports, folder, as_json)
+            if not (report.agrees and all(r.agrees for r in vector_reports)):
                 raise SystemExit(1)
             return
         if rebuild:
             state = text_index.build(db, progress=not quiet)
             summary = {"action": "rebuilt", "documents": state["documents"], "generation": state["generation"]}
+            for space in spaces:
+                summary[f"{space}_vectors"] = mapped_vectors.build(db, space, progress=not quiet)["vectors"]
         else:
             with index_folder.writer_lock(folder, text_index.STATE, wait=True):
                 pass  # wait for a writer that is catching up, then catch up ourselves
             updated = _catch_up_or_build(db, quiet)
             state = index_folder.read_state(folder, text_index.STATE) or {}
             summary = {"action": "updated", "documents_reindexed": updated, **_brief(state)}
+            for space in spaces:  # built, or the changes folded in, whatever the size
+                written = mapped_vectors.catch_up(db, space, force=True, progress=not quiet)
+                summary[f"{space}_vectors_written"] = written or 0
     finally:
         db.close()
     summary["folder"] = str(folder)
@@ -78,20 +86,37 @@ def _brief(state: dict) -> dict:
     return {"documents": state.get("documents"), "generation": state.get("generation")}
 
 
-def _print_check(report: text_index.CheckReport, folder, as_json: bool) -> None:
+def _print_check(report: text_index.CheckReport, vector_reports: list, folder, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({**asdict(report), "agrees": report.agrees, "folder": str(folder)}, indent=2))
+        payload = {**asdict(report), "agrees": report.agrees, "folder": str(folder)}
+        payload["vectors"] = [{**asdict(r), "agrees": r.agrees} for r in vector_reports]
+        payload["all_agree"] = report.agrees and all(r.agrees for r in vector_reports)
+        click.echo(json.dumps(payload, indent=2))
         return
     if not report.exists:
         click.echo(f"no usable text index in {folder}: run 'scisearch index' to build it")
-        return
-    click.echo(f"text index: {report.documents_in_index:,} documents, generation {report.index_generation}")
-    click.echo(f"catalog:    {report.documents_in_catalog:,} documents, generation {report.catalog_generation}")
-    if report.pending:
-        click.echo(f"{report.pending:,} documents changed since the index's generation (searches read them from the log)")
-    for name in ("missing", "extra", "outdated"):
-        rowids = getattr(report, name)
+    else:
+        click.echo(f"text index: {report.documents_in_index:,} documents, generation {report.index_generation}")
+        click.echo(f"catalog:    {report.documents_in_catalog:,} documents, generation {report.catalog_generation}")
+        if report.pending:
+            click.echo(f"{report.pending:,} documents changed since the index's generation (searches read them from the log)")
+        _print_differences(report)
+    for vector_report in vector_reports:
+        if not vector_report.exists:
+            click.echo(f"{vector_report.space} vectors: no files in {folder}: run 'scisearch index' to write them")
+            continue
+        click.echo(
+            f"{vector_report.space} vectors: {vector_report.vectors_in_files:,} in files, "
+            f"{vector_report.vectors_in_catalog:,} in the catalog, {vector_report.pending:,} changed since"
+        )
+        _print_differences(vector_report)
+    agrees = report.agrees and all(r.agrees for r in vector_reports)
+    click.echo("the indexes agree with the catalog" if agrees else "run 'scisearch index --rebuild' to repair them")
+
+
+def _print_differences(report) -> None:
+    for name in ("missing", "extra", "outdated", "different"):
+        rowids = getattr(report, name, [])
         if rowids:
             shown = ", ".join(str(r) for r in rowids[:10]) + (" …" if len(rowids) > 10 else "")
-            click.echo(f"{name}: {len(rowids):,} documents ({shown})")
-    click.echo("the index agrees with the catalog" if report.agrees else "run 'scisearch index --rebuild' to repair it")
+            click.echo(f"{name}: {len(rowids):,} ({shown})")

@@ -37,7 +37,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import sqlite_utils
@@ -160,11 +160,11 @@ def catch_up(db: sqlite_utils.Database, space: str, force: bool = False, progres
         table = vectors.table_for(space)
         if db.execute(f"select count(*) from [{table}]").fetchone()[0] < MIN_VECTORS:
             return None
-    elif state is not None and state.get("catalog") == index_folder.catalog_identity(db) and not force:
+    elif state is not None and state.get("catalog") == index_folder.catalog_identity(db):
         pending = db.execute(
             "select count(*) from vector_changes where space = ? and seq > ?", [space, state["generation"]]
         ).fetchone()[0]
-        if pending < MERGE_AT:
+        if pending == 0 or (pending < MERGE_AT and not force):
             return None
     with index_folder.writer_lock(folder, _state_name(space), wait=force) as mine:
         if not mine:
@@ -237,7 +237,7 @@ class MappedSpace:
             found = list(zip(rowids.tolist(), scores.tolist()))
         if len(self.fresh_rowids):
             found += list(zip(self.fresh_rowids.tolist(), (self.fresh @ query).tolist()))
-        found.sort(key=lambda pair: -pair[1])
+        found.sort(key=lambda pair: (-pair[1], pair[0]))
         return [(rowid, score) for rowid, score in found if rowid != exclude][:k]
 
 
@@ -320,6 +320,49 @@ def _with_changes(db: sqlite_utils.Database, space: str, files: _Files) -> Mappe
         np.asarray(fresh_rowids, dtype=np.int64)[order],
         np.asarray(fresh, dtype=np.float32).reshape(-1, dimensions)[order],
     )
+
+
+@dataclass
+class CheckReport:
+    """How a space's files (with the changes a reader takes from the log) compare with sqlite-vec."""
+
+    space: str
+    exists: bool
+    vectors_in_catalog: int = 0
+    vectors_in_files: int = 0
+    pending: int = 0
+    missing: list[int] = field(default_factory=list)
+    extra: list[int] = field(default_factory=list)
+    different: list[int] = field(default_factory=list)
+
+    @property
+    def agrees(self) -> bool:
+        return self.exists and not (self.missing or self.extra or self.different)
+
+
+def check(db: sqlite_utils.Database, space: str) -> CheckReport:
+    """Read every vector of the space from sqlite-vec and compare it with what a reader sees now."""
+    forget()
+    mapped = mapped_space(db, space)
+    report = CheckReport(space, exists=mapped is not None)
+    table = vectors.table_for(space)
+    report.vectors_in_catalog = db.execute(f"select count(*) from [{table}]").fetchone()[0]
+    if mapped is None:
+        return report
+    report.vectors_in_files = len(mapped.files.rowids)
+    report.pending = len(mapped.changed)
+    seen = set()
+    for rowid, embedding in db.execute(f"select item_rowid, embedding from [{table}]"):
+        seen.add(rowid)
+        mine = mapped.vector_of(rowid)
+        if mine is None:
+            report.missing.append(rowid)
+        elif not np.array_equal(mine, np.frombuffer(embedding, dtype=np.float32)):
+            report.different.append(rowid)
+    stale = set(mapped.changed.tolist())
+    report.extra = [r for r in mapped.files.rowids.tolist() if r not in seen and r not in stale]
+    report.extra += [r for r in mapped.fresh_rowids.tolist() if r not in seen]
+    return report
 
 
 def forget() -> None:
