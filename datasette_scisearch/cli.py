@@ -33,6 +33,7 @@ from .learning.learn_command import learn
 from .learning.train_command import train_command
 from .plugins import describe_plugins, get_plugin_manager
 from .search.command import search_command
+from .search import index_folder
 from .search.index_command import index_command
 from .search.index import refresh_search_items
 
@@ -56,6 +57,7 @@ def _settings(ctx: click.Context, timezone: str | None = None, tolerance: float 
         settings = load_settings(ctx.obj.get("config"))
     except ConfigError as error:
         raise Failure(str(error)) from None
+    index_folder.configure(settings.index_folder)
     if timezone:
         from .config import settings_from_dict
 

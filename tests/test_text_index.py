@@ -302,3 +302,24 @@ def test_two_processes_search_while_a_third_writes(catalog, tmp_path):
         searches, last_seen = map(int, output.split())
         assert searches > 5 and last_seen == 60
     assert text_index.check(catalog).agrees
+
+
+def test_the_index_folder_setting_puts_the_indexes_where_it_says(catalog, tmp_path):
+    config = tmp_path / "metadata.yml"
+    elsewhere = tmp_path / "indexes-elsewhere"
+    config.write_text(f"plugins:\n  datasette-scisearch:\n    index_folder: '{elsewhere}/{{catalog}}.idx'\n")
+    try:
+        result = CliRunner().invoke(cli, ["--config", str(config), "index", str(tmp_path / "awards.db"), "--quiet"])
+        assert result.exit_code == 0, result.output
+        assert (elsewhere / "awards.db.idx" / "text.json").exists()
+        assert index_folder.indexes_folder(catalog) == elsewhere / "awards.db.idx"
+    finally:
+        index_folder.configure(None)
+
+
+def test_an_index_folder_setting_without_the_catalogs_name_is_refused(tmp_path):
+    config = tmp_path / "metadata.yml"
+    config.write_text("plugins:\n  datasette-scisearch:\n    index_folder: /srv/indexes\n")
+    result = CliRunner().invoke(cli, ["--config", str(config), "index", str(tmp_path / "none.db")])
+    assert result.exit_code == 1
+    assert "'index_folder' must contain {catalog}" in result.output

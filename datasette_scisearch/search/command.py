@@ -22,6 +22,7 @@ from ..catalog import ITEM_TYPES, CatalogError, open_catalog
 from ..config import ConfigError, Settings, load_settings
 from .engine import QueryError
 from .federation import search_catalogs
+from . import index_folder
 from .index import refresh_search_items
 
 
@@ -97,9 +98,11 @@ def _open_for_search(path: str):
 
 def _settings(ctx) -> Settings:
     try:
-        return load_settings((ctx.obj or {}).get("config"))
+        settings = load_settings((ctx.obj or {}).get("config"))
     except ConfigError as error:
         raise SearchFailure(str(error)) from None
+    index_folder.configure(settings.index_folder)
+    return settings
 
 
 def _plain(snippet: str) -> str:

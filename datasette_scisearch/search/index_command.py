@@ -18,6 +18,7 @@ import click
 
 from .. import vectors
 from ..catalog import CatalogError, open_catalog
+from ..config import ConfigError, load_settings
 from . import index_folder, mapped_vectors, text_index
 
 
@@ -32,8 +33,14 @@ class IndexFailure(click.ClickException):
 @click.option("--check", is_flag=True, help="compare the index with the catalog (exit status 1 where they differ)")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def index_command(catalog, rebuild, check, as_json, quiet):
-    """Build, update or check the search indexes kept beside CATALOG (in CATALOG.indexes/ by default)."""
+@click.pass_context
+def index_command(ctx, catalog, rebuild, check, as_json, quiet):
+    """Build, update or check the search indexes kept beside CATALOG (in CATALOG.indexes/ by default; the
+    index_folder setting of metadata.yml says where)."""
+    try:
+        index_folder.configure(load_settings((ctx.obj or {}).get("config")).index_folder)
+    except ConfigError as error:
+        raise IndexFailure(str(error)) from None
     if not text_index.available():
         raise IndexFailure("tantivy is not installed: install it with 'pip install tantivy' (FTS5 ranks without it)")
     try:

@@ -35,8 +35,22 @@ def catalog_identity(db: sqlite_utils.Database) -> str:
     return f"{rows.get('created_at', '')}/{rows.get('catalog_uid', '')}"
 
 
-@functools.lru_cache(maxsize=1)
+_chosen_pattern: str | None = None
+
+
+def configure(pattern: str) -> None:
+    """Use the ``index_folder`` of the settings a command or the server was started with (``--config``,
+    Datasette's metadata) rather than the ones ``load_settings`` finds by itself."""
+    global _chosen_pattern
+    _chosen_pattern = pattern
+
+
 def _configured_pattern() -> str:
+    return _chosen_pattern or _found_pattern()
+
+
+@functools.lru_cache(maxsize=1)
+def _found_pattern() -> str:
     from ..config import ConfigError, load_settings
 
     try:

@@ -25,6 +25,7 @@ from datasette.utils.asgi import Forbidden, Response
 
 from ..catalog import ITEM_TABLES
 from ..config import ConfigError, Settings, load_settings, settings_from_dict
+from ..search import index_folder
 from . import present
 from .present import item_url
 
@@ -163,9 +164,11 @@ def facility_settings(datasette) -> Settings:
     """The settings Datasette was started with (time zone; taggers' options embed queries), as the CLI reads them."""
     try:
         block = datasette.plugin_config(PLUGIN_NAME)
-        return settings_from_dict(block) if block else load_settings()
+        settings = settings_from_dict(block) if block else load_settings()
     except ConfigError:
         return Settings()  # the CLI reports a broken config; pages still work with the defaults
+    index_folder.configure(settings.index_folder)
+    return settings
 
 
 async def call_engine(db, function, *args, **kwargs):
