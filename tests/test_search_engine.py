@@ -16,6 +16,8 @@ import pytest
 from datasette_scisearch import vectors
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.search import engine, vector_index
+from datasette_scisearch.search.detail import item_detail, similar_items
+from datasette_scisearch.search.results import ItemNotFound
 from datasette_scisearch.search.index import refresh_search_items
 from datasette_scisearch.search.query import QueryError
 from datasette_scisearch.tagger import Tagger, TaggerUnavailable
@@ -29,6 +31,10 @@ from .search_support import (
     hashed_words_vector,
     registered,
 )
+
+
+def similar(db, item_type: str, item_id: str, k: int = 12):
+    return similar_items(db, item_type, item_id, k).hits
 
 
 @pytest.fixture(autouse=True)
@@ -296,7 +302,7 @@ def test_more_like_this_for_a_real_image_uses_its_image_features(real):
         """select f.id from files f join search_items si on si.item_type = 'file' and si.item_id = cast(f.id as text)
            where f.name = '16_STOimage_1.ser' and si.id in (select item_rowid from vec_image_features)"""
     ).fetchone()
-    found = engine.similar(real, "file", str(file_id), k=5)
+    found = similar(real, "file", str(file_id), k=5)
     assert found and all(hit.item_id != str(file_id) for hit in found)
     assert found[0].why[0].startswith("similar image features")
     scores = [hit.score for hit in found]
@@ -305,7 +311,7 @@ def test_more_like_this_for_a_real_image_uses_its_image_features(real):
 
 def test_item_detail_of_a_real_file_has_its_metadata_and_tags_by_source(real):
     file_id = real.execute("select id from files where name = '16_STOimage_1.ser'").fetchone()[0]
-    detail = engine.item_detail(real, "file", str(file_id))
+    detail = item_detail(real, "file", str(file_id))
     assert detail["row"]["voltage_kv"] == 80 and "metadata" not in detail["row"]
     assert detail["metadata"] and {"metadata", "filenames"} <= set(detail["tags"])
     assert detail["title"].startswith("16_STOimage_1.ser")
@@ -316,30 +322,30 @@ def test_item_detail_of_a_real_file_has_its_metadata_and_tags_by_source(real):
 
 def test_item_detail_of_a_demo_file_has_its_session_proposal_and_papers(demo):
     file_id = demo.execute("select id from files where proposal_id = 'P-2021-0042' limit 1").fetchone()[0]
-    detail = engine.item_detail(demo, "file", str(file_id))
+    detail = item_detail(demo, "file", str(file_id))
     assert detail["proposal"]["id"] == "P-2021-0042" and detail["session"]["proposal_id"] == "P-2021-0042"
     assert {"PUB-2022-001", "PUB-2022-002"} <= {paper["id"] for paper in detail["papers"]}
 
 
 def test_item_detail_of_a_proposal_lists_its_files(demo):
-    detail = engine.item_detail(demo, "proposal", "P-2023-0009")
+    detail = item_detail(demo, "proposal", "P-2023-0009")
     expected = demo.execute("select count(*) from files where proposal_id = 'P-2023-0009'").fetchone()[0]
     assert detail["files_total"] == expected == len(detail["files"]) > 0
 
 
 def test_item_detail_of_an_unknown_item_is_none(demo):
-    assert engine.item_detail(demo, "file", "999999999") is None
-    assert engine.item_detail(demo, "file", "not-a-number") is None
-    assert engine.item_detail(demo, "banana", "1") is None
+    assert item_detail(demo, "file", "999999999") is None
+    assert item_detail(demo, "file", "not-a-number") is None
+    assert item_detail(demo, "banana", "1") is None
 
 
 def test_similar_to_an_unknown_item_raises_item_not_found(demo):
-    with pytest.raises(engine.ItemNotFound):
-        engine.similar(demo, "paper", "no-such-paper")
+    with pytest.raises(ItemNotFound):
+        similar(demo, "paper", "no-such-paper")
 
 
 def test_similar_items_of_a_proposal_come_from_its_text_vector(demo):
-    found = engine.similar(demo, "proposal", "P-2021-0042", k=3)
+    found = similar(demo, "proposal", "P-2021-0042", k=3)
     assert len(found) == 3 and found[0].why[0].startswith("similar text")
 
 
@@ -531,7 +537,7 @@ def test_more_like_this_for_a_file_prefers_its_clip_vector(clip_catalog):
         "select si.id, si.item_id from search_items si where si.item_type = 'file' "
         "and si.id in (select item_rowid from vec_clip) order by si.id limit 1"
     ).fetchone()
-    found = engine.similar(db, "file", file_id, k=3)
+    found = similar(db, "file", file_id, k=3)
     assert len(found) == 3 and found[0].why[0].startswith("looks like this image (CLIP)")
     assert all(hit.ranks["clip"] for hit in found)
 

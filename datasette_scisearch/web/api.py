@@ -158,13 +158,13 @@ async def search_json(request, datasette):
 
 
 async def item_json(request, datasette):
-    from ..search import engine
+    from ..search.detail import item_detail
 
     try:
         db = _catalog(datasette, tilde_decode(request.url_vars["database"]))
         await _allowed(datasette, request, db)
         item_type, item_id = request.url_vars["item_type"], tilde_decode(request.url_vars["item_id"])
-        detail = await call_engine(db, engine.item_detail, item_type, item_id)
+        detail = await call_engine(db, item_detail, item_type, item_id)
     except ApiError as error:
         return _error(str(error), error.status)
     if detail is None:

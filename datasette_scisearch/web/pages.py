@@ -391,6 +391,7 @@ def _sentence(message: str) -> str:
 
 async def item_page(request, datasette):
     from ..search import engine
+    from ..search.detail import item_detail, similar_items
 
     item_type = request.url_vars["item_type"]
     item_id = tilde_decode(request.url_vars["item_id"])
@@ -405,13 +406,13 @@ async def item_page(request, datasette):
             request.actor,
             [("view-table", (db.name, ITEM_TABLES[item_type])), ("view-database", db.name), "view-instance"],
         )
-        detail = await call_engine(db, engine.item_detail, item_type, item_id)
+        detail = await call_engine(db, item_detail, item_type, item_id)
         if detail is None:
             raise PageError(f"There is no {item_type} '{item_id[:200]}' in this catalog.", 404)
     except PageError as error:
         return await _render(datasette, request, "scisearch_item.html", {**context, "error": str(error)}, error.status)
     try:
-        similar = await call_engine(db, engine.similar, item_type, item_id, k=SIMILAR_COUNT)
+        similar = (await call_engine(db, similar_items, item_type, item_id, SIMILAR_COUNT)).hits
         similar_note = None if similar else "Nothing to compare with yet: similarity needs the taggers' vectors."
     except (engine.QueryError, engine.ItemNotFound) as error:
         similar, similar_note = [], _sentence(str(error))
