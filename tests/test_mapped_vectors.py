@@ -84,11 +84,12 @@ def test_search_reads_the_vectors_from_the_mapped_files(catalog):
     assert isinstance(space.files.matrix, np.memmap)
 
 
-def test_the_mapped_index_answers_exactly_wherever_its_candidates_hold_every_true_neighbour(catalog):
+@pytest.mark.parametrize("approximate", [False, True], ids=["scanning every vector", "by sign codes"])
+def test_the_mapped_index_answers_exactly_wherever_its_candidates_hold_every_true_neighbour(catalog, approximate):
     mapped, truth = vector_index.space_matrix(catalog, "text"), exact(catalog)
     recalls = []
     for query in queries(catalog):
-        found, expected = mapped.nearest(query, 10), truth.nearest(query, 10)
+        found, expected = mapped.nearest(query, 10, approximate=approximate), truth.nearest(query, 10)
         recall = len({r for r, _ in found} & {r for r, _ in expected}) / 10
         recalls.append(recall)
         if recall == 1.0:  # the same items in the same order, up to float32 rounding between near-ties

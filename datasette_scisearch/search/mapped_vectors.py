@@ -8,15 +8,18 @@ them:
 - ``vectors.npy``: the L2-normalised float32 vectors, rows in ``rowids.npy``
   order (sorted), for the exact re-rank and ``vector_of``;
 - ``codes.npy``: one bit per dimension, the sign of the vector minus the
-  space's mean (``mean.npy``), 48 bytes per 384-d vector.  A query is compared with
-  every code by Hamming distance (``np.bitwise_count``: ~4 ms per 100,000 on
-  one core, ~40 ms per million) and the ``RERANK_FACTOR × k`` closest are
-  re-ranked by their exact cosine similarity.  Centring before taking signs
-  keeps the bits informative for embeddings whose dimensions are not centred
-  (Jégou et al., and sqlite-vec's ``rescore(quantizer=bit)`` does the same
-  without the centring).  benchmarks/search.py measures recall@10 against
-  exact search; where every true neighbour is among the candidates the
-  answer *is* the exact answer, scores included.
+  space's mean (``mean.npy``), 48 bytes per 384-d vector.
+
+Up to ``EXACT_UP_TO`` vectors a query scores every mapped vector (exact, ~10 ms
+per 100,000 on one core, read from the shared page cache).  Beyond, the sign
+codes are compared with the query's by Hamming distance (``np.bitwise_count``:
+~4 ms per 100,000, ~40 ms per million) and the closest ``CANDIDATE_SHARE`` are
+re-ranked by their exact cosine similarity.  Where every true neighbour is
+among the candidates the answer *is* the exact answer, scores included.  The
+benchmark's vectors (topics plus isotropic noise, so neighbours within a topic
+are nearly equidistant) are hard for 1-bit codes: recall@10 was 0.71 with 1 %
+of 100,000 as candidates, 0.86 with 3 %, 0.98 with 10 % — hence the share;
+benchmarks/search.py measures both paths.
 
 A graph index (usearch HNSW, i8) answers in 0.5 ms but took 49 s to build
 100,000 vectors on this 2-core machine (8 minutes per million): the scan is
@@ -47,6 +50,12 @@ from . import index_folder
 
 MIN_VECTORS = 20_000  # below this, each process reads the space into memory (vector_index.SpaceMatrix)
 MERGE_AT = 10_000  # changed vectors a writer leaves to the readers before it writes new files
+# Up to this many vectors a query scores every one (exact: ~10 ms per 100,000 on one core, from the page cache).
+EXACT_UP_TO = 250_000
+# Beyond, the sign codes pick candidates for the exact re-rank: at least this share of the vectors (on the
+# benchmark's clustered vectors a smaller share lost recall: 0.71 at 1 %, 0.86 at 3 %, 0.98 at 10 % of 100,000),
+# and at least RERANK_FACTOR times as many as asked for.
+CANDIDATE_SHARE = 0.1
 RERANK_FACTOR = 10
 MIN_CANDIDATES = 200
 CHUNK = 50_000
@@ -206,9 +215,12 @@ class MappedSpace:
         found = _position(self.files.rowids, rowid)
         return None if found is None else np.asarray(self.files.matrix[found])
 
-    def nearest(self, query: np.ndarray, k: int, exclude: int | None = None) -> list[tuple[int, float]]:
-        """The ``k`` most similar items by cosine similarity, best first: Hamming distance of the sign codes picks
-        candidates, their exact vectors rank them."""
+    def nearest(
+        self, query: np.ndarray, k: int, exclude: int | None = None, approximate: bool | None = None
+    ) -> list[tuple[int, float]]:
+        """The ``k`` most similar items by cosine similarity, best first.  Up to ``EXACT_UP_TO`` vectors every
+        mapped vector is scored; beyond (or with ``approximate``) the Hamming distance of the sign codes picks
+        candidates and their exact vectors rank them."""
         files = self.files
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         if query.shape[0] != files.matrix.shape[1]:
@@ -221,15 +233,18 @@ class MappedSpace:
         query = query / norm
         found: list[tuple[int, float]] = []
         count = len(files.rowids)
+        # Changed items' old copies may take places: read as many more as there are changes.
+        wanted = k + (exclude is not None) + len(self.changed)
         if count:
-            code = _codes(query[None, :], files.mean)[0]
-            distances = _hamming(files.codes[:count], code)
-            # Changed items' old copies may take candidates' places: read as many more as there are changes.
-            wanted = RERANK_FACTOR * (k + (exclude is not None)) + len(self.changed)
-            candidates = min(count, max(MIN_CANDIDATES, wanted))
-            rows = np.argpartition(distances, candidates - 1)[:candidates] if candidates < count else np.arange(count)
-            rows.sort()  # in file order: the re-rank reads the mapped vectors front to back
-            scores = files.matrix[rows] @ query
+            if approximate is None:
+                approximate = count > EXACT_UP_TO
+            if approximate:
+                rows = _candidates(files, query, count, wanted)
+                scores = files.matrix[rows] @ query
+            else:
+                scores = files.matrix @ query  # the mapped pages, read straight from the page cache
+                rows = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < count else np.arange(count)
+                scores = scores[rows]
             rowids = files.rowids[rows]
             if len(self.changed):
                 keep = ~np.isin(rowids, self.changed)
@@ -239,6 +254,16 @@ class MappedSpace:
             found += list(zip(self.fresh_rowids.tolist(), (self.fresh @ query).tolist()))
         found.sort(key=lambda pair: (-pair[1], pair[0]))
         return [(rowid, score) for rowid, score in found if rowid != exclude][:k]
+
+
+def _candidates(files: _Files, query: np.ndarray, count: int, wanted: int) -> np.ndarray:
+    """Rows whose sign codes are nearest the query's, in file order (the re-rank then reads front to back)."""
+    code = _codes(query[None, :], files.mean)[0]
+    distances = _hamming(files.codes[:count], code)
+    candidates = min(count, max(MIN_CANDIDATES, RERANK_FACTOR * wanted, int(CANDIDATE_SHARE * count)))
+    rows = np.argpartition(distances, candidates - 1)[:candidates] if candidates < count else np.arange(count)
+    rows.sort()
+    return rows
 
 
 def _hamming(codes: np.ndarray, code: np.ndarray) -> np.ndarray:
