@@ -23,8 +23,8 @@ import math
 import re
 from collections.abc import Iterator
 
+import lazy_loader
 import numpy as np
-from skimage.measure import blur_effect
 
 from datasette_scisearch.hookspecs import hookimpl
 from datasette_scisearch.items import PixelsUnavailable
@@ -35,6 +35,9 @@ from .image_diffraction import blank_frame, diffraction_signs
 from .image_features import DIMENSION, feature_vector
 from .image_fourier import Lattice, lattice, noise_share, power_spectrum
 from .image_objects import Objects, find_objects
+
+# Loaded at first use, not when the plugin is registered: every 'scisearch' command registers the taggers.
+measure = lazy_loader.load("skimage.measure", suppress_warning=True)
 
 SPACE = "image_features"
 PIXELS_SIDE = 1024
@@ -99,7 +102,7 @@ def analyse_image(frame: np.ndarray, pixel_size_nm: float | None = None, frame_s
     signs = diffraction_signs(working, noise)
     tags: list[Tag] = []
     objects, atomic = None, False
-    blur = float(blur_effect(working))
+    blur = float(measure.blur_effect(working))
     noisiness = noise_share(spectrum)
     if signs.is_diffraction:
         tags.append(Tag("diffraction pattern", 0.9, signs.evidence()))
