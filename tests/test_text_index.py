@@ -323,3 +323,13 @@ def test_an_index_folder_setting_without_the_catalogs_name_is_refused(tmp_path):
     result = CliRunner().invoke(cli, ["--config", str(config), "index", str(tmp_path / "none.db")])
     assert result.exit_code == 1
     assert "'index_folder' must contain {catalog}" in result.output
+
+
+def test_a_writer_that_cannot_write_the_indexes_warns_and_its_change_is_still_found(catalog, capfd):
+    lock = index_folder.indexes_folder(catalog) / "text.lock"
+    lock.unlink()
+    lock.mkdir()  # something this writer cannot open stands where the writers' lock file goes
+    add_proposal(catalog, "9900004", "Xenotime crystals under strain")
+    assert "could not update the search indexes" in capfd.readouterr().err
+    assert text_index.text_index(catalog, 1).behind == 1
+    assert found(catalog, "xenotime") == {"9900004"}

@@ -13,6 +13,7 @@ once the change is committed.
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -168,9 +169,17 @@ def catch_up_indexes(db: sqlite_utils.Database) -> None:
 
     if db.conn.in_transaction:
         return
-    text_index.catch_up(db)
-    for space in vectors.spaces(db):
-        mapped_vectors.catch_up(db, space)
+    try:
+        text_index.catch_up(db)
+        for space in vectors.spaces(db):
+            mapped_vectors.catch_up(db, space)
+    except OSError as error:
+        # The catalog has committed; searches take what the indexes lack from its change log meanwhile.
+        print(
+            f"warning: could not update the search indexes beside the catalog ({error}); searches stay right "
+            "but slower until 'scisearch index CATALOG' can write them",
+            file=sys.stderr,
+        )
 
 
 def search_item_ids(db: sqlite_utils.Database, item_type: str, item_ids: Iterable[str]) -> dict[str, int]:
