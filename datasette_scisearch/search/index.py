@@ -127,31 +127,31 @@ def refresh_search_items(
                     )
                 }
                 query = sql if chunk is None else f"{sql} where {alias}.id in ({marks})"
+                updates, inserts = [], []
                 for item_id, title, body, context in db.execute(query, chunk or []).fetchall():
                     item_id = str(item_id)
-                    document = {
-                        "title": title or "",
-                        "body": (body or "")[:MAX_BODY_CHARS],
-                        "tags": tags.get(item_id, ""),
-                        "context": context or "",
-                    }
-                    digest = hashlib.sha1("\x1f".join(document.values()).encode()).hexdigest()
+                    document = (title or "", (body or "")[:MAX_BODY_CHARS], tags.get(item_id, ""), context or "")
+                    digest = hashlib.sha1("\x1f".join(document).encode()).hexdigest()
                     found = existing.pop(item_id, None)
                     if found and found[1] == digest:
                         continue
-                    changed += 1
                     if found:
-                        db["search_items"].update(found[0], {**document, "doc_hash": digest, "updated_at": now})
+                        updates.append((*document, digest, now, found[0]))
                     else:
-                        db["search_items"].insert(
-                            {
-                                "item_type": item_type,
-                                "item_id": item_id,
-                                **document,
-                                "doc_hash": digest,
-                                "updated_at": now,
-                            }
-                        )
+                        inserts.append((item_type, item_id, *document, digest, now))
+                # Plain statements, not sqlite-utils' update() and insert(): those open a savepoint per row, and
+                # FTS5 writes its pending terms out as a new segment at every savepoint (5 ms a document at 100k).
+                db.conn.executemany(
+                    "update search_items set title = ?, body = ?, tags = ?, context = ?, doc_hash = ?, updated_at = ? "
+                    "where id = ?",
+                    updates,
+                )
+                db.conn.executemany(
+                    "insert into search_items (item_type, item_id, title, body, tags, context, doc_hash, updated_at) "
+                    "values (?, ?, ?, ?, ?, ?, ?, ?)",
+                    inserts,
+                )
+                changed += len(updates) + len(inserts)
                 gone = [rowid for rowid, _ in existing.values()]
                 for rowid in gone:  # items deleted from the catalog leave the index too
                     db.execute("delete from search_items where id = ?", [rowid])

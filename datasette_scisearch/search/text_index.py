@@ -245,7 +245,6 @@ class TextIndex:
     generation: int = 0
     behind: int = 0  # documents changed since the index's generation (ranked from the overlay)
     documents: int = 0
-    notes: list[str] = field(default_factory=list)
 
     def ranked(self, clauses: list[list[Term]], every_clause: bool, weights: dict, limit: int):
         """(rowid, BM25 score) best first and how many documents match; None where tantivy cannot parse the query."""
