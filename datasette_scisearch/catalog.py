@@ -28,6 +28,7 @@ FTS_COLUMNS = {
 ITEM_TYPES = ("file", "proposal", "paper", "session")
 ITEM_TABLES = {"file": "files", "proposal": "proposals", "paper": "papers", "session": "sessions"}
 SEARCH_FTS_COLUMNS = ["title", "body", "tags", "context"]
+SEARCH_FTS_TOKENIZE = "porter unicode61"  # the search documents' FTS5 tokenizer (search/fts.py highlights with it too)
 # The largest integer SQLite stores; a larger file id cannot exist.
 MAX_SQLITE_INTEGER = 2**63 - 1
 
@@ -359,7 +360,7 @@ def m002_tagging_and_search(db: sqlite_utils.Database) -> None:
         pk="id",
     )
     db["search_items"].create_index(["item_type", "item_id"], unique=True)
-    db["search_items"].enable_fts(SEARCH_FTS_COLUMNS, create_triggers=True, tokenize="porter unicode61")
+    db["search_items"].enable_fts(SEARCH_FTS_COLUMNS, create_triggers=True, tokenize=SEARCH_FTS_TOKENIZE)
     _reindex_only_when_text_changes(db, "search_items", SEARCH_FTS_COLUMNS)
     db["vector_spaces"].create(
         {"name": str, "dimensions": int, "tagger": str, "model": str, "table_name": str, "created_at": str},

@@ -592,3 +592,20 @@ def test_the_tantivy_index_takes_changed_documents_without_a_rebuild(tmp_path):
     assert ids(engine.search(db, "germanium", weights=BY_TANTIVY)) == ["P-3"]
     assert text_index.text_index(db, 1).behind == 0
     assert built["folder"] == json.loads((tmp_path / "small.db.indexes" / "text.json").read_text())["folder"]
+
+
+def test_snippets_made_from_the_page_alone_are_those_of_the_catalogs_full_text_index(demo):
+    from datasette_scisearch.search import fts
+    from datasette_scisearch.search.expressions import all_terms, fts_any
+
+    for query in ("SrTiO3 HAADF", "gold nanoparticles on ceria", "cathode cracking in NMC811 after cycling"):
+        expression = fts_any(all_terms(engine.parse_query(query).clauses))
+        rowids = [hit.rowid for hit in engine.search(demo, query, per_page=20).hits]
+        from_the_page = fts.highlights(demo, expression, rowids)
+        assert not demo.conn.in_transaction  # the page's table is written and committed in the temp database
+        demo.execute("begin")  # inside a transaction the catalog's own index makes them
+        try:
+            from_the_catalog = fts.highlights(demo, expression, rowids)
+        finally:
+            demo.conn.rollback()
+        assert from_the_page == from_the_catalog and from_the_page
