@@ -123,6 +123,7 @@ def test_a_deleted_items_vector_is_not_found(catalog):
 
 def test_a_writer_writes_new_files_once_enough_changes_have_gathered(catalog, monkeypatch):
     monkeypatch.setattr(mapped_vectors, "MERGE_AT", 3)
+    monkeypatch.setattr(mapped_vectors, "MERGE_SHARE", 0.0)
     before = index_folder.read_state(index_folder.indexes_folder(catalog), "vectors-text")
     rowids = [row[0] for row in catalog.execute("select id from search_items order by id limit 3")]
     with catalog.conn:
@@ -158,7 +159,7 @@ WRITER = textwrap.dedent(
     from datasette_scisearch.search import mapped_vectors
     from datasette_scisearch.search.index import refresh_search_items
 
-    mapped_vectors.MERGE_AT = 50  # fold often, so the kill may land inside writing the files too
+    mapped_vectors.MERGE_AT, mapped_vectors.MERGE_SHARE = 50, 0.0  # fold often: the kill may land while writing files
     db = open_catalog(sys.argv[1])
     rowids = [row[0] for row in db.execute("select id from search_items order by id")]
     rng = np.random.default_rng(0)
@@ -199,3 +200,18 @@ def test_scisearch_index_check_compares_the_vectors_too(catalog, tmp_path):
     result = CliRunner().invoke(cli, ["index", str(tmp_path / "awards.db"), "--check", "--json"])
     report = json.loads(result.output)
     assert result.exit_code == 0 and report["vectors"][0]["space"] == "text" and report["vectors"][0]["agrees"]
+
+
+def test_a_reader_reads_only_the_vectors_changed_since_it_last_looked(catalog):
+    first, second = (rowid_of(catalog, award) for award in ("1700014", "1700030"))
+    with catalog.conn:
+        vectors.write_vectors(catalog, "text", [(first, hashed_words_vector("tungsten carbide coatings"))])
+    assert list(vector_index.space_matrix(catalog, "text").changed) == [first]
+    with catalog.conn:
+        vectors.write_vectors(catalog, "text", [(second, hashed_words_vector("niobium superconducting cavities"))])
+        vectors.write_vectors(catalog, "text", [(first, hashed_words_vector("tungsten ditelluride flakes"))])
+    space = vector_index.space_matrix(catalog, "text")
+    assert list(space.changed) == sorted([first, second])
+    assert np.array_equal(space.vector_of(first), vectors.normalised(hashed_words_vector("tungsten ditelluride flakes")))
+    assert space.nearest(hashed_words_vector("niobium superconducting cavities"), 1)[0][0] == second
+    assert mapped_vectors.check(catalog, "text").agrees

@@ -30,9 +30,10 @@ changed vector in ``vector_changes`` (sqlite-vec tables take no triggers);
 the state file records the generation the files reflect.  A reader takes the
 vectors changed since then from sqlite-vec (cached per generation) and ranks
 them exactly beside the files, whose copies of them it leaves out.  Writers
-fold the changes into new files once ``MERGE_AT`` of them have gathered (so a
-tagging run does not rewrite a million vectors per batch); ``scisearch index``
-folds them at once.
+fold the changes into new files once ``MERGE_AT`` of them, and a quarter of the
+files' size, have gathered (so tagging a large catalog rewrites them a few
+times, not per batch); ``scisearch index`` folds them at once.  A reader keeps
+its view of the changes and reads only those after it at each new generation.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ from .. import vectors
 from . import index_folder
 
 MIN_VECTORS = 20_000  # below this, each process reads the space into memory (vector_index.SpaceMatrix)
-MERGE_AT = 10_000  # changed vectors a writer leaves to the readers before it writes new files
+# Changed vectors a writer leaves to the readers before it writes new files: at least MERGE_AT, and a share of
+# the files' size, so that tagging a large catalog from scratch rewrites them a few times, not once per 10,000.
+MERGE_AT = 10_000
+MERGE_SHARE = 0.25
 # Up to this many vectors a query scores every one (exact: ~10 ms per 100,000 on one core, from the page cache).
 EXACT_UP_TO = 250_000
 # Beyond, the sign codes pick candidates for the exact re-rank: at least this share of the vectors (on the
@@ -173,7 +177,7 @@ def catch_up(db: sqlite_utils.Database, space: str, force: bool = False, progres
         pending = db.execute(
             "select count(*) from vector_changes where space = ? and seq > ?", [space, state["generation"]]
         ).fetchone()[0]
-        if pending == 0 or (pending < MERGE_AT and not force):
+        if pending == 0 or (pending < max(MERGE_AT, MERGE_SHARE * state["vectors"]) and not force):
             return None
     with index_folder.writer_lock(folder, _state_name(space), wait=force) as mine:
         if not mine:
@@ -306,7 +310,9 @@ def mapped_space(db: sqlite_utils.Database, space: str) -> MappedSpace | None:
         cached = _deltas.get(key)
         if cached is not None and cached[0] == (files.folder, current):
             return cached[1]
-        mapped = _with_changes(db, space, files)
+        # Read only what changed since this reader last looked (while a tagging run writes, that is one batch).
+        earlier = cached[1] if cached is not None and cached[0][0] == files.folder else None
+        mapped = _with_changes(db, space, files, earlier, cached[0][1] if earlier is not None else files.generation)
         _deltas[key] = ((files.folder, current), mapped)
         return mapped
 
@@ -325,26 +331,31 @@ def _open(path, state: dict) -> _Files | None:
     return _Files(state["folder"], state["generation"], rowids, matrix, codes, mean)
 
 
-def _with_changes(db: sqlite_utils.Database, space: str, files: _Files) -> MappedSpace:
-    changed = changed_since(db, space, files.generation)
+def _with_changes(
+    db: sqlite_utils.Database, space: str, files: _Files, earlier: MappedSpace | None, since: int
+) -> MappedSpace:
+    """The files and the vectors changed since their generation: ``earlier`` (this reader's view as of generation
+    ``since``) and what changed after it, read from sqlite-vec."""
+    changed = np.asarray(changed_since(db, space, since), dtype=np.int64)
     fresh_rowids, fresh = [], []
     table = vectors.table_for(space)
     for start in range(0, len(changed), 500):
-        chunk = changed[start : start + 500]
+        chunk = changed[start : start + 500].tolist()
         for rowid, embedding in db.execute(
             f"select item_rowid, embedding from [{table}] where item_rowid in ({','.join('?' * len(chunk))})", chunk
         ):
             fresh_rowids.append(rowid)
             fresh.append(np.frombuffer(embedding, dtype=np.float32))
-    order = np.argsort(np.asarray(fresh_rowids, dtype=np.int64), kind="stable")
     dimensions = files.matrix.shape[1]
-    return MappedSpace(
-        space,
-        files,
-        np.asarray(changed, dtype=np.int64),
-        np.asarray(fresh_rowids, dtype=np.int64)[order],
-        np.asarray(fresh, dtype=np.float32).reshape(-1, dimensions)[order],
-    )
+    fresh_rowids = np.asarray(fresh_rowids, dtype=np.int64)
+    fresh = np.asarray(fresh, dtype=np.float32).reshape(-1, dimensions)
+    if earlier is not None:  # what changed again replaces what this reader had
+        kept = ~np.isin(earlier.fresh_rowids, changed)
+        fresh_rowids = np.concatenate([earlier.fresh_rowids[kept], fresh_rowids])
+        fresh = np.concatenate([earlier.fresh[kept], fresh])
+        changed = np.union1d(earlier.changed, changed)
+    order = np.argsort(fresh_rowids, kind="stable")
+    return MappedSpace(space, files, np.unique(changed), fresh_rowids[order], fresh[order])
 
 
 @dataclass
