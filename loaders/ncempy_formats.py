@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from datasette_scisearch.loader import Dataset, FileLoader, LoaderError, NotData
-from datasette_scisearch.normalize import length_to_nm, number, parse_vendor_datetime
+from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError, NotData
+from datasette_scisearch.ingest.normalize import length_to_nm, number, parse_vendor_datetime
 
 if TYPE_CHECKING:
     import h5py

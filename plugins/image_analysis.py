@@ -27,14 +27,14 @@ import lazy_loader
 import numpy as np
 
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.items import PixelsUnavailable
-from datasette_scisearch.loader import LoaderError
-from datasette_scisearch.tagger import Item, ItemError, Result, Tag, Tagger
+from datasette_scisearch.ingest.loader import LoaderError
+from datasette_scisearch.tagging.items import PixelsUnavailable
+from datasette_scisearch.tagging.tagger import Item, ItemError, Result, Tag, Tagger
 
-from .image_diffraction import blank_frame, diffraction_signs
-from .image_features import DIMENSION, feature_vector
-from .image_fourier import Lattice, lattice, noise_share, power_spectrum
-from .image_objects import Objects, find_objects
+from .helpers.image_diffraction import blank_frame, diffraction_signs
+from .helpers.image_features import DIMENSION, feature_vector
+from .helpers.image_fourier import Lattice, lattice, noise_share, power_spectrum
+from .helpers.image_objects import Objects, find_objects
 
 # Loaded at first use, not when the plugin is registered: every 'scisearch' command registers the taggers.
 measure = lazy_loader.load("skimage.measure", suppress_warning=True)

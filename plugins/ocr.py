@@ -33,11 +33,11 @@ import lazy_loader
 import numpy as np
 
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.items import PixelsUnavailable
-from datasette_scisearch.loader import LoaderError
-from datasette_scisearch.tagger import Item, ItemError, Result, Tag, Tagger, TaggerUnavailable
+from datasette_scisearch.ingest.loader import LoaderError
+from datasette_scisearch.tagging.items import PixelsUnavailable
+from datasette_scisearch.tagging.tagger import Item, ItemError, Result, Tag, Tagger, TaggerUnavailable
 
-from .ocr_text import readings
+from .helpers.ocr_text import readings
 
 # Loaded at first use, not when the plugin is registered: every 'scisearch' command registers the taggers.
 pytesseract = lazy_loader.load("pytesseract")

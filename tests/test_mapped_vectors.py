@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasette_scisearch import vectors
+from datasette_scisearch.tagging import vectors
 from datasette_scisearch.catalog import open_catalog
-from datasette_scisearch.records import load_records
+from datasette_scisearch.ingest.records import load_records
 from datasette_scisearch.search import engine, index_folder, mapped_vectors, vector_index
 from datasette_scisearch.search.index import refresh_search_items
-from datasette_scisearch.tagging import tag_catalog
+from datasette_scisearch.tagging.pipeline import tag_catalog
 
 from .conftest import shared_data
 from .search_support import HashedWordsTagger, hashed_words_vector, registered, settings
@@ -154,7 +154,7 @@ WRITER = textwrap.dedent(
     """
     import itertools, sys
     import numpy as np
-    from datasette_scisearch import vectors
+    from datasette_scisearch.tagging import vectors
     from datasette_scisearch.catalog import open_catalog
     from datasette_scisearch.search import mapped_vectors
     from datasette_scisearch.search.index import refresh_search_items

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from datasette_scisearch import experts
+from datasette_scisearch.tagging import experts
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.cli import cli
 from datasette_scisearch.config import Settings
-from datasette_scisearch.records import load_records
+from datasette_scisearch.ingest.records import load_records
 from datasette_scisearch.search import engine, index_folder, text_index
 from datasette_scisearch.search.index import refresh_search_items
 
@@ -216,7 +216,7 @@ def test_scisearch_index_check_fails_where_there_is_no_index(catalog, tmp_path):
 WRITER = textwrap.dedent(
     """
     import itertools, sys
-    from datasette_scisearch import experts
+    from datasette_scisearch.tagging import experts
     from datasette_scisearch.catalog import open_catalog
     from datasette_scisearch.search.index import refresh_search_items
 

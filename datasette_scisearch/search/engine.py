@@ -28,9 +28,9 @@ import time
 
 import sqlite_utils
 
-from .. import vectors
 from ..catalog import ITEM_TYPES
 from ..config import Settings
+from ..tagging import vectors
 from . import click_signals, embedding, fts, fusion, hits, vector_index
 from .expressions import all_terms, fts_any
 from .filters import FilterSql, filter_sql

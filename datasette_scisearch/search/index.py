@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 import sqlite_utils
 
-from .. import vectors
+from ..tagging import vectors
 from ..catalog import now_utc
 
 MAX_BODY_CHARS = 20_000  # a paper's full text is summarised by its abstract; the rest only bloats the index

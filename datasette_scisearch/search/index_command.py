@@ -16,19 +16,16 @@ from dataclasses import asdict
 
 import click
 
-from .. import vectors
-from ..catalog import CatalogError, open_catalog
-from ..config import ConfigError, load_settings
+from ..catalog import open_catalog
+from ..command_line import ScisearchCommand, catalog_argument
+from ..config import load_settings
+from ..errors import BUSY, ScisearchError
+from ..tagging import vectors
 from . import index_folder, mapped_vectors, text_index
 
 
-class IndexFailure(click.ClickException):
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-@click.command("index")
-@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.command("index", cls=ScisearchCommand)
+@catalog_argument()
 @click.option("--rebuild", is_flag=True, help="index every search document again")
 @click.option("--check", is_flag=True, help="compare the index with the catalog (exit status 1 where they differ)")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
@@ -37,16 +34,14 @@ class IndexFailure(click.ClickException):
 def index_command(ctx, catalog, rebuild, check, as_json, quiet):
     """Build, update or check the search indexes kept beside CATALOG (in CATALOG.indexes/ by default; the
     index_folder setting of metadata.yml says where)."""
-    try:
-        index_folder.configure(load_settings((ctx.obj or {}).get("config")).index_folder)
-    except ConfigError as error:
-        raise IndexFailure(str(error)) from None
+    index_folder.configure(load_settings((ctx.obj or {}).get("config")).index_folder)
     if not text_index.available():
-        raise IndexFailure("tantivy is not installed: install it with 'pip install tantivy' (FTS5 ranks without it)")
-    try:
-        db = open_catalog(catalog, create=False)
-    except CatalogError as error:
-        raise IndexFailure(str(error)) from None
+        raise ScisearchError(
+            "tantivy is not installed, so there is no text index to build (FTS5 ranks without it)",
+            fix="pip install tantivy",
+            kind=BUSY,
+        )
+    db = open_catalog(catalog, create=False)
     try:
         folder = index_folder.indexes_folder(db)
         spaces = list(vectors.spaces(db))

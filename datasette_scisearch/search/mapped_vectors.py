@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sqlite_utils
 
-from .. import vectors
+from ..tagging import vectors
 from . import index_folder
 
 MIN_VECTORS = 20_000  # below this, each process reads the space into memory (vector_index.SpaceMatrix)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..errors import NOT_FOUND, ScisearchError
+
 
 @dataclass
 class Hit:
@@ -51,8 +53,10 @@ class SearchResults:
         return asdict(self)
 
 
-class ItemNotFound(LookupError):
+class ItemNotFound(ScisearchError, LookupError):
     """No such item in this catalog (→ HTTP 404)."""
+
+    kind = NOT_FOUND
 
 
 @dataclass

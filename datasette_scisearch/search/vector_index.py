@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import sqlite_utils
 
-from .. import vectors
+from ..tagging import vectors
 from . import mapped_vectors
 from .staleness import fresh_enough
 
