@@ -25,8 +25,8 @@ import math
 import re
 from collections.abc import Iterator
 
+import lazy_loader
 import numpy as np
-from skimage.measure import blur_effect
 
 from datasette_scisearch.hookspecs import hookimpl
 from datasette_scisearch.ingest.loader import LoaderError
@@ -39,6 +39,9 @@ from .helpers.image_fourier import Lattice, lattice, noise_share, power_spectrum
 from .helpers.image_objects import Objects, find_objects
 from .helpers.image_texture import DIMENSION as TEXTURE_DIMENSION
 from .helpers.image_texture import combined_vector
+
+# Loaded at first use, not when the plugin is registered: every 'scisearch' command registers the taggers.
+measure = lazy_loader.load("skimage.measure", suppress_warning=True)
 
 SPACE = "image_features"
 TEXTURE_SPACE = "image_texture"
@@ -104,7 +107,7 @@ def analyse_image(frame: np.ndarray, pixel_size_nm: float | None = None, frame_s
     signs = diffraction_signs(working, noise)
     tags: list[Tag] = []
     objects, atomic = None, False
-    blur = float(blur_effect(working))
+    blur = float(measure.blur_effect(working))
     noisiness = noise_share(spectrum)
     if signs.is_diffraction:
         tags.append(Tag("diffraction pattern", 0.9, signs.evidence()))

@@ -148,12 +148,12 @@ async def search_json(request, datasette):
 
 @answers_errors
 async def item_json(request, datasette):
-    from ..search import engine
+    from ..search.detail import item_detail
 
     db = _catalog(datasette, tilde_decode(request.url_vars["database"]))
     await _allowed(datasette, request, db)
     item_type, item_id = request.url_vars["item_type"], tilde_decode(request.url_vars["item_id"])
-    detail = await call_engine(db, engine.item_detail, item_type, item_id)
+    detail = await call_engine(db, item_detail, item_type, item_id)
     if detail is None:
         raise ApiError(f"no {item_type[:40]} {item_id[:100]!r} in {db.name!r}", kind=NOT_FOUND)
     from . import preview_url
