@@ -414,7 +414,8 @@ def test_features_named_on_the_command_line_must_exist(db, db_path, scenes):
     result = CliRunner().invoke(
         train_command, [db_path, "--tag-set", "morphology", "--classes", ",".join(CLASSES), "--features", "clip"]
     )
-    assert result.exit_code == 1 and "the catalog has no 'clip' vectors (it has: image_features, image_texture)" in result.output
+    assert result.exit_code == 1
+    assert "the catalog has no 'clip' vectors (it has: image_features, image_texture)" in result.output
 
 
 # ---------------------------------------------------------------- real images
