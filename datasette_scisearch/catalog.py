@@ -527,6 +527,28 @@ def m006_search_index_change_logs(db: sqlite_utils.Database) -> None:
         )
 
 
+@MIGRATIONS()
+def m007_facility_image_models(db: sqlite_utils.Database) -> None:
+    """The facility's own image encoder (learning/pretrain.py): one row per training, weights and report inside, so
+    the catalog stays one file and every vector of the ``facility_image`` space names the version that made it."""
+    db["image_models"].create(
+        {
+            "id": int,
+            "space": str,  # the vector space its image vectors fill
+            "version": int,
+            "architecture": str,  # JSON: the open_clip model config it was built from
+            "images": int,  # previews it was trained on
+            "report": str,  # JSON: labels learned, losses per epoch, timings
+            "weights": bytes,  # torch state dict: vision tower, MiniLM projection, label heads
+            "status": str,  # current, retired
+            "trained_at": str,
+            "trained_by": str,
+        },
+        pk="id",
+    )
+    db["image_models"].create_index(["space", "version"], unique=True)
+
+
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
     """sqlite-utils' update trigger re-indexes a row whatever column changed; linking a million
     files to their sessions must not rewrite a million full-text entries."""

@@ -1,0 +1,492 @@
+"""The facility's own image model: an encoder trained from scratch on the catalog's images, supervised by what the
+instruments recorded.
+
+No CLIP checkpoint can be downloaded on a facility machine, yet every file carries labels for free (mode, kind,
+detector, magnification band) and a caption's worth of text (those labels, the shorthand in its file name decoded,
+the title of the proposal it is linked to).  ``pretrain`` trains a compact open_clip vision transformer
+(``ARCHITECTURE``, registered with ``open_clip.add_model_config``) on the previews with two objectives at once:
+
+- contrastive image–caption pairs (CLIP's symmetric cross-entropy, Radford et al. 2021) against the caption's
+  all-MiniLM-L6-v2 vector — the packaged text model, kept frozen — through a learned linear projection into the
+  image space.  Files with the same caption are positives of each other (a batch holds many "STEM HAADF image"s);
+- one linear head per recorded label, cross-entropy over the files whose metadata has it.
+
+The result is the vector space ``facility_image``: every image file's vector (written through tagging/vectors.py,
+so the mapped index beside the catalog follows), "more like this" over it, a feature space learned heads can pick,
+and text→image search without downloaded weights: a query's MiniLM vector → the projection → the image space
+(``embed_query``, used by the search engine beside CLIP's text tower).
+
+Each training is a version in ``image_models`` (weights, architecture and its report in the catalog, like
+``learned_models``); the newest is current and the older ones are retired.  ``--fine-tune`` starts from the current
+version's weights instead of from scratch.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import sqlite_utils
+
+from ..catalog import now_utc
+from ..errors import ScisearchError
+from ..tagging import vectors
+
+SPACE = "facility_image"
+TAGGER = "pretrain"  # what vector_spaces.tagger names for this space
+ARCHITECTURE = "scisearch-facility-vit"
+IMAGE_SIZE = 64
+EMBED_DIM = 64
+# A vision transformer of 64 patches of 8 x 8 pixels, 4 layers 128 wide (0.8 M parameters): on 2 shared CPU cores
+# an epoch over 1,000 previews takes seconds (benchmarks/pretrain.py).  open_clip builds a whole CLIP model; the text
+# tower here is a placeholder of a few hundred parameters, never used: MiniLM is the text side.
+ARCHITECTURE_CONFIG = {
+    "embed_dim": EMBED_DIM,
+    "vision_cfg": {"image_size": IMAGE_SIZE, "layers": 4, "width": 128, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 4, "vocab_size": 8, "width": 8, "heads": 1, "layers": 1},
+}
+LABELS = ("mode", "kind", "detector", "magnification")
+MIN_IMAGES = 4
+LABEL_LOSS_WEIGHT = 0.5
+HEAD_SCALE = 10.0
+
+
+class PretrainError(ScisearchError):
+    """Pretraining cannot go ahead; the message says why and ``fix`` what to do."""
+
+
+@dataclass
+class PretrainReport:
+    version: int = 0
+    architecture: str = ARCHITECTURE
+    images: int = 0  # previews trained on
+    epochs: int = 0
+    batch_size: int = 0
+    fine_tuned_from: int | None = None
+    labels: dict[str, list[str]] = field(default_factory=dict)  # label -> classes learned
+    label_accuracy: dict[str, float] = field(default_factory=dict)  # on the training images, last epoch
+    losses: list[float] = field(default_factory=list)  # mean loss per epoch
+    captions: int = 0  # distinct captions
+    vectors_written: int = 0
+    seconds_training: float = 0.0
+    seconds_per_1000_images_epoch: float = 0.0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- what the catalog says about each image
+
+
+@dataclass
+class ImageSet:
+    ids: list[int]  # file ids
+    pixels: np.ndarray  # (n, IMAGE_SIZE, IMAGE_SIZE) float32 in [0, 1]
+    captions: list[str]
+    labels: dict[str, list[str | None]]
+
+
+def read_images(db: sqlite_utils.Database, file_ids: list[int] | None = None) -> ImageSet:
+    """Every file with a preview (or those of ``file_ids``), its pixels, caption and recorded labels."""
+    from .metadata_labels import _band
+
+    rows = db.execute(
+        "select f.id, f.path, f.name, f.kind, f.mode, f.detector, f.magnification, f.instrument, p.png "
+        "from files f join previews p on p.file_id = f.id where p.png is not null order by f.id"
+    ).fetchall()
+    wanted = None if file_ids is None else {int(i) for i in file_ids}
+    contexts = _linked_titles(db)
+    ids, pixels, captions = [], [], []
+    labels: dict[str, list] = {label: [] for label in LABELS}
+    for file_id, path, name, kind, mode, detector, magnification, instrument, png in rows:
+        if wanted is not None and file_id not in wanted:
+            continue
+        square = _square(png)
+        if square is None:
+            continue
+        band = _band(magnification)
+        ids.append(file_id)
+        pixels.append(square)
+        captions.append(caption(path or name or "", kind, mode, detector, band, instrument, contexts.get(file_id)))
+        for label, value in zip(LABELS, (mode, kind, detector, band)):
+            labels[label].append(value or None)
+    shape = (0, IMAGE_SIZE, IMAGE_SIZE)
+    return ImageSet(ids, np.stack(pixels) if pixels else np.zeros(shape, np.float32), captions, labels)
+
+
+def caption(path: str, kind, mode, detector, band, instrument, context: str | None = None) -> str:
+    """A sentence of what is known about a file without looking at it: the recorded labels, the shorthand of its
+    name and folders decoded (plugins' filename vocabulary when installed), and its proposal's title."""
+    parts = [" ".join(str(v) for v in (mode, detector, kind) if v)]
+    if band:
+        parts.append(band)
+    parts.append(", ".join(_decoded_name(path)))
+    if instrument:
+        parts.append(f"on {instrument}")
+    if context:
+        parts.append(context)
+    return "; ".join(part for part in parts if part)
+
+
+def _decoded_name(path: str) -> list[str]:
+    tokens = [token for token in re.split(r"[/\\]", path)[-3:] if token]
+    name = re.sub(r"\.[A-Za-z0-9]{1,5}$", "", tokens[-1]) if tokens else ""
+    shorthand = _shorthand()
+    words: list[str] = []
+    for text in [*tokens[:-1], name]:
+        if shorthand is not None:
+            words += [tag.text for tag in shorthand.decode(text)]
+        else:
+            words += [t for t in re.split(r"[^A-Za-z0-9]+", text) if t and not t.isdigit()]
+    return list(dict.fromkeys(words))
+
+
+@functools.lru_cache(maxsize=1)
+def _shorthand():
+    try:
+        from plugins.filenames import Shorthand  # the filenames tagger's vocabulary, when installed
+    except ImportError:
+        return None
+    return Shorthand()
+
+
+def _linked_titles(db) -> dict[int, str]:
+    """File id -> the title of the proposal its session or link points at, where the catalog knows one."""
+    if "proposals" not in db.table_names():
+        return {}
+    found = {}
+    for file_id, title in db.execute(
+        "select f.id, p.title from files f join proposals p on p.id = f.proposal_id where p.title is not null"
+    ):
+        found[file_id] = title
+    return found
+
+
+def _square(png: bytes) -> np.ndarray | None:
+    """A preview as IMAGE_SIZE x IMAGE_SIZE grey levels in [0, 1]: centre crop to a square, antialiased resize.
+    Previews are already contrast-stretched (diffraction patterns on a log scale) by the loaders."""
+    from PIL import Image
+
+    try:
+        image = Image.open(io.BytesIO(png)).convert("L")
+    except Exception:
+        return None
+    width, height = image.size
+    side = min(width, height)
+    if side < 2:
+        return None
+    left, top = (width - side) // 2, (height - side) // 2
+    image = image.crop((left, top, left + side, top + side)).resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+# ---------------------------------------------------------------- the model
+
+
+def _torch():
+    try:
+        import open_clip
+        import torch
+    except ImportError:
+        raise PretrainError(
+            "pretraining needs torch and open_clip, which are not installed",
+            fix="pip install 'datasette-scisearch[models]'",
+            kind="busy",
+        ) from None
+    return open_clip, torch
+
+
+def _register_architecture(config: dict) -> None:
+    open_clip, _ = _torch()
+    import tempfile
+    from pathlib import Path
+
+    if ARCHITECTURE in open_clip.list_models():
+        return
+    folder = Path(tempfile.mkdtemp(prefix="scisearch-arch-"))
+    (folder / f"{ARCHITECTURE}.json").write_text(json.dumps(config))
+    open_clip.add_model_config(folder / f"{ARCHITECTURE}.json")
+
+
+def build_model(config: dict, classes: dict[str, list[str]]):
+    """The open_clip vision tower, the MiniLM → image-space projection and the label heads, as one module."""
+    open_clip, torch = _torch()
+    _register_architecture(config)
+    # open_clip warns on the root logger whenever it builds a model without pretrained weights, as meant here.
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        clip = open_clip.create_model(ARCHITECTURE)
+    finally:
+        logging.disable(previous)
+    dim = int(config["embed_dim"])
+    model = torch.nn.Module()
+    model.visual = clip.visual
+    model.projection = torch.nn.Linear(TEXT_DIMENSIONS, dim, bias=False)
+    model.heads = torch.nn.ModuleDict({label: torch.nn.Linear(dim, len(names)) for label, names in classes.items()})
+    model.logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    return model
+
+
+TEXT_DIMENSIONS = 384
+
+
+def _as_input(torch, pixels: np.ndarray):
+    batch = torch.as_tensor(pixels, dtype=torch.float32)[:, None]
+    return ((batch - 0.5) / 0.5).expand(-1, 3, -1, -1)
+
+
+def _augment(torch, batch):
+    """Micrographs have no up or left: random flips and quarter turns, a different one per batch."""
+    turns = int(torch.randint(0, 4, ()).item())
+    batch = torch.rot90(batch, turns, dims=(2, 3))
+    if bool(torch.rand(()) < 0.5):
+        batch = torch.flip(batch, dims=(3,))
+    return batch
+
+
+def text_vectors(texts: list[str]) -> np.ndarray:
+    """The frozen text side: normalised all-MiniLM-L6-v2 vectors of ``texts`` (the packaged weights)."""
+    try:
+        from plugins.text_vectors import sentence_model
+    except ImportError:
+        raise PretrainError("the text_vectors plugin (MiniLM) is not installed", fix="pip install datasette-scisearch")
+    model = sentence_model()
+    return np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True), dtype=np.float32)
+
+
+def pretrain(
+    db: sqlite_utils.Database,
+    *,
+    epochs: int = 30,
+    batch_size: int = 64,
+    train_ids: list[int] | None = None,
+    fine_tune: bool = False,
+    seed: int = 0,
+    actor: str | None = None,
+    progress=None,
+) -> PretrainReport:
+    """Train a version of the facility image model on the catalog's previews (or those of ``train_ids``), store it
+    with its report and write the image vectors of every file with a preview."""
+    started = time.perf_counter()
+    open_clip, torch = _torch()
+    images = read_images(db, train_ids)
+    if len(images.ids) < MIN_IMAGES:
+        raise PretrainError(
+            f"the catalog has {len(images.ids)} image previews to learn from; pretraining needs at least {MIN_IMAGES}",
+            fix="load instrument files first: scisearch load files CATALOG PATH",
+        )
+    report = PretrainReport(images=len(images.ids), epochs=epochs, batch_size=batch_size)
+    classes = {
+        label: sorted({v for v in values if v})
+        for label, values in images.labels.items()
+        if len({v for v in values if v}) >= 2
+    }
+    report.labels = classes
+    targets = {
+        label: torch.tensor([classes[label].index(v) if v in classes[label] else -100 for v in images.labels[label]])
+        for label in classes
+    }
+    distinct = sorted(set(images.captions))
+    report.captions = len(distinct)
+    caption_index = torch.tensor([distinct.index(c) for c in images.captions])
+    caption_vectors = torch.as_tensor(text_vectors(distinct))
+    torch.manual_seed(seed)
+    config = ARCHITECTURE_CONFIG
+    previous = current_model(db)
+    model = build_model(config, classes)
+    if fine_tune and previous is not None:
+        config = json.loads(previous["architecture"])
+        model = build_model(config, classes)
+        state = _load_state(previous["weights"])
+        # Label heads are kept only where the classes are the same; a new class needs a new head.
+        old_classes = json.loads(previous["report"])["labels"]
+        state = {k: v for k, v in state.items() if not k.startswith("heads.") or _same_head(k, old_classes, classes)}
+        model.load_state_dict(state, strict=False)
+        report.fine_tuned_from = previous["version"]
+    pixels = _as_input(torch, images.pixels)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3 if not report.fine_tuned_from else 3e-4,
+                                  weight_decay=0.05)  # fmt: skip
+    steps = epochs * math.ceil(len(images.ids) / batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=optimiser.param_groups[0]["lr"],
+                                                   total_steps=max(steps, 1), pct_start=0.1)  # fmt: skip
+    generator = torch.Generator().manual_seed(seed)
+    training_started = time.perf_counter()
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(images.ids), generator=generator)
+        total, batches = 0.0, 0
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            if len(rows) < 2:
+                continue
+            loss = _loss(torch, model, _augment(torch, pixels[rows]), caption_vectors, caption_index[rows],
+                         {label: t[rows] for label, t in targets.items()})  # fmt: skip
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total, batches = total + float(loss.detach()), batches + 1
+        report.losses.append(round(total / max(batches, 1), 4))
+        if progress is not None:
+            progress(1)
+    report.seconds_training = round(time.perf_counter() - training_started, 2)
+    report.seconds_per_1000_images_epoch = round(report.seconds_training / max(epochs, 1) / len(images.ids) * 1000, 2)
+    model.eval()
+    with torch.inference_mode():
+        embeddings = _encode(torch, model, pixels) * HEAD_SCALE
+        for label, target in targets.items():
+            known = target >= 0
+            predicted = model.heads[label](embeddings[known]).argmax(dim=1)
+            report.label_accuracy[label] = round(float((predicted == target[known]).float().mean()), 3)
+    _store(db, model, config, report, actor)
+    report.vectors_written = write_image_vectors(db, report.version, model)
+    report.seconds = round(time.perf_counter() - started, 2)
+    _update_report(db, report)
+    return report
+
+
+def _same_head(key: str, old: dict, new: dict) -> bool:
+    label = key.split(".")[1]
+    return old.get(label) == new.get(label)
+
+
+def _loss(torch, model, batch, caption_vectors, caption_rows, targets):
+    import torch.nn.functional as F
+
+    image = F.normalize(model.visual(batch), dim=-1)
+    unique, inverse = torch.unique(caption_rows, return_inverse=True)
+    text = F.normalize(model.projection(caption_vectors[unique]), dim=-1)
+    logits = model.logit_scale.exp().clamp(max=100) * image @ text.T  # images x distinct captions in the batch
+    image_loss = F.cross_entropy(logits, inverse)
+    # Text to image: every image with the caption is a right answer, each equally.
+    positives = (inverse[None, :] == torch.arange(len(unique))[:, None]).float()
+    text_loss = -(positives / positives.sum(1, keepdim=True) * F.log_softmax(logits.T, dim=1)).sum(1).mean()
+    loss = (image_loss + text_loss) / 2
+    # The heads read the normalised embedding (scaled, so a linear head can be confident): the labels shape the
+    # very space that search and "more like this" use.
+    label_losses = [
+        F.cross_entropy(model.heads[label](image * HEAD_SCALE), target, ignore_index=-100)
+        for label, target in targets.items()
+        if bool((target >= 0).any())
+    ]
+    if label_losses:
+        loss = loss + LABEL_LOSS_WEIGHT * torch.stack(label_losses).mean()
+    return loss
+
+
+def _encode(torch, model, pixels):
+    """Normalised image vectors, 256 images at a time."""
+    import torch.nn.functional as F
+
+    return torch.cat([F.normalize(model.visual(pixels[i : i + 256]), dim=-1) for i in range(0, len(pixels), 256)])
+
+
+# ---------------------------------------------------------------- versions in the catalog
+
+
+def _dump_state(model) -> bytes:
+    _, torch = _torch()
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def _load_state(blob: bytes) -> dict:
+    _, torch = _torch()
+    return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+
+
+def current_model(db: sqlite_utils.Database) -> dict | None:
+    """The current version's row of ``image_models`` (weights, architecture, report), or None."""
+    if "image_models" not in db.table_names():
+        return None
+    rows = list(db.query("select * from image_models where status = 'current' order by version desc limit 1"))
+    return rows[0] if rows else None
+
+
+def _store(db, model, config: dict, report: PretrainReport, actor) -> None:
+    with db.conn:
+        (previous,) = db.execute("select coalesce(max(version), 0) from image_models").fetchone()
+        report.version = previous + 1
+        db.execute("update image_models set status = 'retired' where status = 'current'")
+        db.execute(
+            "insert into image_models (space, version, architecture, images, report, weights, status, trained_at, "
+            "trained_by) values (?, ?, ?, ?, ?, ?, 'current', ?, ?)",
+            [SPACE, report.version, json.dumps(config), report.images, json.dumps(report.as_dict()),
+             _dump_state(model), now_utc(), actor],
+        )  # fmt: skip
+
+
+def _update_report(db, report: PretrainReport) -> None:
+    with db.conn:
+        db.execute("update image_models set report = ? where version = ?", [json.dumps(report.as_dict()), report.version])
+
+
+def model_name(version: int) -> str:
+    return f"{ARCHITECTURE} v{version} (trained on this catalog)"
+
+
+def write_image_vectors(db: sqlite_utils.Database, version: int, model=None) -> int:
+    """The image vector of every file with a preview, from model ``version``, into the ``facility_image`` space."""
+    _, torch = _torch()
+    if model is None:
+        model = _loaded(db, version)
+    images = read_images(db)
+    rowids = dict(db.execute("select item_id, id from search_items where item_type = 'file'").fetchall())
+    pairs = [(rowids[str(i)], row) for row, i in enumerate(images.ids) if str(i) in rowids]
+    if not pairs:
+        return 0
+    with torch.inference_mode():
+        encoded = _encode(torch, model, _as_input(torch, images.pixels[[row for _, row in pairs]])).numpy()
+    with db.conn:
+        vectors.ensure_space(db, SPACE, int(encoded.shape[1]), TAGGER, model_name(version))
+        db.execute("update vector_spaces set model = ? where name = ?", [model_name(version), SPACE])
+        stale = [r for (r,) in db.execute(f"select item_rowid from [{vectors.table_for(SPACE)}]")]
+        keep = {rowid for rowid, _ in pairs}
+        vectors.delete_vectors(db, SPACE, [r for r in stale if r not in keep])
+        vectors.write_vectors(db, SPACE, [(rowid, vector) for (rowid, _), vector in zip(pairs, encoded)])
+    return len(pairs)
+
+
+_models: dict[tuple, object] = {}
+
+
+def _loaded(db, version: int | None = None):
+    """The model of ``version`` (default: the current one), loaded once per catalog and version."""
+    row = current_model(db) if version is None else next(
+        iter(db.query("select * from image_models where version = ?", [version])), None
+    )  # fmt: skip
+    if row is None:
+        raise PretrainError("this catalog has no facility image model", fix="run: scisearch pretrain CATALOG")
+    key = (db.conn.execute("pragma database_list").fetchone()[2], row["version"], row["trained_at"])
+    if key not in _models:
+        classes = json.loads(row["report"])["labels"]
+        model = build_model(json.loads(row["architecture"]), classes)
+        model.load_state_dict(_load_state(row["weights"]))
+        _models.clear()
+        _models[key] = model.eval()
+    return _models[key]
+
+
+def embed_query(db: sqlite_utils.Database, text: str) -> tuple[np.ndarray | None, str | None]:
+    """(vector, None) or (None, why not): the query's MiniLM vector through the current model's projection."""
+    if not text.strip():
+        return None, None
+    try:
+        _, torch = _torch()
+        model = _loaded(db)
+        words = torch.as_tensor(text_vectors([text.strip()]))
+    except ScisearchError as error:
+        return None, error.message
+    with torch.inference_mode():
+        projected = torch.nn.functional.normalize(model.projection(words), dim=-1)
+    return projected[0].numpy(), None
