@@ -56,8 +56,9 @@ RELIABLE_LABELS_PER_CLASS = 20
 # a class cross-validation often ties, and benchmarks/learning.py measured the 88-d vector ahead on the demo's five
 # classes (0.965 against 0.944 with 2 labels a class, 20 draws); the texture vector is ahead on real SEM-vs-TEM tiles
 # (0.971 against 0.924) and HAADF-vs-LAABF tiles, which cross-validation on one label a class rarely sees.
-FEATURE_SPACES = ("clip", "image_features", "image_texture")
-WEIGHT_FREE_SPACES = ("image_features", "image_texture")
+FEATURE_SPACES = ("clip", "image_features", "image_texture", "facility_image")
+# facility_image (learning/pretrain.py) needs no downloaded weights either: cross-validation weighs it with the others.
+WEIGHT_FREE_SPACES = ("image_features", "image_texture", "facility_image")
 MIN_PROBABILITY = 0.5
 _TAG_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,60}$")
 _READ_BATCH = 5_000

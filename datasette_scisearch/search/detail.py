@@ -20,10 +20,11 @@ from .results import Candidate, ItemNotFound
 
 FILES_SHOWN = 100
 # Which vector space answers "more like this" for an item, in order of preference.
-SIMILAR_SPACES = {"file": ("clip", "image_features", "text")}
+SIMILAR_SPACES = {"file": ("clip", "facility_image", "image_features", "text")}
 SIMILAR_DEFAULT = ("text",)
 SPACE_WHY = {
     "clip": "looks like this image (CLIP)",
+    "facility_image": "looks like this image (the facility's image model)",
     "image_features": "similar image features",
     "text": "similar text",
 }

@@ -30,6 +30,7 @@ import sqlite_utils
 
 from ..catalog import ITEM_TYPES
 from ..config import Settings
+from ..learning import pretrain
 from ..tagging import vectors
 from . import click_signals, embedding, fts, fusion, hits, vector_index
 from .expressions import all_terms, fts_any
@@ -51,8 +52,10 @@ FILTERED_VECTOR_POOL = 500
 
 DEFAULT_WEIGHTS = fusion.DEFAULT_WEIGHTS
 # Vector spaces a text query can search, and the similarity a document found only by meaning must reach.
-QUERY_SPACES = ("text", "clip")
-SIMILARITY_FLOOR = {"text": 0.35, "clip": 0.2}
+# facility_image is the catalog's own image model (learning/pretrain.py): a query reaches it through MiniLM and
+# the model's learned projection, without any downloaded image weights.
+QUERY_SPACES = ("text", "clip", "facility_image")
+SIMILARITY_FLOOR = {"text": 0.35, "clip": 0.2, "facility_image": 0.2}
 
 
 def search(
@@ -227,7 +230,10 @@ def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages
             if space == "text":
                 messages.append("no text vectors yet: ranked by text match only")
             continue
-        vector, problem = embedding.embed_query(text, space, spaces[space]["tagger"], settings)
+        if space == pretrain.SPACE:  # the model lives in the catalog, not among the installed taggers
+            vector, problem = pretrain.embed_query(db, text)
+        else:
+            vector, problem = embedding.embed_query(text, space, spaces[space]["tagger"], settings)
         if vector is None:
             if problem:
                 messages.append(f"{space} vectors not used: {problem}")

@@ -35,6 +35,8 @@ DEFAULT_WEIGHTS = {
     "fts": 1.0,
     "text": 0.8,
     "clip": 0.8,
+    # The facility's own image model (learning/pretrain.py), weighed like CLIP, whose place it takes without weights.
+    "facility_image": 0.8,
     # A query of filters alone is one ranking, newest first.
     "date": 1.0,
     # Learned from clicks: a boost in [-0.5, 0.5] (learning/clicks.py) times this weight, over k + 1.  At 1.0 the
@@ -47,7 +49,7 @@ DEFAULT_WEIGHTS = {
     "tags": 2.0,
     "context": 0.5,
 }
-RANKINGS = ("fts", "text", "clip", "date")
+RANKINGS = ("fts", "text", "clip", "facility_image", "date")
 EXACT_SCORE = 1000.0
 
 

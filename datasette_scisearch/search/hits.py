@@ -172,7 +172,11 @@ _FACTS = {
     "session": ("instrument", "user", "start"),
 }
 RANK_KEYS = {"fts": "fts", "text": "text_vector", "clip": "clip", "date": "date"}
-_LABELS = {"text": "similar meaning", "clip": "looks like the words (CLIP image vectors)"}
+_LABELS = {
+    "text": "similar meaning",
+    "clip": "looks like the words (CLIP image vectors)",
+    "facility_image": "looks like the words (the facility's image model)",
+}
 
 
 def item_rows(db: sqlite_utils.Database, item_type: str, item_ids: list[str]) -> dict[str, dict]:
@@ -320,7 +324,7 @@ def _why(candidate, highlight, matched_tags, parsed, row: dict, proposal: dict |
             why.append(f"its session or proposal mentions {_quote_list(highlight.matched['context'])}")
     for tag in matched_tags[:5]:
         why.append(f"tag {tag['tag']} ({tag['source'] or 'unknown source'})")
-    for space in ("text", "clip"):
+    for space in _LABELS:
         if space in candidate.similarities:
             why.append(f"{_LABELS[space]} ({candidate.similarities[space]:.2f})")
     for number_filter in parsed.numbers if parsed else []:

@@ -1,0 +1,109 @@
+"""scisearch pretrain: the facility's own image model, trained from scratch on a tiny catalog of real demo files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from datasette_scisearch.catalog import open_catalog
+from datasette_scisearch.learning import pretrain
+from datasette_scisearch.learning.pretrain_command import pretrain_command
+from datasette_scisearch.search.detail import similar_items
+from datasette_scisearch.search.engine import search
+from datasette_scisearch.tagging import vectors
+from tests.learning_support import build_scene_catalog
+
+pytest.importorskip("open_clip")
+TINY_SCENES = {"particles": ("particles_haadf",), "diffraction": ("spots",), "columns": ("columns_haadf",)}
+# Only the text→image and image-space rankings: the words of the query must not find the files by their names.
+IMAGE_VECTORS_ONLY = {"fts": 0.0, "text": 0.0, "clip": 0.0, "facility_image": 1.0, "facility_image_floor": -1.0}
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """Nine demo files (three scenes), catalogued, and a model trained on them for a few epochs."""
+    built = build_scene_catalog(tmp_path_factory.mktemp("pretrain"), 3, scene_classes=TINY_SCENES)
+    db = open_catalog(built["path"])
+    report = pretrain.pretrain(db, epochs=3, actor="staff-in-test")
+    db.close()
+    return built["path"], report
+
+
+@pytest.fixture
+def copy_of(pretrained, tmp_path):
+    path = tmp_path / "copy.db"
+    shutil.copy(pretrained[0], path)
+    return path
+
+
+def test_pretraining_writes_a_facility_image_vector_for_every_file_with_a_preview(pretrained):
+    path, report = pretrained
+    db = open_catalog(path)
+    (previews,) = db.execute("select count(*) from previews").fetchone()
+    (written,) = db.execute(f"select count(*) from {vectors.table_for(pretrain.SPACE)}").fetchone()
+    assert previews == 9 and written == 9 and report.vectors_written == 9
+    space = vectors.spaces(db)[pretrain.SPACE]
+    assert space["tagger"] == "pretrain" and space["dimensions"] == pretrain.EMBED_DIM
+    assert space["model"] == pretrain.model_name(1)
+
+
+def test_the_model_is_stored_in_the_catalog_with_its_training_report(pretrained):
+    path, report = pretrained
+    row = pretrain.current_model(open_catalog(path))
+    stored = json.loads(row["report"])
+    assert row["version"] == 1 and row["status"] == "current" and row["trained_by"] == "staff-in-test"
+    assert stored["images"] == 9 and len(stored["losses"]) == 3 and stored["vectors_written"] == 9
+    assert stored["labels"]["kind"] == ["diffraction", "image"]
+
+
+def test_fine_tuning_makes_a_new_version_and_retires_the_old_one(copy_of):
+    db = open_catalog(copy_of)
+    report = pretrain.pretrain(db, epochs=1, fine_tune=True)
+    versions = dict(db.execute("select version, status from image_models").fetchall())
+    assert report.version == 2 and report.fine_tuned_from == 1
+    assert versions == {1: "retired", 2: "current"}
+    assert vectors.spaces(db)[pretrain.SPACE]["model"] == pretrain.model_name(2)
+
+
+def test_a_text_query_finds_images_by_their_facility_image_vectors_alone(pretrained):
+    db = open_catalog(pretrained[0])
+    results = search(db, "diffraction pattern", weights=IMAGE_VECTORS_ONLY)
+    assert results.rankers.get(pretrain.SPACE) == "pretrain"
+    assert len(results.hits) == 9
+    assert all(hit.item_type == "file" for hit in results.hits)
+    assert any("facility's image model" in why for why in results.hits[0].why)
+
+
+def test_the_query_vector_comes_through_minilm_and_the_learned_projection(pretrained):
+    db = open_catalog(pretrained[0])
+    vector, problem = pretrain.embed_query(db, "atomic resolution HAADF")
+    other, _ = pretrain.embed_query(db, "diffraction pattern")
+    assert problem is None and vector.shape == (pretrain.EMBED_DIM,)
+    assert abs(float((vector**2).sum()) - 1) < 1e-4 and float(vector @ other) < 0.999
+
+
+def test_more_like_this_uses_the_facility_image_space_when_there_is_no_clip(pretrained):
+    db = open_catalog(pretrained[0])
+    (file_id,) = db.execute("select min(id) from files").fetchone()
+    similar = similar_items(db, "file", str(file_id), k=5)
+    assert similar.space == pretrain.SPACE and len(similar.hits) == 5
+
+
+def test_the_command_reports_the_training_as_json(copy_of):
+    result = CliRunner().invoke(pretrain_command, [str(copy_of), "--epochs", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["version"] == 2 and report["images"] == 9 and report["seconds_per_1000_images_epoch"] > 0
+
+
+def test_a_catalog_without_images_is_refused_with_what_to_do(tmp_path):
+    empty = tmp_path / "empty.db"
+    open_catalog(empty).close()
+    result = CliRunner().invoke(pretrain_command, [str(empty), "--quiet"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: the catalog has 0 image previews to learn from")
+    assert "hint: load instrument files first: scisearch load files CATALOG PATH" in result.output
+    assert "Traceback" not in result.output
