@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.learning import pretrain  # noqa: E402
-from tests.learning_support import build_scene_catalog  # noqa: E402
+from tests.learning_support import _choose_acquisitions, build_scene_catalog  # noqa: E402
 
 SCENES = {
     "diffraction": ("spots", "rings"),
@@ -48,35 +48,56 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=24, help="demo files per class, half held out (default 24)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=1, help="trainings with different seeds (default 1)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--architectures", default=",".join(pretrain.ARCHITECTURES), help="compared side by side")
+    parser.add_argument("--folder", help="build the demo catalog here, or reuse the one built here before")
     arguments = parser.parse_args()
     started = time.perf_counter()
-    folder = Path(tempfile.mkdtemp(prefix="scisearch-pretrain-"))
-    built = build_scene_catalog(folder, arguments.per_class, scene_classes=SCENES)
-    truth = {int(file_id): name for file_id, name in built["truth"].items()}
-    print(f"{len(truth)} demo files of {len(SCENES)} classes built and catalogued in {time.perf_counter() - started:.0f} s")
+    folder = Path(arguments.folder or tempfile.mkdtemp(prefix="scisearch-pretrain-"))
+    truth = catalog_of_scenes(folder, arguments.per_class)
+    print(f"{len(truth)} demo files of {len(SCENES)} classes ready in {time.perf_counter() - started:.0f} s ({folder})")
     train, held_out = split(truth)
-    db = open_catalog(built["path"])
-    results = {query: [] for query in QUERIES}
-    for seed in range(arguments.seeds):
-        report = pretrain.pretrain(db, epochs=arguments.epochs, train_ids=train, seed=seed)
-        print(
-            f"seed {seed}: trained on {report.images} images, {report.epochs} epochs in {report.seconds_training:.1f} s "
-            f"= {report.seconds_per_1000_images_epoch:.1f} s per 1,000 images per epoch; loss {report.losses[0]:.2f} → "
-            f"{report.losses[-1]:.2f}; label accuracy (training images) {report.label_accuracy}"
-        )
-        ids, matrix = held_out_vectors(db, held_out)
-        for query, relevant in QUERIES.items():
-            vector, problem = pretrain.embed_query(db, query)
-            assert vector is not None, problem
-            top = [ids[row] for row in np.argsort(-(matrix @ vector))[:10]]
-            results[query].append(sum(truth[i] in relevant for i in top) / 10)
+    db = open_catalog(folder / "scenes.db")
+    architectures = arguments.architectures.split(",")
+    results = {(a, query): [] for a in architectures for query in QUERIES}
+    for architecture in architectures:
+        for seed in range(arguments.seeds):
+            report = pretrain.pretrain(db, epochs=arguments.epochs, batch_size=arguments.batch_size, train_ids=train,
+                                       seed=seed, architecture=architecture)  # fmt: skip
+            print(
+                f"{architecture} seed {seed}: {report.images} images, {report.epochs} epochs of batches of "
+                f"{report.batch_size} in {report.seconds_training:.1f} s = "
+                f"{report.seconds_per_1000_images_epoch:.1f} s per 1,000 images per epoch; "
+                f"loss {report.losses[0]:.2f} → {report.losses[-1]:.2f}; label accuracy "
+                f"(training images) {report.label_accuracy}"
+            )
+            ids, matrix = held_out_vectors(db, held_out)
+            for query, relevant in QUERIES.items():
+                vector, problem = pretrain.embed_query(db, query)
+                assert vector is not None, problem
+                top = [ids[row] for row in np.argsort(-(matrix @ vector))[:10]]
+                results[architecture, query].append(sum(truth[i] in relevant for i in top) / 10)
     db.close()
     print(f"\nprecision@10 over the {len(held_out)} held-out files (image vectors only), target >= {TARGET}")
-    print(f"{'query':28s} {'facility_image':>15s} {'random (expected)':>18s}")
+    print(f"{'query':28s} " + " ".join(f"{a:>10s}" for a in architectures) + f" {'random (expected)':>18s}")
     for query, relevant in QUERIES.items():
         chance = sum(truth[i] in relevant for i in held_out) / len(held_out)
-        print(f"{query:28s} {np.mean(results[query]):15.2f} {chance:18.2f}   per seed: {results[query]}")
+        figures = " ".join(f"{np.mean(results[a, query]):10.2f}" for a in architectures)
+        print(f"{query:28s} {figures} {chance:18.2f}   per seed: {[results[a, query] for a in architectures]}")
     print(f"total {time.perf_counter() - started:.0f} s")
+
+
+def catalog_of_scenes(folder: Path, per_class: int) -> dict[int, str]:
+    """File id -> class of the demo catalog in ``folder``, built there first unless it already is (the truth is
+    the programme's plan, which costs nothing to make again)."""
+    if not (folder / "scenes.db").exists():
+        build_scene_catalog(folder, per_class, scene_classes=SCENES)
+    planned = _choose_acquisitions(folder / "data", per_class, list(SCENES), 0, SCENES)
+    by_path = {str(acquisition.path): name for acquisition, name in planned}
+    db = open_catalog(folder / "scenes.db")
+    truth = {int(file_id): by_path[path] for file_id, path in db.execute("select id, path from files")}
+    db.close()
+    return truth
 
 
 def split(truth: dict[int, str]) -> tuple[list[int], list[int]]:

@@ -4,7 +4,7 @@ instruments recorded.
 No CLIP checkpoint can be downloaded on a facility machine, yet every file carries labels for free (mode, kind,
 detector, magnification band) and a caption's worth of text (those labels, the shorthand in its file name decoded,
 the title of the proposal it is linked to).  ``pretrain`` trains a compact open_clip vision transformer
-(``ARCHITECTURE``, registered with ``open_clip.add_model_config``) on the previews with two objectives at once:
+(``ARCHITECTURES``, registered with ``open_clip.add_model_config``) on the previews with two objectives at once:
 
 - contrastive image–caption pairs (CLIP's symmetric cross-entropy, Radford et al. 2021) against the caption's
   all-MiniLM-L6-v2 vector — the packaged text model, kept frozen — through a learned linear projection into the
@@ -41,18 +41,35 @@ from ..tagging import vectors
 
 SPACE = "facility_image"
 TAGGER = "pretrain"  # what vector_spaces.tagger names for this space
-ARCHITECTURE = "scisearch-facility-vit"
 IMAGE_SIZE = 64
 EMBED_DIM = 64
-# A vision transformer of 64 patches of 8 x 8 pixels, 4 layers 128 wide (0.8 M parameters): on 2 shared CPU cores
-# an epoch over 1,000 previews takes seconds (benchmarks/pretrain.py).  open_clip builds a whole CLIP model; the text
-# tower here is a placeholder of a few hundred parameters, never used: MiniLM is the text side.
-ARCHITECTURE_CONFIG = {
-    "embed_dim": EMBED_DIM,
-    "vision_cfg": {"image_size": IMAGE_SIZE, "layers": 4, "width": 128, "head_width": 32, "patch_size": 8},
-    "text_cfg": {"context_length": 4, "vocab_size": 8, "width": 8, "heads": 1, "layers": 1},
+# open_clip builds a whole CLIP model from a config; the text tower here is a placeholder of a few hundred
+# parameters, never used: MiniLM is the text side.
+_NO_TEXT_TOWER = {"context_length": 4, "vocab_size": 8, "width": 8, "heads": 1, "layers": 1}
+ARCHITECTURES = {
+    # A vision transformer of 64 patches of 8 x 8 pixels, 4 layers 128 wide (0.8 M parameters).
+    "vit": {
+        "embed_dim": EMBED_DIM,
+        "vision_cfg": {"image_size": IMAGE_SIZE, "layers": 4, "width": 128, "head_width": 32, "patch_size": 8},
+        "text_cfg": _NO_TEXT_TOWER,
+    },
+    # CLIP's modified ResNet (a layer list makes open_clip build one), one block a stage, 16 wide.
+    "resnet": {
+        "embed_dim": EMBED_DIM,
+        "vision_cfg": {"image_size": IMAGE_SIZE, "layers": [1, 1, 1, 1], "width": 16, "head_width": 32},
+        "text_cfg": _NO_TEXT_TOWER,
+    },
 }
+DEFAULT_ARCHITECTURE = "resnet"
 LABELS = ("mode", "kind", "detector", "magnification")
+# Words a researcher uses for each magnification band (metadata_labels.MAGNIFICATION_BANDS).  Only the band above
+# 1 Mx says what it shows (atomic columns): 100 kx-1 Mx holds nanoparticles as often as lattice fringes.
+BAND_WORDS = {
+    "magnification below 10 kx": "low magnification, overview",
+    "magnification 10-100 kx": "medium magnification",
+    "magnification 100 kx-1 Mx": "high magnification",
+    "magnification above 1 Mx": "atomic resolution",
+}
 MIN_IMAGES = 4
 LABEL_LOSS_WEIGHT = 0.5
 HEAD_SCALE = 10.0
@@ -65,7 +82,7 @@ class PretrainError(ScisearchError):
 @dataclass
 class PretrainReport:
     version: int = 0
-    architecture: str = ARCHITECTURE
+    architecture: str = DEFAULT_ARCHITECTURE
     images: int = 0  # previews trained on
     epochs: int = 0
     batch_size: int = 0
@@ -127,7 +144,7 @@ def caption(path: str, kind, mode, detector, band, instrument, context: str | No
     name and folders decoded (plugins' filename vocabulary when installed), and its proposal's title."""
     parts = [" ".join(str(v) for v in (mode, detector, kind) if v)]
     if band:
-        parts.append(band)
+        parts.append(f"{band}, {BAND_WORDS[band]}")
     parts.append(", ".join(_decoded_name(path)))
     if instrument:
         parts.append(f"on {instrument}")
@@ -204,27 +221,31 @@ def _torch():
     return open_clip, torch
 
 
-def _register_architecture(config: dict) -> None:
-    open_clip, _ = _torch()
+def _register_architecture(config: dict) -> str:
+    """Register ``config`` with open_clip under a name of its own (a digest of it); returns the name."""
+    import hashlib
     import tempfile
     from pathlib import Path
 
-    if ARCHITECTURE in open_clip.list_models():
-        return
-    folder = Path(tempfile.mkdtemp(prefix="scisearch-arch-"))
-    (folder / f"{ARCHITECTURE}.json").write_text(json.dumps(config))
-    open_clip.add_model_config(folder / f"{ARCHITECTURE}.json")
+    open_clip, _ = _torch()
+    text = json.dumps(config, sort_keys=True)
+    name = "scisearch-facility-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    if name not in open_clip.list_models():
+        folder = Path(tempfile.mkdtemp(prefix="scisearch-arch-"))
+        (folder / f"{name}.json").write_text(text)
+        open_clip.add_model_config(folder / f"{name}.json")
+    return name
 
 
 def build_model(config: dict, classes: dict[str, list[str]]):
     """The open_clip vision tower, the MiniLM → image-space projection and the label heads, as one module."""
     open_clip, torch = _torch()
-    _register_architecture(config)
+    name = _register_architecture(config)
     # open_clip warns on the root logger whenever it builds a model without pretrained weights, as meant here.
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
-        clip = open_clip.create_model(ARCHITECTURE)
+        clip = open_clip.create_model(name)
     finally:
         logging.disable(previous)
     dim = int(config["embed_dim"])
@@ -267,7 +288,8 @@ def pretrain(
     db: sqlite_utils.Database,
     *,
     epochs: int = 30,
-    batch_size: int = 64,
+    batch_size: int = 32,
+    architecture: str = DEFAULT_ARCHITECTURE,
     train_ids: list[int] | None = None,
     fine_tune: bool = False,
     seed: int = 0,
@@ -284,7 +306,9 @@ def pretrain(
             f"the catalog has {len(images.ids)} image previews to learn from; pretraining needs at least {MIN_IMAGES}",
             fix="load instrument files first: scisearch load files CATALOG PATH",
         )
-    report = PretrainReport(images=len(images.ids), epochs=epochs, batch_size=batch_size)
+    if architecture not in ARCHITECTURES:
+        raise PretrainError(f"no architecture {architecture!r}", fix=f"choose among {', '.join(ARCHITECTURES)}")
+    report = PretrainReport(images=len(images.ids), epochs=epochs, batch_size=batch_size, architecture=architecture)
     classes = {
         label: sorted({v for v in values if v})
         for label, values in images.labels.items()
@@ -300,11 +324,12 @@ def pretrain(
     caption_index = torch.tensor([distinct.index(c) for c in images.captions])
     caption_vectors = torch.as_tensor(text_vectors(distinct))
     torch.manual_seed(seed)
-    config = ARCHITECTURE_CONFIG
+    config = ARCHITECTURES[architecture]
     previous = current_model(db)
     model = build_model(config, classes)
     if fine_tune and previous is not None:
         config = json.loads(previous["architecture"])
+        report.architecture = json.loads(previous["report"])["architecture"]
         model = build_model(config, classes)
         state = _load_state(previous["weights"])
         # Label heads are kept only where the classes are the same; a new class needs a new head.
@@ -428,11 +453,13 @@ def _store(db, model, config: dict, report: PretrainReport, actor) -> None:
 
 def _update_report(db, report: PretrainReport) -> None:
     with db.conn:
-        db.execute("update image_models set report = ? where version = ?", [json.dumps(report.as_dict()), report.version])
+        db.execute(
+            "update image_models set report = ? where version = ?", [json.dumps(report.as_dict()), report.version]
+        )
 
 
 def model_name(version: int) -> str:
-    return f"{ARCHITECTURE} v{version} (trained on this catalog)"
+    return f"facility image model v{version} (trained on this catalog)"
 
 
 def write_image_vectors(db: sqlite_utils.Database, version: int, model=None) -> int:

@@ -8,19 +8,26 @@ import click
 
 from ..catalog import open_catalog
 from ..command_line import ScisearchCommand, catalog_argument
-from .pretrain import SPACE, pretrain
+from .pretrain import ARCHITECTURES, DEFAULT_ARCHITECTURE, SPACE, pretrain
 
 
 @click.command(name="pretrain", cls=ScisearchCommand)
 @catalog_argument()
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 1000), help="passes over the images")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(2, 4096), help="images per step")
+@click.option(
+    "--architecture",
+    type=click.Choice(list(ARCHITECTURES)),
+    default=DEFAULT_ARCHITECTURE,
+    show_default=True,
+    help="the open_clip vision tower trained from scratch (ignored with --fine-tune, which keeps the current one)",
+)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2, 4096), help="images per step")
 @click.option("--fine-tune", is_flag=True, help="start from the current version's weights instead of from scratch")
 @click.option("--seed", default=0, show_default=True, type=int, help="random seed (same seed, same model)")
 @click.option("--by", "trained_by", help="who trained it (recorded with the model)")
 @click.option("--json", "as_json", is_flag=True, help="print the training report as JSON")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def pretrain_command(catalog, epochs, batch_size, fine_tune, seed, trained_by, as_json, quiet):
+def pretrain_command(catalog, epochs, architecture, batch_size, fine_tune, seed, trained_by, as_json, quiet):
     """Train the facility's own image encoder on the catalog's previews: a small open_clip vision transformer, from
     scratch, taught the labels its instruments recorded (mode, kind, detector, magnification band) and to match
     captions made from metadata, file-name shorthand and proposal titles, read by the packaged MiniLM through a
@@ -31,11 +38,12 @@ def pretrain_command(catalog, epochs, batch_size, fine_tune, seed, trained_by, a
     try:
         if quiet or as_json:
             report = pretrain(db, epochs=epochs, batch_size=batch_size, fine_tune=fine_tune, seed=seed,
-                              actor=trained_by)  # fmt: skip
+                              architecture=architecture, actor=trained_by)  # fmt: skip
         else:
-            with click.progressbar(length=epochs, label="pretraining (epochs)", file=click.get_text_stream("stderr")) as bar:
+            bar = click.progressbar(length=epochs, label="pretraining (epochs)", file=click.get_text_stream("stderr"))
+            with bar:
                 report = pretrain(db, epochs=epochs, batch_size=batch_size, fine_tune=fine_tune, seed=seed,
-                                  actor=trained_by, progress=bar.update)  # fmt: skip
+                                  architecture=architecture, actor=trained_by, progress=bar.update)  # fmt: skip
     finally:
         db.close()
     if as_json:
