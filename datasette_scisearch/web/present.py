@@ -15,9 +15,9 @@ import zoneinfo
 from dataclasses import asdict, is_dataclass
 
 import markupsafe
-from datasette.utils import tilde_encode
 
 from ..normalize import magnification_label
+from .base import item_url, preview_url
 
 TYPE_LABELS = {"file": "file", "proposal": "proposal", "paper": "paper", "session": "session"}
 # Raw metadata beyond this is cut in the page (a file's can reach a megabyte); the JSON link has all of it.
@@ -87,18 +87,6 @@ COLUMNS_NOT_LISTED = frozenset(
 # Times stored as ISO 8601 with an offset, shown in the facility's time zone (acquired_at stays in UTC).
 LOCAL_TIME_COLUMNS = frozenset({"acquired_local", "start", "end"})
 _MARK_TAG = re.compile(r"(</?mark>)")
-
-
-def item_url(datasette, database: str, item_type: str, item_id) -> str:
-    """The item page of one file, proposal, paper or session (ids may hold any character)."""
-    route = tilde_encode(datasette.get_database(database).route)
-    return datasette.urls.path(f"-/scisearch/item/{route}/{item_type}/{tilde_encode(str(item_id))}")
-
-
-def preview_url(datasette, database: str, file_id) -> str:
-    from . import preview_url as versioned_preview_url  # the package imports this module while it loads
-
-    return versioned_preview_url(datasette, database, file_id)
 
 
 # -- Values as a researcher reads them -------------------------------------------------------------------
