@@ -1,9 +1,10 @@
 """The search documents: one row of ``search_items`` per file, proposal, paper and session.
 
 A document gathers what full-text search should see for an item: its own
-title and text, the text of its tags (accepted and added tags count twice,
+title and text, the text of its own tags (accepted and added tags count twice,
 rejected ones not at all), and its context — the session and proposal a file
-was linked to, the proposal a paper acknowledges.  Documents are rebuilt from
+was linked to, the proposal a paper acknowledges, and the tags it inherits
+from them.  Documents are rebuilt from
 the catalog tables after every load, link and tag run; only documents whose
 content changed are rewritten, so the full-text index stays cheap to keep.
 """
@@ -80,16 +81,23 @@ def tag_text(rows: Iterable[tuple[str, str]]) -> str:
     return " ; ".join(words)
 
 
-def _tags_by_item(db: sqlite_utils.Database, item_type: str, ids: list[str] | None) -> dict[str, str]:
-    grouped: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    sql = "select item_id, tag, status from tags where item_type = ?"
+def _tags_by_item(db: sqlite_utils.Database, item_type: str, ids: list[str] | None) -> dict[str, tuple[str, str]]:
+    """Per item, the text of its own tags and of the tags it inherits (``via`` a proposal or session).
+
+    Inherited tags go into the document's context, not its tags: an item's own tags, metadata and pixels
+    outweigh what it shares with every other item of its proposal (the ``context`` weight of the fusion),
+    while the inherited words still find it.
+    """
+    own: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    inherited: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    sql = "select item_id, tag, status, via from tags where item_type = ?"
     for chunk in _chunks(ids):
         where = "" if chunk is None else f" and item_id in ({','.join('?' * len(chunk))})"
-        for item_id, tag, status in db.execute(
+        for item_id, tag, status, via in db.execute(
             sql + where + " order by item_id, score desc", [item_type, *(chunk or [])]
         ):
-            grouped[str(item_id)].append((tag, status))
-    return {item_id: tag_text(rows) for item_id, rows in grouped.items()}
+            (inherited if via else own)[str(item_id)].append((tag, status))
+    return {item_id: (tag_text(own[item_id]), tag_text(inherited[item_id])) for item_id in {*own, *inherited}}
 
 
 def _chunks(ids: list[str] | None, size: int = 500):
@@ -125,11 +133,12 @@ def refresh_search_items(
                 query = sql if chunk is None else f"{sql} where {alias}.id in ({marks})"
                 for item_id, title, body, context in db.execute(query, chunk or []).fetchall():
                     item_id = str(item_id)
+                    own_tags, inherited_tags = tags.get(item_id, ("", ""))
                     document = {
                         "title": title or "",
                         "body": (body or "")[:MAX_BODY_CHARS],
-                        "tags": tags.get(item_id, ""),
-                        "context": context or "",
+                        "tags": own_tags,
+                        "context": " ; ".join(part for part in (context, inherited_tags) if part),
                     }
                     digest = hashlib.sha1("\x1f".join(document.values()).encode()).hexdigest()
                     found = existing.pop(item_id, None)
