@@ -83,8 +83,9 @@ def test_a_rejected_tag_is_not_shown_in_the_colour_of_an_accepted_one(page):
     colours = page.evaluate(
         """() => {
             const chip = document.createElement('ul');
-            chip.innerHTML = '<li class="scisearch-tag status-accepted"><span class="scisearch-tag-status">accepted</span></li>'
-                + '<li class="scisearch-tag status-rejected"><span class="scisearch-tag-status">rejected</span></li>';
+            const status = (name) =>
+                `<li class="scisearch-tag status-${name}"><span class="scisearch-tag-status">${name}</span></li>`;
+            chip.innerHTML = status('accepted') + status('rejected');
             document.querySelector('.scisearch-tags').appendChild(chip);
             const [accepted, rejected] = chip.querySelectorAll('.scisearch-tag-status');
             return [getComputedStyle(accepted).color, getComputedStyle(rejected).color];
