@@ -45,7 +45,8 @@ from .base import (
 PLUGIN_NAME = "datasette-scisearch"
 PER_PAGE = 24  # four rows of six previews, or six of four, on a laptop screen
 SIMILAR_COUNT = 12
-RECENT_COUNT = 12  # previews on the search page before anything is typed
+# Before anything is typed the page browses everything, newest first (a query of filters alone is ranked by date).
+BROWSE_EVERYTHING = "type:" + ",".join(ITEM_TYPES)
 PAGE_LINKS_AROUND = 2  # page numbers shown either side of the current one
 FACET_VALUES_SHOWN = 8  # the rest fold away under "more"
 
@@ -286,24 +287,23 @@ async def search_page(request, datasette):
         options = {"item_type": item_type, "page": page, "per_page": per_page, "served": len(served)}
         return await search_catalogs(datasette, request.actor, catalogs, query, **options)
 
-    if not search.engine_query:
+    browsing = not search.engine_query
+    if browsing:
         settings = facility_settings(datasette)
         for db in catalogs:
             await db.execute_fn(lambda conn: warm_up_query_models(conn, settings))
-        # Before anything is typed: the newest files, a query of one filter, which the engine ranks by date.
-        recent = await run("type:file", 1, RECENT_COUNT)
-        context["recent"] = views(recent.hits)
-        return await _render(datasette, request, "scisearch_search.html", context)
+        context["browsing"] = True
+    query = BROWSE_EVERYTHING if browsing else search.engine_query
     try:
         # The engine pages up to its MAX_PAGE; past the last page of results the last one is shown.
-        results = await run(search.engine_query, min(search.page, engine.MAX_PAGE), item_type=search.item_type)
+        results = await run(query, min(search.page, engine.MAX_PAGE), item_type=search.item_type)
         last_page = max(1, min(engine.MAX_PAGE, -(-results.total // PER_PAGE)))
         if search.page > last_page:
             context["messages"].append(
                 f"There is no page {search.page:,} of these results; showing the last page, {last_page}."
             )
             search.page = last_page
-            results = await run(search.engine_query, last_page, item_type=search.item_type)
+            results = await run(query, last_page, item_type=search.item_type)
     except engine.QueryError as error:
         return await _render(
             datasette, request, "scisearch_search.html", {**context, "error": _sentence(str(error))}, 400
@@ -312,7 +312,8 @@ async def search_page(request, datasette):
     # Learning from clicks (web/clicks.py): what was shown is logged in each result's catalog; cards carry positions.
     shown = [(hit.database, view) for hit, view in zip(results.hits, hits)]
     first_position = (search.page - 1) * PER_PAGE + 1
-    await clicks.log_search(datasette, request, search.engine_query, search.item_type, shown, first_position)
+    if not browsing:  # what was shown for a query, which a click can then be learned from
+        await clicks.log_search(datasette, request, query, search.item_type, shown, first_position)
     context.update(
         {
             "results": results,
