@@ -100,3 +100,15 @@ async def test_a_file_page_names_its_session_and_proposal(ds):
     response = await ds.client.get("/-/scisearch/item/cat/file/1")
     assert ("Session", SESSION_ID) in context_links(response.text)
     assert ("Proposal", PROPOSAL_ID) in context_links(response.text)
+
+
+@pytest.mark.asyncio
+async def test_a_papers_doi_links_to_its_resolver(ds):
+    response = await ds.client.get(f"/-/scisearch/item/cat/paper/{PAPER_ROUTE}")
+    assert f'<a href="https://doi.org/{PAPER_ID}" rel="noopener">{PAPER_ID}</a>' in response.text
+
+
+def test_a_files_shape_is_given_in_pixels():
+    from datasette_scisearch.web.present import format_value
+
+    assert format_value("shape", "432×512") == "432×512 px"

@@ -379,6 +379,7 @@ async def item_page(request, datasette):
             "text": row.get("abstract") or row.get("notes") or "",
             "preview_url": present.preview_url(datasette, database, item_id) if detail.get("has_preview") else None,
             "columns": present.listed_columns(row, zone),
+            "viewer": present.viewer_view(row),
             "metadata": metadata,
             "metadata_cut": metadata_cut,
             "row_url": datasette.urls.row(database, table, tilde_encode(str(item_id))),
