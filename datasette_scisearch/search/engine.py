@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass, field
 
 import sqlite_utils
 
-from .. import vectors
 from ..catalog import ITEM_TYPES
 from ..config import Settings
+from ..errors import NOT_FOUND, ScisearchError
+from ..tagging import vectors
 from . import click_signals, embedding, fts, hits, vector_index
 from .expressions import all_terms, fts_any
 from .filters import FilterSql, filter_sql
@@ -107,8 +108,10 @@ class SearchResults:
         return asdict(self)
 
 
-class ItemNotFound(LookupError):
+class ItemNotFound(ScisearchError, LookupError):
     """No such item in this catalog (→ HTTP 404)."""
+
+    kind = NOT_FOUND
 
 
 @dataclass

@@ -30,12 +30,12 @@ from datasette.utils import (
 from datasette.utils.asgi import Response
 
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
-from ..normalize import magnification_label
+from ..errors import ScisearchError
+from ..ingest.normalize import magnification_label
 from . import api, clicks, pages, privacy, validation
 from .base import (
     Schema,
     WebError,
-    answers_errors,
     catalog_schema,
     ensure_may_read,
     find_catalog,
@@ -43,6 +43,7 @@ from .base import (
     preview_url,
     preview_version,
 )
+from .errors import answers_errors, error_response
 
 PLUGIN_NAME = "datasette-scisearch"
 LONG_TEXT_CHARS = 60
@@ -234,6 +235,18 @@ def register_routes(datasette):
 @hookimpl
 def startup(datasette):
     privacy.attach_private_databases(datasette)
+
+
+@hookimpl
+def handle_exception(datasette, request, exception):
+    # The one handler for the package's errors that escape a route: the error's kind decides the status code,
+    # the client what it gets back (web/errors.py).  Anything else is Datasette's to report.
+    if isinstance(exception, ScisearchError):
+
+        async def answer():
+            return await error_response(datasette, request, exception)
+
+        return answer
 
 
 @hookimpl

@@ -18,6 +18,7 @@ import re
 from datasette.utils.asgi import Forbidden, Response
 
 from ..catalog import ITEM_TYPES
+from ..errors import NOT_FOUND
 from ..search import engine
 from ..search.detail import similar_items
 from .base import (
@@ -35,6 +36,7 @@ from .base import (
     url_id,
     without_unreadable_links,
 )
+from .errors import answers_errors
 from .pages import search_catalogs, searchable_catalogs
 
 # Filters that may also be given as their own parameters (?tag=HAADF&instrument=Themis); each becomes
@@ -56,10 +58,6 @@ FILTER_PARAMETERS = (
     "cl",
 )
 MAX_PARAMETER_CHARS = 4000
-
-
-def _error(message: str, status: int) -> Response:
-    return Response.json({"ok": False, "error": message}, status=status)
 
 
 def _integer(request, name: str, default: int) -> int:
@@ -106,19 +104,15 @@ def _hit_json(datasette, database: str, hit) -> dict:
 # -- Routes ----------------------------------------------------------------------------------------------
 
 
+@answers_errors
 async def search_json(request, datasette):
-    try:
-        served = find_catalogs(datasette, request.args.get("db"))
-        catalogs, left_out = await searchable_catalogs(datasette, request, served)
-        query, tab = _query_and_tab(request)
-        page = _integer(request, "page", 1)
-        per_page = _integer(request, "per_page", 20)
-        options = {"item_type": tab, "page": page, "per_page": per_page, "served": len(served)}
-        results = await search_catalogs(datasette, request.actor, catalogs, query, **options)
-    except WebError as error:
-        return _error(str(error), error.status)
-    except engine.QueryError as error:
-        return _error(str(error), 400)
+    served = find_catalogs(datasette, request.args.get("db"))
+    catalogs, left_out = await searchable_catalogs(datasette, request, served)
+    query, tab = _query_and_tab(request)
+    page = _integer(request, "page", 1)
+    per_page = _integer(request, "per_page", 20)
+    options = {"item_type": tab, "page": page, "per_page": per_page, "served": len(served)}
+    results = await search_catalogs(datasette, request.actor, catalogs, query, **options)
     payload = results.as_dict()
     # `database` names the catalog when one was searched (as before several could be); `catalogs` lists them.
     searched = payload.pop("catalogs")
@@ -143,14 +137,12 @@ async def _readable_item(request, datasette):
     return db, item_type, item_id, await readable_item_types(datasette, request.actor, db)
 
 
+@answers_errors
 async def item_json(request, datasette):
-    try:
-        db, item_type, item_id, readable = await _readable_item(request, datasette)
-        detail = await call_engine(db, engine.item_detail, item_type, item_id)
-    except WebError as error:
-        return _error(str(error), error.status)
+    db, item_type, item_id, readable = await _readable_item(request, datasette)
+    detail = await call_engine(db, engine.item_detail, item_type, item_id)
     if detail is None:
-        return _error(f"no {item_type[:40]} {item_id[:100]!r} in {db.name!r}", 404)
+        raise WebError(f"no {item_type[:40]} {item_id[:100]!r} in {db.name!r}", kind=NOT_FOUND)
     detail = {"ok": True, "database": db.name, **without_unreadable_links(detail, readable)}
     detail["url"] = item_url(datasette, db.name, item_type, detail["item_id"])
     detail["similar_url"] = similar_url(datasette, db.name, item_type, detail["item_id"])
@@ -164,17 +156,11 @@ async def item_json(request, datasette):
     return Response.json(detail, default=str)
 
 
+@answers_errors
 async def similar_json(request, datasette):
-    try:
-        db, item_type, item_id, readable = await _readable_item(request, datasette)
-        k = _integer(request, "k", 12)
-        found = await call_engine(db, similar_items, item_type, item_id, k)
-    except WebError as error:
-        return _error(str(error), error.status)
-    except engine.ItemNotFound as error:
-        return _error(str(error), 404)
-    except engine.QueryError as error:
-        return _error(str(error), 400)
+    db, item_type, item_id, readable = await _readable_item(request, datasette)
+    k = _integer(request, "k", 12)
+    found = await call_engine(db, similar_items, item_type, item_id, k)
     item = {**found.item, "url": item_url(datasette, db.name, item_type, found.item["item_id"])}
     hits = [hit for hit in found.hits if readable_hit(hit, readable)]
     return Response.json(

@@ -6,8 +6,8 @@ type, and every URL the pages link to.
 - ``readable_item_types`` answers, once per request, which item tables (files, proposals, papers,
   sessions) the actor may see under metadata.yml's table-level ``allow`` rules: the item JSON, "similar",
   the search hits and the HTML pages all ask it, so a table rule holds by every route.
-- ``WebError`` is the one error a view raises for bad input, something missing or something refused; it
-  becomes a 400/403/404 page, or a JSON error for a JSON route (``error_response``).
+- ``WebError`` (a ``ScisearchError``) is the error a view raises for bad input, something missing or
+  something refused; web/errors.py answers it as a 400/403/404 page, or JSON for a JSON client.
 - URLs are built here only: ``search_url``, ``item_url``, ``similar_url``, ``preview_url``.
 
 Nothing here imports the views, so every view imports this module at its top.
@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 import datasette.handle_exception
 import sqlite_utils
 from datasette.utils import tilde_decode, tilde_encode
-from datasette.utils.asgi import Forbidden, Response
 from datasette.utils.sqlite import sqlite3
 
 from ..catalog import ITEM_TABLES, load_sqlite_vec
 from ..config import ConfigError, Settings, load_settings, settings_from_dict
+from ..errors import ScisearchError
 
 PLUGIN_NAME = "datasette-scisearch"
 
@@ -40,56 +40,9 @@ PLUGIN_NAME = "datasette-scisearch"
 datasette.handle_exception.rich = None
 
 
-class WebError(Exception):
-    """A request a view cannot answer: the message (what was wrong, what to do) and its HTTP status."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-    @property
-    def sentence(self) -> str:
-        text = str(self)
-        return text[:1].upper() + text[1:]
-
-
-def wants_json(request) -> bool:
-    """JSON routes end in .json; scripts posting to the HTML routes ask with Accept or a JSON body."""
-    accept = request.headers.get("accept", "")
-    content_type = request.headers.get("content-type", "")
-    return "application/json" in accept or content_type.startswith("application/json") or request.path.endswith(".json")
-
-
-async def error_response(request, datasette, message: str, status: int, page: str = "error") -> Response:
-    """The error as JSON for a JSON request, else as a page with the search box and a way on; ``page``
-    names the kind of page for its heading ("validation": "This change was not made")."""
-    message = message[:1].upper() + message[1:]
-    if wants_json(request):
-        return Response.json({"ok": False, "error": message, "status": status}, status=status)
-    search_action = datasette.urls.path("-/scisearch")
-    html = await datasette.render_template(
-        "scisearch_error.html",
-        {"scisearch_page": page, "error": message, "status": status, "q": "", "search_action": search_action},
-        request=request,
-        view_name="scisearch",
-    )
-    return Response.html(html, status=status)
-
-
-def answers_errors(view):
-    """A view whose ``WebError`` and refused permissions end as readable errors, never as a 500."""
-
-    async def wrapped(request, datasette):
-        try:
-            return await view(request, datasette)
-        except WebError as error:
-            return await error_response(request, datasette, str(error), error.status)
-        except Forbidden as error:
-            return await error_response(request, datasette, str(error) or "You may not see this.", 403)
-
-    wrapped.__name__ = view.__name__
-    wrapped.__doc__ = view.__doc__
-    return wrapped
+class WebError(ScisearchError):
+    """A request a view cannot answer: what was wrong and what to do (``message``, ``fix``), and its kind or
+    HTTP status (``WebError("...", 404)``); web/errors.py answers it as a page or as JSON."""
 
 
 # -- Which attached databases are catalogs ---------------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import asdict, is_dataclass
 
 import markupsafe
 
-from ..normalize import magnification_label
+from ..ingest.normalize import magnification_label
 from .base import item_url, preview_url
 
 TYPE_LABELS = {"file": "file", "proposal": "proposal", "paper": "paper", "session": "session"}

@@ -38,18 +38,12 @@ from datasette.utils import actor_matches_allow, tilde_decode, tilde_encode
 from datasette.utils.asgi import Forbidden, Response
 from datasette.utils.sqlite import sqlite3  # the module Datasette's connections come from (pysqlite3 where installed)
 
-from .. import experts
 from ..catalog import ITEM_TABLES
+from ..errors import BUSY, ScisearchError
+from ..tagging import experts
 from . import present
-from .base import (
-    WebError,
-    error_response,
-    facility_settings,
-    find_catalog,
-    item_url,
-    preview_url,
-    wants_json,
-)
+from .base import WebError, facility_settings, find_catalog, item_url, preview_url
+from .errors import error_response, wants_json
 from .privacy import is_staff
 
 PLUGIN_NAME = "datasette-scisearch"
@@ -70,7 +64,7 @@ _QUEUE_ROUTE = rf"^/-/scisearch/queue/{_DB}/?$"
 
 
 class CatalogBusy(experts.ExpertError):
-    status = 503
+    kind = BUSY
 
 
 # -- Who may edit ------------------------------------------------------------------------------------------
@@ -189,16 +183,20 @@ async def write(db, function, *args):
     return result
 
 
+NOT_MADE = "This change was not made"
+
+
 def handles_errors(handler):
-    """Bad input, missing things and refused permissions end as JSON errors or readable pages."""
+    """Bad input, missing things and refused permissions end as JSON errors or readable pages (web/errors.py)."""
 
     async def wrapped(request, datasette):
         try:
             return await handler(request, datasette)
-        except WebError as error:
-            return await error_response(request, datasette, str(error), error.status, "validation")
-        except experts.ExpertError as error:
-            return await error_response(request, datasette, str(error), error.status, "validation")
+        except ScisearchError as error:
+            error.message = error.message[:1].upper() + error.message[1:]  # shown as a sentence on its own
+            return await error_response(
+                datasette, request, error, page="validation", heading="This change was not made"
+            )
 
     wrapped.__name__ = handler.__name__
     return wrapped
