@@ -507,7 +507,8 @@ async def test_file_page_shows_the_large_preview(ds):
     response = await item(ds, "file", "1")
     assert response.status_code == 200
     assert re.search(
-        r'<figure class="scisearch-item-preview"[^>]*>\s*<a href="[^"]+"[^>]*>\s*<img src="/-/scisearch/preview/cat/1\.png',
+        r'<figure class="scisearch-item-preview"[^>]*>\s*'
+        r'<a href="[^"]+"[^>]*>\s*<img src="/-/scisearch/preview/cat/1\.png',
         response.text,
     )
 

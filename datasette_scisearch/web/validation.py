@@ -25,6 +25,7 @@ Routes (``<db>`` is the database's route):
 - ``POST /-/scisearch/tags/<db>/add``: ``item_type``, ``item_id``, ``text``
 - ``POST /-/scisearch/tags/<db>/bulk``: ``action`` = accept | reject | add, ``tag``, ``item`` = type:id (repeated)
 - ``POST /-/scisearch/history/<db>/<history id>/undo``
+- ``POST /-/scisearch/history/<db>/undo``: ``history`` = history id (repeated): undo a bulk change at once
 - ``GET  /-/scisearch/queue/<db>``: items awaiting review, least certain first
 """
 
@@ -61,6 +62,7 @@ _BULK_ROUTE = rf"^/-/scisearch/tags/{_DB}/bulk$"
 _TAG_ROUTE = rf"^/-/scisearch/tags/{_DB}/(?P<tag_id>[^/]+?)(?:\.json)?$"
 _UNDO_ROUTE = rf"^/-/scisearch/history/{_DB}/(?P<history_id>[^/]+)/undo$"
 _QUEUE_ROUTE = rf"^/-/scisearch/queue/{_DB}/?$"
+_UNDO_ALL_ROUTE = rf"^/-/scisearch/history/{_DB}/undo$"
 
 
 class CatalogBusy(experts.ExpertError):
@@ -286,6 +288,37 @@ async def bulk_endpoint(request, datasette):
     return done(request, datasette, result.as_dict(), message + ".", fallback)
 
 
+def undo_all(db, history_ids: list[str], actor) -> dict:
+    """Take back each of these changes (a bulk change, most often), newest first; one that a later change has
+    overtaken is skipped and said why, the others are undone."""
+    undone, skipped = [], []
+    for history_id in sorted(history_ids, key=lambda text: -int(text) if text.isdigit() else 0):
+        try:
+            undone.append(experts.undo(db, history_id, actor).as_dict())
+        except experts.ExpertError as error:
+            skipped.append({"history_id": history_id, "reason": error.message})
+    return {"undone": undone, "skipped": skipped}
+
+
+@handles_errors
+async def undo_all_endpoint(request, datasette):
+    if request.method != "POST":
+        raise WebError("use POST to undo changes", 405)
+    db = await catalog_for_writing(request, datasette)
+    fields = await form_fields(request)
+    history_ids = [value.strip() for value in fields.get("history") or [] if value.strip()]
+    if not history_ids:
+        raise WebError("name the changes to undo: one history field per change")
+    result = await write(db, undo_all, history_ids, request.actor)
+    route = tilde_encode(db.route)
+    fallback = safe_next(first(fields, "next")) or datasette.urls.path(f"-/scisearch/queue/{route}")
+    count = len(result["undone"])
+    message = f"Undid {count} change{'s' if count != 1 else ''}"
+    if result["skipped"]:
+        message += f"; {len(result['skipped'])} had changed again since and stay as they are"
+    return done(request, datasette, result, message + ".", fallback)
+
+
 @handles_errors
 async def undo_endpoint(request, datasette):
     if request.method != "POST":
@@ -359,6 +392,8 @@ async def queue_page(request, datasette):
         "types": list(ITEM_TABLES),
         "queue_url": datasette.urls.path(f"-/scisearch/queue/{route}"),
         "bulk_url": datasette.urls.path(f"-/scisearch/tags/{route}/bulk"),
+        "undo_all_url": datasette.urls.path(f"-/scisearch/history/{route}/undo"),
+        "tag_action_base": datasette.urls.path(f"-/scisearch/tags/{route}"),
         "cards": cards,
         "common_tags": common,
         "can_edit": editor and db.is_mutable,
@@ -370,6 +405,7 @@ async def queue_page(request, datasette):
 
 
 ROUTES = [
+    (_UNDO_ALL_ROUTE, undo_all_endpoint),
     (_ADD_ROUTE, add_endpoint),
     (_BULK_ROUTE, bulk_endpoint),
     (_UNDO_ROUTE, undo_endpoint),
