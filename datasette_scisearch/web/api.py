@@ -20,7 +20,7 @@ from datasette.utils.asgi import Forbidden, Response
 from ..catalog import ITEM_TYPES
 from ..errors import NOT_FOUND
 from ..search import engine
-from ..search.detail import similar_items
+from ..search.detail import item_detail, similar_items
 from .base import (
     WebError,
     call_engine,
@@ -140,7 +140,7 @@ async def _readable_item(request, datasette):
 @answers_errors
 async def item_json(request, datasette):
     db, item_type, item_id, readable = await _readable_item(request, datasette)
-    detail = await call_engine(db, engine.item_detail, item_type, item_id)
+    detail = await call_engine(db, item_detail, item_type, item_id)
     if detail is None:
         raise WebError(f"no {item_type[:40]} {item_id[:100]!r} in {db.name!r}", kind=NOT_FOUND)
     detail = {"ok": True, "database": db.name, **without_unreadable_links(detail, readable)}

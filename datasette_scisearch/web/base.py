@@ -30,6 +30,7 @@ from datasette.utils.sqlite import sqlite3
 from ..catalog import ITEM_TABLES, load_sqlite_vec
 from ..config import ConfigError, Settings, load_settings, settings_from_dict
 from ..errors import ScisearchError
+from ..search import index_folder
 
 PLUGIN_NAME = "datasette-scisearch"
 
@@ -239,9 +240,11 @@ def facility_settings(datasette) -> Settings:
     """The settings Datasette was started with (time zone; taggers' options embed queries), as the CLI reads them."""
     try:
         block = datasette.plugin_config(PLUGIN_NAME)
-        return settings_from_dict(block) if block else load_settings()
+        settings = settings_from_dict(block) if block else load_settings()
     except ConfigError:
         return Settings()  # the CLI reports a broken config; pages still work with the defaults
+    index_folder.configure(settings.index_folder)  # where the on-disk search indexes live (search/index_folder.py)
+    return settings
 
 
 async def call_engine(db, function, *args, **kwargs):

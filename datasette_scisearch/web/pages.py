@@ -25,6 +25,7 @@ from datasette.utils.asgi import Forbidden, Response
 from ..catalog import ITEM_TYPES
 from ..config import Settings
 from ..search import embedding, engine
+from ..search.detail import item_detail, similar_items
 from ..search.federation import catalog_answer, schema_problem, search_catalogs_async
 from . import clicks, present, validation
 from .base import (
@@ -345,7 +346,7 @@ async def item_page(request, datasette):
         db = find_catalog(datasette, request.url_vars["database"])
         table = item_table(item_type)
         await ensure_may_read(datasette, request.actor, db, table)
-        detail = await call_engine(db, engine.item_detail, item_type, item_id)
+        detail = await call_engine(db, item_detail, item_type, item_id)
         if detail is None:
             raise WebError(f"There is no {item_type} '{item_id[:200]}' in this catalog.", 404)
     except WebError as error:
@@ -353,7 +354,7 @@ async def item_page(request, datasette):
     readable = await readable_item_types(datasette, request.actor, db)
     detail = without_unreadable_links(detail, readable)
     try:
-        similar = await call_engine(db, engine.similar, item_type, item_id, k=SIMILAR_COUNT)
+        similar = (await call_engine(db, similar_items, item_type, item_id, SIMILAR_COUNT)).hits
         similar = [hit for hit in similar if readable_hit(hit, readable)]
         similar_note = None if similar else "Nothing to compare with yet: similarity needs the taggers' vectors."
     except (engine.QueryError, engine.ItemNotFound) as error:
