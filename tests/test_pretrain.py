@@ -14,7 +14,8 @@ from datasette_scisearch.learning.pretrain_command import pretrain_command
 from datasette_scisearch.search.detail import similar_items
 from datasette_scisearch.search.engine import search
 from datasette_scisearch.tagging import vectors
-from tests.learning_support import build_scene_catalog
+from datasette_scisearch.learning.train import train
+from tests.learning_support import build_scene_catalog, label_as_expert
 
 pytest.importorskip("open_clip")
 TINY_SCENES = {"particles": ("particles_haadf",), "diffraction": ("spots",), "columns": ("columns_haadf",)}
@@ -90,6 +91,16 @@ def test_more_like_this_uses_the_facility_image_space_when_there_is_no_clip(pret
     (file_id,) = db.execute("select min(id) from files").fetchone()
     similar = similar_items(db, "file", str(file_id), k=5)
     assert similar.space == pretrain.SPACE and len(similar.hits) == 5
+
+
+def test_experts_labels_train_a_head_on_the_facility_image_vectors(copy_of):
+    db = open_catalog(copy_of)
+    ids = [str(i) for (i,) in db.execute("select id from files order by id")]
+    kinds = dict(db.execute("select id, kind from files").fetchall())
+    label_as_expert(db, [i for i in ids if kinds[int(i)] == "diffraction"][:2], "pattern")
+    label_as_expert(db, [i for i in ids if kinds[int(i)] == "image"][:2], "picture")
+    report = train(db, "looks", ["pattern", "picture"], feature_space=pretrain.SPACE, write=False)
+    assert report.feature_space == pretrain.SPACE and report.labels == 4
 
 
 def test_the_command_reports_the_training_as_json(copy_of):
