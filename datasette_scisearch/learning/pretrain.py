@@ -13,8 +13,9 @@ the title of the proposal it is linked to).  ``pretrain`` trains a compact open_
 
 The result is the vector space ``facility_image``: every image file's vector (written through tagging/vectors.py,
 so the mapped index beside the catalog follows), "more like this" over it, a feature space learned heads can pick,
-and text→image search without downloaded weights: a query's MiniLM vector → the projection → the image space
-(``embed_query``, used by the search engine beside CLIP's text tower).
+and text→image search without downloaded weights: a query's MiniLM vector, read as a mixture of the training
+captions' vectors it is nearest to, → the projection → the image space (``embed_query``, used by the search engine
+beside CLIP's text tower).
 
 Each training is a version in ``image_models`` (weights, architecture and its report in the catalog, like
 ``learned_models``); the newest is current and the older ones are retired.  ``--fine-tune`` starts from the current
@@ -73,6 +74,8 @@ BAND_WORDS = {
 MIN_IMAGES = 4
 LABEL_LOSS_WEIGHT = 0.5
 HEAD_SCALE = 10.0
+MAX_BANK = 4096  # training captions kept with the model for reading queries (a random sample beyond that)
+QUERY_TEMPERATURE = 0.05
 
 
 class PretrainError(ScisearchError):
@@ -237,7 +240,7 @@ def _register_architecture(config: dict) -> str:
     return name
 
 
-def build_model(config: dict, classes: dict[str, list[str]]):
+def build_model(config: dict, classes: dict[str, list[str]], captions: int = 0):
     """The open_clip vision tower, the MiniLM → image-space projection and the label heads, as one module."""
     open_clip, torch = _torch()
     name = _register_architecture(config)
@@ -254,6 +257,8 @@ def build_model(config: dict, classes: dict[str, list[str]]):
     model.projection = torch.nn.Linear(TEXT_DIMENSIONS, dim, bias=False)
     model.heads = torch.nn.ModuleDict({label: torch.nn.Linear(dim, len(names)) for label, names in classes.items()})
     model.logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    # The MiniLM vectors of the captions it was trained on (filled by pretrain): a query is read as a mixture of them.
+    model.register_buffer("caption_bank", torch.zeros(captions, TEXT_DIMENSIONS))
     return model
 
 
@@ -323,6 +328,7 @@ def pretrain(
     report.captions = len(distinct)
     caption_index = torch.tensor([distinct.index(c) for c in images.captions])
     caption_vectors = torch.as_tensor(text_vectors(distinct))
+    bank = caption_vectors[torch.randperm(len(distinct), generator=torch.Generator().manual_seed(seed))[:MAX_BANK]]
     torch.manual_seed(seed)
     config = ARCHITECTURES[architecture]
     previous = current_model(db)
@@ -332,6 +338,7 @@ def pretrain(
         report.architecture = json.loads(previous["report"])["architecture"]
         model = build_model(config, classes)
         state = _load_state(previous["weights"])
+        state.pop("caption_bank", None)  # the new captions make the new bank
         # Label heads are kept only where the classes are the same; a new class needs a new head.
         old_classes = json.loads(previous["report"])["labels"]
         state = {k: v for k, v in state.items() if not k.startswith("heads.") or _same_head(k, old_classes, classes)}
@@ -365,6 +372,7 @@ def pretrain(
             progress(1)
     report.seconds_training = round(time.perf_counter() - training_started, 2)
     report.seconds_per_1000_images_epoch = round(report.seconds_training / max(epochs, 1) / len(images.ids) * 1000, 2)
+    model.caption_bank = bank.clone()
     model.eval()
     with torch.inference_mode():
         embeddings = _encode(torch, model, pixels) * HEAD_SCALE
@@ -497,8 +505,9 @@ def _loaded(db, version: int | None = None):
     key = (db.conn.execute("pragma database_list").fetchone()[2], row["version"], row["trained_at"])
     if key not in _models:
         classes = json.loads(row["report"])["labels"]
-        model = build_model(json.loads(row["architecture"]), classes)
-        model.load_state_dict(_load_state(row["weights"]))
+        state = _load_state(row["weights"])
+        model = build_model(json.loads(row["architecture"]), classes, len(state.get("caption_bank", ())))
+        model.load_state_dict(state)
         _models.clear()
         _models[key] = model.eval()
     return _models[key]
@@ -515,5 +524,11 @@ def embed_query(db: sqlite_utils.Database, text: str) -> tuple[np.ndarray | None
     except ScisearchError as error:
         return None, error.message
     with torch.inference_mode():
+        if len(model.caption_bank):
+            # The projection was fitted on the training captions only; a free-form query is first read as the
+            # softmax mixture of those captions it is nearest to in MiniLM's space (benchmarks/pretrain.py:
+            # "atomic resolution HAADF" 0.0 → 1.0 precision@10 on held-out demo images with one model).
+            weights = torch.softmax(model.caption_bank @ words[0] / QUERY_TEMPERATURE, dim=0)
+            words = (weights @ model.caption_bank)[None]
         projected = torch.nn.functional.normalize(model.projection(words), dim=-1)
     return projected[0].numpy(), None
