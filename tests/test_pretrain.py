@@ -110,6 +110,22 @@ def test_the_command_reports_the_training_as_json(copy_of):
     assert report["version"] == 2 and report["images"] == 9 and report["seconds_per_1000_images_epoch"] > 0
 
 
+def test_with_too_few_new_images_the_model_is_kept_and_only_vectors_are_written(copy_of):
+    result = CliRunner().invoke(pretrain_command, [str(copy_of), "--when-new", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"trained": False, "vectors_written": 9}
+    assert pretrain.current_model(open_catalog(copy_of))["version"] == 1
+
+
+def test_enough_new_images_fine_tune_the_current_model(copy_of):
+    db = open_catalog(copy_of)
+    with db.conn:  # as if five of the nine previews had arrived after the model was trained
+        db.execute("update image_models set images = 4")
+    result = CliRunner().invoke(pretrain_command, [str(copy_of), "--when-new", "5", "--epochs", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["fine_tuned_from"] == 1
+
+
 def test_a_catalog_without_images_is_refused_with_what_to_do(tmp_path):
     empty = tmp_path / "empty.db"
     open_catalog(empty).close()

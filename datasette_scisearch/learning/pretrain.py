@@ -541,3 +541,18 @@ def embed_query(db: sqlite_utils.Database, text: str) -> tuple[np.ndarray | None
             words = (weights @ model.caption_bank)[None]
         projected = torch.nn.functional.normalize(model.projection(words), dim=-1)
     return projected[0].numpy(), None
+
+
+def new_images_since_current(db: sqlite_utils.Database) -> tuple[dict | None, int]:
+    """The current model's row and how many more previews the catalog holds than it was trained on."""
+    current = current_model(db)
+    (previews,) = db.execute("select count(*) from previews where png is not null").fetchone()
+    return current, previews - (current["images"] if current else 0)
+
+
+def refresh_vectors(db: sqlite_utils.Database) -> int:
+    """Write the current model's vectors for every file with a preview (files loaded since it was trained too)."""
+    current = current_model(db)
+    if current is None:
+        raise PretrainError("this catalog has no facility image model", fix="run: scisearch pretrain CATALOG")
+    return write_image_vectors(db, current["version"])

@@ -8,7 +8,7 @@ import click
 
 from ..catalog import open_catalog
 from ..command_line import ScisearchCommand, catalog_argument
-from .pretrain import ARCHITECTURES, DEFAULT_ARCHITECTURE, SPACE, pretrain
+from .pretrain import ARCHITECTURES, DEFAULT_ARCHITECTURE, SPACE, new_images_since_current, pretrain, refresh_vectors
 
 
 @click.command(name="pretrain", cls=ScisearchCommand)
@@ -23,11 +23,21 @@ from .pretrain import ARCHITECTURES, DEFAULT_ARCHITECTURE, SPACE, pretrain
 )
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2, 4096), help="images per step")
 @click.option("--fine-tune", is_flag=True, help="start from the current version's weights instead of from scratch")
+@click.option(
+    "--when-new",
+    type=click.IntRange(1),
+    metavar="N",
+    help="incremental: fine-tune the current model only if N or more images arrived since it was trained "
+    "(train from scratch when there is none); otherwise only write vectors for the new files",
+)
+@click.option("--vectors-only", is_flag=True, help="no training: write the current model's vectors for every image")
 @click.option("--seed", default=0, show_default=True, type=int, help="random seed (same seed, same model)")
 @click.option("--by", "trained_by", help="who trained it (recorded with the model)")
 @click.option("--json", "as_json", is_flag=True, help="print the training report as JSON")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def pretrain_command(catalog, epochs, architecture, batch_size, fine_tune, seed, trained_by, as_json, quiet):
+def pretrain_command(
+    catalog, epochs, architecture, batch_size, fine_tune, when_new, vectors_only, seed, trained_by, as_json, quiet
+):
     """Train the facility's own image encoder on the catalog's previews: a small open_clip vision transformer, from
     scratch, taught the labels its instruments recorded (mode, kind, detector, magnification band) and to match
     captions made from metadata, file-name shorthand and proposal titles, read by the packaged MiniLM through a
@@ -36,6 +46,17 @@ def pretrain_command(catalog, epochs, architecture, batch_size, fine_tune, seed,
     downloaded weights. CPU: about a minute for a few hundred images at the default 30 epochs."""
     db = open_catalog(catalog, create=False)
     try:
+        if when_new is not None:
+            current, arrived = new_images_since_current(db)
+            vectors_only = vectors_only or (current is not None and arrived < when_new)
+            fine_tune = current is not None
+        if vectors_only:
+            written = refresh_vectors(db)
+            if as_json:
+                click.echo(json.dumps({"trained": False, "vectors_written": written}))
+            else:
+                click.echo(f"no training; {written} image vectors written to the '{SPACE}' space by the current model")
+            return
         if quiet or as_json:
             report = pretrain(db, epochs=epochs, batch_size=batch_size, fine_tune=fine_tune, seed=seed,
                               architecture=architecture, actor=trained_by)  # fmt: skip
