@@ -460,6 +460,8 @@ def _store(db, model, config: dict, report: PretrainReport, actor) -> None:
         (previous,) = db.execute("select coalesce(max(version), 0) from image_models").fetchone()
         report.version = previous + 1
         db.execute("update image_models set status = 'retired' where status = 'current'")
+        # A version's weights are 5 MB; the one before the new version is kept to go back to, older ones' reports only.
+        db.execute("update image_models set weights = null where version < ?", [previous])
         db.execute(
             "insert into image_models (space, version, architecture, images, report, weights, status, trained_at, "
             "trained_by) values (?, ?, ?, ?, ?, ?, 'current', ?, ?)",
@@ -506,13 +508,19 @@ _models: dict[tuple, object] = {}
 
 def _loaded(db, version: int | None = None):
     """The model of ``version`` (default: the current one), loaded once per catalog and version."""
-    row = current_model(db) if version is None else next(
-        iter(db.query("select * from image_models where version = ?", [version])), None
-    )  # fmt: skip
-    if row is None:
+    if "image_models" not in db.table_names():
         raise PretrainError("this catalog has no facility image model", fix="run: scisearch pretrain CATALOG")
-    key = (db.conn.execute("pragma database_list").fetchone()[2], row["version"], row["trained_at"])
+    # Each query asks which version is current; the weights are read only when that changes.
+    found = db.execute(
+        "select id, version, trained_at from image_models where "
+        + ("status = 'current' order by version desc limit 1" if version is None else "version = ?"),
+        [] if version is None else [version],
+    ).fetchone()
+    if found is None:
+        raise PretrainError("this catalog has no facility image model", fix="run: scisearch pretrain CATALOG")
+    key = (db.conn.execute("pragma database_list").fetchone()[2], found[1], found[2])
     if key not in _models:
+        row = next(iter(db.query("select * from image_models where id = ?", [found[0]])))
         classes = json.loads(row["report"])["labels"]
         state = _load_state(row["weights"])
         model = build_model(json.loads(row["architecture"]), classes, len(state.get("caption_bank", ())))
