@@ -18,7 +18,7 @@ captions' vectors it is nearest to, → the projection → the image space (``em
 beside CLIP's text tower).
 
 Each training is a version in ``image_models`` (weights, architecture and its report in the catalog, like
-``learned_models``); the newest is current and the older ones are retired.  ``--fine-tune`` starts from the current
+``learned_models``); the newest is current and the older ones are retired (the weights of the one before it kept, older ones' dropped).  ``--fine-tune`` starts from the current
 version's weights instead of from scratch.
 """
 
