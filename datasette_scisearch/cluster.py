@@ -27,8 +27,11 @@ on it in two ways, both common on a loaded machine: a worker that fails to
 start is never retried (the nanny closes), and ``LocalCluster`` closes for good
 any nanny whose worker has not come back within
 ``distributed.deploy.lost-worker-timeout`` (15 s) — a restart that merely takes
-longer than that ends the nanny.  Either way the cluster shrinks for the rest
-of the run; asking it for its N workers again starts new nannies in their place.
+longer than that ends the nanny, killing the new worker and the task it had just
+been given.  Either way the cluster shrinks for the rest of the run; asking it
+for its N workers again starts new nannies in their place.  While a local
+cluster is open that timeout is a minute (``LOCAL_LOST_WORKER_S``), so a slow
+restart is waited for rather than cut short.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ POLL_S = 2.0  # how often the writer checks the cluster still has (all its) work
 DEFAULT_PATIENCE_S = 60.0
 # Local workers that die are restarted here, and on two busy cores a worker process takes tens of seconds to start.
 LOCAL_PATIENCE_S = 180.0
+LOCAL_LOST_WORKER_S = 60.0  # how long LocalCluster lets a nanny restart its worker before it closes the nanny
+LOST_WORKER = "distributed.deploy.lost-worker-timeout"
 BATCH_QUEUE_PATIENCE_S = 3600.0  # SLURM jobs may sit in the queue a while before any worker appears
 # Dask's nannies set MALLOC_TRIM_THRESHOLD_ in their workers, which switches off glibc's adaptive mmap threshold:
 # every large numpy array is then a fresh mmap and page faults, and image analysis runs ~2.7x slower (measured).
@@ -279,13 +284,19 @@ def open_cluster(dask: str | None = None, workers: int | None = None, allowed_fa
     else:
         cluster = Cluster(connect(dask), dask)
     try:
-        yield cluster
+        # Read by LocalCluster each time a worker is lost, so it holds for as long as the cluster is open.
+        with _settings({LOST_WORKER: f"{LOCAL_LOST_WORKER_S}s"} if workers else {}):
+            yield cluster
     finally:
         with contextlib.suppress(Exception):
             cluster.client.close()
         if started is not None:
             with contextlib.suppress(Exception):
                 started.close()
+
+
+def _settings(settings: dict):
+    return dask.config.set(settings)  # (open_cluster's own ``dask`` is the --dask option)
 
 
 def start_local_cluster(workers: int, allowed_failures: int | None = None):

@@ -46,7 +46,8 @@ def settings():
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Two single-threaded worker processes; a task may kill two workers before it counts as poison."""
+    """Two single-threaded worker processes; a task may kill two workers before it counts as poison (the
+    product's default is four: fewer deaths here keep the poison tests to a few worker restarts)."""
     with open_cluster(workers=WORKERS, allowed_failures=1) as cluster:
         yield cluster
 
