@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO
+from ..conftest import REPO, built_once
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -52,7 +52,11 @@ def playwright_api():
 
 @pytest.fixture(scope="session")
 def demo_catalog(tmp_path_factory, playwright_api) -> Path:
-    folder = tmp_path_factory.mktemp("browser") / "facility"
+    """Built once per run (the slowest fixture of the suite); each xdist worker serves its own copy."""
+    return built_once(tmp_path_factory, "browser-facility", _build_demo)
+
+
+def _build_demo(folder: Path) -> Path:
     built = subprocess.run(
         [sys.executable, "-m", "datasette_scisearch", "demo", "--no-serve", "--folder", str(folder)]
         + ["--files", str(DEMO_FILES)],
