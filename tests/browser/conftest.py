@@ -37,6 +37,14 @@ DEMO_FILES = 48
 SERVER_START_SECONDS = 60
 
 
+def pytest_collection_modifyitems(items):
+    """Every browser test is slow (Chromium, a served demo facility) and still runs by default."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.slow)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
