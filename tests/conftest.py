@@ -44,12 +44,14 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], Path]) -> Pa
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even if this worker dies
         if not (shared / ".built").exists():
             _build_into(shared, build)
+    shutil.rmtree(mine, ignore_errors=True)  # a copy that an earlier failure left unfinished
     mine.mkdir()
     for entry in shared.iterdir():
         if entry.is_dir():
             (mine / entry.name).symlink_to(entry, target_is_directory=True)
-        else:
+        elif entry.name != ".built":
             shutil.copy2(entry, mine / entry.name)
+    shutil.copy2(shared / ".built", mine / ".built")  # last: the copy is whole
     return mine / (mine / ".built").read_text()
 
 
