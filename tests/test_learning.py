@@ -243,6 +243,7 @@ def test_two_labels_per_class_train_a_head_that_tags_the_rest_mostly_right(db, s
     report = train(db, "morphology", CLASSES)
     assert report.counts == dict.fromkeys(CLASSES, 2) and report.folds == 2 and report.version == 1
     assert any("fewer than 20 labels" in warning for warning in report.warnings)
+    assert any("cross-validation trains on one label a class" in warning for warning in report.warnings)
     tags = learned_tags(db)
     assert not {tag["item_id"] for tag in tags} & labelled
     right = sum(tag["tag"] == scenes["truth"][tag["item_id"]] for tag in tags)
@@ -413,7 +414,8 @@ def test_features_named_on_the_command_line_must_exist(db, db_path, scenes):
     result = CliRunner().invoke(
         train_command, [db_path, "--tag-set", "morphology", "--classes", ",".join(CLASSES), "--features", "clip"]
     )
-    assert result.exit_code == 1 and "the catalog has no 'clip' vectors (it has: image_features, image_texture)" in result.output
+    assert result.exit_code == 1
+    assert "the catalog has no 'clip' vectors (it has: image_features, image_texture)" in result.output
 
 
 # ---------------------------------------------------------------- real images

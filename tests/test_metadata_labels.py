@@ -52,7 +52,8 @@ def with_exports(tmp_path_factory):
     settings = load_settings(REPO / "metadata.yml")
     load_files(db, [exports], settings, progress=False)
     tag_catalog(db, settings, ["image_analysis"], progress=False)
-    truth = {str(i): truth_by_name[name] for i, name in db.execute("select id, name from files where name like 'export_%'")}
+    exported = db.execute("select id, name from files where name like 'export_%'")
+    truth = {str(i): truth_by_name[name] for i, name in exported}
     db.close()
     return built["path"], truth
 

@@ -27,11 +27,6 @@ from dataclasses import dataclass
 import numpy as np
 
 HEADS = ("logistic regression", "nearest class mean", "label propagation")
-DESCRIPTIONS = {
-    "logistic regression": "logistic regression (features standardised on the labels, balanced class weights)",
-    "nearest class mean": "nearest class mean (features standardised over the catalog)",
-    "label propagation": "label propagation over the catalog's nearest neighbours, distilled into a logistic regression",
-}
 NEIGHBOURS = 7
 MAX_UNLABELLED = 3_000  # label propagation builds a k-NN graph over at most this many unlabelled items
 

@@ -19,7 +19,12 @@ from .metadata_labels import LABELS, predict_metadata
     show_default=True,
     help="which labels to predict for files whose metadata lacks them (comma-separated)",
 )
-@click.option("--features", default="auto", show_default=True, help="vector space to learn from (auto: clip, else image_features)")
+@click.option(
+    "--features",
+    default="auto",
+    show_default=True,
+    help="vector space to learn from (auto: clip, else image_texture, else image_features)",
+)
 @click.option("--by", "trained_by", help="who trained it (recorded with each model)")
 @click.option("--json", "as_json", is_flag=True, help="print the reports as JSON")
 def predict_metadata_command(catalog, labels, features, trained_by, as_json):

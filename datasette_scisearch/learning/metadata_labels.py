@@ -36,8 +36,8 @@ from . import train as training
 
 LABELS = ("mode", "kind", "magnification")
 PREFERRED_SPACES = ("clip", "image_texture", "image_features")
-# Where the pixel size sits in the image-analysis vectors (plugins/helpers/image_features.py: the 7th "order" feature, after
-# 16 + 24 + 8 + 16 + 12 others; image_texture starts with the same 88).
+# Where the pixel size sits in the image-analysis vectors (plugins/helpers/image_features.py: the 7th "order"
+# feature, after 16 + 24 + 8 + 16 + 12 others; image_texture starts with the same 88).
 PIXEL_SIZE_FEATURE = {"image_features": 82, "image_texture": 82}
 MIN_EXAMPLES = 5  # a value seen on fewer files is not predicted (too few to learn it, or a typo in metadata)
 EXPORT_LOADERS = ("exported-image",)
