@@ -125,14 +125,18 @@ def _cluster(dask: str | None, workers: int | None):
 @json_option
 @quiet_option
 @link_option
+@click.option("--retry-errors", is_flag=True, help="read again the files that failed, even if they have not changed")
 @click.pass_context
-def load_files_command(ctx, catalog, paths, dask, workers, as_json, quiet, no_link):
+def load_files_command(ctx, catalog, paths, dask, workers, as_json, quiet, no_link, retry_errors):
     """Read every instrument file under PATHS (recursively) into CATALOG.
 
+    Each folder in PATHS becomes a data root of the catalog; files are stored
+    by their absolute path, and links out of the data roots are not followed.
     Unchanged files are skipped, changed ones updated; files that cannot be
-    read are listed in the ingest_errors table and the load goes on.  With
-    --dask or --workers the files are read by a cluster's workers and this
-    process writes the catalog.
+    read are listed in the ingest_errors table and the load goes on, and are
+    not read again until they change (or --retry-errors).  With --dask or
+    --workers the files are read by a cluster's workers and this process
+    writes the catalog.
     """
     settings = _settings(ctx)
     missing = [str(p) for p in paths if not p.exists()]
@@ -141,7 +145,14 @@ def load_files_command(ctx, catalog, paths, dask, workers, as_json, quiet, no_li
     db = _open(catalog)
     try:
         with _cluster(dask, workers) as cluster:
-            summary = load_files(db, list(paths), settings, progress=not quiet and not as_json, cluster=cluster)
+            summary = load_files(
+                db,
+                list(paths),
+                settings,
+                progress=not quiet and not as_json,
+                cluster=cluster,
+                retry_errors=retry_errors,
+            )
     except IngestError as error:
         raise Failure(str(error)) from None
     except KeyboardInterrupt:

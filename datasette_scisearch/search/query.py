@@ -29,7 +29,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from ..catalog import ITEM_TYPES
-from ..normalize import KINDS
+from ..kinds import KINDS
 
 MAX_QUERY_CHARS = 2000
 MAX_TERMS = 64
