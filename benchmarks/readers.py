@@ -141,8 +141,9 @@ def agrees(field: str, ours, reference) -> bool:
     if field == "acquired_at":
         clock, moment = reference
         return abs((ours[clock] - moment).total_seconds()) < 1.5
-    if field == "instrument":
-        return " ".join(str(ours).split()).lower() == " ".join(str(reference).split()).lower()
+    if field == "instrument":  # the catalog may add what tells two of a model apart (Velox: id, computer name)
+        ours, reference = (" ".join(str(v).split()).lower() for v in (ours, reference))
+        return ours == reference or ours.startswith(reference + " ")
     if field in ("voltage_kv", "magnification", "camera_length_mm"):
         return math.isclose(float(ours), float(reference), rel_tol=1e-3)
     return ours == reference

@@ -128,7 +128,7 @@ def _add_inside(path: Path, roots: list[Path], found: dict[Path, None], refused:
         if refused is not None:
             refused.append(f"link out of the data roots not followed: {display_path(path)} -> {display_path(resolved)}")
         return
-    if resolved.is_file():
+    if not resolved.is_dir():  # sockets and broken files too: they become error rows that say what they are
         found.setdefault(resolved, None)
 
 

@@ -30,7 +30,7 @@ def _clean_unit(unit) -> str:
     if isinstance(unit, bytes):
         unit = unit.decode("utf-8", "replace")
     text = str(unit or "").strip()
-    text = text.replace("_", "")  # Berkeley EMD writes 'n_m'
+    text = text.replace("_", "").replace(" ", "")  # Berkeley EMD writes 'n_m', RosettaSciIO '1 / µm'
     if text in ("A", "Å"):
         return "a"
     return text.lower()

@@ -49,7 +49,7 @@ class TiaSerLoader(FileLoader):
     """FEI TIA series files: data in NAME_N.ser, microscope metadata in the NAME.emi partner."""
 
     name = "tia-ser"
-    version = "2"  # 2: the detector channel from the .emi
+    version = "3"  # 2: the detector channel from the .emi; 3: the microscope without TIA's label
     description = "FEI/Thermo TIA .ser data with its .emi metadata (ncempy)"
     suffixes = frozenset({".ser"})
 
@@ -79,7 +79,7 @@ class TiaSerLoader(FileLoader):
         yield Dataset(
             data=data,
             axes_units=units,
-            instrument_reported=_text(meta.get("Microscope []")),
+            instrument_reported=_tia_microscope(meta.get("Microscope []")),
             acquired_at=_parse_tia_date(acquired),
             pixel_size_nm=pixel_size_nm,
             voltage_kv=number(meta.get("High tension [kV]")) or _scaled(meta.get("AcceleratingVoltage"), 1e-3),
@@ -106,6 +106,12 @@ def _tia_detector(emi: Path | None) -> str | None:
     except OSError:
         return None
     return found.group(1).decode("ascii") if found else None
+
+
+def _tia_microscope(value) -> str | None:
+    """'Microscope Tecnai 300 kV D248 SuperTwin' -> 'Tecnai 300 kV D248 SuperTwin' (ncempy keeps TIA's label)."""
+    text = _text(value)
+    return re.sub(r"^Microscope\s+", "", text) if text else None
 
 
 def _emi_partner(ser_path: Path) -> Path | None:
@@ -154,7 +160,7 @@ def glob_escape(text: str) -> str:
 
 class GatanDMLoader(FileLoader):
     name = "gatan-dm"
-    version = "1"
+    version = "2"  # 2: acquisition times from the SI, EELS, EDS and CL tag groups too
     description = "Gatan DigitalMicrograph .dm3/.dm4 (ncempy)"
     suffixes = frozenset({".dm3", ".dm4"})
 
@@ -165,7 +171,7 @@ class GatanDMLoader(FileLoader):
             count = handle.numObjects - (1 if handle.thumbnail else 0)
             for index in range(count):
                 result = handle.getDataset(index)
-                meta = handle.getMetadata(index)
+                meta = handle.getMetadata(index, metadata_keys=list(_DM_TIME_GROUPS))
                 yield self._dataset(index, result, meta)
 
     def _dataset(self, index: int, result: dict, meta: dict) -> Dataset:
@@ -185,9 +191,7 @@ class GatanDMLoader(FileLoader):
             axes_units=units,
             instrument_reported=_text(meta.get("Microscope Info Microscope"))
             or _text(meta.get("Microscope Info Name")),
-            acquired_at=parse_vendor_datetime(
-                meta.get("DataBar Acquisition Date"), meta.get("DataBar Acquisition Time")
-            ),
+            acquired_at=_dm_acquired(meta),
             pixel_size_nm=length_to_nm(sizes[-1], units[-1]) if sizes and units else None,
             voltage_kv=voltage,
             magnification=number(meta.get("Microscope Info Indicated Magnification")) or None,
@@ -199,6 +203,27 @@ class GatanDMLoader(FileLoader):
             energy_axis_ev=_energy_axis(result, units),
             metadata=meta,
         )
+
+
+# DM writes the acquisition time in the tag group of whatever acquired the data: DataBar for images, SI for
+# spectrum images, EELS/EDS/CL for spectra (as RosettaSciIO's DM reader maps them), 'Start time' beside 'Date'.
+_DM_TIME_GROUPS = ("SI", "EDS", "CL")  # tag groups ncempy's getMetadata leaves out unless asked
+_DM_TIME_KEYS = (
+    ("DataBar Acquisition Date", "DataBar Acquisition Time"),
+    ("SI Acquisition Date", "SI Acquisition Start time"),
+    ("EELS Acquisition Date", "EELS Acquisition Start time"),
+    ("EDS Acquisition Date", "EDS Acquisition Start time"),
+    ("CL Acquisition Date", "CL Acquisition Start time"),
+    ("CL Acquisition Date", "CL Acquisition Start_time"),
+)
+
+
+def _dm_acquired(meta: dict) -> dt.datetime | None:
+    for date_key, time_key in _DM_TIME_KEYS:
+        moment = parse_vendor_datetime(meta.get(date_key), meta.get(time_key))
+        if moment is not None:
+            return moment
+    return None
 
 
 def _energy_axis(result: dict, units: list[str]) -> np.ndarray | None:
@@ -216,7 +241,7 @@ class EMDLoader(FileLoader):
     """
 
     name = "emd"
-    version = "1"
+    version = "2"  # 2: a Velox microscope's class (Titan, Talos) leads its reported name
     description = "Berkeley EMD and Velox .emd, and EMD in .h5/.hdf5 (ncempy)"
     suffixes = frozenset({".emd", ".h5", ".hdf5"})
 
@@ -360,10 +385,12 @@ def _velox_dataset(index: int, data: np.ndarray, meta: dict) -> Dataset:
     pixel = binary.get("PixelSize", {}) or {}
     unit = binary.get("PixelUnitX", "")
     operating_mode = {"1": "TEM", "2": "STEM"}.get(str(optics.get("OperatingMode", "")))
-    model = _text(instrument.get("InstrumentModel"))
-    reported = " ".join(
-        part for part in (model, _text(instrument.get("InstrumentId")), _text(instrument.get("ComputerName"))) if part
-    )
+    # The instrument's class (Titan, Talos) first, as RosettaSciIO names the microscope, then what tells two of
+    # a class apart: the model (Spectra, Themis), the instrument id and the computer's name.
+    parts = [
+        _text(instrument.get(key)) for key in ("InstrumentClass", "InstrumentModel", "InstrumentId", "ComputerName")
+    ]
+    reported = " ".join(dict.fromkeys(part for part in parts if part))
     epoch = number(((meta.get("Acquisition") or {}).get("AcquisitionStartDatetime") or {}).get("DateTime"))
     magnification = number(optics.get("NominalMagnification"))
     if operating_mode == "STEM":

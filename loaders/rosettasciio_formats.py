@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from datasette_scisearch.loader import Dataset, FileLoader, LoaderError, NotData
 from datasette_scisearch.normalize import length_to_nm, number
 
@@ -125,7 +127,7 @@ def dataset_from_signal(index: int, signal: dict) -> Dataset:
     spatial = [(u, s) for u, s in zip(units, scales) if length_to_nm(s, u) is not None]
     acquired, time_source = _acquired(general, signal.get("original_metadata") or {})
     return Dataset(
-        data=signal["data"],
+        data=_plain_array(signal["data"]),
         index=index,
         name=general.get("title"),
         axes_units=units,
@@ -143,6 +145,14 @@ def dataset_from_signal(index: int, signal: dict) -> Dataset:
         signal=spectroscopy or signal_type or None,
         metadata={"metadata": metadata, "original_metadata": signal.get("original_metadata", {})},
     )
+
+
+def _plain_array(data) -> np.ndarray:
+    """RosettaSciIO returns colour images as a structured array (one field per channel): keep the luminance."""
+    data = np.asarray(data)
+    if data.dtype.names:
+        data = np.mean([data[name].astype(np.float32) for name in data.dtype.names[:3]], axis=0)
+    return data
 
 
 def _unit(value) -> str:
