@@ -153,12 +153,18 @@ def _record_fallback(result: FileResult, failures: list[tuple[FileLoader, str]])
 
 
 def _no_reader_could(failures: list[tuple[FileLoader, str]]) -> str:
-    """One sentence naming each reader tried and what it said; the first (specialised) reader's reason first."""
+    """Which readers were tried and what each said, the specialised reader's reason first, and whether trying
+    again can help (it is not tried again until the file changes)."""
     if len(failures) == 1:
         loader, message = failures[0]
-        return f"the {loader.name} reader could not read it: {message}"
-    parts = [f"{loader.name}: {message}" for loader, message in failures]
-    return "no installed reader could read it (" + "; ".join(parts) + ")"
+        said = message if message.startswith("RosettaSciIO") else f"the {loader.name} reader could not read it: {message}"
+    else:
+        said = "no installed reader could read it — " + "; ".join(
+            m if m.startswith("RosettaSciIO") else f"{loader.name}: {m}" for loader, m in failures
+        )
+    if "--retry-errors" in said:
+        return said
+    return said.rstrip(".") + " (not read again until the file changes; once it is fixed, load with --retry-errors)"
 
 
 def _backfill_times(result: FileResult) -> None:

@@ -82,25 +82,41 @@ def read_with_rosettasciio(path: Path, plugin_names: tuple[str, ...] | None = No
     ]
     if not plugins:
         raise LoaderError(f"RosettaSciIO has no reader for '{path.suffix}' files")
-    failures: list[str] = []
+    failures: list[tuple[str, str]] = []
+    missing_packages: list[tuple[str, str]] = []
     for plugin in plugins:
         try:
             reader = importlib.import_module(plugin["api"]).file_reader
             signals = reader(str(path), lazy=False)
         except ImportError as error:
-            failures.append(f"its {plugin['name']} reader needs the optional package '{error.name}' (pip install it)")
+            missing_packages.append((plugin["name"], error.name or str(error)))
             continue
         except MemoryError:
             raise
         except Exception as error:  # vendor readers raise anything from struct.error to KeyError
-            failures.append(f"{plugin['name']}: {type(error).__name__}: {error}")
+            failures.append((plugin["name"], f"{type(error).__name__}: {error}"))
             continue
         if signals:
             for index, signal in enumerate(signals):
                 yield dataset_from_signal(index, signal)
             return
-        failures.append(f"{plugin['name']}: no data in the file")
-    raise LoaderError("RosettaSciIO could not read it (" + "; ".join(failures)[:600] + ")")
+        failures.append((plugin["name"], "no data in the file"))
+    raise LoaderError(_why_not(path, failures, missing_packages))
+
+
+def _why_not(path: Path, failures: list[tuple[str, str]], missing: list[tuple[str, str]]) -> str:
+    """What RosettaSciIO's readers said, in one sentence: the one reader's reason, or that none recognised it."""
+    if missing and not failures:
+        name, package = missing[0]
+        return (
+            f"RosettaSciIO's {name} reader needs the optional package '{package}': pip install {package}, "
+            "then load again with --retry-errors"
+        )
+    if len(failures) == 1:
+        name, message = failures[0]
+        return f"RosettaSciIO's {name} reader could not read it: {message[:300]}"
+    names = ", ".join(name for name, _ in failures + missing)
+    return f"none of RosettaSciIO's readers for '{path.suffix}' files ({names}) recognises it"
 
 
 def dataset_from_signal(index: int, signal: dict) -> Dataset:
