@@ -491,6 +491,7 @@ _KIND_ALIASES.update(
     }
 )
 _KIND_ALIASES.update({"spectra": "spectrum", "si": "spectrum image", "spectrumimage": "spectrum image", "4d": "4D"})
+_KIND_ALIASES.update({"lineprofile": "line profile", "line-profile": "line profile", "profile": "line profile"})
 
 
 # -- Numbers -------------------------------------------------------------------------------------
