@@ -31,7 +31,7 @@ from datasette_scisearch.config import load_settings  # noqa: E402
 from datasette_scisearch.ingest import load_files  # noqa: E402
 from datasette_scisearch.kinds import kind_from_axes  # noqa: E402
 from datasette_scisearch.normalize import honest_camera_length, honest_magnification, honest_voltage  # noqa: E402
-from scisearch_loaders.rosettasciio_formats import mapped_metadata  # noqa: E402
+from scisearch_loaders.rosettasciio_formats import camera_length_mm, mapped_metadata  # noqa: E402
 
 FIELDS = ("kind", "shape", "acquired_at", "voltage_kv", "magnification", "camera_length_mm", "instrument")
 
@@ -58,7 +58,8 @@ def reference_path(path: Path) -> Path:
 
 
 def rosettasciio_signals(path: Path) -> list[dict] | None:
-    """The signals RosettaSciIO reads from a file (the first of its plugins for the suffix that can), or None."""
+    """The signals RosettaSciIO reads from a file (the first of its plugins for the suffix that can), or None;
+    each signal notes the plugin that read it under ``"plugin"``."""
     import rsciio
 
     suffix = path.suffix.lower().lstrip(".")
@@ -67,7 +68,7 @@ def rosettasciio_signals(path: Path) -> list[dict] | None:
             continue
         try:
             reader = importlib.import_module(plugin["api"]).file_reader
-            return list(reader(str(path), lazy=False))
+            return [{**signal, "plugin": plugin["name"]} for signal in reader(str(path), lazy=False)]
         except Exception:  # not this plugin's dialect of the suffix (HDF5 files), or not readable at all
             continue
     return None
@@ -95,7 +96,8 @@ def reference_values(signal: dict) -> dict:
         "acquired_at": _reference_time(general),
         "voltage_kv": honest_voltage(microscope.get("beam_energy")),
         "magnification": honest_magnification(microscope.get("magnification")),
-        "camera_length_mm": honest_camera_length(microscope.get("camera_length")),
+        # in mm, as HyperSpy defines it (one RosettaSciIO reader gives metres: see CAMERA_LENGTH_IN_METRES)
+        "camera_length_mm": honest_camera_length(camera_length_mm(microscope.get("camera_length"), signal["plugin"])),
         "instrument": (str(microscope.get("microscope")).strip() or None) if microscope.get("microscope") else None,
     }
 

@@ -98,7 +98,7 @@ def read_with_rosettasciio(path: Path, plugin_names: tuple[str, ...] | None = No
             continue
         if signals:
             for index, signal in enumerate(signals):
-                yield dataset_from_signal(index, signal)
+                yield dataset_from_signal(index, signal, plugin["name"])
             return
         failures.append((plugin["name"], "no data in the file"))
     raise LoaderError(_why_not(path, failures, missing_packages))
@@ -119,7 +119,19 @@ def _why_not(path: Path, failures: list[tuple[str, str]], missing: list[tuple[st
     return f"none of RosettaSciIO's readers for '{path.suffix}' files ({names}) recognises it"
 
 
-def dataset_from_signal(index: int, signal: dict) -> Dataset:
+# HyperSpy's camera_length is in mm, but RosettaSciIO's block-file mapping scales the header's 0.1 mm units by
+# 1e-4, which gives metres (a NanoMegas camera length of '0.2' is 20 cm): those readers' values are converted.
+CAMERA_LENGTH_IN_METRES = {"Blockfile"}
+
+
+def camera_length_mm(value, plugin_name: str | None) -> float | None:
+    length = number(value)
+    if length is not None and plugin_name in CAMERA_LENGTH_IN_METRES:
+        length *= 1e3
+    return length
+
+
+def dataset_from_signal(index: int, signal: dict, plugin_name: str | None = None) -> Dataset:
     """One RosettaSciIO signal as a Dataset, its vendor metadata mapped to HyperSpy's common names first."""
     metadata = mapped_metadata(signal)
     general = metadata.get("General", {})
@@ -155,7 +167,7 @@ def dataset_from_signal(index: int, signal: dict) -> Dataset:
         pixel_size_nm=length_to_nm(spatial[-1][1], spatial[-1][0]) if spatial else None,
         voltage_kv=number(microscope.get("beam_energy")),  # HyperSpy's beam_energy is in keV
         magnification=number(microscope.get("magnification")),
-        camera_length_mm=number(microscope.get("camera_length")),  # HyperSpy's camera_length is in mm
+        camera_length_mm=camera_length_mm(microscope.get("camera_length"), plugin_name),
         mode=spectroscopy if spectroscopy in ("EELS", "EDS") else ("EDS" if spectroscopy == "EDX" else microscope_kind),
         detector=detector,
         signal=spectroscopy or signal_type or None,
