@@ -158,7 +158,7 @@ def write_hspy(a: Acquisition, cube: np.ndarray) -> None:
 
     rows, cols, channels = cube.shape
     metadata = {
-        "General": _general(a, f"{a.sample} EELS SI"),
+        "General": _general(a, "EELS Spectrum Image"),  # what Gatan's software titles it
         "Signal": {"signal_type": "EELS", "quantity": "Electrons (Counts)"},
         "Acquisition_instrument": {
             "TEM": {
@@ -169,7 +169,6 @@ def write_hspy(a: Acquisition, cube: np.ndarray) -> None:
                 "Detector": {"EELS": {"detector_type": "GIF Quantum"}},
             }
         },
-        "Sample": {"description": a.sample},
     }
     axes = [
         _axis("y", "nm", rows, a.pixel_size_nm, navigate=True),
