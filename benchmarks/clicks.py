@@ -47,6 +47,7 @@ import scifact  # noqa: E402  (benchmarks/scifact.py: the catalog, the claims, t
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.learning import clicks as learning  # noqa: E402
 from datasette_scisearch.learning.learn_command import describe  # noqa: E402
+from datasette_scisearch.private import open_private, private_path  # noqa: E402
 from datasette_scisearch.search import engine  # noqa: E402
 from datasette_scisearch.search.click_signals import query_key  # noqa: E402
 from datasette_scisearch.search.query import parse_query  # noqa: E402
@@ -84,6 +85,7 @@ def mean_ndcg(db, claims: dict) -> float:
 def simulate(db, claims: dict, sessions: int, rounds: int, model: ClickModel, debias: bool, seed: int):
     """``sessions`` searches over the popular claims in ``rounds`` batches, learning after each."""
     rng = np.random.default_rng(seed)
+    logs = open_private(db)  # the search log lives beside the catalog
     ids = list(claims)
     positions = np.arange(1, PAGE + 1)
     report = None
@@ -97,23 +99,20 @@ def simulate(db, claims: dict, sessions: int, rounds: int, model: ClickModel, de
             actor = f"researcher-{rng.integers(RESEARCHERS)}"
             logged = [(position, "paper", item_id) for position, item_id in enumerate(shown, start=1)]
             key = query_key(parse_query(text))
-            search_id = record_search(db.conn, text, key, "paper", "scifact", actor, logged, now=when)
+            search_id = record_search(logs.conn, text, key, "paper", "scifact", actor, logged, now=when)
             chance = model.examination(positions[: len(shown)]) * np.array(
                 [model.relevant if item_id in relevant else model.irrelevant for item_id in shown]
             )
             for position in np.flatnonzero(rng.random(len(shown)) < chance) + 1:
-                record_click(db.conn, search_id, int(position), "paper", shown[position - 1], actor, now=when)
+                record_click(logs.conn, search_id, int(position), "paper", shown[position - 1], actor, now=when)
         report = learning.learn(db, debias=debias)
     return report
 
 
 def fresh_catalog(source: Path, work: Path):
     shutil.copyfile(source, work)
-    db = open_catalog(work)
-    with db.conn:
-        for table in ("click_signals", "search_clicks", "search_impressions", "search_log"):
-            db.execute(f"delete from {table}")
-    return db
+    private_path(work).unlink(missing_ok=True)
+    return open_catalog(work)
 
 
 def attack(db, claims: dict) -> list[str]:
@@ -127,15 +126,16 @@ def attack(db, claims: dict) -> list[str]:
     lines = [f"attack on claim {query_id}: irrelevant result {target} at position {before}, nDCG@10 "]
     base_ndcg = scifact.ndcg_at_10(shown[:10], relevant)
     key = query_key(parse_query(text))
+    logs = open_private(db)
     for actor in ("mallory", None):
         for n in range(1000):
             when = START + dt.timedelta(days=30, seconds=n)
             logged = [(position, "paper", item_id) for position, item_id in enumerate(shown, start=1)]
-            search_id = record_search(db.conn, text, key, "paper", "scifact", actor, logged, now=when)
-            record_click(db.conn, search_id, before, "paper", target, actor, now=when)
+            search_id = record_search(logs.conn, text, key, "paper", "scifact", actor, logged, now=when)
+            record_click(logs.conn, search_id, before, "paper", target, actor, now=when)
         learning.learn(db)
         after = ranking(db, text)
-        boost = db.execute(
+        boost = logs.execute(
             "select boost from click_signals where query_key = ? and item_id = ?", [key, target]
         ).fetchone()
         who = "one signed-in actor, 1,000 clicks in a day" if actor else "+ 1,000 anonymous forged searches and clicks"
@@ -152,11 +152,13 @@ def time_learning_at_scale(work: Path, searches: int = 42_000, queries: int = 2_
     """How long ``learn`` takes over a log of a million impressions (synthetic: 24 results per search drawn
     from 50 per query, clicks falling off as 0.3/position, 500 signed-in actors)."""
     work.unlink(missing_ok=True)
+    private_path(work).unlink(missing_ok=True)
     db = open_catalog(work)
+    logs = open_private(db)
     rng = np.random.default_rng(0)
     items = rng.integers(0, 50, size=(searches, PAGE))
-    with db.conn:
-        db.conn.executemany(
+    with logs.conn:
+        logs.conn.executemany(
             "insert into search_log (id, query, query_key, tab, catalog, actor, created_at) values (?,?,?,?,?,?,?)",
             [
                 (
@@ -176,17 +178,19 @@ def time_learning_at_scale(work: Path, searches: int = 42_000, queries: int = 2_
             for n in range(1, searches + 1)
             for p in range(PAGE)
         ]
-        db.conn.executemany("insert into search_impressions values (?, ?, ?, ?)", shown)
+        logs.conn.executemany("insert into search_impressions values (?, ?, ?, ?)", shown)
         clicked = [row for row in shown if rng.random() < 0.3 / row[1]]
-        db.conn.executemany(
+        logs.conn.executemany(
             "insert into search_clicks (search_id, position, item_type, item_id, clicked_at) values (?, ?, ?, ?, '')",
             clicked,
         )
     started = time.perf_counter()
     report = learning.learn(db)
     seconds = time.perf_counter() - started
+    logs.close()
     db.close()
     work.unlink(missing_ok=True)
+    private_path(work).unlink(missing_ok=True)
     return (
         f"learn over {len(shown):,} logged impressions and {len(clicked):,} clicks: {seconds:.1f} s "
         f"({report.pairs:,} signals)"

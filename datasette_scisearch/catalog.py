@@ -468,7 +468,39 @@ def m004_tag_ids_are_never_reused(db: sqlite_utils.Database) -> None:
 
 
 @MIGRATIONS()
-def m005_data_roots_and_remembered_failures(db: sqlite_utils.Database) -> None:
+def m005_private_rows_leave_the_catalog(db: sqlite_utils.Database) -> None:
+    """Anyone who may read the catalog may run SQL over all of it, so the search log, the click signals (queries
+    people typed) and the names in tag_history move to the private database beside it (``private.py``).  Rows are
+    copied with their ids first; a copy interrupted before this migration commits is simply made again."""
+    from .private import PRIVATE_TABLES, open_private
+
+    moving = [table for table in PRIVATE_TABLES if table in db.table_names()]
+    private = open_private(db)
+    if private is not None:
+        try:
+            with private.conn:
+                for table in moving:
+                    columns = [column.name for column in db[table].columns]
+                    rows = db.execute(f"select {', '.join(columns)} from [{table}]").fetchall()
+                    private.conn.executemany(
+                        f"insert or replace into [{table}] ({', '.join(columns)}) "
+                        f"values ({', '.join('?' * len(columns))})",
+                        rows,
+                    )
+                private.conn.executemany(
+                    "insert or replace into change_actors (history_id, actor, changed_at) values (?, ?, ?)",
+                    db.execute("select id, actor, changed_at from tag_history where actor is not null").fetchall(),
+                )
+        finally:
+            private.close()
+    for table in ("search_clicks", "search_impressions", "search_log", "click_signals"):
+        if table in moving:
+            db.execute(f"drop table [{table}]")
+    db.execute("update tag_history set actor = null where actor is not null")
+
+
+@MIGRATIONS()
+def m006_data_roots_and_remembered_failures(db: sqlite_utils.Database) -> None:
     """Every folder given to a load is a data root (what may be read, served and watched), and a file that failed
     keeps the size and modification time it failed with, so that a second load does not read it again."""
     db["data_roots"].create(

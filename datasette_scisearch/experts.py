@@ -5,9 +5,11 @@ status; a rejected one stays in the catalog as ``rejected`` so the tagger that
 proposed it never writes it again (tagging.py skips texts an expert judged) and
 search stops seeing it.  An edit keeps the row and changes its text; an added
 tag is a new row with source ``expert``.  Every change writes one
-``tag_history`` entry (who, when, old → new, and the item and text, so the
+``tag_history`` entry (when, old → new, and the item and text, so the
 entry stays readable after the tag is edited or removed) and rebuilds the
-item's search document in the same transaction.
+item's search document in the same transaction.  Who made it is written to the
+private database beside the catalog (``private.py``) once the change commits:
+the catalog is readable by anyone who may search it.
 
 Two experts changing the same tag at once: each change runs in its own
 ``BEGIN IMMEDIATE`` transaction, so the second waits for the first, reads the
@@ -20,11 +22,13 @@ write connection, and tests call them on any connection to a catalog.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import unicodedata
 from dataclasses import dataclass, field
 
 import sqlite_utils
 
+from . import private
 from .catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, item_key, now_utc
 from .search.index import refresh_search_items
 
@@ -178,9 +182,15 @@ def get_tag(db: sqlite_utils.Database, tag_id) -> dict:
 
 
 def history(
-    db: sqlite_utils.Database, item_type: str | None = None, item_id=None, tag_id=None, limit: int = 500
+    db: sqlite_utils.Database,
+    item_type: str | None = None,
+    item_id=None,
+    tag_id=None,
+    limit: int = 500,
+    with_actors: bool = True,
 ) -> list[dict]:
-    """History entries, newest first: of one tag, of one item's tags, or of the whole catalog."""
+    """History entries, newest first: of one tag, of one item's tags, or of the whole catalog.  ``actor`` comes
+    from the private database; ``with_actors=False`` leaves it None (for visitors who are not staff)."""
     where, params = [], []
     if tag_id is not None:
         where.append("tag_id = ?")
@@ -190,11 +200,20 @@ def history(
         params += [item_type, str(item_id)]
     sql = f"select {', '.join(HISTORY_COLUMNS)} from tag_history"
     sql += (" where " + " and ".join(where)) if where else ""
-    rows = db.execute(sql + " order by id desc limit ?", [*params, limit]).fetchall()
-    return [dict(zip(HISTORY_COLUMNS, row)) for row in rows]
+    entries = [dict(zip(HISTORY_COLUMNS, row)) for row in db.execute(sql + " order by id desc limit ?", [*params, limit])]
+    if with_actors:
+        names = private.actors(db, [entry["id"] for entry in entries])
+        for entry in entries:
+            entry["actor"] = names.get(entry["id"], entry["actor"])
+    return entries
 
 
 # -- Writing ----------------------------------------------------------------------------------------------
+
+
+# The (history id, actor, time) of the changes the open transaction made, written to the private database after it
+# commits.  A context variable, because Datasette runs each change on its write thread.
+_actors_to_record: contextvars.ContextVar[list | None] = contextvars.ContextVar("actors_to_record", default=None)
 
 
 @contextlib.contextmanager
@@ -206,6 +225,8 @@ def _transaction(db: sqlite_utils.Database, touched: set[tuple[str, str]]):
     if db.conn.in_transaction:
         # refresh_search_items commits: the caller's own uncommitted writes would be committed with ours.
         raise RuntimeError("commit or roll back the connection's open transaction before changing tags")
+    pending: list[tuple[int, str, str]] = []
+    token = _actors_to_record.set(pending)
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -222,13 +243,16 @@ def _transaction(db: sqlite_utils.Database, touched: set[tuple[str, str]]):
         if db.conn.in_transaction:
             db.conn.rollback()
         raise
+    finally:
+        _actors_to_record.reset(token)
+    private.record_actors(db, pending)
 
 
 def _record(db, tag: dict, actor: str, action: str, old_value, new_value, now: str) -> dict:
     entry = {
         "tag_id": tag["id"],
         "changed_at": now,
-        "actor": actor,
+        "actor": None,  # the name goes to the private database (see _transaction)
         "action": action,
         "old_value": old_value,
         "new_value": new_value,
@@ -240,7 +264,10 @@ def _record(db, tag: dict, actor: str, action: str, old_value, new_value, now: s
     cursor = db.execute(
         f"insert into tag_history ({', '.join(entry)}) values ({', '.join('?' * len(entry))})", list(entry.values())
     )
-    return {"id": cursor.lastrowid, **entry}
+    pending = _actors_to_record.get()
+    if pending is not None:
+        pending.append((cursor.lastrowid, actor, now))
+    return {"id": cursor.lastrowid, **entry, "actor": actor}
 
 
 def _set_status(db, tag: dict, status: str, actor: str, action: str, now: str) -> Change:

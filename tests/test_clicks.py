@@ -15,12 +15,14 @@ import threading
 import time
 
 import pytest
+import sqlite_utils
 from click.testing import CliRunner
 from datasette.app import Datasette
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.learning import clicks as learning
 from datasette_scisearch.learning.learn_command import learn as learn_command
+from datasette_scisearch.private import open_private, private_path
 from datasette_scisearch.search import engine
 from datasette_scisearch.search.click_signals import query_key
 from datasette_scisearch.search.index import refresh_search_items
@@ -69,6 +71,14 @@ def db(catalog_path):
 
 
 @pytest.fixture
+def logs(catalog_path):
+    """The catalog's private half, where the search log and the click signals live."""
+    database = open_private(catalog_path)
+    yield database
+    database.close()
+
+
+@pytest.fixture
 def ds(catalog_path):
     return Datasette([str(catalog_path)])
 
@@ -78,18 +88,22 @@ def order(db, query: str = "graphene", **weights) -> list[str]:
 
 
 def log(db, item_ids: list[str], clicked: list[str] = (), actor=None, query="graphene", when=NOW) -> int:
-    """One search that showed ``item_ids`` in that order, and clicks on ``clicked``."""
+    """One search that showed ``item_ids`` in that order, and clicks on ``clicked``, in the catalog's log."""
+    logs = open_private(db)
     shown = [(position, "paper", item_id) for position, item_id in enumerate(item_ids, start=1)]
-    search_id = record_search(db.conn, query, query_key(parse_query(query)), None, "catalog", actor, shown, now=when)
+    search_id = record_search(logs.conn, query, query_key(parse_query(query)), None, "catalog", actor, shown, now=when)
     for item_id in clicked:
-        outcome = record_click(db.conn, search_id, item_ids.index(item_id) + 1, "paper", item_id, actor, now=when)
+        outcome = record_click(logs.conn, search_id, item_ids.index(item_id) + 1, "paper", item_id, actor, now=when)
         assert outcome.recorded, outcome.message
+    logs.close()
     return search_id
 
 
 def signal(db, item_id: str, query: str = "graphene") -> dict | None:
     where = "query_key = ? and item_id = ?"
-    rows = list(db["click_signals"].rows_where(where, [query_key(parse_query(query)), item_id]))
+    logs = open_private(db)
+    rows = list(logs["click_signals"].rows_where(where, [query_key(parse_query(query)), item_id]))
+    logs.close()
     return rows[0] if rows else None
 
 
@@ -114,28 +128,28 @@ async def page(ds, q: str, actor: dict | None = None):
 
 
 @pytest.mark.asyncio
-async def test_a_search_page_logs_the_query_and_every_result_shown_with_its_position(ds, db):
+async def test_a_search_page_logs_the_query_and_every_result_shown_with_its_position(ds, db, logs):
     response = await page(ds, "graphene")
     assert response.status_code == 200
-    (search,) = db.execute("select id, query, query_key, tab, catalog, actor from search_log").fetchall()
+    (search,) = logs.execute("select id, query, query_key, tab, catalog, actor from search_log").fetchall()
     assert search[1:] == ("graphene", "graphene", "all", "catalog", None)
-    shown = db.execute("select position, item_id from search_impressions order by position").fetchall()
+    shown = logs.execute("select position, item_id from search_impressions order by position").fetchall()
     assert shown == [(n, f"G{n:02d}") for n in range(1, PAPERS + 1)]
     positions = re.findall(r'data-scisearch-search-id="(\d+)" data-scisearch-position="(\d+)"', response.text)
     assert positions == [(str(search[0]), str(n)) for n in range(1, PAPERS + 1)]
 
 
 @pytest.mark.asyncio
-async def test_the_log_keeps_the_actor_id_and_nothing_else_about_who_searched(ds, db):
+async def test_the_log_keeps_the_actor_id_and_nothing_else_about_who_searched(ds, db, logs):
     await page(ds, "graphene", actor={"id": "alice", "name": "Alice", "email": "alice@example.org"})
-    assert db.execute("select actor from search_log").fetchall() == [("alice",)]
-    assert set(db["search_log"].columns_dict) == {"id", "query", "query_key", "tab", "catalog", "actor", "created_at"}
+    assert logs.execute("select actor from search_log").fetchall() == [("alice",)]
+    assert set(logs["search_log"].columns_dict) == {"id", "query", "query_key", "tab", "catalog", "actor", "created_at"}
 
 
 @pytest.mark.asyncio
-async def test_a_search_that_finds_nothing_is_not_logged(ds, db):
+async def test_a_search_that_finds_nothing_is_not_logged(ds, db, logs):
     await page(ds, "qwzxv")
-    assert db["search_log"].count == 0
+    assert logs["search_log"].count == 0
 
 
 @pytest.mark.asyncio
@@ -155,26 +169,39 @@ async def test_a_beacon_to_a_catalog_served_immutable_says_it_keeps_no_clicks(ca
     assert "read-only" in answer.json()["error"]
 
 
+def hold_write_lock(path, locked: threading.Event, seconds=5.5):
+    """Hold ``path``'s write lock longer than Datasette's write connection would wait by default."""
+    writer = sqlite_utils.Database(path)
+    writer.execute("BEGIN IMMEDIATE")
+    locked.set()
+    time.sleep(seconds)
+    writer.conn.rollback()
+    writer.close()
+
+
 @pytest.mark.asyncio
-async def test_a_search_while_another_program_holds_the_catalog_is_shown_unlogged(ds, db, catalog_path):
+async def test_a_search_while_another_program_holds_the_log_is_shown_unlogged(ds, catalog_path, logs):
     locked = threading.Event()
-
-    def hold(seconds=5.5):  # longer than Datasette's write connection would wait by default
-        writer = open_catalog(catalog_path)
-        writer.execute("BEGIN IMMEDIATE")
-        locked.set()
-        time.sleep(seconds)
-        writer.conn.rollback()
-        writer.close()
-
-    thread = threading.Thread(target=hold)
+    thread = threading.Thread(target=hold_write_lock, args=(private_path(catalog_path), locked))
     thread.start()
     locked.wait()
     response = await page(ds, "graphene")
     thread.join()
     assert response.status_code == 200
     assert "G01" in response.text
-    assert db["search_log"].count == 0
+    assert logs["search_log"].count == 0
+
+
+@pytest.mark.asyncio
+async def test_a_search_while_a_tagging_run_holds_the_catalog_is_still_logged(ds, catalog_path, logs):
+    locked = threading.Event()
+    thread = threading.Thread(target=hold_write_lock, args=(catalog_path, locked, 2.0))
+    thread.start()
+    locked.wait()
+    response = await page(ds, "graphene")
+    thread.join()
+    assert response.status_code == 200
+    assert logs["search_log"].count == 1
 
 
 # -- The beacon ---------------------------------------------------------------------------------------------
@@ -193,23 +220,23 @@ def search_id_in(response) -> int:
 
 
 @pytest.mark.asyncio
-async def test_a_beacon_for_a_result_the_search_showed_records_one_click(ds, db):
+async def test_a_beacon_for_a_result_the_search_showed_records_one_click(ds, db, logs):
     response = await page(ds, "graphene")
     answer = await beacon(ds, response, search_id=search_id_in(response), position=3, item_type="paper", item_id="G03")
     assert (answer.status_code, answer.json()) == (200, {"ok": True, "recorded": True})
-    clicks = db.execute("select search_id, position, item_type, item_id, actor from search_clicks").fetchall()
+    clicks = logs.execute("select search_id, position, item_type, item_id, actor from search_clicks").fetchall()
     assert clicks == [(search_id_in(response), 3, "paper", "G03", None)]
 
 
 @pytest.mark.asyncio
-async def test_a_beacon_without_the_csrf_token_is_refused(ds, db):
+async def test_a_beacon_without_the_csrf_token_is_refused(ds, db, logs):
     response = await page(ds, "graphene")
     url = re.search(r'data-scisearch-click-url="([^"]+)"', response.text)[1]
     answer = await ds.client.post(
         url, data={"search_id": search_id_in(response), "position": 1}, cookies={"ds_csrftoken": "forged"}
     )
     assert answer.status_code == 403
-    assert db["search_clicks"].count == 0
+    assert logs["search_clicks"].count == 0
 
 
 @pytest.mark.asyncio
@@ -229,11 +256,11 @@ async def test_a_beacon_with_words_for_numbers_is_a_400(ds, db):
 
 
 @pytest.mark.asyncio
-async def test_a_beacon_for_a_position_the_search_did_not_show_is_refused(ds, db):
+async def test_a_beacon_for_a_position_the_search_did_not_show_is_refused(ds, db, logs):
     response = await page(ds, "graphene")
     answer = await beacon(ds, response, search_id=search_id_in(response), position=PAPERS + 1)
     assert answer.status_code == 400
-    assert db["search_clicks"].count == 0
+    assert logs["search_clicks"].count == 0
 
 
 @pytest.mark.asyncio
@@ -266,31 +293,31 @@ async def test_a_beacon_to_a_catalog_the_visitor_may_not_see_is_a_json_403(catal
 
 
 @pytest.mark.asyncio
-async def test_clicking_the_same_result_again_counts_once(ds, db):
+async def test_clicking_the_same_result_again_counts_once(ds, db, logs):
     response = await page(ds, "graphene")
     for _ in range(5):
         answer = await beacon(ds, response, search_id=search_id_in(response), position=2)
     assert answer.json() == {"ok": True, "recorded": False, "note": "already counted for this search"}
-    assert db["search_clicks"].count == 1
+    assert logs["search_clicks"].count == 1
 
 
-def test_a_search_counts_only_a_few_clicks(db):
+def test_a_search_counts_only_a_few_clicks(db, logs):
     search_id = log(db, [f"G{n:02d}" for n in range(1, PAPERS + 1)])
-    outcomes = [record_click(db.conn, search_id, position, None, None, None, now=NOW) for position in range(1, 11)]
+    outcomes = [record_click(logs.conn, search_id, position, None, None, None, now=NOW) for position in range(1, 11)]
     assert sum(outcome.recorded for outcome in outcomes) == MAX_CLICKS_PER_SEARCH
-    assert db["search_clicks"].count == MAX_CLICKS_PER_SEARCH
+    assert logs["search_clicks"].count == MAX_CLICKS_PER_SEARCH
 
 
-def test_a_click_on_a_search_older_than_a_day_is_refused(db):
+def test_a_click_on_a_search_older_than_a_day_is_refused(db, logs):
     search_id = log(db, ["G01", "G02"], when=NOW - dt.timedelta(days=2))
-    outcome = record_click(db.conn, search_id, 1, "paper", "G01", None, now=NOW)
+    outcome = record_click(logs.conn, search_id, 1, "paper", "G01", None, now=NOW)
     assert (outcome.status, outcome.recorded) == (410, False)
 
 
-def test_a_click_on_someone_elses_search_is_refused(db):
+def test_a_click_on_someone_elses_search_is_refused(db, logs):
     search_id = log(db, ["G01", "G02"], actor="alice")
-    assert record_click(db.conn, search_id, 1, "paper", "G01", "mallory", now=NOW).status == 403
-    assert record_click(db.conn, search_id, 1, "paper", "G01", None, now=NOW).status == 403
+    assert record_click(logs.conn, search_id, 1, "paper", "G01", "mallory", now=NOW).status == 403
+    assert record_click(logs.conn, search_id, 1, "paper", "G01", None, now=NOW).status == 403
 
 
 # -- Learning ------------------------------------------------------------------------------------------------
@@ -359,18 +386,18 @@ def test_learning_only_from_signed_in_actors_ignores_anonymous_clicks(db):
     assert signal(db, "G02")["clicks"] == 1
 
 
-def test_learning_twice_from_the_same_log_gives_the_same_signals(db):
+def test_learning_twice_from_the_same_log_gives_the_same_signals(db, logs):
     for n in range(30):
         log(db, ["G01", "G02", "G03", "G04"], ["G03"] if n % 2 else ["G01", "G04"])
     learning.learn(db, now=NOW)
-    first = db.execute("select * from click_signals order by item_id").fetchall()
+    first = logs.execute("select * from click_signals order by item_id").fetchall()
     learning.learn(db, now=NOW)
-    assert db.execute("select * from click_signals order by item_id").fetchall() == first
+    assert logs.execute("select * from click_signals order by item_id").fetchall() == first
 
 
-def test_learning_from_an_empty_log_writes_nothing(db):
+def test_learning_from_an_empty_log_writes_nothing(db, logs):
     report = learning.learn(db)
-    assert (report.searches, report.pairs, db["click_signals"].count) == (0, 0, 0)
+    assert (report.searches, report.pairs, logs["click_signals"].count) == (0, 0, 0)
 
 
 # -- Search uses it ------------------------------------------------------------------------------------------
@@ -444,10 +471,10 @@ async def test_a_search_over_two_catalogs_logs_in_each_the_results_it_gave_at_th
     assert response.status_code == 200
     positions = {}
     for path in (catalog_path, other):
-        database = open_catalog(path)
-        assert database["search_log"].count == 1
-        positions[path.stem] = [row[0] for row in database.execute("select position from search_impressions")]
-        database.close()
+        logs = open_private(path)
+        assert logs["search_log"].count == 1
+        positions[path.stem] = [row[0] for row in logs.execute("select position from search_impressions")]
+        logs.close()
     assert sorted(positions["catalog"] + positions["other"]) == list(range(1, 2 * PAPERS + 1))
     assert len(positions["catalog"]) == len(positions["other"]) == PAPERS
     urls = set(re.findall(r'data-scisearch-click-url="([^"]+)"', response.text))

@@ -360,14 +360,6 @@ async def test_previews_bookkeeping_and_vector_tables_are_hidden(tmp_path):
 
 
 @pytest.mark.asyncio
-async def test_the_search_log_is_readable_by_root_only(ds):
-    root = {"ds_actor": ds.sign({"a": {"id": "root"}}, "actor")}
-    for table in ("search_log", "search_impressions", "search_clicks"):
-        assert (await ds.client.get(f"/cat/{table}.json")).status_code == 403
-        assert (await ds.client.get(f"/cat/{table}.json", cookies=root)).status_code == 200
-
-
-@pytest.mark.asyncio
 async def test_stylesheet_for_thumbnails_is_linked_and_served(ds):
     page = await ds.client.get("/cat/files")
     href = re.search(r'<link rel="stylesheet" href="([^"]*scisearch\.css)">', page.text)[1]

@@ -2,7 +2,8 @@
 
 People open the first results far more often than the fifth whatever they are
 worth, so a result's click rate mostly says where it was shown.  ``learn``
-reads the log (``search_log``, ``search_impressions``, ``search_clicks``) and
+reads the log (``search_log``, ``search_impressions``, ``search_clicks``, in the
+private database beside the catalog: ``private.py``) and
 fits a **position-based click model** (Craswell et al. 2008; Chuklin, Markov &
 de Rijke, *Click Models for Web Search*, 2015):
 
@@ -57,6 +58,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import sqlite_utils
+
+from ..private import open_private
 
 # Positions after this one share one propensity: few searchers scroll that far, and their clicks are sparse.
 MAX_POSITION = 50
@@ -124,17 +127,25 @@ def learn(
     leaves anonymous searches out, for a catalog that should trust only people who sign in."""
     started = time.perf_counter()
     report = LearnReport(debiased=debias)
-    report.searches = db.execute("select count(*) from search_log").fetchone()[0]
-    report.impressions = db.execute("select count(*) from search_impressions").fetchone()[0]
-    report.clicks = db.execute("select count(*) from search_clicks").fetchone()[0]
-    rows = db.execute(_GROUPS_SQL, {"max_position": MAX_POSITION, "signed_in_only": signed_in_only}).fetchall()
-    signals: list[dict] = []
-    if rows:
-        signals = _fit(rows, debias, report)
-    updated_at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
-    with db.atomic():  # searches see the old signals or the new, never half (insert_all commits a plain `with conn`)
-        db.execute("delete from click_signals")
-        db["click_signals"].insert_all(({**signal, "updated_at": updated_at} for signal in signals), batch_size=5000)
+    log = open_private(db)  # the log and the signals live beside the catalog, where only staff read them
+    if log is None:
+        raise ValueError("a catalog in memory keeps no search log to learn from")
+    try:
+        report.searches = log.execute("select count(*) from search_log").fetchone()[0]
+        report.impressions = log.execute("select count(*) from search_impressions").fetchone()[0]
+        report.clicks = log.execute("select count(*) from search_clicks").fetchone()[0]
+        rows = log.execute(_GROUPS_SQL, {"max_position": MAX_POSITION, "signed_in_only": signed_in_only}).fetchall()
+        signals: list[dict] = []
+        if rows:
+            signals = _fit(rows, debias, report)
+        updated_at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
+        with log.atomic():  # searches see the old signals or the new, never half (insert_all commits a plain `with`)
+            log.execute("delete from click_signals")
+            log["click_signals"].insert_all(
+                ({**signal, "updated_at": updated_at} for signal in signals), batch_size=5000
+            )
+    finally:
+        log.close()
     report.pairs = len(signals)
     report.boosted = sum(1 for signal in signals if signal["boost"] > 0)
     report.seconds = round(time.perf_counter() - started, 3)

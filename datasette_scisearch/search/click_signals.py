@@ -7,14 +7,17 @@ canonical form (lower case, sorted, units already converted by the parser), so
 not.  The tab a search was made in is not part of the key: an item is the same
 item under "All" and under "Papers".
 
-``boosts`` reads ``click_signals`` (written by ``learning.clicks.learn``); the
+``boosts`` reads ``click_signals`` (written by ``learning.clicks.learn`` into the
+private database beside the catalog); the
 engine adds each boost to the fused score as a bounded stage (see engine.py).
 """
 
 from __future__ import annotations
 
 import sqlite_utils
+from sqlite_utils.utils import sqlite3
 
+from ..private import read_private
 from .query import ParsedQuery, Term
 
 MAX_KEY_CHARS = 500
@@ -49,13 +52,30 @@ def query_key(parsed: ParsedQuery) -> str:
 
 
 def boosts(db: sqlite_utils.Database, key: str) -> dict[int, float]:
-    """search_items id -> the learned boost for this query key; empty where nothing was learned."""
-    if not key or not db.execute("select 1 from sqlite_master where name = 'click_signals'").fetchone():
+    """search_items id -> the learned boost for this query key; empty where nothing was learned.  The signals are
+    read from the private database beside the catalog (``private.py``), on a connection of their own."""
+    if not key:
         return {}
-    rows = db.execute(
-        """select si.id, cs.boost from click_signals cs
-           join search_items si on si.item_type = cs.item_type and si.item_id = cs.item_id
-           where cs.query_key = ? and cs.boost != 0""",
-        [key],
-    )
-    return {rowid: float(boost) for rowid, boost in rows}
+    signals = read_private(db)
+    if signals is None:
+        return {}
+    try:
+        learned = signals.execute(
+            "select item_type, item_id, boost from click_signals where query_key = ? and boost != 0", [key]
+        ).fetchall()
+    except sqlite3.OperationalError:  # a private file not yet migrated by a writer
+        learned = []
+    finally:
+        signals.close()
+    found: dict[int, float] = {}
+    by_item = {(item_type, str(item_id)): float(boost) for item_type, item_id, boost in learned}
+    for start in range(0, len(learned), 300):
+        chunk = learned[start : start + 300]
+        marks = ",".join("(?, ?)" for _ in chunk)
+        rows = db.execute(
+            f"select id, item_type, item_id from search_items where (item_type, item_id) in (values {marks})",
+            [value for item_type, item_id, _ in chunk for value in (item_type, str(item_id))],
+        )
+        for rowid, item_type, item_id in rows:
+            found[rowid] = by_item[(item_type, str(item_id))]
+    return found

@@ -313,11 +313,21 @@ def register_routes(datasette):
 
 
 @hookimpl
+def startup(datasette):
+    from .privacy import attach_private_databases
+
+    attach_private_databases(datasette)
+
+
+@hookimpl
 def permission_allowed(datasette, actor, action, resource):
-    # Datasette collects hooks from this module only; who may edit tags is decided in validation.py.
+    # Datasette collects hooks from this module only: who may read the private databases is decided in
+    # privacy.py, who may edit tags in validation.py.
+    from .privacy import permission_allowed as staff_may
     from .validation import permission_allowed as editors_may
 
-    return editors_may(datasette, actor, action, resource)
+    decided = staff_may(datasette, actor, action, resource)
+    return decided if decided is not None else editors_may(datasette, actor, action, resource)
 
 
 def preview_url(datasette, database: str, file_id, version: str | None = None) -> str:

@@ -1,7 +1,9 @@
 """The search log: what a search showed, in order, and the click beacon.
 
-The search page calls ``log_search`` after ranking: one write through
-Datasette's write connection records the query (its canonical ``query_key``),
+The log lives in the private database beside the catalog (``private.py``), which
+Datasette serves to staff only (``web/privacy.py``).  The search page calls
+``log_search`` after ranking: one write through that database's write
+connection records the query (its canonical ``query_key``),
 the tab, the catalog, the Datasette actor's id — nothing else about the person:
 no IP address, no user agent — and every result shown with its position.  The
 page carries the new search id; ``scisearch-clicks.js`` sends
@@ -35,12 +37,13 @@ from datasette.utils.sqlite import sqlite3  # the module Datasette's connections
 
 from ..search.click_signals import query_key
 from ..search.query import QueryError, parse_query
+from .privacy import private_database
 
 MAX_SEARCH_AGE = dt.timedelta(days=1)
 MAX_CLICKS_PER_SEARCH = 5
 MAX_ACTOR_CHARS = 200
-# The log is worth less than the searcher's time: while a training or tagging run holds the catalog's write lock,
-# a search waits this long to log what it showed and is then shown unlogged.
+# The log is worth less than the searcher's time: while `scisearch learn` holds the log's write lock, a search
+# waits this long to log what it showed and is then shown unlogged.
 LOG_WAIT_MS = 1000
 
 _CLICK_ROUTE = r"^/-/scisearch/click/(?P<database>[^/]+)$"
@@ -140,10 +143,11 @@ async def log_search(
     search_ids = {}
     for database, hits in by_database.items():
         db = datasette.get_database(database)
-        if not db.is_mutable or not _has_log(db):  # Datasette cannot write to a catalog served immutable
+        log = private_database(datasette, db)
+        if log is None:  # a catalog served immutable has no private half to write to
             continue
         logged = [(position, hit["item_type"], hit["item_id"]) for position, hit in hits]
-        search_id = await db.execute_write_fn(
+        search_id = await log.execute_write_fn(
             lambda conn, database=database, logged=logged: _unless_busy(
                 conn, record_search, conn, query, key, tab, database, actor, logged
             )
@@ -168,13 +172,6 @@ def _unless_busy(conn, function, *args):
         return None
 
 
-def _has_log(db) -> bool:
-    """A catalog made before the search log existed (schema m003) is searched without logging."""
-    from . import schemas
-
-    return "search_log" in schemas.schema(db).tables
-
-
 # -- The beacon ------------------------------------------------------------------------------------------------
 
 
@@ -195,10 +192,9 @@ async def click_beacon(request, datasette):
         await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
     except Forbidden as error:
         return _answer(403, error=str(error) or "you may not see this catalog")
-    if not db.is_mutable:
+    log = private_database(datasette, db)
+    if not db.is_mutable or log is None:
         return _answer(403, error=f"catalog '{db.name}' is served read-only (immutable), so it keeps no clicks")
-    if not _has_log(db):
-        return _answer(404, error=f"catalog '{db.name}' has no search log: open it once with scisearch to upgrade it")
     form = await request.post_vars()
     try:
         search_id, position = int(form.get("search_id", "")), int(form.get("position", ""))
@@ -208,7 +204,7 @@ async def click_beacon(request, datasette):
         return _answer(400, error="search_id and position must be positive")
     item_type, item_id = form.get("item_type") or None, form.get("item_id")
     actor = actor_id(request.actor)
-    outcome = await db.execute_write_fn(
+    outcome = await log.execute_write_fn(
         lambda conn: _unless_busy(conn, record_click, conn, search_id, position, item_type, item_id, actor)
     )
     if outcome is None:

@@ -42,6 +42,7 @@ from .. import experts
 from ..catalog import ITEM_TABLES
 from . import present
 from .pages import PageError, facility_settings, find_catalog
+from .privacy import is_staff
 
 PLUGIN_NAME = "datasette-scisearch"
 EDIT_PERMISSION = "scisearch-edit"
@@ -259,10 +260,12 @@ async def tag_endpoint(request, datasette):
 async def tag_json(request, datasette):
     db = await catalog_for_reading(request, datasette)
     tag_id = tilde_decode(request.url_vars["tag_id"])
+    staff = is_staff(datasette, request.actor)  # who changed a tag is for staff to see (privacy.py)
 
     def read(conn):
         catalog = sqlite_utils.Database(conn)
-        return {"tag": experts.get_tag(catalog, tag_id), "history": experts.history(catalog, tag_id=tag_id)}
+        history = experts.history(catalog, tag_id=tag_id, with_actors=staff)
+        return {"tag": experts.get_tag(catalog, tag_id), "history": history}
 
     return Response.json({"ok": True, **await db.execute_fn(read)})
 
@@ -327,7 +330,10 @@ async def undo_endpoint(request, datasette):
 async def editing_context(request, datasette, db, item_type: str, item_id: str) -> dict:
     """For the item page: whether this visitor may edit, and the history of the item's tags by tag id."""
     editor = await can_edit(datasette, request.actor)
-    entries = await db.execute_fn(lambda conn: experts.history(sqlite_utils.Database(conn), item_type, item_id))
+    staff = is_staff(datasette, request.actor)  # who changed a tag is for staff to see (privacy.py)
+    entries = await db.execute_fn(
+        lambda conn: experts.history(sqlite_utils.Database(conn), item_type, item_id, with_actors=staff)
+    )
     by_tag: dict[int, list[dict]] = {}
     for entry in entries:
         by_tag.setdefault(entry["tag_id"], []).append(entry)

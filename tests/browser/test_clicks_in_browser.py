@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
-from datasette_scisearch.catalog import open_catalog
+from datasette_scisearch.private import open_private
 
 BEACON_SECONDS = 10
 
 
 def clicks_of(catalog, search_id: int) -> list[tuple]:
-    db = open_catalog(catalog)
+    db = open_private(catalog)  # the log lives beside the catalog
     try:
         return db.execute("select position, item_id from search_clicks where search_id = ?", [search_id]).fetchall()
     finally:
