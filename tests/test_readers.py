@@ -254,3 +254,45 @@ def test_a_file_whose_writing_fails_half_way_leaves_no_row_behind(catalog, setti
     assert catalog["files"].count == 0
     catalog.execute("drop trigger fail_preview")
     assert load_files(catalog, [folder_with_failures / "08_carbon.dm3"], settings, progress=False).added == 1
+
+
+def test_every_vendor_file_with_an_instrument_time_links_to_its_session_in_a_log_written_from_those_times(
+    vendors, settings, tmp_path
+):
+    """The user log is written from RosettaSciIO's reading of each file's time (the oracle), a two-minute session
+    around it, in UTC with its offset; the catalog's own times must fall inside.  Files that name no instrument
+    are the 'VendorLab' instrument's, by their folder, as a facility's folder rules would say."""
+    import dataclasses
+    import datetime as dt
+
+    from datasette_scisearch import linking
+    from datasette_scisearch.config import InstrumentRule
+    from datasette_scisearch.records import load_records
+
+    settings = dataclasses.replace(
+        settings, instruments=[*settings.instruments, InstrumentRule("VendorLab", folders=[vendors.name])]
+    )
+    benchmark = oracle()
+    db = open_catalog(tmp_path / "linked.db")
+    load_files(db, [vendors], settings, progress=False)
+    sessions, expected = [], set()
+    for file in db.query("select id, path, dataset, instrument from files where acquired_at_source = 'metadata'"):
+        signals = benchmark.rosettasciio_signals(benchmark.reference_path(Path(file["path"])))
+        if not signals or file["dataset"] >= len(signals) or not file["instrument"]:
+            continue
+        reference = benchmark.reference_values(signals[file["dataset"]])["acquired_at"]
+        if reference is None:
+            continue
+        clock, moment = reference
+        utc = moment.replace(tzinfo=dt.UTC) if clock == "utc" else moment.replace(tzinfo=settings.zone)
+        start, end = utc - dt.timedelta(minutes=1), utc + dt.timedelta(minutes=1)
+        sessions.append(f"{file['instrument']},{start.isoformat()},{end.isoformat()}")
+        expected.add(file["id"])
+    log = tmp_path / "userlog.csv"
+    log.write_text("instrument,start,end\n" + "\n".join(sessions) + "\n", encoding="utf-8")
+    load_records(db, "userlog", log, settings, progress=False)
+    linking.link_all(db, settings)
+    linked = {r["id"] for r in db.query("select id from files where session_id is not null")}
+    db.close()
+    assert len(expected) >= 30
+    assert expected <= linked
