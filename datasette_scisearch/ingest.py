@@ -291,7 +291,7 @@ def _plan(db, path: Path, chain: list[FileLoader], job_id, summary, retry_errors
     known = db.execute(
         "select size_bytes, modified_at, sha256, loader from files where path = ? limit 1", [path_text]
     ).fetchone()
-    modified_text = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).isoformat(timespec="seconds")
+    modified_text = _latest_change(path, stat.st_mtime, chain)
     # A reader's new version may read more from the same bytes (a detector it used to miss): read again.
     readers = {loader_id(loader) for loader in chain}
     same_reader = known is not None and known[3] in readers
@@ -301,6 +301,15 @@ def _plan(db, path: Path, chain: list[FileLoader], job_id, summary, retry_errors
         _note(summary, f"failed before and unchanged since, not read again (load with --retry-errors): {path_text}")
         return "failed before"
     return _Planned(path, chain, known[2] if same_reader else None, known is not None, modified_text, stat.st_size)
+
+
+def _latest_change(path: Path, mtime: float, chain: list[FileLoader]) -> str:
+    """When the file, or a companion read with it (a TIA .emi, a Direct Electron sidecar), last changed: editing a
+    sidecar must make the next load read the file again, as the content hash that covers both says."""
+    for companion in companions_of(path, chain):
+        with contextlib.suppress(OSError):
+            mtime = max(mtime, companion.stat().st_mtime)
+    return dt.datetime.fromtimestamp(mtime, dt.UTC).isoformat(timespec="seconds")
 
 
 def _failed_unchanged(db, path_text: str, size: int, modified_text: str, readers: set[str]) -> bool:
@@ -331,6 +340,8 @@ def _decide(db, planned: _Planned, digest: str, summary) -> str:
 def _write_read_file(db, planned: _Planned, result: FileResult, moved: bool, job_id, summary, commit=True) -> str:
     began = time.perf_counter()
     result.replaces_existing = planned.replaces_existing or moved
+    if result.size_bytes:  # what the next load compares with: the latest change of the file and its companions
+        result.modified_at = dt.datetime.fromisoformat(planned.modified_text)
     outcome = write_file(db, result, job_id, commit)
     summary.writer_seconds += time.perf_counter() - began
     path_text = display_path(planned.path)

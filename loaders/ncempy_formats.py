@@ -378,6 +378,21 @@ def _dim_step(values) -> float | None:
     return float(values[1] - values[0])
 
 
+_DE_MOVIE = re.compile(r"^(?P<stamp>\d{8})_(?P<number>\d+)(?:_.+?)?_movie\.mrc$", re.IGNORECASE)
+
+
+def _direct_electron_sidecar(path: Path) -> Path | None:
+    """The ``*_info.txt`` a Direct Electron camera writes beside its movie, if there is one."""
+    match = _DE_MOVIE.match(path.name)
+    if not match:
+        return None
+    prefix = f"{match.group('stamp')}_{match.group('number')}_"
+    found = sorted(path.parent.glob(glob_escape(prefix) + "info.txt")) or sorted(
+        path.parent.glob(glob_escape(prefix) + "*_info.txt")
+    )
+    return found[0] if found else None
+
+
 def _velox_dataset(index: int, data: np.ndarray, meta: dict) -> Dataset:
     optics = meta.get("Optics", {})
     instrument = meta.get("Instrument", {})
@@ -417,12 +432,29 @@ def _velox_dataset(index: int, data: np.ndarray, meta: dict) -> Dataset:
 
 
 class MRCLoader(FileLoader):
+    """MRC volumes and movies; a Direct Electron movie with its ``*_info.txt`` sidecar is read with the sidecar.
+
+    Direct Electron cameras write ``YYYYMMDD_NNNNN[_suffix]_movie.mrc`` and beside it ``YYYYMMDD_NNNNN_info.txt``
+    ('key = value' lines): the scan size that makes a 4D-STEM scan of the movie's frames, the magnification, the
+    time (seconds since the epoch).  RosettaSciIO's MRC reader knows that layout, so such a movie is read through
+    it rather than by parsing the sidecar a second time here.
+    """
+
     name = "mrc"
-    version = "1"
-    description = "MRC / CCP4 volumes and stacks (.mrc, .rec, .ali, .st) (ncempy)"
+    version = "2"  # 2: Direct Electron movies with their info sidecar (4D scans, time, magnification)
+    description = "MRC / CCP4 volumes and stacks (.mrc, .rec, .ali, .st) (ncempy); Direct Electron movies"
     suffixes = frozenset({".mrc", ".mrcs", ".rec", ".ali", ".st"})
 
+    def companions(self, path: Path) -> list[Path]:
+        sidecar = _direct_electron_sidecar(path)
+        return [sidecar] if sidecar else []
+
     def read(self, path: Path) -> Iterator[Dataset]:
+        if _direct_electron_sidecar(path):
+            from .rosettasciio_formats import read_with_rosettasciio
+
+            yield from read_with_rosettasciio(path, plugin_names=("MRC",))
+            return
         with mrc.fileMRC(str(path)) as handle:
             result = handle.getDataset()
             header = {

@@ -233,6 +233,9 @@ def _acquired(general: dict, original: dict) -> tuple[dt.datetime | None, str]:
     """The acquisition time HyperSpy's metadata gives (aware when it names a time zone), and where it came from:
     the instrument's metadata, or a TIFF ``DateTime`` tag (written by whatever program saved the file)."""
     date, time = general.get("date"), general.get("time")
+    stamp = number(general.get("timestamp"))  # Direct Electron: seconds since the epoch, in the sidecar
+    if not date and stamp:
+        return dt.datetime.fromtimestamp(stamp, dt.UTC), "metadata"
     if not date:
         return None, "metadata"
     try:

@@ -296,3 +296,67 @@ def test_every_vendor_file_with_an_instrument_time_links_to_its_session_in_a_log
     db.close()
     assert len(expected) >= 30
     assert expected <= linked
+
+
+# Vendor layouts the shared files lack, written here; RosettaSciIO's reading of them is still the oracle.
+
+
+def write_direct_electron_scan(folder: Path) -> Path:
+    """A Direct Electron 4D-STEM acquisition as the camera saves it: 16 frames of 32² px in
+    YYYYMMDD_NNNNN_movie.mrc and the scan, magnification and time in YYYYMMDD_NNNNN_info.txt."""
+    import datetime as dt
+
+    import numpy as np
+    from ncempy.io import mrc
+
+    movie = folder / "20240305_00042_movie.mrc"
+    frames = np.random.default_rng(0).integers(0, 100, (16, 32, 32)).astype(np.uint16)
+    mrc.mrcWriter(str(movie), frames, (1.0, 1.0, 1.0))
+    sidecar = {
+        "Camera Model": "Apollo",
+        "Scan - Enable": "Enable",
+        "Scan - Type": "Raster",
+        "Scan - Size X": 4,
+        "Scan - Size Y": 4,
+        "Image Size X (pixels)": 32,
+        "Image Size Y (pixels)": 32,
+        "Instrument Project Magnification": 50000,
+        "Instrument Project TEMorSTEM Mode": 1,
+        "Timestamp (seconds since Epoch)": dt.datetime(2024, 3, 5, 22, 30, 12, tzinfo=dt.UTC).timestamp(),
+    }
+    (folder / "20240305_00042_info.txt").write_text("".join(f"{k} = {v}\n" for k, v in sidecar.items()))
+    return movie
+
+
+def test_a_direct_electron_movie_with_its_sidecar_is_a_4d_scan_with_magnification_and_time(
+    catalog, settings, tmp_path
+):
+    movie = write_direct_electron_scan(tmp_path)
+    load_files(catalog, [tmp_path], settings, progress=False)
+    found = catalog.execute(
+        "select kind, shape, magnification, acquired_at, loader from files where name = ?", [movie.name]
+    ).fetchone()
+    reference = oracle().reference_values(oracle().rosettasciio_signals(movie)[0])
+    assert found == ("4D", "4×4×32×32", 50000.0, "2024-03-05T22:30:12+00:00", "mrc:2")
+    assert (reference["kind"], reference["shape"]) == ("4D", (4, 4, 32, 32))
+
+
+def test_editing_a_direct_electron_sidecar_reads_the_movie_again(catalog, settings, tmp_path):
+    movie = write_direct_electron_scan(tmp_path)
+    load_files(catalog, [tmp_path], settings, progress=False)
+    sidecar = tmp_path / "20240305_00042_info.txt"
+    sidecar.write_text(sidecar.read_text().replace("Magnification = 50000", "Magnification = 80000"))
+    os.utime(sidecar, (movie.stat().st_atime, movie.stat().st_mtime + 10))  # saved later than the movie
+    load_files(catalog, [tmp_path], settings, progress=False)
+    assert catalog.execute("select magnification from files").fetchone()[0] == 80000
+
+
+def test_a_jeol_img_is_read_with_its_voltage_magnification_and_time(catalog, settings, tmp_path, vendors):
+    # JEOL's .img and .map share one tagged layout (RosettaSciIO reads both with one function): a real map,
+    # saved under the suffix JEOL gives images, is a JEOL image file.
+    image = tmp_path / "View000_0000001.img"
+    shutil.copy2(vendors / "jeol/Sample/00_View000/View000_0000001.map", image)
+    load_files(catalog, [tmp_path], settings, progress=False)
+    found = catalog.execute("select kind, voltage_kv, magnification, acquired_local, loader from files").fetchone()
+    assert found[:3] == ("image", 200.0, 40000.0)
+    assert found[3].startswith("2017-04-07T18:08:39") and found[4].startswith("rosettasciio:")
