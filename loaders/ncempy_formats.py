@@ -49,7 +49,7 @@ class TiaSerLoader(FileLoader):
     """FEI TIA series files: data in NAME_N.ser, microscope metadata in the NAME.emi partner."""
 
     name = "tia-ser"
-    version = "3"  # 2: the detector channel from the .emi; 3: the microscope without TIA's label
+    version = "3"  # 2: the detector channel from the .emi; 3: the microscope without its label, patterns by mode
     description = "FEI/Thermo TIA .ser data with its .emi metadata (ncempy)"
     suffixes = frozenset({".ser"})
 
@@ -87,6 +87,7 @@ class TiaSerLoader(FileLoader):
             camera_length_mm=_scaled(meta.get("Camera length [m]"), 1e3),
             mode=_mode_from_words(mode_text),
             detector=detector,
+            kind=_tia_diffraction(mode_text, _emi_partner(path), data, "eLoss" in result),
             energy_axis_ev=np.asarray(result["eLoss"]) if "eLoss" in result else None,
             metadata=meta,
         )
@@ -106,6 +107,22 @@ def _tia_detector(emi: Path | None) -> str | None:
     except OSError:
         return None
     return found.group(1).decode("ascii") if found else None
+
+
+def _tia_diffraction(mode_text: str | None, emi: Path | None, data: np.ndarray, spectrum: bool) -> str | None:
+    """'diffraction' for a TIA pattern, else None (the axes decide).  TIA writes its calibrations in metres
+    whatever the projector did, so the .emi decides, as RosettaSciIO's TIA reader does: in TEM a projector in
+    Diffraction records patterns; in STEM the projector is always in Diffraction, and only a camera (the .emi
+    names its CameraNamePath) records patterns rather than a scanned image."""
+    if spectrum or data.ndim < 2 or not mode_text or "DIFFRACTION" not in mode_text.upper():
+        return None
+    if _mode_from_words(mode_text) != "STEM":
+        return "diffraction" if data.ndim == 2 else None
+    try:
+        camera = emi is not None and b"CameraNamePath" in emi.read_bytes()[: 1 << 20]
+    except OSError:
+        camera = False
+    return "diffraction" if camera and data.ndim == 2 else None
 
 
 def _tia_microscope(value) -> str | None:

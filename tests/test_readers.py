@@ -360,3 +360,28 @@ def test_a_jeol_img_is_read_with_its_voltage_magnification_and_time(catalog, set
     found = catalog.execute("select kind, voltage_kv, magnification, acquired_local, loader from files").fetchone()
     assert found[:3] == ("image", 200.0, 40000.0)
     assert found[3].startswith("2017-04-07T18:08:39") and found[4].startswith("rosettasciio:")
+
+
+def test_a_tia_frame_taken_with_the_tem_projector_in_diffraction_is_a_diffraction_pattern(tmp_path):
+    import numpy as np
+
+    from scisearch_loaders.ncempy_formats import _tia_diffraction
+
+    frame = np.zeros((64, 64))
+    emi = tmp_path / "pattern.emi"
+    emi.write_bytes(b"<ObjectInfo><AcquireInfo></AcquireInfo></ObjectInfo>")
+    assert _tia_diffraction(" TEM uP SA Zoom Diffraction", emi, frame, spectrum=False) == "diffraction"
+    assert _tia_diffraction(" TEM uP SA Zoom Image", emi, frame, spectrum=False) is None
+
+
+def test_a_stem_frame_is_a_pattern_only_when_a_camera_recorded_it(tmp_path):
+    import numpy as np
+
+    from scisearch_loaders.ncempy_formats import _tia_diffraction
+
+    frame = np.zeros((64, 64))
+    scanned, camera = tmp_path / "scan.emi", tmp_path / "camera.emi"
+    scanned.write_bytes(b"<AcquireInfo><DwellTimePath>x</DwellTimePath></AcquireInfo>")
+    camera.write_bytes(b"<AcquireInfo><CameraNamePath>BM-Ceta</CameraNamePath></AcquireInfo>")
+    assert _tia_diffraction(" STEM nP Mh Zoom Diffraction", scanned, frame, spectrum=False) is None
+    assert _tia_diffraction(" STEM nP Mh Zoom Diffraction", camera, frame, spectrum=False) == "diffraction"
