@@ -385,3 +385,12 @@ def test_a_stem_frame_is_a_pattern_only_when_a_camera_recorded_it(tmp_path):
     camera.write_bytes(b"<AcquireInfo><CameraNamePath>BM-Ceta</CameraNamePath></AcquireInfo>")
     assert _tia_diffraction(" STEM nP Mh Zoom Diffraction", scanned, frame, spectrum=False) is None
     assert _tia_diffraction(" STEM nP Mh Zoom Diffraction", camera, frame, spectrum=False) == "diffraction"
+
+
+def test_a_missing_file_says_whether_its_folder_is_gone_or_only_the_file(tmp_path):
+    from datasette_scisearch.items import why_missing
+
+    (tmp_path / "run").mkdir()
+    assert "its folder holds no such file any more" in why_missing(tmp_path / "run" / "a.dm3")
+    assert f"its folder '{tmp_path / 'gone'}' does not exist" in why_missing(tmp_path / "gone" / "a.dm3")
+    assert "relative to the folder a load ran in" in why_missing(Path("data/a.dm3"))
