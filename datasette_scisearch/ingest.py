@@ -39,6 +39,7 @@ from .filerows import display_path
 from .loader import FileLoader
 from .plugins import get_loaders
 from .reading import FileResult, companions_of, file_format, loader_id, loaders_for, read_file, sha256_of
+from .sandbox import ReaderPool, shared_pool
 
 __all__ = ["FileResult", "file_format", "load_files", "loaders_for", "read_file", "sha256_of", "walk", "write_file"]
 
@@ -204,11 +205,14 @@ def load_files(
     loaders: list[FileLoader] | None = None,
     cluster: Cluster | None = None,
     retry_errors: bool = False,
+    sandbox: bool | ReaderPool = True,
 ) -> LoadSummary:
     """Load every instrument file under ``paths``; see the module docstring for what is skipped.
 
     With a ``cluster`` the files are hashed and read by its workers; the catalog ends up the same.  With
-    ``retry_errors`` the files that failed before are read again even when they have not changed."""
+    ``retry_errors`` the files that failed before are read again even when they have not changed.  Files are
+    read in a worker process (``sandbox.ReaderPool``: a crash, a timeout or exhausted memory is that file's
+    error) unless ``sandbox`` is False; a ReaderPool of one's own sets other limits."""
     started = time.perf_counter()
     paths = [Path(p) for p in paths]
     refused: list[str] = []
@@ -222,12 +226,15 @@ def load_files(
     _record_data_roots(db, data_roots(paths), job_id)
     status = "failed"
     bar = tqdm(total=len(all_files), desc="loading files", unit="file", disable=not progress, leave=False)
+    pool = None
+    if cluster is None and sandbox:
+        pool = sandbox if isinstance(sandbox, ReaderPool) else shared_pool()
     try:
         if cluster is None:
             for path in all_files:
                 summary.total += 1
                 chain = loaders_for(path, loaders)
-                _count(summary, _load_one(db, path, chain, settings, job_id, summary, retry_errors))
+                _count(summary, _load_one(db, path, chain, settings, job_id, summary, retry_errors, pool))
                 bar.update()
         else:
             _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster, bar, retry_errors)
@@ -236,6 +243,8 @@ def load_files(
         status = "interrupted"
         raise
     finally:
+        if pool is not None and pool.unavailable:
+            _note(summary, pool.unavailable)
         bar.close()
         summary.seconds = round(time.perf_counter() - started, 3)
         summary.writer_seconds = round(summary.writer_seconds, 3)
@@ -257,7 +266,7 @@ def _record_data_roots(db: sqlite_utils.Database, roots: list[Path], job_id: int
             )
 
 
-def _load_one(db, path: Path, chain: list[FileLoader], settings, job_id, summary, retry_errors=False) -> str:
+def _load_one(db, path: Path, chain: list[FileLoader], settings, job_id, summary, retry_errors=False, pool=None) -> str:
     planned = _plan(db, path, chain, job_id, summary, retry_errors)
     if isinstance(planned, str):
         return planned
@@ -272,8 +281,15 @@ def _load_one(db, path: Path, chain: list[FileLoader], settings, job_id, summary
     decision = _decide(db, planned, digest, summary)
     if decision in ("unchanged", "duplicate"):
         return decision
-    result = read_file(path, chain, settings, sha256=digest)
+    result = read_one(pool, path, chain, settings, digest)
     return _write_read_file(db, planned, result, decision == "moved", job_id, summary)
+
+
+def read_one(pool: ReaderPool | None, path: Path, chain: list[FileLoader], settings, sha256: str) -> FileResult:
+    """Read a file through its chain of readers: in the sandbox's worker, or here."""
+    if pool is None:
+        return read_file(path, chain, settings, sha256=sha256)
+    return pool.read(path, chain, settings, sha256)
 
 
 def _plan(db, path: Path, chain: list[FileLoader], job_id, summary, retry_errors=False) -> _Planned | str:

@@ -23,6 +23,11 @@ class LoaderError(Exception):
     """A file or record that cannot be read; the message is shown to the user as is."""
 
 
+class RefusedFile(LoaderError):
+    """A file a reader refuses before reading it (it declares more data than it can hold): no other reader of the
+    chain is tried, since each would allocate what the file declares."""
+
+
 class NotData(Exception):
     """The file is not data on its own (a metadata companion such as a TIA .emi); skip it quietly."""
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .config import Settings
 from .filerows import dataset_row
-from .loader import FileLoader, LoaderError, NotData
+from .loader import FileLoader, LoaderError, NotData, RefusedFile
 
 
 @dataclass
@@ -102,19 +102,23 @@ def read_file(
     failures: list[tuple[FileLoader, str]] = []
     for loader in chain:
         result = FileResult(path, loader_id(loader), stat.st_size, modified_at, digest)
-        _read_with(loader, path, settings, result)
+        refused = _read_with(loader, path, settings, result)
         if result.skipped or (result.rows and not result.error):
             if failures:
                 _record_fallback(result, failures)
             _backfill_times(result)
             return result
         failures.append((loader, result.error or "it found no datasets in the file"))
+        if refused:
+            break
     result = FileResult(path, loader_id(chain[0]), stat.st_size, modified_at, digest)
     result.error = _no_reader_could(failures)
     return result
 
 
-def _read_with(loader: FileLoader, path: Path, settings: Settings, result: FileResult) -> None:
+def _read_with(loader: FileLoader, path: Path, settings: Settings, result: FileResult) -> bool:
+    """Fill ``result`` from one reader; True when the reader refused the file (no other should try)."""
+    refused = False
     try:
         for dataset in loader.read(path):
             row, preview, note = dataset_row(dataset, path, file_format(path), settings, result.modified_at)
@@ -124,6 +128,8 @@ def _read_with(loader: FileLoader, path: Path, settings: Settings, result: FileR
                 result.notes.append(f"{path.name} #{dataset.index}: {note}")
     except NotData as reason:
         result.skipped = str(reason)
+    except RefusedFile as error:
+        result.error, refused = str(error), True
     except LoaderError as error:
         result.error = str(error)
     except MemoryError:
@@ -132,6 +138,7 @@ def _read_with(loader: FileLoader, path: Path, settings: Settings, result: FileR
         result.error = f"{type(error).__name__}: {error}"
     if result.error or result.skipped:
         result.rows, result.previews = [], []
+    return refused
 
 
 def _record_fallback(result: FileResult, failures: list[tuple[FileLoader, str]]) -> None:

@@ -61,9 +61,29 @@ class RosettaSciIOLoader(FileLoader):
         return [header] if path.suffix.lower() == ".mib" and header.exists() else []
 
     def read(self, path: Path) -> Iterator[Dataset]:
+        if path.suffix.lower() in _HDF5_SUFFIXES:
+            _check_hdf5_declarations(path)
         if _arina_master(path) is not None:
             raise NotData(f"data file of the Arina acquisition '{_arina_master(path).name}'")
         yield from read_with_rosettasciio(path)
+
+
+_HDF5_SUFFIXES = {".h5", ".hdf5", ".hspy", ".emd", ".nxs"}
+
+
+def _check_hdf5_declarations(path: Path) -> None:
+    """HDF5 files are refused before reading when they declare more data than they can hold (see
+    ncempy_formats.refuse_impossible_declarations); a file HDF5 cannot open is left to the readers to say so."""
+    import h5py
+
+    from .ncempy_formats import refuse_impossible_declarations
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError:
+        return
+    with handle:
+        refuse_impossible_declarations(handle, path)
 
 
 def _arina_master(path: Path) -> Path | None:

@@ -192,8 +192,8 @@ def counting_reads(monkeypatch):
     import datasette_scisearch.ingest as ingest
 
     calls = []
-    real_read, real_hash = ingest.read_file, ingest.sha256_of
-    monkeypatch.setattr(ingest, "read_file", lambda path, *a, **k: calls.append(path) or real_read(path, *a, **k))
+    real_read, real_hash = ingest.read_one, ingest.sha256_of
+    monkeypatch.setattr(ingest, "read_one", lambda pool, path, *a: calls.append(path) or real_read(pool, path, *a))
     monkeypatch.setattr(ingest, "sha256_of", lambda paths: calls.append(paths[0]) or real_hash(paths))
     return calls
 
