@@ -108,7 +108,12 @@ class ReaderPool:
         if self.unavailable is not None:
             return read_file(path, chain, settings, sha256=sha256)
         try:
-            _send(self._requests, (path, chain, settings, sha256))
+            request = pickle.dumps((path, chain, settings, sha256), protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, AttributeError, TypeError):
+            # A reader defined where no other process can import it (inside a function): it runs here.
+            return read_file(path, chain, settings, sha256=sha256)
+        try:
+            _send_bytes(self._requests, request)
             answer = self._receive_message(self.timeout_s)
         except BrokenPipeError:  # it died before it could read the request
             answer = None
@@ -189,7 +194,10 @@ class ReaderPool:
 
 
 def _send(stream, message) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    _send_bytes(stream, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _send_bytes(stream, data: bytes) -> None:
     stream.write(_HEADER.pack(len(data)) + data)
     stream.flush()
 
