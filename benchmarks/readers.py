@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO))
 
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.config import load_settings  # noqa: E402
-from datasette_scisearch.ingest import load_files  # noqa: E402
-from datasette_scisearch.kinds import kind_from_axes  # noqa: E402
-from datasette_scisearch.normalize import honest_camera_length, honest_magnification, honest_voltage  # noqa: E402
+from datasette_scisearch.ingest.files import load_files  # noqa: E402
+from datasette_scisearch.ingest.kinds import kind_from_axes  # noqa: E402
+from datasette_scisearch.ingest.normalize import honest_camera_length, honest_magnification, honest_voltage  # noqa: E402
 from scisearch_loaders.rosettasciio_formats import camera_length_mm, mapped_metadata  # noqa: E402
 
 FIELDS = ("kind", "shape", "acquired_at", "voltage_kv", "magnification", "camera_length_mm", "instrument")

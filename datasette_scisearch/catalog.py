@@ -16,6 +16,8 @@ import sqlite_utils
 import sqlite_vec
 from sqlite_utils import Migrations
 
+from .errors import ScisearchError
+
 MIGRATIONS = Migrations("datasette-scisearch")
 
 # The record tables a RecordLoader kind writes into, with their full-text columns.
@@ -29,11 +31,12 @@ FTS_COLUMNS = {
 ITEM_TYPES = ("file", "proposal", "paper", "session")
 ITEM_TABLES = {"file": "files", "proposal": "proposals", "paper": "papers", "session": "sessions"}
 SEARCH_FTS_COLUMNS = ["title", "body", "tags", "context"]
+SEARCH_FTS_TOKENIZE = "porter unicode61"  # the search documents' FTS5 tokenizer (search/fts.py highlights with it too)
 # The largest integer SQLite stores; a larger file id cannot exist.
 MAX_SQLITE_INTEGER = 2**63 - 1
 
 
-class CatalogError(Exception):
+class CatalogError(ScisearchError):
     """The path is not a catalog this version can use; the message says what to do."""
 
 
@@ -56,7 +59,7 @@ def open_catalog(path: str | Path, create: bool = True) -> sqlite_utils.Database
     """
     path = Path(path)
     if not create and not path.exists():
-        raise CatalogError(f"no catalog at '{path}': build one with 'scisearch load files {path} DIR'")
+        raise CatalogError(f"no catalog at '{path}'", fix=f"build one with 'scisearch load files {path} DIR'")
     if path.exists():
         check_catalog_file(path, allow_empty=create)
     db = sqlite_utils.Database(path)
@@ -75,7 +78,7 @@ def check_catalog_file(path: str | Path, allow_empty: bool = False) -> None:
     fine: opening migrates it); ``allow_empty`` lets an empty file through, which opening makes a catalog."""
     path = Path(path)
     if not path.exists():
-        raise CatalogError(f"no catalog at '{path}': build one with 'scisearch load files {path} DIR'")
+        raise CatalogError(f"no catalog at '{path}'", fix=f"build one with 'scisearch load files {path} DIR'")
     if path.is_dir():
         raise CatalogError(f"'{path}' is a folder, not a catalog file")
     if path.stat().st_size:
@@ -89,19 +92,20 @@ def check_catalog_file(path: str | Path, allow_empty: bool = False) -> None:
             if allow_empty:
                 return
             raise CatalogError(
-                f"'{path}' is empty, not a catalog yet: build one with 'scisearch load files {path} DIR'"
+                f"'{path}' is empty, not a catalog yet", fix=f"build one with 'scisearch load files {path} DIR'"
             )
         if "catalog_info" not in tables:
             shown = ", ".join(sorted(tables)[:5]) + (" …" if len(tables) > 5 else "")
             raise CatalogError(
-                f"'{path}' is an SQLite database but not a scisearch catalog (its tables: {shown}); "
-                f"give a catalog made by 'scisearch load'"
+                f"'{path}' is an SQLite database but not a scisearch catalog (its tables: {shown})",
+                fix="give a catalog made by 'scisearch load'",
             )
         version, newer = catalog_schema_version(db)
         if newer:
             raise CatalogError(
                 f"'{path}' has a newer catalog schema (version {version}) than this datasette-scisearch knows "
-                f"({CURRENT_SCHEMA_VERSION}): upgrade datasette-scisearch to use it"
+                f"({CURRENT_SCHEMA_VERSION})",
+                fix="upgrade datasette-scisearch to use it",
             )
     finally:
         db.close()
@@ -360,7 +364,7 @@ def m002_tagging_and_search(db: sqlite_utils.Database) -> None:
         pk="id",
     )
     db["search_items"].create_index(["item_type", "item_id"], unique=True)
-    db["search_items"].enable_fts(SEARCH_FTS_COLUMNS, create_triggers=True, tokenize="porter unicode61")
+    db["search_items"].enable_fts(SEARCH_FTS_COLUMNS, create_triggers=True, tokenize=SEARCH_FTS_TOKENIZE)
     _reindex_only_when_text_changes(db, "search_items", SEARCH_FTS_COLUMNS)
     db["vector_spaces"].create(
         {"name": str, "dimensions": int, "tagger": str, "model": str, "table_name": str, "created_at": str},
@@ -500,7 +504,32 @@ def m005_private_rows_leave_the_catalog(db: sqlite_utils.Database) -> None:
 
 
 @MIGRATIONS()
-def m006_data_roots_and_remembered_failures(db: sqlite_utils.Database) -> None:
+def m006_search_index_change_logs(db: sqlite_utils.Database) -> None:
+    """The on-disk indexes beside the catalog (search/text_index.py, search/mapped_vectors.py) record the
+    generation they reflect; these logs say which search documents and which vectors changed after any
+    generation, so an index that is behind can take just those.  Triggers write the documents' log, so every
+    writer of ``search_items`` is covered; ``vectors.write_vectors`` writes the vectors' (sqlite-vec tables take
+    no triggers).  A generation is its log's AUTOINCREMENT counter, which keeps counting after old entries are
+    pruned."""
+    db.execute("create table search_changes (seq integer primary key autoincrement, item_rowid integer not null)")
+    db.execute("insert into sqlite_sequence (name, seq) values ('search_changes', 0)")
+    db.execute(
+        "create table vector_changes (seq integer primary key autoincrement, space text not null, "
+        "item_rowid integer not null)"
+    )
+    db.execute("create index vector_changes_by_space on vector_changes (space, seq)")
+    # created_at has whole seconds: two catalogs made at one path within a second need something else apart.
+    db.execute("insert or ignore into catalog_info (key, value) values ('catalog_uid', lower(hex(randomblob(16))))")
+    for event, row in (("insert", "new"), ("update of title, body, tags, context", "new"), ("delete", "old")):
+        name = event.split()[0]
+        db.execute(
+            f"""create trigger search_items_log_{name} after {event} on search_items
+                begin insert into search_changes (item_rowid) values ({row}.id); end"""
+        )
+
+
+@MIGRATIONS()
+def m007_data_roots_and_remembered_failures(db: sqlite_utils.Database) -> None:
     """Every folder given to a load is a data root (what may be read, served and watched), and a file that failed
     keeps the size and modification time it failed with, so that a second load does not read it again."""
     db["data_roots"].create(

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datasette_scisearch.loader import Dataset, FileLoader, LoaderError, NotData
-from datasette_scisearch.normalize import length_to_nm, number
+from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError, NotData
+from datasette_scisearch.ingest.normalize import length_to_nm, number
 
 # RosettaSciIO also claims suffixes that are mostly not instrument data on a facility's disks (a user log's .csv,
 # an instrument PC's .xml settings, .npy scratch arrays); reading those through vendor readers that expect one

@@ -18,11 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import tifffile
-from PIL import Image
 
-from datasette_scisearch.loader import Dataset, FileLoader, LoaderError
-from datasette_scisearch.normalize import length_to_nm, number, parse_vendor_datetime
+from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError
+from datasette_scisearch.ingest.normalize import length_to_nm, number, parse_vendor_datetime
 
 # FEI SEM TIFFs record the horizontal field width, not a magnification: by the
 # vendors' convention magnification is relative to a 127 mm wide display (Polaroid 545).
@@ -59,6 +57,8 @@ class TiffLoader(FileLoader):
     suffixes = frozenset({".tif", ".tiff"})
 
     def read(self, path: Path) -> Iterator[Dataset]:
+        import tifffile  # where a file is read: every command registers the loaders, few read files
+
         try:
             with tifffile.TiffFile(path) as handle:
                 fei = handle.fei_metadata
@@ -180,6 +180,8 @@ class ExportedImageLoader(FileLoader):
     suffixes = frozenset({".png", ".jpg", ".jpeg"})
 
     def read(self, path: Path) -> Iterator[Dataset]:
+        from PIL import Image
+
         try:
             with Image.open(path) as image:
                 image.load()

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from datasette_scisearch.loader import Dataset, FileLoader
+from datasette_scisearch.ingest.loader import Dataset, FileLoader
 
 
 class CrashingLoader(FileLoader):

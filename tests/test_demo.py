@@ -310,7 +310,7 @@ def test_4d_scans_are_block_files_with_voltage_and_camera_length(facility):
 
 def test_the_catalog_of_a_small_demo_holds_every_kind_of_data(facility, settings, tmp_path):
     from datasette_scisearch.catalog import open_catalog
-    from datasette_scisearch.ingest import load_files
+    from datasette_scisearch.ingest.files import load_files
 
     db = open_catalog(tmp_path / "demo.db")
     summary = load_files(db, [facility.data_dir], settings, progress=False)

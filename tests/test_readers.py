@@ -12,8 +12,8 @@ import pytest
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
-from datasette_scisearch.ingest import load_files
-from datasette_scisearch.kinds import kind_from_axes
+from datasette_scisearch.ingest.files import load_files
+from datasette_scisearch.ingest.kinds import kind_from_axes
 
 from .conftest import REPO, shared_data
 
@@ -189,7 +189,7 @@ def folder_with_failures(tmp_path):
 
 
 def counting_reads(monkeypatch):
-    import datasette_scisearch.ingest as ingest
+    import datasette_scisearch.ingest.files as ingest
 
     calls = []
     real_read, real_hash = ingest.read_one, ingest.sha256_of
@@ -265,9 +265,9 @@ def test_every_vendor_file_with_an_instrument_time_links_to_its_session_in_a_log
     import dataclasses
     import datetime as dt
 
-    from datasette_scisearch import linking
+    from datasette_scisearch.ingest import linking
     from datasette_scisearch.config import InstrumentRule
-    from datasette_scisearch.records import load_records
+    from datasette_scisearch.ingest.records import load_records
 
     settings = dataclasses.replace(
         settings, instruments=[*settings.instruments, InstrumentRule("VendorLab", folders=[vendors.name])]
@@ -388,7 +388,7 @@ def test_a_stem_frame_is_a_pattern_only_when_a_camera_recorded_it(tmp_path):
 
 
 def test_a_missing_file_says_whether_its_folder_is_gone_or_only_the_file(tmp_path):
-    from datasette_scisearch.items import why_missing
+    from datasette_scisearch.tagging.items import why_missing
 
     (tmp_path / "run").mkdir()
     assert "its folder holds no such file any more" in why_missing(tmp_path / "run" / "a.dm3")

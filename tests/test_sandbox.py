@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from datasette_scisearch.ingest import file_loaders, load_files
-from datasette_scisearch.sandbox import ReaderPool
+from datasette_scisearch.ingest.files import file_loaders, load_files
+from datasette_scisearch.ingest.sandbox import ReaderPool
 
 from .conftest import shared_data
 from .sandbox_faults import CrashingLoader, GreedyLoader, HangingLoader

@@ -13,7 +13,8 @@ import time
 
 import click
 
-from ..catalog import CatalogError, open_catalog
+from ..catalog import open_catalog
+from ..command_line import ScisearchCommand, catalog_argument
 from . import clicks
 from .clicks import LearnReport
 
@@ -41,18 +42,15 @@ def describe(report: LearnReport) -> list[str]:
     return lines
 
 
-@click.command(name="learn")
-@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.command(name="learn", cls=ScisearchCommand)
+@catalog_argument()
 @click.option("--every", type=click.FloatRange(min=0.1), metavar="MINUTES", help="learn again every MINUTES, until ^C")
 @click.option("--naive", is_flag=True, help="plain click rates, not corrected for position bias (for comparison)")
 @click.option("--signed-in-only", is_flag=True, help="learn only from searches by signed-in actors")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def learn(catalog: str, every: float | None, naive: bool, signed_in_only: bool, as_json: bool) -> None:
     """Learn a position-debiased click signal from the search log of CATALOG."""
-    try:
-        db = open_catalog(catalog, create=False)
-    except CatalogError as error:
-        raise click.ClickException(str(error)) from None
+    db = open_catalog(catalog, create=False)
     try:
         while True:
             report = clicks.learn(db, debias=not naive, signed_in_only=signed_in_only)

@@ -6,18 +6,15 @@ import json
 
 import click
 
-from ..catalog import CatalogError, open_catalog
+from ..catalog import open_catalog
+from ..command_line import ScisearchCommand, catalog_argument
+from ..errors import ScisearchError
 from . import train as training
-from .train import MIN_LABELS_PER_CLASS, RELIABLE_LABELS_PER_CLASS, TrainingError
+from .train import MIN_LABELS_PER_CLASS, RELIABLE_LABELS_PER_CLASS
 
 
-class _Failure(click.ClickException):
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-@click.command(name="train")
-@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.command(name="train", cls=ScisearchCommand)
+@catalog_argument()
 @click.option("--tag-set", required=True, help="the name of the set of classes, e.g. morphology")
 @click.option(
     "--classes",
@@ -27,7 +24,8 @@ class _Failure(click.ClickException):
     "--features",
     default="auto",
     show_default=True,
-    help="vector space to learn from: clip, image_features, or auto (the one covering the labelled items best)",
+    help="vector space to learn from: clip, image_texture, image_features, or auto (CLIP where it covers the "
+    "labelled items, else the image-analysis space that cross-validates better)",
 )
 @click.option(
     "--folds", default=5, show_default=True, type=click.IntRange(2, 20), help="cross-validation folds (at most)"
@@ -49,18 +47,17 @@ def train_command(
     """Train a head on experts' labels for a tag set, report its cross-validated accuracy against the machine tags
     already there, and write its predictions as tags with source learned:TAG_SET.vN.
 
-    Labels are the tags experts accepted or added with a class's name. At least 5 per class are needed to train;
-    20 per class give an accuracy worth quoting."""
-    try:
-        db = open_catalog(catalog, create=False)
-    except CatalogError as error:
-        raise _Failure(str(error)) from None
+    Labels are the tags experts accepted or added with a class's name. At least 2 per class are needed to train
+    (the head is then chosen from one label a class, a rough guide); 20 per class give an accuracy worth quoting."""
+    db = open_catalog(catalog, create=False)
     try:
         if predict_only:
             result = training.predict(db, tag_set).as_dict()
         else:
             if not classes:
-                raise _Failure("name the classes to learn: --classes nanoparticles,nanowires,lattice (two or more)")
+                raise ScisearchError(
+                    "no classes named", fix="name two or more: --classes nanoparticles,nanowires,lattice"
+                )
             result = training.train(
                 db,
                 tag_set,
@@ -71,8 +68,6 @@ def train_command(
                 baseline_tags=_parse_baseline_tags(baseline_tags),
                 write=not dry_run,
             ).as_dict()
-    except TrainingError as error:
-        raise _Failure(str(error)) from None
     finally:
         db.close()
     if as_json:
@@ -94,7 +89,7 @@ def _parse_baseline_tags(pairs: tuple[str, ...]) -> dict[str, list[str]] | None:
     for pair in pairs:
         name, sep, tag = pair.partition("=")
         if not sep or not name.strip() or not tag.strip():
-            raise _Failure(f"--baseline-tag wants CLASS=TAG (e.g. nanoparticles=particles), not {pair!r}")
+            raise ScisearchError(f"--baseline-tag wants CLASS=TAG, not {pair!r}", fix="e.g. nanoparticles=particles")
         mapping.setdefault(name.strip(), []).append(tag.strip())
     return mapping or None
 
@@ -106,11 +101,20 @@ def _print_report(report: dict) -> None:
         f"trained {what} on {report['labels']} labelled items ({report['feature_space']} vectors, "
         f"{report['folds']}-fold cross-validation)"
     )
+    click.echo(f"  head: {report['head']} (chosen by cross-validation)")
     click.echo(f"  cross-validated accuracy: {report['cv_accuracy']:.3f}")
-    click.echo(
-        f"  baseline (machine tags):  {report['baseline_accuracy']:.3f}  — {report['baseline_covered']} of "
-        f"{report['labels']} items carry a machine tag naming a class; the rest count as wrong"
-    )
+    if len(report["heads_compared"]) > 1:
+        click.echo(
+            "  compared: " + ", ".join(f"{name} {value:.3f}" for name, value in report["heads_compared"].items())
+        )
+    if report["baseline_covered"]:
+        click.echo(
+            f"  baseline (machine tags):  {report['baseline_accuracy']:.3f}  — {report['baseline_covered']} of "
+            f"{report['labels']} items carry a machine tag naming a class; the rest count as wrong"
+        )
+    else:
+        # An accuracy of 0 would read as a broken baseline; there is simply none to compare with.
+        click.echo("  baseline: none — no machine tag on the labelled items names a class (see --baseline-tag)")
     # Rows: the experts' class; columns: labels, then where the head's out-of-fold predictions fell, then how
     # many the baseline got right.
     first = max(len(name) for name in classes + ["class"])
@@ -118,12 +122,12 @@ def _print_report(report: dict) -> None:
     click.echo(
         f"  {'class':<{first}}  labels  "
         + "  ".join(f"{name:>{w}}" for name, w in zip(classes, widths))
-        + "  baseline right"
+        + ("  baseline right" if report["baseline_covered"] else "")
     )
     for index, (name, row) in enumerate(zip(classes, report["confusion"])):
         cells = "  ".join(f"{count:>{w}}" for count, w in zip(row, widths))
-        right = report["baseline_confusion"][index][index]
-        click.echo(f"  {name:<{first}}  {report['counts'][name]:>6}  {cells}  {right:>14}")
+        right = f"  {report['baseline_confusion'][index][index]:>14}" if report["baseline_covered"] else ""
+        click.echo(f"  {name:<{first}}  {report['counts'][name]:>6}  {cells}{right}")
     excluded = {key: value for key, value in report["excluded"].items() if value}
     if excluded:
         click.echo("  left out: " + ", ".join(f"{value} {key.replace('_', ' ')}" for key, value in excluded.items()))

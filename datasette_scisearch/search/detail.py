@@ -15,6 +15,8 @@ import sqlite_utils
 
 from ..catalog import ITEM_TABLES, ITEM_TYPES, item_key
 from . import hits, vector_index
+from .query import QueryError
+from .results import Candidate, ItemNotFound
 
 FILES_SHOWN = 100
 # Which vector space answers "more like this" for an item, in order of preference.
@@ -155,7 +157,6 @@ class SimilarItems:
 
 
 def similar_items(db: sqlite_utils.Database, item_type: str, item_id: str, k: int = 12) -> SimilarItems:
-    from .engine import ItemNotFound, QueryError, _Candidate
 
     if item_type not in ITEM_TYPES:
         raise ItemNotFound(f"unknown item type {item_type!r}: use one of {', '.join(ITEM_TYPES)}")
@@ -190,7 +191,7 @@ def similar_items(db: sqlite_utils.Database, item_type: str, item_id: str, k: in
         candidates = []
         for r, similarity in neighbours:
             if r in attributes:
-                candidate = _Candidate(r, score=similarity, ranks={space: len(candidates) + 1})
+                candidate = Candidate(r, similarity, ranks={space: len(candidates) + 1}, scores={space: similarity})
                 candidates.append(candidate)
         candidates = candidates[:k]
         found = hits.hydrate(db, None, candidates, attributes, "")

@@ -17,27 +17,28 @@ outweighs the words.  Exact ids, hashes and file names come first.  A document
 found only by meaning must be at least ``SIMILARITY_FLOOR`` similar to the
 query, so nonsense finds nothing.
 
-The web pages and the command line call ``search``, ``similar`` and
-``item_detail``; the shapes of their results are the JSON API's.
+The web pages and the command line call ``search``; an item's page and
+"more like this" are ``detail``'s.  The shapes of the results
+(``results``) are the JSON API's.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
 
 import sqlite_utils
 
-from .. import vectors
 from ..catalog import ITEM_TYPES
 from ..config import Settings
-from . import click_signals, embedding, fts, hits, vector_index
+from ..tagging import vectors
+from . import click_signals, embedding, fts, fusion, hits, vector_index
 from .expressions import all_terms, fts_any
 from .filters import FilterSql, filter_sql
 from .filters import allowed as filters_allowed
 from .query import ParsedQuery, QueryError, Term, parse_query
+from .results import Candidate, Hit, ItemNotFound, SearchResults
 
-__all__ = ["Hit", "QueryError", "SearchResults", "item_detail", "search", "similar", "ItemNotFound"]
+__all__ = ["Hit", "ItemNotFound", "QueryError", "SearchResults", "search"]
 
 MAX_PAGE = 1000
 MAX_PER_PAGE = 100
@@ -48,77 +49,10 @@ VECTOR_POOL = 100
 # With filters, more neighbours are read before filtering, so a selective filter still leaves some.
 FILTERED_VECTOR_POOL = 500
 
-DEFAULT_WEIGHTS = {
-    # Reciprocal rank fusion: one weight per ranking, and k.  Chosen on half of SciFact's training claims
-    # (benchmarks/scifact.py): a small k lets each ranking's first few results lead, and the vectors weigh a
-    # little less than the words, so a tie goes to the document that has them.  CLIP is weighed like the
-    # text vectors, untuned (no checkpoint to tune it with here).
-    "fts": 1.0,
-    "text": 0.8,
-    "clip": 0.8,
-    # Learned from clicks: a boost in [-0.5, 0.5] (learning/clicks.py) times this weight, over k + 1.  At 1.0 the
-    # largest boost is worth half a first place in the words' ranking; chosen with benchmarks/clicks.py.
-    "clicks": 1.0,
-    "rrf_k": 1.0,
-    # BM25 weight of each full-text column
-    "title": 2.0,
-    "body": 1.0,
-    "tags": 2.0,
-    "context": 0.5,
-}
+DEFAULT_WEIGHTS = fusion.DEFAULT_WEIGHTS
 # Vector spaces a text query can search, and the similarity a document found only by meaning must reach.
 QUERY_SPACES = ("text", "clip")
 SIMILARITY_FLOOR = {"text": 0.35, "clip": 0.2}
-
-
-@dataclass
-class Hit:
-    item_type: str
-    item_id: str
-    rowid: int
-    title: str
-    snippet: str
-    score: float
-    why: list[str] = field(default_factory=list)
-    matched_tags: list[dict] = field(default_factory=list)
-    proposal: dict | None = None
-    facts: dict = field(default_factory=dict)
-    ranks: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class SearchResults:
-    query: str
-    filters: dict
-    item_type: str | None
-    page: int
-    per_page: int
-    total: int
-    counts: dict
-    hits: list[Hit]
-    facets: dict
-    messages: list[str]
-    took_ms: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-class ItemNotFound(LookupError):
-    """No such item in this catalog (→ HTTP 404)."""
-
-
-@dataclass
-class _Candidate:
-    rowid: int
-    score: float = 0.0
-    ranks: dict = field(default_factory=dict)
-    similarities: dict = field(default_factory=dict)
-    exact: str | None = None
-    click_boost: float = 0.0
 
 
 def search(
@@ -152,7 +86,7 @@ def search(
         )
         return _finish(results, started)
     filters = filter_sql(parsed)
-    candidates, extra_counts = _rank(db, parsed, filters, weights, settings, messages)
+    candidates, extra_counts = _rank(db, parsed, filters, weights, settings, messages, results.rankers)
     pool = sorted(candidates.values(), key=lambda c: (-c.score, c.rowid))
     attributes = hits.attributes(db, [c.rowid for c in pool])
     pool = [c for c in pool if c.rowid in attributes]  # a vector may outlive its item by a moment
@@ -210,35 +144,37 @@ def _highlight_expression(parsed: ParsedQuery) -> str:
 # -- Ranking -----------------------------------------------------------------------------------------
 
 
-def _rank(db, parsed: ParsedQuery, filters: FilterSql, weights: dict, settings, messages) -> tuple[dict, dict]:
-    """The pool of candidates with their fused scores, and exact per-type counts for a query of filters alone
-    that has more results than the pool."""
-    candidates: dict[int, _Candidate] = {}
+def _rank(db, parsed: ParsedQuery, filters: FilterSql, weights: dict, settings, messages, rankers) -> tuple[dict, dict]:
+    """The pool of candidates with each ranking's rank and raw score and their fused score, and exact per-type
+    counts for a query of filters alone that has more results than the pool; ``rankers`` is told what made
+    each ranking's raw scores."""
+    candidates: dict[int, Candidate] = {}
     extra_counts: dict[str, int] = {}
-    rrf_k = float(weights["rrf_k"])
 
-    def add(rowid: int, stage: str, rank: int, weight: float) -> _Candidate:
-        candidate = candidates.setdefault(rowid, _Candidate(rowid))
+    def add(rowid: int, stage: str, rank: int, raw_score: float | None = None) -> Candidate:
+        candidate = candidates.setdefault(rowid, Candidate(rowid))
         candidate.ranks[stage] = rank
-        candidate.score += weight / (rrf_k + rank)
+        if raw_score is not None:
+            candidate.scores[stage] = raw_score
         return candidate
 
     for position, (rowid, reason) in enumerate(hits.exact_matches(db, parsed, filters)):
-        candidate = candidates.setdefault(rowid, _Candidate(rowid))
-        candidate.exact = reason
-        candidate.score += 1000.0 - position  # exact ids and names first, whatever the rankings say
+        candidate = candidates.setdefault(rowid, Candidate(rowid))
+        candidate.exact, candidate.exact_position = reason, position
     if not parsed.has_terms:
         for rank, rowid in enumerate(hits.by_date(db, filters, FTS_POOL), start=1):
-            add(rowid, "date", rank, 1.0)
+            add(rowid, "date", rank)
         if len(candidates) >= FTS_POOL:
             extra_counts = hits.count_by_type(db, filters)
             total = sum(extra_counts.values())
             messages.append(f"showing the newest {FTS_POOL:,} of the {total:,} items these filters allow")
+        _fuse(candidates, weights)
         return candidates, extra_counts
     if weights["fts"] > 0:
         found = fts.search(db, parsed.clauses, filters, weights, FTS_POOL)
+        rankers["fts"] = f"{found.ranker} bm25"
         for rank, rowid in enumerate(found.ranked, start=1):
-            add(rowid, "fts", rank, weights["fts"])
+            add(rowid, "fts", rank, found.scores.get(rowid))
         if found.mode == "any" and found.ranked and len(parsed.clauses) <= fts.KEYWORD_CLAUSES:
             messages.append("no item has all of the words; these have some of them")
         if len(found.ranked) >= FTS_POOL or not found.complete:
@@ -248,30 +184,34 @@ def _rank(db, parsed: ParsedQuery, filters: FilterSql, weights: dict, settings, 
                 messages.append(f"showing the best {FTS_POOL:,} of the {matches:,} items that match the words")
             else:
                 messages.append(f"showing the best {FTS_POOL:,} of the items that match; there are more")
-    _rank_by_vectors(db, parsed, filters, weights, settings, messages, add)
+    _rank_by_vectors(db, parsed, filters, weights, settings, messages, add, rankers)
     _boost_by_clicks(db, parsed, weights, candidates)
+    _fuse(candidates, weights)
     return candidates, extra_counts
 
 
-def _boost_by_clicks(db, parsed: ParsedQuery, weights: dict, candidates: dict[int, _Candidate]) -> None:
-    """Add what was learned from clicks on this query to the items the rankings found (never new ones)."""
-    weight = float(weights.get("clicks", 0))
-    if weight <= 0:
+def _fuse(candidates: dict[int, Candidate], weights: dict) -> None:
+    for candidate in candidates.values():
+        candidate.score = fusion.score(candidate.ranks, weights, candidate.click_boost, candidate.exact_position)
+
+
+def _boost_by_clicks(db, parsed: ParsedQuery, weights: dict, candidates: dict[int, Candidate]) -> None:
+    """Note what was learned from clicks on this query for the items the rankings found (never new ones)."""
+    if float(weights.get("clicks", 0)) <= 0:
         return
     for rowid, boost in click_signals.boosts(db, click_signals.query_key(parsed)).items():
         candidate = candidates.get(rowid)
         if candidate is not None and candidate.exact is None:
             candidate.click_boost = boost
-            candidate.score += weight * boost / (float(weights["rrf_k"]) + 1)
 
 
-def _say_why_clicks(shown: list[Hit], candidates: dict[int, _Candidate]) -> None:
+def _say_why_clicks(shown: list[Hit], candidates: dict[int, Candidate]) -> None:
     for hit in shown:
         if candidates[hit.rowid].click_boost > 0:
             hit.why.append("often opened for this search")
 
 
-def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages, add) -> None:
+def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages, add, rankers) -> None:
     spaces = vectors.spaces(db)
     text = parsed.semantic_text
     if not text:
@@ -303,24 +243,6 @@ def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages
         if not filters.is_empty and neighbours:
             allowed = filters_allowed(db, [rowid for rowid, _ in neighbours], filters)
             neighbours = [(rowid, s) for rowid, s in neighbours if rowid in allowed]
+        rankers[space] = spaces[space]["tagger"]
         for rank, (rowid, similarity) in enumerate(neighbours[:VECTOR_POOL], start=1):
-            candidate = add(rowid, space, rank, weight)
-            candidate.similarities[space] = round(similarity, 4)
-
-
-# -- Items and similar items -------------------------------------------------------------------------
-
-
-def item_detail(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict | None:
-    """Everything the item page shows about one item, or None if there is no such item."""
-    from .detail import item_detail as detail
-
-    return detail(db, item_type, item_id)
-
-
-def similar(db: sqlite_utils.Database, item_type: str, item_id: str, k: int = 12) -> list[Hit]:
-    """'More like this': the items nearest to this one's image vector (CLIP, else image features), or its
-    text vector for items without an image.  Raises ItemNotFound for an unknown item."""
-    from .detail import similar_items
-
-    return similar_items(db, item_type, item_id, k).hits
+            add(rowid, space, rank, similarity)

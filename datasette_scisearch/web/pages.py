@@ -25,6 +25,8 @@ from datasette.utils.asgi import Forbidden, Response
 
 from ..catalog import ITEM_TABLES
 from ..config import ConfigError, Settings, load_settings, settings_from_dict
+from ..errors import ScisearchError
+from ..search import index_folder
 from . import present
 from .present import item_url
 
@@ -68,12 +70,8 @@ _ITEM_ROUTE = r"^/-/scisearch/item/(?P<database>[^/]+)/(?P<item_type>[^/]+)/(?P<
 _KEEP = object()  # "leave this parameter as it is"
 
 
-class PageError(Exception):
+class PageError(ScisearchError):
     """A request this page cannot answer; the message is shown in the page with the status."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
 
 
 def search_url(datasette, params: list[tuple[str, str]] | None = None) -> str:
@@ -163,9 +161,11 @@ def facility_settings(datasette) -> Settings:
     """The settings Datasette was started with (time zone; taggers' options embed queries), as the CLI reads them."""
     try:
         block = datasette.plugin_config(PLUGIN_NAME)
-        return settings_from_dict(block) if block else load_settings()
+        settings = settings_from_dict(block) if block else load_settings()
     except ConfigError:
         return Settings()  # the CLI reports a broken config; pages still work with the defaults
+    index_folder.configure(settings.index_folder)
+    return settings
 
 
 async def call_engine(db, function, *args, **kwargs):
@@ -388,6 +388,7 @@ def _sentence(message: str) -> str:
 
 async def item_page(request, datasette):
     from ..search import engine
+    from ..search.detail import item_detail, similar_items
 
     item_type = request.url_vars["item_type"]
     item_id = tilde_decode(request.url_vars["item_id"])
@@ -402,13 +403,13 @@ async def item_page(request, datasette):
             request.actor,
             [("view-table", (db.name, ITEM_TABLES[item_type])), ("view-database", db.name), "view-instance"],
         )
-        detail = await call_engine(db, engine.item_detail, item_type, item_id)
+        detail = await call_engine(db, item_detail, item_type, item_id)
         if detail is None:
             raise PageError(f"There is no {item_type} '{item_id[:200]}' in this catalog.", 404)
     except PageError as error:
         return await _render(datasette, request, "scisearch_item.html", {**context, "error": str(error)}, error.status)
     try:
-        similar = await call_engine(db, engine.similar, item_type, item_id, k=SIMILAR_COUNT)
+        similar = (await call_engine(db, similar_items, item_type, item_id, SIMILAR_COUNT)).hits
         similar_note = None if similar else "Nothing to compare with yet: similarity needs the taggers' vectors."
     except (engine.QueryError, engine.ItemNotFound) as error:
         similar, similar_note = [], _sentence(str(error))

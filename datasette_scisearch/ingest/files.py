@@ -32,19 +32,20 @@ from typing import TYPE_CHECKING
 import sqlite_utils
 from tqdm import tqdm
 
-from . import jobs
-from .catalog import now_utc, write_transaction
-from .config import Settings
+from .. import jobs
+from ..catalog import now_utc, write_transaction
+from ..config import Settings
+from ..errors import ScisearchError
+from ..plugins import get_loaders
 from .filerows import display_path
 from .loader import FileLoader
-from .plugins import get_loaders
 from .reading import FileResult, companions_of, file_format, loader_id, loaders_for, read_file, sha256_of
 from .sandbox import ReaderPool, shared_pool
 
 __all__ = ["FileResult", "file_format", "load_files", "loaders_for", "read_file", "sha256_of", "walk", "write_file"]
 
 if TYPE_CHECKING:
-    from .cluster import Cluster, TaskFailure
+    from ..cluster import Cluster, TaskFailure
 
 # On a cluster, files go to workers in small groups (the scheduler costs a few ms a task, a small file ~10 ms to
 # read), a few tasks ahead per worker thread: workers never wait, and results waiting for the writer stay few.
@@ -53,7 +54,7 @@ BYTES_PER_TASK = 256 * 2**20
 TASKS_IN_FLIGHT_PER_WORKER = 3
 
 
-class IngestError(Exception):
+class IngestError(ScisearchError):
     """The load cannot start (a missing folder, say); the message says what to do."""
 
 
@@ -377,7 +378,7 @@ def read_on_worker(files: list[tuple[Path, list[FileLoader], str | None]], setti
 
 
 def _read_one_on_worker(path: Path, chain: list[FileLoader], settings: Settings, known_sha256: str | None) -> FileResult:
-    from .cluster import worker_address
+    from ..cluster import worker_address
 
     unknown_time = dt.datetime.fromtimestamp(0, dt.UTC)
     first = loader_id(chain[0])
@@ -403,7 +404,7 @@ def _read_one_on_worker(path: Path, chain: list[FileLoader], settings: Settings,
 def _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster: Cluster, bar, retry_errors) -> None:
     """The writer's side of a cluster load: plan each file here, read it there, commit here in the walk's order
     (so which of two identical files is catalogued, and every row's id, are as in an in-process load)."""
-    from .cluster import TaskFailure
+    from ..cluster import TaskFailure
 
     def task(group: list[_Planned]) -> tuple:
         return group, ([(p.path, p.chain, p.known_sha256) for p in group], settings)

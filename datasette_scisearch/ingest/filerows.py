@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import to_json
-from .config import Settings
+from ..catalog import to_json
+from ..config import Settings
 from .loader import Dataset
 from .kinds import kind_from_axes
 from .normalize import (

@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ScisearchError
 
-class LoaderError(Exception):
+
+class LoaderError(ScisearchError):
     """A file or record that cannot be read; the message is shown to the user as is."""
 
 
@@ -28,7 +30,7 @@ class RefusedFile(LoaderError):
     chain is tried, since each would allocate what the file declares."""
 
 
-class NotData(Exception):
+class NotData(ScisearchError):
     """The file is not data on its own (a metadata companion such as a TIA .emi); skip it quietly."""
 
 
@@ -45,7 +47,7 @@ class Dataset:
     instrument's own metadata (a TIFF ``DateTime`` tag, which the exporting
     program may have written).  ``navigate`` marks, per axis, the scan or frame
     axes (True) and the detector's (False), as RosettaSciIO does; ``kind`` is
-    decided from the axes (``datasette_scisearch.kinds``) unless the reader knows
+    decided from the axes (``datasette_scisearch.ingest.kinds``) unless the reader knows
     better.  Placeholders (magnification 0 or 1, 0 kV) are turned into None by
     the core, so readers may pass what the file says.
     """

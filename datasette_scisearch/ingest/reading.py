@@ -20,7 +20,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Settings
+from ..config import Settings
 from .filerows import dataset_row
 from .loader import FileLoader, LoaderError, NotData, RefusedFile
 

@@ -5,7 +5,7 @@ Bruker .bcf makes one segfault, a small HDF5 file declaring a 30000² array make
 another allocate gigabytes, a malformed header can loop.  In the loading
 process any of these ends the whole load (and every load after it).  Here the
 chain of readers (``reading.read_file``) runs in a worker process,
-``python -m datasette_scisearch.sandbox``, started once and reused by every load
+``python -m datasette_scisearch.ingest.sandbox``, started once and reused by every load
 of the process, so speed holds; a crash, a timeout or exhausted memory costs
 that worker, which is replaced, and becomes the file's error row; the load goes
 on.  Requests and results travel as pickles over two pipes of their own (what a
@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import Settings
+from ..config import Settings
 from .loader import FileLoader
 from .reading import FileResult, loader_id, read_file
 
@@ -83,7 +83,7 @@ class ReaderPool:
             [
                 sys.executable,
                 "-m",
-                "datasette_scisearch.sandbox",
+                "datasette_scisearch.ingest.sandbox",
                 str(to_worker_read),
                 str(from_worker_write),
                 str(self.memory_limit_bytes),
