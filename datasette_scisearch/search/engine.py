@@ -64,8 +64,13 @@ def search(
     per_page: int = 20,
     weights: dict | None = None,
     settings: Settings | None = None,
+    hidden_item_types: frozenset[str] = frozenset(),
 ) -> SearchResults:
-    """Search every item of the catalog; ``item_type`` picks the tab, ``page`` and ``per_page`` the page."""
+    """Search every item of the catalog; ``item_type`` picks the tab, ``page`` and ``per_page`` the page.
+
+    ``hidden_item_types`` are item types the reader may not see (a table-level rule of the web layer): for
+    this search they are not in the catalog, in hits, counts and facets alike.
+    """
     started = time.perf_counter()
     page, per_page = _check_paging(page, per_page)
     if item_type in ("", "all"):
@@ -80,6 +85,11 @@ def search(
         if (query or "").strip():
             messages.append("nothing to search for in that query: type some words or a filter such as type:image")
         return _finish(results, started)
+    hidden = frozenset(hidden_item_types) & frozenset(ITEM_TYPES)
+    if hidden and (item_type in hidden or (parsed.item_types and parsed.item_types <= hidden)):
+        messages.append(f"nothing matched {query.strip()!r}")
+        return _finish(results, started)
+    parsed.excluded_item_types |= hidden
     if not _has_search_index(db):
         messages.append(
             "this catalog has no search index yet: run 'scisearch tag CATALOG' (or load something) to build it"

@@ -1,9 +1,10 @@
 """The search documents: one row of ``search_items`` per file, proposal, paper and session.
 
 A document gathers what full-text search should see for an item: its own
-title and text, the text of its tags (accepted and added tags count twice,
+title and text, the text of its own tags (accepted and added tags count twice,
 rejected ones not at all), and its context — the session and proposal a file
-was linked to, the proposal a paper acknowledges.  Documents are rebuilt from
+was linked to, the proposal a paper acknowledges, and the tags it inherits
+from them.  Documents are rebuilt from
 the catalog tables after every load, link and tag run; only documents whose
 content changed are rewritten, so the full-text indexes stay cheap to keep:
 FTS5 by its triggers, the on-disk tantivy index by ``text_index.catch_up``
@@ -19,8 +20,8 @@ from collections.abc import Iterable
 
 import sqlite_utils
 
-from ..tagging import vectors
 from ..catalog import now_utc
+from ..tagging import vectors
 
 MAX_BODY_CHARS = 20_000  # a paper's full text is summarised by its abstract; the rest only bloats the index
 
@@ -84,16 +85,23 @@ def tag_text(rows: Iterable[tuple[str, str]]) -> str:
     return " ; ".join(words)
 
 
-def _tags_by_item(db: sqlite_utils.Database, item_type: str, ids: list[str] | None) -> dict[str, str]:
-    grouped: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    sql = "select item_id, tag, status from tags where item_type = ?"
+def _tags_by_item(db: sqlite_utils.Database, item_type: str, ids: list[str] | None) -> dict[str, tuple[str, str]]:
+    """Per item, the text of its own tags and of the tags it inherits (``via`` a proposal or session).
+
+    Inherited tags go into the document's context, not its tags: an item's own tags, metadata and pixels
+    outweigh what it shares with every other item of its proposal (the ``context`` weight of the fusion),
+    while the inherited words still find it.
+    """
+    own: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    inherited: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    sql = "select item_id, tag, status, via from tags where item_type = ?"
     for chunk in _chunks(ids):
         where = "" if chunk is None else f" and item_id in ({','.join('?' * len(chunk))})"
-        for item_id, tag, status in db.execute(
+        for item_id, tag, status, via in db.execute(
             sql + where + " order by item_id, score desc", [item_type, *(chunk or [])]
         ):
-            grouped[str(item_id)].append((tag, status))
-    return {item_id: tag_text(rows) for item_id, rows in grouped.items()}
+            (inherited if via else own)[str(item_id)].append((tag, status))
+    return {item_id: (tag_text(own[item_id]), tag_text(inherited[item_id])) for item_id in {*own, *inherited}}
 
 
 def _chunks(ids: list[str] | None, size: int = 500):
@@ -130,7 +138,9 @@ def refresh_search_items(
                 updates, inserts = [], []
                 for item_id, title, body, context in db.execute(query, chunk or []).fetchall():
                     item_id = str(item_id)
-                    document = (title or "", (body or "")[:MAX_BODY_CHARS], tags.get(item_id, ""), context or "")
+                    own_tags, inherited_tags = tags.get(item_id, ("", ""))
+                    joined_context = " ; ".join(part for part in (context, inherited_tags) if part)
+                    document = (title or "", (body or "")[:MAX_BODY_CHARS], own_tags, joined_context)
                     digest = hashlib.sha1("\x1f".join(document).encode()).hexdigest()
                     found = existing.pop(item_id, None)
                     if found and found[1] == digest:
