@@ -7,6 +7,7 @@ work the same from the CLI and from Datasette.  The schema only changes through
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from pathlib import Path
@@ -525,6 +526,33 @@ def m006_search_index_change_logs(db: sqlite_utils.Database) -> None:
             f"""create trigger search_items_log_{name} after {event} on search_items
                 begin insert into search_changes (item_rowid) values ({row}.id); end"""
         )
+
+
+@MIGRATIONS()
+def m007_data_roots_and_remembered_failures(db: sqlite_utils.Database) -> None:
+    """Every folder given to a load is a data root (what may be read, served and watched), and a file that failed
+    keeps the size and modification time it failed with, so that a second load does not read it again."""
+    db["data_roots"].create(
+        {"path": str, "first_loaded_at": str, "last_loaded_at": str, "last_job_id": int}, pk="path"
+    )
+    db["ingest_errors"].add_column("size_bytes", int)
+    db["ingest_errors"].add_column("modified_at", str)
+
+
+@contextlib.contextmanager
+def write_transaction(db: sqlite_utils.Database):
+    """One write transaction taken with the write lock at once (BEGIN IMMEDIATE): a writer that waits, waits
+    before it has read anything (the busy timeout), never half-way; everything inside commits together or not
+    at all.  sqlite-utils' own writes nest inside it as savepoints."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    else:
+        db.conn.execute("COMMIT")
 
 
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
