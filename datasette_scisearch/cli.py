@@ -29,7 +29,7 @@ from .catalog import (
 )
 from .config import ConfigError, find_metadata, load_settings
 from .ingest import IngestError, load_files
-from .learning.learn_command import learn
+from .learning.learn_command import learn, load_judgments_command
 from .learning.train_command import train_command
 from .plugins import describe_plugins, get_plugin_manager
 from .search.command import search_command
@@ -518,6 +518,7 @@ def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after, root
 cli.add_command(search_command)
 cli.add_command(train_command)
 cli.add_command(learn)
+load.add_command(load_judgments_command)
 
 
 def _register_plugin_commands() -> None:

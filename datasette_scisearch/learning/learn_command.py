@@ -4,6 +4,12 @@ Run it from cron, or leave ``--every MINUTES`` running next to the server.  The
 web plugin does not learn by itself: ``learn`` reads the whole log, which a
 search request should not wait for, and a burst of beacons should not be able
 to make the server recompute anything.
+
+``--ranking`` also fits the fusion weights and similarity floors to the
+catalog's evidence by cross-validation (``fusion.py``) and keeps them only if
+they measured better on held-out queries; ``--rollback`` goes back to the ones
+before.  ``scisearch load judgments CATALOG FILE`` imports judged pairs to learn
+from (``judgments.py``).
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ import time
 
 import click
 
-from ..catalog import CatalogError, open_catalog
-from . import clicks
+from pathlib import Path
+
+from ..catalog import ITEM_TYPES, CatalogError, open_catalog
+from . import clicks, fusion
 from .clicks import LearnReport
+from .judgments import JudgmentsError, load_judgments
 
 PROPENSITIES_SHOWN = 10
 
@@ -41,22 +50,66 @@ def describe(report: LearnReport) -> list[str]:
     return lines
 
 
+def describe_fusion(report: fusion.FusionReport) -> list[str]:
+    """The one-screen summary of a fusion fit."""
+    evidence = ", ".join(f"{count:,} {source}" for source, count in sorted(report.evidence.items()))
+    lines = [
+        f"learn ranking: {report.queries:,} queries ({evidence}), {report.folds}-fold cross-validation "
+        f"in {report.seconds:.1f} s",
+        f"  held-out nDCG@10 {report.ndcg_in_use:.4f} -> {report.ndcg_fitted:.4f}, "
+        f"recall@100 {report.recall_in_use:.4f} -> {report.recall_fitted:.4f}",
+        "  weights in use: " + ", ".join(f"{k} {v:g}" for k, v in report.weights_in_use.items()),
+        "  fitted:         " + ", ".join(f"{k} {v:g}" for k, v in report.fitted.items()),
+    ]
+    for source, figures in sorted(report.per_source.items()):
+        lines.append(
+            f"  {source}: {figures['queries']:,} queries, nDCG@10 {figures['ndcg_in_use']:.4f} -> "
+            f"{figures['ndcg_fitted']:.4f}"
+        )
+    verdict = f"kept as version {report.version}: " if report.accepted and report.version else ""
+    lines.append(f"  {verdict}{report.reason}")
+    return lines
+
+
 @click.command(name="learn")
 @click.argument("catalog", type=click.Path(dir_okay=False))
 @click.option("--every", type=click.FloatRange(min=0.1), metavar="MINUTES", help="learn again every MINUTES, until ^C")
 @click.option("--naive", is_flag=True, help="plain click rates, not corrected for position bias (for comparison)")
 @click.option("--signed-in-only", is_flag=True, help="learn only from searches by signed-in actors")
+@click.option(
+    "--ranking",
+    is_flag=True,
+    help="also fit the fusion weights and similarity floors to the catalog's evidence (judgments, clicks, "
+    "experts' tags, citations) by cross-validation; kept only if they measure better on held-out queries",
+)
+@click.option("--folds", type=click.IntRange(2, 20), default=fusion.FOLDS, show_default=True, help="with --ranking")
+@click.option("--rollback", is_flag=True, help="retire the fitted fusion weights in use and bring back the ones before")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def learn(catalog: str, every: float | None, naive: bool, signed_in_only: bool, as_json: bool) -> None:
-    """Learn a position-debiased click signal from the search log of CATALOG."""
+def learn(
+    catalog: str,
+    every: float | None,
+    naive: bool,
+    signed_in_only: bool,
+    ranking: bool,
+    folds: int,
+    rollback: bool,
+    as_json: bool,
+) -> None:
+    """Learn a position-debiased click signal from the search log of CATALOG (and, with --ranking, the
+    fusion weights from all of its evidence)."""
     try:
         db = open_catalog(catalog, create=False)
     except CatalogError as error:
         raise click.ClickException(str(error)) from None
     try:
+        if rollback:
+            _rollback(db, as_json)
+            return
         while True:
             report = clicks.learn(db, debias=not naive, signed_in_only=signed_in_only)
             click.echo(json.dumps(report.as_dict()) if as_json else "\n".join(describe(report)))
+            if ranking:
+                _learn_ranking(db, folds, as_json)
             if every is None:
                 return
             time.sleep(every * 60)
@@ -64,3 +117,57 @@ def learn(catalog: str, every: float | None, naive: bool, signed_in_only: bool, 
         click.echo("stopped", err=True)
     finally:
         db.close()
+
+
+def _learn_ranking(db, folds: int, as_json: bool) -> None:
+    progress = None if as_json else (lambda line: click.echo(f"  {line}", err=True))
+    try:
+        report = fusion.learn_fusion(db, folds=folds, progress=progress)
+    except fusion.FusionError as error:
+        raise click.ClickException(f"cannot learn the ranking: {error}") from None
+    click.echo(json.dumps(report.as_dict()) if as_json else "\n".join(describe_fusion(report)))
+
+
+def _rollback(db, as_json: bool) -> None:
+    try:
+        version = fusion.rollback(db)
+    except fusion.FusionError as error:
+        raise click.ClickException(str(error)) from None
+    now = f"fitted weights version {version}" if version else "the shipped default weights"
+    click.echo(json.dumps({"fusion_version": version}) if as_json else f"rolled back: search now uses {now}")
+
+
+@click.command(name="judgments")
+@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--queries",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="the query texts for TREC qrels (BEIR queries.jsonl, or ID<TAB>TEXT lines)",
+)
+@click.option("--type", "item_type", type=click.Choice(ITEM_TYPES), help="the item type every judged id names")
+@click.option("--replace", is_flag=True, help="forget the judgments imported before")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+def load_judgments_command(catalog, path, queries, item_type, replace, as_json) -> None:
+    """Import judged query-item pairs (TREC qrels or JSONL) for 'scisearch learn --ranking' to learn from."""
+    try:
+        db = open_catalog(catalog, create=False)
+    except CatalogError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        report = load_judgments(db, path, queries=queries, item_type=item_type, replace=replace)
+    except JudgmentsError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+        return
+    click.echo(
+        f"judgments: {report.imported:,} pairs for {report.queries:,} queries imported from {path}, "
+        f"{report.skipped:,} lines skipped"
+    )
+    for problem in report.problems:
+        click.echo(f"  skipped {problem}")
+    if report.skipped > len(report.problems):
+        click.echo(f"  … and {report.skipped - len(report.problems):,} more")
