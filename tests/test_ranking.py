@@ -198,3 +198,13 @@ def test_the_engine_uses_the_fitted_weights_in_use_until_they_are_rolled_back(ow
     assert found_by_meaning_alone() == []
     assert fusion.rollback(own_demo) is None
     assert found_by_meaning_alone()
+
+
+# -- The text encoder ---------------------------------------------------------------------------------------
+
+
+def test_tuning_the_encoder_without_evidence_says_what_to_provide(own_demo):
+    from datasette_scisearch.learning import encoder
+
+    with pytest.raises(encoder.EncoderError, match="import judged queries"):
+        encoder.learn_encoder(own_demo, evidence=[], max_pairs=0)

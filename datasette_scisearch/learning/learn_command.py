@@ -8,7 +8,8 @@ to make the server recompute anything.
 ``--ranking`` also fits the fusion weights and similarity floors to the
 catalog's evidence by cross-validation (``fusion.py``) and keeps them only if
 they measured better on held-out queries; ``--rollback`` goes back to the ones
-before.  ``scisearch load judgments CATALOG FILE`` imports judged pairs to learn
+before.  ``--encoder`` fine-tunes the text encoder on the same evidence
+(``encoder.py``) and keeps it only if it measured better.  ``scisearch load judgments CATALOG FILE`` imports judged pairs to learn
 from (``judgments.py``).
 """
 
@@ -22,7 +23,7 @@ import click
 from pathlib import Path
 
 from ..catalog import ITEM_TYPES, CatalogError, open_catalog
-from . import clicks, fusion
+from . import clicks, encoder, fusion
 from .clicks import LearnReport
 from .judgments import JudgmentsError, load_judgments
 
@@ -83,6 +84,15 @@ def describe_fusion(report: fusion.FusionReport) -> list[str]:
     "experts' tags, citations) by cross-validation; kept only if they measure better on held-out queries",
 )
 @click.option("--folds", type=click.IntRange(2, 20), default=fusion.FOLDS, show_default=True, help="with --ranking")
+@click.option(
+    "--encoder",
+    "tune_encoder",
+    is_flag=True,
+    help="also fine-tune the text encoder on the evidence (in-batch negatives); kept only if it measures better "
+    "on held-out queries",
+)
+@click.option("--max-pairs", type=click.IntRange(16), default=encoder.MAX_PAIRS, show_default=True, help="with --encoder")
+@click.option("--epochs", type=click.IntRange(1, 20), default=encoder.EPOCHS, show_default=True, help="with --encoder")
 @click.option("--rollback", is_flag=True, help="retire the fitted fusion weights in use and bring back the ones before")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def learn(
@@ -92,6 +102,9 @@ def learn(
     signed_in_only: bool,
     ranking: bool,
     folds: int,
+    tune_encoder: bool,
+    max_pairs: int,
+    epochs: int,
     rollback: bool,
     as_json: bool,
 ) -> None:
@@ -110,6 +123,8 @@ def learn(
             click.echo(json.dumps(report.as_dict()) if as_json else "\n".join(describe(report)))
             if ranking:
                 _learn_ranking(db, folds, as_json)
+            if tune_encoder:
+                _learn_encoder(db, max_pairs, epochs, as_json)
             if every is None:
                 return
             time.sleep(every * 60)
@@ -126,6 +141,23 @@ def _learn_ranking(db, folds: int, as_json: bool) -> None:
     except fusion.FusionError as error:
         raise click.ClickException(f"cannot learn the ranking: {error}") from None
     click.echo(json.dumps(report.as_dict()) if as_json else "\n".join(describe_fusion(report)))
+
+
+def _learn_encoder(db, max_pairs: int, epochs: int, as_json: bool) -> None:
+    progress = None if as_json else (lambda line: click.echo(f"  {line}", err=True))
+    try:
+        report = encoder.learn_encoder(db, max_pairs=max_pairs, epochs=epochs, progress=progress)
+    except encoder.EncoderError as error:
+        raise click.ClickException(f"cannot tune the encoder: {error}") from None
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+        return
+    click.echo(
+        f"learn encoder: {report.pairs:,} pairs, {report.epochs} epoch(s) of batches of {report.batch_size} "
+        f"({report.max_seq_length} word pieces) in {report.train_seconds:.0f} s; measured in {report.measure_seconds:.0f} s"
+    )
+    kept = f"  kept as version {report.version} in {report.model_path}: " if report.accepted else "  "
+    click.echo(kept + report.reason)
 
 
 def _rollback(db, as_json: bool) -> None:
