@@ -227,7 +227,8 @@ def main() -> None:
         learned, seconds, report = learn_from_judgments(arguments.catalog, tune_claims)
         print(f"learned fusion weights: {learned} (cross-validated on the tune half: {report.ndcg_in_use:.4f} -> "
               f"{report.ndcg_fitted:.4f}); time to learn {seconds:.0f} s")
-        rows.append(("hybrid, learned fusion", learned, "hybrid"))
+        verdict = "kept" if report.accepted else "refused by learn, shown anyway"
+        rows.append((f"hybrid, learned fusion ({verdict})", learned, "hybrid"))
     if arguments.encoder:
         tune_encoder(arguments.max_pairs)
     print("\n| mode | tune nDCG@10 | tune recall@100 | held-out nDCG@10 | held-out recall@100 | held-out empty / <10 | "

@@ -190,14 +190,16 @@ def _train(model, pairs, epochs: int, batch_size: int, progress) -> None:
             # A hard negative is used only when the whole batch has one: the loss wants equal columns.
             if all(negative for _, _, negative in batch):
                 columns.append([negative for _, _, negative in batch])
-            features = [model.tokenize(column) for column in columns]
+            # sentence-transformers 6 renamed tokenize to preprocess; 3 to 5 only have the old name.
+            prepare = getattr(model, "preprocess", None) or model.tokenize
+            features = [prepare(column) for column in columns]
             loss = loss_of(features, None)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             steps += 1
             if progress and steps % 10 == 0:
-                progress(f"epoch {epoch + 1}, step {steps}: loss {float(loss):.3f}")
+                progress(f"epoch {epoch + 1}, step {steps}: loss {float(loss.detach()):.3f}")
     model.eval()
 
 
