@@ -185,8 +185,7 @@ def tune_encoder(max_pairs: int) -> None:
     from datasette_scisearch.learning.encoder import _base_model
 
     sample = list(_passages(db, {("paper", str(r[0])) for r in db.execute("select id from papers limit 256")}).values())
-    model = _base_model()
-    model.max_seq_length = report.max_seq_length
+    model = _base_model()  # at its own length (256 word pieces), as re-embedding would run
     started = time.perf_counter()
     model.encode(sample, batch_size=64)
     per_item = (time.perf_counter() - started) / len(sample)
@@ -202,6 +201,7 @@ def main() -> None:
     parser.add_argument("--no-learn", action="store_true", help="skip learning fusion weights from the judgments")
     parser.add_argument("--encoder", action="store_true", help="also fine-tune the text encoder on the judgments")
     parser.add_argument("--max-pairs", type=int, default=512, help="training pairs for --encoder")
+    parser.add_argument("--encoder-only", action="store_true", help="only --encoder, on the judgments a run imported")
     parser.add_argument("--device", default="auto", help="where to embed the corpus (auto, cpu, cuda)")
     parser.add_argument("--catalog", type=Path, default=CACHE / "scifact.db")
     arguments = parser.parse_args()
@@ -213,6 +213,9 @@ def main() -> None:
     db = open_catalog(arguments.catalog)
     tune_claims, held_out = split(claims_with_judgements())
     print(f"{len(tune_claims)} claims to tune on, {len(held_out)} held out; {db['papers'].count} abstracts")
+    if arguments.encoder_only:
+        tune_encoder(arguments.max_pairs)
+        return
     chosen = {}
     if not arguments.no_tune:
         chosen, score = tune(db, tune_claims)
