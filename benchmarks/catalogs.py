@@ -37,9 +37,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from datasette_scisearch import vectors  # noqa: E402
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.search import embedding, engine, federation  # noqa: E402
+from datasette_scisearch.tagging import vectors  # noqa: E402
 
 
 def _single_catalog_benchmark():

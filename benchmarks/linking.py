@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.config import Settings  # noqa: E402
-from datasette_scisearch.linking import link_all  # noqa: E402
+from datasette_scisearch.ingest.linking import link_all  # noqa: E402
 
 INSTRUMENTS = ["TitanCubed", "Themis", "TEAM 0.5", "Helios", "Gemini"]
 

@@ -27,9 +27,9 @@ sys.path.insert(0, str(REPO))
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.config import load_settings  # noqa: E402
 from datasette_scisearch.demo import build_facility  # noqa: E402
-from datasette_scisearch.filerows import dataset_row  # noqa: E402
-from datasette_scisearch.ingest import file_format, file_loaders, load_files, loader_for, sha256_of, walk  # noqa: E402
-from datasette_scisearch.loader import LoaderError, NotData  # noqa: E402
+from datasette_scisearch.ingest.filerows import dataset_row  # noqa: E402
+from datasette_scisearch.ingest.files import file_format, file_loaders, load_files, loader_for, sha256_of, walk  # noqa: E402
+from datasette_scisearch.ingest.loader import LoaderError, NotData  # noqa: E402
 
 
 def claimed_files(folder: Path) -> list[tuple[Path, object]]:

@@ -31,8 +31,8 @@ from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.cluster import open_cluster  # noqa: E402
 from datasette_scisearch.config import load_settings  # noqa: E402
 from datasette_scisearch.demo import build_facility  # noqa: E402
-from datasette_scisearch.ingest import load_files, walk  # noqa: E402
-from datasette_scisearch.tagging import tag_catalog  # noqa: E402
+from datasette_scisearch.ingest.files import load_files, walk  # noqa: E402
+from datasette_scisearch.tagging.pipeline import tag_catalog  # noqa: E402
 
 
 def run_once(folder: Path, scratch: Path, settings, taggers: list[str], cluster) -> dict:

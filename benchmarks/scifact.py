@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.config import load_settings  # noqa: E402
-from datasette_scisearch.records import load_records  # noqa: E402
+from datasette_scisearch.ingest.records import load_records  # noqa: E402
 from datasette_scisearch.search import engine  # noqa: E402
 
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
@@ -65,7 +65,7 @@ GRID = {
 
 
 def build_catalog(path: Path, device: str) -> None:
-    from datasette_scisearch.tagging import tag_catalog
+    from datasette_scisearch.tagging.pipeline import tag_catalog
 
     path.unlink(missing_ok=True)
     db = open_catalog(path)

@@ -36,13 +36,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from datasette_scisearch import vectors  # noqa: E402
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.search import engine, fts, text_index, vector_index  # noqa: E402
 from datasette_scisearch.search.expressions import all_terms, fts_any  # noqa: E402
 from datasette_scisearch.search.filters import filter_sql  # noqa: E402
 from datasette_scisearch.search.index import refresh_search_items  # noqa: E402
 from datasette_scisearch.search.query import parse_query  # noqa: E402
+from datasette_scisearch.tagging import vectors  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 CACHE = REPO / "benchmarks" / ".cache"
@@ -264,7 +264,7 @@ def register_query_model():
 
     from datasette_scisearch.hookspecs import hookimpl
     from datasette_scisearch.plugins import get_plugin_manager
-    from datasette_scisearch.tagger import Tagger
+    from datasette_scisearch.tagging.tagger import Tagger
 
     class BenchmarkText(Tagger):
         name = "benchmark_text"

@@ -37,11 +37,11 @@ import numpy as np  # noqa: E402
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.config import load_settings  # noqa: E402
 from datasette_scisearch.demo import build_facility  # noqa: E402
-from datasette_scisearch.ingest import load_files  # noqa: E402
-from datasette_scisearch.items import file_pixels, iter_items  # noqa: E402
+from datasette_scisearch.ingest.files import load_files  # noqa: E402
+from datasette_scisearch.ingest.records import load_records  # noqa: E402
 from datasette_scisearch.plugins import get_taggers  # noqa: E402
-from datasette_scisearch.records import load_records  # noqa: E402
-from datasette_scisearch.tagging import tag_catalog  # noqa: E402
+from datasette_scisearch.tagging.items import file_pixels, iter_items  # noqa: E402
+from datasette_scisearch.tagging.pipeline import tag_catalog  # noqa: E402
 
 
 def choose_device(requested: str) -> str:

@@ -15,6 +15,8 @@ import sqlite_utils
 import sqlite_vec
 from sqlite_utils import Migrations
 
+from .errors import ScisearchError
+
 MIGRATIONS = Migrations("datasette-scisearch")
 
 # The record tables a RecordLoader kind writes into, with their full-text columns.
@@ -32,7 +34,7 @@ SEARCH_FTS_COLUMNS = ["title", "body", "tags", "context"]
 MAX_SQLITE_INTEGER = 2**63 - 1
 
 
-class CatalogError(Exception):
+class CatalogError(ScisearchError):
     """The path is not a catalog this version can use; the message says what to do."""
 
 
@@ -55,7 +57,7 @@ def open_catalog(path: str | Path, create: bool = True) -> sqlite_utils.Database
     """
     path = Path(path)
     if not create and not path.exists():
-        raise CatalogError(f"no catalog at '{path}': build one with 'scisearch load files {path} DIR'")
+        raise CatalogError(f"no catalog at '{path}'", fix=f"build one with 'scisearch load files {path} DIR'")
     if path.exists():
         check_catalog_file(path, allow_empty=create)
     db = sqlite_utils.Database(path)
@@ -74,7 +76,7 @@ def check_catalog_file(path: str | Path, allow_empty: bool = False) -> None:
     fine: opening migrates it); ``allow_empty`` lets an empty file through, which opening makes a catalog."""
     path = Path(path)
     if not path.exists():
-        raise CatalogError(f"no catalog at '{path}': build one with 'scisearch load files {path} DIR'")
+        raise CatalogError(f"no catalog at '{path}'", fix=f"build one with 'scisearch load files {path} DIR'")
     if path.is_dir():
         raise CatalogError(f"'{path}' is a folder, not a catalog file")
     if path.stat().st_size:
@@ -88,19 +90,20 @@ def check_catalog_file(path: str | Path, allow_empty: bool = False) -> None:
             if allow_empty:
                 return
             raise CatalogError(
-                f"'{path}' is empty, not a catalog yet: build one with 'scisearch load files {path} DIR'"
+                f"'{path}' is empty, not a catalog yet", fix=f"build one with 'scisearch load files {path} DIR'"
             )
         if "catalog_info" not in tables:
             shown = ", ".join(sorted(tables)[:5]) + (" …" if len(tables) > 5 else "")
             raise CatalogError(
-                f"'{path}' is an SQLite database but not a scisearch catalog (its tables: {shown}); "
-                f"give a catalog made by 'scisearch load'"
+                f"'{path}' is an SQLite database but not a scisearch catalog (its tables: {shown})",
+                fix="give a catalog made by 'scisearch load'",
             )
         version, newer = catalog_schema_version(db)
         if newer:
             raise CatalogError(
                 f"'{path}' has a newer catalog schema (version {version}) than this datasette-scisearch knows "
-                f"({CURRENT_SCHEMA_VERSION}): upgrade datasette-scisearch to use it"
+                f"({CURRENT_SCHEMA_VERSION})",
+                fix="upgrade datasette-scisearch to use it",
             )
     finally:
         db.close()

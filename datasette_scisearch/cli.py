@@ -1,9 +1,12 @@
 """The ``scisearch`` command: a thin layer over the library, in the style of sqlite-utils.
 
 Each command parses options, calls one library function and prints a one-screen
-summary (or ``--json``).  Errors a person can act on exit non-zero with a
-sentence, never a traceback; files that fail inside a load are reported and the
-load exits 0.
+summary (or ``--json``).  What a change to the catalog needs afterwards (linking,
+search documents) is the library's business (changes.py), not the command's.
+Every command names its catalog the same way and fails the same way
+(command_line.py): ``error: …`` and ``hint: …`` on stderr, exit status 1, the
+traceback only with ``--debug``; files that fail inside a load are reported and
+the load exits 0.
 """
 
 from __future__ import annotations
@@ -16,59 +19,47 @@ from pathlib import Path
 import click
 import sqlite_utils
 
-from . import __version__, linking
+from . import __version__, changes
 from .catalog import (
     CURRENT_SCHEMA_VERSION,
     ITEM_TYPES,
-    CatalogError,
     catalog_schema_version,
     check_catalog_file,
     item_counts,
     open_catalog,
     schema_version,
 )
-from .config import ConfigError, find_metadata, load_settings
-from .ingest import IngestError, load_files
+from .command_line import ScisearchCommandLine, catalog_argument
+from .config import find_metadata, load_settings
+from .errors import ScisearchError
 from .learning.learn_command import learn, load_judgments_command
 from .learning.train_command import train_command
 from .plugins import describe_plugins, get_plugin_manager
 from .search.command import search_command
-from .search.index import refresh_search_items
-
-
-class Failure(click.ClickException):
-    """A clear, actionable error: printed as 'error: ...' with exit status 1."""
-
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
 
 
 def _open(catalog: str, create: bool = True):
-    try:
-        return open_catalog(catalog, create=create)
-    except CatalogError as error:
-        raise Failure(str(error)) from None
+    return open_catalog(catalog, create=create)
 
 
 def _settings(ctx: click.Context, timezone: str | None = None, tolerance: float | None = None):
-    try:
-        settings = load_settings(ctx.obj.get("config"))
-    except ConfigError as error:
-        raise Failure(str(error)) from None
+    settings = load_settings(ctx.obj.get("config"))
     if timezone:
         from .config import settings_from_dict
 
-        try:
-            settings.timezone = settings_from_dict({"timezone": timezone}).timezone
-        except ConfigError as error:
-            raise Failure(str(error)) from None
+        settings.timezone = settings_from_dict({"timezone": timezone}).timezone
     if tolerance is not None:
         settings.link_tolerance_minutes = tolerance
     return settings
 
 
-@click.group()
+INTERRUPTED_LOAD = "interrupted: what was loaded is kept"
+RUN_AGAIN = "run the same command again to finish"
+
+
+@click.group(cls=ScisearchCommandLine)
 @click.version_option(__version__, prog_name="scisearch")
+@click.option("--debug", is_flag=True, help="show the traceback when a command fails")
 @click.option(
     "--config",
     type=click.Path(dir_okay=False),
@@ -76,8 +67,11 @@ def _settings(ctx: click.Context, timezone: str | None = None, tolerance: float 
     help="metadata.yml with the facility's settings (default: ./metadata.yml, else the packaged one)",
 )
 @click.pass_context
-def cli(ctx: click.Context, config: str | None) -> None:
-    """Make a facility's instrument data findable: load, link, tag and search it with Datasette."""
+def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
+    """Make a facility's instrument data findable: load, link, tag and search it with Datasette.
+
+    Every command takes the catalog as its first argument, or $SCISEARCH_CATALOG when it is left out, or
+    --catalog FILE."""
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
 
@@ -108,18 +102,14 @@ workers_option = click.option(
 @contextlib.contextmanager
 def _cluster(dask: str | None, workers: int | None):
     """The cluster --dask or --workers asks for (None: in-process), with its errors as sentences."""
-    from .cluster import ClusterError, open_cluster
+    from .cluster import open_cluster
 
-    try:
-        with open_cluster(dask, workers) as cluster:
-            yield cluster
-    except ClusterError as error:
-        raise Failure(str(error)) from None
+    with open_cluster(dask, workers) as cluster:
+        yield cluster
 
 
 @load.command("files")
-@click.argument("catalog", type=click.Path(dir_okay=False))
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@catalog_argument("paths", count=-1, metavar="PATH...")
 @dask_option
 @workers_option
 @json_option
@@ -135,25 +125,23 @@ def load_files_command(ctx, catalog, paths, dask, workers, as_json, quiet, no_li
     process writes the catalog.
     """
     settings = _settings(ctx)
+    paths = [Path(p) for p in paths]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:  # before the catalog is opened, so a typo does not leave an empty catalog behind
-        raise Failure(f"'{missing[0]}' does not exist: give a folder or file that does")
+        raise ScisearchError(f"'{missing[0]}' does not exist", fix="give a folder or file that does")
     db = _open(catalog)
     try:
         with _cluster(dask, workers) as cluster:
-            summary = load_files(db, list(paths), settings, progress=not quiet and not as_json, cluster=cluster)
-    except IngestError as error:
-        raise Failure(str(error)) from None
+            summary, links = changes.load_files(
+                db, paths, settings, link=not no_link, progress=not quiet and not as_json, cluster=cluster
+            )
     except KeyboardInterrupt:
-        raise Failure("interrupted: what was loaded is kept; run the same command again to finish") from None
-    links = None if no_link else linking.link_all(db, settings)
-    refresh_search_items(db)
+        raise ScisearchError(INTERRUPTED_LOAD, fix=RUN_AGAIN) from None
     _report(summary, links, catalog, as_json)
 
 
 @load.command("userlog")
-@click.argument("catalog", type=click.Path(dir_okay=False))
-@click.argument("path", type=click.Path(path_type=Path))
+@catalog_argument("path", count=1, metavar="FILE")
 @click.option("--timezone", help="time zone of the log's times (default: the facility's, from metadata.yml)")
 @click.option(
     "--column",
@@ -169,6 +157,7 @@ def load_files_command(ctx, catalog, paths, dask, workers, as_json, quiet, no_li
 def load_userlog_command(ctx, catalog, path, timezone, columns, as_json, quiet, no_link):
     """Load instrument sessions from a user log / booking export (CSV or JSON lines)."""
     settings = _settings(ctx, timezone=timezone)
+    path = Path(path)
     options = {"columns": _parse_columns(columns)}
     if timezone:
         options["timezone"] = timezone
@@ -176,8 +165,7 @@ def load_userlog_command(ctx, catalog, path, timezone, columns, as_json, quiet, 
 
 
 @load.command("proposals")
-@click.argument("catalog", type=click.Path(dir_okay=False))
-@click.argument("path", type=click.Path(path_type=Path))
+@catalog_argument("path", count=1, metavar="FILE")
 @click.option("--column", "columns", multiple=True, metavar="FIELD=NAME", help="map a source column to a field")
 @json_option
 @quiet_option
@@ -186,12 +174,13 @@ def load_userlog_command(ctx, catalog, path, timezone, columns, as_json, quiet, 
 def load_proposals_command(ctx, catalog, path, columns, as_json, quiet, no_link):
     """Load proposals (JSON lines or CSV; NSF award records work as they are)."""
     settings = _settings(ctx)
-    _load_records(catalog, "proposals", path, settings, {"columns": _parse_columns(columns)}, as_json, quiet, no_link)
+    _load_records(
+        catalog, "proposals", Path(path), settings, {"columns": _parse_columns(columns)}, as_json, quiet, no_link
+    )
 
 
 @load.command("papers")
-@click.argument("catalog", type=click.Path(dir_okay=False))
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@catalog_argument("paths", count=-1, metavar="PATH...")
 @json_option
 @quiet_option
 @link_option
@@ -201,7 +190,7 @@ def load_papers_command(ctx, catalog, paths, as_json, quiet, no_link):
     settings = _settings(ctx)
     for number, path in enumerate(paths, start=1):
         last = number == len(paths)  # link once, after the last source
-        _load_records(catalog, "papers", path, settings, {}, as_json, quiet, no_link or not last)
+        _load_records(catalog, "papers", Path(path), settings, {}, as_json, quiet, no_link or not last)
 
 
 def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -209,23 +198,19 @@ def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
     for pair in pairs:
         field, sep, name = pair.partition("=")
         if not sep or not field or not name:
-            raise Failure(f"--column takes FIELD=NAME, e.g. --column start=StartTime (got {pair!r})")
+            raise ScisearchError(f"--column takes FIELD=NAME (got {pair!r})", fix="e.g. --column start=StartTime")
         mapping[field.strip()] = name.strip()
     return mapping
 
 
 def _load_records(catalog, kind, path, settings, options, as_json, quiet, no_link):
-    from .records import RecordsError, load_records
-
     db = _open(catalog)
     try:
-        summary = load_records(db, kind, path, settings, options, progress=not quiet and not as_json)
-    except RecordsError as error:
-        raise Failure(str(error)) from None
+        summary, links = changes.load_records(
+            db, kind, path, settings, options, link=not no_link, progress=not quiet and not as_json
+        )
     except KeyboardInterrupt:
-        raise Failure("interrupted: what was loaded is kept; run the same command again to finish") from None
-    links = None if no_link else linking.link_all(db, settings)
-    refresh_search_items(db)
+        raise ScisearchError(INTERRUPTED_LOAD, fix=RUN_AGAIN) from None
     _report(summary, links, catalog, as_json)
 
 
@@ -260,7 +245,7 @@ def _report(summary, links, catalog: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("catalog", type=click.Path(dir_okay=False))
+@catalog_argument()
 @click.option("--tolerance-minutes", type=float, help="clock skew allowed around a session (default from metadata.yml)")
 @json_option
 @click.pass_context
@@ -268,8 +253,7 @@ def link(ctx, catalog, tolerance_minutes, as_json):
     """Link files to sessions, sessions and papers to proposals (runs after every load too)."""
     settings = _settings(ctx, tolerance=tolerance_minutes)
     db = _open(catalog, create=False)
-    summary = linking.link_all(db, settings)
-    refresh_search_items(db)  # a file's document carries its session's and proposal's words
+    summary = changes.relink(db, settings)  # a file's document carries its session's and proposal's words
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     else:
@@ -278,7 +262,7 @@ def link(ctx, catalog, tolerance_minutes, as_json):
 
 
 @cli.command()
-@click.argument("catalog", type=click.Path(dir_okay=False))
+@catalog_argument()
 @click.option("-t", "--tagger", "tagger_names", multiple=True, help="run only this tagger (repeat for several)")
 @click.option(
     "--type", "item_types", multiple=True, type=click.Choice(ITEM_TYPES), help="tag only these item types (repeat)"
@@ -297,7 +281,7 @@ def tag(ctx, catalog, tagger_names, item_types, batch_size, force, retry_errors,
 
     With --dask or --workers the models run on a cluster's workers (each loads a model once) and this
     process writes the catalog."""
-    from .tagging import TaggingError, tag_catalog
+    from .tagging.pipeline import tag_catalog
 
     settings = _settings(ctx)
     db = _open(catalog, create=False)
@@ -315,10 +299,10 @@ def tag(ctx, catalog, tagger_names, item_types, batch_size, force, retry_errors,
                 progress=not (quiet or as_json),
                 cluster=cluster,
             )
-    except TaggingError as error:
-        raise Failure(str(error)) from None
     except KeyboardInterrupt:
-        raise Failure("interrupted: finished batches are kept; run the same command again to go on") from None
+        raise ScisearchError(
+            "interrupted: finished batches are kept", fix="run the same command again to go on"
+        ) from None
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2, default=str))
     else:
@@ -359,7 +343,7 @@ def plugins(as_json):
 
 
 @cli.command()
-@click.argument("catalog", type=click.Path(dir_okay=False))
+@catalog_argument()
 @json_option
 def status(catalog, as_json):
     """What a catalog holds: counts, schema version, the last jobs."""
@@ -387,7 +371,7 @@ def status(catalog, as_json):
 
 
 @cli.command()
-@click.argument("catalog", type=click.Path(dir_okay=False))
+@catalog_argument()
 @json_option
 def errors(catalog, as_json):
     """List what could not be loaded or tagged, and why."""
@@ -413,33 +397,30 @@ def errors(catalog, as_json):
 
 
 @cli.command()
-@click.argument("catalogs", nargs=-1, required=True, type=click.Path())
+@catalog_argument(several=True)
 @click.option("-h", "--host", default="127.0.0.1", show_default=True)
 @click.option("-p", "--port", default=8001, show_default=True, type=int)
 @click.option("--root", is_flag=True, help="print a link that signs you in as root, an expert who may validate tags")
 @click.pass_context
-def serve(ctx, catalogs, host, port, root):
+def serve(ctx, catalog, host, port, root):
     """Serve catalogs with Datasette, sqlite-vec loaded and the facility's metadata.yml; several are searched as
     one. Each is brought up to the current schema first."""
-    for catalog in catalogs:
-        note = _ready_to_serve(catalog)
+    for path in catalog:
+        note = _ready_to_serve(path)
         if note:
             click.echo(f"note: {note}")
-    _serve(list(catalogs), host, port, root, ctx.obj.get("config"))
+    _serve(list(catalog), host, port, root, ctx.obj.get("config"))
 
 
 def _ready_to_serve(catalog: str) -> str | None:
     """Check that ``catalog`` is one this code can serve and migrate it if it is older; a note when it was."""
+    check_catalog_file(catalog, allow_empty=True)  # an empty file becomes an empty catalog
+    before = sqlite_utils.Database(catalog)
     try:
-        check_catalog_file(catalog, allow_empty=True)  # an empty file becomes an empty catalog
-        before = sqlite_utils.Database(catalog)
-        try:
-            version, _ = catalog_schema_version(before)
-        finally:
-            before.close()
-        _open(catalog).close()
-    except CatalogError as error:
-        raise Failure(str(error)) from None
+        version, _ = catalog_schema_version(before)
+    finally:
+        before.close()
+    _open(catalog).close()
     if version and version < CURRENT_SCHEMA_VERSION:
         return f"brought '{catalog}' up to date: catalog schema version {version} → {CURRENT_SCHEMA_VERSION}"
     return None
@@ -491,19 +472,15 @@ def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after, root
             papers=folder / "papers.jsonl",
         )
     db = _open(str(catalog))
-    from .records import load_records
-
     for kind in ("proposals", "papers", "userlog"):
-        summary = load_records(db, kind, paths[kind], settings, {}, progress=True)
+        summary, _ = changes.load_records(db, kind, paths[kind], settings, {}, link=False, progress=True)
         _report(summary, None, str(catalog), False)
-    summary = load_files(db, [paths["data"]], settings, progress=True)
-    _report(summary, linking.link_all(db, settings), str(catalog), False)
+    summary, links = changes.load_files(db, [paths["data"]], settings, progress=True)
+    _report(summary, links, str(catalog), False)
     if tag_after:
-        from .tagging import tag_catalog
+        from .tagging.pipeline import tag_catalog
 
         _report_tagging(tag_catalog(db, settings, progress=True))
-    else:
-        refresh_search_items(db)
     db.close()
     if serve_after:
         click.echo(f"serving {catalog} at http://127.0.0.1:{port}/ (Ctrl-C to stop)")

@@ -37,6 +37,8 @@ from typing import Any
 import dask
 import yaml
 
+from .errors import ScisearchError
+
 TASK_RETRIES = 2  # a task that raises (a flaky network file system, say) runs again before it counts as failed
 CONNECT_TIMEOUT_S = 5
 POLL_S = 2.0  # how often the writer checks the cluster still has workers while it waits for results
@@ -47,7 +49,7 @@ BATCH_QUEUE_PATIENCE_S = 3600.0  # SLURM jobs may sit in the queue a while befor
 KEEP_GLIBC_HEAP = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
-class ClusterError(Exception):
+class ClusterError(ScisearchError):
     """The cluster cannot be reached, built or kept; the message says what to do."""
 
 

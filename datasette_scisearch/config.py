@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from .errors import ScisearchError
+
 PLUGIN_KEY = "datasette-scisearch"
 DEFAULT_USERLOG_COLUMNS = {
     "instrument": "instrument",
@@ -25,8 +27,8 @@ DEFAULT_USERLOG_COLUMNS = {
 }
 
 
-class ConfigError(Exception):
-    pass
+class ConfigError(ScisearchError):
+    """The facility's settings cannot be used; the message says which setting and why."""
 
 
 @dataclass

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pluggy
 
 from . import hookspecs
+from .errors import CONFLICT, ScisearchError
 
 ENTRY_POINT_GROUP = "datasette_scisearch"
 
@@ -57,9 +58,33 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
+class PluginConflict(ScisearchError):
+    """Two plugins register a tagger or loader under the same name: one would silently shadow the other."""
+
+    kind = CONFLICT
+
+
 def _collect(hook_name: str) -> list:
+    """What every plugin registers through ``hook_name``, refused when two plugins use the same name."""
     items: list = []
-    getattr(get_plugin_manager().hook, hook_name)(register=items.append)
+    owners: dict[str, str] = {}
+    # pluggy calls the last registered first; keep that order, which decides which loader claims a file first.
+    for implementation in reversed(getattr(get_plugin_manager().hook, hook_name).get_hookimpls()):
+        if implementation.hookwrapper or getattr(implementation, "wrapper", False):
+            continue
+        registered: list = []
+        implementation.function(register=registered.append)
+        for item in registered:
+            name = getattr(item, "name", None)
+            if name in owners and owners[name] != implementation.plugin_name:
+                what = hook_name.removeprefix("register_")[:-1]
+                first, second = owners[name], implementation.plugin_name
+                raise PluginConflict(
+                    f"two plugins register a {what} named {name!r}: {first!r} and {second!r}",
+                    fix="uninstall one of them, or load only one: SCISEARCH_PLUGINS=<the plugins to load>",
+                )
+            owners[name] = implementation.plugin_name
+        items += registered
     return items
 
 

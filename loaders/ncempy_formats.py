@@ -16,8 +16,8 @@ import h5py
 import numpy as np
 from ncempy.io import dm, emd, emdVelox, mrc, ser
 
-from datasette_scisearch.loader import Dataset, FileLoader, LoaderError, NotData
-from datasette_scisearch.normalize import length_to_nm, number, parse_vendor_datetime
+from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError, NotData
+from datasette_scisearch.ingest.normalize import length_to_nm, number, parse_vendor_datetime
 
 
 def _text(value) -> str | None:

@@ -23,8 +23,8 @@ from bibtexparser.model import DuplicateBlockKeyBlock
 from pypdf import PdfReader
 
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.loader import LoaderError, RecordError, RecordLoader
-from datasette_scisearch.records import converted, json_records
+from datasette_scisearch.ingest.loader import LoaderError, RecordError, RecordLoader
+from datasette_scisearch.ingest.records import converted, json_records
 
 # Our field -> the names it goes by in JSON-lines exports, first match wins.
 JSON_ALIASES = {

@@ -15,8 +15,8 @@ from typing import Any
 from dateutil import parser as dateparser
 
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.loader import LoaderError, RecordError, RecordLoader
-from datasette_scisearch.records import converted, csv_records, json_records
+from datasette_scisearch.ingest.loader import LoaderError, RecordError, RecordLoader
+from datasette_scisearch.ingest.records import converted, csv_records, json_records
 
 # Our field -> the source names it goes by, first match wins.
 ALIASES = {

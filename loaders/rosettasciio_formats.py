@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datasette_scisearch.loader import Dataset, FileLoader, LoaderError
-from datasette_scisearch.normalize import length_to_nm, number
+from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError
+from datasette_scisearch.ingest.normalize import length_to_nm, number
 
 # Suffixes left to RosettaSciIO: those that ncempy or tifffile already read are not listed.
 _SUFFIXES = (

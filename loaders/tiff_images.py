@@ -15,8 +15,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from datasette_scisearch.loader import Dataset, FileLoader, LoaderError
-from datasette_scisearch.normalize import length_to_nm, number, parse_vendor_datetime
+from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError
+from datasette_scisearch.ingest.normalize import length_to_nm, number, parse_vendor_datetime
 
 # FEI SEM TIFFs record the horizontal field width, not a magnification: by the
 # vendors' convention magnification is relative to a 127 mm wide display (Polaroid 545).

@@ -17,8 +17,8 @@ from dateutil import parser as dateparser
 
 from datasette_scisearch.config import DEFAULT_USERLOG_COLUMNS
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.loader import LoaderError, RecordError, RecordLoader
-from datasette_scisearch.records import converted, csv_records, json_records
+from datasette_scisearch.ingest.loader import LoaderError, RecordError, RecordLoader
+from datasette_scisearch.ingest.records import converted, csv_records, json_records
 
 FIELDS = ("instrument", "user", "start", "end", "proposal_id", "notes")
 REQUIRED = ("instrument", "start", "end")

@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.tagger import Item, ItemError, Result, Tag, Tagger, TaggerUnavailable
+from datasette_scisearch.tagging.tagger import Item, ItemError, Result, Tag, Tagger, TaggerUnavailable
 
-from .model_options import count_option, number_option
+from .helpers.model_options import count_option, number_option
 
 SPACE = "clip"
 DEFAULT_ARCHITECTURE = "ViT-B-32"

@@ -30,10 +30,10 @@ import re
 from dataclasses import dataclass
 
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.normalize import magnification_label
-from datasette_scisearch.tagger import Item, Tag, Tagger, TaggerUnavailable, tags_only
+from datasette_scisearch.ingest.normalize import magnification_label
+from datasette_scisearch.tagging.tagger import Item, Tag, Tagger, TaggerUnavailable, tags_only
 
-from . import em_vocabulary as vocab
+from .helpers import em_vocabulary as vocab
 
 # How much a kind of reading is worth: the facility's own dictionary most, a lone lower-case guess least.
 SCORE = {

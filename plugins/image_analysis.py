@@ -27,14 +27,14 @@ import numpy as np
 from skimage.measure import blur_effect
 
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.items import PixelsUnavailable
-from datasette_scisearch.loader import LoaderError
-from datasette_scisearch.tagger import Item, ItemError, Result, Tag, Tagger
+from datasette_scisearch.ingest.loader import LoaderError
+from datasette_scisearch.tagging.items import PixelsUnavailable
+from datasette_scisearch.tagging.tagger import Item, ItemError, Result, Tag, Tagger
 
-from .image_diffraction import blank_frame, diffraction_signs
-from .image_features import DIMENSION, feature_vector
-from .image_fourier import Lattice, lattice, noise_share, power_spectrum
-from .image_objects import Objects, find_objects
+from .helpers.image_diffraction import blank_frame, diffraction_signs
+from .helpers.image_features import DIMENSION, feature_vector
+from .helpers.image_fourier import Lattice, lattice, noise_share, power_spectrum
+from .helpers.image_objects import Objects, find_objects
 
 SPACE = "image_features"
 PIXELS_SIDE = 1024

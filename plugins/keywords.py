@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.tagger import Item, Result, Tag, Tagger
+from datasette_scisearch.tagging.tagger import Item, Result, Tag, Tagger
 
-from .model_options import count_option, number_option
+from .helpers.model_options import count_option, number_option
 from .text_vectors import clipped, embed_texts, sentence_model
 
 # Words of grant and paper prose that say nothing about the science (proposal section headings,

@@ -19,12 +19,12 @@ import re
 from collections.abc import Iterator
 
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.items import file_metadata
-from datasette_scisearch.normalize import magnification_label, number
-from datasette_scisearch.tagger import Item, Tag, Tagger, TaggerUnavailable, tags_only
+from datasette_scisearch.ingest.normalize import magnification_label, number
+from datasette_scisearch.tagging.items import file_metadata
+from datasette_scisearch.tagging.tagger import Item, Tag, Tagger, TaggerUnavailable, tags_only
 
-from . import em_vocabulary as vocab
 from .filenames import Shorthand
+from .helpers import em_vocabulary as vocab
 
 SAID = 1.0  # the file says so in as many words
 DERIVED = 0.95  # a band or spelling of what the file says, or what follows from it without doubt

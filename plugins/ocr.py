@@ -35,11 +35,11 @@ from PIL import Image, ImageOps
 from skimage.filters import threshold_otsu
 
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.items import PixelsUnavailable
-from datasette_scisearch.loader import LoaderError
-from datasette_scisearch.tagger import Item, ItemError, Result, Tag, Tagger, TaggerUnavailable
+from datasette_scisearch.ingest.loader import LoaderError
+from datasette_scisearch.tagging.items import PixelsUnavailable
+from datasette_scisearch.tagging.tagger import Item, ItemError, Result, Tag, Tagger, TaggerUnavailable
 
-from .ocr_text import readings
+from .helpers.ocr_text import readings
 
 EXPORTED_FORMATS = frozenset({"png", "jpg", "jpeg", "tif", "tiff", "bmp"})
 MAX_SIDE = 4096  # larger exports are shrunk: their text is still tens of pixels high

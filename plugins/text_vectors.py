@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.tagger import Item, ItemError, Result, Tagger, TaggerUnavailable
+from datasette_scisearch.tagging.tagger import Item, ItemError, Result, Tagger, TaggerUnavailable
 
 SPACE = "text"
 DIMENSIONS = 384

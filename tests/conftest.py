@@ -41,7 +41,7 @@ def catalog(tmp_path):
 @pytest.fixture(scope="session")
 def em_catalog_file(tmp_path_factory) -> Path:
     """A catalog of the real files in ../shared/data/em, built once per run; copy it before changing it."""
-    from datasette_scisearch.ingest import load_files
+    from datasette_scisearch.ingest.files import load_files
 
     path = tmp_path_factory.mktemp("em-catalog") / "em.db"
     db = open_catalog(path)
@@ -53,7 +53,7 @@ def em_catalog_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def em_items(em_catalog_file) -> dict:
     """(file name, dataset name) -> Item, for every dataset catalogued from ../shared/data/em."""
-    from datasette_scisearch.items import iter_items
+    from datasette_scisearch.tagging.items import iter_items
 
     db = open_catalog(em_catalog_file)
     items = {(item.row["name"], item.row["dataset_name"]): item for item in iter_items(db, "file")}

@@ -12,13 +12,13 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from datasette_scisearch import experts
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.demo.facility import plan_sessions
 from datasette_scisearch.demo.formats import write_acquisition
-from datasette_scisearch.ingest import load_files
-from datasette_scisearch.tagging import tag_catalog
+from datasette_scisearch.ingest.files import load_files
+from datasette_scisearch.tagging import experts
+from datasette_scisearch.tagging.pipeline import tag_catalog
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,7 +88,7 @@ def _choose_acquisitions(data_dir: Path, per_class: int, classes: list[str], see
 
 
 def label_as_expert(db, item_ids, tag: str, actor: str = "expert-in-test") -> None:
-    """An expert adds ``tag`` to these files, through datasette_scisearch.experts as the pages do."""
+    """An expert adds ``tag`` to these files, through datasette_scisearch.tagging.experts as the pages do."""
     result = experts.bulk_change(db, "add", tag, [("file", str(item_id)) for item_id in item_ids], actor)
     assert not result.skipped, result.skipped
 

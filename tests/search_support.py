@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from datasette_scisearch import linking
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.ingest import load_files
+from datasette_scisearch.ingest import linking
+from datasette_scisearch.ingest.files import load_files
+from datasette_scisearch.ingest.records import load_records
 from datasette_scisearch.plugins import get_plugin_manager
-from datasette_scisearch.records import load_records
 from datasette_scisearch.search import embedding, vector_index
-from datasette_scisearch.tagger import Result, Tagger
-from datasette_scisearch.tagging import tag_catalog
+from datasette_scisearch.tagging.pipeline import tag_catalog
+from datasette_scisearch.tagging.tagger import Result, Tagger
 
 REPO = Path(__file__).resolve().parent.parent
 HASHED_DIMENSIONS = 384  # as MiniLM: chance similarity between unrelated texts stays near 0.05
@@ -64,6 +64,9 @@ def registered(*taggers: Tagger, name: str = "search-test-taggers"):
     plugin = types.SimpleNamespace(register_taggers=hookimpl(lambda register: [register(t) for t in taggers]))
     manager = get_plugin_manager()
     manager.register(plugin, name=name)
+    # A query model another module's test left loaded (in parallel runs, any module may have run before this
+    # one in the same worker) would embed queries in the wrong space: forget it before as well as after.
+    embedding.forget()
     try:
         yield
     finally:

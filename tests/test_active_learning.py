@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 
-from datasette_scisearch import experts
 from datasette_scisearch.catalog import now_utc, open_catalog
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.learning.active import review_queue
-from datasette_scisearch.tagging import tag_catalog
+from datasette_scisearch.tagging import experts
+from datasette_scisearch.tagging.pipeline import tag_catalog
 
 from .conftest import REPO
 

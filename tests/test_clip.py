@@ -9,11 +9,11 @@ from scisearch_taggers.clip import DEFAULT_VOCABULARY, ClipTagger, stretched_squ
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
-from datasette_scisearch.ingest import load_files
-from datasette_scisearch.items import PixelsUnavailable, iter_items
-from datasette_scisearch.tagger import Item, ItemError, Result, TaggerUnavailable
-from datasette_scisearch.tagging import tag_catalog
-from datasette_scisearch.vectors import spaces
+from datasette_scisearch.ingest.files import load_files
+from datasette_scisearch.tagging.items import PixelsUnavailable, iter_items
+from datasette_scisearch.tagging.pipeline import tag_catalog
+from datasette_scisearch.tagging.tagger import Item, ItemError, Result, TaggerUnavailable
+from datasette_scisearch.tagging.vectors import spaces
 
 from .clip_fixture import TINY_CLIP_CONFIG, TINY_CLIP_DIMENSIONS, build_tiny_clip
 from .conftest import REPO, shared_data

@@ -6,29 +6,32 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import types
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner
 
-from datasette_scisearch import tagging, vectors
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.cli import cli
 from datasette_scisearch.cluster import Cluster, ClusterError, cluster_options, open_cluster
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.ingest import file_loaders, load_files
-from datasette_scisearch.loader import Dataset, FileLoader
+from datasette_scisearch.ingest.files import file_loaders, load_files
+from datasette_scisearch.ingest.loader import Dataset, FileLoader
 from datasette_scisearch.plugins import get_plugin_manager
-from datasette_scisearch.tagger import Result, Tag, Tagger
-from datasette_scisearch.tagging import tag_catalog
+from datasette_scisearch.tagging import pipeline as tagging
+from datasette_scisearch.tagging import vectors
+from datasette_scisearch.tagging.pipeline import tag_catalog
+from datasette_scisearch.tagging.tagger import Result, Tag, Tagger
 
 from .conftest import REPO, shared_data
+
+pytestmark = pytest.mark.slow  # a cluster of worker processes per module: minutes on two cores
 
 CHEAP_TAGGERS = ["metadata", "filenames", "image_analysis"]
 # A few real files of different formats, enough to give every worker something to do.
@@ -43,13 +46,17 @@ def settings():
 @pytest.fixture(scope="module")
 def cluster():
     """Two single-threaded worker processes; a task may kill two workers before it counts as poison."""
-    with open_cluster(workers=2, allowed_failures=1) as cluster:
+    with open_cluster(workers=WORKERS, allowed_failures=1) as cluster:
         yield cluster
 
 
+WORKERS = 2
+
+
 def _workers_back(cluster: Cluster) -> None:
-    """After a test that killed workers, wait for a nanny to restart one (on two busy cores one can take long)."""
-    cluster.client.wait_for_workers(1, timeout=120)
+    """After a test that killed workers, wait until the nannies have restarted all of them, so the next test
+    starts from the same cluster whatever the load (on two busy cores a restart can take long)."""
+    cluster.client.wait_for_workers(WORKERS, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -282,7 +289,7 @@ def _client_with_one_worker(address: str, worker: subprocess.Popen):
     from distributed import Client
 
     client = Client(address, set_as_default=False)
-    client.wait_for_workers(1, timeout=60)
+    client.wait_for_workers(1, timeout=300)  # a condition, not a sleep: a loaded machine only makes it later
     return client
 
 
@@ -328,9 +335,13 @@ class SchedulerStopper(FileLoader):
     suffixes = frozenset({".stop"})
 
     def read(self, path):
-        os.kill(int(path.read_text()), signal.SIGKILL)
-        time.sleep(5)
-        yield Dataset(data=None)  # never reached in time to matter
+        scheduler = psutil.Process(int(path.read_text()))
+        scheduler.kill()
+        # Hold this task until the scheduler is really gone (a zombie until the test reaps it), so its result
+        # has no scheduler to go to, however long the kill takes on a loaded machine.
+        while scheduler.is_running() and scheduler.status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.05)
+        yield Dataset(data=None)
 
 
 def test_a_run_whose_scheduler_is_lost_stops_with_a_sentence_and_a_rerun_finishes_without_duplicates(

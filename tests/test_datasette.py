@@ -413,7 +413,7 @@ async def test_a_file_that_becomes_a_catalog_while_served_gets_the_metadata(tmp_
 @pytest.fixture(scope="module")
 def ingested_catalog_path(tmp_path_factory):
     em = shared_data("em")
-    ingest = pytest.importorskip("datasette_scisearch.ingest")
+    ingest = pytest.importorskip("datasette_scisearch.ingest.files")
     path = tmp_path_factory.mktemp("ingested") / "em.db"
     db = open_catalog(path)
     ingest.load_files(db, [em], load_settings(REPO / "metadata.yml"), progress=False)

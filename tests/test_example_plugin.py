@@ -11,10 +11,10 @@ import pytest
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
-from datasette_scisearch.ingest import load_files
-from datasette_scisearch.items import iter_items, make_item
+from datasette_scisearch.ingest.files import load_files
 from datasette_scisearch.plugins import ENTRY_POINT_GROUP, describe_plugins, get_taggers
-from datasette_scisearch.tagger import ItemError, Result, TaggerUnavailable
+from datasette_scisearch.tagging.items import iter_items, make_item
+from datasette_scisearch.tagging.tagger import ItemError, Result, TaggerUnavailable
 
 from .conftest import REPO, shared_data
 

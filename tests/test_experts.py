@@ -1,4 +1,4 @@
-"""Experts' changes to tags (datasette_scisearch.experts) on a catalog of the real EM files, tagged by the
+"""Experts' changes to tags (datasette_scisearch.tagging.experts) on a catalog of the real EM files, tagged by the
 metadata and filename taggers: history, search documents, bad input and two experts at once."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import threading
 
 import pytest
 
-from datasette_scisearch import experts
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.search import engine
-from datasette_scisearch.tagging import tag_catalog
+from datasette_scisearch.tagging import experts
+from datasette_scisearch.tagging.pipeline import tag_catalog
 
 from .conftest import REPO
 

@@ -13,10 +13,10 @@ from scisearch_taggers.image_analysis import SPACE, ImageAnalysisTagger
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
-from datasette_scisearch.ingest import load_files
-from datasette_scisearch.items import PixelsUnavailable, iter_items
+from datasette_scisearch.ingest.files import load_files
 from datasette_scisearch.plugins import get_taggers
-from datasette_scisearch.tagger import Item, ItemError, Result
+from datasette_scisearch.tagging.items import PixelsUnavailable, iter_items
+from datasette_scisearch.tagging.tagger import Item, ItemError, Result
 
 from .conftest import REPO, shared_data
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
-from datasette_scisearch.ingest import load_files
+from datasette_scisearch.ingest.files import load_files
 
 from .conftest import REPO, shared_data
 
@@ -235,7 +235,7 @@ def test_loading_the_same_folder_twice_adds_nothing(catalog, settings, em_copy):
 
 
 def test_a_new_loader_version_reads_unchanged_files_again(catalog, settings, em_copy):
-    from datasette_scisearch.ingest import file_loaders
+    from datasette_scisearch.ingest.files import file_loaders
 
     load_files(catalog, [em_copy], settings, progress=False)
     with catalog.conn:  # as if an older TIA loader, which missed the detector, had read it
@@ -303,7 +303,7 @@ def test_a_file_with_a_non_utf8_name_is_catalogued(catalog, settings, em_copy, t
 
 
 def test_a_file_that_disappears_during_the_walk_is_an_error(catalog, settings, em_copy, monkeypatch):
-    import datasette_scisearch.ingest as ingest
+    import datasette_scisearch.ingest.files as ingest
 
     real_walk = ingest.walk
 

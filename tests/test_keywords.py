@@ -12,10 +12,10 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
-from datasette_scisearch.items import iter_items
-from datasette_scisearch.records import load_records
-from datasette_scisearch.tagger import Item, Result, TaggerUnavailable
-from datasette_scisearch.tagging import tag_catalog
+from datasette_scisearch.ingest.records import load_records
+from datasette_scisearch.tagging.items import iter_items
+from datasette_scisearch.tagging.pipeline import tag_catalog
+from datasette_scisearch.tagging.tagger import Item, Result, TaggerUnavailable
 
 from .conftest import REPO, shared_data
 

@@ -2,7 +2,7 @@
 
 The demo catalog holds 25 files of each of four scenes (nanoparticles, nanowires, lattice, amorphous), tagged by
 the image-analysis tagger only; a simulated expert labels some of them with their true class, as
-datasette_scisearch.experts leaves labels (tags with status 'added' and source 'expert').
+datasette_scisearch.tagging.experts leaves labels (tags with status 'added' and source 'expert').
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from datasette_scisearch import experts, vectors
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
-from datasette_scisearch.ingest import load_files
+from datasette_scisearch.ingest.files import load_files
 from datasette_scisearch.learning import train as training
 from datasette_scisearch.learning.active import review_queue
 from datasette_scisearch.learning.train import TrainingError, predict, train
 from datasette_scisearch.learning.train_command import train as train_command
 from datasette_scisearch.search.index import search_item_ids
-from datasette_scisearch.tagging import tag_catalog
+from datasette_scisearch.tagging import experts, vectors
+from datasette_scisearch.tagging.pipeline import tag_catalog
 
 from .clip_fixture import build_tiny_clip
 from .conftest import REPO, shared_data

@@ -13,9 +13,9 @@ from datasette.app import Datasette
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
-from datasette_scisearch.ingest import load_files
-from datasette_scisearch.linking import link_all
-from datasette_scisearch.records import load_records
+from datasette_scisearch.ingest.files import load_files
+from datasette_scisearch.ingest.linking import link_all
+from datasette_scisearch.ingest.records import load_records
 
 from .conftest import REPO, shared_data
 

@@ -7,12 +7,12 @@ import json
 import pytest
 from scisearch_taggers.metadata import MetadataTagger
 
-from datasette_scisearch.ingest import load_files
-from datasette_scisearch.items import make_item
+from datasette_scisearch.ingest.files import load_files
 from datasette_scisearch.plugins import describe_plugins, get_taggers
 from datasette_scisearch.search.engine import search
-from datasette_scisearch.tagger import Result, TaggerUnavailable
-from datasette_scisearch.tagging import tag_catalog
+from datasette_scisearch.tagging.items import make_item
+from datasette_scisearch.tagging.pipeline import tag_catalog
+from datasette_scisearch.tagging.tagger import Result, TaggerUnavailable
 
 
 @pytest.fixture(scope="module")

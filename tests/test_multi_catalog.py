@@ -24,13 +24,13 @@ from datasette_scisearch.catalog import (
     schema_version,
 )
 from datasette_scisearch.cli import cli
-from datasette_scisearch.ingest import load_files
+from datasette_scisearch.ingest.files import load_files
 from datasette_scisearch.search import engine, federation, fts
 from datasette_scisearch.search.command import search_command
 from datasette_scisearch.search.filters import filter_sql
 from datasette_scisearch.search.index import refresh_search_items
 from datasette_scisearch.search.query import parse_query
-from datasette_scisearch.tagging import tag_catalog
+from datasette_scisearch.tagging.pipeline import tag_catalog
 
 from .conftest import REPO, shared_data
 from .search_support import HashedWordsTagger, registered, settings

@@ -8,14 +8,14 @@ import numpy as np
 import pytesseract
 import pytest
 from PIL import Image, ImageDraw, ImageFont
+from scisearch_taggers.helpers.ocr_text import readings
 from scisearch_taggers.ocr import OcrTagger
-from scisearch_taggers.ocr_text import readings
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
-from datasette_scisearch.ingest import load_files
-from datasette_scisearch.items import iter_items
-from datasette_scisearch.tagger import ItemError, Result, TaggerUnavailable
+from datasette_scisearch.ingest.files import load_files
+from datasette_scisearch.tagging.items import iter_items
+from datasette_scisearch.tagging.tagger import ItemError, Result, TaggerUnavailable
 
 from .conftest import REPO, shared_data
 

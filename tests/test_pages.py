@@ -15,9 +15,9 @@ import sqlite_utils
 from datasette.app import Datasette
 from PIL import Image
 
-from datasette_scisearch import vectors
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.search.index import refresh_search_items, search_item_ids
+from datasette_scisearch.tagging import vectors
 from datasette_scisearch.web import pages
 from datasette_scisearch.web.present import format_value, safe_snippet
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.ingest import load_files
-from datasette_scisearch.loader import Dataset, FileLoader, LoaderError
+from datasette_scisearch.ingest.files import load_files
+from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError
 from datasette_scisearch.plugins import describe_plugins, get_loaders, pm
 
 SCISEARCH = [sys.executable, "-m", "datasette_scisearch"]

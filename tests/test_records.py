@@ -16,8 +16,8 @@ from datasette_scisearch import plugins  # noqa: E402
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.config import load_settings  # noqa: E402
 from datasette_scisearch.hookspecs import hookimpl  # noqa: E402
-from datasette_scisearch.loader import RecordError, RecordLoader  # noqa: E402
-from datasette_scisearch.records import ERRORS_LISTED_MAX, RecordsError, load_records  # noqa: E402
+from datasette_scisearch.ingest.loader import RecordError, RecordLoader  # noqa: E402
+from datasette_scisearch.ingest.records import ERRORS_LISTED_MAX, RecordsError, load_records  # noqa: E402
 
 from .conftest import REPO, shared_data  # noqa: E402
 

@@ -101,7 +101,7 @@ async def test_an_unknown_unit_is_a_note_not_an_error(ds):
 @pytest.mark.asyncio
 async def test_an_unknown_database_is_a_404(ds):
     status, data = await get_json(ds, "/-/scisearch.json", q="gold", db="nope")
-    assert status == 404 and data == {"ok": False, "error": "There is no database called 'nope' here."}
+    assert status == 404 and data == {"ok": False, "error": "There is no database called 'nope' here.", "status": 404}
 
 
 @pytest.mark.asyncio
@@ -432,10 +432,27 @@ def test_search_command_says_when_there_is_no_catalog(tmp_path):
     assert not (tmp_path / "none.db").exists()
 
 
-def test_search_command_indexes_a_catalog_loaded_before_search_existed(tmp_path):
-    db = open_catalog(tmp_path / "old.db")
+def _catalog_loaded_before_search_existed(path):
+    db = open_catalog(path)
     db["proposals"].insert({"id": "P-1", "title": "Gold clusters on ceria"})
     db.close()
-    result = run_search("ceria", "--catalog", tmp_path / "old.db")
-    assert "note: built the search index of this catalog first" in result.output
-    assert "[proposal] P-1  Gold clusters on ceria" in result.output
+    return path
+
+
+def test_search_command_writes_nothing_and_says_how_to_index_a_catalog_loaded_before_search_existed(tmp_path):
+    import sqlite_utils
+
+    path = _catalog_loaded_before_search_existed(tmp_path / "old.db")
+    result = run_search("ceria", "--catalog", path)
+    assert f"note: old has no search documents yet: 'scisearch link {path}' builds them" in result.output
+    assert sqlite_utils.Database(path)["search_items"].count == 0
+
+
+def test_a_catalog_loaded_before_search_existed_is_found_after_scisearch_link(tmp_path):
+    from click.testing import CliRunner
+
+    from datasette_scisearch.cli import cli
+
+    path = _catalog_loaded_before_search_existed(tmp_path / "old.db")
+    assert CliRunner().invoke(cli, ["link", str(path)]).exit_code == 0
+    assert "[proposal] P-1  Gold clusters on ceria" in run_search("ceria", "--catalog", path).output

@@ -13,12 +13,12 @@ import json
 import numpy as np
 import pytest
 
-from datasette_scisearch import vectors
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.search import engine, vector_index
 from datasette_scisearch.search.index import refresh_search_items
 from datasette_scisearch.search.query import QueryError
-from datasette_scisearch.tagger import Tagger, TaggerUnavailable
+from datasette_scisearch.tagging import vectors
+from datasette_scisearch.tagging.tagger import Tagger, TaggerUnavailable
 
 from .conftest import shared_data
 from .search_support import (
@@ -500,8 +500,8 @@ def test_an_empty_query_finds_nothing_without_an_error(tmp_path):
 def clip_catalog(tmp_path_factory):
     """The real EM files tagged by the clip tagger with a tiny seeded open_clip model (no real weights here)."""
     pytest.importorskip("open_clip")
-    from datasette_scisearch.ingest import load_files
-    from datasette_scisearch.tagging import tag_catalog
+    from datasette_scisearch.ingest.files import load_files
+    from datasette_scisearch.tagging.pipeline import tag_catalog
 
     from .clip_fixture import build_tiny_clip
     from .search_support import settings as facility_settings

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from datasette_scisearch import tagging
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.cli import cli
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.hookspecs import hookimpl
 from datasette_scisearch.plugins import get_plugin_manager
-from datasette_scisearch.tagger import ItemError, Result, Tag, Tagger, TaggerUnavailable
-from datasette_scisearch.tagging import TaggingError, tag_catalog
+from datasette_scisearch.tagging import pipeline as tagging
+from datasette_scisearch.tagging.pipeline import TaggingError, tag_catalog
+from datasette_scisearch.tagging.tagger import ItemError, Result, Tag, Tagger, TaggerUnavailable
 
 from .conftest import REPO
 

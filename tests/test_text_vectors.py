@@ -11,13 +11,13 @@ from scisearch_taggers.text_vectors import TextVectorTagger, sentence_model
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
-from datasette_scisearch.ingest import load_files
-from datasette_scisearch.items import iter_items
+from datasette_scisearch.ingest.files import load_files
+from datasette_scisearch.ingest.records import load_records
 from datasette_scisearch.plugins import get_taggers
-from datasette_scisearch.records import load_records
-from datasette_scisearch.tagger import Item, ItemError, Result, TaggerUnavailable
-from datasette_scisearch.tagging import tag_catalog
-from datasette_scisearch.vectors import spaces
+from datasette_scisearch.tagging.items import iter_items
+from datasette_scisearch.tagging.pipeline import tag_catalog
+from datasette_scisearch.tagging.tagger import Item, ItemError, Result, TaggerUnavailable
+from datasette_scisearch.tagging.vectors import spaces
 
 from .conftest import REPO, shared_data
 

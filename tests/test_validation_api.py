@@ -18,8 +18,8 @@ import markupsafe
 import pytest
 from datasette.app import Datasette
 
-from datasette_scisearch import experts
 from datasette_scisearch.catalog import open_catalog
+from datasette_scisearch.tagging import experts
 
 from .conftest import REPO
 from .test_experts import tagged_em_catalog_file  # noqa: F401  (a fixture)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..normalize import magnification_label
+from ..ingest.normalize import magnification_label
 from .formats import write_acquisition
 from .programme import PAPERS, PEOPLE, PROPOSALS, Proposal, Recipe
 from .scenes import Acquisition, electron_wavelength_nm

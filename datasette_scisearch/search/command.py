@@ -19,29 +19,14 @@ from pathlib import Path
 
 import click
 
-from ..catalog import ITEM_TYPES, CatalogError, open_catalog
-from ..config import ConfigError, Settings, load_settings
-from .engine import QueryError
+from ..catalog import ITEM_TYPES, item_counts, open_catalog
+from ..command_line import ScisearchCommand, catalog_argument
+from ..config import Settings, load_settings
 from .federation import search_catalogs
-from .index import refresh_search_items
 
 
-class SearchFailure(click.ClickException):
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-@click.command("search")
-@click.argument("query")
-@click.option(
-    "--catalog",
-    "catalogs",
-    envvar="SCISEARCH_CATALOG",
-    required=True,
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="a catalog to search; give it again for several (or $SCISEARCH_CATALOG, paths separated by ':')",
-)
+@click.command("search", cls=ScisearchCommand)
+@catalog_argument("query", count=1, several=True, metavar="QUERY")
 @click.option("--type", "item_type", type=click.Choice(ITEM_TYPES), help="only this item type")
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100), help="results to show")
 @click.option("--page", default=1, show_default=True, type=click.IntRange(1, 1000))
@@ -54,24 +39,26 @@ class SearchFailure(click.ClickException):
 )
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON (the shape of /-/scisearch.json)")
 @click.pass_context
-def search_command(ctx, query, catalogs, item_type, limit, page, mode, as_json):
+def search_command(ctx, query, catalog, item_type, limit, page, mode, as_json):
     """Search catalogs: words, "phrases", -exclusions and filters such as type:image, tag:HAADF,
     instrument:Themis, proposal:P-2021-0042, date:2021-03..2021-06, voltage>=200kV, mag:1M-20M, pixel<0.05nm,
-    and catalog:NAME when several are given."""
+    and catalog:NAME when several are given (--catalog again for each; $SCISEARCH_CATALOG may list several,
+    separated by ':').  Searching writes nothing."""
+    catalogs = catalog
     notes = []
     opened = {}
     for path in catalogs:
         name = _unique_name(Path(path).stem, opened)
         opened[name] = _open_for_search(path)
-        if opened[name].execute("select 1 from search_items limit 1").fetchone() is None:
-            if refresh_search_items(opened[name]):  # a catalog loaded before search existed: index it now
-                notes.append(f"built the search index of {name} first" if len(catalogs) > 1 else _INDEXED)
+        counts = item_counts(opened[name])
+        unsearchable = not opened[name].execute("select 1 from search_items limit 1").fetchone()
+        if unsearchable and any(counts[table] for table in ("files", "sessions", "proposals", "papers")):
+            # A catalog loaded before search existed: building its documents is a change, not a search's job.
+            notes.append(f"{name} has no search documents yet: 'scisearch link {path}' builds them")
     try:
         results = search_catalogs(
             opened, query, item_type=item_type, page=page, per_page=limit, settings=_settings(ctx), mode=mode
         )
-    except QueryError as error:
-        raise SearchFailure(str(error)) from None
     finally:
         for db in opened.values():
             db.close()
@@ -81,9 +68,6 @@ def search_command(ctx, query, catalogs, item_type, limit, page, mode, as_json):
         click.echo(json.dumps(payload, indent=2, default=str, ensure_ascii=False))
         return
     _print(results, notes)
-
-
-_INDEXED = "built the search index of this catalog first"
 
 
 def _unique_name(stem: str, taken: dict) -> str:
@@ -97,17 +81,11 @@ def _unique_name(stem: str, taken: dict) -> str:
 def _open_for_search(path: str):
     """Open a catalog to search: an older one is brought up to date, as every command does; a missing or empty
     file, a database that is not a catalog and a catalog newer than this code are refused."""
-    try:
-        return open_catalog(path, create=False)
-    except CatalogError as error:
-        raise SearchFailure(str(error)) from None
+    return open_catalog(path, create=False)
 
 
 def _settings(ctx) -> Settings:
-    try:
-        return load_settings((ctx.obj or {}).get("config"))
-    except ConfigError as error:
-        raise SearchFailure(str(error)) from None
+    return load_settings((ctx.obj or {}).get("config"))
 
 
 def _plain(snippet: str) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..config import ConfigError, Settings, load_settings
 from ..plugins import get_taggers
-from ..tagger import TaggerUnavailable
+from ..tagging.tagger import TaggerUnavailable
 
 CACHED_QUERIES = 512
 # A tagger that failed to load is tried again after this long (a checkpoint may have been installed meanwhile).

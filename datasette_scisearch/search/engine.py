@@ -21,7 +21,7 @@ documents are all a little further away still finds them.
 ``mode`` picks the rankings: ``hybrid`` (all of them), ``keyword`` (the words
 alone) or ``vector`` (meaning alone, which always shows the nearest documents).
 Weights fitted by ``scisearch learn --ranking`` (``learning/fusion.py``) are read
-from the catalog and sit between the defaults and the caller's own.
+from the catalog (``learned_weights``) and sit between the defaults and the caller's own.
 
 The web pages and the command line call ``search``, ``similar`` and
 ``item_detail``; the shapes of their results are the JSON API's.
@@ -34,10 +34,11 @@ from dataclasses import asdict, dataclass, field
 
 import sqlite_utils
 
-from .. import vectors
 from ..catalog import ITEM_TYPES
 from ..config import Settings
-from . import click_signals, embedding, fts, hits, vector_index
+from ..errors import NOT_FOUND, ScisearchError
+from ..tagging import vectors
+from . import click_signals, embedding, fts, hits, learned_weights, vector_index
 from .expressions import all_terms, fts_any
 from .filters import FilterSql, filter_sql
 from .filters import allowed as filters_allowed
@@ -122,8 +123,10 @@ class SearchResults:
         return asdict(self)
 
 
-class ItemNotFound(LookupError):
+class ItemNotFound(ScisearchError, LookupError):
     """No such item in this catalog (→ HTTP 404)."""
+
+    kind = NOT_FOUND
 
 
 @dataclass
@@ -211,9 +214,7 @@ def mode_weights(mode: str, weights: dict) -> dict:
 
 def ranking_weights(db: sqlite_utils.Database) -> dict:
     """The fusion weights and floors ``scisearch learn --ranking`` fitted for this catalog (empty if none)."""
-    from ..learning.fusion import current_weights
-
-    return current_weights(db)
+    return learned_weights.current_weights(db)
 
 
 def _finish(results: SearchResults, started: float) -> SearchResults:

@@ -77,8 +77,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import sqlite_utils
 
-from .. import vectors
 from ..catalog import CURRENT_SCHEMA_VERSION, catalog_schema_version
+from ..tagging import vectors
 from . import embedding, engine, fts, vector_index
 from .filters import filter_sql
 from .hits import FACET_SIZE, RANK_KEYS

@@ -13,7 +13,7 @@ from collections import Counter
 
 import sqlite_utils
 
-from ..normalize import magnification_label
+from ..ingest.normalize import magnification_label
 from . import fts
 from .expressions import quoted
 from .filters import ITEM_DAY, ITEM_TIME, JOINS, FilterSql, allowed

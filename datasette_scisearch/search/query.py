@@ -29,7 +29,8 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from ..catalog import ITEM_TYPES
-from ..normalize import KINDS
+from ..errors import ScisearchError
+from ..ingest.normalize import KINDS
 
 MAX_QUERY_CHARS = 2000
 MAX_TERMS = 64
@@ -45,7 +46,7 @@ STOPWORDS = frozenset(
 )
 
 
-class QueryError(Exception):
+class QueryError(ScisearchError):
     """A query the engine cannot run; the message says what to change (→ HTTP 400)."""
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import sqlite_utils
 
-from .. import vectors
+from ..tagging import vectors
 from .staleness import fresh_enough
 
 

@@ -36,7 +36,7 @@ from datasette.utils.asgi import NotFound, Response
 from datasette.utils.sqlite import sqlite3
 
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
-from ..normalize import magnification_label
+from ..ingest.normalize import magnification_label
 
 PLUGIN_NAME = "datasette-scisearch"
 LONG_TEXT_CHARS = 60
@@ -317,6 +317,21 @@ def startup(datasette):
     from .privacy import attach_private_databases
 
     attach_private_databases(datasette)
+
+
+@hookimpl
+def handle_exception(datasette, request, exception):
+    # The one handler for the package's errors that escape a route: the error's kind decides the status code,
+    # the client what it gets back (web/errors.py).  Anything else is Datasette's to report.
+    from ..errors import ScisearchError
+    from .errors import error_response
+
+    if isinstance(exception, ScisearchError):
+
+        async def answer():
+            return await error_response(datasette, request, exception)
+
+        return answer
 
 
 @hookimpl

@@ -18,6 +18,8 @@ import re
 from datasette.utils import tilde_decode, tilde_encode
 from datasette.utils.asgi import Response
 
+from ..errors import NOT_FOUND, ScisearchError
+from .errors import answers_errors
 from .pages import call_engine
 
 # Filters that may also be given as their own parameters (?tag=HAADF&instrument=Themis); each becomes
@@ -44,14 +46,8 @@ MAX_PARAMETER_CHARS = 4000
 SEARCH_MODES = ("hybrid", "keyword", "vector")
 
 
-class ApiError(Exception):
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-def _error(message: str, status: int) -> Response:
-    return Response.json({"ok": False, "error": message}, status=status)
+class ApiError(ScisearchError):
+    """A request the JSON API cannot answer (→ its kind's status code)."""
 
 
 def _catalog(datasette, requested: str | None):
@@ -140,26 +136,19 @@ def _hit_json(datasette, database: str, hit) -> dict:
 # -- Routes ----------------------------------------------------------------------------------------------
 
 
+@answers_errors
 async def search_json(request, datasette):
     from ..search import engine
-    from .pages import PageError, find_catalogs, search_catalogs, searchable_catalogs
+    from .pages import find_catalogs, search_catalogs, searchable_catalogs
 
-    try:
-        try:
-            served = find_catalogs(datasette, request.args.get("db"))
-        except PageError as error:
-            raise ApiError(str(error), error.status) from None
-        catalogs, left_out = await searchable_catalogs(datasette, request, served)
-        query, tab = _query_and_tab(request)
-        page = _integer(request, "page", 1)
-        per_page = _integer(request, "per_page", 20)
-        options = {"item_type": tab, "page": page, "per_page": per_page, "served": len(served)}
-        options["mode"] = _search_mode(request)
-        results = await search_catalogs(datasette, catalogs, query, **options)
-    except ApiError as error:
-        return _error(str(error), error.status)
-    except engine.QueryError as error:
-        return _error(str(error), 400)
+    served = find_catalogs(datasette, request.args.get("db"))
+    catalogs, left_out = await searchable_catalogs(datasette, request, served)
+    query, tab = _query_and_tab(request)
+    page = _integer(request, "page", 1)
+    per_page = _integer(request, "per_page", 20)
+    options = {"item_type": tab, "page": page, "per_page": per_page, "served": len(served)}
+    options["mode"] = _search_mode(request)
+    results = await search_catalogs(datasette, catalogs, query, **options)
     payload = results.as_dict()
     # `database` names the catalog when one was searched (as before several could be); `catalogs` lists them.
     searched = payload.pop("catalogs")
@@ -172,18 +161,16 @@ async def search_json(request, datasette):
     return Response.json(payload, default=str)
 
 
+@answers_errors
 async def item_json(request, datasette):
     from ..search import engine
 
-    try:
-        db = _catalog(datasette, tilde_decode(request.url_vars["database"]))
-        await _allowed(datasette, request, db)
-        item_type, item_id = request.url_vars["item_type"], tilde_decode(request.url_vars["item_id"])
-        detail = await call_engine(db, engine.item_detail, item_type, item_id)
-    except ApiError as error:
-        return _error(str(error), error.status)
+    db = _catalog(datasette, tilde_decode(request.url_vars["database"]))
+    await _allowed(datasette, request, db)
+    item_type, item_id = request.url_vars["item_type"], tilde_decode(request.url_vars["item_id"])
+    detail = await call_engine(db, engine.item_detail, item_type, item_id)
     if detail is None:
-        return _error(f"no {item_type[:40]} {item_id[:100]!r} in {db.name!r}", 404)
+        raise ApiError(f"no {item_type[:40]} {item_id[:100]!r} in {db.name!r}", kind=NOT_FOUND)
     from . import preview_url
 
     detail = {"ok": True, "database": db.name, **detail}
@@ -198,22 +185,15 @@ async def item_json(request, datasette):
     return Response.json(detail, default=str)
 
 
+@answers_errors
 async def similar_json(request, datasette):
-    from ..search import engine
     from ..search.detail import similar_items
 
-    try:
-        db = _catalog(datasette, tilde_decode(request.url_vars["database"]))
-        await _allowed(datasette, request, db)
-        item_type, item_id = request.url_vars["item_type"], tilde_decode(request.url_vars["item_id"])
-        k = _integer(request, "k", 12)
-        found = await call_engine(db, similar_items, item_type, item_id, k)
-    except ApiError as error:
-        return _error(str(error), error.status)
-    except engine.ItemNotFound as error:
-        return _error(str(error), 404)
-    except engine.QueryError as error:
-        return _error(str(error), 400)
+    db = _catalog(datasette, tilde_decode(request.url_vars["database"]))
+    await _allowed(datasette, request, db)
+    item_type, item_id = request.url_vars["item_type"], tilde_decode(request.url_vars["item_id"])
+    k = _integer(request, "k", 12)
+    found = await call_engine(db, similar_items, item_type, item_id, k)
     item = {**found.item, "url": item_url(datasette, db.name, item_type, found.item["item_id"])}
     return Response.json(
         {

@@ -25,6 +25,7 @@ from datasette.utils.asgi import Forbidden, Response
 
 from ..catalog import ITEM_TABLES
 from ..config import ConfigError, Settings, load_settings, settings_from_dict
+from ..errors import ScisearchError
 from . import present
 from .present import item_url
 
@@ -68,12 +69,8 @@ _ITEM_ROUTE = r"^/-/scisearch/item/(?P<database>[^/]+)/(?P<item_type>[^/]+)/(?P<
 _KEEP = object()  # "leave this parameter as it is"
 
 
-class PageError(Exception):
+class PageError(ScisearchError):
     """A request this page cannot answer; the message is shown in the page with the status."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
 
 
 def search_url(datasette, params: list[tuple[str, str]] | None = None) -> str:

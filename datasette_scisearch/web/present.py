@@ -17,7 +17,7 @@ from dataclasses import asdict, is_dataclass
 import markupsafe
 from datasette.utils import tilde_encode
 
-from ..normalize import magnification_label
+from ..ingest.normalize import magnification_label
 
 TYPE_LABELS = {"file": "file", "proposal": "proposal", "paper": "paper", "session": "session"}
 # Raw metadata beyond this is cut in the page (a file's can reach a megabyte); the JSON link has all of it.

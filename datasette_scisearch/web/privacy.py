@@ -33,8 +33,19 @@ PLUGIN_NAME = "datasette-scisearch"
 DEFAULT_STAFF = {"id": "root"}
 # Everything Datasette checks before it reads a database or a table in it, or hands its file out.
 READING_ACTIONS = frozenset(
-    {"view-database", "view-database-download", "view-table", "view-query", "execute-sql", "insert-row",
-     "delete-row", "update-row", "create-table", "alter-table", "drop-table"}
+    {
+        "view-database",
+        "view-database-download",
+        "view-table",
+        "view-query",
+        "execute-sql",
+        "insert-row",
+        "delete-row",
+        "update-row",
+        "create-table",
+        "alter-table",
+        "drop-table",
+    }
 )
 
 

@@ -38,9 +38,11 @@ from datasette.utils import actor_matches_allow, tilde_decode, tilde_encode
 from datasette.utils.asgi import Forbidden, Response
 from datasette.utils.sqlite import sqlite3  # the module Datasette's connections come from (pysqlite3 where installed)
 
-from .. import experts
 from ..catalog import ITEM_TABLES
+from ..errors import BUSY, ScisearchError
+from ..tagging import experts
 from . import present
+from .errors import error_response, wants_json
 from .pages import PageError, facility_settings, find_catalog
 from .privacy import is_staff
 
@@ -61,14 +63,12 @@ _UNDO_ROUTE = rf"^/-/scisearch/history/{_DB}/(?P<history_id>[^/]+)/undo$"
 _QUEUE_ROUTE = rf"^/-/scisearch/queue/{_DB}/?$"
 
 
-class ValidationError(Exception):
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
+class ValidationError(ScisearchError):
+    """A tag change this request cannot make (→ its kind's status code)."""
 
 
 class CatalogBusy(experts.ExpertError):
-    status = 503
+    kind = BUSY
 
 
 # -- Who may edit ------------------------------------------------------------------------------------------
@@ -106,12 +106,6 @@ def sign_in_hint(actor) -> str:
 
 
 # -- Requests and responses --------------------------------------------------------------------------------
-
-
-def wants_json(request) -> bool:
-    accept = request.headers.get("accept", "")
-    content_type = request.headers.get("content-type", "")
-    return "application/json" in accept or content_type.startswith("application/json") or request.path.endswith(".json")
 
 
 async def form_fields(request) -> dict[str, list[str]]:
@@ -196,29 +190,20 @@ async def write(db, function, *args):
     return result
 
 
-async def error_response(request, datasette, message: str, status: int) -> Response:
-    message = message[:1].upper() + message[1:]
-    if wants_json(request):
-        return Response.json({"ok": False, "error": message, "status": status}, status=status)
-    html = await datasette.render_template(
-        "scisearch_validation_error.html",
-        {"scisearch_page": "validation", "error": message, "status": status},
-        request=request,
-        view_name="scisearch",
-    )
-    return Response.html(html, status=status)
+NOT_MADE = "This change was not made"
 
 
 def handles_errors(handler):
-    """Bad input, missing things and refused permissions end as JSON errors or readable pages."""
+    """Bad input, missing things and refused permissions end as JSON errors or readable pages (web/errors.py)."""
 
     async def wrapped(request, datasette):
         try:
             return await handler(request, datasette)
-        except ValidationError as error:
-            return await error_response(request, datasette, str(error), error.status)
-        except experts.ExpertError as error:
-            return await error_response(request, datasette, str(error), error.status)
+        except ScisearchError as error:
+            error.message = error.message[:1].upper() + error.message[1:]  # shown as a sentence on its own
+            return await error_response(
+                datasette, request, error, page="validation", heading="This change was not made"
+            )
 
     wrapped.__name__ = handler.__name__
     return wrapped

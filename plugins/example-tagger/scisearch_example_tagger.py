@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from datasette_scisearch.hookspecs import hookimpl
-from datasette_scisearch.tagger import ItemError, Result, Tag, Tagger, TaggerUnavailable
+from datasette_scisearch import ItemError, Result, Tag, Tagger, TaggerUnavailable, hookimpl
 
 
 class AfterHoursTagger(Tagger):

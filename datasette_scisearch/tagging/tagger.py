@@ -22,9 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import BUSY, ScisearchError
 
-class TaggerUnavailable(Exception):
+
+class TaggerUnavailable(ScisearchError):
     """The tagger cannot run on this machine; the message says how to make it run."""
+
+    kind = BUSY
 
 
 @dataclass

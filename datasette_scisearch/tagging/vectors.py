@@ -14,12 +14,13 @@ import re
 import numpy as np
 import sqlite_utils
 
-from .catalog import now_utc
+from ..catalog import now_utc
+from ..errors import ScisearchError
 
 _SPACE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
 
-class VectorSpaceError(Exception):
+class VectorSpaceError(ScisearchError):
     """A vector does not fit its space (wrong dimension, bad name); the message says which."""
 
 

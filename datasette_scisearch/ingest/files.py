@@ -27,15 +27,16 @@ from typing import TYPE_CHECKING
 import sqlite_utils
 from tqdm import tqdm
 
-from . import jobs
-from .catalog import now_utc
-from .config import Settings
+from .. import jobs
+from ..catalog import now_utc
+from ..config import Settings
+from ..errors import ScisearchError
+from ..plugins import get_loaders
 from .filerows import dataset_row, display_path
 from .loader import FileLoader, LoaderError, NotData
-from .plugins import get_loaders
 
 if TYPE_CHECKING:
-    from .cluster import Cluster, TaskFailure
+    from ..cluster import Cluster, TaskFailure
 
 # On a cluster, files go to workers in small groups (the scheduler costs a few ms a task, a small file ~10 ms to
 # read), a few tasks ahead per worker thread: workers never wait, and results waiting for the writer stay few.
@@ -44,7 +45,7 @@ BYTES_PER_TASK = 256 * 2**20
 TASKS_IN_FLIGHT_PER_WORKER = 3
 
 
-class IngestError(Exception):
+class IngestError(ScisearchError):
     """The load cannot start (a missing folder, say); the message says what to do."""
 
 
@@ -353,7 +354,7 @@ def read_on_worker(files: list[tuple[Path, FileLoader, str | None]], settings: S
 
 
 def _read_one_on_worker(path: Path, loader: FileLoader, settings: Settings, known_sha256: str | None) -> FileResult:
-    from .cluster import worker_address
+    from ..cluster import worker_address
 
     unknown_time = dt.datetime.fromtimestamp(0, dt.UTC)
     loader_id = f"{loader.name}:{loader.version}"
@@ -379,7 +380,7 @@ def _read_one_on_worker(path: Path, loader: FileLoader, settings: Settings, know
 def _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster: Cluster, bar) -> None:
     """The writer's side of a cluster load: plan each file here, read it there, commit here in the walk's order
     (so which of two identical files is catalogued, and every row's id, are as in an in-process load)."""
-    from .cluster import TaskFailure
+    from ..cluster import TaskFailure
 
     def task(group: list[_Planned]) -> tuple:
         return group, ([(p.path, p.loader, p.known_sha256) for p in group], settings)

@@ -18,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ScisearchError
 
-class LoaderError(Exception):
+
+class LoaderError(ScisearchError):
     """A file or record that cannot be read; the message is shown to the user as is."""
 
 
-class NotData(Exception):
+class NotData(ScisearchError):
     """The file is not data on its own (a metadata companion such as a TIA .emi); skip it quietly."""
 
 

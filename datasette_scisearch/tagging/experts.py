@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from . import private
-from .catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, item_key, now_utc
-from .search.index import refresh_search_items
+from .. import changes, private
+from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, item_key, now_utc
+from ..errors import CONFLICT, NOT_FOUND, ScisearchError
 
 MAX_TAG_CHARS = 200  # as the tagging pipeline's own limit; a longer "tag" is a sentence, not a tag
 EXPERT_SOURCE = "expert"
@@ -66,10 +66,8 @@ HISTORY_COLUMNS = (
 )
 
 
-class ExpertError(Exception):
+class ExpertError(ScisearchError):
     """A change that cannot be made; the message says why, in words a person can act on."""
-
-    status = 400
 
 
 class InvalidChange(ExpertError):
@@ -79,13 +77,13 @@ class InvalidChange(ExpertError):
 class NotFound(ExpertError):
     """No such item, tag or history entry."""
 
-    status = 404
+    kind = NOT_FOUND
 
 
 class Conflict(ExpertError):
     """The change no longer applies (an undo of something changed since)."""
 
-    status = 409
+    kind = CONFLICT
 
 
 @dataclass
@@ -200,7 +198,9 @@ def history(
         params += [item_type, str(item_id)]
     sql = f"select {', '.join(HISTORY_COLUMNS)} from tag_history"
     sql += (" where " + " and ".join(where)) if where else ""
-    entries = [dict(zip(HISTORY_COLUMNS, row)) for row in db.execute(sql + " order by id desc limit ?", [*params, limit])]
+    entries = [
+        dict(zip(HISTORY_COLUMNS, row)) for row in db.execute(sql + " order by id desc limit ?", [*params, limit])
+    ]
     if with_actors:
         names = private.actors(db, [entry["id"] for entry in entries])
         for entry in entries:
@@ -223,7 +223,7 @@ def _transaction(db: sqlite_utils.Database, touched: set[tuple[str, str]]):
     BEGIN IMMEDIATE takes the write lock before reading, so a concurrent expert's
     change is either wholly before this one (and read as the old value) or after."""
     if db.conn.in_transaction:
-        # refresh_search_items commits: the caller's own uncommitted writes would be committed with ours.
+        # changes.refresh commits: the caller's own uncommitted writes would be committed with ours.
         raise RuntimeError("commit or roll back the connection's open transaction before changing tags")
     pending: list[tuple[int, str, str]] = []
     token = _actors_to_record.set(pending)
@@ -233,10 +233,10 @@ def _transaction(db: sqlite_utils.Database, touched: set[tuple[str, str]]):
         by_type: dict[str, list[str]] = {}
         for item_type, item_id in touched:
             by_type.setdefault(item_type, []).append(item_id)
-        # refresh_search_items commits when it finishes a type: everything above becomes visible with
+        # changes.refresh commits when it finishes a type: everything above becomes visible with
         # the first type's documents.  Changes to several item types at once are rare (a bulk edit).
         for item_type, ids in sorted(by_type.items()):
-            refresh_search_items(db, [item_type], ids)
+            changes.refresh(db, changes.EDITS, item_types=[item_type], ids=ids)
         if db.conn.in_transaction:
             db.conn.commit()
     except BaseException:
@@ -461,7 +461,7 @@ def review_queue(db: sqlite_utils.Database, item_type: str = "file", limit: int 
     """Items awaiting an expert, in the order the learning package proposes (the learned tagger's least certain
     first; the weakest machine tags where no model is trained), each with why it is queued, its title, facts
     and the machine tags to judge."""
-    from .learning.active import review_queue as ordered_queue
+    from ..learning.active import review_queue as ordered_queue
 
     if item_type not in ITEM_TABLES:
         raise InvalidChange(f"{str(item_type)[:40]!r} is not a kind of item: use one of {', '.join(ITEM_TABLES)}")

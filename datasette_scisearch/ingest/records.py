@@ -27,12 +27,13 @@ from typing import Any
 import sqlite_utils
 from tqdm import tqdm
 
-from . import jobs
-from .catalog import RECORD_TABLES, now_utc, to_json
-from .config import Settings
+from .. import jobs
+from ..catalog import RECORD_TABLES, now_utc, to_json
+from ..config import Settings
+from ..errors import ScisearchError
+from ..plugins import get_loaders
 from .loader import LoaderError, RecordError, RecordLoader
 from .normalize import iso_utc, to_utc
-from .plugins import get_loaders
 
 # Rows per transaction: a killed load keeps every batch it committed.
 BATCH_ROWS = 500
@@ -60,11 +61,11 @@ LOADER_FIELDS = {
 }
 
 
-class RecordsError(Exception):
+class RecordsError(ScisearchError):
     """A records load that cannot start; the message says what to do."""
 
 
-class _Rejected(Exception):
+class _Rejected(ScisearchError):
     """One record the core cannot store; the message becomes its ingest error."""
 
 

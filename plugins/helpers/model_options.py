@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from datasette_scisearch.tagger import TaggerUnavailable
+from datasette_scisearch.tagging.tagger import TaggerUnavailable
 
 
 def number_option(options: dict[str, Any], tagger: str, key: str, default: float, low: float, high: float) -> float:

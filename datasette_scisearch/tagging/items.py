@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from .catalog import ITEM_TABLES
-from .loader import FileLoader
-from .preview import representative_frame
+from ..catalog import ITEM_TABLES
+from ..errors import NOT_FOUND, ScisearchError
+from ..ingest.loader import FileLoader
+from ..ingest.preview import representative_frame
 from .tagger import Item
 
 # The prose each item type offers text taggers.
@@ -30,13 +31,15 @@ _TEXT_COLUMNS = {
 }
 
 
-class PixelsUnavailable(Exception):
+class PixelsUnavailable(ScisearchError):
     """A file's pixels cannot be read any more; the message says why."""
+
+    kind = NOT_FOUND
 
 
 @functools.cache
 def _file_loaders() -> dict[str, FileLoader]:
-    from .plugins import get_loaders
+    from ..plugins import get_loaders
 
     return {loader.name: loader for loader in get_loaders() if isinstance(loader, FileLoader)}
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import to_json
-from .config import Settings
+from ..catalog import to_json
+from ..config import Settings
 from .loader import Dataset
 from .normalize import classify_kind, iso_local, iso_utc, magnification_label, to_utc
 from .preview import render_png

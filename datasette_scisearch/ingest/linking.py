@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 
 import sqlite_utils
 
-from .catalog import now_utc
-from .config import Settings
+from ..catalog import now_utc
+from ..config import Settings
 
 # The methods this module derives; anything else in `links` belongs to someone else.
 DERIVED_METHODS = (

@@ -36,16 +36,18 @@ import numpy as np
 import sqlite_utils
 from tqdm import tqdm
 
-from . import jobs, vectors
-from .catalog import ITEM_TABLES, ITEM_TYPES, now_utc
-from .config import Settings
+from .. import changes, jobs
+from ..catalog import ITEM_TABLES, ITEM_TYPES, now_utc
+from ..config import Settings
+from ..errors import ScisearchError
+from ..plugins import get_taggers
+from ..search.index import search_item_ids
+from . import vectors
 from .items import iter_items, make_item
-from .plugins import get_taggers
-from .search.index import refresh_search_items, search_item_ids
 from .tagger import Item, ItemError, Result, Tagger, TaggerUnavailable
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
+    from ..cluster import Cluster
 
 INHERITED_SCORE_FACTOR = 0.5  # a proposal's keyword says less about one file than the file's own evidence
 CHUNK_SIZE = 256  # items read per round; every tagger's batches are cut from it
@@ -53,7 +55,7 @@ TASK_ITEMS = 32  # items per cluster task (--batch-size when given): a second or
 _VOLATILE_FILE_COLUMNS = ("id", "loaded_at", "modified_at", "session_id", "proposal_id", "preview")
 
 
-class TaggingError(Exception):
+class TaggingError(ScisearchError):
     """The run cannot start (an unknown tagger name, say); the message says what to do."""
 
 
@@ -167,7 +169,9 @@ def tag_catalog(
     # sqlite-utils finds out whether SQLite can upsert by creating and dropping a table at the first upsert, and
     # SQLite refuses that drop while the items being tagged are still read from an open cursor: find out now.
     db.supports_on_conflict  # noqa: B018
-    refresh_search_items(db, types)  # vectors are keyed by search documents, so every item needs one first
+    changes.refresh(
+        db, changes.TAGS, item_types=types
+    )  # vectors are keyed by search documents, so every item needs one first
     status = "done"
     device = "auto" if on_workers else summary.device
     runners = [_Runner(tagger, dict(settings.taggers.get(tagger.name, {})), device) for tagger in taggers]
@@ -180,7 +184,7 @@ def tag_catalog(
                 tag_items(db, item_type, concerned, batch_size, force, retry_errors, job_id, progress, summary, cluster)
         inheriting = [r.tagger for r in runners if r.tagger.inherited and not r.stats.unavailable]
         summary.inherited_tags = _inherit_tags(db, inheriting)
-        summary.documents_updated = refresh_search_items(db, types)
+        summary.documents_updated = changes.refresh(db, changes.TAGS, item_types=types).documents
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -255,14 +259,14 @@ def _progress_bar(db, item_type: str, progress: bool) -> tqdm:
 
 def _refresh(db, summary: TagSummary, item_type: str, ids: list[str]) -> None:
     began = time.perf_counter()
-    refresh_search_items(db, [item_type], ids)
+    changes.refresh(db, changes.TAGS, item_types=[item_type], ids=ids)
     summary.writer_seconds += time.perf_counter() - began
 
 
 def _tag_on_cluster(db, item_type, runners, batch_size, force, retry_errors, job_id, progress, summary, cluster):
     """The writer's side of a cluster run: the same decisions and storing as ``_tag_items_of_type``, with
     the taggers' work done by ``tag_on_worker`` tasks, stored as they come back."""
-    from .cluster import TaskFailure
+    from ..cluster import TaskFailure
 
     previous = {runner.tagger.name: _previous_runs(db, runner.tagger.name, item_type) for runner in runners}
     bar = _progress_bar(db, item_type, progress)
@@ -339,7 +343,7 @@ def _tag_on_cluster(db, item_type, runners, batch_size, force, retry_errors, job
 def tag_on_worker(item_type: str, rows: list[dict], work: list[tuple], batch_size: int | None) -> list[dict]:
     """A Dask task: each tagger's answers for its items of ``rows``, with the models loaded once per worker
     process and each file's pixels read once for all of them."""
-    from .cluster import kept
+    from ..cluster import kept
 
     items = {item.item_id: item for item in (make_item(item_type, row) for row in rows)}
     _share_pixels(list(items.values()))

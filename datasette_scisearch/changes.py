@@ -1,0 +1,103 @@
+"""What a change to a catalog needs afterwards, in order, in one place.
+
+Every kind of change — a load, a re-link, tagging, an expert's edit, a learned head's predictions — leaves the
+derived data behind it stale: links, and the search documents that carry an item's tags and its session's and
+proposal's words.  ``refresh(db, changed=…)`` brings them up to date, in the order they depend on each other
+(links first, then documents).  The search indexes beside the catalog (tantivy, vectors) follow the documents
+by themselves: they compare the documents' generation counter at the next search (search/staleness.py).
+
+The library calls it, never the command line: the loads here (``load_files``, ``load_records``, ``relink``) are
+the functions the commands call, and tagging, experts' changes and training call ``refresh`` from inside their
+own transactions.  Read-only commands (``search``, ``status``, ``errors``) call nothing here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from .config import Settings
+from .errors import ScisearchError
+
+# The kinds of change.
+FILES = "files"  # instrument files loaded
+RECORDS = "records"  # sessions, proposals or papers loaded
+LINKS = "links"  # links rebuilt (or edited)
+TAGS = "tags"  # a tagging run
+EDITS = "edits"  # experts' changes to tags
+LEARNING = "learning"  # a learned head's tags
+KINDS = (FILES, RECORDS, LINKS, TAGS, EDITS, LEARNING)
+
+
+@dataclass
+class Refreshed:
+    """What a refresh did: the links it rebuilt (None when it did not link) and how many documents changed."""
+
+    links: object | None = None
+    documents: int = 0
+
+
+def refresh(
+    db: sqlite_utils.Database,
+    changed: str,
+    *,
+    settings: Settings | None = None,
+    link: bool = True,
+    item_types: Iterable[str] | None = None,
+    ids: Iterable[str] | None = None,
+) -> Refreshed:
+    """Everything a change of kind ``changed`` needs, in order.
+
+    - after loads (``FILES``, ``RECORDS``): re-link context (unless ``link`` is False; needs ``settings``), then
+      every search document, since a new session or proposal changes the words of the files linked to it;
+    - after ``LINKS``: every search document;
+    - after ``TAGS``, ``EDITS``, ``LEARNING``: the documents of ``ids`` of ``item_types`` (all, when not given).
+
+    Commits its own work; call it outside a transaction, or at the end of one whose writes should commit with it.
+    """
+    from .search.index import refresh_search_items
+
+    if changed not in KINDS:
+        raise ScisearchError(f"unknown kind of change {changed!r}", fix=f"use one of {', '.join(KINDS)}")
+    done = Refreshed()
+    if changed in (FILES, RECORDS) and link:
+        if settings is None:
+            raise ScisearchError("linking after a load needs the facility's settings", fix="pass settings=")
+        from .ingest.linking import link_all
+
+        done.links = link_all(db, settings)
+    if changed in (FILES, RECORDS, LINKS):
+        done.documents = refresh_search_items(db)
+    else:
+        done.documents = refresh_search_items(db, item_types, ids)
+    return done
+
+
+def load_files(db, paths: list[Path], settings: Settings, *, link: bool = True, **options):
+    """Load instrument files (ingest/files.py's ``load_files`` with its ``options``), then refresh the catalog;
+    returns (the load's summary, the links rebuilt or None)."""
+    from .ingest.files import load_files as read_files
+
+    summary = read_files(db, paths, settings, **options)
+    return summary, refresh(db, FILES, settings=settings, link=link).links
+
+
+def load_records(db, kind: str, path: Path, settings: Settings, options: dict, *, link: bool = True, progress=True):
+    """Load sessions, proposals or papers (ingest/records.py), then refresh the catalog; returns (the load's
+    summary, the links rebuilt or None)."""
+    from .ingest.records import load_records as read_records
+
+    summary = read_records(db, kind, path, settings, options, progress=progress)
+    return summary, refresh(db, RECORDS, settings=settings, link=link).links
+
+
+def relink(db, settings: Settings):
+    """Rebuild the derived links and the search documents that carry their words; returns the links' summary."""
+    from .ingest.linking import link_all
+
+    links = link_all(db, settings)
+    refresh(db, LINKS)
+    return links
