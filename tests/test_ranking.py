@@ -164,8 +164,9 @@ def test_load_judgments_names_the_missing_query_texts(own_demo, tmp_path):
 
 
 def test_learning_the_ranking_without_evidence_says_what_to_provide(own_demo):
-    with pytest.raises(fusion.FusionError, match="import judged queries"):
+    with pytest.raises(fusion.FusionError, match="fitting the ranking needs at least 10") as raised:
         fusion.learn_fusion(own_demo, evidence=[])
+    assert raised.value.fix.startswith("import judged queries")
 
 
 def test_weights_that_do_not_measure_better_are_refused_and_say_why(own_demo, tmp_path):
@@ -206,5 +207,6 @@ def test_the_engine_uses_the_fitted_weights_in_use_until_they_are_rolled_back(ow
 def test_tuning_the_encoder_without_evidence_says_what_to_provide(own_demo):
     from datasette_scisearch.learning import encoder
 
-    with pytest.raises(encoder.EncoderError, match="import judged queries"):
+    with pytest.raises(encoder.EncoderError, match="tuning the encoder needs at least") as raised:
         encoder.learn_encoder(own_demo, evidence=[], max_pairs=0)
+    assert raised.value.fix.startswith("import judged queries")
