@@ -320,21 +320,95 @@ def make_queries(db, count: int, seed: int = 1) -> list[str]:
     return queries
 
 
+COLD_START = """
+import sys, time
+started = time.perf_counter()
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from datasette_scisearch.catalog import open_catalog
+from datasette_scisearch.search import engine, vector_index
+
+def memory():
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return " ".join(f"{k}={int(fields[k].split()[0]) // 1024}" for k in ("VmRSS", "RssAnon", "RssFile"))
+
+db = open_catalog(sys.argv[1])
+engine.search(db, "gold nanoparticles", weights={"text": 0, "clip": 0})
+print(f"keyword {time.perf_counter() - started:.3f}", flush=True)
+space = vector_index.space_matrix(db, "text")
+space.nearest(np.ones(space.matrix.shape[1] if hasattr(space, "matrix") else space.files.matrix.shape[1]), 100)
+print(f"vector {time.perf_counter() - started:.3f} {memory()}", flush=True)
+sys.path.insert(0, sys.argv[3])
+import search as benchmark
+benchmark.register_query_model()
+from datasette_scisearch.search import embedding
+loading = time.perf_counter()
+embedding.embed_query("warm up", "text", "benchmark_text")
+print(f"embedder {time.perf_counter() - loading:.3f}", flush=True)
+engine.search(db, "gold nanoparticles on ceria")
+print(f"hybrid {time.perf_counter() - started:.3f} {memory()}", flush=True)
+"""
+
+
+def cold_start(path: Path) -> dict:
+    """A new process: start → first keyword answer, → first vector answer (memory then), the query embedder's own
+    load time, → first hybrid answer.  The page cache is warm (the machine is shared: it is not dropped)."""
+    import subprocess
+
+    output = subprocess.run(
+        [sys.executable, "-c", COLD_START, str(path), str(REPO), str(REPO / "benchmarks")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = {}
+    for line in output.splitlines():
+        name, seconds, *memory = line.split()
+        found[name] = float(seconds)
+        if memory:
+            found[f"{name}_memory"] = dict(pair.split("=") for pair in memory)
+    return found
+
+
+def folder_mib(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+
+
 def run(path: Path, n_queries: int) -> list[tuple[str, str]]:
-    from datasette_scisearch.search import embedding
+    from datasette_scisearch.search import embedding, index_folder, mapped_vectors
+    from datasette_scisearch.search.index import catch_up_indexes
 
     db = open_catalog(path)
     n_items = db["search_items"].count
     queries = make_queries(db, n_queries)
     rows: list[tuple[str, str]] = []
     register_query_model()
+    # -- Before: what every process did at its first query
     started = time.perf_counter()
-    matrix = vector_index.space_matrix(db, "text")
-    rows.append(("vector matrix read from vec0 (once per process)", f"{(time.perf_counter() - started):.1f} s"))
+    matrix = vector_index._build(db, "text", DIMENSIONS, ("benchmark", 0))
+    rows.append(("before: vector matrix read from vec0 (each process)", f"{(time.perf_counter() - started):.1f} s"))
+    # -- Full builds of the indexes beside the catalog (what 'scisearch index --rebuild' does)
     started = time.perf_counter()
-    built = text_index.text_index(db, min_documents=0)
-    rows.append(("tantivy index of the search documents (once per process)", f"{time.perf_counter() - started:.1f} s"))
-    del built
+    text_index.build(db)
+    rows.append(("full build: tantivy index on disk (before: the same, in each process)", f"{time.perf_counter() - started:.1f} s"))
+    started = time.perf_counter()
+    mapped_vectors.build(db, "text")
+    rows.append(("full build: mapped vector files", f"{time.perf_counter() - started:.1f} s"))
+    folder = index_folder.indexes_folder(db)
+    sizes = {name: folder_mib(p) for name, p in (("text", next(folder.glob("text-*"))), ("vectors", next(folder.glob("vectors-text-*"))))}
+    rows.append(("index size on disk", f"text {sizes['text']:.0f} MiB, vectors {sizes['vectors']:.0f} MiB"))
+    cold = cold_start(path)
+    rows.append(("cold start: process start → first keyword answer", f"{cold['keyword']:.2f} s"))
+    rows.append(("cold start: query embedder's own load (MiniLM)", f"{cold['embedder']:.2f} s"))
+    rows.append(("cold start: process start → first hybrid answer", f"{cold['hybrid']:.2f} s"))
+    memory = cold["vector_memory"]
+    rows.append(
+        (
+            "resident memory after keyword + vector answers, before the model (MiB)",
+            f"{memory['VmRSS']} (anonymous {memory['RssAnon']}, mapped files {memory['RssFile']})",
+        )
+    )
+    mapped = vector_index.space_matrix(db, "text")
     engine.search(db, "warm up the model")  # loads MiniLM: seconds, once per process
     parsed = [parse_query(q) for q in queries]
     times, _ = timed(parse_query, queries)
@@ -351,16 +425,34 @@ def run(path: Path, n_queries: int) -> list[tuple[str, str]]:
     def text_stage(query, weights=weights):
         return fts.search(db, query.clauses, filter_sql(query), weights, engine.FTS_POOL) if query.clauses else None
 
-    text_stage(parsed[0])  # builds the tantivy index of a large catalog: seconds, once per process
     times, _ = timed(text_stage, parsed)
-    rows.append(("text ranking, all words then any (engine: tantivy from 20,000 items)", percentiles(times)))
+    rows.append(("text ranking, all words then any (engine: tantivy on disk from 20,000 items)", percentiles(times)))
     fts5_only = {**weights, "tantivy_from": 10**12}
     times, _ = timed(lambda query: text_stage(query, fts5_only), parsed)
     rows.append(("text ranking by FTS5 alone (the engine below 20,000 items)", percentiles(times)))
+    by_default = "every vector scored" if len(mapped) <= mapped_vectors.EXACT_UP_TO else "sign codes + exact re-rank"
+    times, _ = timed(lambda v: mapped.nearest(v, engine.VECTOR_POOL), query_vectors)
+    rows.append((f"vector KNN k=100, mapped files, {by_default} (engine)", percentiles(times)))
+    times, _ = timed(lambda v: mapped.nearest(v, engine.VECTOR_POOL, approximate=True), query_vectors)
+    rows.append(("vector KNN k=100, mapped sign codes + exact re-rank (forced)", percentiles(times)))
     times, _ = timed(lambda v: matrix.nearest(v, engine.VECTOR_POOL), query_vectors)
-    rows.append(("vector KNN k=100, numpy matrix (engine)", percentiles(times)))
+    rows.append(("vector KNN k=100, numpy matrix in memory (before)", percentiles(times)))
+    for label, approximate in ((by_default, None), ("sign codes + exact re-rank (forced)", True)):
+        recalls = []
+        for vector in query_vectors:
+            truth = {r for r, _ in matrix.nearest(vector, 10)}
+            recalls.append(len(truth & {r for r, _ in mapped.nearest(vector, 10, approximate=approximate)}) / 10)
+        rows.append((f"recall@10 against exact search: {label}", f"{np.mean(recalls):.3f} (min {min(recalls):.1f})"))
     times, _ = timed(lambda q: engine.search(db, q, per_page=20), queries)
     rows.append(("**hybrid search(), query vector cached**", percentiles(times)))
+    keyword_only = {"text": 0, "clip": 0}
+    times, _ = timed(lambda q: engine.search(db, q, per_page=20, weights=keyword_only), queries)
+    rows.append(("keyword-only search()", percentiles(times)))
+    times, _ = timed(lambda q: engine.search(db, q, per_page=20, weights={"fts": 0}), queries)
+    rows.append(("vector-only search(), query vector cached", percentiles(times)))
+    filtered = [q for q in queries if q in FILTERED_QUERIES]
+    times, _ = timed(lambda q: engine.search(db, q, per_page=20), filtered)
+    rows.append((f"filtered hybrid search() ({len(filtered)} queries)", percentiles(times)))
 
     def uncached(query):
         embedding.forget_query_vectors()
@@ -368,6 +460,7 @@ def run(path: Path, n_queries: int) -> list[tuple[str, str]]:
 
     times, _ = timed(uncached, queries)
     rows.append(("**hybrid search(), query embedded anew**", percentiles(times)))
+    rows.append(incremental_update(db, catch_up_indexes))
     # -- alternatives over the same data
     any_word = [fts_any(all_terms(q.clauses)) for q in parsed if q.clauses]
     sql = "select rowid from search_items_fts where search_items_fts match ? order by rank limit 1000"
@@ -394,9 +487,10 @@ def run(path: Path, n_queries: int) -> list[tuple[str, str]]:
     except ImportError:
         rows.append(("faiss-cpu", "not installed"))
     rows += tantivy_rows(db, parsed)
-    rows.append(("vector matrix memory", f"{matrix.matrix.nbytes / 2**20:.0f} MiB for {len(matrix):,} vectors"))
+    rows.append(("before: vector matrix in each process's memory", f"{matrix.matrix.nbytes / 2**20:.0f} MiB for {len(matrix):,} vectors"))
     db.close()
     vector_index.forget()
+    mapped_vectors.forget()
     text_index.forget()
     embedding.forget()
     from datasette_scisearch.plugins import get_plugin_manager
@@ -404,6 +498,27 @@ def run(path: Path, n_queries: int) -> list[tuple[str, str]]:
     get_plugin_manager().unregister(name="benchmark-query-model")
     print(f"\n{path.name}: {n_items:,} items")
     return rows
+
+
+def incremental_update(db, catch_up_indexes) -> tuple[str, str]:
+    """1,000 files change (new words in their text, new vectors already computed): the time from the catalog
+    write until a search finds all of them, with the indexes on disk taking just those changes."""
+    rng = np.random.default_rng(7)
+    word = f"changed{int(time.time())}"
+    ids = [row[0] for row in db.execute("select id from files order by random() limit 1000")]
+    marks = ",".join("?" * len(ids))
+    rowids = [row[0] for row in db.execute(f"select id from search_items where item_type = 'file' and item_id in ({marks})", [str(i) for i in ids])]
+    new_vectors = [(rowid, rng.standard_normal(DIMENSIONS).astype(np.float32)) for rowid in rowids]
+    started = time.perf_counter()
+    with db.conn:
+        db.execute(f"update files set search_text = search_text || ' ' || ? where id in ({marks})", [word, *ids])
+        vectors.write_vectors(db, "text", new_vectors)
+    refresh_search_items(db, ["file"], [str(i) for i in ids])  # the writer's hook catches the indexes up
+    catch_up_indexes(db)
+    query = parse_query(word)
+    found = fts.search(db, query.clauses, filter_sql(query), engine.DEFAULT_WEIGHTS, 2000)
+    seconds = time.perf_counter() - started
+    return ("1,000 changed items: write → searchable (no rebuild)", f"{seconds:.2f} s, {len(found.ranked):,} found by {found.ranker}")
 
 
 def tantivy_rows(db, parsed) -> list[tuple[str, str]]:

@@ -30,6 +30,7 @@ FTS_COLUMNS = {
 ITEM_TYPES = ("file", "proposal", "paper", "session")
 ITEM_TABLES = {"file": "files", "proposal": "proposals", "paper": "papers", "session": "sessions"}
 SEARCH_FTS_COLUMNS = ["title", "body", "tags", "context"]
+SEARCH_FTS_TOKENIZE = "porter unicode61"  # the search documents' FTS5 tokenizer (search/fts.py highlights with it too)
 # The largest integer SQLite stores; a larger file id cannot exist.
 MAX_SQLITE_INTEGER = 2**63 - 1
 
@@ -362,7 +363,7 @@ def m002_tagging_and_search(db: sqlite_utils.Database) -> None:
         pk="id",
     )
     db["search_items"].create_index(["item_type", "item_id"], unique=True)
-    db["search_items"].enable_fts(SEARCH_FTS_COLUMNS, create_triggers=True, tokenize="porter unicode61")
+    db["search_items"].enable_fts(SEARCH_FTS_COLUMNS, create_triggers=True, tokenize=SEARCH_FTS_TOKENIZE)
     _reindex_only_when_text_changes(db, "search_items", SEARCH_FTS_COLUMNS)
     db["vector_spaces"].create(
         {"name": str, "dimensions": int, "tagger": str, "model": str, "table_name": str, "created_at": str},
@@ -502,7 +503,32 @@ def m005_private_rows_leave_the_catalog(db: sqlite_utils.Database) -> None:
 
 
 @MIGRATIONS()
-def m006_ranking_models(db: sqlite_utils.Database) -> None:
+def m006_search_index_change_logs(db: sqlite_utils.Database) -> None:
+    """The on-disk indexes beside the catalog (search/text_index.py, search/mapped_vectors.py) record the
+    generation they reflect; these logs say which search documents and which vectors changed after any
+    generation, so an index that is behind can take just those.  Triggers write the documents' log, so every
+    writer of ``search_items`` is covered; ``vectors.write_vectors`` writes the vectors' (sqlite-vec tables take
+    no triggers).  A generation is its log's AUTOINCREMENT counter, which keeps counting after old entries are
+    pruned."""
+    db.execute("create table search_changes (seq integer primary key autoincrement, item_rowid integer not null)")
+    db.execute("insert into sqlite_sequence (name, seq) values ('search_changes', 0)")
+    db.execute(
+        "create table vector_changes (seq integer primary key autoincrement, space text not null, "
+        "item_rowid integer not null)"
+    )
+    db.execute("create index vector_changes_by_space on vector_changes (space, seq)")
+    # created_at has whole seconds: two catalogs made at one path within a second need something else apart.
+    db.execute("insert or ignore into catalog_info (key, value) values ('catalog_uid', lower(hex(randomblob(16))))")
+    for event, row in (("insert", "new"), ("update of title, body, tags, context", "new"), ("delete", "old")):
+        name = event.split()[0]
+        db.execute(
+            f"""create trigger search_items_log_{name} after {event} on search_items
+                begin insert into search_changes (item_rowid) values ({row}.id); end"""
+        )
+
+
+@MIGRATIONS()
+def m007_ranking_models(db: sqlite_utils.Database) -> None:
     """Learned ranking, versioned like taggers: fusion weights fitted from the evidence (``learning/fusion.py``)
     and fine-tuned text encoders (``learning/encoder.py``).  One row per fit; the one in use is 'current', the
     ones before it 'retired' (kept for rollback), a fit that measured worse 'refused' with its report."""

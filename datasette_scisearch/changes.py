@@ -3,8 +3,9 @@
 Every kind of change — a load, a re-link, tagging, an expert's edit, a learned head's predictions — leaves the
 derived data behind it stale: links, and the search documents that carry an item's tags and its session's and
 proposal's words.  ``refresh(db, changed=…)`` brings them up to date, in the order they depend on each other
-(links first, then documents).  The search indexes beside the catalog (tantivy, vectors) follow the documents
-by themselves: they compare the documents' generation counter at the next search (search/staleness.py).
+(links first, then documents).  The search indexes on disk beside the catalog (tantivy, the mapped vectors)
+then take just the changed documents and vectors, once the change has committed (search/index.py's
+``catch_up_indexes``); a search that finds them behind reads the rest from the catalog's change log.
 
 The library calls it, never the command line: the loads here (``load_files``, ``load_records``, ``relink``) are
 the functions the commands call, and tagging, experts' changes and training call ``refresh`` from inside their

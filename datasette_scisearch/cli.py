@@ -33,9 +33,12 @@ from .command_line import ScisearchCommandLine, catalog_argument
 from .config import find_metadata, load_settings
 from .errors import ScisearchError
 from .learning.learn_command import learn, load_judgments_command
+from .learning.metadata_command import predict_metadata_command
 from .learning.train_command import train_command
 from .plugins import describe_plugins, get_plugin_manager
 from .search.command import search_command
+from .search import index_folder
+from .search.index_command import index_command
 
 
 def _open(catalog: str, create: bool = True):
@@ -44,6 +47,7 @@ def _open(catalog: str, create: bool = True):
 
 def _settings(ctx: click.Context, timezone: str | None = None, tolerance: float | None = None):
     settings = load_settings(ctx.obj.get("config"))
+    index_folder.configure(settings.index_folder)
     if timezone:
         from .config import settings_from_dict
 
@@ -493,9 +497,11 @@ def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after, root
 
 
 cli.add_command(search_command)
+cli.add_command(index_command)
 cli.add_command(train_command)
 cli.add_command(learn)
 load.add_command(load_judgments_command)
+cli.add_command(predict_metadata_command)
 
 
 def _register_plugin_commands() -> None:

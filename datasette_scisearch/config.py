@@ -58,6 +58,9 @@ class Settings:
     userlog_columns: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_USERLOG_COLUMNS))
     # Per-tagger options (model, checkpoint, vocabulary, dictionary …), keyed by tagger name.
     taggers: dict[str, dict] = field(default_factory=dict)
+    # Where a catalog's search indexes live: a folder per catalog, "{catalog}" standing for the catalog's file
+    # name; relative to the catalog's own folder.  Never inside a folder Datasette serves files from.
+    index_folder: str = "{catalog}.indexes"
     source: str | None = None
 
     @property
@@ -139,6 +142,13 @@ def settings_from_dict(block: dict) -> Settings:
                 description=rule.get("description"),
             )
         )
+    if "index_folder" in block:
+        settings.index_folder = str(block["index_folder"])
+        if "{catalog}" not in settings.index_folder:
+            raise ConfigError(
+                "'index_folder' must contain {catalog} (the catalog's file name), so that each catalog has its own "
+                "indexes: for example '/var/lib/scisearch/{catalog}.indexes'"
+            )
     settings.userlog_columns.update({k: str(v) for k, v in (block.get("userlog_columns") or {}).items()})
     taggers = block.get("taggers") or {}
     if not isinstance(taggers, dict):

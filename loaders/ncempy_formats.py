@@ -12,12 +12,18 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import h5py
+from typing import TYPE_CHECKING
+
 import numpy as np
-from ncempy.io import dm, emd, emdVelox, mrc, ser
 
 from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError, NotData
 from datasette_scisearch.ingest.normalize import length_to_nm, number, parse_vendor_datetime
+
+if TYPE_CHECKING:
+    import h5py
+
+# ncempy (which imports matplotlib) and h5py are imported where a file is read, not when the plugin is
+# registered: every 'scisearch' command registers the loaders, and most never read a file.
 
 
 def _text(value) -> str | None:
@@ -61,6 +67,8 @@ class TiaSerLoader(FileLoader):
         if _emi_partner(path) is None:
             expected = re.sub(r"_\d+$", "", path.stem) + ".emi"
             raise LoaderError(f"its metadata file '{expected}' is missing; TIA writes voltage and magnification there")
+        from ncempy.io import ser
+
         result = ser.serReader(str(path))
         data = np.asarray(result["data"])
         meta = {k: v for k, v in (result.get("metadata") or {}).items()}
@@ -161,6 +169,8 @@ class GatanDMLoader(FileLoader):
     def read(self, path: Path) -> Iterator[Dataset]:
         # Read through the file, not ncempy's default memory map: arrays from the map are views into it, and a view
         # still alive when the map closes (a consumer's reference, a Dask worker's pickling) makes the close fail.
+        from ncempy.io import dm
+
         with dm.fileDM(str(path), on_memory=False) as handle:
             count = handle.numObjects - (1 if handle.thumbnail else 0)
             for index in range(count):
@@ -221,6 +231,8 @@ class EMDLoader(FileLoader):
     suffixes = frozenset({".emd", ".h5", ".hdf5"})
 
     def read(self, path: Path) -> Iterator[Dataset]:
+        import h5py
+
         try:
             handle = h5py.File(path, "r")
         except OSError as error:
@@ -244,6 +256,8 @@ class EMDLoader(FileLoader):
             )
 
     def _read_velox(self, path: Path) -> Iterator[Dataset]:
+        from ncempy.io import emdVelox
+
         with emdVelox.fileEMDVelox(str(path)) as handle:
             for index in range(len(handle.list_data)):
                 data, _ = handle.get_dataset(index)
@@ -251,6 +265,8 @@ class EMDLoader(FileLoader):
                 yield _velox_dataset(index, np.asarray(data), meta)
 
     def _read_berkeley(self, path: Path) -> Iterator[Dataset]:
+        from ncempy.io import emd
+
         with emd.fileEMD(str(path), readonly=True) as handle:
             microscope = _attrs(handle.microscope)
             user = _attrs(handle.user)
@@ -291,6 +307,8 @@ def _berkeley_time(group: h5py.Group) -> dt.datetime | None:
 
 
 def _berkeley_groups(handle: h5py.File) -> list[str]:
+    import h5py
+
     found: list[str] = []
 
     def visit(name, obj):
@@ -305,12 +323,16 @@ def _berkeley_groups(handle: h5py.File) -> list[str]:
 
 
 def _top_level(path: Path) -> list[str]:
+    import h5py
+
     with h5py.File(path, "r") as handle:
         return list(handle.keys())
 
 
 def _missing_external_files(handle: h5py.File, path: Path) -> list[str]:
     """External links whose target file is absent (e.g. a Dectris master without its data files)."""
+    import h5py
+
     missing: list[str] = []
 
     def walk(group: h5py.Group, depth: int) -> None:
@@ -396,6 +418,8 @@ class MRCLoader(FileLoader):
     suffixes = frozenset({".mrc", ".mrcs", ".rec", ".ali", ".st"})
 
     def read(self, path: Path) -> Iterator[Dataset]:
+        from ncempy.io import mrc
+
         with mrc.fileMRC(str(path)) as handle:
             result = handle.getDataset()
             header = {

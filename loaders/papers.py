@@ -17,10 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import bibtexparser
-from bibtexparser.middlewares import LatexDecodingMiddleware, MonthIntMiddleware, SeparateCoAuthors
-from bibtexparser.model import DuplicateBlockKeyBlock
-from pypdf import PdfReader
 
 from datasette_scisearch.hookspecs import hookimpl
 from datasette_scisearch.ingest.loader import LoaderError, RecordError, RecordLoader
@@ -101,6 +97,9 @@ class BibtexLoader(RecordLoader):
             text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError:
             raise LoaderError(f"'{path.name}' is not UTF-8 text: save it as UTF-8") from None
+        import bibtexparser  # here, not at registration: every command registers the loaders
+        from bibtexparser.middlewares import LatexDecodingMiddleware, MonthIntMiddleware, SeparateCoAuthors
+
         with _quiet(logging.getLogger("bibtexparser")):
             library = bibtexparser.parse_string(
                 text, append_middleware=[LatexDecodingMiddleware(), MonthIntMiddleware(), SeparateCoAuthors()]
@@ -152,6 +151,8 @@ def bibtex_paper(line: int, entry) -> dict:
 
 
 def _failed_block_message(block) -> str:
+    from bibtexparser.model import DuplicateBlockKeyBlock
+
     if isinstance(block, DuplicateBlockKeyBlock):
         return f"repeats the citation key {block.key!r} of an earlier entry: give each entry its own key"
     error = block.error
@@ -202,6 +203,8 @@ class PdfLoader(RecordLoader):
 
 def _pdf_text(path: Path) -> tuple[list[str], dict, int]:
     """Text of each page (until FULL_TEXT_MAX_CHARS), the document information and the page count."""
+    from pypdf import PdfReader
+
     encrypted = LoaderError(f"'{path.name}' is encrypted: save a copy without a password and load that")
     try:
         reader = PdfReader(path)

@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import tifffile
-from PIL import Image
 
 from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError
 from datasette_scisearch.ingest.normalize import length_to_nm, number, parse_vendor_datetime
@@ -53,6 +51,8 @@ class TiffLoader(FileLoader):
     suffixes = frozenset({".tif", ".tiff"})
 
     def read(self, path: Path) -> Iterator[Dataset]:
+        import tifffile  # where a file is read: every command registers the loaders, few read files
+
         try:
             with tifffile.TiffFile(path) as handle:
                 data = handle.asarray(series=0, level=0)
@@ -136,6 +136,8 @@ class ExportedImageLoader(FileLoader):
     suffixes = frozenset({".png", ".jpg", ".jpeg"})
 
     def read(self, path: Path) -> Iterator[Dataset]:
+        from PIL import Image
+
         try:
             with Image.open(path) as image:
                 image.load()

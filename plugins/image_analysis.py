@@ -7,7 +7,9 @@ For each image the tagger says, from the pixels alone (metadata only gives the s
   known: "lattice fringes", "atomic resolution", or "periodic structure" for longer periods (``image_fourier``);
 - particles and elongated objects found by segmentation, with counts and sizes (``image_objects``);
 - how sharp, blurred or noisy it is;
-- a feature vector in the ``image_features`` space for similarity search (``image_features``).
+- a feature vector in the ``image_features`` space for similarity search (``image_features``), and the same
+  followed by multi-scale texture statistics in the ``image_texture`` space, for heads learning from few labels
+  (``image_texture``).
 
 A spectrum (1-D) is tagged "spectrum" and nothing more.  Bad input is answered with tags or a clear ``ItemError``,
 never a crash: NaN and infinite pixels are filled, huge arrays are strided down before any copy is made.
@@ -23,8 +25,8 @@ import math
 import re
 from collections.abc import Iterator
 
+import lazy_loader
 import numpy as np
-from skimage.measure import blur_effect
 
 from datasette_scisearch.hookspecs import hookimpl
 from datasette_scisearch.ingest.loader import LoaderError
@@ -35,8 +37,14 @@ from .helpers.image_diffraction import blank_frame, diffraction_signs
 from .helpers.image_features import DIMENSION, feature_vector
 from .helpers.image_fourier import Lattice, lattice, noise_share, power_spectrum
 from .helpers.image_objects import Objects, find_objects
+from .helpers.image_texture import DIMENSION as TEXTURE_DIMENSION
+from .helpers.image_texture import combined_vector
+
+# Loaded at first use, not when the plugin is registered: every 'scisearch' command registers the taggers.
+measure = lazy_loader.load("skimage.measure", suppress_warning=True)
 
 SPACE = "image_features"
+TEXTURE_SPACE = "image_texture"
 PIXELS_SIDE = 1024
 WORKING_SIDE = 512
 MIN_SIDE = 16
@@ -53,12 +61,12 @@ NOISY_ABOVE = 0.5  # share of the variance that is white noise
 
 class ImageAnalysisTagger(Tagger):
     name = "image_analysis"
-    version = "1"
+    version = "2"  # 2: adds the image_texture vector
     description = "diffraction vs real-space, lattice spacings, particles, focus, and a feature vector (no weights)"
     applies_to = frozenset({"file"})
     needs_pixels = True
     batch_size = 16
-    vector_spaces = {SPACE: DIMENSION}
+    vector_spaces = {SPACE: DIMENSION, TEXTURE_SPACE: DIMENSION + TEXTURE_DIMENSION}
 
     def tag_batch(self, items: list[Item]) -> Iterator[tuple[Item, Result | ItemError]]:
         for item in items:
@@ -99,7 +107,7 @@ def analyse_image(frame: np.ndarray, pixel_size_nm: float | None = None, frame_s
     signs = diffraction_signs(working, noise)
     tags: list[Tag] = []
     objects, atomic = None, False
-    blur = float(blur_effect(working))
+    blur = float(measure.blur_effect(working))
     noisiness = noise_share(spectrum)
     if signs.is_diffraction:
         tags.append(Tag("diffraction pattern", 0.9, signs.evidence()))
@@ -117,7 +125,7 @@ def analyse_image(frame: np.ndarray, pixel_size_nm: float | None = None, frame_s
     vector = feature_vector(
         working, spectrum, spots, None if atomic else objects, signs, blur, noisiness, pixel_size_nm
     )
-    return Result(tags=tags, vectors={SPACE: vector})
+    return Result(tags=tags, vectors={SPACE: vector, TEXTURE_SPACE: combined_vector(vector, working)})
 
 
 def pixel_noise(image: np.ndarray) -> float:

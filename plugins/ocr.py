@@ -29,10 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import lazy_loader
 import numpy as np
-import pytesseract
-from PIL import Image, ImageOps
-from skimage.filters import threshold_otsu
 
 from datasette_scisearch.hookspecs import hookimpl
 from datasette_scisearch.ingest.loader import LoaderError
@@ -40,6 +38,12 @@ from datasette_scisearch.tagging.items import PixelsUnavailable
 from datasette_scisearch.tagging.tagger import Item, ItemError, Result, Tag, Tagger, TaggerUnavailable
 
 from .helpers.ocr_text import readings
+
+# Loaded at first use, not when the plugin is registered: every 'scisearch' command registers the taggers.
+pytesseract = lazy_loader.load("pytesseract")
+Image = lazy_loader.load("PIL.Image", suppress_warning=True)
+ImageOps = lazy_loader.load("PIL.ImageOps", suppress_warning=True)
+filters = lazy_loader.load("skimage.filters", suppress_warning=True)
 
 EXPORTED_FORMATS = frozenset({"png", "jpg", "jpeg", "tif", "tiff", "bmp"})
 MAX_SIDE = 4096  # larger exports are shrunk: their text is still tens of pixels high
@@ -250,7 +254,7 @@ def prepared_versions(band: np.ndarray, on_picture: bool) -> list[Image.Image]:
         text = _annotation_pixels(band)
         versions = [] if text is None else [np.where(text, 0, 255).astype(np.uint8)]
     else:
-        threshold = threshold_otsu(band) if band.min() < band.max() else band.min()
+        threshold = filters.threshold_otsu(band) if band.min() < band.max() else band.min()
         above = band > threshold
         light_on_dark = above.mean() < 0.5  # the text is the minority side of Otsu's split
         versions = [

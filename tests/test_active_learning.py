@@ -70,7 +70,20 @@ def file_ids(db) -> list[str]:
     return [str(row[0]) for row in db.execute("select id from files order by id")]
 
 
-def test_without_a_learned_model_the_queue_offers_the_weakest_machine_tags_first(db):
+def test_without_a_learned_model_the_queue_offers_one_typical_image_of_each_cluster_first(db):
+    queue = review_queue(db, limit=6)
+    assert len(queue) == 6 and len({entry.item_id for entry in queue}) == 6
+    assert all(entry.reason.startswith("no learned model yet") and entry.margin is None for entry in queue)
+    names = dict(db.execute("select cast(id as text), name from files").fetchall())
+    picked = {names[entry.item_id] for entry in queue}
+    # The two SrTiO3 lattice images are one kind; the three views of one STEM diffraction acquisition another.
+    assert len(picked & {"16_STOimage_1.ser", "Acquisition_18.emd"}) <= 1
+    assert len([name for name in picked if name == "STEM HAADF-DF4-DF2-BF Diffraction Micro.emd"]) <= 1
+
+
+def test_without_image_vectors_the_queue_offers_the_weakest_machine_tags_first(db):
+    with db.conn:
+        db.execute("delete from vector_spaces")
     queue = review_queue(db, limit=10)
     assert queue, "the image-analysis tagger tags the real EM files"
     scores = [entry.probability for entry in queue]
@@ -79,10 +92,10 @@ def test_without_a_learned_model_the_queue_offers_the_weakest_machine_tags_first
     assert "weakest machine tag" in queue[0].reason and queue[0].margin is None
 
 
-def test_an_item_an_expert_has_judged_leaves_the_machine_tag_queue(db):
+def test_an_item_an_expert_has_judged_leaves_the_queue(db):
     first = review_queue(db, limit=1)[0]
     (tag_id,) = db.execute(
-        "select id from tags where item_type = 'file' and item_id = ? and tag = ?", [first.item_id, first.label]
+        "select id from tags where item_type = 'file' and item_id = ? and status = 'machine' limit 1", [first.item_id]
     ).fetchone()
     experts.reject(db, tag_id, "expert-in-test")
     assert first.item_id not in {entry.item_id for entry in review_queue(db, limit=50)}

@@ -206,7 +206,7 @@ async def test_preview_without_its_version_is_cached_only_briefly(ds):
 async def test_preview_of_an_unknown_file_is_not_found(ds):
     response = await ds.client.get("/-/scisearch/preview/cat/999.png")
     assert response.status_code == 404
-    assert "No preview for file 999 in &#39;cat&#39;" in response.text
+    assert "There is no preview for file &#39;999&#39; in &#39;cat&#39;" in response.text
 
 
 @pytest.mark.asyncio
@@ -219,7 +219,7 @@ async def test_preview_of_a_file_that_has_none_is_not_found(ds):
 async def test_preview_in_an_unknown_database_is_not_found(ds):
     response = await ds.client.get("/-/scisearch/preview/nosuchdb/1.png")
     assert response.status_code == 404
-    assert "No database called &#39;nosuchdb&#39;" in response.text
+    assert "There is no database called &#39;nosuchdb&#39; here." in response.text
 
 
 @pytest.mark.asyncio
@@ -401,7 +401,7 @@ async def test_the_instances_metadata_overrides_the_catalog_defaults(catalog_pat
 
 @pytest.mark.asyncio
 async def test_a_file_that_becomes_a_catalog_while_served_gets_the_metadata(tmp_path, monkeypatch):
-    monkeypatch.setattr(web, "SCHEMA_MAX_AGE_SECONDS", 0)
+    monkeypatch.setattr(web.base, "SCHEMA_MAX_AGE_SECONDS", 0)
     path = tmp_path / "late.db"
     sqlite_utils.Database(path).vacuum()
     ds = Datasette([str(path)])

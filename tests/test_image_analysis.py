@@ -316,4 +316,12 @@ def test_a_1024_pixel_image_is_analysed_in_well_under_a_second(catalog_items, ta
 def test_the_tagger_registers_through_its_entry_point():
     [tagger] = [t for t in get_taggers() if t.name == "image_analysis"]
     assert tagger.needs_pixels and tagger.applies_to == {"file"}
-    assert tagger.vector_spaces == {SPACE: 88}
+    assert tagger.vector_spaces == {SPACE: 88, "image_texture": 88 + 97}
+
+
+def test_the_texture_vector_is_the_analysis_vector_followed_by_the_texture_statistics(catalog_items, tagger):
+    [(_, result)] = list(tagger.tag_batch([catalog_items["16_STOimage_1.ser"]]))
+    combined = result.vectors["image_texture"]
+    assert combined.shape == (185,) and np.isfinite(combined).all()
+    assert np.array_equal(combined[:88], result.vectors[SPACE])
+    assert np.abs(combined[88:]).max() > 0.01  # the texture block says something about a real lattice image

@@ -18,6 +18,7 @@ from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.ingest.files import load_files
 from datasette_scisearch.learning import train as training
+from datasette_scisearch.learning.heads import HEADS
 from datasette_scisearch.learning.active import review_queue
 from datasette_scisearch.learning.train import TrainingError, predict, train
 from datasette_scisearch.learning.train_command import train as train_command
@@ -69,7 +70,7 @@ def test_cross_validated_accuracy_beats_the_machine_tags_on_the_same_items(db, s
     label(db, scenes, dict.fromkeys(CLASSES, 20))
     report = train(db, "morphology", CLASSES)
     assert report.labels == 80 and report.counts == dict.fromkeys(CLASSES, 20) and report.folds == 5
-    assert report.feature_space == "image_features"
+    assert report.feature_space in ("image_texture", "image_features")
     assert report.cv_accuracy >= 0.9
     # image analysis has no tag for amorphous carbon and calls some wires particles
     assert report.cv_accuracy > report.baseline_accuracy
@@ -113,13 +114,13 @@ def test_a_dry_run_reports_the_accuracy_and_writes_nothing(db, db_path, scenes):
 
 def test_learned_tags_carry_the_versioned_source_a_probability_and_evidence(db, scenes):
     labelled = label(db, scenes, dict.fromkeys(CLASSES, 20))
-    train(db, "morphology", CLASSES)
+    report = train(db, "morphology", CLASSES)
     tags = learned_tags(db)
     assert {tag["item_id"] for tag in tags} <= set(scenes["truth"]) - labelled  # labelled items keep the expert's
     assert len(tags) == 20  # every unlabelled file is sure enough to tag
     assert all(tag["status"] == "machine" and tag["source_version"] == "1" for tag in tags)
     assert all(0.5 <= tag["score"] <= 1 for tag in tags)
-    assert "learned head morphology v1 on image_features, p=" in tags[0]["evidence"]
+    assert f"learned head morphology v1 ({report.head}) on {report.feature_space}, p=" in tags[0]["evidence"]
     assert "from 80 labels" in tags[0]["evidence"]
     right = sum(tag["tag"] == scenes["truth"][tag["item_id"]] for tag in tags)
     assert right >= 18
@@ -237,14 +238,77 @@ def test_rejections_that_leave_one_class_are_labels(db, scenes):
     assert report.labels_from_rejections == 1 and report.counts == {"nanowires": 6, "lattice": 5}
 
 
+def test_two_labels_per_class_train_a_head_that_tags_the_rest_mostly_right(db, scenes):
+    labelled = label(db, scenes, dict.fromkeys(CLASSES, 2))
+    report = train(db, "morphology", CLASSES)
+    assert report.counts == dict.fromkeys(CLASSES, 2) and report.folds == 2 and report.version == 1
+    assert any("fewer than 20 labels" in warning for warning in report.warnings)
+    assert any("cross-validation trains on one label a class" in warning for warning in report.warnings)
+    tags = learned_tags(db)
+    assert not {tag["item_id"] for tag in tags} & labelled
+    right = sum(tag["tag"] == scenes["truth"][tag["item_id"]] for tag in tags)
+    assert len(tags) >= 60 and right >= 0.8 * len(tags)
+
+
+def test_the_head_written_is_the_one_cross_validation_found_most_accurate(db, scenes):
+    label(db, scenes, dict.fromkeys(CLASSES, 5))
+    report = train(db, "morphology", CLASSES)
+    assert len(report.heads_compared) == 2 * len(HEADS)
+    best = max(report.heads_compared.values())
+    assert report.heads_compared[f"{report.feature_space}: {report.head}"] == best == report.cv_accuracy
+    model = training.current_model(db, "morphology")
+    assert str(training.load_weights(model["weights"])["head"]) == report.head
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_each_head_predicts_from_its_stored_weights_as_when_it_was_fitted(db, scenes, head):
+    ids, features = training.read_features(db, "image_features", "file", list(scenes["truth"]))
+    target = np.array([CLASSES.index(scenes["truth"][i]) for i in ids])
+    labelled = np.concatenate([np.flatnonzero(target == c)[:3] for c in range(len(CLASSES))])
+    fitted = training.fit_weights(features[labelled], target[labelled], CLASSES, head, features)
+    stored = training.load_weights(training.dump_weights(fitted))
+    predicted = training.probabilities(stored, features).argmax(axis=1)
+    assert np.array_equal(predicted, heads_scores_argmax(fitted, features))
+    assert (predicted == target).mean() >= 0.8
+
+
+def heads_scores_argmax(weights, features):
+    from datasette_scisearch.learning.heads import scores
+
+    return scores(weights, features).argmax(axis=1)
+
+
+def test_nearest_class_mean_puts_an_item_in_the_class_whose_labels_it_is_closest_to(db, scenes):
+    from datasette_scisearch.learning.heads import fit, scores
+
+    ids, features = training.read_features(db, "image_features", "file", list(scenes["truth"]))
+    target = np.array([CLASSES.index(scenes["truth"][i]) for i in ids])
+    labelled = np.concatenate([np.flatnonzero(target == c)[:2] for c in range(len(CLASSES))])
+    weights = fit("nearest class mean", features[labelled], target[labelled], features)
+    standard = (features - weights["mean"]) / weights["scale"]
+    centres = np.stack([standard[labelled][target[labelled] == c].mean(axis=0) for c in range(len(CLASSES))])
+    nearest = np.linalg.norm(standard[:, None, :] - centres[None], axis=2).argmin(axis=1)
+    assert np.array_equal(scores(weights, features).argmax(axis=1), nearest)
+
+
+def test_the_report_prints_no_baseline_where_no_machine_tag_names_a_class(db, db_path, scenes):
+    for name, alias in (("nanowires", "threads"), ("lattice", "checkerboard")):
+        ids = sorted((i for i, c in scenes["truth"].items() if c == name), key=int)[:3]
+        label_as_expert(db, ids, alias)
+    result = CliRunner().invoke(train_command, [db_path, "--tag-set", "looks", "--classes", "threads,checkerboard"])
+    assert result.exit_code == 0, result.output
+    assert "baseline: none — no machine tag on the labelled items names a class" in result.output
+    assert "baseline (machine tags)" not in result.output and "baseline right" not in result.output
+
+
 def test_too_few_labels_says_how_many_each_class_has_and_which_to_label(db, scenes):
-    label(db, scenes, {"nanoparticles": 20, "nanowires": 20, "lattice": 3})
+    label(db, scenes, {"nanoparticles": 20, "nanowires": 20, "lattice": 1})
     with pytest.raises(TrainingError) as raised:
         train(db, "morphology", CLASSES)
     message = str(raised.value)
-    assert "nanoparticles 20, nanowires 20, lattice 3, amorphous 0" in message
-    assert "at least 5 labelled items per class" in message and "20 per class give a reliable accuracy" in message
-    assert "lattice (2 more), amorphous (5 more)" in message
+    assert "nanoparticles 20, nanowires 20, lattice 1, amorphous 0" in message
+    assert "at least 2 labelled items per class" in message and "20 per class give a reliable accuracy" in message
+    assert "lattice (1 more), amorphous (2 more)" in message
     assert db.execute("select count(*) from learned_models").fetchone()[0] == 0
 
 
@@ -333,12 +397,16 @@ def test_auto_features_are_clip_where_clip_vectors_cover_the_labelled_files(clip
     assert "on clip, p=" in learned_tags(clip_db)[0]["evidence"]
 
 
-def test_auto_features_fall_back_to_image_features_where_clip_covers_fewer_labelled_files(clip_db, scenes):
+def test_auto_features_fall_back_to_the_image_analysis_vectors_where_clip_covers_fewer_labelled_files(
+    clip_db, scenes
+):
     labelled = label(clip_db, scenes, dict.fromkeys(CLASSES, 5))
     rowids = search_item_ids(clip_db, "file", sorted(labelled)[:3])
     with clip_db.conn:  # CLIP ran over part of the catalog only
         vectors.delete_vectors(clip_db, "clip", list(rowids.values()))
-    assert train(clip_db, "morphology", CLASSES).feature_space == "image_features"
+    report = train(clip_db, "morphology", CLASSES)
+    assert report.feature_space in ("image_texture", "image_features")
+    assert set(report.heads_compared) == {f"{space}: {head}" for space in training.WEIGHT_FREE_SPACES for head in HEADS}
 
 
 def test_features_named_on_the_command_line_must_exist(db, db_path, scenes):
@@ -346,7 +414,8 @@ def test_features_named_on_the_command_line_must_exist(db, db_path, scenes):
     result = CliRunner().invoke(
         train_command, [db_path, "--tag-set", "morphology", "--classes", ",".join(CLASSES), "--features", "clip"]
     )
-    assert result.exit_code == 1 and "the catalog has no 'clip' vectors (it has: image_features)" in result.output
+    assert result.exit_code == 1
+    assert "the catalog has no 'clip' vectors (it has: image_features, image_texture)" in result.output
 
 
 # ---------------------------------------------------------------- real images

@@ -238,8 +238,26 @@ async def test_search_page_before_a_query_offers_examples_and_the_newest_files(d
     response = await search(ds)
     assert response.status_code == 200
     assert 'href="/-/scisearch?q=tag%3Adiffraction"' in response.text
-    assert len(cards(response.text)) == pages.RECENT_COUNT
+    assert len(cards(response.text)) == pages.PER_PAGE
     assert cards(response.text)[0] == str(10 + SI_FILES - 1)  # acquired last
+
+
+@pytest.mark.asyncio
+async def test_browsing_before_a_query_counts_everything_with_tabs_facets_and_pages(ds):
+    response = await search(ds)
+    everything = 3 + 1 + SI_FILES + 1 + 1 + 1  # gold files, the spectrum, lamellae, proposal, paper, session
+    assert re.search(rf"1–{pages.PER_PAGE} of {everything}\b", response.text)
+    assert set(facet_links(response.text, "instrument")) == {"Helios", "TitanCubed"}
+    assert 'rel="next" href="/-/scisearch?page=2"' in response.text
+    second = await search(ds, page="2")
+    assert len(cards(second.text)) + len(rows(second.text)) == everything - pages.PER_PAGE
+
+
+@pytest.mark.asyncio
+async def test_browsing_one_tab_lists_every_item_of_that_type(ds):
+    response = await search(ds, type="file")
+    assert re.search(rf"of {3 + 1 + SI_FILES}\b", response.text)
+    assert rows(response.text) == []
 
 
 @pytest.mark.asyncio
@@ -489,7 +507,8 @@ async def test_file_page_shows_the_large_preview(ds):
     response = await item(ds, "file", "1")
     assert response.status_code == 200
     assert re.search(
-        r'<figure class="scisearch-item-preview">\s*<a href="[^"]+"[^>]*>\s*<img src="/-/scisearch/preview/cat/1\.png',
+        r'<figure class="scisearch-item-preview"[^>]*>\s*'
+        r'<a href="[^"]+"[^>]*>\s*<img src="/-/scisearch/preview/cat/1\.png',
         response.text,
     )
 

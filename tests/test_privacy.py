@@ -158,3 +158,79 @@ async def test_an_older_catalog_served_as_it_is_keeps_its_log_and_its_sql_for_st
     assert (await ds.client.get("/old/search_log.json", cookies=root)).status_code == 200
     assert (await ds.client.get("/old/files.json")).status_code == 200  # the rest of the catalog stays open
     assert "search_log" in sqlite_utils.Database(path).table_names()  # Datasette changed nothing
+
+
+# -- Table-level rules hold for every route, as they do for the HTML pages ----------------------------------------
+
+
+def restricted(pages_catalog, *tables: str) -> Datasette:
+    """The pages' catalog served with an allow block on each of these tables: only `staff` may see them."""
+    rules = {table: {"allow": {"id": "staff"}} for table in tables}
+    return Datasette(
+        [str(pages_catalog)],
+        metadata={"databases": {"cat": {"tables": rules}}, "plugins": {"datasette-scisearch": {"timezone": "UTC"}}},
+    )
+
+
+@pytest.fixture
+def pages_catalog(tmp_path_factory):
+    from .test_pages import build_catalog
+
+    path = tmp_path_factory.mktemp("rules") / "cat.db"
+    build_catalog(path)
+    return path
+
+
+@pytest.mark.asyncio
+async def test_every_table_rule_holds_for_the_item_json_similar_and_search_hits(pages_catalog):
+    from .test_pages import PROPOSAL_ID, SESSION_ID
+
+    ds = restricted(pages_catalog, "sessions", "proposals")
+    staff = signed_in(ds, "staff")
+    refused = [
+        f"/-/scisearch/item/cat/proposal/{PROPOSAL_ID}",
+        f"/-/scisearch/item/cat/proposal/{PROPOSAL_ID}.json",
+        f"/-/scisearch/item/cat/session/{SESSION_ID}.json",
+        f"/-/scisearch/similar/cat/proposal/{PROPOSAL_ID}.json",
+        f"/-/scisearch/similar/cat/session/{SESSION_ID}.json",
+    ]
+    for route in refused:
+        assert (await ds.client.get(route)).status_code == 403, route
+        assert (await ds.client.get(route, cookies=staff)).status_code == 200, route
+    for query in ("type:session", "type:proposal", "gold", "jdoe", PROPOSAL_ID, SESSION_ID, "type:session jdoe"):
+        hits = (await ds.client.get("/-/scisearch.json", params={"q": query})).json()["hits"]
+        assert {hit["item_type"] for hit in hits} <= {"file", "paper"}, query
+        assert all(hit.get("proposal") is None for hit in hits), query
+    seen_by_staff = (await ds.client.get("/-/scisearch.json", params={"q": "type:session"}, cookies=staff)).json()
+    assert [hit["item_id"] for hit in seen_by_staff["hits"]] == [SESSION_ID]
+
+
+@pytest.mark.asyncio
+async def test_counts_and_facets_leave_out_a_table_the_reader_may_not_see(pages_catalog):
+    ds = restricted(pages_catalog, "sessions", "proposals")
+    answer = (await ds.client.get("/-/scisearch.json", params={"q": "gold"})).json()
+    assert set(answer["counts"]) <= {"file", "paper"}
+    assert answer["total"] == sum(answer["counts"].values())
+    page = await ds.client.get("/-/scisearch", params={"q": "gold"})
+    assert "Atomic-resolution imaging of gold nanoparticle catalysts" not in page.text
+
+
+@pytest.mark.asyncio
+async def test_a_file_shows_no_session_or_proposal_to_whoever_may_not_see_them(pages_catalog):
+    from .test_pages import PROPOSAL_ID, SESSION_ID
+
+    ds = restricted(pages_catalog, "sessions", "proposals")
+    detail = (await ds.client.get("/-/scisearch/item/cat/file/1.json")).json()
+    assert (detail["session"], detail["proposal"], detail["proposals"]) == (None, None, [])
+    page = await ds.client.get("/-/scisearch/item/cat/file/1")
+    assert page.status_code == 200
+    assert SESSION_ID not in page.text.split("scisearch-tags")[0] and f"/proposal/{PROPOSAL_ID}" not in page.text
+
+
+@pytest.mark.asyncio
+async def test_similar_files_leave_out_files_when_the_files_table_is_not_to_be_seen(pages_catalog):
+    ds = restricted(pages_catalog, "files")
+    assert (await ds.client.get("/-/scisearch/similar/cat/file/1.json")).status_code == 403
+    assert (await ds.client.get("/-/scisearch/preview/cat/1.png")).status_code == 403
+    hits = (await ds.client.get("/-/scisearch.json", params={"q": "gold"})).json()["hits"]
+    assert hits and all(hit["item_type"] != "file" for hit in hits)

@@ -15,6 +15,8 @@ import pytest
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.search import engine, vector_index
+from datasette_scisearch.search.detail import item_detail, similar_items
+from datasette_scisearch.search.results import ItemNotFound
 from datasette_scisearch.search.index import refresh_search_items
 from datasette_scisearch.search.query import QueryError
 from datasette_scisearch.tagging import vectors
@@ -29,6 +31,10 @@ from .search_support import (
     hashed_words_vector,
     registered,
 )
+
+
+def similar(db, item_type: str, item_id: str, k: int = 12):
+    return similar_items(db, item_type, item_id, k).hits
 
 
 @pytest.fixture(autouse=True)
@@ -296,7 +302,7 @@ def test_more_like_this_for_a_real_image_uses_its_image_features(real):
         """select f.id from files f join search_items si on si.item_type = 'file' and si.item_id = cast(f.id as text)
            where f.name = '16_STOimage_1.ser' and si.id in (select item_rowid from vec_image_features)"""
     ).fetchone()
-    found = engine.similar(real, "file", str(file_id), k=5)
+    found = similar(real, "file", str(file_id), k=5)
     assert found and all(hit.item_id != str(file_id) for hit in found)
     assert found[0].why[0].startswith("similar image features")
     scores = [hit.score for hit in found]
@@ -305,7 +311,7 @@ def test_more_like_this_for_a_real_image_uses_its_image_features(real):
 
 def test_item_detail_of_a_real_file_has_its_metadata_and_tags_by_source(real):
     file_id = real.execute("select id from files where name = '16_STOimage_1.ser'").fetchone()[0]
-    detail = engine.item_detail(real, "file", str(file_id))
+    detail = item_detail(real, "file", str(file_id))
     assert detail["row"]["voltage_kv"] == 80 and "metadata" not in detail["row"]
     assert detail["metadata"] and {"metadata", "filenames"} <= set(detail["tags"])
     assert detail["title"].startswith("16_STOimage_1.ser")
@@ -316,30 +322,30 @@ def test_item_detail_of_a_real_file_has_its_metadata_and_tags_by_source(real):
 
 def test_item_detail_of_a_demo_file_has_its_session_proposal_and_papers(demo):
     file_id = demo.execute("select id from files where proposal_id = 'P-2021-0042' limit 1").fetchone()[0]
-    detail = engine.item_detail(demo, "file", str(file_id))
+    detail = item_detail(demo, "file", str(file_id))
     assert detail["proposal"]["id"] == "P-2021-0042" and detail["session"]["proposal_id"] == "P-2021-0042"
     assert {"PUB-2022-001", "PUB-2022-002"} <= {paper["id"] for paper in detail["papers"]}
 
 
 def test_item_detail_of_a_proposal_lists_its_files(demo):
-    detail = engine.item_detail(demo, "proposal", "P-2023-0009")
+    detail = item_detail(demo, "proposal", "P-2023-0009")
     expected = demo.execute("select count(*) from files where proposal_id = 'P-2023-0009'").fetchone()[0]
     assert detail["files_total"] == expected == len(detail["files"]) > 0
 
 
 def test_item_detail_of_an_unknown_item_is_none(demo):
-    assert engine.item_detail(demo, "file", "999999999") is None
-    assert engine.item_detail(demo, "file", "not-a-number") is None
-    assert engine.item_detail(demo, "banana", "1") is None
+    assert item_detail(demo, "file", "999999999") is None
+    assert item_detail(demo, "file", "not-a-number") is None
+    assert item_detail(demo, "banana", "1") is None
 
 
 def test_similar_to_an_unknown_item_raises_item_not_found(demo):
-    with pytest.raises(engine.ItemNotFound):
-        engine.similar(demo, "paper", "no-such-paper")
+    with pytest.raises(ItemNotFound):
+        similar(demo, "paper", "no-such-paper")
 
 
 def test_similar_items_of_a_proposal_come_from_its_text_vector(demo):
-    found = engine.similar(demo, "proposal", "P-2021-0042", k=3)
+    found = similar(demo, "proposal", "P-2021-0042", k=3)
     assert len(found) == 3 and found[0].why[0].startswith("similar text")
 
 
@@ -531,7 +537,7 @@ def test_more_like_this_for_a_file_prefers_its_clip_vector(clip_catalog):
         "select si.id, si.item_id from search_items si where si.item_type = 'file' "
         "and si.id in (select item_rowid from vec_clip) order by si.id limit 1"
     ).fetchone()
-    found = engine.similar(db, "file", file_id, k=3)
+    found = similar(db, "file", file_id, k=3)
     assert len(found) == 3 and found[0].why[0].startswith("looks like this image (CLIP)")
     assert all(hit.ranks["clip"] for hit in found)
 
@@ -541,41 +547,65 @@ def test_more_like_this_for_a_file_prefers_its_clip_vector(clip_catalog):
 BY_TANTIVY = {"tantivy_from": 1}  # rank with tantivy whatever the catalog's size
 
 
-@pytest.fixture
-def always_fresh(monkeypatch):
-    from datasette_scisearch.search import staleness, text_index
-
-    monkeypatch.setattr(staleness, "STALE_BUILD_TIMES", 0)  # rebuild as soon as the documents change
-    yield
-    text_index.forget()
-
-
-def test_tantivy_ranks_a_query_with_the_same_best_result_as_fts5(demo):
+@pytest.fixture(scope="module")
+def demo_indexed(demo):
+    """The demo catalog with its on-disk tantivy index built (a catalog this small keeps none by itself)."""
     pytest.importorskip("tantivy")
+    from datasette_scisearch.search import text_index
+
+    text_index.build(demo)
+    assert text_index.text_index(demo, 1) is not None
+    return demo
+
+
+def test_tantivy_ranks_a_query_with_the_same_best_result_as_fts5(demo_indexed):
+    demo = demo_indexed
     for query in ("SrTiO3 HAADF", "P-2022-0048", "apoferritin"):
         by_fts5 = engine.search(demo, query, per_page=1)
         by_tantivy = engine.search(demo, query, per_page=1, weights=BY_TANTIVY)
         assert ids(by_tantivy) == ids(by_fts5)
 
 
-def test_tantivy_ranking_keeps_the_filters(demo):
-    pytest.importorskip("tantivy")
+def test_tantivy_ranking_keeps_the_filters(demo_indexed):
+    demo = demo_indexed
     by_fts5 = engine.search(demo, "diffraction 300kV", item_type="file", per_page=100)
     by_tantivy = engine.search(demo, "diffraction 300kV", item_type="file", per_page=100, weights=BY_TANTIVY)
     assert set(ids(by_tantivy)) == set(ids(by_fts5))
 
 
-def test_tantivy_falls_back_to_any_word_as_fts5_does(demo):
-    pytest.importorskip("tantivy")
+def test_tantivy_falls_back_to_any_word_as_fts5_does(demo_indexed):
+    demo = demo_indexed
     results = engine.search(demo, "cathode sintering", weights=BY_TANTIVY)
     assert {"PUB-2022-001", "P-2022-0048"} <= set(ids(results))
     assert "no item has all of the words; these have some of them" in results.messages
 
 
-def test_the_tantivy_index_is_built_again_when_the_documents_change(tmp_path, always_fresh):
+def test_the_tantivy_index_takes_changed_documents_without_a_rebuild(tmp_path):
     pytest.importorskip("tantivy")
+    from datasette_scisearch.search import text_index
+
     db = small_catalog(tmp_path, with_vectors=False)
+    built = text_index.build(db)
     assert ids(engine.search(db, "germanium", weights=BY_TANTIVY)) == []
     db["proposals"].insert({"id": "P-3", "title": "Germanium nanowires"})
     refresh_search_items(db)
     assert ids(engine.search(db, "germanium", weights=BY_TANTIVY)) == ["P-3"]
+    assert text_index.text_index(db, 1).behind == 0
+    assert built["folder"] == json.loads((tmp_path / "small.db.indexes" / "text.json").read_text())["folder"]
+
+
+def test_snippets_made_from_the_page_alone_are_those_of_the_catalogs_full_text_index(demo):
+    from datasette_scisearch.search import fts
+    from datasette_scisearch.search.expressions import all_terms, fts_any
+
+    for query in ("SrTiO3 HAADF", "gold nanoparticles on ceria", "cathode cracking in NMC811 after cycling"):
+        expression = fts_any(all_terms(engine.parse_query(query).clauses))
+        rowids = [hit.rowid for hit in engine.search(demo, query, per_page=20).hits]
+        from_the_page = fts.highlights(demo, expression, rowids)
+        assert not demo.conn.in_transaction  # the page's table is written and committed in the temp database
+        demo.execute("begin")  # inside a transaction the catalog's own index makes them
+        try:
+            from_the_catalog = fts.highlights(demo, expression, rowids)
+        finally:
+            demo.conn.rollback()
+        assert from_the_page == from_the_catalog and from_the_page

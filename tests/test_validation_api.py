@@ -481,3 +481,46 @@ def test_serve_with_root_says_how_to_sign_in_and_prints_the_link(catalog_path):
         server.wait(timeout=10)
     assert "sign in as root" in lines[-2]
     assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/-/auth-token\?token=\w+\n", lines[-1])
+
+
+@pytest.mark.asyncio
+async def test_a_bulk_accept_is_undone_on_every_item_at_once(ds, catalog_path):
+    cookies, token = await session(ds, "root")
+    form = {**JSON, "content-type": "application/x-www-form-urlencoded"}
+    bulk = await ds.client.post(
+        "/-/scisearch/tags/em/bulk",
+        content="action=accept&tag=STEM&item=file:1&item=file:10&csrftoken=" + token,
+        cookies=cookies,
+        headers=form,
+    )
+    history = [change["history"]["id"] for change in bulk.json()["changes"]]
+    assert len(history) >= 2
+    undone = await ds.client.post(
+        "/-/scisearch/history/em/undo",
+        content="&".join(f"history={entry}" for entry in history) + "&csrftoken=" + token,
+        cookies=cookies,
+        headers=form,
+    )
+    assert undone.status_code == 200
+    assert {change["tag"]["status"] for change in undone.json()["undone"]} == {"machine"}
+    assert len(undone.json()["undone"]) == len(history) and undone.json()["skipped"] == []
+
+
+@pytest.mark.asyncio
+async def test_undoing_without_naming_a_change_is_a_clear_400(ds):
+    cookies, token = await session(ds, "root")
+    response = await post(ds, "/-/scisearch/history/em/undo", {}, cookies, token)
+    assert response.status_code == 400
+    assert "name the changes to undo" in response.json()["error"].lower()
+
+
+@pytest.mark.asyncio
+async def test_each_queue_card_offers_accept_and_reject_on_each_of_its_tags(ds):
+    cookies, _ = await session(ds, "root")
+    page = await ds.client.get("/-/scisearch/queue/em", cookies=cookies)
+    card = re.search(r'<article class="scisearch-card scisearch-queue-card".*?</article>', page.text, re.S)[0]
+    tags = re.findall(r'data-tag-id="(\d+)"', card)
+    assert tags
+    for tag in tags:
+        assert f'action="/-/scisearch/tags/em/{tag}"' in card
+    assert card.count('value="accept"') == card.count('value="reject"') == len(tags)

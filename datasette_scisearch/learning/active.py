@@ -5,9 +5,14 @@ decide: its two best classes are nearly tied (a small *margin*, top-1 minus
 top-2 probability, as stored in ``learned_predictions``).  Items an expert has
 already judged for the head's classes are left out, since their label is known.
 
-Before any head is trained (or once every prediction has been judged) the queue
-falls back to the taggers' own doubt: items whose weakest machine tag scored
-lowest, among items no expert has touched yet.
+Before any head is trained there is no doubt to measure, and the first labels
+are worth most where they cover the catalog: the queue clusters the image
+vectors (k-means, one cluster per place in the queue) and offers from each
+cluster the item nearest its centre, biggest cluster first — one typical item of
+each kind of image rather than many of the commonest kind (benchmarks/learning.py
+measures this against random picks).  After that, and once every prediction has
+been judged, the queue falls back to the taggers' own doubt: items whose weakest
+machine tag scored lowest, among items no expert has touched yet.
 
 ``review_queue`` only reads, with plain ``execute`` calls, so it takes either a
 ``sqlite_utils.Database`` or the ``sqlite3.Connection`` Datasette hands to
@@ -18,7 +23,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
+from ..tagging import vectors
+
 EXPERT_STATUSES = ("accepted", "added", "rejected")
+# The spaces the diverse picks cluster, best first (as training prefers them), and how many vectors they read:
+# a sample, every n-th item, so that the queue page stays quick on a large catalog.
+CLUSTER_SPACES = ("clip", "image_texture", "image_features")
+CLUSTER_SAMPLE = 5_000
 
 
 @dataclass(frozen=True)
@@ -28,7 +41,7 @@ class QueueEntry:
     item_type: str
     item_id: str
     reason: str  # a sentence the queue page can show as it is
-    margin: float | None  # learned head: top-1 minus top-2 probability; None for the machine-tag fallback
+    margin: float | None  # learned head: top-1 minus top-2 probability; None for the other reasons
     label: str | None  # the learned head's class, or the weakest machine tag
     probability: float | None  # the head's probability of ``label``, or that tag's score
     tag_set: str | None = None  # the learned model's tag set; None for the machine-tag fallback
@@ -43,13 +56,17 @@ def review_queue(db, limit: int = 50, item_type: str = "file", tag_set: str | No
 
     First the current learned model's predictions (of ``tag_set``, or of every tag set) by margin ascending,
     skipping items an expert has labelled for that model's classes; an item predicted by several tag sets
-    appears once, where it is least certain.  If that gives fewer than ``limit`` items, the rest are items no
+    appears once, where it is least certain.  Where there is no such model yet, the typical items of the
+    catalog's clusters of images instead.  If that gives fewer than ``limit`` items, the rest are items no
     expert has judged at all, by the score of their lowest-scored machine tag.
     """
     limit = max(0, int(limit))
     if limit == 0:
         return []
-    entries = _uncertain_predictions(db, limit, item_type, tag_set)
+    if _current_models(db, tag_set):
+        entries = _uncertain_predictions(db, limit, item_type, tag_set)
+    else:
+        entries = diverse_picks(db, limit, item_type)
     if len(entries) < limit:
         seen = {entry.item_id for entry in entries}
         for entry in _weakest_machine_tags(db, limit + len(seen), item_type):
@@ -119,6 +136,78 @@ def _uncertain_predictions(db, limit: int, item_type: str, tag_set: str | None) 
         if len(entries) == limit:
             break
     return entries
+
+
+def diverse_picks(db, limit: int, item_type: str = "file") -> list[QueueEntry]:
+    """One item from each of ``limit`` clusters of the image vectors no expert has judged: the one nearest its
+    cluster's centre, biggest cluster first.  Empty where the catalog holds no image vectors."""
+    space = next((name for name in CLUSTER_SPACES if name in _vector_spaces(db)), None)
+    if space is None:
+        return []
+    ids, features = _vector_sample(db, space, item_type)
+    if not ids:
+        return []
+    judged = _judged_items(db, item_type, ids)
+    keep = [row for row, item_id in enumerate(ids) if item_id not in judged]
+    ids, features = [ids[row] for row in keep], features[keep]
+    clusters = min(limit, len(np.unique(features, axis=0)))  # identical vectors cannot make separate clusters
+    if clusters == 0:
+        return []
+    entries = []
+    for typical, size in typical_of_clusters(features, clusters):
+        group = f"the most typical of {size} similar images" if size > 1 else "an image unlike others"
+        entries.append(
+            QueueEntry(
+                item_type=item_type,
+                item_id=ids[typical],
+                reason=f"no learned model yet: {group} (group {len(entries) + 1} of {clusters} by {space} vectors)",
+                margin=None,
+                label=None,
+                probability=None,
+            )
+        )
+    return entries
+
+
+def typical_of_clusters(features: np.ndarray, clusters: int) -> list[tuple[int, int]]:
+    """(row nearest the centre, cluster size) for each k-means cluster of the standardised ``features``, biggest
+    cluster first."""
+    from sklearn.cluster import KMeans
+
+    scale = features.std(axis=0)
+    scale[scale < 1e-12] = 1.0
+    standard = (features - features.mean(axis=0)) / scale
+    model = KMeans(n_clusters=clusters, n_init=3, random_state=0).fit(standard)
+    distance = np.linalg.norm(standard - model.cluster_centers_[model.labels_], axis=1)
+    sizes = np.bincount(model.labels_, minlength=clusters)
+    picks = []
+    for cluster in sorted(range(clusters), key=lambda c: (-sizes[c], c)):
+        members = np.flatnonzero(model.labels_ == cluster)
+        if len(members):
+            picks.append((int(members[np.argmin(distance[members])]), int(sizes[cluster])))
+    return picks
+
+
+def _vector_spaces(db) -> set[str]:
+    # Plain execute rather than vectors.spaces: this module also reads through Datasette's bare connection.
+    if not db.execute("select 1 from sqlite_master where type = 'table' and name = 'vector_spaces'").fetchone():
+        return set()
+    return {row[0] for row in db.execute("select name from vector_spaces")}
+
+
+def _vector_sample(db, space: str, item_type: str) -> tuple[list[str], np.ndarray]:
+    """Ids and vectors of up to ``CLUSTER_SAMPLE`` items of ``space``: every n-th, in search-item order."""
+    table = vectors.table_for(space)
+    (total,) = db.execute(f"select count(*) from [{table}]").fetchone()
+    step = max(1, -(-total // CLUSTER_SAMPLE))
+    rows = db.execute(
+        f"select s.item_id, v.embedding from search_items s join [{table}] v on v.item_rowid = s.id "
+        "where s.item_type = ? and v.item_rowid % ? = 0 order by s.id",
+        [item_type, step],
+    ).fetchall()
+    if not rows:
+        return [], np.zeros((0, 0))
+    return [str(row[0]) for row in rows], np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
 
 
 def _weakest_machine_tags(db, limit: int, item_type: str) -> list[QueueEntry]:

@@ -10,8 +10,8 @@ experts' tags, papers and the proposals they acknowledge) by cross-validation:
    same readers the engine uses;
 2. coordinate ascent over a small grid (RRF k, the text vectors' weight, the
    similarity floor, its band and the lowest it may go) maximises mean nDCG@10 on K−1 folds, replaying
-   the engine's fusion over the cached rankings (``_replayed``), which costs
-   microseconds where a search costs milliseconds;
+   the engine's floor and its fusion (``search/fusion.py``) over the cached rankings (``_replayed``),
+   which costs microseconds where a search costs milliseconds;
 3. the weights fitted without each fold are measured on that fold **through the
    engine** (``engine.search(weights=...)``), against the weights in use on the
    same queries.  Those engine figures decide: weights that do not measure better
@@ -262,22 +262,20 @@ def _rankings(db, piece: Evidence, rowids: dict, settings) -> _Rankings:
 
 
 def _replayed(ranking: _Rankings, weights: dict) -> list[int]:
-    """The engine's fusion (search/engine.py: Σ w / (k + rank), the floor of ``similarity_floor``) over the
-    cached rankings.  An approximation for the search over the grid only: what is kept is measured through
-    the engine itself."""
+    """The engine's order for these cached rankings: its floor (``similarity_floor``) and its fusion
+    (``search/fusion.py``).  Used for the search over the grid only: what is kept is measured through the
+    engine itself."""
+    from ..search import fusion as engine_fusion
     from ..search.engine import similarity_floor
 
-    k = weights["rrf_k"]
-    scores: dict[int, float] = {}
+    ranks: dict[int, dict[str, int]] = {}
     for rank, rowid in enumerate(ranking.words, start=1):
-        scores[rowid] = weights["fts"] / (k + rank)
+        ranks.setdefault(rowid, {})["fts"] = rank
     floor = similarity_floor([s for _, s in ranking.nearest], "text", weights, "hybrid")
-    rank = 0
-    for rowid, similarity in ranking.nearest:
-        if similarity < floor:
-            continue
-        rank += 1
-        scores[rowid] = scores.get(rowid, 0.0) + weights["text"] / (k + rank)
+    kept = [rowid for rowid, similarity in ranking.nearest if similarity >= floor]
+    for rank, rowid in enumerate(kept, start=1):
+        ranks.setdefault(rowid, {})["text"] = rank
+    scores = {rowid: engine_fusion.rankings_score(places, weights) for rowid, places in ranks.items()}
     return [rowid for rowid, _ in sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))]
 
 

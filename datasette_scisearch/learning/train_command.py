@@ -24,7 +24,8 @@ from .train import MIN_LABELS_PER_CLASS, RELIABLE_LABELS_PER_CLASS
     "--features",
     default="auto",
     show_default=True,
-    help="vector space to learn from: clip, image_features, or auto (the one covering the labelled items best)",
+    help="vector space to learn from: clip, image_texture, image_features, or auto (CLIP where it covers the "
+    "labelled items, else the image-analysis space that cross-validates better)",
 )
 @click.option(
     "--folds", default=5, show_default=True, type=click.IntRange(2, 20), help="cross-validation folds (at most)"
@@ -46,8 +47,8 @@ def train_command(
     """Train a head on experts' labels for a tag set, report its cross-validated accuracy against the machine tags
     already there, and write its predictions as tags with source learned:TAG_SET.vN.
 
-    Labels are the tags experts accepted or added with a class's name. At least 5 per class are needed to train;
-    20 per class give an accuracy worth quoting."""
+    Labels are the tags experts accepted or added with a class's name. At least 2 per class are needed to train
+    (the head is then chosen from one label a class, a rough guide); 20 per class give an accuracy worth quoting."""
     db = open_catalog(catalog, create=False)
     try:
         if predict_only:
@@ -100,11 +101,20 @@ def _print_report(report: dict) -> None:
         f"trained {what} on {report['labels']} labelled items ({report['feature_space']} vectors, "
         f"{report['folds']}-fold cross-validation)"
     )
+    click.echo(f"  head: {report['head']} (chosen by cross-validation)")
     click.echo(f"  cross-validated accuracy: {report['cv_accuracy']:.3f}")
-    click.echo(
-        f"  baseline (machine tags):  {report['baseline_accuracy']:.3f}  — {report['baseline_covered']} of "
-        f"{report['labels']} items carry a machine tag naming a class; the rest count as wrong"
-    )
+    if len(report["heads_compared"]) > 1:
+        click.echo(
+            "  compared: " + ", ".join(f"{name} {value:.3f}" for name, value in report["heads_compared"].items())
+        )
+    if report["baseline_covered"]:
+        click.echo(
+            f"  baseline (machine tags):  {report['baseline_accuracy']:.3f}  — {report['baseline_covered']} of "
+            f"{report['labels']} items carry a machine tag naming a class; the rest count as wrong"
+        )
+    else:
+        # An accuracy of 0 would read as a broken baseline; there is simply none to compare with.
+        click.echo("  baseline: none — no machine tag on the labelled items names a class (see --baseline-tag)")
     # Rows: the experts' class; columns: labels, then where the head's out-of-fold predictions fell, then how
     # many the baseline got right.
     first = max(len(name) for name in classes + ["class"])
@@ -112,12 +122,12 @@ def _print_report(report: dict) -> None:
     click.echo(
         f"  {'class':<{first}}  labels  "
         + "  ".join(f"{name:>{w}}" for name, w in zip(classes, widths))
-        + "  baseline right"
+        + ("  baseline right" if report["baseline_covered"] else "")
     )
     for index, (name, row) in enumerate(zip(classes, report["confusion"])):
         cells = "  ".join(f"{count:>{w}}" for count, w in zip(row, widths))
-        right = report["baseline_confusion"][index][index]
-        click.echo(f"  {name:<{first}}  {report['counts'][name]:>6}  {cells}  {right:>14}")
+        right = f"  {report['baseline_confusion'][index][index]:>14}" if report["baseline_covered"] else ""
+        click.echo(f"  {name:<{first}}  {report['counts'][name]:>6}  {cells}{right}")
     excluded = {key: value for key, value in report["excluded"].items() if value}
     if excluded:
         click.echo("  left out: " + ", ".join(f"{value} {key.replace('_', ' ')}" for key, value in excluded.items()))

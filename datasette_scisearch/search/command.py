@@ -23,6 +23,7 @@ from ..catalog import ITEM_TYPES, item_counts, open_catalog
 from ..command_line import ScisearchCommand, catalog_argument
 from ..config import Settings, load_settings
 from .federation import search_catalogs
+from . import index_folder
 
 
 @click.command("search", cls=ScisearchCommand)
@@ -85,7 +86,9 @@ def _open_for_search(path: str):
 
 
 def _settings(ctx) -> Settings:
-    return load_settings((ctx.obj or {}).get("config"))
+    settings = load_settings((ctx.obj or {}).get("config"))
+    index_folder.configure(settings.index_folder)  # where this catalog's indexes live, as --config says
+    return settings
 
 
 def _plain(snippet: str) -> str:

@@ -15,6 +15,8 @@ import sqlite_utils
 
 from ..catalog import ITEM_TABLES, ITEM_TYPES, item_key
 from . import hits, vector_index
+from .query import QueryError
+from .results import Candidate, ItemNotFound
 
 FILES_SHOWN = 100
 # Which vector space answers "more like this" for an item, in order of preference.
@@ -69,16 +71,48 @@ def _papers_of_proposals(db, proposal_ids: list[str]) -> list[dict]:
     return [dict(zip(["id", "title", "year", "authors", "doi", "proposal_id", "method"], r)) for r in rows]
 
 
-def _files_where(db, column: str, value: str) -> tuple[list[dict], int]:
-    total = db.execute(f"select count(*) from files where {column} = ?", [value]).fetchone()[0]
+def _files_where(db, column: str, values: list[str]) -> tuple[list[dict], int]:
+    """The files whose ``column`` is one of ``values`` (the first FILES_SHOWN, oldest first), and how many."""
+    if not values:
+        return [], 0
+    chosen = f"{column} in (select value from json_each(?))"
+    total = db.execute(f"select count(*) from files where {chosen}", [json.dumps(values)]).fetchone()[0]
     rows = db.execute(
-        f"""select id, name, kind, instrument, mode, detector, voltage_kv, acquired_local,
+        f"""select id, name, kind, instrument, mode, detector, voltage_kv, magnification, camera_length_mm,
+                   pixel_size_nm, acquired_local,
                    exists(select 1 from previews p where p.file_id = files.id) as has_preview
-            from files where {column} = ? order by acquired_at, id limit ?""",
-        [value, FILES_SHOWN],
+            from files where {chosen} order by acquired_at, id limit ?""",
+        [json.dumps(values), FILES_SHOWN],
     )
-    names = ["id", "name", "kind", "instrument", "mode", "detector", "voltage_kv", "acquired_local", "has_preview"]
+    names = [d[0] for d in rows.description]
     return [{**dict(zip(names, r)), "has_preview": bool(r[-1])} for r in rows], total
+
+
+def _sessions_of_proposal(db, proposal_id: str) -> list[dict]:
+    rows = db.execute(
+        "select id, instrument, user, start, end from sessions where proposal_id = ? order by start, id",
+        [proposal_id],
+    )
+    return [dict(zip(["id", "instrument", "user", "start", "end"], r)) for r in rows]
+
+
+def _linked_proposal_ids(db, item_type: str, item_id: str, own: str | None = None) -> list[str]:
+    """Every proposal an item is linked to: its own column first, then the links table, surest link first (a
+    paper may acknowledge several proposals, a file be linked to another by its name)."""
+    found = [own] if own else []
+    for (proposal_id,) in db.execute(
+        "select to_id from links where from_type = ? and from_id = ? and to_type = 'proposal' "
+        "order by coalesce(confidence, 0) desc, id",
+        [item_type, item_id],
+    ):
+        if proposal_id not in found:
+            found.append(proposal_id)
+    return found
+
+
+def _proposals(db, proposal_ids: list[str]) -> list[dict]:
+    rows = (_plain(_row(db, "proposal", proposal_id)) for proposal_id in proposal_ids)
+    return [row for row in rows if row is not None]
 
 
 def item_detail(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict | None:
@@ -96,33 +130,25 @@ def item_detail(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict
         tags.setdefault(source or "unknown", []).append(
             {"id": tag_id, "tag": tag, "score": score, "status": status, "evidence": evidence, "via": via}
         )
-    session = proposal = None
-    papers: list[dict] = []
+    session = None
+    proposals: list[dict] = []
+    sessions: list[dict] = []
     files: list[dict] = []
     files_total = 0
     if item_type == "file":
         session = _plain(_row(db, "session", row["session_id"])) if row.get("session_id") else None
-        proposal = _plain(_row(db, "proposal", row["proposal_id"])) if row.get("proposal_id") else None
-        papers = _papers_of_proposals(db, [row["proposal_id"]] if row.get("proposal_id") else [])
+        proposals = _proposals(db, _linked_proposal_ids(db, "file", item_id, row.get("proposal_id")))
     elif item_type == "session":
-        proposal = _plain(_row(db, "proposal", row["proposal_id"])) if row.get("proposal_id") else None
-        papers = _papers_of_proposals(db, [row["proposal_id"]] if row.get("proposal_id") else [])
-        files, files_total = _files_where(db, "session_id", item_id)
+        proposals = _proposals(db, _linked_proposal_ids(db, "session", item_id, row.get("proposal_id")))
+        files, files_total = _files_where(db, "session_id", [item_id])
     elif item_type == "proposal":
-        papers = _papers_of_proposals(db, [item_id])
-        files, files_total = _files_where(db, "proposal_id", item_id)
+        sessions = _sessions_of_proposal(db, item_id)
+        files, files_total = _files_where(db, "proposal_id", [item_id])
     elif item_type == "paper":
-        linked = [
-            r[0]
-            for r in db.execute(
-                "select to_id from links where from_type = 'paper' and from_id = ? and to_type = 'proposal' "
-                "order by to_id",
-                [item_id],
-            )
-        ]
-        proposal = _plain(_row(db, "proposal", linked[0])) if linked else None
-        if linked:
-            files, files_total = _files_where(db, "proposal_id", linked[0])
+        proposals = _proposals(db, _linked_proposal_ids(db, "paper", item_id))
+        files, files_total = _files_where(db, "proposal_id", [p["id"] for p in proposals])
+    proposal_ids = [item_id] if item_type == "proposal" else [p["id"] for p in proposals]
+    papers = [p for p in _papers_of_proposals(db, proposal_ids) if not (item_type == "paper" and p["id"] == item_id)]
     document = db.execute(
         "select title from search_items where item_type = ? and item_id = ?", [item_type, item_id]
     ).fetchone()
@@ -138,12 +164,24 @@ def item_detail(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict
         "metadata": _parsed_json(row.get("metadata") if item_type == "file" else row.get("details")),
         "tags": tags,
         "session": session,
-        "proposal": proposal,
-        "papers": papers,
+        # The first linked proposal, as before papers could name several; "proposals" has them all.
+        "proposal": proposals[0] if proposals else None,
+        "proposals": proposals,
+        "sessions": sessions,
+        "papers": _distinct_papers(papers),
         "files": files,
         "files_total": files_total,
         "has_preview": has_preview,
     }
+
+
+def _distinct_papers(papers: list[dict]) -> list[dict]:
+    """One entry per paper that acknowledges any of the proposals, naming every proposal it acknowledges."""
+    by_id: dict[str, dict] = {}
+    for paper in papers:
+        seen = by_id.setdefault(paper["id"], {**paper, "proposal_ids": []})
+        seen["proposal_ids"].append(paper["proposal_id"])
+    return list(by_id.values())
 
 
 @dataclass
@@ -155,7 +193,6 @@ class SimilarItems:
 
 
 def similar_items(db: sqlite_utils.Database, item_type: str, item_id: str, k: int = 12) -> SimilarItems:
-    from .engine import ItemNotFound, QueryError, _Candidate
 
     if item_type not in ITEM_TYPES:
         raise ItemNotFound(f"unknown item type {item_type!r}: use one of {', '.join(ITEM_TYPES)}")
@@ -190,7 +227,7 @@ def similar_items(db: sqlite_utils.Database, item_type: str, item_id: str, k: in
         candidates = []
         for r, similarity in neighbours:
             if r in attributes:
-                candidate = _Candidate(r, score=similarity, ranks={space: len(candidates) + 1})
+                candidate = Candidate(r, similarity, ranks={space: len(candidates) + 1}, scores={space: similarity})
                 candidates.append(candidate)
         candidates = candidates[:k]
         found = hits.hydrate(db, None, candidates, attributes, "")

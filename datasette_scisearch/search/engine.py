@@ -23,28 +23,28 @@ alone) or ``vector`` (meaning alone, which always shows the nearest documents).
 Weights fitted by ``scisearch learn --ranking`` (``learning/fusion.py``) are read
 from the catalog (``learned_weights``) and sit between the defaults and the caller's own.
 
-The web pages and the command line call ``search``, ``similar`` and
-``item_detail``; the shapes of their results are the JSON API's.
+The web pages and the command line call ``search``; an item's page and
+"more like this" are ``detail``'s.  The shapes of the results
+(``results``) are the JSON API's.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
 
 import sqlite_utils
 
 from ..catalog import ITEM_TYPES
 from ..config import Settings
-from ..errors import NOT_FOUND, ScisearchError
 from ..tagging import vectors
-from . import click_signals, embedding, fts, hits, learned_weights, vector_index
+from . import click_signals, embedding, fts, fusion, hits, learned_weights, vector_index
 from .expressions import all_terms, fts_any
 from .filters import FilterSql, filter_sql
 from .filters import allowed as filters_allowed
 from .query import ParsedQuery, QueryError, Term, parse_query
+from .results import Candidate, Hit, ItemNotFound, SearchResults
 
-__all__ = ["Hit", "MODES", "QueryError", "SearchResults", "item_detail", "search", "similar", "ItemNotFound"]
+__all__ = ["Hit", "ItemNotFound", "MODES", "QueryError", "SearchResults", "search"]
 
 MAX_PAGE = 1000
 MAX_PER_PAGE = 100
@@ -55,24 +55,7 @@ VECTOR_POOL = 100
 # With filters, more neighbours are read before filtering, so a selective filter still leaves some.
 FILTERED_VECTOR_POOL = 500
 
-DEFAULT_WEIGHTS = {
-    # Reciprocal rank fusion: one weight per ranking, and k.  Chosen on half of SciFact's training claims
-    # (benchmarks/scifact.py): a small k lets each ranking's first few results lead, and the vectors weigh a
-    # little less than the words, so a tie goes to the document that has them.  CLIP is weighed like the
-    # text vectors, untuned (no checkpoint to tune it with here).
-    "fts": 1.0,
-    "text": 0.8,
-    "clip": 0.8,
-    # Learned from clicks: a boost in [-0.5, 0.5] (learning/clicks.py) times this weight, over k + 1.  At 1.0 the
-    # largest boost is worth half a first place in the words' ranking; chosen with benchmarks/clicks.py.
-    "clicks": 1.0,
-    "rrf_k": 1.0,
-    # BM25 weight of each full-text column
-    "title": 2.0,
-    "body": 1.0,
-    "tags": 2.0,
-    "context": 0.5,
-}
+DEFAULT_WEIGHTS = fusion.DEFAULT_WEIGHTS
 # Vector spaces a text query can search, and the similarity a document found only by meaning must reach
 # (see similarity_floor): the floor, lowered to within a band of the query's best neighbour, never below the
 # lowest.  The shipped lowest equals the floor, so hybrid search keeps its fixed floor until `scisearch learn
@@ -87,58 +70,6 @@ MODES = {"hybrid": (), "keyword": ("text", "clip"), "vector": ("fts",)}
 VECTOR_MODE_NEAREST = 10
 
 
-@dataclass
-class Hit:
-    item_type: str
-    item_id: str
-    rowid: int
-    title: str
-    snippet: str
-    score: float
-    why: list[str] = field(default_factory=list)
-    matched_tags: list[dict] = field(default_factory=list)
-    proposal: dict | None = None
-    facts: dict = field(default_factory=dict)
-    ranks: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class SearchResults:
-    query: str
-    filters: dict
-    item_type: str | None
-    page: int
-    per_page: int
-    total: int
-    counts: dict
-    hits: list[Hit]
-    facets: dict
-    messages: list[str]
-    took_ms: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-class ItemNotFound(ScisearchError, LookupError):
-    """No such item in this catalog (→ HTTP 404)."""
-
-    kind = NOT_FOUND
-
-
-@dataclass
-class _Candidate:
-    rowid: int
-    score: float = 0.0
-    ranks: dict = field(default_factory=dict)
-    similarities: dict = field(default_factory=dict)
-    exact: str | None = None
-    click_boost: float = 0.0
-
-
 def search(
     db: sqlite_utils.Database,
     query: str,
@@ -148,10 +79,15 @@ def search(
     per_page: int = 20,
     weights: dict | None = None,
     settings: Settings | None = None,
+    hidden_item_types: frozenset[str] = frozenset(),
     mode: str | None = None,
 ) -> SearchResults:
     """Search every item of the catalog; ``item_type`` picks the tab, ``page`` and ``per_page`` the page,
-    ``mode`` the rankings (hybrid, keyword, vector)."""
+    ``mode`` the rankings (hybrid, keyword, vector).
+
+    ``hidden_item_types`` are item types the reader may not see (a table-level rule of the web layer): for
+    this search they are not in the catalog, in hits, counts and facets alike.
+    """
     started = time.perf_counter()
     page, per_page = _check_paging(page, per_page)
     if item_type in ("", "all"):
@@ -167,13 +103,18 @@ def search(
         if (query or "").strip():
             messages.append("nothing to search for in that query: type some words or a filter such as type:image")
         return _finish(results, started)
+    hidden = frozenset(hidden_item_types) & frozenset(ITEM_TYPES)
+    if hidden and (item_type in hidden or (parsed.item_types and parsed.item_types <= hidden)):
+        messages.append(f"nothing matched {query.strip()!r}")
+        return _finish(results, started)
+    parsed.excluded_item_types |= hidden
     if not _has_search_index(db):
         messages.append(
             "this catalog has no search index yet: run 'scisearch tag CATALOG' (or load something) to build it"
         )
         return _finish(results, started)
     filters = filter_sql(parsed)
-    candidates, extra_counts = _rank(db, parsed, filters, weights, settings, messages, mode)
+    candidates, extra_counts = _rank(db, parsed, filters, weights, settings, messages, results.rankers, mode)
     pool = sorted(candidates.values(), key=lambda c: (-c.score, c.rowid))
     attributes = hits.attributes(db, [c.rowid for c in pool])
     pool = [c for c in pool if c.rowid in attributes]  # a vector may outlive its item by a moment
@@ -249,35 +190,39 @@ def _highlight_expression(parsed: ParsedQuery) -> str:
 # -- Ranking -----------------------------------------------------------------------------------------
 
 
-def _rank(db, parsed: ParsedQuery, filters: FilterSql, weights: dict, settings, messages, mode) -> tuple[dict, dict]:
-    """The pool of candidates with their fused scores, and exact per-type counts for a query of filters alone
-    that has more results than the pool."""
-    candidates: dict[int, _Candidate] = {}
+def _rank(
+    db, parsed: ParsedQuery, filters: FilterSql, weights: dict, settings, messages, rankers, mode
+) -> tuple[dict, dict]:
+    """The pool of candidates with each ranking's rank and raw score and their fused score, and exact per-type
+    counts for a query of filters alone that has more results than the pool; ``rankers`` is told what made
+    each ranking's raw scores."""
+    candidates: dict[int, Candidate] = {}
     extra_counts: dict[str, int] = {}
-    rrf_k = float(weights["rrf_k"])
 
-    def add(rowid: int, stage: str, rank: int, weight: float) -> _Candidate:
-        candidate = candidates.setdefault(rowid, _Candidate(rowid))
+    def add(rowid: int, stage: str, rank: int, raw_score: float | None = None) -> Candidate:
+        candidate = candidates.setdefault(rowid, Candidate(rowid))
         candidate.ranks[stage] = rank
-        candidate.score += weight / (rrf_k + rank)
+        if raw_score is not None:
+            candidate.scores[stage] = raw_score
         return candidate
 
     for position, (rowid, reason) in enumerate(hits.exact_matches(db, parsed, filters)):
-        candidate = candidates.setdefault(rowid, _Candidate(rowid))
-        candidate.exact = reason
-        candidate.score += 1000.0 - position  # exact ids and names first, whatever the rankings say
+        candidate = candidates.setdefault(rowid, Candidate(rowid))
+        candidate.exact, candidate.exact_position = reason, position
     if not parsed.has_terms:
         for rank, rowid in enumerate(hits.by_date(db, filters, FTS_POOL), start=1):
-            add(rowid, "date", rank, 1.0)
+            add(rowid, "date", rank)
         if len(candidates) >= FTS_POOL:
             extra_counts = hits.count_by_type(db, filters)
             total = sum(extra_counts.values())
             messages.append(f"showing the newest {FTS_POOL:,} of the {total:,} items these filters allow")
+        _fuse(candidates, weights)
         return candidates, extra_counts
     if weights["fts"] > 0:
         found = fts.search(db, parsed.clauses, filters, weights, FTS_POOL)
+        rankers["fts"] = f"{found.ranker} bm25"
         for rank, rowid in enumerate(found.ranked, start=1):
-            add(rowid, "fts", rank, weights["fts"])
+            add(rowid, "fts", rank, found.scores.get(rowid))
         if found.mode == "any" and found.ranked and len(parsed.clauses) <= fts.KEYWORD_CLAUSES:
             messages.append("no item has all of the words; these have some of them")
         if len(found.ranked) >= FTS_POOL or not found.complete:
@@ -287,24 +232,28 @@ def _rank(db, parsed: ParsedQuery, filters: FilterSql, weights: dict, settings, 
                 messages.append(f"showing the best {FTS_POOL:,} of the {matches:,} items that match the words")
             else:
                 messages.append(f"showing the best {FTS_POOL:,} of the items that match; there are more")
-    _rank_by_vectors(db, parsed, filters, weights, settings, messages, add, mode)
+    _rank_by_vectors(db, parsed, filters, weights, settings, messages, add, rankers, mode)
     _boost_by_clicks(db, parsed, weights, candidates)
+    _fuse(candidates, weights)
     return candidates, extra_counts
 
 
-def _boost_by_clicks(db, parsed: ParsedQuery, weights: dict, candidates: dict[int, _Candidate]) -> None:
-    """Add what was learned from clicks on this query to the items the rankings found (never new ones)."""
-    weight = float(weights.get("clicks", 0))
-    if weight <= 0:
+def _fuse(candidates: dict[int, Candidate], weights: dict) -> None:
+    for candidate in candidates.values():
+        candidate.score = fusion.score(candidate.ranks, weights, candidate.click_boost, candidate.exact_position)
+
+
+def _boost_by_clicks(db, parsed: ParsedQuery, weights: dict, candidates: dict[int, Candidate]) -> None:
+    """Note what was learned from clicks on this query for the items the rankings found (never new ones)."""
+    if float(weights.get("clicks", 0)) <= 0:
         return
     for rowid, boost in click_signals.boosts(db, click_signals.query_key(parsed)).items():
         candidate = candidates.get(rowid)
         if candidate is not None and candidate.exact is None:
             candidate.click_boost = boost
-            candidate.score += weight * boost / (float(weights["rrf_k"]) + 1)
 
 
-def _say_why_clicks(shown: list[Hit], candidates: dict[int, _Candidate]) -> None:
+def _say_why_clicks(shown: list[Hit], candidates: dict[int, Candidate]) -> None:
     for hit in shown:
         if candidates[hit.rowid].click_boost > 0:
             hit.why.append("often opened for this search")
@@ -327,7 +276,7 @@ def similarity_floor(similarities: list[float], space: str, weights: dict, mode:
     return adapted
 
 
-def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages, add, mode) -> None:
+def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages, add, rankers, mode) -> None:
     spaces = vectors.spaces(db)
     text = parsed.semantic_text
     if not text:
@@ -361,24 +310,6 @@ def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages
         if not filters.is_empty and neighbours:
             allowed = filters_allowed(db, [rowid for rowid, _ in neighbours], filters)
             neighbours = [(rowid, s) for rowid, s in neighbours if rowid in allowed]
+        rankers[space] = spaces[space]["tagger"]
         for rank, (rowid, similarity) in enumerate(neighbours[:VECTOR_POOL], start=1):
-            candidate = add(rowid, space, rank, weight)
-            candidate.similarities[space] = round(similarity, 4)
-
-
-# -- Items and similar items -------------------------------------------------------------------------
-
-
-def item_detail(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict | None:
-    """Everything the item page shows about one item, or None if there is no such item."""
-    from .detail import item_detail as detail
-
-    return detail(db, item_type, item_id)
-
-
-def similar(db: sqlite_utils.Database, item_type: str, item_id: str, k: int = 12) -> list[Hit]:
-    """'More like this': the items nearest to this one's image vector (CLIP, else image features), or its
-    text vector for items without an image.  Raises ItemNotFound for an unknown item."""
-    from .detail import similar_items
-
-    return similar_items(db, item_type, item_id, k).hits
+            add(rowid, space, rank, similarity)

@@ -20,12 +20,13 @@ everything would:
 
 - **vector rankings** (MiniLM text, CLIP) compare exactly: a cosine similarity
   means the same in every catalog whose vectors the same tagger made.  Each
-  hit's similarity to the query is read from its catalog's vectors
-  (``catalog_answer``), and the hits the vectors found are ranked together by it;
+  hit's similarity to the query comes with it from the engine, and the hits
+  the vectors found are ranked together by it;
 - **the text ranking** compares less well: BM25's word weights come from each
   catalog's own counts (a word in most of one catalog's documents weighs next
-  to nothing there and much in another), and the engine reports ranks only, so
-  ``catalog_answer`` asks the text ranker again for the scores.  Hits are
+  to nothing there and much in another).  The engine reports each hit's raw
+  BM25 and cosine scores beside its ranks (``Hit.scores``) and what made them
+  (``SearchResults.rankers``), so nothing is scored again here.  Hits are
   interleaved by their place in their own catalog's text ranking (every
   catalog's 2nd before any catalog's 3rd), and equal places are ordered by BM25
   score, then text-vector similarity, then catalog order.  Ranking the text
@@ -74,13 +75,10 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
 
-import numpy as np
 import sqlite_utils
 
 from ..catalog import CURRENT_SCHEMA_VERSION, catalog_schema_version
-from ..tagging import vectors
-from . import embedding, engine, fts, vector_index
-from .filters import filter_sql
+from . import engine, fusion
 from .hits import FACET_SIZE, RANK_KEYS
 from .query import QueryError, parse_query
 
@@ -135,51 +133,14 @@ class CatalogAnswer:
 def catalog_answer(
     db: sqlite_utils.Database, query: str, *, weights: dict | None = None, settings=None, **options
 ) -> CatalogAnswer:
-    """``engine.search`` on one catalog (the same options), and its hits' raw scores in each ranking."""
+    """``engine.search`` on one catalog (the same options), with its hits' raw scores and their makers, which the
+    engine reports beside the ranks (nothing is scored again here)."""
     results = engine.search(db, query, weights=weights, settings=settings, **options)
-    answer = CatalogAnswer(results)
-    parsed = parse_query(query)
-    if not parsed.has_terms or not results.hits:
-        return answer
-    weights = engine.mode_weights(options.get("mode"), {**engine.DEFAULT_WEIGHTS, **(weights or {})})
-    _text_scores(db, parsed, weights, answer)
-    _vector_scores(db, parsed.semantic_text, settings, answer)
+    answer = CatalogAnswer(results, makers=dict(results.rankers))
+    for hit in results.hits:
+        if hit.scores:
+            answer.scores[hit.rowid] = dict(hit.scores)
     return answer
-
-
-def _text_scores(db, parsed, weights: dict, answer: CatalogAnswer) -> None:
-    """The hits' BM25 scores: the engine reports ranks only, so its text ranking is asked again (the same
-    ranker on the same query: ~1 ms with tantivy, a few with FTS5 on the small catalogs it ranks)."""
-    found = [hit for hit in answer.results.hits if hit.ranks.get(RANK_KEYS["fts"]) is not None]
-    if not found or weights.get("fts", 0) <= 0:
-        return
-    ranked = fts.search(db, parsed.clauses, filter_sql(parsed), weights, engine.FTS_POOL)
-    answer.makers["fts"] = f"{ranked.ranker} bm25"
-    for hit in found:
-        if hit.rowid in ranked.scores:
-            answer.scores.setdefault(hit.rowid, {})["fts"] = float(ranked.scores[hit.rowid])
-
-
-def _vector_scores(db, text: str, settings, answer: CatalogAnswer) -> None:
-    """The hits' cosine similarity to the query in each vector space whose ranking found them."""
-    spaces = vectors.spaces(db) if text else {}
-    for space in engine.QUERY_SPACES:
-        found = [hit for hit in answer.results.hits if hit.ranks.get(RANK_KEYS[space]) is not None]
-        if space not in spaces or not found:
-            continue
-        tagger = spaces[space]["tagger"]
-        # The engine embedded this text a moment ago: the vector comes from the embedding cache.
-        query_vector, _ = embedding.embed_query(text, space, tagger, settings)
-        matrix = vector_index.space_matrix(db, space)
-        if query_vector is None or matrix is None:
-            continue
-        query_vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
-        query_vector = query_vector / (float(np.linalg.norm(query_vector)) or 1.0)
-        answer.makers[space] = tagger
-        for hit in found:
-            vector = matrix.vector_of(hit.rowid)
-            if vector is not None and vector.shape == query_vector.shape:
-                answer.scores.setdefault(hit.rowid, {})[space] = float(vector @ query_vector)
 
 
 # A catalog's ``catalog_answer`` as the web pages reach it: (query, **options) -> CatalogAnswer, awaited.
@@ -374,15 +335,14 @@ def _ranked(plan: _Plan, answers: dict[str, list[CatalogAnswer]]) -> list[Catalo
         return [hit for _, _, hit, _ in entries]
     alike = {stage for stage in _STAGES if _made_alike(answers, stage)}
     merged_ranks = {stage: _merged_ranking(entries, stage, alike) for stage in _STAGES}
-    rrf_k = float(plan.weights["rrf_k"])
     rescored = []
     for order, position, hit, _ in entries:
-        local = merged = 0.0
-        for stage in _STAGES:
-            weight, rank = float(plan.weights.get(stage, 0)), hit.ranks.get(RANK_KEYS[stage])
-            if rank is not None and weight > 0:
-                local += weight / (rrf_k + rank)
-                merged += weight / (rrf_k + merged_ranks[stage][(order, position)])
+        own = {stage: hit.ranks.get(RANK_KEYS[stage]) for stage in _STAGES}
+        local = fusion.rankings_score(own, plan.weights)
+        merged = fusion.rankings_score(
+            {stage: merged_ranks[stage][(order, position)] for stage, rank in own.items() if rank is not None},
+            plan.weights,
+        )
         beyond_rankings = hit.score - local  # exact names, clicks; the engine rounds scores to 6 places
         score = round(merged + (beyond_rankings if abs(beyond_rankings) > 1e-5 else 0.0), 6)
         rescored.append(((-score, order, position), CatalogHit.of(hit, hit.database, score=score)))

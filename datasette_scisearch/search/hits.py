@@ -17,6 +17,7 @@ from ..ingest.normalize import magnification_label
 from . import fts
 from .expressions import quoted
 from .filters import ITEM_DAY, ITEM_TIME, JOINS, FilterSql, allowed
+from .results import Hit
 
 FACET_SIZE = 20
 FACET_NAMES = ("item_type", "instrument", "kind", "mode", "detector", "tag", "year", "proposal")
@@ -227,8 +228,6 @@ def item_tags(db: sqlite_utils.Database, keys: list[tuple[str, str]]) -> dict[tu
 
 def hydrate(db, parsed, candidates, attributes: dict[int, dict], expression: str) -> list:
     """Hits for the candidates on this page, in order (``parsed`` is None for hits no query asked for)."""
-    from .engine import Hit
-
     if not candidates:
         return []
     rowids = [c.rowid for c in candidates]
@@ -275,6 +274,7 @@ def hydrate(db, parsed, candidates, attributes: dict[int, dict], expression: str
                     "clip": candidate.ranks.get("clip"),
                     **{RANK_KEYS.get(k, k): v for k, v in candidate.ranks.items() if k not in ("fts", "text", "clip")},
                 },
+                scores={stage: round(float(value), 6) for stage, value in candidate.scores.items()},
             )
         )
     return result

@@ -1,22 +1,27 @@
 """The search documents: one row of ``search_items`` per file, proposal, paper and session.
 
 A document gathers what full-text search should see for an item: its own
-title and text, the text of its tags (accepted and added tags count twice,
+title and text, the text of its own tags (accepted and added tags count twice,
 rejected ones not at all), and its context — the session and proposal a file
-was linked to, the proposal a paper acknowledges.  Documents are rebuilt from
+was linked to, the proposal a paper acknowledges, and the tags it inherits
+from them.  Documents are rebuilt from
 the catalog tables after every load, link and tag run; only documents whose
-content changed are rewritten, so the full-text index stays cheap to keep.
+content changed are rewritten, so the full-text indexes stay cheap to keep:
+FTS5 by its triggers, the on-disk tantivy index by ``text_index.catch_up``
+once the change is committed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
 
 import sqlite_utils
 
 from ..catalog import now_utc
+from ..tagging import vectors
 
 MAX_BODY_CHARS = 20_000  # a paper's full text is summarised by its abstract; the rest only bloats the index
 
@@ -80,16 +85,23 @@ def tag_text(rows: Iterable[tuple[str, str]]) -> str:
     return " ; ".join(words)
 
 
-def _tags_by_item(db: sqlite_utils.Database, item_type: str, ids: list[str] | None) -> dict[str, str]:
-    grouped: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    sql = "select item_id, tag, status from tags where item_type = ?"
+def _tags_by_item(db: sqlite_utils.Database, item_type: str, ids: list[str] | None) -> dict[str, tuple[str, str]]:
+    """Per item, the text of its own tags and of the tags it inherits (``via`` a proposal or session).
+
+    Inherited tags go into the document's context, not its tags: an item's own tags, metadata and pixels
+    outweigh what it shares with every other item of its proposal (the ``context`` weight of the fusion),
+    while the inherited words still find it.
+    """
+    own: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    inherited: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    sql = "select item_id, tag, status, via from tags where item_type = ?"
     for chunk in _chunks(ids):
         where = "" if chunk is None else f" and item_id in ({','.join('?' * len(chunk))})"
-        for item_id, tag, status in db.execute(
+        for item_id, tag, status, via in db.execute(
             sql + where + " order by item_id, score desc", [item_type, *(chunk or [])]
         ):
-            grouped[str(item_id)].append((tag, status))
-    return {item_id: tag_text(rows) for item_id, rows in grouped.items()}
+            (inherited if via else own)[str(item_id)].append((tag, status))
+    return {item_id: (tag_text(own[item_id]), tag_text(inherited[item_id])) for item_id in {*own, *inherited}}
 
 
 def _chunks(ids: list[str] | None, size: int = 500):
@@ -123,59 +135,61 @@ def refresh_search_items(
                     )
                 }
                 query = sql if chunk is None else f"{sql} where {alias}.id in ({marks})"
+                updates, inserts = [], []
                 for item_id, title, body, context in db.execute(query, chunk or []).fetchall():
                     item_id = str(item_id)
-                    document = {
-                        "title": title or "",
-                        "body": (body or "")[:MAX_BODY_CHARS],
-                        "tags": tags.get(item_id, ""),
-                        "context": context or "",
-                    }
-                    digest = hashlib.sha1("\x1f".join(document.values()).encode()).hexdigest()
+                    own_tags, inherited_tags = tags.get(item_id, ("", ""))
+                    joined_context = " ; ".join(part for part in (context, inherited_tags) if part)
+                    document = (title or "", (body or "")[:MAX_BODY_CHARS], own_tags, joined_context)
+                    digest = hashlib.sha1("\x1f".join(document).encode()).hexdigest()
                     found = existing.pop(item_id, None)
                     if found and found[1] == digest:
                         continue
-                    changed += 1
                     if found:
-                        db["search_items"].update(found[0], {**document, "doc_hash": digest, "updated_at": now})
+                        updates.append((*document, digest, now, found[0]))
                     else:
-                        db["search_items"].insert(
-                            {
-                                "item_type": item_type,
-                                "item_id": item_id,
-                                **document,
-                                "doc_hash": digest,
-                                "updated_at": now,
-                            }
-                        )
+                        inserts.append((item_type, item_id, *document, digest, now))
+                # Plain statements, not sqlite-utils' update() and insert(): those open a savepoint per row, and
+                # FTS5 writes its pending terms out as a new segment at every savepoint (5 ms a document at 100k).
+                db.conn.executemany(
+                    "update search_items set title = ?, body = ?, tags = ?, context = ?, doc_hash = ?, updated_at = ? "
+                    "where id = ?",
+                    updates,
+                )
+                db.conn.executemany(
+                    "insert into search_items (item_type, item_id, title, body, tags, context, doc_hash, updated_at) "
+                    "values (?, ?, ?, ?, ?, ?, ?, ?)",
+                    inserts,
+                )
+                changed += len(updates) + len(inserts)
                 gone = [rowid for rowid, _ in existing.values()]
-                vector_tables = [row[0] for row in db.execute("select table_name from vector_spaces").fetchall()]
                 for rowid in gone:  # items deleted from the catalog leave the index too
                     db.execute("delete from search_items where id = ?", [rowid])
-                    for table in vector_tables:
-                        db.execute(f"delete from [{table}] where item_rowid = ?", [rowid])
+                for space in vectors.spaces(db) if gone else ():
+                    vectors.delete_vectors(db, space, gone)
                 changed += len(gone)
-                if changed:
-                    _count_change(db)
+    catch_up_indexes(db)
     return changed
 
 
-DOCUMENTS_VERSION_KEY = "search_items_version"
+def catch_up_indexes(db: sqlite_utils.Database) -> None:
+    """After a writer's commit: the indexes on disk beside the catalog take what changed (text at once, vectors
+    when enough have gathered).  Cheap where nothing did; does nothing inside an open transaction."""
+    from . import mapped_vectors, text_index
 
-
-def _count_change(db: sqlite_utils.Database) -> None:
-    """Bumped in the writer's transaction whenever documents change, so readers that keep an index of
-    them in memory (search/text_index.py) know when to rebuild it."""
-    db.execute(
-        "insert into catalog_info(key, value) values (?, '1') "
-        "on conflict(key) do update set value = cast(value as integer) + 1",
-        [DOCUMENTS_VERSION_KEY],
-    )
-
-
-def documents_version(db: sqlite_utils.Database) -> int:
-    row = db.execute("select value from catalog_info where key = ?", [DOCUMENTS_VERSION_KEY]).fetchone()
-    return int(row[0]) if row else 0
+    if db.conn.in_transaction:
+        return
+    try:
+        text_index.catch_up(db)
+        for space in vectors.spaces(db):
+            mapped_vectors.catch_up(db, space)
+    except OSError as error:
+        # The catalog has committed; searches take what the indexes lack from its change log meanwhile.
+        print(
+            f"warning: could not update the search indexes beside the catalog ({error}); searches stay right "
+            "but slower until 'scisearch index CATALOG' can write them",
+            file=sys.stderr,
+        )
 
 
 def search_item_ids(db: sqlite_utils.Database, item_type: str, item_ids: Iterable[str]) -> dict[str, int]:

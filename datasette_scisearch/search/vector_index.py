@@ -11,6 +11,9 @@ query; hits are always joined to the current search documents, so a vector
 that outlived its item is never shown.
 
 Memory is 1.5 KB per 384-d vector: 150 MB per 100,000 items, 1.5 GB per million.
+That is why a catalog of ``mapped_vectors.MIN_VECTORS`` or more keeps its
+vectors in files beside it instead, mapped by every process: ``space_matrix``
+returns those where they exist.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 import sqlite_utils
 
 from ..tagging import vectors
+from . import mapped_vectors
 from .staleness import fresh_enough
 
 
@@ -78,11 +82,15 @@ def database_key(db: sqlite_utils.Database) -> str | None:
     return None
 
 
-def space_matrix(db: sqlite_utils.Database, space: str) -> SpaceMatrix | None:
-    """The space's vectors, read once per process and again when they change; None if it has none."""
+def space_matrix(db: sqlite_utils.Database, space: str):
+    """The space's vectors: mapped from the files beside the catalog where it has them (search/mapped_vectors.py),
+    else read once per process and again when they change; None if it has none."""
     known = vectors.spaces(db)
     if space not in known:
         return None
+    mapped = mapped_vectors.mapped_space(db, space)
+    if mapped is not None:
+        return mapped
     dimensions = int(known[space]["dimensions"])
     # A catalog rebuilt at the same path starts its counters again; its creation time tells them apart.
     created = db.execute("select value from catalog_info where key = 'created_at'").fetchone()

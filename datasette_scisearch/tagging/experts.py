@@ -459,8 +459,8 @@ QUEUE_FILE_FACTS = ("name", "kind", "instrument", "mode", "detector", "voltage_k
 
 def review_queue(db: sqlite_utils.Database, item_type: str = "file", limit: int = 48) -> list[dict]:
     """Items awaiting an expert, in the order the learning package proposes (the learned tagger's least certain
-    first; the weakest machine tags where no model is trained), each with why it is queued, its title, facts
-    and the machine tags to judge."""
+    first; where no model is trained, a typical image of each cluster, then the weakest machine tags), each with
+    why it is queued, its title, facts and the machine tags to judge."""
     from ..learning.active import review_queue as ordered_queue
 
     if item_type not in ITEM_TABLES:

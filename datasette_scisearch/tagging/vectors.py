@@ -73,6 +73,7 @@ def write_vectors(db: sqlite_utils.Database, space: str, pairs: list[tuple[int, 
         f"insert into [{table}](item_rowid, embedding) values (?, ?)",
         [(rowid, normalised(vector).tobytes()) for rowid, vector in pairs],
     )
+    log_changes(db, space, [rowid for rowid, _ in pairs])
     _count_change(db, space)
 
 
@@ -80,7 +81,14 @@ def delete_vectors(db: sqlite_utils.Database, space: str, rowids: list[int]) -> 
     table = table_for(space)
     for rowid in rowids:
         db.execute(f"delete from [{table}] where item_rowid = ?", [rowid])
+    log_changes(db, space, rowids)
     _count_change(db, space)
+
+
+def log_changes(db: sqlite_utils.Database, space: str, rowids: list[int]) -> None:
+    """Note in the writer's transaction which vectors changed, for the mapped files beside the catalog
+    (search/mapped_vectors.py) and the readers that find them behind."""
+    db.conn.executemany("insert into vector_changes (space, item_rowid) values (?, ?)", [(space, r) for r in rowids])
 
 
 # The search engine keeps each space's vectors in memory (exact search over a numpy matrix beats the vec0

@@ -12,13 +12,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import json
 import re
-import time
-import weakref
-from dataclasses import dataclass, field
 
 import markupsafe
 import yaml
@@ -29,28 +25,31 @@ from datasette.utils import (
     escape_sqlite,
     path_with_added_args,
     path_with_removed_args,
-    tilde_decode,
     tilde_encode,
 )
-from datasette.utils.asgi import NotFound, Response
-from datasette.utils.sqlite import sqlite3
+from datasette.utils.asgi import Response
 
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
+from ..errors import ScisearchError
 from ..ingest.normalize import magnification_label
+from . import api, clicks, pages, privacy, validation
+from .base import (
+    Schema,
+    WebError,
+    catalog_schema,
+    ensure_may_read,
+    find_catalog,
+    item_url,
+    preview_url,
+    preview_version,
+)
+from .errors import answers_errors, error_response
 
 PLUGIN_NAME = "datasette-scisearch"
 LONG_TEXT_CHARS = 60
 PACKAGE = importlib.resources.files(__name__)
 # Kept as JSON text: parsing it is the cheapest way to a fresh copy, needed on every look-up.
 CATALOG_TABLES_JSON = json.dumps(yaml.safe_load((PACKAGE / "catalog_metadata.yml").read_text())["tables"])
-
-# A database is a catalog when it has these tables: `files` alone is too common a
-# name to decide on, and `catalog_info` is written by the first migration.
-CATALOG_MARKER_TABLES = frozenset({"files", "catalog_info"})
-# A load can turn an empty file into a catalog, or add vector tables, while
-# Datasette serves it: the schema is re-read when it is older than this.
-SCHEMA_MAX_AGE_SECONDS = 5.0
-VEC0_TABLE = re.compile(r"\busing\s+vec0\b", re.IGNORECASE)
 
 THUMBNAIL_WIDTH = 128
 # Files' metadata JSON can reach a megabyte; a page shows this much of it and links to the rest.
@@ -61,85 +60,6 @@ ONE_HOUR_SECONDS = 3600
 # The column of each item table whose text links to the item's page under /-/scisearch/item.
 ITEM_PAGE_LINK_COLUMNS = {"files": "name", "proposals": "title", "papers": "title", "sessions": "user"}
 ITEM_TYPE_OF_TABLE = {table: item_type for item_type, table in ITEM_TABLES.items()}
-
-
-# -- Which attached databases are catalogs ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Schema:
-    """The parts of a database's schema this plugin decides on."""
-
-    tables: frozenset[str] = frozenset()
-    vector_tables: tuple[str, ...] = ()
-    # (table, column) -> the table that column's foreign key points to
-    foreign_keys: dict[tuple[str, str], str] = field(default_factory=dict)
-
-    @property
-    def is_catalog(self) -> bool:
-        return CATALOG_MARKER_TABLES <= self.tables
-
-
-class SchemaWatch:
-    """Each attached database's Schema, read through one connection per database and re-read now and then.
-
-    Datasette asks for metadata synchronously and many times per page, so the
-    answer has to be at hand: reading sqlite_master takes well under a
-    millisecond, and is done at most once every SCHEMA_MAX_AGE_SECONDS.
-    """
-
-    def __init__(self):
-        self._watched = weakref.WeakKeyDictionary()  # Datasette Database -> [connection, Schema, read at]
-
-    def schema(self, db) -> Schema:
-        if db.name == "_internal" or (db.is_memory and not db.memory_name):
-            return Schema()
-        entry = self._watched.get(db)
-        now = time.monotonic()
-        if entry is not None and now - entry[2] < SCHEMA_MAX_AGE_SECONDS:
-            return entry[1]
-        connection = entry[0] if entry is not None else None
-        try:
-            if connection is None:
-                connection = db.connect()
-                load_sqlite_vec(connection)
-            schema = _read_schema(connection)
-        except sqlite3.Error:
-            # Unreadable for now (locked, closed, not a database): not a catalog; reconnect next time.
-            if connection is not None:
-                connection.close()
-            connection, schema = None, Schema()
-        self._watched[db] = [connection, schema, now]
-        return schema
-
-
-def _read_schema(connection) -> Schema:
-    rows = connection.execute("select name, sql from sqlite_master where type = 'table'").fetchall()
-    # rootpage 0 leaves out virtual tables, whose modules may not be loaded here.
-    foreign_keys = connection.execute(
-        """
-        select m.name, fk."from", fk."table"
-        from sqlite_master m join pragma_foreign_key_list(m.name) fk
-        where m.type = 'table' and m.rootpage != 0
-        """
-    ).fetchall()
-    return Schema(
-        tables=frozenset(name for name, _ in rows),
-        vector_tables=tuple(name for name, sql in rows if VEC0_TABLE.search(sql or "")),
-        foreign_keys={(table, column): other for table, column, other in foreign_keys},
-    )
-
-
-schemas = SchemaWatch()
-
-
-def catalog_schema(datasette, database: str | None) -> Schema | None:
-    """The Schema of ``database`` if it is an attached catalog, else None."""
-    db = datasette.databases.get(database) if database else None
-    if db is None:
-        return None
-    schema = schemas.schema(db)
-    return schema if schema.is_catalog else None
 
 
 # -- Connections and metadata ------------------------------------------------------------------
@@ -301,31 +221,26 @@ class LocalDateFacet(Facet):
 
 @hookimpl
 def register_routes(datasette):
-    from . import api, clicks, pages, validation  # JSON API, pages, experts' edits, the click beacon
-
     return [
-        (r"^/-/scisearch/preview/(?P<database>[^/]+)/(?P<file_id>\d+)\.png$", serve_preview),
+        (r"^/-/scisearch/preview/(?P<database>[^/]+)/(?P<file_id>[^/]*)\.png$", serve_preview),
         *api.ROUTES,
         *pages.ROUTES,
         *validation.ROUTES,
         *clicks.ROUTES,
+        # Last: any other URL under /-/scisearch is a 404 page that says so, with the search box.
+        (r"^/-/scisearch/.*$", not_a_page),
     ]
 
 
 @hookimpl
 def startup(datasette):
-    from .privacy import attach_private_databases
-
-    attach_private_databases(datasette)
+    privacy.attach_private_databases(datasette)
 
 
 @hookimpl
 def handle_exception(datasette, request, exception):
     # The one handler for the package's errors that escape a route: the error's kind decides the status code,
     # the client what it gets back (web/errors.py).  Anything else is Datasette's to report.
-    from ..errors import ScisearchError
-    from .errors import error_response
-
     if isinstance(exception, ScisearchError):
 
         async def answer():
@@ -338,51 +253,36 @@ def handle_exception(datasette, request, exception):
 def permission_allowed(datasette, actor, action, resource):
     # Datasette collects hooks from this module only: who may read the private databases is decided in
     # privacy.py, who may edit tags in validation.py.
-    from .privacy import permission_allowed as staff_may
-    from .validation import permission_allowed as editors_may
-
-    decided = staff_may(datasette, actor, action, resource)
-    return decided if decided is not None else editors_may(datasette, actor, action, resource)
+    decided = privacy.permission_allowed(datasette, actor, action, resource)
+    return decided if decided is not None else validation.permission_allowed(datasette, actor, action, resource)
 
 
-def preview_url(datasette, database: str, file_id, version: str | None = None) -> str:
-    route = tilde_encode(datasette.get_database(database).route)
-    url = datasette.urls.path(f"-/scisearch/preview/{route}/{file_id}.png")
-    return f"{url}?v={version}" if version else url
-
-
-def preview_version(sha256, loaded_at, preview) -> str:
-    """Changes whenever ingest rewrites the file's row, so a preview URL can be cached for long."""
-    key = "\x1f".join(str(part) for part in (sha256, loaded_at, preview))
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
-
-
-async def serve_preview(request, datasette):
-    route = tilde_decode(request.url_vars["database"])
-    try:
-        db = datasette.get_database(route=route)
-    except KeyError:
-        raise NotFound(f"No database called '{route}'") from None
-    if catalog_schema(datasette, db.name) is None:
-        raise NotFound(f"Database '{db.name}' is not a scisearch catalog, so it has no previews")
-    await datasette.ensure_permissions(
-        request.actor,
-        [("view-table", (db.name, "files")), ("view-database", db.name), "view-instance"],
+@answers_errors
+async def not_a_page(request, datasette):
+    raise WebError(
+        f"There is no page at {request.path[:200]}: search from /-/scisearch, or open an item from its results.",
+        404,
     )
-    file_id = int(request.url_vars["file_id"])
+
+
+@answers_errors
+async def serve_preview(request, datasette):
+    db = find_catalog(datasette, request.url_vars["database"])
+    await ensure_may_read(datasette, request.actor, db, "files")
+    text = request.url_vars["file_id"]
     row = None
-    if file_id <= MAX_SQLITE_INTEGER:
+    if text.isascii() and text.isdigit() and int(text) <= MAX_SQLITE_INTEGER:
         result = await db.execute(
             """
             select previews.png, files.sha256, files.loaded_at, files.preview
             from previews join files on files.id = previews.file_id
             where previews.file_id = ?
             """,
-            [file_id],
+            [int(text)],
         )
         row = result.first()
     if row is None or not row["png"]:
-        raise NotFound(f"No preview for file {file_id} in '{db.name}'")
+        raise WebError(f"There is no preview for file '{text[:100]}' in '{db.name}'.", 404)
     current = preview_version(row["sha256"], row["loaded_at"], row["preview"])
     max_age = ONE_YEAR_SECONDS if request.args.get("v") == current else ONE_HOUR_SECONDS
     return Response(
@@ -435,8 +335,6 @@ def render_cell(row, value, column, table, database, datasette):
 
 def item_page_cell(datasette, database, table, row, value):
     """An item's name or title links to its search item page (tags, context, similar items)."""
-    from .present import item_url
-
     row_id = _field(row, "id")
     if row_id is None:
         return None

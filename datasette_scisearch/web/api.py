@@ -15,12 +15,29 @@ from __future__ import annotations
 
 import re
 
-from datasette.utils import tilde_decode, tilde_encode
-from datasette.utils.asgi import Response
+from datasette.utils.asgi import Forbidden, Response
 
-from ..errors import NOT_FOUND, ScisearchError
+from ..catalog import ITEM_TYPES
+from ..errors import NOT_FOUND
+from ..search import engine
+from ..search.detail import item_detail, similar_items
+from .base import (
+    WebError,
+    call_engine,
+    ensure_may_read,
+    find_catalog,
+    find_catalogs,
+    item_table,
+    item_url,
+    preview_url,
+    readable_hit,
+    readable_item_types,
+    similar_url,
+    url_id,
+    without_unreadable_links,
+)
 from .errors import answers_errors
-from .pages import call_engine
+from .pages import search_catalogs, searchable_catalogs
 
 # Filters that may also be given as their own parameters (?tag=HAADF&instrument=Themis); each becomes
 # field:"value" in the query, so the query language is the one definition of what they mean.
@@ -46,30 +63,12 @@ MAX_PARAMETER_CHARS = 4000
 SEARCH_MODES = ("hybrid", "keyword", "vector")
 
 
-class ApiError(ScisearchError):
-    """A request the JSON API cannot answer (→ its kind's status code)."""
-
-
-def _catalog(datasette, requested: str | None):
-    """The catalog to use, found as the pages find it; a 404 with the pages' sentence when there is none."""
-    from .pages import PageError, find_catalog
-
-    try:
-        return find_catalog(datasette, requested)
-    except PageError as error:
-        raise ApiError(str(error), error.status) from None
-
-
-async def _allowed(datasette, request, db) -> None:
-    await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
-
-
 def _integer(request, name: str, default: int) -> int:
     text = request.args.get(name)
     if text in (None, ""):
         return default
     if not re.fullmatch(r"[+-]?\d{1,9}", text.strip()):
-        raise ApiError(f"{name} must be a whole number (got {text[:40]!r})")
+        raise WebError(f"{name} must be a whole number (got {text[:40]!r})")
     return int(text)
 
 
@@ -77,15 +76,13 @@ def _search_mode(request) -> str | None:
     """The search mode asked for (``mode=keyword|vector|hybrid``), or None for the default (hybrid)."""
     modes = {value.strip().lower() for value in request.args.getlist("mode")} & set(SEARCH_MODES)
     if len(modes) > 1:
-        raise ApiError(f"give one search mode, not {' and '.join(sorted(modes))}")
+        raise WebError(f"give one search mode, not {' and '.join(sorted(modes))}")
     return modes.pop() if modes else None
 
 
 def _query_and_tab(request) -> tuple[str, str | None]:
     """The query text with the filter parameters added, and the tab: ``type`` is a tab when it names an
     item type (file, proposal, paper, session), else a filter (type=image is a kind of file)."""
-    from ..catalog import ITEM_TYPES
-
     parts = [request.args.get("q") or ""]
     tab = (request.args.get("type") or "").strip().lower() or None
     if tab is not None and tab not in ITEM_TYPES and tab != "all":
@@ -100,30 +97,14 @@ def _query_and_tab(request) -> tuple[str, str | None]:
                 parts.append(f'{name}:"{value}"' if re.search(r"\s", value) else f"{name}:{value}")
     text = " ".join(part for part in parts if part)
     if len(text) > MAX_PARAMETER_CHARS:
-        raise ApiError(f"the query is {len(text):,} characters long; send at most {MAX_PARAMETER_CHARS:,}")
+        raise WebError(f"the query is {len(text):,} characters long; send at most {MAX_PARAMETER_CHARS:,}")
     return text, tab
 
 
 # -- URLs ------------------------------------------------------------------------------------------------
 
 
-def _route(datasette, database: str) -> str:
-    return tilde_encode(datasette.get_database(database).route)
-
-
-def item_url(datasette, database: str, item_type: str, item_id, suffix: str = "") -> str:
-    route = _route(datasette, database)
-    return datasette.urls.path(f"-/scisearch/item/{route}/{item_type}/{tilde_encode(str(item_id))}{suffix}")
-
-
-def similar_url(datasette, database: str, item_type: str, item_id) -> str:
-    route = _route(datasette, database)
-    return datasette.urls.path(f"-/scisearch/similar/{route}/{item_type}/{tilde_encode(str(item_id))}.json")
-
-
 def _hit_json(datasette, database: str, hit) -> dict:
-    from . import preview_url
-
     data = hit.as_dict()
     data["url"] = item_url(datasette, database, hit.item_type, hit.item_id)
     data["json_url"] = item_url(datasette, database, hit.item_type, hit.item_id, ".json")
@@ -138,9 +119,6 @@ def _hit_json(datasette, database: str, hit) -> dict:
 
 @answers_errors
 async def search_json(request, datasette):
-    from ..search import engine
-    from .pages import find_catalogs, search_catalogs, searchable_catalogs
-
     served = find_catalogs(datasette, request.args.get("db"))
     catalogs, left_out = await searchable_catalogs(datasette, request, served)
     query, tab = _query_and_tab(request)
@@ -148,7 +126,7 @@ async def search_json(request, datasette):
     per_page = _integer(request, "per_page", 20)
     options = {"item_type": tab, "page": page, "per_page": per_page, "served": len(served)}
     options["mode"] = _search_mode(request)
-    results = await search_catalogs(datasette, catalogs, query, **options)
+    results = await search_catalogs(datasette, request.actor, catalogs, query, **options)
     payload = results.as_dict()
     # `database` names the catalog when one was searched (as before several could be); `catalogs` lists them.
     searched = payload.pop("catalogs")
@@ -161,47 +139,52 @@ async def search_json(request, datasette):
     return Response.json(payload, default=str)
 
 
+async def _readable_item(request, datasette):
+    """The catalog, item type and id a JSON route names, once the actor may see that item's table; and
+    which item types they may see, for what the answer links to."""
+    item_type = request.url_vars["item_type"]
+    item_id = url_id(request, "item_id")
+    db = find_catalog(datasette, request.url_vars["database"])
+    try:
+        await ensure_may_read(datasette, request.actor, db, item_table(item_type))
+    except Forbidden as error:
+        raise WebError(str(error) or f"You may not see the {item_type}s of this catalog.", 403) from None
+    return db, item_type, item_id, await readable_item_types(datasette, request.actor, db)
+
+
 @answers_errors
 async def item_json(request, datasette):
-    from ..search import engine
-
-    db = _catalog(datasette, tilde_decode(request.url_vars["database"]))
-    await _allowed(datasette, request, db)
-    item_type, item_id = request.url_vars["item_type"], tilde_decode(request.url_vars["item_id"])
-    detail = await call_engine(db, engine.item_detail, item_type, item_id)
+    db, item_type, item_id, readable = await _readable_item(request, datasette)
+    detail = await call_engine(db, item_detail, item_type, item_id)
     if detail is None:
-        raise ApiError(f"no {item_type[:40]} {item_id[:100]!r} in {db.name!r}", kind=NOT_FOUND)
-    from . import preview_url
-
-    detail = {"ok": True, "database": db.name, **detail}
+        raise WebError(f"no {item_type[:40]} {item_id[:100]!r} in {db.name!r}", kind=NOT_FOUND)
+    detail = {"ok": True, "database": db.name, **without_unreadable_links(detail, readable)}
     detail["url"] = item_url(datasette, db.name, item_type, detail["item_id"])
     detail["similar_url"] = similar_url(datasette, db.name, item_type, detail["item_id"])
     detail["preview_url"] = preview_url(datasette, db.name, detail["item_id"]) if detail["has_preview"] else None
     for linked in detail["files"]:
         linked["url"] = item_url(datasette, db.name, "file", linked["id"])
         linked["preview_url"] = preview_url(datasette, db.name, linked["id"]) if linked["has_preview"] else None
-    for paper in detail["papers"]:
-        paper["url"] = item_url(datasette, db.name, "paper", paper["id"])
+    for linked_type, key in (("paper", "papers"), ("proposal", "proposals"), ("session", "sessions")):
+        for linked in detail[key]:
+            linked["url"] = item_url(datasette, db.name, linked_type, linked["id"])
     return Response.json(detail, default=str)
 
 
 @answers_errors
 async def similar_json(request, datasette):
-    from ..search.detail import similar_items
-
-    db = _catalog(datasette, tilde_decode(request.url_vars["database"]))
-    await _allowed(datasette, request, db)
-    item_type, item_id = request.url_vars["item_type"], tilde_decode(request.url_vars["item_id"])
+    db, item_type, item_id, readable = await _readable_item(request, datasette)
     k = _integer(request, "k", 12)
     found = await call_engine(db, similar_items, item_type, item_id, k)
     item = {**found.item, "url": item_url(datasette, db.name, item_type, found.item["item_id"])}
+    hits = [hit for hit in found.hits if readable_hit(hit, readable)]
     return Response.json(
         {
             "ok": True,
             "database": db.name,
             "item": item,
             "space": found.space,
-            "similar": [_hit_json(datasette, db.name, hit) for hit in found.hits],
+            "similar": [_hit_json(datasette, db.name, hit) for hit in hits],
             "messages": found.messages,
         },
         default=str,

@@ -37,6 +37,7 @@ from datasette.utils.sqlite import sqlite3  # the module Datasette's connections
 
 from ..search.click_signals import query_key
 from ..search.query import QueryError, parse_query
+from .base import WebError, find_catalog
 from .privacy import private_database
 
 MAX_SEARCH_AGE = dt.timedelta(days=1)
@@ -182,11 +183,9 @@ def _answer(status: int, **body) -> Response:
 async def click_beacon(request, datasette):
     if request.method != "POST":
         return _answer(405, error="send clicks with POST")
-    from .pages import PageError, find_catalog
-
     try:
         db = find_catalog(datasette, request.url_vars["database"])  # a route, tilde-encoded
-    except PageError as error:
+    except WebError as error:
         return _answer(error.status, error=str(error))
     try:
         await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])

@@ -17,24 +17,37 @@ search box, and page numbers out of range are clamped with a note.
 from __future__ import annotations
 
 import re
-import urllib.parse
 
 import sqlite_utils
-from datasette.utils import tilde_decode, tilde_encode
+from datasette.utils import tilde_encode
 from datasette.utils.asgi import Forbidden, Response
 
-from ..catalog import ITEM_TABLES
-from ..config import ConfigError, Settings, load_settings, settings_from_dict
-from ..errors import ScisearchError
-from . import present
-from .present import item_url
-
-__all__ = ["ROUTES", "item_url", "search_url"]
+from ..catalog import ITEM_TYPES
+from ..config import Settings
+from ..search import embedding, engine
+from ..search.detail import item_detail, similar_items
+from ..search.federation import catalog_answer, schema_problem, search_catalogs_async
+from . import clicks, present, validation
+from .base import (
+    WebError,
+    call_engine,
+    ensure_may_read,
+    facility_settings,
+    find_catalog,
+    find_catalogs,
+    item_table,
+    readable_hit,
+    readable_item_types,
+    search_url,
+    url_id,
+    without_unreadable_links,
+)
 
 PLUGIN_NAME = "datasette-scisearch"
 PER_PAGE = 24  # four rows of six previews, or six of four, on a laptop screen
 SIMILAR_COUNT = 12
-RECENT_COUNT = 12  # previews on the search page before anything is typed
+# Before anything is typed the page browses everything, newest first (a query of filters alone is ranked by date).
+BROWSE_EVERYTHING = "type:" + ",".join(ITEM_TYPES)
 PAGE_LINKS_AROUND = 2  # page numbers shown either side of the current one
 FACET_VALUES_SHOWN = 8  # the rest fold away under "more"
 
@@ -69,60 +82,13 @@ _ITEM_ROUTE = r"^/-/scisearch/item/(?P<database>[^/]+)/(?P<item_type>[^/]+)/(?P<
 _KEEP = object()  # "leave this parameter as it is"
 
 
-class PageError(ScisearchError):
-    """A request this page cannot answer; the message is shown in the page with the status."""
-
-
-def search_url(datasette, params: list[tuple[str, str]] | None = None) -> str:
-    url = datasette.urls.path("-/scisearch")
-    query = urllib.parse.urlencode([(key, value) for key, value in params or [] if value not in (None, "")])
-    return f"{url}?{query}" if query else url
-
-
 # -- The catalog, its settings and the engine -------------------------------------------------------------
-
-
-NO_CATALOG = (
-    "No catalog is attached to this Datasette, so there is nothing to search yet. "
-    "Build one with 'scisearch load files catalog.db DIR' and serve it with 'scisearch serve catalog.db'."
-)
-
-
-def find_catalog(datasette, requested: str | None):
-    """The Datasette Database to search: the one named by ``db=``, else the first catalog attached."""
-    if requested:
-        from . import catalog_schema
-
-        try:
-            db = datasette.get_database(route=tilde_decode(requested))
-        except KeyError:
-            db = datasette.databases.get(requested)
-        if db is None:
-            raise PageError(f"There is no database called '{requested[:100]}' here.", 404)
-        if catalog_schema(datasette, db.name) is None:
-            raise PageError(f"Database '{db.name}' is not a scisearch catalog, so it cannot be searched.", 404)
-        return db
-    return find_catalogs(datasette, None)[0]
-
-
-def find_catalogs(datasette, requested: str | None) -> list:
-    """The Datasette Databases a search covers: the one named by ``db=``, else every catalog attached."""
-    from . import catalog_schema
-
-    if requested:
-        return [find_catalog(datasette, requested)]
-    catalogs = [db for name, db in list(datasette.databases.items()) if catalog_schema(datasette, name) is not None]
-    if not catalogs:
-        raise PageError(NO_CATALOG, 404)
-    return catalogs
 
 
 async def searchable_catalogs(datasette, request, catalogs: list) -> tuple[list, list[str]]:
     """Of these catalogs, those this actor may see and whose schema this code searches; and a note for each
     left out for its schema.  An actor who may see none of them (a catalog named by ``db=``, or a private
     instance) gets a 403; one of several that is hidden from them is silently not searched."""
-    from ..search.federation import schema_problem
-
     usable, notes, forbidden = [], [], None
     for db in catalogs:
         try:
@@ -140,34 +106,29 @@ async def searchable_catalogs(datasette, request, catalogs: list) -> tuple[list,
     return usable, notes
 
 
-async def search_catalogs(datasette, catalogs: list, query: str, *, served: int, **options):
-    """The engine's search over these catalogs as one (search/federation.py), each on Datasette's connections."""
-    from ..search.federation import catalog_answer, search_catalogs_async
+async def search_catalogs(datasette, actor, catalogs: list, query: str, *, served: int, **options):
+    """The engine's search over these catalogs as one (search/federation.py), each on Datasette's connections.
 
+    Each catalog's tables this actor may not see (metadata.yml's table-level ``allow``) are hidden from its
+    search, so its hits, counts and facets all hold to the rule, and a hit's proposal is left out where
+    proposals are not to be seen.
+    """
     settings = facility_settings(datasette)
+    readable = {db.name: await readable_item_types(datasette, actor, db) for db in catalogs}
 
     def engine_of(db):
+        hidden = frozenset(ITEM_TYPES) - readable[db.name]
+
         async def run(text: str, **engine_options):
-            return await call_engine(db, catalog_answer, text, settings=settings, **engine_options)
+            options = {"settings": settings, "hidden_item_types": hidden, **engine_options}
+            return await call_engine(db, catalog_answer, text, **options)
 
         return run
 
     engines = {db.name: engine_of(db) for db in catalogs}
-    return await search_catalogs_async(engines, query, served=served, **options)
-
-
-def facility_settings(datasette) -> Settings:
-    """The settings Datasette was started with (time zone; taggers' options embed queries), as the CLI reads them."""
-    try:
-        block = datasette.plugin_config(PLUGIN_NAME)
-        return settings_from_dict(block) if block else load_settings()
-    except ConfigError:
-        return Settings()  # the CLI reports a broken config; pages still work with the defaults
-
-
-async def call_engine(db, function, *args, **kwargs):
-    """Run an engine function on one of Datasette's read connections (each has sqlite-vec loaded)."""
-    return await db.execute_fn(lambda conn: function(sqlite_utils.Database(conn), *args, **kwargs))
+    results = await search_catalogs_async(engines, query, served=served, **options)
+    results.hits = [hit for hit in results.hits if readable_hit(hit, readable.get(hit.database, frozenset()))]
+    return results
 
 
 # -- The search page ------------------------------------------------------------------------------------
@@ -293,15 +254,11 @@ def pagination_view(datasette, search: SearchRequest, page: int, last_page: int)
 
 def warm_up_query_models(conn, settings: Settings) -> None:
     """Someone opened the search page: load the models that embed queries while they type."""
-    from ..search import embedding
-
     names = [row[0] for row in conn.execute("select distinct tagger from vector_spaces")]
     embedding.warm_up(names, settings)
 
 
 async def search_page(request, datasette):
-    from ..search import engine
-
     search = SearchRequest(request)
     context = {
         "scisearch_page": "search",
@@ -315,7 +272,7 @@ async def search_page(request, datasette):
     }
     try:
         served = find_catalogs(datasette, search.db)
-    except PageError as error:
+    except WebError as error:
         return await _render(
             datasette, request, "scisearch_search.html", {**context, "error": str(error)}, error.status
         )
@@ -329,37 +286,35 @@ async def search_page(request, datasette):
 
     async def run(query: str, page: int, per_page: int = PER_PAGE, item_type=None):
         options = {"item_type": item_type, "page": page, "per_page": per_page, "served": len(served)}
-        return await search_catalogs(datasette, catalogs, query, **options)
+        return await search_catalogs(datasette, request.actor, catalogs, query, **options)
 
-    if not search.engine_query:
+    browsing = not search.engine_query
+    if browsing:
         settings = facility_settings(datasette)
         for db in catalogs:
             await db.execute_fn(lambda conn: warm_up_query_models(conn, settings))
-        # Before anything is typed: the newest files, a query of one filter, which the engine ranks by date.
-        recent = await run("type:file", 1, RECENT_COUNT)
-        context["recent"] = views(recent.hits)
-        return await _render(datasette, request, "scisearch_search.html", context)
+        context["browsing"] = True
+    query = BROWSE_EVERYTHING if browsing else search.engine_query
     try:
         # The engine pages up to its MAX_PAGE; past the last page of results the last one is shown.
-        results = await run(search.engine_query, min(search.page, engine.MAX_PAGE), item_type=search.item_type)
+        results = await run(query, min(search.page, engine.MAX_PAGE), item_type=search.item_type)
         last_page = max(1, min(engine.MAX_PAGE, -(-results.total // PER_PAGE)))
         if search.page > last_page:
             context["messages"].append(
                 f"There is no page {search.page:,} of these results; showing the last page, {last_page}."
             )
             search.page = last_page
-            results = await run(search.engine_query, last_page, item_type=search.item_type)
+            results = await run(query, last_page, item_type=search.item_type)
     except engine.QueryError as error:
         return await _render(
             datasette, request, "scisearch_search.html", {**context, "error": _sentence(str(error))}, 400
         )
     hits = views(results.hits)
     # Learning from clicks (web/clicks.py): what was shown is logged in each result's catalog; cards carry positions.
-    from . import clicks
-
     shown = [(hit.database, view) for hit, view in zip(results.hits, hits)]
     first_position = (search.page - 1) * PER_PAGE + 1
-    await clicks.log_search(datasette, request, search.engine_query, search.item_type, shown, first_position)
+    if not browsing:  # what was shown for a query, which a click can then be learned from
+        await clicks.log_search(datasette, request, query, search.item_type, shown, first_position)
     context.update(
         {
             "results": results,
@@ -384,36 +339,36 @@ def _sentence(message: str) -> str:
 
 
 async def item_page(request, datasette):
-    from ..search import engine
-
     item_type = request.url_vars["item_type"]
-    item_id = tilde_decode(request.url_vars["item_id"])
     context = {"scisearch_page": "item", "q": ""}
     try:
+        item_id = url_id(request, "item_id")
         db = find_catalog(datasette, request.url_vars["database"])
-        if item_type not in ITEM_TABLES:
-            raise PageError(
-                f"'{item_type[:40]}' is not a kind of item here: items are files, proposals, papers and sessions.", 404
-            )
-        await datasette.ensure_permissions(
-            request.actor,
-            [("view-table", (db.name, ITEM_TABLES[item_type])), ("view-database", db.name), "view-instance"],
-        )
-        detail = await call_engine(db, engine.item_detail, item_type, item_id)
+        table = item_table(item_type)
+        await ensure_may_read(datasette, request.actor, db, table)
+        detail = await call_engine(db, item_detail, item_type, item_id)
         if detail is None:
-            raise PageError(f"There is no {item_type} '{item_id[:200]}' in this catalog.", 404)
-    except PageError as error:
+            raise WebError(f"There is no {item_type} '{item_id[:200]}' in this catalog.", 404)
+    except WebError as error:
         return await _render(datasette, request, "scisearch_item.html", {**context, "error": str(error)}, error.status)
+    readable = await readable_item_types(datasette, request.actor, db)
+    detail = without_unreadable_links(detail, readable)
     try:
-        similar = await call_engine(db, engine.similar, item_type, item_id, k=SIMILAR_COUNT)
+        similar = (await call_engine(db, similar_items, item_type, item_id, SIMILAR_COUNT)).hits
+        similar = [hit for hit in similar if readable_hit(hit, readable)]
         similar_note = None if similar else "Nothing to compare with yet: similarity needs the taggers' vectors."
     except (engine.QueryError, engine.ItemNotFound) as error:
         similar, similar_note = [], _sentence(str(error))
     zone = facility_settings(datasette).zone
-    database, table = db.name, ITEM_TABLES[item_type]
+    database = db.name
     row = detail.get("row") or {}
     metadata, metadata_cut = present.metadata_text(detail.get("metadata"))
     files = detail.get("files") or []
+
+    def linked(linked_type: str, records) -> list[dict]:
+        views = (present.linked_view(datasette, database, linked_type, record, zone) for record in records or [])
+        return [view for view in views if view]
+
     context.update(
         {
             "database": database,
@@ -425,20 +380,16 @@ async def item_page(request, datasette):
             "text": row.get("abstract") or row.get("notes") or "",
             "preview_url": present.preview_url(datasette, database, item_id) if detail.get("has_preview") else None,
             "columns": present.listed_columns(row, zone),
+            "viewer": present.viewer_view(row),
             "metadata": metadata,
             "metadata_cut": metadata_cut,
             "row_url": datasette.urls.row(database, table, tilde_encode(str(item_id))),
             "row_json_url": datasette.urls.row(database, table, tilde_encode(str(item_id)), format="json"),
             "tag_groups": present.tags_view(detail.get("tags")),
             "session": present.linked_view(datasette, database, "session", detail.get("session"), zone),
-            "proposal": present.linked_view(datasette, database, "proposal", detail.get("proposal"), zone),
-            "papers": [
-                view
-                for view in (
-                    present.linked_view(datasette, database, "paper", p, zone) for p in detail.get("papers") or []
-                )
-                if view
-            ],
+            "proposals": linked("proposal", detail.get("proposals")),
+            "sessions": linked("session", detail.get("sessions")),
+            "papers": linked("paper", detail.get("papers")),
             "files": [present.hit_view(datasette, database, present.file_as_hit(f), zone) for f in files],
             "files_total": max(detail.get("files_total") or 0, len(files)),
             "similar": similar,
@@ -446,9 +397,9 @@ async def item_page(request, datasette):
             "similar_note": similar_note,
         }
     )
-    from .validation import editing_context  # experts' controls: who may edit, each tag's history
-
-    context.update(await editing_context(request, datasette, db, item_type, detail.get("item_id") or item_id))
+    # Experts' controls: who may edit, each tag's history.
+    item_key = detail.get("item_id") or item_id
+    context.update(await validation.editing_context(request, datasette, db, item_type, item_key))
     return await _render(datasette, request, "scisearch_item.html", context)
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import urllib.parse
 import zoneinfo
 from dataclasses import asdict, is_dataclass
 
 import markupsafe
-from datasette.utils import tilde_encode
 
 from ..ingest.normalize import magnification_label
+from .base import item_url, preview_url
 
 TYPE_LABELS = {"file": "file", "proposal": "proposal", "paper": "paper", "session": "session"}
 # Raw metadata beyond this is cut in the page (a file's can reach a megabyte); the JSON link has all of it.
@@ -89,18 +90,6 @@ LOCAL_TIME_COLUMNS = frozenset({"acquired_local", "start", "end"})
 _MARK_TAG = re.compile(r"(</?mark>)")
 
 
-def item_url(datasette, database: str, item_type: str, item_id) -> str:
-    """The item page of one file, proposal, paper or session (ids may hold any character)."""
-    route = tilde_encode(datasette.get_database(database).route)
-    return datasette.urls.path(f"-/scisearch/item/{route}/{item_type}/{tilde_encode(str(item_id))}")
-
-
-def preview_url(datasette, database: str, file_id) -> str:
-    from . import preview_url as versioned_preview_url  # the package imports this module while it loads
-
-    return versioned_preview_url(datasette, database, file_id)
-
-
 # -- Values as a researcher reads them -------------------------------------------------------------------
 
 
@@ -121,6 +110,8 @@ def format_value(column: str, value, zone: zoneinfo.ZoneInfo | None = None) -> s
             return _format_bytes(value)
         if column == "amount":
             return f"${value:,.0f}"
+    if isinstance(value, str) and column == "shape":
+        return f"{value} px"
     if isinstance(value, str) and column in LOCAL_TIME_COLUMNS:
         return readable_time(value, zone)
     if isinstance(value, str) and column == "acquired_at":
@@ -140,6 +131,15 @@ def readable_time(text: str, zone: dt.tzinfo | None) -> str:
     return f"{shown} {moment.tzname()}" if moment.tzinfo is not None else shown
 
 
+def doi_link(doi: str) -> markupsafe.Markup | str:
+    """A DOI as a link to its resolver; anything that is not a DOI stays text."""
+    doi = doi.strip().removeprefix("https://doi.org/").removeprefix("doi:")
+    if not re.fullmatch(r"10\.\d{4,9}/\S+", doi):
+        return doi
+    href = markupsafe.escape("https://doi.org/" + urllib.parse.quote(doi, safe="/:;()._-"))
+    return markupsafe.Markup(f'<a href="{href}" rel="noopener">{markupsafe.escape(doi)}</a>')
+
+
 def _format_bytes(size: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if size < 1024:
@@ -157,6 +157,8 @@ def listed_columns(row: dict, zone=None) -> list[tuple[str, str, str]]:
         if column in COLUMNS_NOT_LISTED:
             continue
         text = format_value(column, row.get(column), zone)
+        if text and column == "doi":
+            text = doi_link(text)
         if text:
             listed.append((column, COLUMN_LABELS.get(column, column.replace("_", " ").capitalize()), text))
     return listed
@@ -297,6 +299,25 @@ def tags_view(tags: dict) -> list[dict]:
             shown.append({**entry, "percent": percent})
         groups.append({"source": source, "tags": shown})
     return groups
+
+
+# Kinds whose pixel size is a length in the specimen: a scale bar means something on them.
+REAL_SPACE_KINDS = frozenset({"image", "stack", "spectrum-image", "series"})
+
+
+def viewer_view(row: dict) -> dict:
+    """What the item page's viewer needs: the file's kind and name, and for a real-space image its pixel size
+    and its width in pixels (the last number of its shape), from which the scale bar is drawn on the preview."""
+    kind = row.get("kind") or ""
+    pixel_size = row.get("pixel_size_nm")
+    columns = re.findall(r"\d+", str(row.get("shape") or ""))
+    real_space = kind in REAL_SPACE_KINDS and isinstance(pixel_size, (int, float)) and pixel_size > 0 and columns
+    return {
+        "kind": kind,
+        "name": row.get("name") or "",
+        "pixel_size_nm": pixel_size if real_space else None,
+        "columns": int(columns[-1]) if real_space else None,
+    }
 
 
 def metadata_text(metadata) -> tuple[str, bool]:

@@ -28,6 +28,7 @@ from datasette.database import Database
 from datasette.utils import actor_matches_allow
 
 from ..private import PRIVATE_TABLES, is_private_file, open_private, private_path
+from .base import schemas
 
 PLUGIN_NAME = "datasette-scisearch"
 DEFAULT_STAFF = {"id": "root"}
@@ -66,8 +67,6 @@ def is_private_database(datasette, name: str | None) -> bool:
 
 def legacy_private_tables(datasette, name: str | None) -> frozenset[str]:
     """The private tables an older catalog still holds (it has not been opened by this version's scisearch)."""
-    from . import schemas
-
     db = datasette.databases.get(name) if name else None
     if db is None or is_private_file(db.path):
         return frozenset()
@@ -101,8 +100,6 @@ def private_database(datasette, catalog_db) -> Database | None:
 
 def attach_private_databases(datasette) -> None:
     """Serve each mutable, current catalog's private half to staff (the start-up hook)."""
-    from . import schemas
-
     for name, db in list(datasette.databases.items()):
         if not db.is_mutable or not db.path or is_private_file(db.path) or private_database(datasette, db):
             continue

@@ -25,6 +25,7 @@ Routes (``<db>`` is the database's route):
 - ``POST /-/scisearch/tags/<db>/add``: ``item_type``, ``item_id``, ``text``
 - ``POST /-/scisearch/tags/<db>/bulk``: ``action`` = accept | reject | add, ``tag``, ``item`` = type:id (repeated)
 - ``POST /-/scisearch/history/<db>/<history id>/undo``
+- ``POST /-/scisearch/history/<db>/undo``: ``history`` = history id (repeated): undo a bulk change at once
 - ``GET  /-/scisearch/queue/<db>``: items awaiting review, least certain first
 """
 
@@ -42,8 +43,8 @@ from ..catalog import ITEM_TABLES
 from ..errors import BUSY, ScisearchError
 from ..tagging import experts
 from . import present
+from .base import WebError, facility_settings, find_catalog, item_url, preview_url
 from .errors import error_response, wants_json
-from .pages import PageError, facility_settings, find_catalog
 from .privacy import is_staff
 
 PLUGIN_NAME = "datasette-scisearch"
@@ -61,10 +62,7 @@ _BULK_ROUTE = rf"^/-/scisearch/tags/{_DB}/bulk$"
 _TAG_ROUTE = rf"^/-/scisearch/tags/{_DB}/(?P<tag_id>[^/]+?)(?:\.json)?$"
 _UNDO_ROUTE = rf"^/-/scisearch/history/{_DB}/(?P<history_id>[^/]+)/undo$"
 _QUEUE_ROUTE = rf"^/-/scisearch/queue/{_DB}/?$"
-
-
-class ValidationError(ScisearchError):
-    """A tag change this request cannot make (→ its kind's status code)."""
+_UNDO_ALL_ROUTE = rf"^/-/scisearch/history/{_DB}/undo$"
 
 
 class CatalogBusy(experts.ExpertError):
@@ -112,15 +110,15 @@ async def form_fields(request) -> dict[str, list[str]]:
     """The POST body as field -> values (repeated fields kept), from a form or a JSON object."""
     body = await request.post_body()
     if len(body) > MAX_BODY_BYTES:
-        raise ValidationError(f"the request is larger than {MAX_BODY_BYTES:,} bytes", 413)
+        raise WebError(f"the request is larger than {MAX_BODY_BYTES:,} bytes", 413)
     text = body.decode("utf-8", "replace")
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
             data = json.loads(text or "{}")
         except ValueError:
-            raise ValidationError("the request body is not valid JSON") from None
+            raise WebError("the request body is not valid JSON") from None
         if not isinstance(data, dict):
-            raise ValidationError("the request body must be a JSON object")
+            raise WebError("the request body must be a JSON object")
         return {key: [str(v) for v in (value if isinstance(value, list) else [value])] for key, value in data.items()}
     fields: dict[str, list[str]] = {}
     for key, value in urllib.parse.parse_qsl(text, keep_blank_values=True):
@@ -145,10 +143,7 @@ def safe_next(url: str | None) -> str | None:
 
 async def catalog_for_reading(request, datasette):
     """The catalog named in the URL, once the actor may see it (Datasette's own 403 otherwise)."""
-    try:
-        db = find_catalog(datasette, request.url_vars["database"])
-    except PageError as error:
-        raise ValidationError(str(error), error.status) from None
+    db = find_catalog(datasette, request.url_vars["database"])
     await datasette.ensure_permissions(request.actor, [("view-database", db.name), "view-instance"])
     return db
 
@@ -158,11 +153,11 @@ async def catalog_for_writing(request, datasette):
     try:
         db = await catalog_for_reading(request, datasette)
     except Forbidden as error:
-        raise ValidationError(str(error) or "You may not see this catalog.", 403) from None
+        raise WebError(str(error) or "You may not see this catalog.", 403) from None
     if not await can_edit(datasette, request.actor):
-        raise ValidationError(sign_in_hint(request.actor), 403)
+        raise WebError(sign_in_hint(request.actor), 403)
     if not db.is_mutable:
-        raise ValidationError(f"Database '{db.name}' is served read-only (immutable), so its tags cannot change.", 403)
+        raise WebError(f"Database '{db.name}' is served read-only (immutable), so its tags cannot change.", 403)
     return db
 
 
@@ -225,18 +220,16 @@ async def tag_endpoint(request, datasette):
     if request.method == "GET":
         return await tag_json(request, datasette)
     if request.method != "POST":
-        raise ValidationError("use POST to change a tag", 405)
+        raise WebError("use POST to change a tag", 405)
     db = await catalog_for_writing(request, datasette)
     fields = await form_fields(request)
     action = first(fields, "action")
     tag_id = tilde_decode(request.url_vars["tag_id"])
     if action == "undo":
-        raise ValidationError("to undo, POST to the history entry's /undo URL")
+        raise WebError("to undo, POST to the history entry's /undo URL")
     change = await write(db, experts.change_tag, tag_id, action, request.actor, first(fields, "text"))
     tag = change.tag
-    fallback = safe_next(first(fields, "next")) or present.item_url(
-        datasette, db.name, tag["item_type"], tag["item_id"]
-    )
+    fallback = safe_next(first(fields, "next")) or item_url(datasette, db.name, tag["item_type"], tag["item_id"])
     verb = {"accept": "Accepted", "reject": "Rejected", "edit": "Changed"}[action]
     shown = f"'{change.history['old_value']}' to '{tag['tag']}'" if action == "edit" else f"'{tag['tag']}'"
     return done(request, datasette, change.as_dict(), f"{verb} {shown}.", fallback)
@@ -258,12 +251,12 @@ async def tag_json(request, datasette):
 @handles_errors
 async def add_endpoint(request, datasette):
     if request.method != "POST":
-        raise ValidationError("use POST to add a tag", 405)
+        raise WebError("use POST to add a tag", 405)
     db = await catalog_for_writing(request, datasette)
     fields = await form_fields(request)
     item_type, item_id = first(fields, "item_type"), first(fields, "item_id")
     change = await write(db, experts.add, item_type, item_id, first(fields, "text"), request.actor)
-    fallback = safe_next(first(fields, "next")) or present.item_url(datasette, db.name, item_type, item_id)
+    fallback = safe_next(first(fields, "next")) or item_url(datasette, db.name, item_type, item_id)
     return done(request, datasette, change.as_dict(), f"Added '{change.tag['tag']}'.", fallback)
 
 
@@ -272,7 +265,7 @@ def parse_items(values: list[str]) -> list[tuple[str, str]]:
     for value in values:
         item_type, _, item_id = value.partition(":")
         if item_type not in ITEM_TABLES or not item_id:
-            raise ValidationError(f"'{value[:60]}' is not an item: write items as type:id, e.g. file:12")
+            raise WebError(f"'{value[:60]}' is not an item: write items as type:id, e.g. file:12")
         items.append((item_type, item_id))
     return items
 
@@ -280,7 +273,7 @@ def parse_items(values: list[str]) -> list[tuple[str, str]]:
 @handles_errors
 async def bulk_endpoint(request, datasette):
     if request.method != "POST":
-        raise ValidationError("use POST to change tags", 405)
+        raise WebError("use POST to change tags", 405)
     db = await catalog_for_writing(request, datasette)
     fields = await form_fields(request)
     items = parse_items(fields.get("item") or [])
@@ -295,17 +288,46 @@ async def bulk_endpoint(request, datasette):
     return done(request, datasette, result.as_dict(), message + ".", fallback)
 
 
+def undo_all(db, history_ids: list[str], actor) -> dict:
+    """Take back each of these changes (a bulk change, most often), newest first; one that a later change has
+    overtaken is skipped and said why, the others are undone."""
+    undone, skipped = [], []
+    for history_id in sorted(history_ids, key=lambda text: -int(text) if text.isdigit() else 0):
+        try:
+            undone.append(experts.undo(db, history_id, actor).as_dict())
+        except experts.ExpertError as error:
+            skipped.append({"history_id": history_id, "reason": error.message})
+    return {"undone": undone, "skipped": skipped}
+
+
+@handles_errors
+async def undo_all_endpoint(request, datasette):
+    if request.method != "POST":
+        raise WebError("use POST to undo changes", 405)
+    db = await catalog_for_writing(request, datasette)
+    fields = await form_fields(request)
+    history_ids = [value.strip() for value in fields.get("history") or [] if value.strip()]
+    if not history_ids:
+        raise WebError("name the changes to undo: one history field per change")
+    result = await write(db, undo_all, history_ids, request.actor)
+    route = tilde_encode(db.route)
+    fallback = safe_next(first(fields, "next")) or datasette.urls.path(f"-/scisearch/queue/{route}")
+    count = len(result["undone"])
+    message = f"Undid {count} change{'s' if count != 1 else ''}"
+    if result["skipped"]:
+        message += f"; {len(result['skipped'])} had changed again since and stay as they are"
+    return done(request, datasette, result, message + ".", fallback)
+
+
 @handles_errors
 async def undo_endpoint(request, datasette):
     if request.method != "POST":
-        raise ValidationError("use POST to undo a change", 405)
+        raise WebError("use POST to undo a change", 405)
     db = await catalog_for_writing(request, datasette)
     fields = await form_fields(request)
     change = await write(db, experts.undo, tilde_decode(request.url_vars["history_id"]), request.actor)
     tag = change.tag
-    fallback = safe_next(first(fields, "next")) or present.item_url(
-        datasette, db.name, tag["item_type"], tag["item_id"]
-    )
+    fallback = safe_next(first(fields, "next")) or item_url(datasette, db.name, tag["item_type"], tag["item_id"])
     return done(request, datasette, change.as_dict(), f"Undone: '{tag['tag']}' is {tag['status']} again.", fallback)
 
 
@@ -339,7 +361,7 @@ async def queue_page(request, datasette):
     db = await catalog_for_reading(request, datasette)
     item_type = request.args.get("type") or "file"
     if item_type not in ITEM_TABLES:
-        raise ValidationError(f"'{item_type[:40]}' is not a kind of item: use one of {', '.join(ITEM_TABLES)}", 400)
+        raise WebError(f"'{item_type[:40]}' is not a kind of item: use one of {', '.join(ITEM_TABLES)}", 400)
     entries = await db.execute_fn(lambda conn: experts.review_queue(sqlite_utils.Database(conn), item_type, QUEUE_SIZE))
     zone = facility_settings(datasette).zone
     cards = []
@@ -348,10 +370,8 @@ async def queue_page(request, datasette):
         cards.append(
             {
                 **entry,
-                "url": present.item_url(datasette, db.name, entry["item_type"], entry["item_id"]),
-                "preview_url": present.preview_url(datasette, db.name, entry["item_id"])
-                if facts.get("has_preview")
-                else None,
+                "url": item_url(datasette, db.name, entry["item_type"], entry["item_id"]),
+                "preview_url": preview_url(datasette, db.name, entry["item_id"]) if facts.get("has_preview") else None,
                 "fact_line": present.hit_facts(entry["item_type"], facts, zone),
             }
         )
@@ -372,6 +392,8 @@ async def queue_page(request, datasette):
         "types": list(ITEM_TABLES),
         "queue_url": datasette.urls.path(f"-/scisearch/queue/{route}"),
         "bulk_url": datasette.urls.path(f"-/scisearch/tags/{route}/bulk"),
+        "undo_all_url": datasette.urls.path(f"-/scisearch/history/{route}/undo"),
+        "tag_action_base": datasette.urls.path(f"-/scisearch/tags/{route}"),
         "cards": cards,
         "common_tags": common,
         "can_edit": editor and db.is_mutable,
@@ -383,6 +405,7 @@ async def queue_page(request, datasette):
 
 
 ROUTES = [
+    (_UNDO_ALL_ROUTE, undo_all_endpoint),
     (_ADD_ROUTE, add_endpoint),
     (_BULK_ROUTE, bulk_endpoint),
     (_UNDO_ROUTE, undo_endpoint),

@@ -21,8 +21,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import lazy_loader
 import numpy as np
-import scipy.fft
+
+scipy = lazy_loader.load("scipy")  # scipy.fft at first use: registering the taggers must stay quick
 
 MIN_DYNAMIC_RANGE_DECADES = 1.2
 MAX_CENTRE_OFFSET = 0.25  # of the image's side, from its middle

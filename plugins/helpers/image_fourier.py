@@ -21,8 +21,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+import lazy_loader
 import numpy as np
-import scipy.fft
+
+scipy = lazy_loader.load("scipy")  # scipy.fft at first use: registering the taggers must stay quick
 
 # A spot must carry this many times its ring's background power: white-noise speckle averaged over 3x3 passes
 # 4x about once in fifty million pixels, so 40x asks for a real periodicity, not luck...

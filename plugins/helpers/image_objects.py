@@ -14,9 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import lazy_loader
 import numpy as np
-from scipy import ndimage as ndi
-from skimage import filters, measure, morphology
+
+# Loaded at first use, not when the plugin is registered: every 'scisearch' command registers the taggers.
+ndi = lazy_loader.load("scipy.ndimage", suppress_warning=True)
+filters = lazy_loader.load("skimage.filters", suppress_warning=True)
+measure = lazy_loader.load("skimage.measure", suppress_warning=True)
+morphology = lazy_loader.load("skimage.morphology", suppress_warning=True)
 
 # objects must differ from their background by this many times the pixel noise (noise split at Otsu's
 # threshold gives about 0.5)

@@ -67,8 +67,10 @@ def test_opening_a_result_shows_its_preview_metadata_and_tags(page):
     with page.expect_navigation():
         title.click()
     assert page.locator("h1").inner_text() == name
-    preview = page.locator(".scisearch-item-preview img")
     page.wait_for_function(f"() => ({PREVIEW_LOADED})(document.querySelector('.scisearch-item-preview img'))")
+    # The viewer's canvas replaces the image once it has loaded (test_viewer_in_browser.py).
+    preview = page.locator(".scisearch-item-preview canvas")
+    preview.wait_for()
     assert preview.bounding_box()["width"] >= 300  # large, not a thumbnail
     assert page.locator(".scisearch-columns dt", has_text="Voltage").count() == 1
     assert page.locator(".scisearch-tag-group").count() >= 2

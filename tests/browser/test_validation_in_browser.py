@@ -212,3 +212,36 @@ def test_a_signed_in_post_without_the_csrf_token_is_refused(expert):
     forged = expert.request.post(f"/-/scisearch/tags/demo/{tag_id}", form={"action": "reject"})
     assert forged.status == 403
     assert expert.request.get(f"/-/scisearch/tags/demo/{tag_id}.json").json()["tag"]["status"] == before
+
+
+def test_a_queue_card_accepts_one_of_its_tags_with_its_own_button(expert):
+    expert.goto("/-/scisearch/queue/demo")
+    chip = expert.locator(".scisearch-queue-card .scisearch-queue-tags li[data-tag-id]").first
+    tag_id = chip.get_attribute("data-tag-id")
+    chip.locator(".scisearch-accept").click()
+    expert.wait_for_selector(f'.scisearch-queue-tags li[data-tag-id="{tag_id}"].status-accepted')
+    assert expert.locator(".scisearch-validate-status").inner_text().startswith("Accepted")
+    assert expert.locator("#scisearch-bulk input[name=item]:checked").count() == 0
+
+
+def test_a_bulk_accept_in_the_queue_is_undone_with_one_button(expert):
+    expert.goto("/-/scisearch/queue/demo")
+    cards = expert.locator(".scisearch-queue-card")
+    text = cards.nth(0).locator(".scisearch-queue-tags li").first.get_attribute("data-tag")
+    matching = expert.locator(
+        ".scisearch-queue-card", has=expert.locator(f'.scisearch-queue-tags li[data-tag="{text}"]')
+    )
+    for index in range(min(2, matching.count())):
+        matching.nth(index).locator("input[name=item]").check()
+    expert.locator("#scisearch-bulk input[name=tag]").fill(text)
+    expert.locator("#scisearch-bulk button[value=accept]").click()
+    expert.wait_for_selector(".scisearch-queue-card.is-done")
+    undo = expert.locator("#scisearch-bulk-undo")
+    assert undo.is_visible()
+    item_id = expert.locator(".scisearch-queue-card.is-done").first.get_attribute("data-item-id")
+    undo.locator("button").click()
+    expert.wait_for_function("() => document.querySelectorAll('.scisearch-queue-card.is-done').length === 0")
+    assert expert.locator(".scisearch-validate-status").inner_text().startswith("Undid")
+    detail = expert.request.get(f"/-/scisearch/item/demo/file/{item_id}.json").json()
+    statuses = {tag["status"] for group in detail["tags"].values() for tag in group if tag["tag"] == text}
+    assert "accepted" not in statuses

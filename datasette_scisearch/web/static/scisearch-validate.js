@@ -52,7 +52,8 @@
           announce(result.error || "The change was not made.", true);
           return;
         }
-        if (result.changes !== undefined) bulkDone(result);
+        if (result.undone !== undefined) bulkUndone(result);
+        else if (result.changes !== undefined) bulkDone(result);
         else if (result.action === "add") added(form, result);
         else changed(result);
       })
@@ -193,10 +194,42 @@
       message += "; skipped " + result.skipped.map(function (s) { return s.item_id + " (" + s.reason + ")"; }).join(", ");
     }
     announce(message + ".");
+    offerUndo(result.changes.map(function (change) { return change.history.id; }));
+  }
+
+  // After a bulk change: one button takes it back on every item it touched.
+  function offerUndo(historyIds) {
+    var form = document.getElementById("scisearch-bulk-undo");
+    if (!form) return;
+    form.querySelectorAll("input[name=history]").forEach(function (input) { input.remove(); });
+    historyIds.forEach(function (id) {
+      var input = document.createElement("input");
+      input.type = "hidden";
+      input.name = "history";
+      input.value = id;
+      form.appendChild(input);
+    });
+    form.hidden = historyIds.length === 0;
+  }
+
+  function bulkUndone(result) {
+    result.undone.forEach(function (change) {
+      var card = document.querySelector(
+        '.scisearch-queue-card[data-item-type="' + change.tag.item_type + '"][data-item-id="' + change.tag.item_id + '"]'
+      );
+      if (card) card.classList.remove("is-done");
+      var chip = chipOf(change.tag.id);
+      if (chip) showTag(chip, change.tag);
+    });
+    offerUndo([]);
+    var message = "Undid " + result.undone.length + " change" + (result.undone.length === 1 ? "" : "s");
+    if (result.skipped.length) message += "; " + result.skipped.length + " had changed again since";
+    announce(message + ".");
   }
 
   if (queue) {
     queue.addEventListener("click", function (event) {
+      if (event.target.closest("form")) return; // a card's own accept or reject
       var chip = event.target.closest(".scisearch-queue-tags li[data-tag]");
       var field = document.querySelector("#scisearch-bulk input[name=tag]");
       if (!chip || !field) return;

@@ -12,4 +12,9 @@
     box.focus();
     box.select();
   });
+  // On a phone the filters are a drawer after the results: closed until asked for.
+  var drawer = document.querySelector("[data-scisearch-drawer]");
+  if (drawer && window.matchMedia("(max-width: 800px)").matches) {
+    drawer.removeAttribute("open");
+  }
 })();

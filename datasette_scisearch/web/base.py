@@ -1,0 +1,287 @@
+"""The base every scisearch view stands on: which catalog a request means, what its actor may read, one error
+type, and every URL the pages link to.
+
+- ``find_catalog`` / ``find_catalogs`` turn a ``db=`` parameter or a URL's database route into Datasette
+  Databases that are scisearch catalogs (``catalog_schema`` decides which are).
+- ``readable_item_types`` answers, once per request, which item tables (files, proposals, papers,
+  sessions) the actor may see under metadata.yml's table-level ``allow`` rules: the item JSON, "similar",
+  the search hits and the HTML pages all ask it, so a table rule holds by every route.
+- ``WebError`` (a ``ScisearchError``) is the error a view raises for bad input, something missing or
+  something refused; web/errors.py answers it as a 400/403/404 page, or JSON for a JSON client.
+- URLs are built here only: ``search_url``, ``item_url``, ``similar_url``, ``preview_url``.
+
+Nothing here imports the views, so every view imports this module at its top.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import urllib.parse
+import weakref
+from dataclasses import dataclass, field
+
+import datasette.handle_exception
+import sqlite_utils
+from datasette.utils import tilde_decode, tilde_encode
+from datasette.utils.sqlite import sqlite3
+
+from ..catalog import ITEM_TABLES, load_sqlite_vec
+from ..config import ConfigError, Settings, load_settings, settings_from_dict
+from ..errors import ScisearchError
+from ..search import index_folder
+
+PLUGIN_NAME = "datasette-scisearch"
+
+# Datasette 0.65's last-resort error handler prints every error with rich when rich is importable (KeyBERT
+# brings it in), and rich refuses to print a traceback outside an ``except:`` block: every 404 for a URL no
+# route matches became a 500.  Without rich the handler prints real server errors with ``traceback`` as
+# before and answers 404s as 404s.
+datasette.handle_exception.rich = None
+
+
+class WebError(ScisearchError):
+    """A request a view cannot answer: what was wrong and what to do (``message``, ``fix``), and its kind or
+    HTTP status (``WebError("...", 404)``); web/errors.py answers it as a page or as JSON."""
+
+
+# -- Which attached databases are catalogs ---------------------------------------------------
+
+# A database is a catalog when it has these tables: `files` alone is too common a
+# name to decide on, and `catalog_info` is written by the first migration.
+CATALOG_MARKER_TABLES = frozenset({"files", "catalog_info"})
+# A load can turn an empty file into a catalog, or add vector tables, while
+# Datasette serves it: the schema is re-read when it is older than this.
+SCHEMA_MAX_AGE_SECONDS = 5.0
+VEC0_TABLE = re.compile(r"\busing\s+vec0\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The parts of a database's schema this plugin decides on."""
+
+    tables: frozenset[str] = frozenset()
+    vector_tables: tuple[str, ...] = ()
+    # (table, column) -> the table that column's foreign key points to
+    foreign_keys: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def is_catalog(self) -> bool:
+        return CATALOG_MARKER_TABLES <= self.tables
+
+
+class SchemaWatch:
+    """Each attached database's Schema, read through one connection per database and re-read now and then.
+
+    Datasette asks for metadata synchronously and many times per page, so the
+    answer has to be at hand: reading sqlite_master takes well under a
+    millisecond, and is done at most once every SCHEMA_MAX_AGE_SECONDS.
+    """
+
+    def __init__(self):
+        self._watched = weakref.WeakKeyDictionary()  # Datasette Database -> [connection, Schema, read at]
+
+    def schema(self, db) -> Schema:
+        if db.name == "_internal" or (db.is_memory and not db.memory_name):
+            return Schema()
+        entry = self._watched.get(db)
+        now = time.monotonic()
+        if entry is not None and now - entry[2] < SCHEMA_MAX_AGE_SECONDS:
+            return entry[1]
+        connection = entry[0] if entry is not None else None
+        try:
+            if connection is None:
+                connection = db.connect()
+                load_sqlite_vec(connection)
+            schema = _read_schema(connection)
+        except sqlite3.Error:
+            # Unreadable for now (locked, closed, not a database): not a catalog; reconnect next time.
+            if connection is not None:
+                connection.close()
+            connection, schema = None, Schema()
+        self._watched[db] = [connection, schema, now]
+        return schema
+
+
+def _read_schema(connection) -> Schema:
+    rows = connection.execute("select name, sql from sqlite_master where type = 'table'").fetchall()
+    # rootpage 0 leaves out virtual tables, whose modules may not be loaded here.
+    foreign_keys = connection.execute(
+        """
+        select m.name, fk."from", fk."table"
+        from sqlite_master m join pragma_foreign_key_list(m.name) fk
+        where m.type = 'table' and m.rootpage != 0
+        """
+    ).fetchall()
+    return Schema(
+        tables=frozenset(name for name, _ in rows),
+        vector_tables=tuple(name for name, sql in rows if VEC0_TABLE.search(sql or "")),
+        foreign_keys={(table, column): other for table, column, other in foreign_keys},
+    )
+
+
+schemas = SchemaWatch()
+
+
+def catalog_schema(datasette, database: str | None) -> Schema | None:
+    """The Schema of ``database`` if it is an attached catalog, else None."""
+    db = datasette.databases.get(database) if database else None
+    if db is None:
+        return None
+    schema = schemas.schema(db)
+    return schema if schema.is_catalog else None
+
+
+# -- The catalog a request means ----------------------------------------------------------------------
+
+NO_CATALOG = (
+    "No catalog is attached to this Datasette, so there is nothing to search yet. "
+    "Build one with 'scisearch load files catalog.db DIR' and serve it with 'scisearch serve catalog.db'."
+)
+
+
+def find_catalog(datasette, requested: str | None):
+    """The Datasette Database named by ``requested`` (a route, tilde-encoded, or a name), else the first
+    catalog attached; a 404 ``WebError`` when there is no such catalog."""
+    if requested:
+        try:
+            db = datasette.get_database(route=tilde_decode(requested))
+        except (KeyError, ValueError):  # tilde_decode refuses some malformed escapes
+            db = datasette.databases.get(requested)
+        if db is None:
+            raise WebError(f"There is no database called '{requested[:100]}' here.", 404)
+        if catalog_schema(datasette, db.name) is None:
+            raise WebError(f"Database '{db.name}' is not a scisearch catalog, so it cannot be searched.", 404)
+        return db
+    return find_catalogs(datasette, None)[0]
+
+
+def find_catalogs(datasette, requested: str | None) -> list:
+    """The Datasette Databases a search covers: the one named by ``db=``, else every catalog attached."""
+    if requested:
+        return [find_catalog(datasette, requested)]
+    catalogs = [db for name, db in list(datasette.databases.items()) if catalog_schema(datasette, name) is not None]
+    if not catalogs:
+        raise WebError(NO_CATALOG, 404)
+    return catalogs
+
+
+def url_id(request, name: str) -> str:
+    """A tilde-encoded id from the URL, decoded; a 404 for one that cannot be (``~zz``)."""
+    text = request.url_vars[name]
+    try:
+        return tilde_decode(text)
+    except ValueError:
+        raise WebError(f"'{text[:100]}' is not an id this catalog could hold.", 404) from None
+
+
+def item_table(item_type: str) -> str:
+    """The table of an item type named in a URL; a 404 for anything else."""
+    if item_type not in ITEM_TABLES:
+        raise WebError(
+            f"'{item_type[:40]}' is not a kind of item here: items are files, proposals, papers and sessions.", 404
+        )
+    return ITEM_TABLES[item_type]
+
+
+# -- What the actor may read ---------------------------------------------------------------------------
+
+
+async def ensure_may_read(datasette, actor, db, table: str | None = None) -> None:
+    """Datasette's own 403 unless the actor may see this catalog (and this table of it)."""
+    checks = [("view-database", db.name), "view-instance"]
+    if table is not None:
+        checks.insert(0, ("view-table", (db.name, table)))
+    await datasette.ensure_permissions(actor, checks)
+
+
+async def readable_item_types(datasette, actor, db) -> frozenset[str]:
+    """The item types whose tables this actor may see in this catalog (the catalog itself already allowed).
+
+    Datasette's table-level ``allow`` rules guard its table pages; the search hits, item JSON and
+    "similar" answer from the same tables, so they ask this and leave the rest out.
+    """
+    readable = set()
+    for item_type, table in ITEM_TABLES.items():
+        if await datasette.permission_allowed(actor, "view-table", (db.name, table), default=True):
+            readable.add(item_type)
+    return frozenset(readable)
+
+
+def without_unreadable_links(detail: dict, readable: frozenset[str]) -> dict:
+    """An item's detail with the linked records of tables the actor may not see left out."""
+    detail = dict(detail)
+    for item_type, key in (("session", "session"), ("proposal", "proposal")):
+        if item_type not in readable:
+            detail[key] = None
+    for item_type, key in (("session", "sessions"), ("proposal", "proposals"), ("paper", "papers"), ("file", "files")):
+        if item_type not in readable and key in detail:
+            detail[key] = []
+    if "file" not in readable:
+        detail["files_total"] = 0
+    return detail
+
+
+def readable_hit(hit, readable: frozenset[str]):
+    """A hit the actor may see, with the proposal it names left out when proposals are not readable;
+    None when its own table is not readable."""
+    if hit.item_type not in readable:
+        return None
+    if "proposal" not in readable and getattr(hit, "proposal", None):
+        hit.proposal = None
+    return hit
+
+
+# -- Settings and the engine ----------------------------------------------------------------------------
+
+
+def facility_settings(datasette) -> Settings:
+    """The settings Datasette was started with (time zone; taggers' options embed queries), as the CLI reads them."""
+    try:
+        block = datasette.plugin_config(PLUGIN_NAME)
+        settings = settings_from_dict(block) if block else load_settings()
+    except ConfigError:
+        return Settings()  # the CLI reports a broken config; pages still work with the defaults
+    index_folder.configure(settings.index_folder)  # where the on-disk search indexes live (search/index_folder.py)
+    return settings
+
+
+async def call_engine(db, function, *args, **kwargs):
+    """Run an engine function on one of Datasette's read connections (each has sqlite-vec loaded)."""
+    return await db.execute_fn(lambda conn: function(sqlite_utils.Database(conn), *args, **kwargs))
+
+
+# -- URLs -------------------------------------------------------------------------------------------------
+
+
+def _route(datasette, database: str) -> str:
+    return tilde_encode(datasette.get_database(database).route)
+
+
+def search_url(datasette, params: list[tuple[str, str]] | None = None) -> str:
+    url = datasette.urls.path("-/scisearch")
+    query = urllib.parse.urlencode([(key, value) for key, value in params or [] if value not in (None, "")])
+    return f"{url}?{query}" if query else url
+
+
+def item_url(datasette, database: str, item_type: str, item_id, suffix: str = "") -> str:
+    """The item page of one file, proposal, paper or session (ids may hold any character); ``.json`` for its JSON."""
+    route = _route(datasette, database)
+    return datasette.urls.path(f"-/scisearch/item/{route}/{item_type}/{tilde_encode(str(item_id))}{suffix}")
+
+
+def similar_url(datasette, database: str, item_type: str, item_id) -> str:
+    route = _route(datasette, database)
+    return datasette.urls.path(f"-/scisearch/similar/{route}/{item_type}/{tilde_encode(str(item_id))}.json")
+
+
+def preview_url(datasette, database: str, file_id, version: str | None = None) -> str:
+    url = datasette.urls.path(f"-/scisearch/preview/{_route(datasette, database)}/{file_id}.png")
+    return f"{url}?v={version}" if version else url
+
+
+def preview_version(sha256, loaded_at, preview) -> str:
+    """Changes whenever ingest rewrites the file's row, so a preview URL can be cached for long."""
+    key = "\x1f".join(str(part) for part in (sha256, loaded_at, preview))
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
