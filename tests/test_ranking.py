@@ -210,3 +210,26 @@ def test_tuning_the_encoder_without_evidence_says_what_to_provide(own_demo):
     with pytest.raises(encoder.EncoderError, match="tuning the encoder needs at least") as raised:
         encoder.learn_encoder(own_demo, evidence=[], max_pairs=0)
     assert raised.value.fix.startswith("import judged queries")
+
+
+# -- The pages' rule under any fitted weights ---------------------------------------------------------------
+
+from .test_own_evidence import PINNED, pinned_catalog  # noqa: E402, F401  (the pinned catalog, built once here)
+
+# The corners of the grid learn --ranking searches: whatever it fits lies within them.
+FITTED_CORNERS = [
+    {name: values[index] for name, values in fusion.GRID.items()} for index in (0, -1)
+] + [
+    {"rrf_k": 60.0, "text": 2.0, "text_floor": 0.2, "text_band": 0.3, "text_lowest": 0.15},
+    {"rrf_k": 1.0, "text": 0.4, "text_floor": 0.45, "text_band": 0.0, "text_lowest": 0.4},
+]
+
+
+@pytest.mark.parametrize("weights", FITTED_CORNERS, ids=["low", "high", "vectors-heavy", "words-heavy"])
+def test_an_items_own_evidence_outweighs_what_it_inherits_under_any_weights_learn_may_fit(pinned_catalog, weights):
+    for number, (query, *_) in enumerate(PINNED):
+        shows, inherits = str(100 * (number + 1) + 1), str(100 * (number + 1) + 2)
+        hits = engine.search(pinned_catalog, query, item_type="file", per_page=50, weights=weights).hits
+        order = [hit.item_id for hit in hits]
+        assert shows in order and inherits in order, (query, order)
+        assert order.index(shows) < order.index(inherits), (query, order)
