@@ -555,6 +555,31 @@ def write_transaction(db: sqlite_utils.Database):
         db.conn.execute("COMMIT")
 
 
+@MIGRATIONS()
+def m008_ranking_models(db: sqlite_utils.Database) -> None:
+    """Learned ranking, versioned like taggers: fusion weights fitted from the evidence (``learning/fusion.py``)
+    and fine-tuned text encoders (``learning/encoder.py``).  One row per fit; the one in use is 'current', the
+    ones before it 'retired' (kept for rollback), a fit that measured worse 'refused' with its report."""
+    db["ranking_models"].create(
+        {
+            "id": int,
+            "kind": str,  # fusion, encoder
+            "version": int,
+            "weights": str,  # JSON: the fitted fusion weights and floors (fusion)
+            "model_path": str,  # the fine-tuned sentence-transformers folder (encoder)
+            "vector_space": str,  # the vector space its vectors are written to (encoder)
+            "evidence": str,  # JSON: how many queries of each kind it learned from
+            "report": str,  # JSON: held-out figures and settings
+            "ndcg_before": float,  # held-out nDCG@10 with what was in use
+            "ndcg_after": float,  # held-out nDCG@10 with this fit
+            "status": str,  # current, retired, refused, embedding, rolled back
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["ranking_models"].create_index(["kind", "version"], unique=True)
+
+
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
     """sqlite-utils' update trigger re-indexes a row whatever column changed; linking a million
     files to their sessions must not rewrite a million full-text entries."""

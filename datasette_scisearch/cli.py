@@ -33,7 +33,7 @@ from .command_line import ScisearchCommandLine, catalog_argument
 from .config import find_metadata, load_settings
 from .errors import ScisearchError
 from .ingest.sandbox import ReaderPool
-from .learning.learn_command import learn
+from .learning.learn_command import learn, load_judgments_command
 from .learning.metadata_command import predict_metadata_command
 from .learning.train_command import train_command
 from .plugins import describe_plugins, get_plugin_manager
@@ -523,6 +523,7 @@ cli.add_command(search_command)
 cli.add_command(index_command)
 cli.add_command(train_command)
 cli.add_command(learn)
+load.add_command(load_judgments_command)
 cli.add_command(predict_metadata_command)
 
 
