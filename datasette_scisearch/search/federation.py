@@ -157,12 +157,13 @@ def search_catalogs(
     weights: dict | None = None,
     settings=None,
     served: int | None = None,
+    mode: str | None = None,
 ) -> FederatedResults:
     """Search these catalogs (name -> open catalog) as one; ``served`` is how many the researcher could
-    have searched (the catalog facet is given when more than one)."""
+    have searched (the catalog facet is given when more than one); ``mode`` as the engine's."""
     started = time.perf_counter()
-    plan = _plan(list(catalogs), query, item_type, page, per_page, served, weights)
-    options = {"item_type": item_type, "weights": weights, "settings": settings}
+    plan = _plan(list(catalogs), query, item_type, page, per_page, served, weights, mode)
+    options = {"item_type": item_type, "weights": weights, "settings": settings, "mode": mode}
     answers = {}
     for name in plan.chosen:
         answers[name] = []
@@ -182,16 +183,19 @@ async def search_catalogs_async(
     page: int = 1,
     per_page: int = 20,
     served: int | None = None,
+    mode: str | None = None,
 ) -> FederatedResults:
     """As ``search_catalogs``, with each catalog's ``catalog_answer`` an awaitable (name -> (query, **options)
     -> CatalogAnswer, with the engine's default weights); the catalogs are searched concurrently."""
     started = time.perf_counter()
-    plan = _plan(list(engines), query, item_type, page, per_page, served, None)
+    plan = _plan(list(engines), query, item_type, page, per_page, served, None, mode)
 
     async def ask(name: str) -> list[CatalogAnswer]:
         found = []
         for engine_page, engine_per_page in plan.engine_pages:
-            answer = await engines[name](query, item_type=item_type, page=engine_page, per_page=engine_per_page)
+            answer = await engines[name](
+                query, item_type=item_type, page=engine_page, per_page=engine_per_page, mode=mode
+            )
             found.append(answer)
             if _exhausted(answer.results):
                 break
@@ -219,8 +223,9 @@ class _Plan:
     messages: list[str] = field(default_factory=list)
 
 
-def _plan(names: list[str], query: str, item_type, page, per_page, served: int | None, weights) -> _Plan:
+def _plan(names: list[str], query: str, item_type, page, per_page, served: int | None, weights, mode) -> _Plan:
     page, per_page = _check_paging(page, per_page)
+    mode = engine.check_mode(mode)  # a mode the engine refuses is refused here first, with its sentence
     parsed = parse_query(query)  # a query the engine refuses is refused here first, with the engine's sentence
     chosen, messages = _choose(names, parsed)
     # Merged ranks depend on how deep each catalog was asked, so every page is cut from a pool a whole number of
@@ -230,7 +235,7 @@ def _plan(names: list[str], query: str, item_type, page, per_page, served: int |
         engine_pages = [(page, per_page)]  # one catalog: the engine's own paging, exactly as without federation
     else:
         engine_pages = [(number, engine.MAX_PER_PAGE) for number in range(1, -(-wanted // engine.MAX_PER_PAGE) + 1)]
-    weights = {**engine.DEFAULT_WEIGHTS, **(weights or {})}
+    weights = engine.mode_weights(mode, {**engine.DEFAULT_WEIGHTS, **(weights or {})})
     served = served or len(names)
     return _Plan(
         query, item_type, page, per_page, names, chosen, engine_pages, parsed.has_terms, served, weights, messages
