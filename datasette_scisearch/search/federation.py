@@ -78,7 +78,7 @@ from dataclasses import dataclass, field, fields
 import sqlite_utils
 
 from ..catalog import CURRENT_SCHEMA_VERSION, catalog_schema_version
-from . import engine, fusion
+from . import engine, fusion, sorting
 from .hits import FACET_SIZE, RANK_KEYS
 from .query import QueryError, parse_query
 
@@ -157,12 +157,13 @@ def search_catalogs(
     weights: dict | None = None,
     settings=None,
     served: int | None = None,
+    sort: str | None = None,
 ) -> FederatedResults:
     """Search these catalogs (name -> open catalog) as one; ``served`` is how many the researcher could
     have searched (the catalog facet is given when more than one)."""
     started = time.perf_counter()
-    plan = _plan(list(catalogs), query, item_type, page, per_page, served, weights)
-    options = {"item_type": item_type, "weights": weights, "settings": settings}
+    plan = _plan(list(catalogs), query, item_type, page, per_page, served, weights, sort)
+    options = {"item_type": item_type, "weights": weights, "settings": settings, "sort": plan.sort}
     answers = {}
     for name in plan.chosen:
         answers[name] = []
@@ -182,16 +183,18 @@ async def search_catalogs_async(
     page: int = 1,
     per_page: int = 20,
     served: int | None = None,
+    sort: str | None = None,
 ) -> FederatedResults:
     """As ``search_catalogs``, with each catalog's ``catalog_answer`` an awaitable (name -> (query, **options)
     -> CatalogAnswer, with the engine's default weights); the catalogs are searched concurrently."""
     started = time.perf_counter()
-    plan = _plan(list(engines), query, item_type, page, per_page, served, None)
+    plan = _plan(list(engines), query, item_type, page, per_page, served, None, sort)
 
     async def ask(name: str) -> list[CatalogAnswer]:
         found = []
         for engine_page, engine_per_page in plan.engine_pages:
-            answer = await engines[name](query, item_type=item_type, page=engine_page, per_page=engine_per_page)
+            options = {"item_type": item_type, "page": engine_page, "per_page": engine_per_page, "sort": plan.sort}
+            answer = await engines[name](query, **options)
             found.append(answer)
             if _exhausted(answer.results):
                 break
@@ -216,11 +219,13 @@ class _Plan:
     has_terms: bool
     served: int
     weights: dict  # the engine's fusion weights, with the caller's over them
+    sort: str = "relevance"
     messages: list[str] = field(default_factory=list)
 
 
-def _plan(names: list[str], query: str, item_type, page, per_page, served: int | None, weights) -> _Plan:
+def _plan(names: list[str], query: str, item_type, page, per_page, served: int | None, weights, sort) -> _Plan:
     page, per_page = _check_paging(page, per_page)
+    sort = sorting.check(sort)
     parsed = parse_query(query)  # a query the engine refuses is refused here first, with the engine's sentence
     chosen, messages = _choose(names, parsed)
     # Merged ranks depend on how deep each catalog was asked, so every page is cut from a pool a whole number of
@@ -233,7 +238,7 @@ def _plan(names: list[str], query: str, item_type, page, per_page, served: int |
     weights = {**engine.DEFAULT_WEIGHTS, **(weights or {})}
     served = served or len(names)
     return _Plan(
-        query, item_type, page, per_page, names, chosen, engine_pages, parsed.has_terms, served, weights, messages
+        query, item_type, page, per_page, names, chosen, engine_pages, parsed.has_terms, served, weights, sort, messages
     )
 
 
@@ -284,6 +289,7 @@ def _merge(plan: _Plan, answers: dict[str, list[CatalogAnswer]], started: float)
         plan.query, filters, plan.item_type, plan.page, plan.per_page, 0, {}, [], {}, list(plan.messages), 0.0
     )
     results.catalogs = list(plan.chosen)
+    results.sort = plan.sort
     firsts = {name: found[0].results for name, found in answers.items() if found}
     if len(plan.chosen) == 1:  # the engine's answer as it is, its hits marked with their catalog
         (name,) = plan.chosen
@@ -325,6 +331,9 @@ def _ranked(plan: _Plan, answers: dict[str, list[CatalogAnswer]]) -> list[Catalo
             for hit in answer.results.hits:
                 entries.append((order, position, CatalogHit.of(hit, name), answer.scores.get(hit.rowid, {})))
                 position += 1
+    if plan.sort != "relevance":  # each catalog sorted its own; the merge sorts by the same value
+        entries.sort(key=lambda e: (*_sort_value(e[2], plan.sort), e[0], e[1]))
+        return [hit for _, _, hit, _ in entries]
     if not plan.has_terms:  # each catalog listed its newest first; so does the merge
         entries.sort(key=lambda e: (e[2].score < _EXACT_SCORE, -_moment(e[2]), e[0], e[1]))
         return [hit for _, _, hit, _ in entries]
@@ -384,6 +393,15 @@ def _moment(hit: engine.Hit) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return moment.timestamp()
+
+
+def _sort_value(hit: engine.Hit, sort: str) -> tuple[bool, float]:
+    """A hit's place in a sorted merge: those with the value first, highest (newest) first."""
+    if sort == "date":
+        moment = _moment(hit)
+        return moment == float("-inf"), -moment
+    value = (hit.facts or {}).get(sorting.SORT_FACTS[sort])
+    return (True, 0.0) if not isinstance(value, (int, float)) else (False, -float(value))
 
 
 def _summed_counts(answers) -> dict[str, int]:

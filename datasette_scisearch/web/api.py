@@ -1,6 +1,6 @@
 """The JSON API under /-/scisearch: search, one item, and the items like it.
 
-    GET /-/scisearch.json?q=&type=&page=&per_page=&db=       search results over every catalog served, or db=
+    GET /-/scisearch.json?q=&type=&sort=&page=&per_page=&db= search results over every catalog served, or db=
                                                              (docs/search-api.md)
     GET /-/scisearch/item/<db>/<type>/<id>.json              everything about one item
     GET /-/scisearch/similar/<db>/<type>/<id>.json           "more like this"
@@ -112,6 +112,7 @@ async def search_json(request, datasette):
     page = _integer(request, "page", 1)
     per_page = _integer(request, "per_page", 20)
     options = {"item_type": tab, "page": page, "per_page": per_page, "served": len(served)}
+    options["sort"] = request.args.get("sort")
     results = await search_catalogs(datasette, request.actor, catalogs, query, **options)
     payload = results.as_dict()
     # `database` names the catalog when one was searched (as before several could be); `catalogs` lists them.

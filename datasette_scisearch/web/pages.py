@@ -64,6 +64,8 @@ FACETS = {
     "proposal": "Proposal",
     "year": "Year",
 }
+# The orders a researcher can pick (search/sorting.py), as the page names them.
+SORTS = [("relevance", "Relevance"), ("date", "Newest"), ("kv", "Voltage"), ("magnification", "Magnification")]
 # What the search box understands, as examples that run when clicked.
 EXAMPLES = [
     ("gold nanoparticles HAADF", "words, in any order"),
@@ -168,16 +170,23 @@ class SearchRequest:
         self.page, note = parse_page(args.get("page"))
         if note:
             self.notes.append(note)
+        sort = (args.get("sort") or "").strip().lower()
+        if sort and sort not in dict(SORTS):
+            self.notes.append(f"There is no '{sort[:40]}' order; showing the most relevant first.")
+        self.sort = sort if sort in dict(SORTS) else None
 
     @property
     def engine_query(self) -> str:
         return " ".join([self.q.strip(), *(_filter_token(facet, value) for facet, value in self.filters)]).strip()
 
-    def url(self, datasette, *, item_type=_KEEP, filters: list | None = None, page: int = 1) -> str:
-        """This search with the tab, filters or page changed; any change but the page starts at page 1."""
+    def url(self, datasette, *, item_type=_KEEP, filters: list | None = None, page: int = 1, sort=_KEEP) -> str:
+        """This search with the tab, filters, order or page changed; any change but the page starts at page 1."""
         tab = self.item_type if item_type is _KEEP else item_type
+        order = self.sort if sort is _KEEP else sort
         params = [("q", self.q), ("type", tab or ""), ("db", self.db)]
         params += self.filters if filters is None else filters
+        if order and order != "relevance":
+            params.append(("sort", order))
         if page > 1:
             params.append(("page", str(page)))
         return search_url(datasette, params)
@@ -235,6 +244,16 @@ def chips_view(datasette, search: SearchRequest) -> list[dict]:
     ]
 
 
+def sorts_view(datasette, search: SearchRequest, browsing: bool) -> list[dict]:
+    """The orders offered, each a link; browsing with an empty query is already newest first."""
+    current = search.sort or ("date" if browsing else "relevance")
+    shown = [(name, label) for name, label in SORTS if not (browsing and name == "relevance")]
+    return [
+        {"name": name, "label": label, "selected": name == current, "url": search.url(datasette, sort=name)}
+        for name, label in shown
+    ]
+
+
 def pagination_view(datasette, search: SearchRequest, page: int, last_page: int) -> dict | None:
     if last_page <= 1:
         return None
@@ -286,6 +305,7 @@ async def search_page(request, datasette):
 
     async def run(query: str, page: int, per_page: int = PER_PAGE, item_type=None):
         options = {"item_type": item_type, "page": page, "per_page": per_page, "served": len(served)}
+        options["sort"] = search.sort
         return await search_catalogs(datasette, request.actor, catalogs, query, **options)
 
     browsing = not search.engine_query
@@ -320,6 +340,7 @@ async def search_page(request, datasette):
             "results": results,
             "segments": present.segments(hits),
             "tabs": tabs_view(datasette, search, results.counts),
+            "sorts": sorts_view(datasette, search, browsing),
             "facets": facets_view(datasette, search, results.facets),
             "pagination": pagination_view(datasette, search, search.page, last_page),
             "first_shown": (search.page - 1) * PER_PAGE + 1,
