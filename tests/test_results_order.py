@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.parse
 
 import pytest
+import sqlite_utils
 from datasette.app import Datasette
 
 from .search_support import HashedWordsTagger, build_demo_catalog, cached_catalog, registered
@@ -96,3 +97,34 @@ async def test_the_search_page_explains_an_unknown_order_and_shows_the_most_rele
     response = await ds.client.get("/-/scisearch?q=gold&sort=colour")
     assert response.status_code == 200
     assert "no &#39;colour&#39; order" in response.text or "no 'colour' order" in response.text
+
+
+# -- Facets people can read ------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_proposal_facet_values_carry_their_titles(ds, demo_path):
+    _, data = await search(ds, q="gold")
+    proposals = data["facets"]["proposal"]
+    titles = dict(sqlite_utils.Database(demo_path).execute("select id, title from proposals").fetchall())
+    assert proposals and all(entry["label"] == titles[entry["value"]] for entry in proposals)
+
+
+@pytest.mark.asyncio
+async def test_the_search_page_labels_a_proposal_by_its_title_and_keeps_its_id_as_detail(ds, demo_path):
+    _, data = await search(ds, q="gold")
+    entry = data["facets"]["proposal"][0]
+    html = (await ds.client.get("/-/scisearch?q=gold")).text
+    facet = html.split('data-facet="proposal"', 1)[1].split("</section>", 1)[0]
+    assert entry["label"] in facet.replace("&#39;", "'")
+    assert f'<span class="scisearch-facet-detail">{entry["value"]}</span>' in facet
+
+
+@pytest.mark.asyncio
+async def test_an_active_proposal_filter_shows_as_a_chip_with_its_title(ds):
+    _, data = await search(ds, q="gold")
+    entry = data["facets"]["proposal"][0]
+    html = (await ds.client.get("/-/scisearch?" + urllib.parse.urlencode({"q": "gold", "proposal": entry["value"]}))).text
+    chips = html.split('class="scisearch-chips scisearch-filter-chips"', 1)[1].split("</ul>", 1)[0]
+    assert f"proposal: {entry['label']}" in chips.replace("&#39;", "'")
+    assert "Remove this filter" in chips

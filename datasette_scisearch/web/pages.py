@@ -211,6 +211,9 @@ def tabs_view(datasette, search: SearchRequest, counts: dict) -> list[dict]:
 
 
 def facets_view(datasette, search: SearchRequest, facets: dict) -> list[dict]:
+    """The sidebar's facets; each value labelled as people read it: a proposal by its title (from the engine),
+    an instrument by metadata.yml's description, with the id or name kept as its detail."""
+    descriptions = {rule.name: rule.description for rule in facility_settings(datasette).instruments}
     shown = []
     for facet, label in FACETS.items():
         entries = []
@@ -220,10 +223,12 @@ def facets_view(datasette, search: SearchRequest, facets: dict) -> list[dict]:
                 continue
             selected = (facet, value) in search.filters
             others = [f for f in search.filters if f != (facet, value)]
+            label = entry.get("label") or (descriptions.get(value) if facet == "instrument" else None) or value
             entries.append(
                 {
                     "value": value,
-                    "label": entry.get("label") or value,
+                    "label": label,
+                    "detail": value if label != value else None,
                     "count": entry.get("count"),
                     "selected": selected,
                     "url": search.url(datasette, filters=others if selected else [*search.filters, (facet, value)]),
@@ -234,10 +239,12 @@ def facets_view(datasette, search: SearchRequest, facets: dict) -> list[dict]:
     return shown
 
 
-def chips_view(datasette, search: SearchRequest) -> list[dict]:
+def chips_view(datasette, search: SearchRequest, facets: list[dict] | None = None) -> list[dict]:
+    """The active filters, each a chip that removes it, labelled as its facet value is (``facets_view``)."""
+    labels = {(facet["name"], entry["value"]): entry["label"] for facet in facets or [] for entry in facet["entries"]}
     return [
         {
-            "label": f"{FACETS[facet].lower()}: {value}",
+            "label": f"{FACETS[facet].lower()}: {labels.get((facet, value), value)}",
             "url": search.url(datasette, filters=[f for f in search.filters if f != (facet, value)]),
         }
         for facet, value in search.filters
@@ -330,6 +337,7 @@ async def search_page(request, datasette):
             datasette, request, "scisearch_search.html", {**context, "error": _sentence(str(error))}, 400
         )
     hits = views(results.hits)
+    facets = facets_view(datasette, search, results.facets)
     # Learning from clicks (web/clicks.py): what was shown is logged in each result's catalog; cards carry positions.
     shown = [(hit.database, view) for hit, view in zip(results.hits, hits)]
     first_position = (search.page - 1) * PER_PAGE + 1
@@ -341,7 +349,8 @@ async def search_page(request, datasette):
             "segments": present.segments(hits),
             "tabs": tabs_view(datasette, search, results.counts),
             "sorts": sorts_view(datasette, search, browsing),
-            "facets": facets_view(datasette, search, results.facets),
+            "facets": facets,
+            "chips": chips_view(datasette, search, facets),
             "pagination": pagination_view(datasette, search, search.page, last_page),
             "first_shown": (search.page - 1) * PER_PAGE + 1,
             "last_shown": (search.page - 1) * PER_PAGE + len(hits),

@@ -215,6 +215,7 @@ def hit_view(datasette, database: str, hit, zone=None, catalog: bool = False) ->
         "facts": hit_facts(item_type, facts, zone),
         "snippet": safe_snippet(hit.get("snippet")),
         "why": list(hit.get("why") or []),
+        "why_line": why_line(list(hit.get("why") or [])),
         "matched_tags": distinct_tags(hit.get("matched_tags") or []),
         "proposal": (
             {**proposal, "url": item_url(datasette, database, "proposal", proposal["id"])}
@@ -223,6 +224,39 @@ def hit_view(datasette, database: str, hit, zone=None, catalog: bool = False) ->
         ),
         "catalog": database if catalog else None,
     }
+
+
+# The engine's reasons (search/hits.py ``_why``) by their opening words, as the one-line summary says them.
+_WHY_PHRASES = [
+    ("title matches", "in the title"),
+    ("text matches", "in the text"),
+    ("its session or proposal mentions", "in its proposal or session"),
+    ("similar meaning", "similar meaning"),
+    ("looks like the words", "looks like the words"),
+    ("often opened", "often opened for this search"),
+]
+
+
+def why_line(why: list[str]) -> str:
+    """One line of what matched and where, in a researcher's words: tag names without the taggers that gave
+    them, places without the matched words (the snippet marks those); the full reasons fold out below it."""
+    tags, places = [], []
+    for reason in why:
+        if reason.startswith("tag "):
+            name = re.sub(r" \([^()]*\)$", "", reason[4:])
+            if name not in tags:
+                tags.append(name)
+            continue
+        if reason.startswith("linked to proposal"):
+            continue  # the card links its proposal already
+        phrase = next((said for opening, said in _WHY_PHRASES if reason.startswith(opening)), None)
+        if phrase is None:  # exact names and numbers read well as they are, less their filter in brackets
+            phrase = re.sub(r" \([^()]*\)$", "", reason)
+        if phrase not in places:
+            places.append(phrase)
+    parts = ([f"tag{'s' if len(tags) > 1 else ''} {', '.join(tags[:3])}{' …' if len(tags) > 3 else ''}"] if tags else [])
+    parts += places
+    return ("Matched " + " · ".join(parts)) if parts else ""
 
 
 def distinct_tags(tags: list[dict]) -> list[dict]:
