@@ -36,6 +36,7 @@ from .base import (
     find_catalog,
     find_catalogs,
     item_table,
+    parse_page,
     readable_hit,
     readable_item_types,
     search_url,
@@ -139,18 +140,6 @@ async def search_catalogs(datasette, actor, catalogs: list, query: str, *, serve
 def _filter_token(facet: str, value: str) -> str:
     value = value.replace('"', "").strip()
     return f'{facet}:"{value}"' if re.search(r"[\s:()]", value) else f"{facet}:{value}"
-
-
-def parse_page(text: str | None) -> tuple[int, str | None]:
-    """A page number from the URL (1 or more), and a note when it had to be changed."""
-    if text in (None, ""):
-        return 1, None
-    if not re.fullmatch(r"\s*[-+]?\d{1,100}\s*", text):
-        return 1, f"'{text[:40]}' is not a page number; showing the first page."
-    page = int(text)
-    if page < 1:
-        return 1, f"There is no page {page:,}; showing the first page."
-    return page, None
 
 
 class SearchRequest:
