@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 
 import pytest
@@ -128,3 +129,10 @@ async def test_an_active_proposal_filter_shows_as_a_chip_with_its_title(ds):
     chips = html.split('class="scisearch-chips scisearch-filter-chips"', 1)[1].split("</ul>", 1)[0]
     assert f"proposal: {entry['label']}" in chips.replace("&#39;", "'")
     assert "Remove this filter" in chips
+
+
+@pytest.mark.asyncio
+async def test_each_facet_keeps_its_own_heading_beside_labelled_values(ds):
+    html = (await ds.client.get("/-/scisearch?q=gold")).text
+    headings = dict(re.findall(r'data-facet="(\w+)">\s*<h2>([^<]*)</h2>', html))
+    assert headings["instrument"] == "Instrument" and headings["proposal"] == "Proposal"

@@ -212,12 +212,12 @@ def facets_view(datasette, search: SearchRequest, facets: dict) -> list[dict]:
                 continue
             selected = (facet, value) in search.filters
             others = [f for f in search.filters if f != (facet, value)]
-            label = entry.get("label") or (descriptions.get(value) if facet == "instrument" else None) or value
+            shown_as = entry.get("label") or (descriptions.get(value) if facet == "instrument" else None) or value
             entries.append(
                 {
                     "value": value,
-                    "label": label,
-                    "detail": value if label != value else None,
+                    "label": shown_as,
+                    "detail": value if shown_as != value else None,
                     "count": entry.get("count"),
                     "selected": selected,
                     "url": search.url(datasette, filters=others if selected else [*search.filters, (facet, value)]),
