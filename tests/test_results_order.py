@@ -136,3 +136,26 @@ async def test_each_facet_keeps_its_own_heading_beside_labelled_values(ds):
     html = (await ds.client.get("/-/scisearch?q=gold")).text
     headings = dict(re.findall(r'data-facet="(\w+)">\s*<h2>([^<]*)</h2>', html))
     assert headings["instrument"] == "Instrument" and headings["proposal"] == "Proposal"
+
+
+# -- The table view --------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_the_table_view_lists_the_same_results_with_their_values_and_units(ds):
+    previews = (await ds.client.get("/-/scisearch?q=type:file&sort=kv")).text
+    table = (await ds.client.get("/-/scisearch?q=type:file&sort=kv&view=table")).text
+    in_order = re.findall(r'<article class="scisearch-card" data-item-type="file" data-item-id="(\d+)"', previews)
+    rows = re.findall(r'<tr data-item-type="file" data-item-id="(\d+)"', table)
+    assert rows and rows == in_order
+    first_row = table.split(f'data-item-id="{rows[0]}"', 1)[1].split("</tr>", 1)[0]
+    assert re.search(r"<td>\d+ kV</td>", first_row) and re.search(r"<td>\d{4}-\d\d-\d\d</td>", first_row)
+
+
+@pytest.mark.asyncio
+async def test_the_table_view_is_kept_by_sorting_and_paging_links(ds):
+    html = (await ds.client.get("/-/scisearch?q=type:file&view=table")).text
+    sort_links = re.findall(r'href="([^"]*)" data-sort="', html)
+    assert sort_links and all("view=table" in html_link for html_link in sort_links)
+    assert "view=table" in re.search(r'rel="next" href="([^"]*)"', html)[1]
+    assert '<span class="current" aria-current="true">Table</span>' in html

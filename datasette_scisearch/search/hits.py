@@ -177,6 +177,7 @@ _FACTS = {
         "voltage_kv",
         "magnification",
         "pixel_size_nm",
+        "camera_length_mm",
         "acquired_local",
         "shape",
         "has_preview",

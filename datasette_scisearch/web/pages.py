@@ -163,12 +163,16 @@ class SearchRequest:
         if sort and sort not in dict(SORTS):
             self.notes.append(f"There is no '{sort[:40]}' order; showing the most relevant first.")
         self.sort = sort if sort in dict(SORTS) else None
+        # Results as previews (the default) or as a table to compare values across many items.
+        self.view = "table" if (args.get("view") or "").strip().lower() == "table" else None
 
     @property
     def engine_query(self) -> str:
         return " ".join([self.q.strip(), *(_filter_token(facet, value) for facet, value in self.filters)]).strip()
 
-    def url(self, datasette, *, item_type=_KEEP, filters: list | None = None, page: int = 1, sort=_KEEP) -> str:
+    def url(
+        self, datasette, *, item_type=_KEEP, filters: list | None = None, page: int = 1, sort=_KEEP, view=_KEEP
+    ) -> str:
         """This search with the tab, filters, order or page changed; any change but the page starts at page 1."""
         tab = self.item_type if item_type is _KEEP else item_type
         order = self.sort if sort is _KEEP else sort
@@ -176,6 +180,8 @@ class SearchRequest:
         params += self.filters if filters is None else filters
         if order and order != "relevance":
             params.append(("sort", order))
+        if (self.view if view is _KEEP else view) == "table":
+            params.append(("view", "table"))
         if page > 1:
             params.append(("page", str(page)))
         return search_url(datasette, params)
@@ -247,6 +253,14 @@ def sorts_view(datasette, search: SearchRequest, browsing: bool) -> list[dict]:
     return [
         {"name": name, "label": label, "selected": name == current, "url": search.url(datasette, sort=name)}
         for name, label in shown
+    ]
+
+
+def layouts_view(datasette, search: SearchRequest) -> list[dict]:
+    """The two ways to show results: previews, or a table of their values."""
+    return [
+        {"label": label, "selected": search.view == view, "url": search.url(datasette, view=view, page=search.page)}
+        for view, label in ((None, "Previews"), ("table", "Table"))
     ]
 
 
@@ -338,6 +352,10 @@ async def search_page(request, datasette):
             "segments": present.segments(hits),
             "tabs": tabs_view(datasette, search, results.counts),
             "sorts": sorts_view(datasette, search, browsing),
+            "layouts": layouts_view(datasette, search),
+            "table_view": search.view == "table",
+            "table_columns": present.TABLE_COLUMNS,
+            "hits": hits,
             "facets": facets,
             "chips": chips_view(datasette, search, facets),
             "pagination": pagination_view(datasette, search, search.page, last_page),

@@ -180,6 +180,32 @@ def hit_facts(item_type: str, facts: dict, zone=None) -> list[str]:
     return [str(part) for part in parts if part not in (None, "")]
 
 
+# The table view's columns, after the title and the item type: what a microscopist compares across files.
+TABLE_COLUMNS = [
+    ("instrument", "Instrument"),
+    ("kind", "Kind"),
+    ("voltage", "Voltage"),
+    ("optics", "Magnification / camera length"),
+    ("date", "Date"),
+]
+
+
+def table_cells(item_type: str, facts: dict, zone=None) -> dict:
+    """One result's cells in the table view, each with its unit; empty where the item has no such value."""
+    facts = facts or {}
+    optics = format_value("magnification", facts.get("magnification")) or format_value(
+        "camera_length_mm", facts.get("camera_length_mm")
+    )
+    date = facts.get("acquired_local") or facts.get("start") or facts.get("start_date") or facts.get("year")
+    return {
+        "instrument": facts.get("instrument") or "",
+        "kind": facts.get("kind") or "",
+        "voltage": format_value("voltage_kv", facts.get("voltage_kv")),
+        "optics": optics,
+        "date": str(date)[:10] if date not in (None, "") else "",
+    }
+
+
 def safe_snippet(snippet: str | None) -> markupsafe.Markup:
     """The engine's snippet, trusted for its <mark> tags only: any other markup is shown as text.
 
@@ -213,6 +239,7 @@ def hit_view(datasette, database: str, hit, zone=None, catalog: bool = False) ->
         "preview_url": preview_url(datasette, database, item_id) if facts.get("has_preview") else None,
         "kind": facts.get("kind"),
         "facts": hit_facts(item_type, facts, zone),
+        "cells": table_cells(item_type, facts, zone),
         "snippet": safe_snippet(hit.get("snippet")),
         "why": list(hit.get("why") or []),
         "why_line": why_line(list(hit.get("why") or [])),

@@ -17,8 +17,8 @@
   var STORE = "scisearch-results";
   function remember() {
     var items = [];
-    document.querySelectorAll(".scisearch-results article[data-item-id]").forEach(function (article) {
-      var link = article.querySelector("h3 a[href]");
+    document.querySelectorAll(".scisearch-results [data-item-id]").forEach(function (result) {
+      var link = result.querySelector("h3 a[href], th a[href]");
       if (link) items.push({ url: link.pathname, title: link.textContent.trim() });
     });
     var next = document.querySelector('.scisearch-pagination a[rel="next"]');
@@ -67,7 +67,7 @@
       if (go) location.href = go.href;
     });
   }
-  if (document.querySelector(".scisearch-results article[data-item-id]")) remember();
+  if (document.querySelector(".scisearch-results [data-item-id]")) remember();
   var nav = document.querySelector("[data-scisearch-result-nav]");
   if (nav) offerNeighbours(nav);
   // On a phone the filters are a drawer after the results: closed until asked for.
