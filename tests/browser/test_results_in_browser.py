@@ -38,7 +38,7 @@ def test_choosing_voltage_orders_the_files_highest_kv_first(sized_page):
     page.goto("/-/scisearch?q=type:file")
     page.click(".scisearch-sort a[data-sort=kv]")
     assert "sort=kv" in page.url
-    assert page.locator(".scisearch-sort .current").inner_text() == "Voltage"
+    assert page.locator("nav[aria-label='Sort by'] .current").inner_text() == "Voltage"
     shown = voltages_shown(page)
     assert len(shown) > 3 and shown == sorted(shown, reverse=True)
     screenshot(page, "sorted-by-kv", screen)
@@ -110,3 +110,18 @@ def test_the_queue_says_how_many_items_await_review(sized_page):
     assert position.startswith("1–") and position.endswith(" of " + heading.split()[0])
     screenshot(page, "queue", screen)
     assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def test_the_table_view_shows_values_side_by_side_without_widening_the_page(sized_page):
+    screen, width, page = sized_page
+    page.goto("/-/scisearch?q=type:file&sort=kv")
+    page.click(".scisearch-layouts a:text('Table')")
+    assert "view=table" in page.url
+    first_row = page.locator(".scisearch-table tbody tr").first
+    assert " kV" in first_row.inner_text()
+    screenshot(page, "table-view", screen)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    with page.expect_navigation():
+        first_row.locator("th a").click()
+    page.wait_for_selector(".scisearch-result-nav:not([hidden])")
+    assert "1 of" in page.locator(".scisearch-result-nav").inner_text()
