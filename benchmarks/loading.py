@@ -1,6 +1,6 @@
 """How fast instrument files enter the catalog, against the format readers alone on the same files.
 
-    python benchmarks/loading.py [--demo-files 240] [--em ../shared/data/em]
+    python benchmarks/loading.py [--demo-files 240] [--em ../shared/data/em] [--baseline-ref main] [--repeats 5]
 
 For the real files in ../shared/data/em and for the demo facility it prints, in
 one run: the readers alone (ncempy / tifffile / RosettaSciIO reading every
@@ -8,12 +8,20 @@ dataset into memory: the floor any loader pays), then each stage the pipeline
 adds — content hashing, previews and normalisation, the catalog writes — and
 the full ``load_files`` into a fresh catalog, plus a second, idempotent run over
 the same folder.
+
+With ``--baseline-ref`` the same run also loads the real files with the code of
+a git commit (exported to a scratch folder, run in a child process), alternating
+with this code, and prints both throughputs (best of ``--repeats``) and their
+ratio: the figure a change to the loading path must keep within 10%.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -110,15 +118,85 @@ def report(name: str, folder: Path, settings) -> None:
     print(f"  catalog: {added} files added, {rows} dataset rows; pipeline / readers alone = {load_s / read_s:.1f}x")
 
 
+# Run in a child process with a commit's code first on sys.path: seconds of each fresh load of a folder.
+_TIMED_LOADS = """
+import json, logging, sys, tempfile, time, warnings
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+logging.disable(logging.WARNING)
+warnings.filterwarnings("ignore")
+from datasette_scisearch.catalog import open_catalog
+from datasette_scisearch.config import load_settings
+try:  # the ingest/ subpackage, or a commit from before it
+    from datasette_scisearch.ingest.files import file_loaders, load_files
+except ImportError:
+    from datasette_scisearch.ingest import file_loaders, load_files
+settings = load_settings(Path(sys.argv[1]) / "metadata.yml")
+file_loaders()
+seconds = []
+for _ in range(int(sys.argv[3]) + 1):  # the first run warms the page cache and imports the readers
+    with tempfile.TemporaryDirectory() as scratch:
+        db = open_catalog(Path(scratch) / "bench.db")
+        started = time.perf_counter()
+        load_files(db, [Path(sys.argv[2])], settings, progress=False)
+        seconds.append(time.perf_counter() - started)
+        db.close()
+print(json.dumps(seconds[1:]))
+"""
+
+
+def export_commit(ref: str, folder: Path) -> Path:
+    """The tree of ``ref`` in ``folder``, with the import names pyproject.toml maps the built-in plugins to."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    for name, target in (("scisearch_loaders", "loaders"), ("scisearch_taggers", "plugins")):
+        if (folder / target).exists() and not (folder / name).exists():
+            (folder / name).symlink_to(target)
+    return folder
+
+
+def timed_loads(code_root: Path, folder: Path, repeats: int) -> list[float]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [sys.executable, "-c", _TIMED_LOADS, str(code_root), str(folder), str(repeats)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(code_root),
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare_with_baseline(ref: str, folder: Path, repeats: int) -> None:
+    """This code's load throughput against ``ref``'s, alternating rounds so that both see the same machine."""
+    files = len(claimed_files(folder))
+    with tempfile.TemporaryDirectory() as scratch:
+        baseline_root = export_commit(ref, Path(scratch))
+        ours, theirs = [], []
+        for _ in range(repeats):
+            theirs += timed_loads(baseline_root, folder, 1)
+            ours += timed_loads(REPO, folder, 1)
+    best_ours, best_theirs = min(ours), min(theirs)
+    print(f"\nload throughput on {folder} ({files} files), best of {repeats}, in this run:")
+    print(f"  baseline {ref:20} {best_theirs:6.2f} s  {files / best_theirs:7.1f} files/s")
+    print(f"  this code {'':19} {best_ours:6.2f} s  {files / best_ours:7.1f} files/s")
+    print(f"  this code / baseline throughput: {best_theirs / best_ours:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--em", type=Path, default=REPO.parent / "shared" / "data" / "em")
     parser.add_argument("--demo-files", type=int, default=240)
+    parser.add_argument("--baseline-ref", help="also time loading the real files with this git commit's code")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds for --baseline-ref (best is kept)")
     args = parser.parse_args()
     settings = load_settings(REPO / "metadata.yml")
     file_loaders()  # load the plugins before timing anything
     if args.em.exists():
         report(f"real files ({args.em})", args.em, settings)
+        if args.baseline_ref:
+            compare_with_baseline(args.baseline_ref, args.em, args.repeats)
     else:
         print(f"skipping the real files: {args.em} not found")
     with tempfile.TemporaryDirectory() as scratch:

@@ -13,11 +13,17 @@ query embedded by the real model has real neighbours.  Queries mix keyword
 queries ("gold nanoparticles"), keywords with filters ("diffraction 300kV",
 "STEM voltage>=200kV") and claims (SciFact sentences).
 
-Stages, each timed on the same queries: parse, embed (MiniLM, one thread),
-FTS (the engine's all-words-then-any BM25), vector (the engine's in-memory
-exact KNN) and the whole ``search()`` call; and, over the same data,
-FTS5 ``order by rank`` (any word), sqlite-vec's vec0 exact KNN, numpy brute
-force, faiss-cpu IndexFlatIP and tantivy (BM25, stemmed, same four fields).
+The indexes beside the catalog (search/text_index.py, search/mapped_vectors.py)
+are built in full and timed, with their size on disk; a new process is timed
+from its start to its first keyword, vector and hybrid answers (the query
+embedder's load apart), with its resident memory; 1,000 items are changed and
+timed until a search finds them.  Stages, each timed on the same queries:
+parse, embed (MiniLM, one thread), text ranking (tantivy on disk; FTS5 alone),
+vector KNN (the mapped files, both ways, with recall@10 against exact) and the
+whole ``search()`` call (hybrid, keyword-only, vector-only, filtered); and,
+over the same data, what each process did before (the vectors read from
+sqlite-vec into memory), FTS5 ``order by rank`` (any word), sqlite-vec's vec0
+exact KNN, numpy brute force, faiss-cpu IndexFlatIP and tantivy by itself.
 """
 
 from __future__ import annotations

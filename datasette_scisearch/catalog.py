@@ -7,6 +7,7 @@ work the same from the CLI and from Datasette.  The schema only changes through
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from pathlib import Path
@@ -525,6 +526,58 @@ def m006_search_index_change_logs(db: sqlite_utils.Database) -> None:
             f"""create trigger search_items_log_{name} after {event} on search_items
                 begin insert into search_changes (item_rowid) values ({row}.id); end"""
         )
+
+
+@MIGRATIONS()
+def m007_data_roots_and_remembered_failures(db: sqlite_utils.Database) -> None:
+    """Every folder given to a load is a data root (what may be read, served and watched), and a file that failed
+    keeps the size and modification time it failed with, so that a second load does not read it again."""
+    db["data_roots"].create(
+        {"path": str, "first_loaded_at": str, "last_loaded_at": str, "last_job_id": int}, pk="path"
+    )
+    db["ingest_errors"].add_column("size_bytes", int)
+    db["ingest_errors"].add_column("modified_at", str)
+
+
+@contextlib.contextmanager
+def write_transaction(db: sqlite_utils.Database):
+    """One write transaction taken with the write lock at once (BEGIN IMMEDIATE): a writer that waits, waits
+    before it has read anything (the busy timeout), never half-way; everything inside commits together or not
+    at all.  sqlite-utils' own writes nest inside it as savepoints."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    else:
+        db.conn.execute("COMMIT")
+
+
+@MIGRATIONS()
+def m008_ranking_models(db: sqlite_utils.Database) -> None:
+    """Learned ranking, versioned like taggers: fusion weights fitted from the evidence (``learning/fusion.py``)
+    and fine-tuned text encoders (``learning/encoder.py``).  One row per fit; the one in use is 'current', the
+    ones before it 'retired' (kept for rollback), a fit that measured worse 'refused' with its report."""
+    db["ranking_models"].create(
+        {
+            "id": int,
+            "kind": str,  # fusion, encoder
+            "version": int,
+            "weights": str,  # JSON: the fitted fusion weights and floors (fusion)
+            "model_path": str,  # the fine-tuned sentence-transformers folder (encoder)
+            "vector_space": str,  # the vector space its vectors are written to (encoder)
+            "evidence": str,  # JSON: how many queries of each kind it learned from
+            "report": str,  # JSON: held-out figures and settings
+            "ndcg_before": float,  # held-out nDCG@10 with what was in use
+            "ndcg_after": float,  # held-out nDCG@10 with this fit
+            "status": str,  # current, retired, refused, embedding, rolled back
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["ranking_models"].create_index(["kind", "version"], unique=True)
 
 
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:

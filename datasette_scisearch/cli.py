@@ -32,7 +32,8 @@ from .catalog import (
 from .command_line import ScisearchCommandLine, catalog_argument
 from .config import find_metadata, load_settings
 from .errors import ScisearchError
-from .learning.learn_command import learn
+from .ingest.sandbox import ReaderPool
+from .learning.learn_command import learn, load_judgments_command
 from .learning.metadata_command import predict_metadata_command
 from .learning.train_command import train_command
 from .plugins import describe_plugins, get_plugin_manager
@@ -119,14 +120,28 @@ def _cluster(dask: str | None, workers: int | None):
 @json_option
 @quiet_option
 @link_option
+@click.option("--retry-errors", is_flag=True, help="read again the files that failed, even if they have not changed")
+@click.option(
+    "--reader-timeout", type=float, default=300.0, show_default=True, help="seconds a reader may spend on one file"
+)
+@click.option(
+    "--reader-memory", type=float, default=2.0, show_default=True, help="GB of memory a reader may use for one file"
+)
 @click.pass_context
-def load_files_command(ctx, catalog, paths, dask, workers, as_json, quiet, no_link):
+def load_files_command(
+    ctx, catalog, paths, dask, workers, as_json, quiet, no_link, retry_errors, reader_timeout, reader_memory
+):
     """Read every instrument file under PATHS (recursively) into CATALOG.
 
+    Each folder in PATHS becomes a data root of the catalog; files are stored
+    by their absolute path, and links out of the data roots are not followed.
     Unchanged files are skipped, changed ones updated; files that cannot be
-    read are listed in the ingest_errors table and the load goes on.  With
-    --dask or --workers the files are read by a cluster's workers and this
-    process writes the catalog.
+    read are listed in the ingest_errors table and the load goes on, and are
+    not read again until they change (or --retry-errors).  Each file is read
+    in a worker process: a reader that crashes, runs past --reader-timeout or
+    needs more than --reader-memory fails that file only.  With --dask or
+    --workers the files are read by a cluster's workers and this process
+    writes the catalog.
     """
     settings = _settings(ctx)
     paths = [Path(p) for p in paths]
@@ -134,10 +149,18 @@ def load_files_command(ctx, catalog, paths, dask, workers, as_json, quiet, no_li
     if missing:  # before the catalog is opened, so a typo does not leave an empty catalog behind
         raise ScisearchError(f"'{missing[0]}' does not exist", fix="give a folder or file that does")
     db = _open(catalog)
+    sandbox = ReaderPool(memory_limit_bytes=int(reader_memory * 2**30), timeout_s=reader_timeout)
     try:
-        with _cluster(dask, workers) as cluster:
+        with _cluster(dask, workers) as cluster, sandbox:
             summary, links = changes.load_files(
-                db, paths, settings, link=not no_link, progress=not quiet and not as_json, cluster=cluster
+                db,
+                paths,
+                settings,
+                link=not no_link,
+                progress=not quiet and not as_json,
+                cluster=cluster,
+                retry_errors=retry_errors,
+                sandbox=sandbox,
             )
     except KeyboardInterrupt:
         raise ScisearchError(INTERRUPTED_LOAD, fix=RUN_AGAIN) from None
@@ -500,6 +523,7 @@ cli.add_command(search_command)
 cli.add_command(index_command)
 cli.add_command(train_command)
 cli.add_command(learn)
+load.add_command(load_judgments_command)
 cli.add_command(predict_metadata_command)
 
 

@@ -92,31 +92,46 @@ def _process_alive(pid: int) -> bool:
 
 
 def record_error(
-    db: sqlite_utils.Database, source: str, message: str, loader: str | None, job_id: int | None, line: int = 0
+    db: sqlite_utils.Database,
+    source: str,
+    message: str,
+    loader: str | None,
+    job_id: int | None,
+    line: int = 0,
+    file_state: tuple[int, str] | None = None,
 ) -> None:
-    """Remember that ``source`` (a file, or a line of one) failed; call inside the caller's transaction."""
+    """Remember that ``source`` (a file, or a line of one) failed; call inside the caller's transaction.
+    ``file_state`` is the file's (size, modification time) when it failed: until it changes, a load need not
+    read it again."""
+    message = printable(message)
+    size, modified = file_state or (None, None)
     existing = db.execute(
         "select id, attempts from ingest_errors where source = ? and line = ?", [source, line]
     ).fetchone()
     now = now_utc()
     if existing:
         db.execute(
-            "update ingest_errors set message = ?, loader = ?, job_id = ?, last_seen = ?, attempts = ? where id = ?",
-            [message, loader, job_id, now, existing[1] + 1, existing[0]],
+            """update ingest_errors set message = ?, loader = ?, job_id = ?, last_seen = ?, attempts = ?,
+               size_bytes = ?, modified_at = ? where id = ?""",
+            [message, loader, job_id, now, existing[1] + 1, size, modified, existing[0]],
         )
     else:
-        db["ingest_errors"].insert(
-            {
-                "source": source,
-                "line": line,
-                "loader": loader,
-                "message": message,
-                "job_id": job_id,
-                "first_seen": now,
-                "last_seen": now,
-                "attempts": 1,
-            }
+        db.execute(
+            """insert into ingest_errors (source, line, loader, message, job_id, first_seen, last_seen, attempts,
+               size_bytes, modified_at) values (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)""",
+            [source, line, loader, message, job_id, now, now, size, modified],
         )
+
+
+MAX_ERROR_MESSAGE_CHARS = 600
+
+
+def printable(message: str) -> str:
+    """An error message fit for a public table: a reader that quotes the bytes it choked on must not put a file's
+    contents on the page, so control characters go and long messages are cut."""
+    text = "".join(ch if ch.isprintable() else " " for ch in str(message))
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR_MESSAGE_CHARS else text[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
 
 
 def clear_errors(db: sqlite_utils.Database, source: str) -> None:

@@ -8,7 +8,9 @@ what must stay private cannot live in the catalog at all.  It lives in
 - the search log (``search_log``, ``search_impressions``, ``search_clicks``),
 - what ``scisearch learn`` made of it (``click_signals``: queries people typed),
 - who made each change to a tag (``change_actors``; the catalog's ``tag_history``
-  keeps the change without the name).
+  keeps the change without the name),
+- judged query–item pairs a facility imports (``judgments``, ``scisearch load
+  judgments``): queries, like the log's, that the public should not read.
 
 Datasette serves the file as ``<catalog>_private`` to staff only (the ``staff``
 allow block, see ``web/privacy.py``); the command-line tool reads it directly.
@@ -30,7 +32,7 @@ from sqlite_utils import Migrations
 from sqlite_utils.utils import sqlite3
 
 PRIVATE_SUFFIX = ".private.db"
-PRIVATE_TABLES = ("search_log", "search_impressions", "search_clicks", "click_signals", "change_actors")
+PRIVATE_TABLES = ("search_log", "search_impressions", "search_clicks", "click_signals", "change_actors", "judgments")
 MIGRATIONS = Migrations("datasette-scisearch-private")
 
 __all__ = [
@@ -199,3 +201,20 @@ def m001_logs_and_actors(db: sqlite_utils.Database) -> None:
     )
     # Who made each change of the catalog's tag_history (its id): the catalog keeps the change, not the name.
     db["change_actors"].create({"history_id": int, "actor": str, "changed_at": str}, pk="history_id")
+
+
+@MIGRATIONS()
+def m002_judgments(db: sqlite_utils.Database) -> None:
+    # Judged (query, item) pairs a facility imports (TREC qrels or JSONL): evidence for learning the ranking.
+    db["judgments"].create(
+        {
+            "query_id": str,
+            "query": str,
+            "item_type": str,
+            "item_id": str,
+            "relevance": int,
+            "source": str,  # the file they came from
+            "imported_at": str,
+        },
+        pk=("query_id", "item_type", "item_id"),
+    )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError, NotData
+from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError, NotData, RefusedFile
 from datasette_scisearch.ingest.normalize import length_to_nm, number, parse_vendor_datetime
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class TiaSerLoader(FileLoader):
     """FEI TIA series files: data in NAME_N.ser, microscope metadata in the NAME.emi partner."""
 
     name = "tia-ser"
-    version = "2"  # 2: the detector channel from the .emi
+    version = "3"  # 2: the detector channel from the .emi; 3: the microscope without its label, patterns by mode
     description = "FEI/Thermo TIA .ser data with its .emi metadata (ncempy)"
     suffixes = frozenset({".ser"})
 
@@ -87,7 +87,7 @@ class TiaSerLoader(FileLoader):
         yield Dataset(
             data=data,
             axes_units=units,
-            instrument_reported=_text(meta.get("Microscope []")),
+            instrument_reported=_tia_microscope(meta.get("Microscope []")),
             acquired_at=_parse_tia_date(acquired),
             pixel_size_nm=pixel_size_nm,
             voltage_kv=number(meta.get("High tension [kV]")) or _scaled(meta.get("AcceleratingVoltage"), 1e-3),
@@ -95,6 +95,7 @@ class TiaSerLoader(FileLoader):
             camera_length_mm=_scaled(meta.get("Camera length [m]"), 1e3),
             mode=_mode_from_words(mode_text),
             detector=detector,
+            kind=_tia_diffraction(mode_text, _emi_partner(path), data, "eLoss" in result),
             energy_axis_ev=np.asarray(result["eLoss"]) if "eLoss" in result else None,
             metadata=meta,
         )
@@ -114,6 +115,28 @@ def _tia_detector(emi: Path | None) -> str | None:
     except OSError:
         return None
     return found.group(1).decode("ascii") if found else None
+
+
+def _tia_diffraction(mode_text: str | None, emi: Path | None, data: np.ndarray, spectrum: bool) -> str | None:
+    """'diffraction' for a TIA pattern, else None (the axes decide).  TIA writes its calibrations in metres
+    whatever the projector did, so the .emi decides, as RosettaSciIO's TIA reader does: in TEM a projector in
+    Diffraction records patterns; in STEM the projector is always in Diffraction, and only a camera (the .emi
+    names its CameraNamePath) records patterns rather than a scanned image."""
+    if spectrum or data.ndim < 2 or not mode_text or "DIFFRACTION" not in mode_text.upper():
+        return None
+    if _mode_from_words(mode_text) != "STEM":
+        return "diffraction" if data.ndim == 2 else None
+    try:
+        camera = emi is not None and b"CameraNamePath" in emi.read_bytes()[: 1 << 20]
+    except OSError:
+        camera = False
+    return "diffraction" if camera and data.ndim == 2 else None
+
+
+def _tia_microscope(value) -> str | None:
+    """'Microscope Tecnai 300 kV D248 SuperTwin' -> 'Tecnai 300 kV D248 SuperTwin' (ncempy keeps TIA's label)."""
+    text = _text(value)
+    return re.sub(r"^Microscope\s+", "", text) if text else None
 
 
 def _emi_partner(ser_path: Path) -> Path | None:
@@ -162,7 +185,7 @@ def glob_escape(text: str) -> str:
 
 class GatanDMLoader(FileLoader):
     name = "gatan-dm"
-    version = "1"
+    version = "2"  # 2: acquisition times from the SI, EELS, EDS and CL tag groups too
     description = "Gatan DigitalMicrograph .dm3/.dm4 (ncempy)"
     suffixes = frozenset({".dm3", ".dm4"})
 
@@ -175,7 +198,7 @@ class GatanDMLoader(FileLoader):
             count = handle.numObjects - (1 if handle.thumbnail else 0)
             for index in range(count):
                 result = handle.getDataset(index)
-                meta = handle.getMetadata(index)
+                meta = handle.getMetadata(index, metadata_keys=list(_DM_TIME_GROUPS))
                 yield self._dataset(index, result, meta)
 
     def _dataset(self, index: int, result: dict, meta: dict) -> Dataset:
@@ -195,9 +218,7 @@ class GatanDMLoader(FileLoader):
             axes_units=units,
             instrument_reported=_text(meta.get("Microscope Info Microscope"))
             or _text(meta.get("Microscope Info Name")),
-            acquired_at=parse_vendor_datetime(
-                meta.get("DataBar Acquisition Date"), meta.get("DataBar Acquisition Time")
-            ),
+            acquired_at=_dm_acquired(meta),
             pixel_size_nm=length_to_nm(sizes[-1], units[-1]) if sizes and units else None,
             voltage_kv=voltage,
             magnification=number(meta.get("Microscope Info Indicated Magnification")) or None,
@@ -209,6 +230,27 @@ class GatanDMLoader(FileLoader):
             energy_axis_ev=_energy_axis(result, units),
             metadata=meta,
         )
+
+
+# DM writes the acquisition time in the tag group of whatever acquired the data: DataBar for images, SI for
+# spectrum images, EELS/EDS/CL for spectra (as RosettaSciIO's DM reader maps them), 'Start time' beside 'Date'.
+_DM_TIME_GROUPS = ("SI", "EDS", "CL")  # tag groups ncempy's getMetadata leaves out unless asked
+_DM_TIME_KEYS = (
+    ("DataBar Acquisition Date", "DataBar Acquisition Time"),
+    ("SI Acquisition Date", "SI Acquisition Start time"),
+    ("EELS Acquisition Date", "EELS Acquisition Start time"),
+    ("EDS Acquisition Date", "EDS Acquisition Start time"),
+    ("CL Acquisition Date", "CL Acquisition Start time"),
+    ("CL Acquisition Date", "CL Acquisition Start_time"),
+)
+
+
+def _dm_acquired(meta: dict) -> dt.datetime | None:
+    for date_key, time_key in _DM_TIME_KEYS:
+        moment = parse_vendor_datetime(meta.get(date_key), meta.get(time_key))
+        if moment is not None:
+            return moment
+    return None
 
 
 def _energy_axis(result: dict, units: list[str]) -> np.ndarray | None:
@@ -226,7 +268,7 @@ class EMDLoader(FileLoader):
     """
 
     name = "emd"
-    version = "1"
+    version = "2"  # 2: a Velox microscope's class (Titan, Talos) leads its reported name
     description = "Berkeley EMD and Velox .emd, and EMD in .h5/.hdf5 (ncempy)"
     suffixes = frozenset({".emd", ".h5", ".hdf5"})
 
@@ -238,6 +280,7 @@ class EMDLoader(FileLoader):
         except OSError as error:
             raise LoaderError(f"not a readable HDF5 file ({error})") from None
         with handle:
+            refuse_impossible_declarations(handle, path)
             missing = _missing_external_files(handle, path)
             if missing:
                 raise LoaderError(
@@ -295,6 +338,43 @@ class EMDLoader(FileLoader):
                     detector=_text(microscope.get("detector")),
                     metadata=meta,
                 )
+
+
+# A dataset may declare more than its file holds (HDF5 leaves unwritten chunks to a fill value, and compression
+# is real), but not without bound: a 246 KB file declaring a 30000² float32 array (3.6 GB) is damaged or
+# hostile, and reading it would allocate what it declares.  Refused before any array is read.
+MAX_DECLARED_BYTES = 1 * 2**30
+MAX_DECLARED_PER_FILE_BYTE = 64
+
+
+def refuse_impossible_declarations(handle: h5py.File, path: Path) -> None:
+    import h5py
+
+    file_bytes = max(path.stat().st_size, 1)
+    largest: list[tuple[int, str]] = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and obj.shape:
+            largest.append((int(np.prod(obj.shape, dtype=np.float64)) * obj.dtype.itemsize, name))
+
+    try:
+        handle.visititems(visit)
+    except (KeyError, RuntimeError, OSError):
+        return
+    declared, name = max(largest, default=(0, ""))
+    if declared > MAX_DECLARED_BYTES and declared > MAX_DECLARED_PER_FILE_BYTE * file_bytes:
+        raise RefusedFile(
+            f"its dataset '{name}' declares {_size(declared)} of data in a {_size(file_bytes)} file, which cannot "
+            "hold it: the file is damaged (or was written empty), so it was not read"
+        )
+
+
+def _size(count: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
 
 
 def _berkeley_time(group: h5py.Group) -> dt.datetime | None:
@@ -375,6 +455,21 @@ def _dim_step(values) -> float | None:
     return float(values[1] - values[0])
 
 
+_DE_MOVIE = re.compile(r"^(?P<stamp>\d{8})_(?P<number>\d+)(?:_.+?)?_movie\.mrc$", re.IGNORECASE)
+
+
+def _direct_electron_sidecar(path: Path) -> Path | None:
+    """The ``*_info.txt`` a Direct Electron camera writes beside its movie, if there is one."""
+    match = _DE_MOVIE.match(path.name)
+    if not match:
+        return None
+    prefix = f"{match.group('stamp')}_{match.group('number')}_"
+    found = sorted(path.parent.glob(glob_escape(prefix) + "info.txt")) or sorted(
+        path.parent.glob(glob_escape(prefix) + "*_info.txt")
+    )
+    return found[0] if found else None
+
+
 def _velox_dataset(index: int, data: np.ndarray, meta: dict) -> Dataset:
     optics = meta.get("Optics", {})
     instrument = meta.get("Instrument", {})
@@ -382,10 +477,12 @@ def _velox_dataset(index: int, data: np.ndarray, meta: dict) -> Dataset:
     pixel = binary.get("PixelSize", {}) or {}
     unit = binary.get("PixelUnitX", "")
     operating_mode = {"1": "TEM", "2": "STEM"}.get(str(optics.get("OperatingMode", "")))
-    model = _text(instrument.get("InstrumentModel"))
-    reported = " ".join(
-        part for part in (model, _text(instrument.get("InstrumentId")), _text(instrument.get("ComputerName"))) if part
-    )
+    # The instrument's class (Titan, Talos) first, as RosettaSciIO names the microscope, then what tells two of
+    # a class apart: the model (Spectra, Themis), the instrument id and the computer's name.
+    parts = [
+        _text(instrument.get(key)) for key in ("InstrumentClass", "InstrumentModel", "InstrumentId", "ComputerName")
+    ]
+    reported = " ".join(dict.fromkeys(part for part in parts if part))
     epoch = number(((meta.get("Acquisition") or {}).get("AcquisitionStartDatetime") or {}).get("DateTime"))
     magnification = number(optics.get("NominalMagnification"))
     if operating_mode == "STEM":
@@ -412,12 +509,29 @@ def _velox_dataset(index: int, data: np.ndarray, meta: dict) -> Dataset:
 
 
 class MRCLoader(FileLoader):
+    """MRC volumes and movies; a Direct Electron movie with its ``*_info.txt`` sidecar is read with the sidecar.
+
+    Direct Electron cameras write ``YYYYMMDD_NNNNN[_suffix]_movie.mrc`` and beside it ``YYYYMMDD_NNNNN_info.txt``
+    ('key = value' lines): the scan size that makes a 4D-STEM scan of the movie's frames, the magnification, the
+    time (seconds since the epoch).  RosettaSciIO's MRC reader knows that layout, so such a movie is read through
+    it rather than by parsing the sidecar a second time here.
+    """
+
     name = "mrc"
-    version = "1"
-    description = "MRC / CCP4 volumes and stacks (.mrc, .rec, .ali, .st) (ncempy)"
+    version = "2"  # 2: Direct Electron movies with their info sidecar (4D scans, time, magnification)
+    description = "MRC / CCP4 volumes and stacks (.mrc, .rec, .ali, .st) (ncempy); Direct Electron movies"
     suffixes = frozenset({".mrc", ".mrcs", ".rec", ".ali", ".st"})
 
+    def companions(self, path: Path) -> list[Path]:
+        sidecar = _direct_electron_sidecar(path)
+        return [sidecar] if sidecar else []
+
     def read(self, path: Path) -> Iterator[Dataset]:
+        if _direct_electron_sidecar(path):
+            from .rosettasciio_formats import read_with_rosettasciio
+
+            yield from read_with_rosettasciio(path, plugin_names=("MRC",))
+            return
         from ncempy.io import mrc
 
         with mrc.fileMRC(str(path)) as handle:

@@ -1,7 +1,9 @@
-"""Formats ncempy does not read, through RosettaSciIO (HyperSpy's reader library).
+"""Every format RosettaSciIO (HyperSpy's reader library) reads: the reader chain's last resort.
 
-Bruker .bcf, Phenom .elid, JEOL .pts/.asw, EDAX .spd/.spc, EMSA spectra,
-TVIPS, MIB and more.  RosettaSciIO returns each signal's vendor metadata plus a
+Bruker .bcf/.spx, Phenom .elid, JEOL .img/.map/.pts/.eds, EDAX .spd/.spc, EMSA
+spectra, TVIPS, Quantum Detectors .mib, Dectris Arina, NanoMegas .blo and more;
+and, when a specialised reader (ncempy, tifffile) fails on a file RosettaSciIO
+also has a reader for, that file (see ``ingest.read_file``).  RosettaSciIO returns each signal's vendor metadata plus a
 ``mapping`` from vendor keys to HyperSpy's common names, which HyperSpy would
 apply; we apply it here so beam energy, magnification and dates come out the
 same way for every vendor.
@@ -11,85 +13,207 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError
+from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError, NotData
 from datasette_scisearch.ingest.normalize import length_to_nm, number
 
-# Suffixes left to RosettaSciIO: those that ncempy or tifffile already read are not listed.
-_SUFFIXES = (
-    "bcf spx elid pts asw spd spc lsd msa ems emsa mas blo unf mib tvips de5 prz mrcz sur pro wdf app5 dens"
-).split()
+# RosettaSciIO also claims suffixes that are mostly not instrument data on a facility's disks (a user log's .csv,
+# an instrument PC's .xml settings, .npy scratch arrays); reading those through vendor readers that expect one
+# layout would turn every such file into an error row, so they are left alone.
+_GENERIC_SUFFIXES = {"csv", "xml", "npy", "nc", "txt"}
+
+# Readers for the same suffix in the order tried: a dialect that names itself first, the general HDF5 ones last.
+_HDF5_ORDER = ("Arina", "EMD", "HSPY", "NeXus", "Delmic", "Tofwerk", "USID")
+
+
+def _plugins() -> dict[str, list[dict]]:
+    """RosettaSciIO's plugins by lower-case suffix (from its own plugin list, so new readers come for free)."""
+    import rsciio
+
+    by_suffix: dict[str, list[dict]] = {}
+    for plugin in rsciio.IO_PLUGINS:
+        for suffix in {e.lower() for e in plugin["file_extensions"]}:
+            if suffix not in _GENERIC_SUFFIXES:
+                by_suffix.setdefault(suffix, []).append(plugin)
+    for plugins in by_suffix.values():
+        plugins.sort(key=lambda p: _HDF5_ORDER.index(p["name"]) if p["name"] in _HDF5_ORDER else -1)
+    return by_suffix
+
+
+PLUGINS_BY_SUFFIX = _plugins()
 
 
 class RosettaSciIOLoader(FileLoader):
+    """Every format RosettaSciIO has a reader for: the chain's last resort after the specialised readers."""
+
     name = "rosettasciio"
-    version = "1"
-    description = "Bruker, Phenom, JEOL, EDAX, EMSA, TVIPS, Quantum Detectors and other formats (RosettaSciIO)"
-    suffixes = frozenset(f".{s}" for s in _SUFFIXES)
+    version = "2"  # 2: every RosettaSciIO suffix, each of its readers for a suffix tried, time zones kept
+    description = "Bruker, Phenom, JEOL, EDAX, EMSA, TVIPS, Quantum Detectors and every other RosettaSciIO format"
+    suffixes = frozenset(f".{s}" for s in PLUGINS_BY_SUFFIX)
+
+    def companions(self, path: Path) -> list[Path]:
+        header = path.with_suffix(".hdr")  # a Merlin .mib's acquisition header
+        return [header] if path.suffix.lower() == ".mib" and header.exists() else []
 
     def read(self, path: Path) -> Iterator[Dataset]:
-        reader = _reader_for(path.suffix.lower().lstrip("."))
+        if path.suffix.lower() in _HDF5_SUFFIXES:
+            _check_hdf5_declarations(path)
+        if _arina_master(path) is not None:
+            raise NotData(f"data file of the Arina acquisition '{_arina_master(path).name}'")
+        yield from read_with_rosettasciio(path)
+
+
+_HDF5_SUFFIXES = {".h5", ".hdf5", ".hspy", ".emd", ".nxs"}
+
+
+def _check_hdf5_declarations(path: Path) -> None:
+    """HDF5 files are refused before reading when they declare more data than they can hold (see
+    ncempy_formats.refuse_impossible_declarations); a file HDF5 cannot open is left to the readers to say so."""
+    import h5py
+
+    from .ncempy_formats import refuse_impossible_declarations
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError:
+        return
+    with handle:
+        refuse_impossible_declarations(handle, path)
+
+
+def _arina_master(path: Path) -> Path | None:
+    """Dectris Arina writes NAME_master.h5 (metadata, links) and NAME_data_000001.h5 …; the master is the file."""
+    match = re.match(r"(.+)_data_\d{6}\.h5$", path.name, re.IGNORECASE)
+    master = path.with_name(f"{match.group(1)}_master.h5") if match else None
+    return master if master is not None and master.exists() else None
+
+
+def read_with_rosettasciio(path: Path, plugin_names: tuple[str, ...] | None = None) -> Iterator[Dataset]:
+    """The datasets RosettaSciIO reads from ``path``: each of its readers for the suffix is tried in turn."""
+    plugins = [
+        p
+        for p in PLUGINS_BY_SUFFIX.get(path.suffix.lower().lstrip("."), [])
+        if plugin_names is None or p["name"] in plugin_names
+    ]
+    if not plugins:
+        raise LoaderError(f"RosettaSciIO has no reader for '{path.suffix}' files")
+    failures: list[tuple[str, str]] = []
+    missing_packages: list[tuple[str, str]] = []
+    for plugin in plugins:
         try:
+            reader = importlib.import_module(plugin["api"]).file_reader
             signals = reader(str(path), lazy=False)
         except ImportError as error:
-            raise LoaderError(f"RosettaSciIO needs an optional package to read this format: {error}") from None
+            missing_packages.append((plugin["name"], error.name or str(error)))
+            continue
+        except MemoryError:
+            raise
         except Exception as error:  # vendor readers raise anything from struct.error to KeyError
-            raise LoaderError(f"RosettaSciIO could not read it: {type(error).__name__}: {error}") from None
-        for index, signal in enumerate(signals):
-            yield _dataset(index, signal)
+            failures.append((plugin["name"], f"{type(error).__name__}: {error}"))
+            continue
+        if signals:
+            for index, signal in enumerate(signals):
+                yield dataset_from_signal(index, signal, plugin["name"])
+            return
+        failures.append((plugin["name"], "no data in the file"))
+    raise LoaderError(_why_not(path, failures, missing_packages))
 
 
-def _reader_for(extension: str):
-    import rsciio
+def _why_not(path: Path, failures: list[tuple[str, str]], missing: list[tuple[str, str]]) -> str:
+    """What RosettaSciIO's readers said, in one sentence: the one reader's reason, or that none recognised it."""
+    if missing and not failures:
+        name, package = missing[0]
+        return (
+            f"RosettaSciIO's {name} reader needs the optional package '{package}': pip install {package}, "
+            "then load again with --retry-errors"
+        )
+    if len(failures) == 1:
+        name, message = failures[0]
+        return f"RosettaSciIO's {name} reader could not read it: {message[:300]}"
+    names = ", ".join(name for name, _ in failures + missing)
+    return f"none of RosettaSciIO's readers for '{path.suffix}' files ({names}) recognises it"
 
-    for plugin in rsciio.IO_PLUGINS:
-        if extension in {e.lower() for e in plugin["file_extensions"]}:
-            module = importlib.import_module(plugin["api"])
-            return module.file_reader
-    raise LoaderError(f"RosettaSciIO has no reader for '.{extension}' files")
+
+# HyperSpy's camera_length is in mm, but RosettaSciIO's block-file mapping scales the header's 0.1 mm units by
+# 1e-4, which gives metres (a NanoMegas camera length of '0.2' is 20 cm): those readers' values are converted.
+CAMERA_LENGTH_IN_METRES = {"Blockfile"}
 
 
-def _dataset(index: int, signal: dict) -> Dataset:
-    metadata = _mapped_metadata(signal)
+def camera_length_mm(value, plugin_name: str | None) -> float | None:
+    length = number(value)
+    if length is not None and plugin_name in CAMERA_LENGTH_IN_METRES:
+        length *= 1e3
+    return length
+
+
+def dataset_from_signal(index: int, signal: dict, plugin_name: str | None = None) -> Dataset:
+    """One RosettaSciIO signal as a Dataset, its vendor metadata mapped to HyperSpy's common names first."""
+    metadata = mapped_metadata(signal)
     general = metadata.get("General", {})
-    instrument = metadata.get("Acquisition_instrument", {})
-    microscope_kind, microscope = next(iter(instrument.items()), (None, {}))
+    instruments = metadata.get("Acquisition_instrument") or {}
+    microscope_kind, microscope = next(
+        ((k, v) for k, v in instruments.items() if k in ("TEM", "SEM") and isinstance(v, dict)), (None, {})
+    )
     axes = signal.get("axes") or []
-    units = [str(axis.get("units") or "") for axis in axes]
+    units = [_unit(axis.get("units")) for axis in axes]
     scales = [axis.get("scale") for axis in axes]
     signal_type = str((metadata.get("Signal") or {}).get("signal_type") or "")
     spectroscopy = next((s for s in ("EELS", "EDS", "EDX", "CL") if s in signal_type.upper()), None)
-    detectors = microscope.get("Detector", {}) if isinstance(microscope, dict) else {}
+    detectors = microscope.get("Detector", {})
     detector = None
     if isinstance(detectors, dict) and detectors:
         kind, details = next(iter(detectors.items()))
-        detector = (details or {}).get("detector_type") or kind
+        detector = (details or {}).get("detector_type") if isinstance(details, dict) else None
+        detector = detector or kind
     elif not spectroscopy and general.get("title"):
         detector = general["title"]  # Bruker names its imaging channels after the detector (HAADF, BF)
     spatial = [(u, s) for u, s in zip(units, scales) if length_to_nm(s, u) is not None]
+    acquired, time_source = _acquired(general, signal.get("original_metadata") or {})
     return Dataset(
-        data=np.asarray(signal["data"]),
+        data=_plain_array(signal["data"]),
         index=index,
         name=general.get("title"),
         axes_units=units,
-        instrument_reported=microscope.get("microscope") if isinstance(microscope, dict) else None,
-        acquired_at=_parse_general_datetime(general),
+        axes_names=[str(axis.get("name") or "") for axis in axes],
+        navigate=[axis.get("navigate") for axis in axes],
+        instrument_reported=_text(microscope.get("microscope")),
+        acquired_at=acquired,
+        acquired_at_source=time_source,
         pixel_size_nm=length_to_nm(spatial[-1][1], spatial[-1][0]) if spatial else None,
         voltage_kv=number(microscope.get("beam_energy")),  # HyperSpy's beam_energy is in keV
         magnification=number(microscope.get("magnification")),
-        camera_length_mm=number(microscope.get("camera_length")),  # HyperSpy's camera_length is in mm
+        camera_length_mm=camera_length_mm(microscope.get("camera_length"), plugin_name),
         mode=spectroscopy if spectroscopy in ("EELS", "EDS") else ("EDS" if spectroscopy == "EDX" else microscope_kind),
         detector=detector,
-        signal=spectroscopy,
+        signal=spectroscopy or signal_type or None,
         metadata={"metadata": metadata, "original_metadata": signal.get("original_metadata", {})},
     )
 
 
-def _mapped_metadata(signal: dict) -> dict:
+def _plain_array(data) -> np.ndarray:
+    """RosettaSciIO returns colour images as a structured array (one field per channel): keep the luminance."""
+    data = np.asarray(data)
+    if data.dtype.names:
+        data = np.mean([data[name].astype(np.float32) for name in data.dtype.names[:3]], axis=0)
+    return data
+
+
+def _unit(value) -> str:
+    text = str(value or "").strip()
+    return "" if text in ("<undefined>", "None") else text
+
+
+def _text(value) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def mapped_metadata(signal: dict) -> dict:
     """The signal's metadata with RosettaSciIO's vendor-key mapping applied, as HyperSpy would."""
     metadata = _copy(signal.get("metadata") or {})
     original = signal.get("original_metadata") or {}
@@ -125,12 +249,24 @@ def _set_path(tree: dict, dotted: str, value) -> None:
     tree[parts[-1]] = value
 
 
-def _parse_general_datetime(general: dict) -> dt.datetime | None:
+def _acquired(general: dict, original: dict) -> tuple[dt.datetime | None, str]:
+    """The acquisition time HyperSpy's metadata gives (aware when it names a time zone), and where it came from:
+    the instrument's metadata, or a TIFF ``DateTime`` tag (written by whatever program saved the file)."""
     date, time = general.get("date"), general.get("time")
+    stamp = number(general.get("timestamp"))  # Direct Electron: seconds since the epoch, in the sidecar
+    if not date and stamp:
+        return dt.datetime.fromtimestamp(stamp, dt.UTC), "metadata"
     if not date:
-        return None
+        return None, "metadata"
     try:
-        moment = dt.datetime.fromisoformat(f"{date}T{time or '00:00:00'}")
+        moment = dt.datetime.fromisoformat(f"{date}T{str(time or '00:00:00')[:15]}")
     except ValueError:
-        return None
-    return moment
+        return None, "metadata"
+    zone = str(general.get("time_zone") or "").strip()
+    if zone in ("UTC", "GMT", "Z"):
+        moment = moment.replace(tzinfo=dt.UTC)
+    elif re.fullmatch(r"[+-]\d\d:?\d\d", zone):
+        moment = dt.datetime.fromisoformat(f"{moment.isoformat()}{zone[:3]}:{zone[-2:]}")
+    tag = original.get("DateTime")
+    from_tag = isinstance(tag, str) and not zone and tag.replace(":", "-", 2) == f"{date} {str(time)[:8]}"
+    return moment, ("TIFF DateTime tag" if from_tag else "metadata")

@@ -1,12 +1,18 @@
-"""TIFF with FEI/Thermo or Zeiss SEM metadata (tifffile), and plain PNG/JPEG exports (Pillow).
+"""TIFF with FEI/Thermo or Zeiss SEM metadata (tifffile), other vendors' TIFFs, and PNG/JPEG exports (Pillow).
 
 SEM vendors hide their metadata in private TIFF tags: FEI/Thermo an INI text in
 tag 34682 (tifffile's ``fei_metadata``), Zeiss a 'key / Name = value unit' list
-in tag 34118 (``sem_metadata``).
+in tag 34118 (``sem_metadata``); those two are read here.  Every other dialect
+(JEOL SightX's XML, TVIPS tags, Hamamatsu, Olympus, DM- and ImageJ-saved TIFFs)
+is read through RosettaSciIO's TIFF reader, whose metadata mapping already
+knows them, rather than parsed a second time by hand.  A TIFF none of them
+understands keeps its pixels, and its ``DateTime`` tag (written by whatever
+program saved the file) is its time, marked as such.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,8 +52,8 @@ def _voltage_kv(value) -> float | None:
 
 class TiffLoader(FileLoader):
     name = "tiff"
-    version = "1"
-    description = "TIFF images, with FEI/Thermo and Zeiss SEM metadata (tifffile)"
+    version = "2"  # 2: every other vendor's TIFF dialect through RosettaSciIO, the DateTime tag as a time
+    description = "TIFF images: FEI/Thermo and Zeiss SEM metadata (tifffile), other dialects (RosettaSciIO)"
     suffixes = frozenset({".tif", ".tiff"})
 
     def read(self, path: Path) -> Iterator[Dataset]:
@@ -55,21 +61,59 @@ class TiffLoader(FileLoader):
 
         try:
             with tifffile.TiffFile(path) as handle:
-                data = handle.asarray(series=0, level=0)
                 fei = handle.fei_metadata
                 zeiss = handle.sem_metadata
                 description = handle.pages.first.description
+                date_tag = handle.pages.first.tags.valueof("DateTime")
+                data = handle.asarray(series=0, level=0) if fei or zeiss else None
         except (tifffile.TiffFileError, ValueError) as error:
             raise LoaderError(f"not a readable TIFF ({error})") from None
-        data = np.asarray(data)
-        if data.ndim == 3 and data.shape[-1] in (3, 4):  # RGB(A) export: keep the luminance
-            data = data[..., :3].mean(axis=-1)
         if fei:
-            yield _fei_dataset(data, fei)
+            yield _fei_dataset(_grey(data), fei)
         elif zeiss:
-            yield _zeiss_dataset(data, zeiss)
+            yield _zeiss_dataset(_grey(data), zeiss)
         else:
-            yield Dataset(data=data, metadata={"ImageDescription": description} if description else {})
+            yield from _other_dialect(path, description, date_tag)
+
+
+def _grey(data) -> np.ndarray:
+    data = np.asarray(data)
+    if data.ndim == 3 and data.shape[-1] in (3, 4):  # RGB(A) export: keep the luminance
+        data = data[..., :3].mean(axis=-1)
+    return data
+
+
+def _other_dialect(path: Path, description: str, date_tag) -> Iterator[Dataset]:
+    """A TIFF without FEI or Zeiss SEM tags: RosettaSciIO's reading of its dialect, or its pixels and tags."""
+    from .rosettasciio_formats import read_with_rosettasciio
+
+    try:
+        datasets = list(read_with_rosettasciio(path, plugin_names=("TIFF",)))
+    except LoaderError:
+        datasets = []
+    if datasets:
+        yield from datasets
+        return
+    with tifffile.TiffFile(path) as handle:
+        data = _grey(handle.asarray(series=0, level=0))
+    metadata = {"ImageDescription": description} if description else {}
+    acquired = _tiff_datetime(date_tag)
+    if date_tag:
+        metadata["DateTime"] = str(date_tag)
+    yield Dataset(
+        data=data,
+        acquired_at=acquired,
+        acquired_at_source="TIFF DateTime tag",
+        metadata=metadata,
+    )
+
+
+def _tiff_datetime(value) -> dt.datetime | None:
+    """TIFF 6.0's DateTime tag: 'YYYY:MM:DD HH:MM:SS', local time of the machine that wrote the file."""
+    try:
+        return dt.datetime.strptime(str(value).strip()[:19], "%Y:%m:%d %H:%M:%S") if value else None
+    except ValueError:
+        return None
 
 
 def _fei_dataset(data: np.ndarray, fei: dict) -> Dataset:

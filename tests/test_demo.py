@@ -18,7 +18,7 @@ from ncempy.io import emd, emdVelox, mrc
 from datasette_scisearch.demo import build_facility
 
 ZONE = zoneinfo.ZoneInfo("America/Los_Angeles")
-FORMATS = {"berkeley-emd", "velox-emd", "fei-tiff", "zeiss-tiff", "mrc"}
+FORMATS = {"berkeley-emd", "velox-emd", "fei-tiff", "zeiss-tiff", "mrc", "emsa", "hspy", "blockfile"}
 
 
 @pytest.fixture(scope="session")
@@ -175,8 +175,12 @@ def test_instrument_names_the_files_report_map_to_the_canonical_names(facility, 
         elif entry["format"] == "zeiss-tiff":
             with tifffile.TiffFile(path) as tiff:
                 reported = tiff.sem_metadata["sv_serial_number"][1]
+        elif entry["format"] == "hspy":
+            from rsciio.hspy import file_reader
+
+            reported = file_reader(str(path))[0]["metadata"]["Acquisition_instrument"]["TEM"]["microscope"]
         else:
-            reported = None  # MRC names no instrument: the krios folder does
+            reported = None  # MRC, EMSA and block files name no instrument: the instrument's folder does
         assert settings.instrument_for(reported, path) == entry["instrument"]
 
 
@@ -273,3 +277,44 @@ def test_papers_acknowledge_only_proposals_that_exist(facility):
 def test_readme_explains_the_demo(facility):
     text = (facility.root / "README.txt").read_text(encoding="utf-8")
     assert "synthetic" in text and "userlog.csv" in text
+
+
+def test_eds_spectra_are_emsa_files_rosettasciio_reads_with_their_voltage_and_time(facility):
+    from rsciio.msa import file_reader
+
+    for entry in written(facility, "emsa", "spectrum"):
+        signal = file_reader(str(entry["path"]))[0]
+        assert signal["data"].shape == entry["shape"]
+        assert signal["metadata"]["Acquisition_instrument"]["TEM"]["beam_energy"] == entry["voltage_kv"]
+        assert signal["metadata"]["General"]["date"] == entry["acquired_at_local"].date().isoformat()
+
+
+def test_eels_spectrum_images_are_hspy_files_with_an_energy_loss_axis(facility):
+    from rsciio.hspy import file_reader
+
+    for entry in written(facility, "hspy", "spectrum image"):
+        signal = file_reader(str(entry["path"]))[0]
+        assert signal["data"].shape == entry["shape"]
+        assert signal["axes"][-1]["units"] == "eV" and signal["metadata"]["Signal"]["signal_type"] == "EELS"
+
+
+def test_4d_scans_are_block_files_with_voltage_and_camera_length(facility):
+    from rsciio.blockfile import file_reader
+
+    for entry in written(facility, "blockfile", "4D"):
+        signal = file_reader(str(entry["path"]))[0]
+        assert signal["data"].shape == entry["shape"]
+        header = signal["original_metadata"]["blockfile_header"]
+        assert (header["Beam_energy"], header["Camera_length"]) == (entry["voltage_kv"] * 1e3, entry["camera_length_mm"] * 10)
+
+
+def test_the_catalog_of_a_small_demo_holds_every_kind_of_data(facility, settings, tmp_path):
+    from datasette_scisearch.catalog import open_catalog
+    from datasette_scisearch.ingest.files import load_files
+
+    db = open_catalog(tmp_path / "demo.db")
+    summary = load_files(db, [facility.data_dir], settings, progress=False)
+    kinds = {row["kind"] for row in db.query("select distinct kind from files")}
+    db.close()
+    assert summary.failed == 0
+    assert {"image", "diffraction", "stack", "spectrum", "spectrum image", "4D"} <= kinds

@@ -307,8 +307,8 @@ def test_a_file_that_disappears_during_the_walk_is_an_error(catalog, settings, e
 
     real_walk = ingest.walk
 
-    def walk_then_delete(paths):
-        found = real_walk(paths)
+    def walk_then_delete(paths, refused=None):
+        found = real_walk(paths, refused)
         (em_copy / "08_carbon.dm3").unlink()
         return found
 
@@ -346,7 +346,7 @@ def test_a_file_without_read_permission_is_an_error_naming_the_cause(settings):
     finally:
         shutil.rmtree(folder)
     assert [(Path(e["source"]).name, e["message"]) for e in errors] == [
-        ("08_carbon.dm3", "permission denied: the catalog's user cannot read it")
+        ("08_carbon.dm3", "permission denied: the catalog's user cannot read it (check its permissions)")
     ]
 
 

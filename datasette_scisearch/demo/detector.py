@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import spectra
 from .scenes import (
     Acquisition,
     amorphous,
@@ -71,6 +72,12 @@ def render(acquisition: Acquisition) -> np.ndarray:
         return _sem_counts(rng, _sem_scene(rng, a))
     if a.scene in ("cryo_movie", "cryo_sum", "cryo_tilt"):
         return _cryo(rng, a)
+    if a.scene == "eds_spectrum":
+        return spectra.eds_spectrum(rng, a)
+    if a.scene == "eels_si":
+        return spectra.eels_spectrum_image(rng, a)
+    if a.scene == "scan_4d":
+        return spectra.scan_4d(rng, a)
     raise ValueError(f"unknown demo scene {a.scene!r}")
 
 

@@ -52,6 +52,8 @@ FIELD_TIMES_MAGNIFICATION_M = {
     "Krios TEM": 0.01673,
 }
 CAMERA_WIDTH_M = 0.0435  # effective width of the diffraction camera at its projector setting
+# Formats a recipe may choose instead of its instrument's own, and their suffixes.
+FORMAT_SUFFIXES = {"emsa": ".msa", "hspy": ".hspy", "blockfile": ".blo"}
 BOOKED_FRACTION = 0.87  # the rest of the files were taken in sessions nobody booked
 
 
@@ -122,7 +124,7 @@ def plan_sessions(n_files: int, seed: int, data_dir: Path) -> list[Session]:
     sessions: list[Session] = []
     taken_days: set[tuple[str, dt.date]] = set()  # one session per instrument per day: no double booking
     files_per_instrument = {name: 0 for name in INSTRUMENTS}
-    counters: dict[tuple[str, str], int] = {}
+    counters: dict = {}  # (user, sample) -> last file number; "formats" -> the recipe formats written so far
     for proposal, count in zip(PROPOSALS, _apportion(n_files, [p.weight for p in PROPOSALS])):
         instruments = sorted({r.instrument for r in proposal.recipes})
         # The first session goes to the proposal's least-used instrument, so small demos still hold every format;
@@ -189,6 +191,13 @@ def _acquisition(rng, session: Session, moment: dt.datetime, counters: dict, dat
     recipes = [r for r in session.proposal.recipes if r.instrument == session.instrument]
     weights = np.array([r.weight for r in recipes])
     recipe = recipes[rng.choice(len(recipes), p=weights / weights.sum())]
+    # A recipe with a format of its own (a spectrum, a 4D scan) is written once before chance decides, so that
+    # even a small demo holds every kind and every format.
+    written = counters.setdefault("formats", set())
+    unwritten = [r for r in recipes if r.file_format and r.file_format not in written]
+    if unwritten:
+        recipe = unwritten[0]
+    written.add(recipe.file_format)
     voltage_kv = float(rng.choice(recipe.voltages_kv))
     setting = float(rng.choice(recipe.settings))
     optics = _optics(rng, recipe, setting, voltage_kv)
@@ -208,6 +217,8 @@ def _acquisition(rng, session: Session, moment: dt.datetime, counters: dict, dat
     if person.date_prefix:
         name = f"{moment:%y%m%d}_{name}"
     folder, file_format, suffix, _ = INSTRUMENTS[session.instrument]
+    if recipe.file_format:
+        file_format, suffix = recipe.file_format, FORMAT_SUFFIXES[recipe.file_format]
     project = {"project": session.proposal.folder, "date": f"{moment:%Y-%m-%d}"}[person.folder_style]
     path = data_dir / folder / str(moment.year) / session.user / project / f"{name}{suffix}"
     return Acquisition(
@@ -232,22 +243,34 @@ def _acquisition(rng, session: Session, moment: dt.datetime, counters: dict, dat
 def _optics(rng, recipe: Recipe, setting: float, voltage_kv: float) -> dict:
     """Magnification or camera length, pixel size and frame shape, consistent with one another."""
     shape = _frame_shape(recipe)
-    if recipe.kind == "diffraction":
+    if recipe.kind in ("diffraction", "4D"):
         # A camera pixel of width p at camera length L sees scattering vectors p / (wavelength L) apart.
         pixel_inv_nm = CAMERA_WIDTH_M / shape[-1] / (electron_wavelength_nm(voltage_kv) * setting / 1e3)
         return {
             "magnification": None,
             "camera_length_mm": setting,
-            "pixel_size_nm": None,
+            "pixel_size_nm": 0.5 if recipe.kind == "4D" else None,  # a 4D scan's probe step
             "pixel_size_inv_nm": pixel_inv_nm,
             "shape": shape,
         }
-    constant = FIELD_TIMES_MAGNIFICATION_M["SEM" if recipe.mode == "SEM" else f"{recipe.instrument} {recipe.mode}"]
-    pixel_nm = constant / setting / shape[-1] * 1e9
+    if recipe.kind == "spectrum":  # a point spectrum: the magnification of the image it was taken on
+        return {
+            "magnification": setting,
+            "camera_length_mm": None,
+            "pixel_size_nm": None,
+            "pixel_size_inv_nm": None,
+            "shape": shape,
+        }
+    scanned = "STEM" if recipe.kind == "spectrum image" else recipe.mode  # a spectrum image is a STEM scan
+    constant = FIELD_TIMES_MAGNIFICATION_M["SEM" if recipe.mode == "SEM" else f"{recipe.instrument} {scanned}"]
+    width = shape[1] if recipe.kind == "spectrum image" else shape[-1]
+    pixel_nm = constant / setting / width * 1e9
     if recipe.instrument == "Gemini":
         pixel_nm = float(f"{pixel_nm:.4g}")  # Zeiss writes 'Pixel Size = 12.40 nm': four figures are all a reader gets
     camera_length_mm = None
-    if recipe.instrument in ("TEAM 0.5", "Themis"):  # both write the (ADF or projector) camera length with every image
+    if recipe.kind == "spectrum image":
+        camera_length_mm = 30.0  # EELS: a short camera length for a large collection angle
+    elif recipe.instrument in ("TEAM 0.5", "Themis"):  # both write the (ADF or projector) camera length with every image
         camera_length_mm = float(rng.choice([85.0, 115.0, 160.0]) if recipe.mode == "STEM" else 378.0)
     return {
         "magnification": setting,
@@ -260,6 +283,12 @@ def _optics(rng, recipe: Recipe, setting: float, voltage_kv: float) -> dict:
 
 def _frame_shape(recipe: Recipe) -> tuple[int, ...]:
     """Small frames keep the demo quick: 512 px where atoms must be resolved, 256 px for long stacks."""
+    if recipe.kind == "spectrum":
+        return (2048,)  # 10 eV channels: 0-20.48 keV
+    if recipe.kind == "spectrum image":
+        return (24, 24, 512)  # 0.5 eV channels from 280 eV: the C K, Ca L, Ti L and O K edges
+    if recipe.kind == "4D":
+        return (16, 16, 64, 64)
     if recipe.mode == "SEM":
         return (384, 512)  # 4:3 like SEM scans; the databar comes on top
     if recipe.scene == "cryo_tilt" or (recipe.frames > 1 and recipe.instrument != "Krios"):
@@ -307,8 +336,11 @@ def _manifest_entry(session: Session, a: Acquisition) -> dict:
         "fei-tiff": ["instrument", "acquired_at_local", "voltage_kv", "detector", "user"],
         "zeiss-tiff": ["instrument", "acquired_at_local", "voltage_kv", "detector", "user"],
         "mrc": [],
+        "emsa": ["acquired_at_local", "voltage_kv"],
+        "hspy": ["acquired_at_local", "voltage_kv", "camera_length_mm", "mode"],
+        "blockfile": ["voltage_kv", "camera_length_mm"],
     }[a.file_format]
-    if a.magnification is not None and a.file_format != "mrc":
+    if a.magnification is not None and a.file_format not in ("mrc", "emsa", "blockfile"):
         recorded.append("magnification")
     if a.pixel_size_nm is not None:
         recorded.append("pixel_size_nm")

@@ -1,4 +1,5 @@
-"""Writing acquisitions in the instrument formats of real files: Berkeley and Velox EMD, FEI and Zeiss TIFF, MRC."""
+"""Writing acquisitions in the instrument formats of real files: Berkeley and Velox EMD, FEI and Zeiss TIFF, MRC;
+spectra, spectrum images and 4D scans in EMSA, HyperSpy and NanoMegas formats (``spectra``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import tifffile
 from ncempy.io import emd, mrc
 
+from . import spectra
 from .detector import render
 from .scenes import Acquisition, with_databar
 
@@ -26,6 +28,9 @@ def write_acquisition(acquisition: Acquisition) -> None:
         "fei-tiff": _write_fei_tiff,
         "zeiss-tiff": _write_zeiss_tiff,
         "mrc": _write_mrc,
+        "emsa": spectra.write_emsa,
+        "hspy": spectra.write_hspy,
+        "blockfile": spectra.write_blockfile,
     }[acquisition.file_format](acquisition, data)
     # Berkeley EMD and MRC keep no acquisition time a reader can rely on: readers fall back to the mtime.
     os.utime(acquisition.path, (acquisition.acquired_at_epoch, acquisition.acquired_at_epoch))

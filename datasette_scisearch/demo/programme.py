@@ -21,8 +21,8 @@ class Recipe:
 
     instrument: str
     scene: str  # see detector.render
-    kind: str  # image, diffraction, stack
-    mode: str  # STEM, TEM, SEM
+    kind: str  # image, diffraction, stack, spectrum, spectrum image, 4D
+    mode: str  # STEM, TEM, SEM, EDS, EELS
     detector: str
     voltages_kv: tuple
     settings: tuple  # magnifications, or camera lengths (mm) for diffraction
@@ -33,6 +33,7 @@ class Recipe:
     weight: float = 1.0
     frames: int = 1
     note: str = ""  # what the user writes in the booking's notes
+    file_format: str | None = None  # None: the instrument's own (an EDS export, a 4D scan are written apart)
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,21 @@ PROPOSALS = [
                 1.5,
                 note="SAED on [001]",
             ),
+            Recipe(
+                "Themis",
+                "eels_si",
+                "spectrum image",
+                "EELS",
+                "GIF Quantum",
+                (300,),
+                (2.55e6, 3.6e6),
+                "{short}_EELS_SI_{mag}",
+                *_STO,
+                "SrTiO3_001",
+                weight=0.7,
+                note="Ti L and O K maps across the boundary",
+                file_format="hspy",
+            ),
         ),
     ),
     Proposal(
@@ -371,6 +387,21 @@ PROPOSALS = [
                 weight=1.5,
                 note="SEM size distribution",
             ),
+            Recipe(
+                "Themis",
+                "eds_spectrum",
+                "spectrum",
+                "EDS",
+                "Super-X",
+                (300,),
+                (160e3, 320e3),
+                "{short}_EDS_{kv}kV",
+                *_CEO2,
+                "CeO2_001",
+                weight=0.7,
+                note="EDS of single cubes",
+                file_format="emsa",
+            ),
         ),
     ),
     Proposal(
@@ -498,6 +529,21 @@ PROPOSALS = [
                 note="low-kV HAADF, vacancy counting",
             ),
             Recipe(*_THEMIS_DP, (80,), (600, 770), "{short}_DP_{cl}", *_MOS2, "MoS2_001", 1, note="hexagonal DPs"),
+            Recipe(
+                "TEAM 0.5",
+                "scan_4d",
+                "4D",
+                "STEM",
+                "4D Camera",
+                (300,),
+                (115, 160),
+                "{short}_4DSTEM_{cl}",
+                *_MOS2,
+                "MoS2_001",
+                weight=0.7,
+                note="4D-STEM of the monolayer",
+                file_format="blockfile",
+            ),
         ),
     ),
 ]

@@ -15,7 +15,17 @@ import numpy as np
 from ..catalog import to_json
 from ..config import Settings
 from .loader import Dataset
-from .normalize import classify_kind, iso_local, iso_utc, magnification_label, to_utc
+from .kinds import kind_from_axes
+from .normalize import (
+    honest_camera_length,
+    honest_magnification,
+    honest_time,
+    honest_voltage,
+    iso_local,
+    iso_utc,
+    magnification_label,
+    to_utc,
+)
 from .preview import render_png
 
 MAX_METADATA_JSON_CHARS = 1_000_000
@@ -36,10 +46,12 @@ def dataset_row(
 ) -> tuple[dict, tuple[bytes, int, int] | None, str | None]:
     """The files-table row for one dataset, its preview, and a note if the preview failed."""
     data = np.asarray(dataset.data)
-    kind = dataset.kind or classify_kind(data.shape, dataset.axes_units, dataset.signal)
+    kind = dataset.kind or kind_from_axes(
+        data.shape, dataset.axes_units, dataset.navigate, dataset.signal, dataset.axes_names
+    )
     zone = settings.zone
-    acquired = to_utc(dataset.acquired_at, zone)
-    source = "metadata"
+    acquired = to_utc(honest_time(dataset.acquired_at), zone)
+    source = dataset.acquired_at_source
     if acquired is None:
         acquired, source = modified_at, "file modification time"
     row = {
@@ -57,9 +69,9 @@ def dataset_row(
         "acquired_at_source": source,
         "mode": dataset.mode,
         "detector": dataset.detector,
-        "voltage_kv": _rounded(dataset.voltage_kv),
-        "magnification": _rounded(dataset.magnification),
-        "camera_length_mm": _rounded(dataset.camera_length_mm),
+        "voltage_kv": _rounded(honest_voltage(dataset.voltage_kv)),
+        "magnification": _rounded(honest_magnification(dataset.magnification)),
+        "camera_length_mm": _rounded(honest_camera_length(dataset.camera_length_mm)),
         "pixel_size_nm": _rounded(dataset.pixel_size_nm),
         "shape": "×".join(str(n) for n in data.shape),
         "dtype": str(data.dtype),

@@ -1,10 +1,16 @@
 """Loading instrument files into the catalog: walk, skip what is unchanged, read, write one file at a time.
 
-Reading (``read_file``) needs no database and can run anywhere; writing
-(``write_file``) is the single writer, one transaction per file, so a crash or
-kill loses nothing already committed and a re-run completes the rest.  Files
-are recognised by (path, size, modification time) first and by content hash
-second: a second run over the same folder hashes nothing and adds nothing.
+Every folder given to a load is a *data root*, recorded in ``data_roots``
+(resolved, absolute); files are stored by their absolute, resolved path, and a
+link that leads out of the data roots is not followed.  Reading
+(``reading.read_file``: the file's chain of readers) needs no database and can
+run anywhere; writing (``write_file``) is the single writer, one immediate
+transaction per file, so a crash or kill leaves each file wholly there or
+wholly absent and a re-run completes the rest.  Files are recognised by (path,
+size, modification time) first and by content hash second: a second run over
+the same folder hashes nothing and adds nothing.  A file that failed is
+remembered with its size and time, and read again only when they change (or
+with ``retry_errors``).
 
 On a Dask cluster (``cluster``) the writer still walks, decides what is
 unchanged and commits, in the walk's order (a task's few files in one
@@ -17,10 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,12 +33,16 @@ import sqlite_utils
 from tqdm import tqdm
 
 from .. import jobs
-from ..catalog import now_utc
+from ..catalog import now_utc, write_transaction
 from ..config import Settings
 from ..errors import ScisearchError
 from ..plugins import get_loaders
-from .filerows import dataset_row, display_path
-from .loader import FileLoader, LoaderError, NotData
+from .filerows import display_path
+from .loader import FileLoader
+from .reading import FileResult, companions_of, file_format, loader_id, loaders_for, read_file, sha256_of
+from .sandbox import ReaderPool, shared_pool
+
+__all__ = ["FileResult", "file_format", "load_files", "loaders_for", "read_file", "sha256_of", "walk", "write_file"]
 
 if TYPE_CHECKING:
     from ..cluster import Cluster, TaskFailure
@@ -50,23 +59,6 @@ class IngestError(ScisearchError):
 
 
 @dataclass
-class FileResult:
-    """What reading one file produced: rows and previews to write, or why there are none."""
-
-    path: Path
-    loader: str
-    size_bytes: int
-    modified_at: dt.datetime
-    sha256: str
-    rows: list[dict] = field(default_factory=list)
-    previews: list[tuple[bytes, int, int] | None] = field(default_factory=list)
-    error: str | None = None
-    skipped: str | None = None
-    notes: list[str] = field(default_factory=list)
-    replaces_existing: bool = False
-
-
-@dataclass
 class LoadSummary(jobs.Summary):
     """A load's summary, plus the single writer's time spent writing and committing (to see whether it limits
     a cluster run)."""
@@ -79,11 +71,15 @@ class _Planned:
     """A file that must be hashed (and probably read), and what the catalog knew of its path before."""
 
     path: Path
-    loader: FileLoader
-    known_sha256: str | None  # content already catalogued for this path by the same loader version
+    chain: list[FileLoader]  # the readers that claim it, the specialised one first
+    known_sha256: str | None  # content already catalogued for this path by a reader of the same version
     replaces_existing: bool
     modified_text: str
     size_bytes: int
+
+    @property
+    def loader(self) -> FileLoader:
+        return self.chain[0]
 
 
 def file_loaders() -> list[FileLoader]:
@@ -91,99 +87,63 @@ def file_loaders() -> list[FileLoader]:
 
 
 def loader_for(path: Path, loaders: list[FileLoader]) -> FileLoader | None:
-    return next((loader for loader in loaders if loader.claims(path)), None)
+    """The first reader of ``path``'s chain (see ``reading.loaders_for`` for all of them)."""
+    return next(iter(loaders_for(path, loaders)), None)
 
 
-def walk(paths: list[Path]) -> list[Path]:
-    """Every file under the given folders (and the given files), sorted, links to folders not followed."""
-    missing = [p for p in paths if not p.exists()]
+def data_roots(paths: list[Path]) -> list[Path]:
+    """The folders a load was given, absolute and with links resolved (a file given alone: its folder)."""
+    missing = [p for p in paths if not os.path.lexists(p)]
     if missing:
         raise IngestError(f"'{missing[0]}' does not exist: give a folder or file that does")
-    found: list[Path] = []
-    for root in paths:
-        if root.is_file():
-            found.append(root)
-            continue
-        for folder, subfolders, names in os.walk(root, onerror=None):
-            subfolders.sort()
-            found.extend(Path(folder) / name for name in sorted(names))
-    return found
-
-
-def sha256_of(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
+    roots = []
     for path in paths:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+        resolved = Path(path).resolve()
+        if not resolved.exists():
+            raise IngestError(f"'{path}' is a link to '{resolved}', which does not exist: give a folder that does")
+        roots.append(resolved if resolved.is_dir() else resolved.parent)
+    return roots
 
 
-def file_format(path: Path) -> str:
-    return path.suffix.lower().lstrip(".") or "none"
+def walk(paths: list[Path], refused: list[str] | None = None) -> list[Path]:
+    """Every file under the given folders (and the given files), absolute, resolved and sorted, each once.
+
+    A link is followed only when it leads to a file inside one of the folders given (the data roots): a link to
+    /etc/passwd in a loaded folder is not read, and ``refused`` gets a line saying so."""
+    roots = data_roots(paths)
+    found: dict[Path, None] = {}
+    for given in paths:
+        given = Path(given)
+        if os.path.isfile(given):
+            _add_inside(Path(os.path.abspath(given)), roots, found, refused)
+            continue
+        for folder, subfolders, names in os.walk(Path(given).resolve(), onerror=None):
+            subfolders.sort()
+            for name in sorted(names):
+                _add_inside(Path(folder) / name, roots, found, refused)
+    return list(found)
 
 
-def read_file(path: Path, loader: FileLoader, settings: Settings, sha256: str | None = None) -> FileResult:
-    """Read one file with its loader and turn each dataset into a row; never raises for a bad file."""
-    loader_id = f"{loader.name}:{loader.version}"
-    try:
-        stat = path.stat()
-    except OSError as error:  # gone or unreadable since the walk
-        unknown_time = dt.datetime.fromtimestamp(0, dt.UTC)
-        return FileResult(path, loader_id, 0, unknown_time, sha256 or "", error=f"cannot read it: {error.strerror}")
-    modified_at = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
-    result = FileResult(path, loader_id, stat.st_size, modified_at, sha256 or "")
-    if stat.st_size == 0:
-        result.error = "the file is empty (0 bytes); it was probably not copied completely"
-        return result
-    try:
-        companions = loader.companions(path)
-        result.sha256 = sha256 or sha256_of([path, *companions])
-        _read_datasets(path, loader, settings, result)
-    except NotData as reason:
-        result.skipped = str(reason)
-        result.rows, result.previews = [], []
-    except LoaderError as error:
-        result.error = str(error)
-    except MemoryError:
-        result.error = "ran out of memory reading it; load it on a machine with more memory"
-    except Exception as error:  # a reader library's own failure on a truncated or odd file
-        result.error = f"{loader.name} could not read it: {type(error).__name__}: {error}"
-    if result.error:
-        result.rows, result.previews = [], []
-    elif not result.rows and not result.skipped:
-        result.error = "the file holds no datasets"
-    _backfill_times(result)
-    return result
-
-
-def _read_datasets(path: Path, loader: FileLoader, settings: Settings, result: FileResult) -> None:
-    for dataset in loader.read(path):
-        row, preview, note = dataset_row(dataset, path, file_format(path), settings, result.modified_at)
-        result.rows.append(row)
-        result.previews.append(preview)
-        if note:
-            result.notes.append(f"{path.name} #{dataset.index}: {note}")
-
-
-def _backfill_times(result: FileResult) -> None:
-    """A dataset without a time of its own takes its sibling's (one acquisition, one clock): a Bruker
-    file records the date with its EDS map, not with the HAADF image taken alongside."""
-    times = [r for r in result.rows if r["acquired_at_source"] == "metadata"]
-    for row in result.rows:
-        if row["acquired_at_source"] == "file modification time" and times:
-            row["acquired_at"] = times[0]["acquired_at"]
-            row["acquired_local"] = times[0]["acquired_local"]
-            row["acquired_at_source"] = "metadata of another dataset in the file"
+def _add_inside(path: Path, roots: list[Path], found: dict[Path, None], refused: list[str] | None) -> None:
+    resolved = path.resolve() if path.is_symlink() else path
+    if path.is_symlink() and not any(resolved.is_relative_to(root) for root in roots):
+        if refused is not None:
+            refused.append(f"link out of the data roots not followed: {display_path(path)} -> {display_path(resolved)}")
+        return
+    if not resolved.is_dir():  # sockets and broken files too: they become error rows that say what they are
+        found.setdefault(resolved, None)
 
 
 def write_file(db: sqlite_utils.Database, result: FileResult, job_id: int | None, commit: bool = True) -> str:
-    """Commit one file's rows (or its error) in one transaction; returns 'added', 'updated', 'error' or 'skipped'.
-    With ``commit=False`` the caller commits (several files at once: one disk sync for all)."""
+    """Write one file's rows, previews and cleared errors (or its error) in one immediate transaction; returns
+    'added', 'updated', 'error' or 'skipped'.  With ``commit=False`` the caller holds the transaction (several
+    files at once: one disk sync for all).  Everything goes through statements that join the open transaction
+    (sqlite-utils' insert and upsert nest as savepoints), so a kill leaves the file wholly written or absent."""
     path_text = display_path(result.path)
-    with db.conn if commit else contextlib.nullcontext():
+    with write_transaction(db) if commit else contextlib.nullcontext():
         if result.error:
-            jobs.record_error(db, path_text, result.error, result.loader, job_id)
+            state = (result.size_bytes, result.modified_at.isoformat(timespec="seconds"))
+            jobs.record_error(db, path_text, result.error, result.loader, job_id, file_state=state)
             return "error"
         jobs.clear_errors(db, path_text)
         if result.skipped:
@@ -210,7 +170,10 @@ def write_file(db: sqlite_utils.Database, result: FileResult, job_id: int | None
                 db.execute("delete from previews where file_id = ?", [file_id])
             else:
                 png, width, height = preview
-                db["previews"].upsert({"file_id": file_id, "png": png, "width": width, "height": height}, pk="file_id")
+                db.execute(
+                    "insert or replace into previews (file_id, png, width, height) values (?, ?, ?, ?)",
+                    [file_id, png, width, height],
+                )
         for stale_id in existing.values():  # the new version of the file has fewer datasets
             db.execute("delete from previews where file_id = ?", [stale_id])
             db.execute("delete from files where id = ?", [stale_id])
@@ -219,7 +182,9 @@ def write_file(db: sqlite_utils.Database, result: FileResult, job_id: int | None
 
 def _ensure_instrument(db: sqlite_utils.Database, name: str | None, reported: str | None) -> None:
     if name and not db.execute("select 1 from instruments where name = ?", [name]).fetchone():
-        db["instruments"].insert({"name": name, "reported_as": reported, "first_seen": now_utc()})
+        db.execute(
+            "insert into instruments (name, reported_as, first_seen) values (?, ?, ?)", [name, reported, now_utc()]
+        )
 
 
 def _describe_instruments(db: sqlite_utils.Database, settings: Settings) -> None:
@@ -240,31 +205,47 @@ def load_files(
     progress: bool = True,
     loaders: list[FileLoader] | None = None,
     cluster: Cluster | None = None,
+    retry_errors: bool = False,
+    sandbox: bool | ReaderPool = True,
 ) -> LoadSummary:
     """Load every instrument file under ``paths``; see the module docstring for what is skipped.
 
-    With a ``cluster`` the files are hashed and read by its workers; the catalog ends up the same."""
+    With a ``cluster`` the files are hashed and read by its workers; the catalog ends up the same.  With
+    ``retry_errors`` the files that failed before are read again even when they have not changed.  Files are
+    read in a worker process (``sandbox.ReaderPool``: a crash, a timeout or exhausted memory is that file's
+    error) unless ``sandbox`` is False; a ReaderPool of one's own sets other limits."""
     started = time.perf_counter()
     paths = [Path(p) for p in paths]
-    all_files = walk(paths)
+    refused: list[str] = []
+    all_files = walk(paths, refused)
     loaders = file_loaders() if loaders is None else loaders
     summary = LoadSummary(command="load files")
+    for line in refused:
+        summary.skipped += 1
+        _note(summary, line)
     job_id = jobs.start_job(db, "load files", {"paths": [display_path(p) for p in paths]})
+    _record_data_roots(db, data_roots(paths), job_id)
     status = "failed"
     bar = tqdm(total=len(all_files), desc="loading files", unit="file", disable=not progress, leave=False)
+    pool = None
+    if cluster is None and sandbox:
+        pool = sandbox if isinstance(sandbox, ReaderPool) else shared_pool()
     try:
         if cluster is None:
             for path in all_files:
                 summary.total += 1
-                _count(summary, _load_one(db, path, loader_for(path, loaders), settings, job_id, summary))
+                chain = loaders_for(path, loaders)
+                _count(summary, _load_one(db, path, chain, settings, job_id, summary, retry_errors, pool))
                 bar.update()
         else:
-            _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster, bar)
+            _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster, bar, retry_errors)
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
+        if pool is not None and pool.unavailable:
+            _note(summary, pool.unavailable)
         bar.close()
         summary.seconds = round(time.perf_counter() - started, 3)
         summary.writer_seconds = round(summary.writer_seconds, 3)
@@ -273,53 +254,94 @@ def load_files(
     return summary
 
 
-def _load_one(db, path: Path, loader: FileLoader | None, settings, job_id, summary) -> str:
-    planned = _plan(db, path, loader, job_id, summary)
+def _record_data_roots(db: sqlite_utils.Database, roots: list[Path], job_id: int) -> None:
+    """The folders this load was given become (or stay) data roots: what may be read, served and watched."""
+    now = now_utc()
+    with write_transaction(db):
+        for root in dict.fromkeys(roots):
+            db.execute(
+                """insert into data_roots (path, first_loaded_at, last_loaded_at, last_job_id) values (?, ?, ?, ?)
+                   on conflict (path) do update set last_loaded_at = excluded.last_loaded_at,
+                   last_job_id = excluded.last_job_id""",
+                [display_path(root), now, now, job_id],
+            )
+
+
+def _load_one(db, path: Path, chain: list[FileLoader], settings, job_id, summary, retry_errors=False, pool=None) -> str:
+    planned = _plan(db, path, chain, job_id, summary, retry_errors)
     if isinstance(planned, str):
         return planned
     if not os.access(path, os.R_OK):
         return _error(
-            db, summary, display_path(path), "permission denied: the catalog's user cannot read it", loader, job_id
+            db, summary, path, "permission denied: the catalog's user cannot read it (check its permissions)", planned, job_id
         )
     try:
-        digest = sha256_of([path, *loader.companions(path)])
+        digest = sha256_of([path, *companions_of(path, chain)])
     except OSError as error:
-        return _error(db, summary, display_path(path), f"cannot read it: {error.strerror or error}", loader, job_id)
+        return _error(db, summary, path, f"cannot read it: {error.strerror or error}", planned, job_id)
     decision = _decide(db, planned, digest, summary)
     if decision in ("unchanged", "duplicate"):
         return decision
-    result = read_file(path, loader, settings, sha256=digest)
+    result = read_one(pool, path, chain, settings, digest)
     return _write_read_file(db, planned, result, decision == "moved", job_id, summary)
 
 
-def _plan(db, path: Path, loader: FileLoader | None, job_id, summary) -> _Planned | str:
+def read_one(pool: ReaderPool | None, path: Path, chain: list[FileLoader], settings, sha256: str) -> FileResult:
+    """Read a file through its chain of readers: in the sandbox's worker, or here."""
+    if pool is None:
+        return read_file(path, chain, settings, sha256=sha256)
+    return pool.read(path, chain, settings, sha256)
+
+
+def _plan(db, path: Path, chain: list[FileLoader], job_id, summary, retry_errors=False) -> _Planned | str:
     """The writer's cheap look at a file: an outcome already ('unchanged', an error …) or what to read."""
     path_text = display_path(path)
-    if loader is None:
-        _note(summary, f"not an instrument file: {path_text}")
+    if not chain:
+        _note(summary, f"not an instrument file (no installed reader claims '{path.suffix}'): {path_text}")
         return "not claimed"
     try:
         stat = path.stat()
     except FileNotFoundError:
-        return _error(db, summary, path_text, "the file disappeared while the folder was being read", loader, job_id)
+        return _error(db, summary, path, "the file disappeared while the folder was being read", chain[0], job_id)
     except OSError as error:
-        return _error(db, summary, path_text, f"cannot read it: {error.strerror}", loader, job_id)
+        return _error(db, summary, path, f"cannot read it: {error.strerror}", chain[0], job_id)
     known = db.execute(
         "select size_bytes, modified_at, sha256, loader from files where path = ? limit 1", [path_text]
     ).fetchone()
-    modified_text = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).isoformat(timespec="seconds")
-    # A loader's new version may read more from the same bytes (a detector it used to miss): read again.
-    same_reader = known is not None and known[3] == f"{loader.name}:{loader.version}"
+    modified_text = _latest_change(path, stat.st_mtime, chain)
+    # A reader's new version may read more from the same bytes (a detector it used to miss): read again.
+    readers = {loader_id(loader) for loader in chain}
+    same_reader = known is not None and known[3] in readers
     if known and same_reader and known[0] == stat.st_size and known[1] == modified_text:
         return "unchanged"
-    return _Planned(path, loader, known[2] if same_reader else None, known is not None, modified_text, stat.st_size)
+    if not known and not retry_errors and _failed_unchanged(db, path_text, stat.st_size, modified_text, readers):
+        _note(summary, f"failed before and unchanged since, not read again (load with --retry-errors): {path_text}")
+        return "failed before"
+    return _Planned(path, chain, known[2] if same_reader else None, known is not None, modified_text, stat.st_size)
+
+
+def _latest_change(path: Path, mtime: float, chain: list[FileLoader]) -> str:
+    """When the file, or a companion read with it (a TIA .emi, a Direct Electron sidecar), last changed: editing a
+    sidecar must make the next load read the file again, as the content hash that covers both says."""
+    for companion in companions_of(path, chain):
+        with contextlib.suppress(OSError):
+            mtime = max(mtime, companion.stat().st_mtime)
+    return dt.datetime.fromtimestamp(mtime, dt.UTC).isoformat(timespec="seconds")
+
+
+def _failed_unchanged(db, path_text: str, size: int, modified_text: str, readers: set[str]) -> bool:
+    """The file failed before with these very bytes (same size and time) and the same reader versions."""
+    failed = db.execute(
+        "select size_bytes, modified_at, loader from ingest_errors where source = ? and line = 0", [path_text]
+    ).fetchone()
+    return failed is not None and failed[0] == size and failed[1] == modified_text and failed[2] in readers
 
 
 def _decide(db, planned: _Planned, digest: str, summary) -> str:
     """Given the content hash: 'unchanged' (touched only), 'duplicate', 'moved' here, or 'new' content."""
     path_text = display_path(planned.path)
     if planned.known_sha256 == digest:
-        with db.conn:  # touched, not changed: remember the new time so the next run skips it cheaply
+        with _transaction(db):  # touched, not changed: remember the new time so the next run skips it cheaply
             db.execute("update files set modified_at = ? where path = ?", [planned.modified_text, path_text])
         return "unchanged"
     other = db.execute("select path from files where sha256 = ? and path != ? limit 1", [digest, path_text]).fetchone()
@@ -335,6 +357,8 @@ def _decide(db, planned: _Planned, digest: str, summary) -> str:
 def _write_read_file(db, planned: _Planned, result: FileResult, moved: bool, job_id, summary, commit=True) -> str:
     began = time.perf_counter()
     result.replaces_existing = planned.replaces_existing or moved
+    if result.size_bytes:  # what the next load compares with: the latest change of the file and its companions
+        result.modified_at = dt.datetime.fromisoformat(planned.modified_text)
     outcome = write_file(db, result, job_id, commit)
     summary.writer_seconds += time.perf_counter() - began
     path_text = display_path(planned.path)
@@ -347,49 +371,49 @@ def _write_read_file(db, planned: _Planned, result: FileResult, moved: bool, job
     return outcome
 
 
-def read_on_worker(files: list[tuple[Path, FileLoader, str | None]], settings: Settings) -> list[FileResult]:
-    """A Dask task: hash each (path, loader, catalogued hash) and, unless its content is what the catalog
+def read_on_worker(files: list[tuple[Path, list[FileLoader], str | None]], settings: Settings) -> list[FileResult]:
+    """A Dask task: hash each (path, reader chain, catalogued hash) and, unless its content is what the catalog
     holds, read it.  Several small files to a task keep the scheduler's per-task cost out of the way."""
-    return [_read_one_on_worker(path, loader, settings, known_sha256) for path, loader, known_sha256 in files]
+    return [_read_one_on_worker(path, chain, settings, known_sha256) for path, chain, known_sha256 in files]
 
 
-def _read_one_on_worker(path: Path, loader: FileLoader, settings: Settings, known_sha256: str | None) -> FileResult:
+def _read_one_on_worker(path: Path, chain: list[FileLoader], settings: Settings, known_sha256: str | None) -> FileResult:
     from ..cluster import worker_address
 
     unknown_time = dt.datetime.fromtimestamp(0, dt.UTC)
-    loader_id = f"{loader.name}:{loader.version}"
+    first = loader_id(chain[0])
     if not os.path.exists(path):
         message = (
             f"the Dask worker {worker_address()} cannot see '{path}' (the loading machine can): mount the same "
             "file system on the workers, at the same path"
         )
-        return FileResult(path, loader_id, 0, unknown_time, "", error=message)
+        return FileResult(path, first, 0, unknown_time, "", error=message)
     if not os.access(path, os.R_OK):
         return FileResult(
-            path, loader_id, 0, unknown_time, "", error="permission denied: the catalog's user cannot read it"
+            path, first, 0, unknown_time, "", error="permission denied: the catalog's user cannot read it"
         )
     try:
-        digest = sha256_of([path, *loader.companions(path)])
+        digest = sha256_of([path, *companions_of(path, chain)])
     except OSError as error:
-        return FileResult(path, loader_id, 0, unknown_time, "", error=f"cannot read it: {error.strerror or error}")
+        return FileResult(path, first, 0, unknown_time, "", error=f"cannot read it: {error.strerror or error}")
     if digest == known_sha256:  # touched, not changed: the writer only notes the new time
-        return FileResult(path, loader_id, 0, unknown_time, digest)
-    return read_file(path, loader, settings, sha256=digest)
+        return FileResult(path, first, 0, unknown_time, digest)
+    return read_file(path, chain, settings, sha256=digest)
 
 
-def _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster: Cluster, bar) -> None:
+def _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster: Cluster, bar, retry_errors) -> None:
     """The writer's side of a cluster load: plan each file here, read it there, commit here in the walk's order
     (so which of two identical files is catalogued, and every row's id, are as in an in-process load)."""
     from ..cluster import TaskFailure
 
     def task(group: list[_Planned]) -> tuple:
-        return group, ([(p.path, p.loader, p.known_sha256) for p in group], settings)
+        return group, ([(p.path, p.chain, p.known_sha256) for p in group], settings)
 
     def tasks():
         group: list[_Planned] = []
         for path in all_files:
             summary.total += 1
-            planned = _plan(db, path, loader_for(path, loaders), job_id, summary)
+            planned = _plan(db, path, loaders_for(path, loaders), job_id, summary, retry_errors)
             if isinstance(planned, str):
                 _count(summary, planned)
                 bar.update()
@@ -410,22 +434,21 @@ def _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster:
             continue
         if isinstance(results, TaskFailure):
             results = [results] * len(group)
-        try:
-            for planned, result in zip(group, results):
-                _count(summary, _commit_read_file(db, planned, result, job_id, summary))
-                bar.update()
-            began = time.perf_counter()
-            db.conn.commit()  # a task's files in one transaction: one disk sync instead of one per file
-            summary.writer_seconds += time.perf_counter() - began
-        except BaseException:
-            db.conn.rollback()  # a file half written is not kept; the next run reads it again
-            raise
+        began = time.perf_counter()
+        # A task's files in one transaction: one disk sync instead of one per file; a kill or an error rolls the
+        # whole group back, and the next run reads those files again.
+        with write_transaction(db):
+            outcomes = [_commit_read_file(db, planned, result, job_id, summary) for planned, result in zip(group, results)]
+        summary.writer_seconds += time.perf_counter() - began
+        for outcome in outcomes:
+            _count(summary, outcome)
+            bar.update()
 
 
 def _commit_read_file(db, planned: _Planned, result: FileResult | TaskFailure, job_id, summary) -> str:
     """What a worker read, decided on and written as ``_load_one`` would have (left for the caller to commit)."""
     if not isinstance(result, FileResult):  # the worker died on it every time, or the task failed
-        return _error(db, summary, display_path(planned.path), result.message, planned.loader, job_id)
+        return _error(db, summary, planned.path, result.message, planned, job_id)
     if result.error and not result.sha256:  # failed before its content was known: nothing to compare
         return _write_read_file(db, planned, result, False, job_id, summary, commit=False)
     decision = _decide(db, planned, result.sha256, summary)
@@ -434,8 +457,13 @@ def _commit_read_file(db, planned: _Planned, result: FileResult | TaskFailure, j
     return _write_read_file(db, planned, result, decision == "moved", job_id, summary, commit=False)
 
 
+def _transaction(db):
+    """A write transaction of its own, or the caller's when one is open (a cluster group's files commit together)."""
+    return contextlib.nullcontext() if db.conn.in_transaction else write_transaction(db)
+
+
 def _move(db, old_path: str, new_path: Path) -> None:
-    with db.conn:
+    with _transaction(db):
         db.execute(
             "update files set path = ?, name = ?, folder = ? where path = ?",
             [display_path(new_path), display_path(new_path.name), display_path(new_path.parent), old_path],
@@ -447,9 +475,15 @@ def _note(summary: jobs.Summary, text: str) -> None:
         summary.notes.append(text)
 
 
-def _error(db, summary, path_text: str, message: str, loader: FileLoader, job_id) -> str:
-    with db.conn:
-        jobs.record_error(db, path_text, message, f"{loader.name}:{loader.version}", job_id)
+def _error(db, summary, path: Path, message: str, reader: FileLoader | _Planned, job_id) -> str:
+    """Record an error found before any reader ran (the file vanished, cannot be opened), with the file's state
+    when known so that an unchanged file is not tried again."""
+    planned = reader if isinstance(reader, _Planned) else None
+    loader = planned.loader if planned else reader
+    state = (planned.size_bytes, planned.modified_text) if planned else None
+    path_text = display_path(path)
+    with _transaction(db):
+        jobs.record_error(db, path_text, message, loader_id(loader), job_id, file_state=state)
     _remember(summary, path_text, message)
     return "error"
 
@@ -466,6 +500,8 @@ def _count(summary: jobs.Summary, outcome: str) -> None:
         summary.updated += 1
     elif outcome == "unchanged":
         summary.unchanged += 1
+    elif outcome == "failed before":  # unchanged since it failed: counted failed, not read again
+        summary.failed += 1
     elif outcome == "error":
         summary.failed += 1
     else:

@@ -25,6 +25,11 @@ class LoaderError(ScisearchError):
     """A file or record that cannot be read; the message is shown to the user as is."""
 
 
+class RefusedFile(LoaderError):
+    """A file a reader refuses before reading it (it declares more data than it can hold): no other reader of the
+    chain is tried, since each would allocate what the file declares."""
+
+
 class NotData(ScisearchError):
     """The file is not data on its own (a metadata companion such as a TIA .emi); skip it quietly."""
 
@@ -37,16 +42,26 @@ class Dataset:
     its EDS map).  Units are in the field names; ``None`` means not recorded.
     ``energy_axis_ev`` labels a spectrum's channels.
     ``acquired_at`` is timezone-aware when the format stores UTC, naive when the
-    instrument wrote local time (the core applies the facility's time zone).
+    instrument wrote local time (the core applies the facility's time zone);
+    ``acquired_at_source`` says where it was found when that is weaker than the
+    instrument's own metadata (a TIFF ``DateTime`` tag, which the exporting
+    program may have written).  ``navigate`` marks, per axis, the scan or frame
+    axes (True) and the detector's (False), as RosettaSciIO does; ``kind`` is
+    decided from the axes (``datasette_scisearch.ingest.kinds``) unless the reader knows
+    better.  Placeholders (magnification 0 or 1, 0 kV) are turned into None by
+    the core, so readers may pass what the file says.
     """
 
     data: np.ndarray
     index: int = 0
     name: str | None = None
     axes_units: list[str] = field(default_factory=list)
+    axes_names: list[str] = field(default_factory=list)
+    navigate: list[bool | None] = field(default_factory=list)
     kind: str | None = None
     instrument_reported: str | None = None
     acquired_at: dt.datetime | None = None
+    acquired_at_source: str = "metadata"
     pixel_size_nm: float | None = None
     voltage_kv: float | None = None
     magnification: float | None = None

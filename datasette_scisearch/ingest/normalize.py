@@ -10,8 +10,6 @@ import datetime as dt
 import math
 import zoneinfo
 
-KINDS = ("image", "diffraction", "spectrum", "spectrum image", "stack", "4D")
-
 _LENGTH_IN_NM = {
     "m": 1e9,
     "mm": 1e6,
@@ -32,7 +30,7 @@ def _clean_unit(unit) -> str:
     if isinstance(unit, bytes):
         unit = unit.decode("utf-8", "replace")
     text = str(unit or "").strip()
-    text = text.replace("_", "")  # Berkeley EMD writes 'n_m'
+    text = text.replace("_", "").replace(" ", "")  # Berkeley EMD writes 'n_m', RosettaSciIO '1 / µm'
     if text in ("A", "Å"):
         return "a"
     return text.lower()
@@ -62,25 +60,33 @@ def is_energy(unit) -> bool:
     return _clean_unit(unit) in _ENERGY_UNITS
 
 
-def classify_kind(shape: tuple[int, ...], axes_units: list[str], signal: str | None = None) -> str:
-    """The kind of dataset from its shape and axis units (outermost axis first)."""
-    dims = [n for n in shape if n > 1]
-    units = list(axes_units) + [""] * (len(shape) - len(axes_units))
-    real_units = [u for n, u in zip(shape, units) if n > 1] or units
-    signal = (signal or "").upper()
-    if len(dims) <= 1:
-        return "spectrum"
-    if len(dims) == 2:
-        if any(is_energy(u) for u in real_units) and signal in ("EELS", "EDS", "EDX"):
-            return "spectrum image"
-        if real_units and all(is_reciprocal(u) for u in real_units[-2:]):
-            return "diffraction"
-        return "image"
-    if len(dims) == 3:
-        if is_energy(real_units[-1]) or signal in ("EELS", "EDS", "EDX"):
-            return "spectrum image"
-        return "stack"
-    return "4D"
+def is_length(unit) -> bool:
+    return _clean_unit(unit) in _LENGTH_IN_NM
+
+
+# Instrument software writes placeholders where it knows nothing: magnification 0 or 1, 0 kV, a camera length
+# of 0, a clock never set (1970, 1904).  A placeholder stored as a number would match filters it should not, so
+# it becomes null (the raw value stays in the row's metadata).
+EARLIEST_BELIEVABLE_YEAR = 1990
+
+
+def honest_voltage(value) -> float | None:
+    kv = number(value)
+    return kv if kv is not None and kv > 0.01 else None
+
+
+def honest_magnification(value) -> float | None:
+    magnification = number(value)
+    return magnification if magnification is not None and magnification > 1 else None
+
+
+def honest_camera_length(value) -> float | None:
+    length = number(value)
+    return length if length is not None and length > 0 else None
+
+
+def honest_time(moment: dt.datetime | None) -> dt.datetime | None:
+    return moment if moment is not None and moment.year >= EARLIEST_BELIEVABLE_YEAR else None
 
 
 def magnification_label(magnification: float) -> str:

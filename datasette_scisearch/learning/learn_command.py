@@ -4,19 +4,28 @@ Run it from cron, or leave ``--every MINUTES`` running next to the server.  The
 web plugin does not learn by itself: ``learn`` reads the whole log, which a
 search request should not wait for, and a burst of beacons should not be able
 to make the server recompute anything.
+
+``--ranking`` also fits the fusion weights and similarity floors to the
+catalog's evidence by cross-validation (``fusion.py``) and keeps them only if
+they measured better on held-out queries; ``--rollback`` goes back to the ones
+before.  ``--encoder`` fine-tunes the text encoder on the same evidence
+(``encoder.py``) and keeps it only if it measured better.  ``scisearch load
+judgments CATALOG FILE`` imports judged pairs to learn from (``judgments.py``).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import click
 
-from ..catalog import open_catalog
+from ..catalog import ITEM_TYPES, open_catalog
 from ..command_line import ScisearchCommand, catalog_argument
-from . import clicks
+from . import clicks, encoder, fusion
 from .clicks import LearnReport
+from .judgments import load_judgments
 
 PROPENSITIES_SHOWN = 10
 
@@ -42,19 +51,77 @@ def describe(report: LearnReport) -> list[str]:
     return lines
 
 
+def describe_fusion(report: fusion.FusionReport) -> list[str]:
+    """The one-screen summary of a fusion fit."""
+    evidence = ", ".join(f"{count:,} {source}" for source, count in sorted(report.evidence.items()))
+    lines = [
+        f"learn ranking: {report.queries:,} queries ({evidence}), {report.folds}-fold cross-validation "
+        f"in {report.seconds:.1f} s",
+        f"  held-out nDCG@10 {report.ndcg_in_use:.4f} -> {report.ndcg_fitted:.4f}, "
+        f"recall@100 {report.recall_in_use:.4f} -> {report.recall_fitted:.4f}",
+        "  weights in use: " + ", ".join(f"{k} {v:g}" for k, v in report.weights_in_use.items()),
+        "  fitted:         " + ", ".join(f"{k} {v:g}" for k, v in report.fitted.items()),
+    ]
+    for source, figures in sorted(report.per_source.items()):
+        lines.append(
+            f"  {source}: {figures['queries']:,} queries, nDCG@10 {figures['ndcg_in_use']:.4f} -> "
+            f"{figures['ndcg_fitted']:.4f}"
+        )
+    verdict = f"kept as version {report.version}: " if report.accepted and report.version else ""
+    lines.append(f"  {verdict}{report.reason}")
+    return lines
+
+
 @click.command(name="learn", cls=ScisearchCommand)
 @catalog_argument()
 @click.option("--every", type=click.FloatRange(min=0.1), metavar="MINUTES", help="learn again every MINUTES, until ^C")
 @click.option("--naive", is_flag=True, help="plain click rates, not corrected for position bias (for comparison)")
 @click.option("--signed-in-only", is_flag=True, help="learn only from searches by signed-in actors")
+@click.option(
+    "--ranking",
+    is_flag=True,
+    help="also fit the fusion weights and similarity floors to the catalog's evidence (judgments, clicks, "
+    "experts' tags, citations) by cross-validation; kept only if they measure better on held-out queries",
+)
+@click.option("--folds", type=click.IntRange(2, 20), default=fusion.FOLDS, show_default=True, help="with --ranking")
+@click.option(
+    "--encoder",
+    "tune_encoder",
+    is_flag=True,
+    help="also fine-tune the text encoder on the evidence (in-batch negatives); kept only if it measures better "
+    "on held-out queries",
+)
+@click.option("--max-pairs", type=click.IntRange(16), default=encoder.MAX_PAIRS, show_default=True, help="with --encoder")
+@click.option("--epochs", type=click.IntRange(1, 20), default=encoder.EPOCHS, show_default=True, help="with --encoder")
+@click.option("--rollback", is_flag=True, help="retire the fitted fusion weights in use and bring back the ones before")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def learn(catalog: str, every: float | None, naive: bool, signed_in_only: bool, as_json: bool) -> None:
-    """Learn a position-debiased click signal from the search log of CATALOG."""
+def learn(
+    catalog: str,
+    every: float | None,
+    naive: bool,
+    signed_in_only: bool,
+    ranking: bool,
+    folds: int,
+    tune_encoder: bool,
+    max_pairs: int,
+    epochs: int,
+    rollback: bool,
+    as_json: bool,
+) -> None:
+    """Learn a position-debiased click signal from the search log of CATALOG (and, with --ranking, the
+    fusion weights from all of its evidence)."""
     db = open_catalog(catalog, create=False)
     try:
+        if rollback:
+            _rollback(db, as_json)
+            return
         while True:
             report = clicks.learn(db, debias=not naive, signed_in_only=signed_in_only)
             click.echo(json.dumps(report.as_dict()) if as_json else "\n".join(describe(report)))
+            if ranking:
+                _learn_ranking(db, folds, as_json)
+            if tune_encoder:
+                _learn_encoder(db, max_pairs, epochs, as_json)
             if every is None:
                 return
             time.sleep(every * 60)
@@ -62,3 +129,59 @@ def learn(catalog: str, every: float | None, naive: bool, signed_in_only: bool, 
         click.echo("stopped", err=True)
     finally:
         db.close()
+
+
+def _learn_ranking(db, folds: int, as_json: bool) -> None:
+    progress = None if as_json else (lambda line: click.echo(f"  {line}", err=True))
+    report = fusion.learn_fusion(db, folds=folds, progress=progress)
+    click.echo(json.dumps(report.as_dict()) if as_json else "\n".join(describe_fusion(report)))
+
+
+def _learn_encoder(db, max_pairs: int, epochs: int, as_json: bool) -> None:
+    progress = None if as_json else (lambda line: click.echo(f"  {line}", err=True))
+    report = encoder.learn_encoder(db, max_pairs=max_pairs, epochs=epochs, progress=progress)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+        return
+    click.echo(
+        f"learn encoder: {report.pairs:,} pairs, {report.epochs} epoch(s) of batches of {report.batch_size} "
+        f"({report.max_seq_length} word pieces) in {report.train_seconds:.0f} s; measured in {report.measure_seconds:.0f} s"
+    )
+    kept = f"  kept as version {report.version} in {report.model_path}: " if report.accepted else "  "
+    click.echo(kept + report.reason)
+
+
+def _rollback(db, as_json: bool) -> None:
+    version = fusion.rollback(db)
+    now = f"fitted weights version {version}" if version else "the shipped default weights"
+    click.echo(json.dumps({"fusion_version": version}) if as_json else f"rolled back: search now uses {now}")
+
+
+@click.command(name="judgments", cls=ScisearchCommand)
+@catalog_argument("path", count=1, metavar="FILE")
+@click.option(
+    "--queries",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="the query texts for TREC qrels (BEIR queries.jsonl, or ID<TAB>TEXT lines)",
+)
+@click.option("--type", "item_type", type=click.Choice(ITEM_TYPES), help="the item type every judged id names")
+@click.option("--replace", is_flag=True, help="forget the judgments imported before")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+def load_judgments_command(catalog, path, queries, item_type, replace, as_json) -> None:
+    """Import judged query-item pairs (TREC qrels or JSONL) for 'scisearch learn --ranking' to learn from."""
+    db = open_catalog(catalog, create=False)
+    try:
+        report = load_judgments(db, Path(path), queries=queries, item_type=item_type, replace=replace)
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+        return
+    click.echo(
+        f"judgments: {report.imported:,} pairs for {report.queries:,} queries imported from {path}, "
+        f"{report.skipped:,} lines skipped"
+    )
+    for problem in report.problems:
+        click.echo(f"  skipped {problem}")
+    if report.skipped > len(report.problems):
+        click.echo(f"  … and {report.skipped - len(report.problems):,} more")

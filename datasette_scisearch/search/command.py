@@ -3,6 +3,7 @@
     scisearch search 'SrTiO3 HAADF' --catalog demo-facility/demo.db
     scisearch search 'voltage>=200kV type:image' --catalog catalog.db --json --limit 50
     scisearch search 'gold nanoparticles' --catalog team05.db --catalog themis.db
+    scisearch search 'strain mapping of interfaces' --catalog catalog.db --mode vector
 
 The same engine, query language and JSON shape as ``/-/scisearch.json``; several
 catalogs are searched as one (``search/federation.py``), each named by its file's
@@ -30,9 +31,16 @@ from . import index_folder
 @click.option("--type", "item_type", type=click.Choice(ITEM_TYPES), help="only this item type")
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100), help="results to show")
 @click.option("--page", default=1, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--mode",
+    type=click.Choice(["hybrid", "keyword", "vector"]),
+    default="hybrid",
+    show_default=True,
+    help="rank by words and meaning (hybrid), by the words alone (keyword) or by meaning alone (vector)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON (the shape of /-/scisearch.json)")
 @click.pass_context
-def search_command(ctx, query, catalog, item_type, limit, page, as_json):
+def search_command(ctx, query, catalog, item_type, limit, page, mode, as_json):
     """Search catalogs: words, "phrases", -exclusions and filters such as type:image, tag:HAADF,
     instrument:Themis, proposal:P-2021-0042, date:2021-03..2021-06, voltage>=200kV, mag:1M-20M, pixel<0.05nm,
     and catalog:NAME when several are given (--catalog again for each; $SCISEARCH_CATALOG may list several,
@@ -50,7 +58,7 @@ def search_command(ctx, query, catalog, item_type, limit, page, as_json):
             notes.append(f"{name} has no search documents yet: 'scisearch link {path}' builds them")
     try:
         results = search_catalogs(
-            opened, query, item_type=item_type, page=page, per_page=limit, settings=_settings(ctx)
+            opened, query, item_type=item_type, page=page, per_page=limit, settings=_settings(ctx), mode=mode
         )
     finally:
         for db in opened.values():

@@ -14,8 +14,14 @@ then moves each found item by at most ``w_clicks / (k + 1)`` — what being
 first in a ranking of weight ``w_clicks`` is worth — so clicks re-order what
 the words and meaning found but never add an item, and no amount of clicks
 outweighs the words.  Exact ids, hashes and file names come first.  A document
-found only by meaning must be at least ``SIMILARITY_FLOOR`` similar to the
-query, so nonsense finds nothing.
+found only by meaning must reach a similarity floor that adapts to the query
+(``similarity_floor``), so nonsense finds nothing while a query whose nearest
+documents are all a little further away still finds them.
+
+``mode`` picks the rankings: ``hybrid`` (all of them), ``keyword`` (the words
+alone) or ``vector`` (meaning alone, which always shows the nearest documents).
+Weights fitted by ``scisearch learn --ranking`` (``learning/fusion.py``) are read
+from the catalog (``learned_weights``) and sit between the defaults and the caller's own.
 
 The web pages and the command line call ``search``; an item's page and
 "more like this" are ``detail``'s.  The shapes of the results
@@ -31,14 +37,14 @@ import sqlite_utils
 from ..catalog import ITEM_TYPES
 from ..config import Settings
 from ..tagging import vectors
-from . import click_signals, embedding, fts, fusion, hits, sorting, vector_index
+from . import click_signals, embedding, fts, fusion, hits, learned_weights, sorting, vector_index
 from .expressions import all_terms, fts_any
 from .filters import FilterSql, filter_sql
 from .filters import allowed as filters_allowed
 from .query import ParsedQuery, QueryError, Term, parse_query
 from .results import Candidate, Hit, ItemNotFound, SearchResults
 
-__all__ = ["Hit", "ItemNotFound", "QueryError", "SearchResults", "search"]
+__all__ = ["Hit", "ItemNotFound", "MODES", "QueryError", "SearchResults", "search"]
 
 MAX_PAGE = 1000
 MAX_PER_PAGE = 100
@@ -50,9 +56,18 @@ VECTOR_POOL = 100
 FILTERED_VECTOR_POOL = 500
 
 DEFAULT_WEIGHTS = fusion.DEFAULT_WEIGHTS
-# Vector spaces a text query can search, and the similarity a document found only by meaning must reach.
+# Vector spaces a text query can search, and the similarity a document found only by meaning must reach
+# (see similarity_floor): the floor, lowered to within a band of the query's best neighbour, never below the
+# lowest.  The shipped lowest equals the floor, so hybrid search keeps its fixed floor until `scisearch learn
+# --ranking` fits the three to a catalog's evidence; vector mode keeps the nearest whatever the floor (a fixed
+# 0.35 left 3 of 300 SciFact claims with nothing although the cited abstract was the nearest).
 QUERY_SPACES = ("text", "clip")
 SIMILARITY_FLOOR = {"text": 0.35, "clip": 0.2}
+SIMILARITY_BAND = {"text": 0.1, "clip": 0.0}
+LOWEST_SIMILARITY = {"text": 0.35, "clip": 0.2}
+# Rankings each search mode leaves out; vector mode shows at least this many nearest documents, whatever the floor.
+MODES = {"hybrid": (), "keyword": ("text", "clip"), "vector": ("fts",)}
+VECTOR_MODE_NEAREST = 10
 
 
 def search(
@@ -65,10 +80,12 @@ def search(
     weights: dict | None = None,
     settings: Settings | None = None,
     hidden_item_types: frozenset[str] = frozenset(),
+    mode: str | None = None,
     sort: str | None = None,
 ) -> SearchResults:
     """Search every item of the catalog; ``item_type`` picks the tab, ``page`` and ``per_page`` the page,
-    ``sort`` the order (``sorting.SORTS``: relevance by default, or date, kv, magnification, highest first).
+    ``mode`` the rankings (hybrid, keyword, vector), ``sort`` the order (``sorting.SORTS``: relevance by default,
+    or date, kv, magnification, highest first).
 
     ``hidden_item_types`` are item types the reader may not see (a table-level rule of the web layer): for
     this search they are not in the catalog, in hits, counts and facets alike.
@@ -80,7 +97,8 @@ def search(
         item_type = None
     if item_type is not None and item_type not in ITEM_TYPES:
         raise QueryError(f"unknown item type {item_type!r}: use one of {', '.join(ITEM_TYPES)}")
-    weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+    mode = check_mode(mode)
+    weights = mode_weights(mode, {**DEFAULT_WEIGHTS, **ranking_weights(db), **(weights or {})})
     parsed = parse_query(query)
     messages = list(parsed.messages)
     results = SearchResults(query, parsed.filters_json(), item_type, page, per_page, 0, {}, [], {}, messages, 0.0)
@@ -100,7 +118,7 @@ def search(
         )
         return _finish(results, started)
     filters = filter_sql(parsed)
-    candidates, extra_counts = _rank(db, parsed, filters, weights, settings, messages, results.rankers)
+    candidates, extra_counts = _rank(db, parsed, filters, weights, settings, messages, results.rankers, mode)
     pool = sorted(candidates.values(), key=lambda c: (-c.score, c.rowid))
     attributes = hits.attributes(db, [c.rowid for c in pool])
     pool = [c for c in pool if c.rowid in attributes]  # a vector may outlive its item by a moment
@@ -127,6 +145,24 @@ def search(
     if not pool:
         messages.append(f"nothing matched {query.strip()!r}")
     return _finish(results, started)
+
+
+def check_mode(mode: str | None) -> str:
+    """The search mode, checked: hybrid when none is given."""
+    mode = (mode or "hybrid").strip().lower()
+    if mode not in MODES:
+        raise QueryError(f"unknown search mode {mode[:40]!r}: use one of {', '.join(MODES)}")
+    return mode
+
+
+def mode_weights(mode: str, weights: dict) -> dict:
+    """The fusion weights with the rankings this mode leaves out set to zero."""
+    return {**weights, **{stage: 0.0 for stage in MODES[check_mode(mode)]}}
+
+
+def ranking_weights(db: sqlite_utils.Database) -> dict:
+    """The fusion weights and floors ``scisearch learn --ranking`` fitted for this catalog (empty if none)."""
+    return learned_weights.current_weights(db)
 
 
 def _finish(results: SearchResults, started: float) -> SearchResults:
@@ -161,7 +197,9 @@ def _highlight_expression(parsed: ParsedQuery) -> str:
 # -- Ranking -----------------------------------------------------------------------------------------
 
 
-def _rank(db, parsed: ParsedQuery, filters: FilterSql, weights: dict, settings, messages, rankers) -> tuple[dict, dict]:
+def _rank(
+    db, parsed: ParsedQuery, filters: FilterSql, weights: dict, settings, messages, rankers, mode
+) -> tuple[dict, dict]:
     """The pool of candidates with each ranking's rank and raw score and their fused score, and exact per-type
     counts for a query of filters alone that has more results than the pool; ``rankers`` is told what made
     each ranking's raw scores."""
@@ -201,7 +239,7 @@ def _rank(db, parsed: ParsedQuery, filters: FilterSql, weights: dict, settings, 
                 messages.append(f"showing the best {FTS_POOL:,} of the {matches:,} items that match the words")
             else:
                 messages.append(f"showing the best {FTS_POOL:,} of the items that match; there are more")
-    _rank_by_vectors(db, parsed, filters, weights, settings, messages, add, rankers)
+    _rank_by_vectors(db, parsed, filters, weights, settings, messages, add, rankers, mode)
     _boost_by_clicks(db, parsed, weights, candidates)
     _fuse(candidates, weights)
     return candidates, extra_counts
@@ -228,12 +266,31 @@ def _say_why_clicks(shown: list[Hit], candidates: dict[int, Candidate]) -> None:
             hit.why.append("often opened for this search")
 
 
-def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages, add, rankers) -> None:
+def similarity_floor(similarities: list[float], space: str, weights: dict, mode: str) -> float:
+    """The similarity a document found only by meaning must reach for this query, given its neighbours'
+    similarities, nearest first.  The floor comes down to within a band of the nearest neighbour, so a query
+    whose documents are all a little further (a long, specific claim) still finds its nearest, but never
+    below the lowest, so nonsense finds nothing.  In vector mode meaning is all there is: the nearest
+    ``VECTOR_MODE_NEAREST`` are always kept."""
+    floor = float(weights.get(f"{space}_floor", SIMILARITY_FLOOR.get(space, 0.0)))
+    lowest = min(floor, float(weights.get(f"{space}_lowest", LOWEST_SIMILARITY.get(space, floor))))
+    band = float(weights.get(f"{space}_band", SIMILARITY_BAND.get(space, 0.0)))
+    if not similarities:
+        return floor
+    adapted = max(lowest, min(floor, similarities[0] - band))
+    if mode == "vector":
+        return min(adapted, similarities[min(len(similarities), VECTOR_MODE_NEAREST) - 1])
+    return adapted
+
+
+def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages, add, rankers, mode) -> None:
     spaces = vectors.spaces(db)
     text = parsed.semantic_text
     if not text:
         return
-    if "text" not in spaces and weights.get("text", 0) > 0:
+    if mode == "vector" and not spaces:
+        messages.append("vector search needs vectors and this catalog has none yet: run 'scisearch tag CATALOG'")
+    elif "text" not in spaces and weights.get("text", 0) > 0:
         messages.append("no text vectors yet: ranked by text match only")
     for space in QUERY_SPACES:
         weight = float(weights.get(space, 0))
@@ -255,7 +312,7 @@ def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages
         except ValueError as error:
             messages.append(f"{space} vectors not used: {error}")
             continue
-        floor = float(weights.get(f"{space}_floor", SIMILARITY_FLOOR.get(space, 0.0)))
+        floor = similarity_floor([similarity for _, similarity in neighbours], space, weights, mode)
         neighbours = [(rowid, similarity) for rowid, similarity in neighbours if similarity >= floor]
         if not filters.is_empty and neighbours:
             allowed = filters_allowed(db, [rowid for rowid, _ in neighbours], filters)

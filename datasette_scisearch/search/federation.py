@@ -157,13 +157,14 @@ def search_catalogs(
     weights: dict | None = None,
     settings=None,
     served: int | None = None,
+    mode: str | None = None,
     sort: str | None = None,
 ) -> FederatedResults:
     """Search these catalogs (name -> open catalog) as one; ``served`` is how many the researcher could
-    have searched (the catalog facet is given when more than one)."""
+    have searched (the catalog facet is given when more than one); ``mode`` as the engine's."""
     started = time.perf_counter()
-    plan = _plan(list(catalogs), query, item_type, page, per_page, served, weights, sort)
-    options = {"item_type": item_type, "weights": weights, "settings": settings, "sort": plan.sort}
+    plan = _plan(list(catalogs), query, item_type, page, per_page, served, weights, mode, sort)
+    options = {"item_type": item_type, "weights": weights, "settings": settings, "mode": mode, "sort": plan.sort}
     answers = {}
     for name in plan.chosen:
         answers[name] = []
@@ -183,18 +184,19 @@ async def search_catalogs_async(
     page: int = 1,
     per_page: int = 20,
     served: int | None = None,
+    mode: str | None = None,
     sort: str | None = None,
 ) -> FederatedResults:
     """As ``search_catalogs``, with each catalog's ``catalog_answer`` an awaitable (name -> (query, **options)
     -> CatalogAnswer, with the engine's default weights); the catalogs are searched concurrently."""
     started = time.perf_counter()
-    plan = _plan(list(engines), query, item_type, page, per_page, served, None, sort)
+    plan = _plan(list(engines), query, item_type, page, per_page, served, None, mode, sort)
 
     async def ask(name: str) -> list[CatalogAnswer]:
         found = []
         for engine_page, engine_per_page in plan.engine_pages:
-            options = {"item_type": item_type, "page": engine_page, "per_page": engine_per_page, "sort": plan.sort}
-            answer = await engines[name](query, **options)
+            options = {"item_type": item_type, "page": engine_page, "per_page": engine_per_page}
+            answer = await engines[name](query, **options, mode=mode, sort=plan.sort)
             found.append(answer)
             if _exhausted(answer.results):
                 break
@@ -223,8 +225,11 @@ class _Plan:
     messages: list[str] = field(default_factory=list)
 
 
-def _plan(names: list[str], query: str, item_type, page, per_page, served: int | None, weights, sort) -> _Plan:
+def _plan(
+    names: list[str], query: str, item_type, page, per_page, served: int | None, weights, mode, sort
+) -> _Plan:
     page, per_page = _check_paging(page, per_page)
+    mode = engine.check_mode(mode)  # a mode the engine refuses is refused here first, with its sentence
     sort = sorting.check(sort)
     parsed = parse_query(query)  # a query the engine refuses is refused here first, with the engine's sentence
     chosen, messages = _choose(names, parsed)
@@ -235,7 +240,7 @@ def _plan(names: list[str], query: str, item_type, page, per_page, served: int |
         engine_pages = [(page, per_page)]  # one catalog: the engine's own paging, exactly as without federation
     else:
         engine_pages = [(number, engine.MAX_PER_PAGE) for number in range(1, -(-wanted // engine.MAX_PER_PAGE) + 1)]
-    weights = {**engine.DEFAULT_WEIGHTS, **(weights or {})}
+    weights = engine.mode_weights(mode, {**engine.DEFAULT_WEIGHTS, **(weights or {})})
     served = served or len(names)
     return _Plan(
         query, item_type, page, per_page, names, chosen, engine_pages, parsed.has_terms, served, weights, sort, messages

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..catalog import ITEM_TYPES
 from ..errors import ScisearchError
-from ..ingest.normalize import KINDS
+from ..ingest.kinds import KINDS
 
 MAX_QUERY_CHARS = 2000
 MAX_TERMS = 64
@@ -492,6 +492,7 @@ _KIND_ALIASES.update(
     }
 )
 _KIND_ALIASES.update({"spectra": "spectrum", "si": "spectrum image", "spectrumimage": "spectrum image", "4d": "4D"})
+_KIND_ALIASES.update({"lineprofile": "line profile", "line-profile": "line profile", "profile": "line profile"})
 
 
 # -- Numbers -------------------------------------------------------------------------------------

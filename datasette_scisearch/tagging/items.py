@@ -52,6 +52,22 @@ def strided(frame: np.ndarray, max_side: int) -> np.ndarray:
     return frame[(slice(None, None, step),) * frame.ndim] if step > 1 else frame
 
 
+def why_missing(path: Path) -> str:
+    """What really happened to a catalogued file that cannot be found, and what to do about it."""
+    if not path.is_absolute():
+        return (
+            f"'{path}' is no longer there from here: it was catalogued by a path relative to the folder a load ran "
+            f"in, and this runs in '{Path.cwd()}'; load its folder again (paths are now stored absolute)"
+        )
+    folder = next((p for p in path.parents if p.exists()), None)
+    if folder != path.parent:
+        return (
+            f"'{path}' is no longer there: its folder '{path.parent}' does not exist (only '{folder}' does); "
+            "if it is on a disk that is not mounted, mount it, else reload the folder it moved to"
+        )
+    return f"'{path}' is no longer there: its folder holds no such file any more; reload the folder it moved to"
+
+
 def file_pixels(row: dict, max_side: int = 2048) -> np.ndarray:
     """The representative frame (2-D) or spectrum (1-D) of a catalogued dataset, as float32."""
     path = Path(row["path"])
@@ -59,7 +75,7 @@ def file_pixels(row: dict, max_side: int = 2048) -> np.ndarray:
     if loader is None:
         raise PixelsUnavailable(f"the loader {row.get('loader')!r} that read '{path}' is not installed any more")
     if not path.exists():
-        raise PixelsUnavailable(f"'{path}' is no longer there; reload the folder it moved to")
+        raise PixelsUnavailable(why_missing(path))
     wanted = int(row.get("dataset") or 0)
     for dataset in loader.read(path):
         if dataset.index == wanted:

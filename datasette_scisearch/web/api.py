@@ -1,7 +1,8 @@
 """The JSON API under /-/scisearch: search, one item, and the items like it.
 
-    GET /-/scisearch.json?q=&type=&sort=&page=&per_page=&db= search results over every catalog served, or db=
-                                                             (docs/search-api.md)
+    GET /-/scisearch.json?q=&type=&page=&per_page=&db=&mode=&sort=   search results over every catalog served,
+                                                             or db=; mode=keyword|vector|hybrid;
+                                                             sort=relevance|date|kv|magnification (docs/search-api.md)
     GET /-/scisearch/item/<db>/<type>/<id>.json              everything about one item
     GET /-/scisearch/similar/<db>/<type>/<id>.json           "more like this"
 
@@ -58,6 +59,9 @@ FILTER_PARAMETERS = (
     "cl",
 )
 MAX_PARAMETER_CHARS = 4000
+# ``mode`` is both the instrument-mode filter (mode=STEM) and the search mode: these values, which no instrument
+# writes, pick the rankings; any other value filters.
+SEARCH_MODES = ("hybrid", "keyword", "vector")
 
 
 def _integer(request, name: str, default: int) -> int:
@@ -67,6 +71,14 @@ def _integer(request, name: str, default: int) -> int:
     if not re.fullmatch(r"[+-]?\d{1,9}", text.strip()):
         raise WebError(f"{name} must be a whole number (got {text[:40]!r})")
     return int(text)
+
+
+def _search_mode(request) -> str | None:
+    """The search mode asked for (``mode=keyword|vector|hybrid``), or None for the default (hybrid)."""
+    modes = {value.strip().lower() for value in request.args.getlist("mode")} & set(SEARCH_MODES)
+    if len(modes) > 1:
+        raise WebError(f"give one search mode, not {' and '.join(sorted(modes))}")
+    return modes.pop() if modes else None
 
 
 def _query_and_tab(request) -> tuple[str, str | None]:
@@ -79,6 +91,8 @@ def _query_and_tab(request) -> tuple[str, str | None]:
         tab = None
     for name in FILTER_PARAMETERS:
         for value in request.args.getlist(name):
+            if name == "mode" and value.strip().lower() in SEARCH_MODES:
+                continue
             value = value.replace('"', "").strip()
             if value:
                 parts.append(f'{name}:"{value}"' if re.search(r"\s", value) else f"{name}:{value}")
@@ -112,6 +126,7 @@ async def search_json(request, datasette):
     page = _integer(request, "page", 1)
     per_page = _integer(request, "per_page", 20)
     options = {"item_type": tab, "page": page, "per_page": per_page, "served": len(served)}
+    options["mode"] = _search_mode(request)
     options["sort"] = request.args.get("sort")
     results = await search_catalogs(datasette, request.actor, catalogs, query, **options)
     payload = results.as_dict()
@@ -119,6 +134,7 @@ async def search_json(request, datasette):
     searched = payload.pop("catalogs")
     payload = {"ok": True, "database": searched[0] if len(searched) == 1 else None, "catalogs": searched, **payload}
     payload["messages"] = left_out + payload["messages"]
+    payload["mode"] = options["mode"] or "hybrid"
     payload["hits"] = [_hit_json(datasette, hit.database, hit) for hit in results.hits]
     last_page = max(1, -(-results.total // results.per_page))
     payload["last_page"] = min(last_page, engine.MAX_PAGE)

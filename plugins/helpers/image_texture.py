@@ -35,9 +35,12 @@ from __future__ import annotations
 
 import functools
 
+import lazy_loader
 import numpy as np
-from scipy import fft
-from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
+
+# At first use, not when the tagger is registered: every 'scisearch' command registers the taggers.
+fft = lazy_loader.load("scipy.fft", suppress_warning=True)
+feature = lazy_loader.load("skimage.feature", suppress_warning=True)
 
 SIDE = 256
 OCTAVES = 6
@@ -121,7 +124,7 @@ def lbp_histograms(quantised: np.ndarray) -> np.ndarray:
     """Share of each rotation-invariant uniform pattern (P+1 uniform ones and "other") at each radius."""
     parts = []
     for radius in LBP_RADII:
-        codes = local_binary_pattern(quantised, LBP_POINTS, radius, method="uniform")
+        codes = feature.local_binary_pattern(quantised, LBP_POINTS, radius, method="uniform")
         # the border, where the circle leaves the image, would count as a pattern of its own
         inner = codes[radius:-radius, radius:-radius] if min(codes.shape) > 2 * radius + 1 else codes
         parts.append(np.bincount(inner.astype(int).ravel(), minlength=LBP_POINTS + 2)[: LBP_POINTS + 2] / inner.size)
@@ -131,14 +134,14 @@ def lbp_histograms(quantised: np.ndarray) -> np.ndarray:
 def co_occurrence(quantised: np.ndarray) -> np.ndarray:
     """Haralick's contrast (log), homogeneity, energy and correlation per distance, averaged over directions."""
     levels = (quantised.astype(np.uint16) * GLCM_LEVELS // 256).astype(np.uint8)
-    matrix = graycomatrix(
+    matrix = feature.graycomatrix(
         levels, GLCM_DISTANCES, [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=GLCM_LEVELS, symmetric=True,
         normed=True,
     )  # fmt: skip
-    contrast = np.log1p(graycoprops(matrix, "contrast").mean(axis=1))
-    homogeneity = graycoprops(matrix, "homogeneity").mean(axis=1)
-    energy = np.log(graycoprops(matrix, "energy").mean(axis=1) + 1e-6)
-    correlation = np.nan_to_num(graycoprops(matrix, "correlation")).mean(axis=1)
+    contrast = np.log1p(feature.graycoprops(matrix, "contrast").mean(axis=1))
+    homogeneity = feature.graycoprops(matrix, "homogeneity").mean(axis=1)
+    energy = np.log(feature.graycoprops(matrix, "energy").mean(axis=1) + 1e-6)
+    correlation = np.nan_to_num(feature.graycoprops(matrix, "correlation")).mean(axis=1)
     return np.concatenate([contrast, homogeneity, energy, correlation])
 
 

@@ -1,0 +1,255 @@
+"""Readers in a sandbox: a reused worker process reads each file, with a memory limit and a timeout.
+
+Vendor reader libraries are C extensions and hand-written binary parsers: half a
+Bruker .bcf makes one segfault, a small HDF5 file declaring a 30000² array makes
+another allocate gigabytes, a malformed header can loop.  In the loading
+process any of these ends the whole load (and every load after it).  Here the
+chain of readers (``reading.read_file``) runs in a worker process,
+``python -m datasette_scisearch.ingest.sandbox``, started once and reused by every load
+of the process, so speed holds; a crash, a timeout or exhausted memory costs
+that worker, which is replaced, and becomes the file's error row; the load goes
+on.  Requests and results travel as pickles over two pipes of their own (what a
+reader prints goes nowhere), so nothing a reader writes can confuse them.
+
+The worker is a fresh interpreter rather than a fork of the loading process: a
+fork copies the locks of whatever threads the loader runs (numba's, HDF5's, a
+progress bar's) held, and a worker could hang for ever on one.
+
+The memory limit is on the worker's data segment (``RLIMIT_DATA``: heap and
+anonymous mappings, which is where arrays live; shared libraries and
+memory-mapped files stay outside it), so a reader that asks for too much gets a
+MemoryError, or dies, instead of the machine swapping.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..config import Settings
+from .loader import FileLoader
+from .reading import FileResult, loader_id, read_file
+
+DEFAULT_MEMORY_LIMIT_BYTES = 2 * 2**30
+DEFAULT_TIMEOUT_S = 300.0
+_HEADER = struct.Struct("!Q")
+
+
+class ReaderPool:
+    """A reused worker process that reads files; ``read`` never raises for what a file does to a reader."""
+
+    def __init__(self, memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES, timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.memory_limit_bytes = memory_limit_bytes
+        self.timeout_s = timeout_s
+        self._process: subprocess.Popen | None = None
+        self._requests = self._results = None
+        self.unavailable: str | None = None  # why no worker could be started: files are then read in-process
+        self._pid = os.getpid()
+
+    def __enter__(self) -> ReaderPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self) -> bool:
+        """Start the worker and wait for it to say it is ready; False (and ``unavailable`` set) when it cannot
+        be started here (an interpreter this user may not run, a broken install)."""
+        try:
+            self._launch()
+            ready = self._receive_message(60.0)
+        except OSError as error:
+            ready = error
+        if ready == "ready":
+            return True
+        self._stop()
+        self.unavailable = f"the reader sandbox could not be started ({ready}); files are read in the loading process"
+        return False
+
+    def _launch(self) -> None:
+        to_worker_read, to_worker_write = os.pipe()
+        from_worker_read, from_worker_write = os.pipe()
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "datasette_scisearch.ingest.sandbox",
+                str(to_worker_read),
+                str(from_worker_write),
+                str(self.memory_limit_bytes),
+            ],
+            pass_fds=(to_worker_read, from_worker_write),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=environment,
+        )
+        os.close(to_worker_read)
+        os.close(from_worker_write)
+        self._requests = os.fdopen(to_worker_write, "wb")
+        self._results = from_worker_read
+
+    def read(self, path: Path, chain: list[FileLoader], settings: Settings, sha256: str | None) -> FileResult:
+        if os.getpid() != self._pid:  # a forked child must not share its parent's worker
+            self._process = self._requests = self._results = None
+            self._pid = os.getpid()
+        if self.unavailable is None and (self._process is None or self._process.poll() is not None):
+            self._start()
+        if self.unavailable is not None:
+            return read_file(path, chain, settings, sha256=sha256)
+        try:
+            request = pickle.dumps((path, chain, settings, sha256), protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, AttributeError, TypeError):
+            # A reader defined where no other process can import it (inside a function): it runs here.
+            return read_file(path, chain, settings, sha256=sha256)
+        try:
+            _send_bytes(self._requests, request)
+            answer = self._receive_message(self.timeout_s)
+        except BrokenPipeError:  # it died before it could read the request
+            answer = None
+        if isinstance(answer, FileResult):
+            return answer
+        if answer == "timeout":
+            self._stop()
+            return self._failure(
+                path,
+                chain,
+                sha256,
+                f"reading it took longer than {self.timeout_s:g} s, so the reader was stopped: a damaged file "
+                "(a reader looping on a bad header) or a very large one",
+            )
+        return self._failure(path, chain, sha256, self._death())
+
+    def _receive_message(self, timeout_s: float):
+        """The next message from the worker; 'timeout' when none came in time, None when the worker is gone."""
+        deadline = time.monotonic() + timeout_s
+        buffer, wanted, length = b"", _HEADER.size, None
+        while True:
+            ready, _, _ = select.select([self._results], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return "timeout"
+            chunk = os.read(self._results, max(wanted - len(buffer), 1 << 16))
+            if not chunk:
+                return None
+            buffer += chunk
+            if length is None and len(buffer) >= _HEADER.size:
+                (length,) = _HEADER.unpack(buffer[: _HEADER.size])
+                buffer, wanted = buffer[_HEADER.size :], length
+            if length is not None and len(buffer) >= length:
+                return pickle.loads(buffer[:length])
+
+    def _death(self) -> str:
+        """What ended the worker, in words: a crash (its signal), the kernel's OOM killer, an exit."""
+        try:
+            code = self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._stop()
+            code = None
+        self._forget()
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            if name == "SIGKILL":
+                return "the reader was killed while reading it (SIGKILL: most often the machine running out of memory)"
+            return f"the reader crashed on this file ({name}): a damaged or unusual file its library cannot parse"
+        return "the reader process ended while reading it: a damaged or unusual file its library cannot parse"
+
+    def _failure(self, path: Path, chain: list[FileLoader], sha256: str | None, what: str) -> FileResult:
+        readers = ", ".join(loader.name for loader in chain)
+        try:
+            stat = path.stat()
+            size, modified = stat.st_size, dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
+        except OSError:
+            size, modified = 0, dt.datetime.fromtimestamp(0, dt.UTC)
+        message = f"{what} (readers tried: {readers}; not read again until the file changes)"
+        return FileResult(path, loader_id(chain[0]), size, modified, sha256 or "", error=message)
+
+    def _stop(self) -> None:
+        if self._process is not None and self._process.poll() is None and os.getpid() == self._pid:
+            self._process.kill()
+            self._process.wait()
+        self._forget()
+
+    def _forget(self) -> None:
+        if self._requests is not None:
+            try:
+                self._requests.close()
+            except OSError:
+                pass
+        if self._results is not None:
+            os.close(self._results)
+        self._process = self._requests = self._results = None
+
+    def close(self) -> None:
+        self._stop()
+
+
+def _send(stream, message) -> None:
+    _send_bytes(stream, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _send_bytes(stream, data: bytes) -> None:
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    parts, got = [], 0
+    while got < size:
+        chunk = os.read(fd, min(size - got, 1 << 20))
+        if not chunk:
+            return None
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+_shared: ReaderPool | None = None
+
+
+def shared_pool() -> ReaderPool:
+    """The process's reader pool, started on first use and kept for every later load (ended at exit)."""
+    global _shared
+    if _shared is None:
+        _shared = ReaderPool()
+        atexit.register(_shared.close)
+    return _shared
+
+
+def _limit_memory(limit_bytes: int) -> None:
+    """Cap the data segment at what the worker uses now (its imports) plus ``limit_bytes``."""
+    import resource
+
+    with open("/proc/self/statm") as statm:  # pages: size resident shared text lib data dt
+        data_pages = int(statm.read().split()[5])
+    cap = data_pages * os.sysconf("SC_PAGE_SIZE") + limit_bytes
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+
+
+def _serve(requests_fd: int, results_fd: int, memory_limit_bytes: int) -> None:
+    """The worker: read each requested file and send back its FileResult, until the loader closes the pipe."""
+    import scisearch_loaders.instrument_files  # noqa: F401  the built-in readers, imported before the cap
+
+    _limit_memory(memory_limit_bytes)
+    results = os.fdopen(results_fd, "wb")
+    _send(results, "ready")
+    while True:
+        header = _read_exactly(requests_fd, _HEADER.size)
+        if header is None:
+            return
+        (length,) = _HEADER.unpack(header)
+        path, chain, settings, sha256 = pickle.loads(_read_exactly(requests_fd, length))
+        _send(results, read_file(path, chain, settings, sha256=sha256))
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))

