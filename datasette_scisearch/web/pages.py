@@ -235,8 +235,14 @@ def facets_view(datasette, search: SearchRequest, facets: dict) -> list[dict]:
 
 
 def chips_view(datasette, search: SearchRequest, facets: list[dict] | None = None) -> list[dict]:
-    """The active filters, each a chip that removes it, labelled as its facet value is (``facets_view``)."""
-    labels = {(facet["name"], entry["value"]): entry["label"] for facet in facets or [] for entry in facet["entries"]}
+    """The active filters, each a chip that removes it; a proposal by its title (``facets_view``), since its id
+    says nothing, other values as they are (an instrument's name is shorter than its description and as clear)."""
+    labels = {
+        (facet["name"], entry["value"]): entry["label"]
+        for facet in facets or []
+        if facet["name"] == "proposal"
+        for entry in facet["entries"]
+    }
     return [
         {
             "label": f"{FACETS[facet].lower()}: {labels.get((facet, value), value)}",
