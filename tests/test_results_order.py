@@ -125,7 +125,8 @@ async def test_the_search_page_labels_a_proposal_by_its_title_and_keeps_its_id_a
 async def test_an_active_proposal_filter_shows_as_a_chip_with_its_title(ds):
     _, data = await search(ds, q="gold")
     entry = data["facets"]["proposal"][0]
-    html = (await ds.client.get("/-/scisearch?" + urllib.parse.urlencode({"q": "gold", "proposal": entry["value"]}))).text
+    filtered = urllib.parse.urlencode({"q": "gold", "proposal": entry["value"]})
+    html = (await ds.client.get("/-/scisearch?" + filtered)).text
     chips = html.split('class="scisearch-chips scisearch-filter-chips"', 1)[1].split("</ul>", 1)[0]
     assert f"proposal: {entry['label']}" in chips.replace("&#39;", "'")
     assert "Remove this filter" in chips

@@ -101,7 +101,8 @@ def queue_count(db, item_type: str = "file", tag_set: str | None = None) -> int:
             select t.item_id from tags t
             where t.item_type = ? and t.status = 'machine' and t.score is not null
               and not exists (
-                select 1 from tags e where e.item_type = t.item_type and e.item_id = t.item_id and e.status != 'machine')
+                select 1 from tags e
+                where e.item_type = t.item_type and e.item_id = t.item_id and e.status != 'machine')
         )"""
     params = [*([] if tag_set is None else [tag_set]), item_type, *EXPERT_STATUSES, item_type]
     return int(db.execute(sql, params).fetchone()[0])

@@ -131,6 +131,10 @@ async def search_catalogs(datasette, actor, catalogs: list, query: str, *, serve
     engines = {db.name: engine_of(db) for db in catalogs}
     results = await search_catalogs_async(engines, query, served=served, **options)
     results.hits = [hit for hit in results.hits if readable_hit(hit, readable.get(hit.database, frozenset()))]
+    if any("proposal" not in types for types in readable.values()):
+        # A proposal's title is the proposals table's to show: where it is hidden, the facet keeps bare ids.
+        for entry in (results.facets or {}).get("proposal") or []:
+            entry.pop("label", None)
     return results
 
 

@@ -281,7 +281,9 @@ def why_line(why: list[str]) -> str:
             phrase = re.sub(r" \([^()]*\)$", "", reason)
         if phrase not in places:
             places.append(phrase)
-    parts = ([f"tag{'s' if len(tags) > 1 else ''} {', '.join(tags[:3])}{' …' if len(tags) > 3 else ''}"] if tags else [])
+    parts = []
+    if tags:
+        parts.append(f"tag{'s' if len(tags) > 1 else ''} {', '.join(tags[:3])}{' …' if len(tags) > 3 else ''}")
     parts += places
     return ("Matched " + " · ".join(parts)) if parts else ""
 

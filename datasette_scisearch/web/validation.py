@@ -370,7 +370,8 @@ async def queue_page(request, datasette):
         # Past the last page, the last page (an expert who cleared it comes back to what is left).
         last_page = max(1, -(-total // QUEUE_SIZE))
         shown_page = min(page, last_page)
-        return total, shown_page, last_page, experts.review_queue(db, item_type, QUEUE_SIZE, (shown_page - 1) * QUEUE_SIZE)
+        entries = experts.review_queue(db, item_type, QUEUE_SIZE, (shown_page - 1) * QUEUE_SIZE)
+        return total, shown_page, last_page, entries
 
     total, page, last_page, entries = await db.execute_fn(read_queue)
     zone = facility_settings(datasette).zone
