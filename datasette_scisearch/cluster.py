@@ -20,6 +20,18 @@ file's or item's error — a poison file is never retried forever.  A cluster
 with no workers for ``patience_s`` seconds (all lost, or none ever came) stops
 the run with a ``ClusterError``; everything committed so far stays, and running
 the same command again resumes.
+
+On a local cluster (``--workers N``) the writer also replaces lost workers
+itself.  A nanny restarts its worker when the process dies, but Dask gives up
+on it in two ways, both common on a loaded machine: a worker that fails to
+start is never retried (the nanny closes), and ``LocalCluster`` closes for good
+any nanny whose worker has not come back within
+``distributed.deploy.lost-worker-timeout`` (15 s) — a restart that merely takes
+longer than that ends the nanny, killing the new worker and the task it had just
+been given.  Either way the cluster shrinks for the rest of the run; asking it
+for its N workers again starts new nannies in their place.  While a local
+cluster is open that timeout is a minute (``LOCAL_LOST_WORKER_S``), so a slow
+restart is waited for rather than cut short.
 """
 
 from __future__ import annotations
@@ -41,8 +53,12 @@ from .errors import ScisearchError
 
 TASK_RETRIES = 2  # a task that raises (a flaky network file system, say) runs again before it counts as failed
 CONNECT_TIMEOUT_S = 5
-POLL_S = 2.0  # how often the writer checks the cluster still has workers while it waits for results
+POLL_S = 2.0  # how often the writer checks the cluster still has (all its) workers while it waits for results
 DEFAULT_PATIENCE_S = 60.0
+# Local workers that die are restarted here, and on two busy cores a worker process takes tens of seconds to start.
+LOCAL_PATIENCE_S = 180.0
+LOCAL_LOST_WORKER_S = 60.0  # how long LocalCluster lets a nanny restart its worker before it closes the nanny
+LOST_WORKER = "distributed.deploy.lost-worker-timeout"
 BATCH_QUEUE_PATIENCE_S = 3600.0  # SLURM jobs may sit in the queue a while before any worker appears
 # Dask's nannies set MALLOC_TRIM_THRESHOLD_ in their workers, which switches off glibc's adaptive mmap threshold:
 # every large numpy array is then a fresh mmap and page faults, and image analysis runs ~2.7x slower (measured).
@@ -68,9 +84,16 @@ class Cluster:
     client: Any
     description: str
     patience_s: float = DEFAULT_PATIENCE_S
+    local: Any = None  # the LocalCluster started for this run, whose lost workers are replaced
 
     def workers(self) -> int:
         return len(self.client.nthreads())
+
+    def replace_lost_workers(self, present: int) -> None:
+        """Ask a local cluster for all its workers again when fewer than that are ``present``: it starts new
+        nannies in place of those Dask has closed (a no-op while a nanny is still restarting its worker)."""
+        if self.local is not None and present < len(self.local.worker_spec):
+            self.local.scale(len(self.local.worker_spec))
 
     def stream(
         self, function: Callable, jobs: Iterable[tuple[Any, tuple]], window: int | None = None, ordered: bool = False
@@ -100,6 +123,7 @@ class TaskStream:
         self.finished: dict[int, tuple] = {}  # results that came back before an earlier one (ordered only)
         self.next_sequence = self.next_to_yield = 0
         self.no_workers_since: float | None = None
+        self.checked_at = float("-inf")  # check the workers once the first results are in
 
     def push(self, context: Any, arguments: tuple) -> None:
         """Another task, run alone (a batch split up to find the item that kills workers)."""
@@ -180,13 +204,17 @@ class TaskStream:
             try:
                 with self.cluster.client.as_current():
                     done, _ = wait(list(self.pending), timeout=POLL_S, return_when="FIRST_COMPLETED")
-                return list(done)
             except TimeoutError:
                 self._check_workers()
+                continue
             except CancelledError:  # the client cancels every future when it loses the scheduler
                 raise _cancelled() from None
+            if time.monotonic() - self.checked_at > POLL_S:  # results keep coming, but perhaps from fewer workers
+                self._check_workers()
+            return list(done)
 
     def _check_workers(self) -> None:
+        self.checked_at = time.monotonic()
         try:
             workers = self.cluster.workers()
         except Exception as error:
@@ -194,6 +222,7 @@ class TaskStream:
                 f"lost the connection to the Dask scheduler ({self.cluster.description}): {error}. "
                 "What was finished is kept; run the same command again to go on"
             ) from None
+        self.cluster.replace_lost_workers(workers)
         if workers:
             self.no_workers_since = None
             return
@@ -247,7 +276,7 @@ def open_cluster(dask: str | None = None, workers: int | None = None, allowed_fa
     started = None
     if workers:
         started = start_local_cluster(workers, allowed_failures)
-        cluster = Cluster(_client(started), f"{workers} local worker processes")
+        cluster = Cluster(_client(started), f"{workers} local worker processes", LOCAL_PATIENCE_S, local=started)
     elif Path(dask).suffix.lower() in (".yml", ".yaml"):
         started, scale, patience = cluster_from_file(Path(dask))
         cluster = Cluster(_client(started), f"{dask}: {started.scheduler_address}", patience)
@@ -255,13 +284,19 @@ def open_cluster(dask: str | None = None, workers: int | None = None, allowed_fa
     else:
         cluster = Cluster(connect(dask), dask)
     try:
-        yield cluster
+        # Read by LocalCluster each time a worker is lost, so it holds for as long as the cluster is open.
+        with _settings({LOST_WORKER: f"{LOCAL_LOST_WORKER_S}s"} if workers else {}):
+            yield cluster
     finally:
         with contextlib.suppress(Exception):
             cluster.client.close()
         if started is not None:
             with contextlib.suppress(Exception):
                 started.close()
+
+
+def _settings(settings: dict):
+    return dask.config.set(settings)  # (open_cluster's own ``dask`` is the --dask option)
 
 
 def start_local_cluster(workers: int, allowed_failures: int | None = None):

@@ -116,11 +116,8 @@ def build_shared_data_catalog(folder: Path, shared: Path, scifact: bool = True) 
 
 
 def cached_catalog(tmp_path_factory, name: str, build) -> Path:
-    """A catalog built once per test session and shared by every module that asks for it by name."""
-    folder = tmp_path_factory.getbasetemp() / f"search-catalog-{name}"
-    done = folder / "built"
-    if not done.exists():
-        folder.mkdir(exist_ok=True)
-        path = build(folder)
-        done.write_text(str(path))
-    return Path(done.read_text())
+    """A catalog built once per test run (whatever the xdist workers) and shared by every module that asks for
+    it by name; each worker has its own copy."""
+    from .conftest import built_once
+
+    return built_once(tmp_path_factory, f"search-catalog-{name}", build)

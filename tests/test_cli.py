@@ -68,6 +68,7 @@ def test_status_and_errors_report_what_the_catalog_holds(runner, tmp_path):
     assert len(errors["loading"]) == 3 and errors["tagging"] == []
 
 
+@pytest.mark.slow
 def test_a_killed_load_keeps_what_it_committed_and_a_rerun_completes_it(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -102,6 +103,7 @@ def test_a_killed_load_keeps_what_it_committed_and_a_rerun_completes_it(tmp_path
     assert statuses == ["interrupted", "done"]
 
 
+@pytest.mark.slow
 def test_demo_builds_catalogs_and_links_a_facility_without_serving(runner, tmp_path):
     folder = tmp_path / "facility"
     result = invoke(runner, "demo", "--folder", folder, "--files", 30, "--no-serve")

@@ -341,6 +341,7 @@ def test_naive_click_rates_rank_the_two_items_alike(db):
     assert signal(db, "G05")["attractiveness"] == pytest.approx(signal(db, "G01")["attractiveness"])
 
 
+@pytest.mark.slow
 def test_em_recovers_the_examination_curve_when_items_are_shown_at_several_positions(db):
     import numpy as np
 

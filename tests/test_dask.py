@@ -12,6 +12,7 @@ import time
 import types
 from pathlib import Path
 
+import dask
 import psutil
 import pytest
 from click.testing import CliRunner
@@ -45,7 +46,8 @@ def settings():
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Two single-threaded worker processes; a task may kill two workers before it counts as poison."""
+    """Two single-threaded worker processes; a task may kill two workers before it counts as poison (the
+    product's default is four: fewer deaths here keep the poison tests to a few worker restarts)."""
     with open_cluster(workers=WORKERS, allowed_failures=1) as cluster:
         yield cluster
 
@@ -53,10 +55,16 @@ def cluster():
 WORKERS = 2
 
 
-def _workers_back(cluster: Cluster) -> None:
-    """After a test that killed workers, wait until the nannies have restarted all of them, so the next test
-    starts from the same cluster whatever the load (on two busy cores a restart can take long)."""
-    cluster.client.wait_for_workers(WORKERS, timeout=300)
+def _workers_back(cluster: Cluster, limit_s: float = 300) -> None:
+    """After a test that lost workers, wait until all of them are back, so the next test starts from the same
+    cluster whatever the load: restarted by their nannies or, where Dask closed a nanny, replaced as a run
+    replaces them.  A condition polled, not a sleep; the limit is generous (a restart can take long on two busy
+    cores) and bounded."""
+    deadline = time.monotonic() + limit_s
+    while (present := cluster.workers()) < WORKERS:
+        assert time.monotonic() < deadline, f"only {present} of {WORKERS} workers came back in {limit_s:.0f} s"
+        cluster.replace_lost_workers(present)
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +265,27 @@ def test_an_item_that_kills_its_workers_fails_alone_and_the_others_are_tagged(
     finally:
         db.close()
         _workers_back(cluster)
+
+
+def test_a_local_worker_whose_nanny_dask_closed_is_replaced_by_the_next_run(cluster, tmp_path, settings):
+    # On a loaded machine LocalCluster closes a nanny whose worker has not come back within the lost-worker
+    # timeout (15 s; 0.5 s here), and nothing in Dask starts it again: the cluster would stay one worker short.
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "0.5s"}):
+        name, nanny = next(iter(cluster.local.workers.items()))
+        cluster.local.sync(nanny.close)
+        deadline = time.monotonic() + 60
+        while name in cluster.local.workers:  # LocalCluster forgets the nanny once the timeout has passed
+            assert time.monotonic() < deadline, "LocalCluster kept the closed nanny"
+            time.sleep(0.05)
+    assert cluster.workers() == WORKERS - 1
+    folder = _copy_small_set(tmp_path / "data")
+    db = open_catalog(tmp_path / "catalog.db")
+    try:
+        summary = load_files(db, [folder], settings, progress=False, cluster=cluster)
+        assert summary.added == 4
+    finally:
+        db.close()
+    cluster.client.wait_for_workers(WORKERS, timeout=240)  # the run asked for a new nanny in the closed one's place
 
 
 # ---------------------------------------------------------------- a scheduler whose workers come and go

@@ -364,6 +364,7 @@ def generated_queries(count: int, seed: int = 0) -> list[dict]:
     return queries
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_two_thousand_generated_queries_never_get_a_server_error(ds):
     failures = []
