@@ -9,7 +9,7 @@ import pytest
 
 from datasette_scisearch.catalog import now_utc, open_catalog
 from datasette_scisearch.config import load_settings
-from datasette_scisearch.learning.active import review_queue
+from datasette_scisearch.learning.active import queue_count, review_queue
 from datasette_scisearch.tagging import experts
 from datasette_scisearch.tagging.pipeline import tag_catalog
 
@@ -150,3 +150,45 @@ def test_the_queue_works_on_the_plain_sqlite_connection_datasette_hands_out(db):
     assert [entry.as_dict() for entry in review_queue(db.conn, limit=3)] == [
         entry.as_dict() for entry in review_queue(db, limit=3)
     ]
+
+
+# -- Counting and paging the queue -------------------------------------------------------------------------
+
+
+def unjudged_machine_tagged(db) -> set[str]:
+    rows = db.execute(
+        """select distinct item_id from tags t where item_type = 'file' and status = 'machine' and score is not null
+           and not exists (select 1 from tags e where e.item_type = 'file' and e.item_id = t.item_id
+                           and e.status != 'machine')"""
+    )
+    return {str(row[0]) for row in rows}
+
+
+def test_the_queue_counts_every_machine_tagged_item_no_expert_has_judged(db):
+    assert queue_count(db) == len(unjudged_machine_tagged(db)) > 3
+
+
+def test_an_item_an_expert_judged_leaves_the_count(db):
+    before = queue_count(db)
+    item_id = sorted(unjudged_machine_tagged(db))[0]
+    (tag_id,) = db.execute(
+        "select id from tags where item_type = 'file' and item_id = ? and status = 'machine' limit 1", [item_id]
+    ).fetchone()
+    experts.accept(db, tag_id, "expert-in-test")
+    assert queue_count(db) == before - 1
+
+
+def test_pages_of_the_queue_do_not_overlap_and_together_hold_every_queued_item(db):
+    size = 3
+    pages = [review_queue(db, limit=size, offset=offset) for offset in range(0, queue_count(db) + size, size)]
+    ids = [entry.item_id for page in pages for entry in page]
+    assert all(len(page) <= size for page in pages) and len(ids) == len(set(ids))
+    assert set(ids) >= unjudged_machine_tagged(db) and len(ids) == queue_count(db)
+
+
+def test_a_page_of_the_queue_counts_predictions_the_learned_model_is_unsure_of(db):
+    ids = file_ids(db)[:2]
+    predictions = {ids[0]: ("particles", 0.55, 0.1), ids[1]: ("lattice", 0.6, 0.2)}
+    add_model(db, "morphology", ["particles", "lattice"], predictions)
+    queued = [entry.item_id for entry in review_queue(db, limit=2)]
+    assert queued == ids and queue_count(db) >= 2

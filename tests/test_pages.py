@@ -301,8 +301,21 @@ async def test_proposals_and_papers_are_listed_with_highlighted_snippets(ds):
 async def test_each_result_says_why_it_matched(ds):
     response = await search(ds, "HAADF")
     card = response.text.split('data-item-id="1"', 1)[1].split("</article>", 1)[0]
-    why = re.search(r'<p class="scisearch-why" title="([^"]*)"', card)
-    assert why and "HAADF" in html.unescape(why[1])
+    line = re.search(r'<details class="scisearch-why">\s*<summary>([^<]*)</summary>', card)
+    reasons = re.findall(r"<li>([^<]*)</li>", card.split('class="scisearch-why"', 1)[1])
+    assert line and "HAADF" in html.unescape(line[1])
+    assert any("HAADF" in html.unescape(reason) for reason in reasons)
+
+
+@pytest.mark.asyncio
+async def test_the_why_line_names_no_tagger_which_its_details_do(ds):
+    response = await search(ds, "HAADF")
+    card = response.text.split('data-item-id="1"', 1)[1].split("</article>", 1)[0]
+    line = html.unescape(re.search(r'<details class="scisearch-why">\s*<summary>([^<]*)</summary>', card)[1])
+    details = html.unescape(card.split("</summary>", 1)[1])
+    taggers = {"filenames", "metadata", "keywords", "image_analysis", "ocr", "clip"}
+    assert line.startswith("Matched ") and not any(f"({name}" in line for name in taggers)
+    assert any(f"({name}" in details for name in taggers)
 
 
 @pytest.mark.asyncio

@@ -19,7 +19,9 @@ import pytest
 from datasette.app import Datasette
 
 from datasette_scisearch.catalog import open_catalog
+from datasette_scisearch.learning.active import queue_count
 from datasette_scisearch.tagging import experts
+from datasette_scisearch.web import validation
 
 from .conftest import REPO
 from .test_experts import tagged_em_catalog_file  # noqa: F401  (a fixture)
@@ -209,8 +211,6 @@ async def test_a_change_made_while_another_writer_holds_the_catalog_for_seconds_
 
 @pytest.mark.asyncio
 async def test_a_change_the_catalog_stays_too_busy_for_is_a_503_that_says_to_try_again(ds, catalog_path, monkeypatch):
-    from datasette_scisearch.web import validation
-
     monkeypatch.setattr(validation, "BUSY_TIMEOUT_MS", 200)
     cookies, token = await session(ds, "root")
     haadf = tag_id(catalog_path, "1", "HAADF")
@@ -390,6 +390,28 @@ async def test_the_queue_lists_items_with_machine_tags_and_why(ds):
     reasons = re.findall(r'<p class="scisearch-queue-reason">(.*?)</p>', response.text)
     assert reasons and all("weakest machine tag" in html.unescape(reason) for reason in reasons)
     assert 'form="scisearch-bulk"' in response.text
+
+
+@pytest.mark.asyncio
+async def test_the_queue_says_which_of_how_many_items_it_shows_and_pages_through_them(ds, catalog_path, monkeypatch):
+    monkeypatch.setattr(validation, "QUEUE_SIZE", 2)
+    total = queue_count(open_catalog(catalog_path))
+    first = await ds.client.get("/-/scisearch/queue/em")
+    second = await ds.client.get("/-/scisearch/queue/em?page=2")
+    heading = re.search(r'<h1>Tags to review <span class="scisearch-count">([\d,]+) files</span>', first.text)
+    assert total > 2 and heading and int(heading[1].replace(",", "")) == total
+    assert f"1–2 of {total:,}" in first.text and f"3–4 of {total:,}" in second.text
+    assert 'rel="next" href="/-/scisearch/queue/em?page=2"' in first.text
+    ids = [re.findall(r'data-item-id="([^"]+)"', page.text) for page in (first, second)]
+    assert len(ids[0]) == len(ids[1]) == 2 and not set(ids[0]) & set(ids[1])
+
+
+@pytest.mark.asyncio
+async def test_a_queue_page_past_the_end_shows_the_last_page(ds, catalog_path, monkeypatch):
+    monkeypatch.setattr(validation, "QUEUE_SIZE", 2)
+    response = await ds.client.get("/-/scisearch/queue/em?page=9999")
+    assert response.status_code == 200 and re.findall(r'data-item-id="([^"]+)"', response.text)
+    assert 'rel="next"' not in response.text and 'rel="prev"' in response.text
 
 
 @pytest.mark.asyncio

@@ -51,31 +51,61 @@ class QueueEntry:
         return asdict(self)
 
 
-def review_queue(db, limit: int = 50, item_type: str = "file", tag_set: str | None = None) -> list[QueueEntry]:
-    """Up to ``limit`` items of ``item_type`` to review, least certain first.
+def review_queue(
+    db, limit: int = 50, item_type: str = "file", tag_set: str | None = None, offset: int = 0
+) -> list[QueueEntry]:
+    """Up to ``limit`` items of ``item_type`` to review, least certain first, after the first ``offset`` (pages of
+    ``limit`` items: every page is cut from one order, so pages do not overlap).
 
     First the current learned model's predictions (of ``tag_set``, or of every tag set) by margin ascending,
     skipping items an expert has labelled for that model's classes; an item predicted by several tag sets
-    appears once, where it is least certain.  Where there is no such model yet, the typical items of the
-    catalog's clusters of images instead.  If that gives fewer than ``limit`` items, the rest are items no
+    appears once, where it is least certain.  Where there is no such model yet, the typical items of
+    ``limit`` clusters of the catalog's images instead (one page's worth, whatever the page).  Then items no
     expert has judged at all, by the score of their lowest-scored machine tag.
     """
+    offset = max(0, int(offset))
     limit = max(0, int(limit))
     if limit == 0:
         return []
+    wanted = offset + limit
     if _current_models(db, tag_set):
-        entries = _uncertain_predictions(db, limit, item_type, tag_set)
+        entries = _uncertain_predictions(db, wanted, item_type, tag_set)
     else:
         entries = diverse_picks(db, limit, item_type)
-    if len(entries) < limit:
+    if len(entries) < wanted:
         seen = {entry.item_id for entry in entries}
-        for entry in _weakest_machine_tags(db, limit + len(seen), item_type):
+        for entry in _weakest_machine_tags(db, wanted + len(seen), item_type):
             if entry.item_id not in seen:
                 entries.append(entry)
                 seen.add(entry.item_id)
-            if len(entries) == limit:
+            if len(entries) == wanted:
                 break
-    return entries
+    return entries[offset:wanted]
+
+
+def queue_count(db, item_type: str = "file", tag_set: str | None = None) -> int:
+    """How many items of ``item_type`` await review: those a current learned model predicted and no expert has
+    labelled for its classes, and those with a scored machine tag that no expert has judged at all; the queue
+    offers them (``review_queue``), least certain first."""
+    expert = ",".join("?" * len(EXPERT_STATUSES))
+    models = "m.status = 'current'" + ("" if tag_set is None else " and m.tag_set = ?")
+    sql = f"""
+        select count(*) from (
+            select p.item_id from learned_predictions p join learned_models m on m.id = p.model_id
+            where {models} and p.item_type = ?
+              and not exists (
+                select 1 from tags t
+                where t.item_type = p.item_type and t.item_id = p.item_id and t.status in ({expert})
+                  and lower(t.tag) in (select lower(value) from json_each(m.classes)))
+            union
+            select t.item_id from tags t
+            where t.item_type = ? and t.status = 'machine' and t.score is not null
+              and not exists (
+                select 1 from tags e
+                where e.item_type = t.item_type and e.item_id = t.item_id and e.status != 'machine')
+        )"""
+    params = [*([] if tag_set is None else [tag_set]), item_type, *EXPERT_STATUSES, item_type]
+    return int(db.execute(sql, params).fetchone()[0])
 
 
 def _current_models(db, tag_set: str | None) -> list[tuple]:

@@ -38,7 +38,7 @@ from ..catalog import ITEM_TYPES
 from ..config import Settings
 from ..learning import pretrain
 from ..tagging import vectors
-from . import click_signals, embedding, fts, fusion, hits, learned_weights, vector_index
+from . import click_signals, embedding, fts, fusion, hits, learned_weights, sorting, vector_index
 from .expressions import all_terms, fts_any
 from .filters import FilterSql, filter_sql
 from .filters import allowed as filters_allowed
@@ -84,15 +84,18 @@ def search(
     settings: Settings | None = None,
     hidden_item_types: frozenset[str] = frozenset(),
     mode: str | None = None,
+    sort: str | None = None,
 ) -> SearchResults:
     """Search every item of the catalog; ``item_type`` picks the tab, ``page`` and ``per_page`` the page,
-    ``mode`` the rankings (hybrid, keyword, vector).
+    ``mode`` the rankings (hybrid, keyword, vector), ``sort`` the order (``sorting.SORTS``: relevance by default,
+    or date, kv, magnification, highest first).
 
     ``hidden_item_types`` are item types the reader may not see (a table-level rule of the web layer): for
     this search they are not in the catalog, in hits, counts and facets alike.
     """
     started = time.perf_counter()
     page, per_page = _check_paging(page, per_page)
+    sort = sorting.check(sort)
     if item_type in ("", "all"):
         item_type = None
     if item_type is not None and item_type not in ITEM_TYPES:
@@ -102,6 +105,7 @@ def search(
     parsed = parse_query(query)
     messages = list(parsed.messages)
     results = SearchResults(query, parsed.filters_json(), item_type, page, per_page, 0, {}, [], {}, messages, 0.0)
+    results.sort = sort
     if parsed.is_empty:
         if (query or "").strip():
             messages.append("nothing to search for in that query: type some words or a filter such as type:image")
@@ -128,6 +132,9 @@ def search(
     for kind, count in extra_counts.items():
         counts[kind] = max(counts.get(kind, 0), count)
     tab = [c for c in pool if item_type is None or attributes[c.rowid]["item_type"] == item_type]
+    if sort != "relevance":
+        by_rowid = {c.rowid: c for c in tab}
+        tab = [by_rowid[rowid] for rowid in sorting.sorted_rowids(db, [c.rowid for c in tab], sort)]
     results.counts = {kind: counts[kind] for kind in ITEM_TYPES if counts.get(kind)}
     results.total = sum(results.counts.values()) if item_type is None else results.counts.get(item_type, 0)
     results.facets = hits.facets(db, [c.rowid for c in tab], attributes, results.counts)

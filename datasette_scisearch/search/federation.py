@@ -78,7 +78,7 @@ from dataclasses import dataclass, field, fields
 import sqlite_utils
 
 from ..catalog import CURRENT_SCHEMA_VERSION, catalog_schema_version
-from . import engine, fusion
+from . import engine, fusion, sorting
 from .hits import FACET_SIZE, RANK_KEYS
 from .query import QueryError, parse_query
 
@@ -158,12 +158,13 @@ def search_catalogs(
     settings=None,
     served: int | None = None,
     mode: str | None = None,
+    sort: str | None = None,
 ) -> FederatedResults:
     """Search these catalogs (name -> open catalog) as one; ``served`` is how many the researcher could
     have searched (the catalog facet is given when more than one); ``mode`` as the engine's."""
     started = time.perf_counter()
-    plan = _plan(list(catalogs), query, item_type, page, per_page, served, weights, mode)
-    options = {"item_type": item_type, "weights": weights, "settings": settings, "mode": mode}
+    plan = _plan(list(catalogs), query, item_type, page, per_page, served, weights, mode, sort)
+    options = {"item_type": item_type, "weights": weights, "settings": settings, "mode": mode, "sort": plan.sort}
     answers = {}
     for name in plan.chosen:
         answers[name] = []
@@ -184,18 +185,18 @@ async def search_catalogs_async(
     per_page: int = 20,
     served: int | None = None,
     mode: str | None = None,
+    sort: str | None = None,
 ) -> FederatedResults:
     """As ``search_catalogs``, with each catalog's ``catalog_answer`` an awaitable (name -> (query, **options)
     -> CatalogAnswer, with the engine's default weights); the catalogs are searched concurrently."""
     started = time.perf_counter()
-    plan = _plan(list(engines), query, item_type, page, per_page, served, None, mode)
+    plan = _plan(list(engines), query, item_type, page, per_page, served, None, mode, sort)
 
     async def ask(name: str) -> list[CatalogAnswer]:
         found = []
         for engine_page, engine_per_page in plan.engine_pages:
-            answer = await engines[name](
-                query, item_type=item_type, page=engine_page, per_page=engine_per_page, mode=mode
-            )
+            options = {"item_type": item_type, "page": engine_page, "per_page": engine_per_page}
+            answer = await engines[name](query, **options, mode=mode, sort=plan.sort)
             found.append(answer)
             if _exhausted(answer.results):
                 break
@@ -220,12 +221,16 @@ class _Plan:
     has_terms: bool
     served: int
     weights: dict  # the engine's fusion weights, with the caller's over them
+    sort: str = "relevance"
     messages: list[str] = field(default_factory=list)
 
 
-def _plan(names: list[str], query: str, item_type, page, per_page, served: int | None, weights, mode) -> _Plan:
+def _plan(
+    names: list[str], query: str, item_type, page, per_page, served: int | None, weights, mode, sort
+) -> _Plan:
     page, per_page = _check_paging(page, per_page)
     mode = engine.check_mode(mode)  # a mode the engine refuses is refused here first, with its sentence
+    sort = sorting.check(sort)
     parsed = parse_query(query)  # a query the engine refuses is refused here first, with the engine's sentence
     chosen, messages = _choose(names, parsed)
     # Merged ranks depend on how deep each catalog was asked, so every page is cut from a pool a whole number of
@@ -238,7 +243,7 @@ def _plan(names: list[str], query: str, item_type, page, per_page, served: int |
     weights = engine.mode_weights(mode, {**engine.DEFAULT_WEIGHTS, **(weights or {})})
     served = served or len(names)
     return _Plan(
-        query, item_type, page, per_page, names, chosen, engine_pages, parsed.has_terms, served, weights, messages
+        query, item_type, page, per_page, names, chosen, engine_pages, parsed.has_terms, served, weights, sort, messages
     )
 
 
@@ -289,6 +294,7 @@ def _merge(plan: _Plan, answers: dict[str, list[CatalogAnswer]], started: float)
         plan.query, filters, plan.item_type, plan.page, plan.per_page, 0, {}, [], {}, list(plan.messages), 0.0
     )
     results.catalogs = list(plan.chosen)
+    results.sort = plan.sort
     firsts = {name: found[0].results for name, found in answers.items() if found}
     if len(plan.chosen) == 1:  # the engine's answer as it is, its hits marked with their catalog
         (name,) = plan.chosen
@@ -330,6 +336,9 @@ def _ranked(plan: _Plan, answers: dict[str, list[CatalogAnswer]]) -> list[Catalo
             for hit in answer.results.hits:
                 entries.append((order, position, CatalogHit.of(hit, name), answer.scores.get(hit.rowid, {})))
                 position += 1
+    if plan.sort != "relevance":  # each catalog sorted its own; the merge sorts by the same value
+        entries.sort(key=lambda e: (*_sort_value(e[2], plan.sort), e[0], e[1]))
+        return [hit for _, _, hit, _ in entries]
     if not plan.has_terms:  # each catalog listed its newest first; so does the merge
         entries.sort(key=lambda e: (e[2].score < _EXACT_SCORE, -_moment(e[2]), e[0], e[1]))
         return [hit for _, _, hit, _ in entries]
@@ -389,6 +398,15 @@ def _moment(hit: engine.Hit) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return moment.timestamp()
+
+
+def _sort_value(hit: engine.Hit, sort: str) -> tuple[bool, float]:
+    """A hit's place in a sorted merge: those with the value first, highest (newest) first."""
+    if sort == "date":
+        moment = _moment(hit)
+        return moment == float("-inf"), -moment
+    value = (hit.facts or {}).get(sorting.SORT_FACTS[sort])
+    return (True, 0.0) if not isinstance(value, (int, float)) else (False, -float(value))
 
 
 def _summed_counts(answers) -> dict[str, int]:

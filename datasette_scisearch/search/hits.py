@@ -138,7 +138,21 @@ def facets(db: sqlite_utils.Database, rowids: list[int], attributes: dict[int, d
             [_json_ids(rowids), FACET_SIZE],
         )
         result["tag"] = [{"value": tag, "count": n} for tag, n in rows]
+    _label_proposals(db, result["proposal"])
     return {name: result[name] for name in FACET_NAMES}
+
+
+def _label_proposals(db: sqlite_utils.Database, entries: list[dict]) -> None:
+    """A proposal facet value is its id; people read its title, which each entry gains as ``label``."""
+    titles = dict(
+        db.execute(
+            "select id, title from proposals where id in (select value from json_each(?))",
+            [json.dumps([entry["value"] for entry in entries])],
+        ).fetchall()
+    )
+    for entry in entries:
+        if titles.get(entry["value"]):
+            entry["label"] = titles[entry["value"]]
 
 
 # -- Hits ------------------------------------------------------------------------------------------------
@@ -163,6 +177,7 @@ _FACTS = {
         "voltage_kv",
         "magnification",
         "pixel_size_nm",
+        "camera_length_mm",
         "acquired_local",
         "shape",
         "has_preview",

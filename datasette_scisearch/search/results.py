@@ -48,6 +48,8 @@ class SearchResults:
     # What made each ranking's raw scores ("tantivy bm25", "fts5 bm25", a vector space's tagger): raw scores
     # of two catalogs compare only where one ranker made both.
     rankers: dict = field(default_factory=dict)
+    # The order of the hits: "relevance", or a column they were sorted by (search/sorting.py).
+    sort: str = "relevance"
 
     def as_dict(self) -> dict:
         return asdict(self)

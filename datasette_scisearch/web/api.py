@@ -1,7 +1,8 @@
 """The JSON API under /-/scisearch: search, one item, and the items like it.
 
-    GET /-/scisearch.json?q=&type=&page=&per_page=&db=&mode= search results over every catalog served, or db=;
-                                                             mode=keyword|vector|hybrid (docs/search-api.md)
+    GET /-/scisearch.json?q=&type=&page=&per_page=&db=&mode=&sort=   search results over every catalog served,
+                                                             or db=; mode=keyword|vector|hybrid;
+                                                             sort=relevance|date|kv|magnification (docs/search-api.md)
     GET /-/scisearch/item/<db>/<type>/<id>.json              everything about one item
     GET /-/scisearch/similar/<db>/<type>/<id>.json           "more like this"
 
@@ -126,6 +127,7 @@ async def search_json(request, datasette):
     per_page = _integer(request, "per_page", 20)
     options = {"item_type": tab, "page": page, "per_page": per_page, "served": len(served)}
     options["mode"] = _search_mode(request)
+    options["sort"] = request.args.get("sort")
     results = await search_catalogs(datasette, request.actor, catalogs, query, **options)
     payload = results.as_dict()
     # `database` names the catalog when one was searched (as before several could be); `catalogs` lists them.

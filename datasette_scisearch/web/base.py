@@ -247,6 +247,18 @@ def facility_settings(datasette) -> Settings:
     return settings
 
 
+def parse_page(text: str | None) -> tuple[int, str | None]:
+    """A page number from the URL (1 or more), and a note when it had to be changed."""
+    if text in (None, ""):
+        return 1, None
+    if not re.fullmatch(r"\s*[-+]?\d{1,100}\s*", text):
+        return 1, f"'{text[:40]}' is not a page number; showing the first page."
+    page = int(text)
+    if page < 1:
+        return 1, f"There is no page {page:,}; showing the first page."
+    return page, None
+
+
 async def call_engine(db, function, *args, **kwargs):
     """Run an engine function on one of Datasette's read connections (each has sqlite-vec loaded)."""
     return await db.execute_fn(lambda conn: function(sqlite_utils.Database(conn), *args, **kwargs))

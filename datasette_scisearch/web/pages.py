@@ -36,6 +36,7 @@ from .base import (
     find_catalog,
     find_catalogs,
     item_table,
+    parse_page,
     readable_hit,
     readable_item_types,
     search_url,
@@ -64,6 +65,8 @@ FACETS = {
     "proposal": "Proposal",
     "year": "Year",
 }
+# The orders a researcher can pick (search/sorting.py), as the page names them.
+SORTS = [("relevance", "Relevance"), ("date", "Newest"), ("kv", "Voltage"), ("magnification", "Magnification")]
 # What the search box understands, as examples that run when clicked.
 EXAMPLES = [
     ("gold nanoparticles HAADF", "words, in any order"),
@@ -128,6 +131,10 @@ async def search_catalogs(datasette, actor, catalogs: list, query: str, *, serve
     engines = {db.name: engine_of(db) for db in catalogs}
     results = await search_catalogs_async(engines, query, served=served, **options)
     results.hits = [hit for hit in results.hits if readable_hit(hit, readable.get(hit.database, frozenset()))]
+    if any("proposal" not in types for types in readable.values()):
+        # A proposal's title is the proposals table's to show: where it is hidden, the facet keeps bare ids.
+        for entry in (results.facets or {}).get("proposal") or []:
+            entry.pop("label", None)
     return results
 
 
@@ -137,18 +144,6 @@ async def search_catalogs(datasette, actor, catalogs: list, query: str, *, serve
 def _filter_token(facet: str, value: str) -> str:
     value = value.replace('"', "").strip()
     return f'{facet}:"{value}"' if re.search(r"[\s:()]", value) else f"{facet}:{value}"
-
-
-def parse_page(text: str | None) -> tuple[int, str | None]:
-    """A page number from the URL (1 or more), and a note when it had to be changed."""
-    if text in (None, ""):
-        return 1, None
-    if not re.fullmatch(r"\s*[-+]?\d{1,100}\s*", text):
-        return 1, f"'{text[:40]}' is not a page number; showing the first page."
-    page = int(text)
-    if page < 1:
-        return 1, f"There is no page {page:,}; showing the first page."
-    return page, None
 
 
 class SearchRequest:
@@ -168,16 +163,29 @@ class SearchRequest:
         self.page, note = parse_page(args.get("page"))
         if note:
             self.notes.append(note)
+        sort = (args.get("sort") or "").strip().lower()
+        if sort and sort not in dict(SORTS):
+            self.notes.append(f"There is no '{sort[:40]}' order; showing the most relevant first.")
+        self.sort = sort if sort in dict(SORTS) else None
+        # Results as previews (the default) or as a table to compare values across many items.
+        self.view = "table" if (args.get("view") or "").strip().lower() == "table" else None
 
     @property
     def engine_query(self) -> str:
         return " ".join([self.q.strip(), *(_filter_token(facet, value) for facet, value in self.filters)]).strip()
 
-    def url(self, datasette, *, item_type=_KEEP, filters: list | None = None, page: int = 1) -> str:
-        """This search with the tab, filters or page changed; any change but the page starts at page 1."""
+    def url(
+        self, datasette, *, item_type=_KEEP, filters: list | None = None, page: int = 1, sort=_KEEP, view=_KEEP
+    ) -> str:
+        """This search with the tab, filters, order or page changed; any change but the page starts at page 1."""
         tab = self.item_type if item_type is _KEEP else item_type
+        order = self.sort if sort is _KEEP else sort
         params = [("q", self.q), ("type", tab or ""), ("db", self.db)]
         params += self.filters if filters is None else filters
+        if order and order != "relevance":
+            params.append(("sort", order))
+        if (self.view if view is _KEEP else view) == "table":
+            params.append(("view", "table"))
         if page > 1:
             params.append(("page", str(page)))
         return search_url(datasette, params)
@@ -202,6 +210,9 @@ def tabs_view(datasette, search: SearchRequest, counts: dict) -> list[dict]:
 
 
 def facets_view(datasette, search: SearchRequest, facets: dict) -> list[dict]:
+    """The sidebar's facets; each value labelled as people read it: a proposal by its title (from the engine),
+    an instrument by metadata.yml's description, with the id or name kept as its detail."""
+    descriptions = {rule.name: rule.description for rule in facility_settings(datasette).instruments}
     shown = []
     for facet, label in FACETS.items():
         entries = []
@@ -211,10 +222,12 @@ def facets_view(datasette, search: SearchRequest, facets: dict) -> list[dict]:
                 continue
             selected = (facet, value) in search.filters
             others = [f for f in search.filters if f != (facet, value)]
+            shown_as = entry.get("label") or (descriptions.get(value) if facet == "instrument" else None) or value
             entries.append(
                 {
                     "value": value,
-                    "label": entry.get("label") or value,
+                    "label": shown_as,
+                    "detail": value if shown_as != value else None,
                     "count": entry.get("count"),
                     "selected": selected,
                     "url": search.url(datasette, filters=others if selected else [*search.filters, (facet, value)]),
@@ -225,13 +238,39 @@ def facets_view(datasette, search: SearchRequest, facets: dict) -> list[dict]:
     return shown
 
 
-def chips_view(datasette, search: SearchRequest) -> list[dict]:
+def chips_view(datasette, search: SearchRequest, facets: list[dict] | None = None) -> list[dict]:
+    """The active filters, each a chip that removes it; a proposal by its title (``facets_view``), since its id
+    says nothing, other values as they are (an instrument's name is shorter than its description and as clear)."""
+    labels = {
+        (facet["name"], entry["value"]): entry["label"]
+        for facet in facets or []
+        if facet["name"] == "proposal"
+        for entry in facet["entries"]
+    }
     return [
         {
-            "label": f"{FACETS[facet].lower()}: {value}",
+            "label": f"{FACETS[facet].lower()}: {labels.get((facet, value), value)}",
             "url": search.url(datasette, filters=[f for f in search.filters if f != (facet, value)]),
         }
         for facet, value in search.filters
+    ]
+
+
+def sorts_view(datasette, search: SearchRequest, browsing: bool) -> list[dict]:
+    """The orders offered, each a link; browsing with an empty query is already newest first."""
+    current = search.sort or ("date" if browsing else "relevance")
+    shown = [(name, label) for name, label in SORTS if not (browsing and name == "relevance")]
+    return [
+        {"name": name, "label": label, "selected": name == current, "url": search.url(datasette, sort=name)}
+        for name, label in shown
+    ]
+
+
+def layouts_view(datasette, search: SearchRequest) -> list[dict]:
+    """The two ways to show results: previews, or a table of their values."""
+    return [
+        {"label": label, "selected": search.view == view, "url": search.url(datasette, view=view, page=search.page)}
+        for view, label in ((None, "Previews"), ("table", "Table"))
     ]
 
 
@@ -286,6 +325,7 @@ async def search_page(request, datasette):
 
     async def run(query: str, page: int, per_page: int = PER_PAGE, item_type=None):
         options = {"item_type": item_type, "page": page, "per_page": per_page, "served": len(served)}
+        options["sort"] = search.sort
         return await search_catalogs(datasette, request.actor, catalogs, query, **options)
 
     browsing = not search.engine_query
@@ -310,6 +350,7 @@ async def search_page(request, datasette):
             datasette, request, "scisearch_search.html", {**context, "error": _sentence(str(error))}, 400
         )
     hits = views(results.hits)
+    facets = facets_view(datasette, search, results.facets)
     # Learning from clicks (web/clicks.py): what was shown is logged in each result's catalog; cards carry positions.
     shown = [(hit.database, view) for hit, view in zip(results.hits, hits)]
     first_position = (search.page - 1) * PER_PAGE + 1
@@ -320,7 +361,13 @@ async def search_page(request, datasette):
             "results": results,
             "segments": present.segments(hits),
             "tabs": tabs_view(datasette, search, results.counts),
-            "facets": facets_view(datasette, search, results.facets),
+            "sorts": sorts_view(datasette, search, browsing),
+            "layouts": layouts_view(datasette, search),
+            "table_view": search.view == "table",
+            "table_columns": present.TABLE_COLUMNS,
+            "hits": hits,
+            "facets": facets,
+            "chips": chips_view(datasette, search, facets),
             "pagination": pagination_view(datasette, search, search.page, last_page),
             "first_shown": (search.page - 1) * PER_PAGE + 1,
             "last_shown": (search.page - 1) * PER_PAGE + len(hits),

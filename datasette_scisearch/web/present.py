@@ -180,6 +180,32 @@ def hit_facts(item_type: str, facts: dict, zone=None) -> list[str]:
     return [str(part) for part in parts if part not in (None, "")]
 
 
+# The table view's columns, after the title and the item type: what a microscopist compares across files.
+TABLE_COLUMNS = [
+    ("instrument", "Instrument"),
+    ("kind", "Kind"),
+    ("voltage", "Voltage"),
+    ("optics", "Magnification / camera length"),
+    ("date", "Date"),
+]
+
+
+def table_cells(item_type: str, facts: dict, zone=None) -> dict:
+    """One result's cells in the table view, each with its unit; empty where the item has no such value."""
+    facts = facts or {}
+    optics = format_value("magnification", facts.get("magnification")) or format_value(
+        "camera_length_mm", facts.get("camera_length_mm")
+    )
+    date = facts.get("acquired_local") or facts.get("start") or facts.get("start_date") or facts.get("year")
+    return {
+        "instrument": facts.get("instrument") or "",
+        "kind": facts.get("kind") or "",
+        "voltage": format_value("voltage_kv", facts.get("voltage_kv")),
+        "optics": optics,
+        "date": str(date)[:10] if date not in (None, "") else "",
+    }
+
+
 def safe_snippet(snippet: str | None) -> markupsafe.Markup:
     """The engine's snippet, trusted for its <mark> tags only: any other markup is shown as text.
 
@@ -213,8 +239,10 @@ def hit_view(datasette, database: str, hit, zone=None, catalog: bool = False) ->
         "preview_url": preview_url(datasette, database, item_id) if facts.get("has_preview") else None,
         "kind": facts.get("kind"),
         "facts": hit_facts(item_type, facts, zone),
+        "cells": table_cells(item_type, facts, zone),
         "snippet": safe_snippet(hit.get("snippet")),
         "why": list(hit.get("why") or []),
+        "why_line": why_line(list(hit.get("why") or [])),
         "matched_tags": distinct_tags(hit.get("matched_tags") or []),
         "proposal": (
             {**proposal, "url": item_url(datasette, database, "proposal", proposal["id"])}
@@ -223,6 +251,41 @@ def hit_view(datasette, database: str, hit, zone=None, catalog: bool = False) ->
         ),
         "catalog": database if catalog else None,
     }
+
+
+# The engine's reasons (search/hits.py ``_why``) by their opening words, as the one-line summary says them.
+_WHY_PHRASES = [
+    ("title matches", "in the title"),
+    ("text matches", "in the text"),
+    ("its session or proposal mentions", "in its proposal or session"),
+    ("similar meaning", "similar meaning"),
+    ("looks like the words", "looks like the words"),
+    ("often opened", "often opened for this search"),
+]
+
+
+def why_line(why: list[str]) -> str:
+    """One line of what matched and where, in a researcher's words: tag names without the taggers that gave
+    them, places without the matched words (the snippet marks those); the full reasons fold out below it."""
+    tags, places = [], []
+    for reason in why:
+        if reason.startswith("tag "):
+            name = re.sub(r" \([^()]*\)$", "", reason[4:])
+            if name not in tags:
+                tags.append(name)
+            continue
+        if reason.startswith("linked to proposal"):
+            continue  # the card links its proposal already
+        phrase = next((said for opening, said in _WHY_PHRASES if reason.startswith(opening)), None)
+        if phrase is None:  # exact names and numbers read well as they are, less their filter in brackets
+            phrase = re.sub(r" \([^()]*\)$", "", reason)
+        if phrase not in places:
+            places.append(phrase)
+    parts = []
+    if tags:
+        parts.append(f"tag{'s' if len(tags) > 1 else ''} {', '.join(tags[:3])}{' …' if len(tags) > 3 else ''}")
+    parts += places
+    return ("Matched " + " · ".join(parts)) if parts else ""
 
 
 def distinct_tags(tags: list[dict]) -> list[dict]:

@@ -43,7 +43,7 @@ from ..catalog import ITEM_TABLES
 from ..errors import BUSY, ScisearchError
 from ..tagging import experts
 from . import present
-from .base import WebError, facility_settings, find_catalog, item_url, preview_url
+from .base import WebError, facility_settings, find_catalog, item_url, parse_page, preview_url
 from .errors import error_response, wants_json
 from .privacy import is_staff
 
@@ -362,7 +362,18 @@ async def queue_page(request, datasette):
     item_type = request.args.get("type") or "file"
     if item_type not in ITEM_TABLES:
         raise WebError(f"'{item_type[:40]}' is not a kind of item: use one of {', '.join(ITEM_TABLES)}", 400)
-    entries = await db.execute_fn(lambda conn: experts.review_queue(sqlite_utils.Database(conn), item_type, QUEUE_SIZE))
+    page, page_note = parse_page(request.args.get("page"))
+
+    def read_queue(conn):
+        db = sqlite_utils.Database(conn)
+        total = experts.queue_total(db, item_type)
+        # Past the last page, the last page (an expert who cleared it comes back to what is left).
+        last_page = max(1, -(-total // QUEUE_SIZE))
+        shown_page = min(page, last_page)
+        entries = experts.review_queue(db, item_type, QUEUE_SIZE, (shown_page - 1) * QUEUE_SIZE)
+        return total, shown_page, last_page, entries
+
+    total, page, last_page, entries = await db.execute_fn(read_queue)
     zone = facility_settings(datasette).zone
     cards = []
     for entry in entries:
@@ -395,6 +406,14 @@ async def queue_page(request, datasette):
         "undo_all_url": datasette.urls.path(f"-/scisearch/history/{route}/undo"),
         "tag_action_base": datasette.urls.path(f"-/scisearch/tags/{route}"),
         "cards": cards,
+        "total": total,
+        "first_shown": (page - 1) * QUEUE_SIZE + 1,
+        "last_shown": (page - 1) * QUEUE_SIZE + len(cards),
+        "page": page,
+        "page_note": page_note,
+        "previous_url": _queue_page_url(datasette, route, item_type, page - 1) if page > 1 else None,
+        "next_url": _queue_page_url(datasette, route, item_type, page + 1) if page < last_page else None,
+        "this_url": _queue_page_url(datasette, route, item_type, page),
         "common_tags": common,
         "can_edit": editor and db.is_mutable,
         "sign_in_hint": None if editor else sign_in_hint(request.actor),
@@ -402,6 +421,12 @@ async def queue_page(request, datasette):
     }
     html = await datasette.render_template("scisearch_queue.html", context, request=request, view_name="scisearch")
     return Response.html(html)
+
+
+def _queue_page_url(datasette, route: str, item_type: str, page: int) -> str:
+    params = [(key, value) for key, value in (("type", item_type if item_type != "file" else ""), ("page", page))]
+    query = "&".join(f"{key}={value}" for key, value in params if value and value != 1)
+    return datasette.urls.path(f"-/scisearch/queue/{route}") + (f"?{query}" if query else "")
 
 
 ROUTES = [

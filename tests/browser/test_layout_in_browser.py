@@ -15,6 +15,7 @@ WIDTHS = {"laptop": 1280, "phone": 375}
 MAIN_PAGES = {
     "search": "/-/scisearch",
     "results": "/-/scisearch?q=gold+nanoparticles",
+    "results-filtered-sorted": "/-/scisearch?q=gold&instrument=TEAM+0.5&sort=magnification",
     "file": "/-/scisearch/item/demo/file/22",
     "proposal": "/-/scisearch/item/demo/proposal/P-2021-0042",
     "paper": "/-/scisearch/item/demo/paper/PUB-2022-001",
