@@ -213,8 +213,10 @@ def ranking_from_clicks(catalog: Path, popular: dict, unseen: dict, sessions: in
     before = mean_ndcg(db, unseen), mean_ndcg(db, popular)
     started = time.perf_counter()
     report = simulate(db, popular, sessions, rounds, CLEAN, True, seed=sessions)
-    print(f"{sessions:,} sessions over {len(popular)} popular claims, {report.clicks:,} clicks "
-          f"({time.perf_counter() - started:.0f} s)")
+    print(
+        f"{sessions:,} sessions over {len(popular)} popular claims, {report.clicks:,} clicks "
+        f"({time.perf_counter() - started:.0f} s)"
+    )
     after_clicks = mean_ndcg(db, unseen), mean_ndcg(db, popular)
     fitted = learn_fusion(db, evidence=gather(db, ["click"]), progress=lambda line: print(f"  {line}", flush=True))
     print(f"learn --ranking on {fitted.queries} clicked queries in {fitted.seconds:.0f} s: {fitted.reason}")

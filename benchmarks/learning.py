@@ -42,10 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_classes  # noqa: E402
 
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
-from datasette_scisearch.tagging.items import iter_items  # noqa: E402
 from datasette_scisearch.learning import heads  # noqa: E402
 from datasette_scisearch.learning.active import typical_of_clusters  # noqa: E402
 from datasette_scisearch.learning.train import new_head, read_features  # noqa: E402
+from datasette_scisearch.tagging.items import iter_items  # noqa: E402
 from plugins.image_analysis import analyse_image  # noqa: E402
 from tests.learning_support import build_scene_catalog  # noqa: E402
 
@@ -169,7 +169,8 @@ def few_labels(dataset: Dataset, draws: int) -> None:
     counts = np.bincount(dataset.target)
     print()
     print(
-        f"{dataset.name}: " + ", ".join(f"{name} {count}" for name, count in zip(dataset.classes, counts))
+        f"{dataset.name}: "
+        + ", ".join(f"{name} {count}" for name, count in zip(dataset.classes, counts))
         + f"; accuracy on the unlabelled items, mean of {draws} draws"
     )
     print("labels/class  " + "  ".join(f"{c:>9}" for c in COLUMNS) + "  auto p10  auto's heads")
@@ -186,7 +187,7 @@ def few_labels(dataset: Dataset, draws: int) -> None:
             rest = np.setdiff1d(np.arange(len(dataset.target)), labelled)
             truth, known = dataset.target[rest], dataset.target[labelled]
 
-            def accuracy(model, features):
+            def accuracy(model, features, rest=rest, truth=truth):
                 return float((model.predict(features[rest]) == truth).mean())
 
             classical = dataset.spaces["classical"]

@@ -26,12 +26,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from scisearch_loaders.rosettasciio_formats import camera_length_mm, mapped_metadata  # noqa: E402
+
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.config import load_settings  # noqa: E402
 from datasette_scisearch.ingest.files import load_files  # noqa: E402
 from datasette_scisearch.ingest.kinds import kind_from_axes  # noqa: E402
 from datasette_scisearch.ingest.normalize import honest_camera_length, honest_magnification, honest_voltage  # noqa: E402
-from scisearch_loaders.rosettasciio_formats import camera_length_mm, mapped_metadata  # noqa: E402
 
 FIELDS = ("kind", "shape", "acquired_at", "voltage_kv", "magnification", "camera_length_mm", "instrument")
 
@@ -78,9 +79,7 @@ def reference_values(signal: dict) -> dict:
     """The fields RosettaSciIO reads from one signal, in the catalog's units; absent or placeholder -> None."""
     metadata = mapped_metadata(signal)
     general = metadata.get("General", {})
-    microscope = next(
-        (v for k, v in (metadata.get("Acquisition_instrument") or {}).items() if k in ("TEM", "SEM")), {}
-    )
+    microscope = next((v for k, v in (metadata.get("Acquisition_instrument") or {}).items() if k in ("TEM", "SEM")), {})
     axes = signal.get("axes") or []
     shape = tuple(int(n) for n in getattr(signal["data"], "shape", ()) if int(n) > 1)
     signal_type = str((metadata.get("Signal") or {}).get("signal_type") or "")

@@ -154,7 +154,9 @@ def learn_from_judgments(catalog: Path, claims: dict) -> tuple[dict, float, obje
     imported = load_judgments(db, judged, replace=True)
     report = learn_fusion(db, store=False, progress=lambda line: print(f"  {line}", flush=True))
     seconds = time.perf_counter() - started
-    print(f"learned from {imported.imported} judgments of {imported.queries} claims in {seconds:.0f} s: {report.reason}")
+    print(
+        f"learned from {imported.imported} judgments of {imported.queries} claims in {seconds:.0f} s: {report.reason}"
+    )
     db.close()
     return report.fitted, seconds, report
 
@@ -228,14 +230,18 @@ def main() -> None:
         rows.append(("hybrid, grid-tuned", chosen, "hybrid"))
     if not arguments.no_learn:
         learned, seconds, report = learn_from_judgments(arguments.catalog, tune_claims)
-        print(f"learned fusion weights: {learned} (cross-validated on the tune half: {report.ndcg_in_use:.4f} -> "
-              f"{report.ndcg_fitted:.4f}); time to learn {seconds:.0f} s")
+        print(
+            f"learned fusion weights: {learned} (cross-validated on the tune half: {report.ndcg_in_use:.4f} -> "
+            f"{report.ndcg_fitted:.4f}); time to learn {seconds:.0f} s"
+        )
         verdict = "kept" if report.accepted else "refused by learn, shown anyway"
         rows.append((f"hybrid, learned fusion ({verdict})", learned, "hybrid"))
     if arguments.encoder:
         tune_encoder(arguments.max_pairs)
-    print("\n| mode | tune nDCG@10 | tune recall@100 | held-out nDCG@10 | held-out recall@100 | held-out empty / <10 | "
-          "median ms |")
+    print(
+        "\n| mode | tune nDCG@10 | tune recall@100 | held-out nDCG@10 | held-out recall@100 | held-out empty / <10 | "
+        "median ms |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for label, weights, mode in rows:
         on_tune = evaluate(db, tune_claims, weights, mode=mode)

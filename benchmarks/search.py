@@ -396,12 +396,20 @@ def run(path: Path, n_queries: int) -> list[tuple[str, str]]:
     # -- Full builds of the indexes beside the catalog (what 'scisearch index --rebuild' does)
     started = time.perf_counter()
     text_index.build(db)
-    rows.append(("full build: tantivy index on disk (before: the same, in each process)", f"{time.perf_counter() - started:.1f} s"))
+    rows.append(
+        (
+            "full build: tantivy index on disk (before: the same, in each process)",
+            f"{time.perf_counter() - started:.1f} s",
+        )
+    )
     started = time.perf_counter()
     mapped_vectors.build(db, "text")
     rows.append(("full build: mapped vector files", f"{time.perf_counter() - started:.1f} s"))
     folder = index_folder.indexes_folder(db)
-    sizes = {name: folder_mib(p) for name, p in (("text", next(folder.glob("text-*"))), ("vectors", next(folder.glob("vectors-text-*"))))}
+    sizes = {
+        name: folder_mib(p)
+        for name, p in (("text", next(folder.glob("text-*"))), ("vectors", next(folder.glob("vectors-text-*"))))
+    }
     rows.append(("index size on disk", f"text {sizes['text']:.0f} MiB, vectors {sizes['vectors']:.0f} MiB"))
     cold = cold_start(path)
     rows.append(("cold start: process start → first keyword answer", f"{cold['keyword']:.2f} s"))
@@ -493,7 +501,12 @@ def run(path: Path, n_queries: int) -> list[tuple[str, str]]:
     except ImportError:
         rows.append(("faiss-cpu", "not installed"))
     rows += tantivy_rows(db, parsed)
-    rows.append(("before: vector matrix in each process's memory", f"{matrix.matrix.nbytes / 2**20:.0f} MiB for {len(matrix):,} vectors"))
+    rows.append(
+        (
+            "before: vector matrix in each process's memory",
+            f"{matrix.matrix.nbytes / 2**20:.0f} MiB for {len(matrix):,} vectors",
+        )
+    )
     db.close()
     vector_index.forget()
     mapped_vectors.forget()
@@ -513,7 +526,12 @@ def incremental_update(db, catch_up_indexes) -> tuple[str, str]:
     word = f"changed{int(time.time())}"
     ids = [row[0] for row in db.execute("select id from files order by random() limit 1000")]
     marks = ",".join("?" * len(ids))
-    rowids = [row[0] for row in db.execute(f"select id from search_items where item_type = 'file' and item_id in ({marks})", [str(i) for i in ids])]
+    rowids = [
+        row[0]
+        for row in db.execute(
+            f"select id from search_items where item_type = 'file' and item_id in ({marks})", [str(i) for i in ids]
+        )
+    ]
     new_vectors = [(rowid, rng.standard_normal(DIMENSIONS).astype(np.float32)) for rowid in rowids]
     started = time.perf_counter()
     with db.conn:
@@ -524,7 +542,10 @@ def incremental_update(db, catch_up_indexes) -> tuple[str, str]:
     query = parse_query(word)
     found = fts.search(db, query.clauses, filter_sql(query), engine.DEFAULT_WEIGHTS, 2000)
     seconds = time.perf_counter() - started
-    return ("1,000 changed items: write → searchable (no rebuild)", f"{seconds:.2f} s, {len(found.ranked):,} found by {found.ranker}")
+    return (
+        "1,000 changed items: write → searchable (no rebuild)",
+        f"{seconds:.2f} s, {len(found.ranked):,} found by {found.ranker}",
+    )
 
 
 def tantivy_rows(db, parsed) -> list[tuple[str, str]]:

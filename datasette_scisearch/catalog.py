@@ -532,9 +532,7 @@ def m006_search_index_change_logs(db: sqlite_utils.Database) -> None:
 def m007_data_roots_and_remembered_failures(db: sqlite_utils.Database) -> None:
     """Every folder given to a load is a data root (what may be read, served and watched), and a file that failed
     keeps the size and modification time it failed with, so that a second load does not read it again."""
-    db["data_roots"].create(
-        {"path": str, "first_loaded_at": str, "last_loaded_at": str, "last_job_id": int}, pk="path"
-    )
+    db["data_roots"].create({"path": str, "first_loaded_at": str, "last_loaded_at": str, "last_job_id": int}, pk="path")
     db["ingest_errors"].add_column("size_bytes", int)
     db["ingest_errors"].add_column("modified_at", str)
 

@@ -38,8 +38,8 @@ from .learning.metadata_command import predict_metadata_command
 from .learning.pretrain_command import pretrain_command
 from .learning.train_command import train_command
 from .plugins import describe_plugins, get_plugin_manager
-from .search.command import search_command
 from .search import index_folder
+from .search.command import search_command
 from .search.index_command import index_command
 
 

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-
 from datasette_scisearch.hookspecs import hookimpl
 from datasette_scisearch.ingest.loader import LoaderError, RecordError, RecordLoader
 from datasette_scisearch.ingest.records import converted, json_records

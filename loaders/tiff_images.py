@@ -94,6 +94,8 @@ def _other_dialect(path: Path, description: str, date_tag) -> Iterator[Dataset]:
     if datasets:
         yield from datasets
         return
+    import tifffile
+
     with tifffile.TiffFile(path) as handle:
         data = _grey(handle.asarray(series=0, level=0))
     metadata = {"ImageDescription": description} if description else {}

@@ -90,6 +90,7 @@ def test_a_second_load_of_the_same_checkpoint_gives_the_same_vectors(tagger, tin
 def test_zero_shot_labels_come_from_the_vocabulary_most_likely_first(tagger, real_files):
     results = results_of(tagger, [item for item in real_files if tagger.wants(item)][:6])
     for result in results.values():
+        assert isinstance(result, Result), result.message
         assert 1 <= len(result.tags) <= 3
         assert {tag.text for tag in result.tags} <= set(DEFAULT_VOCABULARY)
         scores = [tag.score for tag in result.tags]

@@ -305,7 +305,10 @@ def test_4d_scans_are_block_files_with_voltage_and_camera_length(facility):
         signal = file_reader(str(entry["path"]))[0]
         assert signal["data"].shape == entry["shape"]
         header = signal["original_metadata"]["blockfile_header"]
-        assert (header["Beam_energy"], header["Camera_length"]) == (entry["voltage_kv"] * 1e3, entry["camera_length_mm"] * 10)
+        assert (header["Beam_energy"], header["Camera_length"]) == (
+            entry["voltage_kv"] * 1e3,
+            entry["camera_length_mm"] * 10,
+        )
 
 
 def test_the_catalog_of_a_small_demo_holds_every_kind_of_data(facility, settings, tmp_path):

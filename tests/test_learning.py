@@ -18,8 +18,8 @@ from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.ingest.files import load_files
 from datasette_scisearch.learning import train as training
-from datasette_scisearch.learning.heads import HEADS
 from datasette_scisearch.learning.active import review_queue
+from datasette_scisearch.learning.heads import HEADS
 from datasette_scisearch.learning.train import TrainingError, predict, train
 from datasette_scisearch.learning.train_command import train as train_command
 from datasette_scisearch.search.index import search_item_ids
@@ -397,9 +397,7 @@ def test_auto_features_are_clip_where_clip_vectors_cover_the_labelled_files(clip
     assert "on clip, p=" in learned_tags(clip_db)[0]["evidence"]
 
 
-def test_auto_features_fall_back_to_the_image_analysis_vectors_where_clip_covers_fewer_labelled_files(
-    clip_db, scenes
-):
+def test_auto_features_fall_back_to_the_image_analysis_vectors_where_clip_covers_fewer_labelled_files(clip_db, scenes):
     labelled = label(clip_db, scenes, dict.fromkeys(CLASSES, 5))
     rowids = search_item_ids(clip_db, "file", sorted(labelled)[:3])
     with clip_db.conn:  # CLIP ran over part of the catalog only

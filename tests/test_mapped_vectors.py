@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasette_scisearch.tagging import vectors
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.ingest.records import load_records
 from datasette_scisearch.search import engine, index_folder, mapped_vectors, vector_index
 from datasette_scisearch.search.index import refresh_search_items
+from datasette_scisearch.tagging import vectors
 from datasette_scisearch.tagging.pipeline import tag_catalog
 
 from .conftest import shared_data
@@ -212,6 +212,8 @@ def test_a_reader_reads_only_the_vectors_changed_since_it_last_looked(catalog):
         vectors.write_vectors(catalog, "text", [(first, hashed_words_vector("tungsten ditelluride flakes"))])
     space = vector_index.space_matrix(catalog, "text")
     assert list(space.changed) == sorted([first, second])
-    assert np.array_equal(space.vector_of(first), vectors.normalised(hashed_words_vector("tungsten ditelluride flakes")))
+    assert np.array_equal(
+        space.vector_of(first), vectors.normalised(hashed_words_vector("tungsten ditelluride flakes"))
+    )
     assert space.nearest(hashed_words_vector("niobium superconducting cavities"), 1)[0][0] == second
     assert mapped_vectors.check(catalog, "text").agrees

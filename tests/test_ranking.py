@@ -140,8 +140,10 @@ def test_trec_qrels_with_their_query_texts_are_imported_into_the_private_databas
 def test_a_judgment_of_an_item_the_catalog_lacks_is_skipped_and_said(own_demo, tmp_path):
     judged = tmp_path / "judged.jsonl"
     judged.write_text(
-        json.dumps({"query": "gold", "item_id": "P-2021-0057"}) + "\n"
-        + json.dumps({"query": "gold", "item_id": "NO-SUCH-ITEM"}) + "\nnot json\n"
+        json.dumps({"query": "gold", "item_id": "P-2021-0057"})
+        + "\n"
+        + json.dumps({"query": "gold", "item_id": "NO-SUCH-ITEM"})
+        + "\nnot json\n"
     )
     report = load_judgments(own_demo, judged)
     assert (report.imported, report.skipped) == (1, 2)
@@ -214,19 +216,17 @@ def test_tuning_the_encoder_without_evidence_says_what_to_provide(own_demo):
 
 # -- The pages' rule under any fitted weights ---------------------------------------------------------------
 
-from .test_own_evidence import PINNED, pinned_catalog  # noqa: E402, F401  (the pinned catalog, built once here)
+from .test_own_evidence import PINNED, pinned_catalog  # noqa: E402, F401, F811  (the pinned catalog, built once here)
 
 # The corners of the grid learn --ranking searches: whatever it fits lies within them.
-FITTED_CORNERS = [
-    {name: values[index] for name, values in fusion.GRID.items()} for index in (0, -1)
-] + [
+FITTED_CORNERS = [{name: values[index] for name, values in fusion.GRID.items()} for index in (0, -1)] + [
     {"rrf_k": 60.0, "text": 2.0, "text_floor": 0.2, "text_band": 0.3, "text_lowest": 0.15},
     {"rrf_k": 1.0, "text": 0.4, "text_floor": 0.45, "text_band": 0.0, "text_lowest": 0.4},
 ]
 
 
 @pytest.mark.parametrize("weights", FITTED_CORNERS, ids=["low", "high", "vectors-heavy", "words-heavy"])
-def test_an_items_own_evidence_outweighs_what_it_inherits_under_any_weights_learn_may_fit(pinned_catalog, weights):
+def test_an_items_own_evidence_outweighs_what_it_inherits_under_any_weights_learn_may_fit(pinned_catalog, weights):  # noqa: F811
     for number, (query, *_) in enumerate(PINNED):
         shows, inherits = str(100 * (number + 1) + 1), str(100 * (number + 1) + 2)
         hits = engine.search(pinned_catalog, query, item_type="file", per_page=50, weights=weights).hits

@@ -265,8 +265,8 @@ def test_every_vendor_file_with_an_instrument_time_links_to_its_session_in_a_log
     import dataclasses
     import datetime as dt
 
-    from datasette_scisearch.ingest import linking
     from datasette_scisearch.config import InstrumentRule
+    from datasette_scisearch.ingest import linking
     from datasette_scisearch.ingest.records import load_records
 
     settings = dataclasses.replace(
@@ -328,9 +328,7 @@ def write_direct_electron_scan(folder: Path) -> Path:
     return movie
 
 
-def test_a_direct_electron_movie_with_its_sidecar_is_a_4d_scan_with_magnification_and_time(
-    catalog, settings, tmp_path
-):
+def test_a_direct_electron_movie_with_its_sidecar_is_a_4d_scan_with_magnification_and_time(catalog, settings, tmp_path):
     movie = write_direct_electron_scan(tmp_path)
     load_files(catalog, [tmp_path], settings, progress=False)
     found = catalog.execute(
@@ -364,7 +362,6 @@ def test_a_jeol_img_is_read_with_its_voltage_magnification_and_time(catalog, set
 
 def test_a_tia_frame_taken_with_the_tem_projector_in_diffraction_is_a_diffraction_pattern(tmp_path):
     import numpy as np
-
     from scisearch_loaders.ncempy_formats import _tia_diffraction
 
     frame = np.zeros((64, 64))
@@ -376,7 +373,6 @@ def test_a_tia_frame_taken_with_the_tem_projector_in_diffraction_is_a_diffractio
 
 def test_a_stem_frame_is_a_pattern_only_when_a_camera_recorded_it(tmp_path):
     import numpy as np
-
     from scisearch_loaders.ncempy_formats import _tia_diffraction
 
     frame = np.zeros((64, 64))

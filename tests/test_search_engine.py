@@ -16,9 +16,9 @@ import pytest
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.search import engine, vector_index
 from datasette_scisearch.search.detail import item_detail, similar_items
-from datasette_scisearch.search.results import ItemNotFound
 from datasette_scisearch.search.index import refresh_search_items
 from datasette_scisearch.search.query import QueryError
+from datasette_scisearch.search.results import ItemNotFound
 from datasette_scisearch.tagging import vectors
 from datasette_scisearch.tagging.tagger import Tagger, TaggerUnavailable
 

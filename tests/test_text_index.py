@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from datasette_scisearch.tagging import experts
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.cli import cli
 from datasette_scisearch.config import Settings
 from datasette_scisearch.ingest.records import load_records
 from datasette_scisearch.search import engine, index_folder, text_index
 from datasette_scisearch.search.index import refresh_search_items
+from datasette_scisearch.tagging import experts
 
 from .conftest import shared_data
 
@@ -161,7 +161,9 @@ def test_a_corrupt_index_is_rebuilt_by_the_next_writer(catalog):
     assert found(catalog, "xylophone") == {"9900003"}
 
 
-def test_an_index_of_another_catalog_at_the_same_path_is_not_used_and_is_replaced_by_its_first_writer(catalog, tmp_path):
+def test_an_index_of_another_catalog_at_the_same_path_is_not_used_and_is_replaced_by_its_first_writer(
+    catalog, tmp_path
+):
     catalog.close()
     (tmp_path / "awards.db").unlink()
     db = open_catalog(tmp_path / "awards.db")
@@ -228,14 +230,18 @@ WRITER = textwrap.dedent(
         if action == "load":
             with db.conn:
                 db["proposals"].insert_all(
-                    [{"id": f"99{n:05d}{i}", "title": f"Zirconium marker {n} {i}", "abstract": "loaded"} for i in range(5)]
+                    [
+                        {"id": f"99{n:05d}{i}", "title": f"Zirconium marker {n} {i}", "abstract": "loaded"}
+                        for i in range(5)
+                    ]
                 )
             refresh_search_items(db, ["proposal"])
         elif action == "tag":
             experts.add(db, "proposal", awards[n % len(awards)], f"marker{n}", actor="writer")
         elif action == "edit":
             with db.conn:
-                db.execute("update proposals set title = ? where id = ?", [f"Zirconium edit {n}", awards[n % len(awards)]])
+                edited = awards[n % len(awards)]
+                db.execute("update proposals set title = ? where id = ?", [f"Zirconium edit {n}", edited])
             refresh_search_items(db, ["proposal"], [awards[n % len(awards)]])
         elif action == "delete":
             with db.conn:
@@ -264,7 +270,9 @@ def test_index_and_catalog_agree_after_a_writer_is_killed_in_the_middle(catalog,
     catalog.close()
     db = open_catalog(tmp_path / "awards.db")
     assert text_index.check(db).agrees  # what the index has not taken yet, readers take from the log
-    assert found(db, "zirconium marker") == set(ids(engine.search(db, "zirconium marker", per_page=100, weights=BY_FTS5)))
+    assert found(db, "zirconium marker") == set(
+        ids(engine.search(db, "zirconium marker", per_page=100, weights=BY_FTS5))
+    )
     text_index.catch_up(db)
     report = text_index.check(db)
     assert report.agrees and report.pending == 0

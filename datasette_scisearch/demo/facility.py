@@ -270,7 +270,10 @@ def _optics(rng, recipe: Recipe, setting: float, voltage_kv: float) -> dict:
     camera_length_mm = None
     if recipe.kind == "spectrum image":
         camera_length_mm = 30.0  # EELS: a short camera length for a large collection angle
-    elif recipe.instrument in ("TEAM 0.5", "Themis"):  # both write the (ADF or projector) camera length with every image
+    elif recipe.instrument in (
+        "TEAM 0.5",
+        "Themis",
+    ):  # both write the (ADF or projector) camera length with every image
         camera_length_mm = float(rng.choice([85.0, 115.0, 160.0]) if recipe.mode == "STEM" else 378.0)
     return {
         "magnification": setting,

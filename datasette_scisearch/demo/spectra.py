@@ -74,7 +74,7 @@ def eels_spectrum_image(rng, a: Acquisition) -> np.ndarray:
     thickness = 1 + 0.3 * amorphous(rng, (rows, cols), 3.0)
     background = 2e9 * energy ** (-3.0)
     cube = thickness[..., None] * background[None, None, :]
-    for index, (element, onset) in enumerate(EELS_EDGES.items()):
+    for index, onset in enumerate(EELS_EDGES.values()):
         share = np.clip(0.5 + 0.5 * amorphous(rng, (rows, cols), 4.0 + index), 0, None)
         edge = np.where(energy >= onset, (onset / np.maximum(energy, onset)) ** 2.5, 0) * background[0] * 0.15
         cube += share[..., None] * edge[None, None, :]

@@ -14,8 +14,8 @@ import numpy as np
 
 from ..catalog import to_json
 from ..config import Settings
-from .loader import Dataset
 from .kinds import kind_from_axes
+from .loader import Dataset
 from .normalize import (
     honest_camera_length,
     honest_magnification,

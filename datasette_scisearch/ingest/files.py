@@ -273,7 +273,12 @@ def _load_one(db, path: Path, chain: list[FileLoader], settings, job_id, summary
         return planned
     if not os.access(path, os.R_OK):
         return _error(
-            db, summary, path, "permission denied: the catalog's user cannot read it (check its permissions)", planned, job_id
+            db,
+            summary,
+            path,
+            "permission denied: the catalog's user cannot read it (check its permissions)",
+            planned,
+            job_id,
         )
     try:
         digest = sha256_of([path, *companions_of(path, chain)])
@@ -377,7 +382,9 @@ def read_on_worker(files: list[tuple[Path, list[FileLoader], str | None]], setti
     return [_read_one_on_worker(path, chain, settings, known_sha256) for path, chain, known_sha256 in files]
 
 
-def _read_one_on_worker(path: Path, chain: list[FileLoader], settings: Settings, known_sha256: str | None) -> FileResult:
+def _read_one_on_worker(
+    path: Path, chain: list[FileLoader], settings: Settings, known_sha256: str | None
+) -> FileResult:
     from ..cluster import worker_address
 
     unknown_time = dt.datetime.fromtimestamp(0, dt.UTC)
@@ -438,7 +445,9 @@ def _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster:
         # A task's files in one transaction: one disk sync instead of one per file; a kill or an error rolls the
         # whole group back, and the next run reads those files again.
         with write_transaction(db):
-            outcomes = [_commit_read_file(db, planned, result, job_id, summary) for planned, result in zip(group, results)]
+            outcomes = [
+                _commit_read_file(db, planned, result, job_id, summary) for planned, result in zip(group, results)
+            ]
         summary.writer_seconds += time.perf_counter() - began
         for outcome in outcomes:
             _count(summary, outcome)

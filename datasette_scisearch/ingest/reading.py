@@ -164,7 +164,9 @@ def _no_reader_could(failures: list[tuple[FileLoader, str]]) -> str:
     again can help (it is not tried again until the file changes)."""
     if len(failures) == 1:
         loader, message = failures[0]
-        said = message if message.startswith("RosettaSciIO") else f"the {loader.name} reader could not read it: {message}"
+        said = (
+            message if message.startswith("RosettaSciIO") else f"the {loader.name} reader could not read it: {message}"
+        )
     else:
         said = "no installed reader could read it — " + "; ".join(
             m if m.startswith("RosettaSciIO") else f"{loader.name}: {m}" for loader, m in failures

@@ -117,8 +117,17 @@ def learn_encoder(
         f"better than {before:.4f} with the vectors in use, which stay"
     )
     report = EncoderReport(
-        len(pairs), len(held_out), epochs, batch_size, MAX_SEQ_LENGTH, round(before, 4), round(after, 4),
-        round(train_seconds, 1), round(measure_seconds, 1), accepted, reason,
+        len(pairs),
+        len(held_out),
+        epochs,
+        batch_size,
+        MAX_SEQ_LENGTH,
+        round(before, 4),
+        round(after, 4),
+        round(train_seconds, 1),
+        round(measure_seconds, 1),
+        accepted,
+        reason,
     )
     if store:
         _store(db, model, report)
@@ -212,10 +221,10 @@ def _train(model, pairs, epochs: int, batch_size: int, progress) -> None:
 
 def _measure(db, model, held_out: list[Evidence], progress) -> tuple[float, float]:
     """Mean nDCG@10 of the held-out queries over each query's pool, by the vectors in use and by ``model``."""
-    from ..tagging import vectors
     from ..search import embedding, engine, fts, vector_index
     from ..search.filters import filter_sql
     from ..search.query import parse_query
+    from ..tagging import vectors
 
     spaces = vectors.spaces(db)
     matrix = vector_index.space_matrix(db, "text") if "text" in spaces else None

@@ -241,10 +241,10 @@ def _rowids(db, evidence: list[Evidence]) -> dict[tuple[str, str], int]:
 
 
 def _rankings(db, piece: Evidence, rowids: dict, settings) -> _Rankings:
-    from ..tagging import vectors
     from ..search import embedding, engine, fts, vector_index
     from ..search.filters import filter_sql
     from ..search.query import parse_query
+    from ..tagging import vectors
 
     parsed = parse_query(piece.query)
     relevant = {rowids[item] for item in piece.relevant if item in rowids}

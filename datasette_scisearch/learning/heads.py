@@ -40,9 +40,7 @@ class Choice:
     out_of_fold: np.ndarray
 
 
-def choose_head(
-    features: np.ndarray, target: np.ndarray, unlabelled: np.ndarray, folds: int, heads=HEADS
-) -> Choice:
+def choose_head(features: np.ndarray, target: np.ndarray, unlabelled: np.ndarray, folds: int, heads=HEADS) -> Choice:
     """Cross-validate each head on the labelled ``features`` (the ``unlabelled`` vectors help the heads that use
     the catalog's structure) and keep the most accurate."""
     accuracy, predictions = {}, {}

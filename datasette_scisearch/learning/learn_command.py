@@ -91,7 +91,9 @@ def describe_fusion(report: fusion.FusionReport) -> list[str]:
     help="also fine-tune the text encoder on the evidence (in-batch negatives); kept only if it measures better "
     "on held-out queries",
 )
-@click.option("--max-pairs", type=click.IntRange(16), default=encoder.MAX_PAIRS, show_default=True, help="with --encoder")
+@click.option(
+    "--max-pairs", type=click.IntRange(16), default=encoder.MAX_PAIRS, show_default=True, help="with --encoder"
+)
 @click.option("--epochs", type=click.IntRange(1, 20), default=encoder.EPOCHS, show_default=True, help="with --encoder")
 @click.option("--rollback", is_flag=True, help="retire the fitted fusion weights in use and bring back the ones before")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
@@ -145,7 +147,8 @@ def _learn_encoder(db, max_pairs: int, epochs: int, as_json: bool) -> None:
         return
     click.echo(
         f"learn encoder: {report.pairs:,} pairs, {report.epochs} epoch(s) of batches of {report.batch_size} "
-        f"({report.max_seq_length} word pieces) in {report.train_seconds:.0f} s; measured in {report.measure_seconds:.0f} s"
+        f"({report.max_seq_length} word pieces) in {report.train_seconds:.0f} s; "
+        f"measured in {report.measure_seconds:.0f} s"
     )
     kept = f"  kept as version {report.version} in {report.model_path}: " if report.accepted else "  "
     click.echo(kept + report.reason)

@@ -22,8 +22,8 @@ import click
 from ..catalog import ITEM_TYPES, item_counts, open_catalog
 from ..command_line import ScisearchCommand, catalog_argument
 from ..config import Settings, load_settings
-from .federation import search_catalogs
 from . import index_folder
+from .federation import search_catalogs
 
 
 @click.command("search", cls=ScisearchCommand)

@@ -225,9 +225,7 @@ class _Plan:
     messages: list[str] = field(default_factory=list)
 
 
-def _plan(
-    names: list[str], query: str, item_type, page, per_page, served: int | None, weights, mode, sort
-) -> _Plan:
+def _plan(names: list[str], query: str, item_type, page, per_page, served: int | None, weights, mode, sort) -> _Plan:
     page, per_page = _check_paging(page, per_page)
     mode = engine.check_mode(mode)  # a mode the engine refuses is refused here first, with its sentence
     sort = sorting.check(sort)

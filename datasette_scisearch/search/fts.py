@@ -175,7 +175,9 @@ def _page_table(db: sqlite_utils.Database, rowids: list[int]) -> str:
     if db.conn.in_transaction:
         return "search_items_fts"
     columns = ", ".join(SEARCH_FTS_COLUMNS)
-    db.execute(f"create virtual table if not exists temp.{PAGE_TABLE} using fts5({columns}, tokenize={SEARCH_FTS_TOKENIZE!r})")
+    db.execute(
+        f"create virtual table if not exists temp.{PAGE_TABLE} using fts5({columns}, tokenize={SEARCH_FTS_TOKENIZE!r})"
+    )
     db.execute(f"delete from temp.{PAGE_TABLE}")
     db.execute(
         f"insert into temp.{PAGE_TABLE} (rowid, {columns}) select id, {columns} from search_items "

@@ -74,7 +74,9 @@ def exact_share(position: int) -> float:
     return EXACT_SCORE - position
 
 
-def score(ranks: Mapping[str, int], weights: Mapping, click_boost: float = 0.0, exact_position: int | None = None) -> float:
+def score(
+    ranks: Mapping[str, int], weights: Mapping, click_boost: float = 0.0, exact_position: int | None = None
+) -> float:
     """An item's whole score: exact naming, then its rankings, then clicks (which never apply to exact items)."""
     if exact_position is not None:
         return exact_share(exact_position) + rankings_score(ranks, weights)

@@ -101,7 +101,9 @@ def _print_check(report: text_index.CheckReport, vector_reports: list, folder, a
         click.echo(f"text index: {report.documents_in_index:,} documents, generation {report.index_generation}")
         click.echo(f"catalog:    {report.documents_in_catalog:,} documents, generation {report.catalog_generation}")
         if report.pending:
-            click.echo(f"{report.pending:,} documents changed since the index's generation (searches read them from the log)")
+            click.echo(
+                f"{report.pending:,} documents changed since the index's generation (searches read them from the log)"
+            )
         _print_differences(report)
     for vector_report in vector_reports:
         if not vector_report.exists:

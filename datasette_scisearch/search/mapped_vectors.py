@@ -110,7 +110,9 @@ def _build(db: sqlite_utils.Database, folder, space: str, progress: bool) -> dic
     target = folder / build_name
     target.mkdir(parents=True)
     rowids = np.empty(expected, dtype=np.int64)
-    matrix = np.lib.format.open_memmap(target / "vectors.npy", mode="w+", dtype=np.float32, shape=(max(expected, 1), dimensions))
+    matrix = np.lib.format.open_memmap(
+        target / "vectors.npy", mode="w+", dtype=np.float32, shape=(max(expected, 1), dimensions)
+    )
     count = 0
     bar = tqdm(total=expected, desc=f"writing {space} vectors", unit="vector", disable=not progress, leave=False)
     for rowid, embedding in db.execute(f"select item_rowid, embedding from [{table}] order by item_rowid"):
@@ -157,7 +159,8 @@ def _swap(db, folder, space: str, state: dict, previous: dict | None) -> None:
         # Readers still on the previous files need the changes after its generation; older ones nobody does.
         with db.conn:
             db.execute(
-                "delete from vector_changes where space = ? and seq <= ?", [space, min(previous["generation"], state["generation"])]
+                "delete from vector_changes where space = ? and seq <= ?",
+                [space, min(previous["generation"], state["generation"])],
             )
 
 
@@ -229,7 +232,8 @@ class MappedSpace:
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         if query.shape[0] != files.matrix.shape[1]:
             raise ValueError(
-                f"a {query.shape[0]}-d query cannot search the {self.space!r} space of {files.matrix.shape[1]}-d vectors"
+                f"a {query.shape[0]}-d query cannot search the {self.space!r} space "
+                f"of {files.matrix.shape[1]}-d vectors"
             )
         norm = float(np.linalg.norm(query))
         if not np.isfinite(norm) or norm == 0 or k <= 0:

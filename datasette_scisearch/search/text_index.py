@@ -262,9 +262,7 @@ class TextIndex:
             if self.overlay is not None and self.overlay.changed:
                 # The disk's copies of changed documents are out of date (or deleted): leave them all out.
                 outdated = tantivy.Query.term_set_query(self.index.schema, "rowid", self.overlay.changed)
-                query = tantivy.Query.boolean_query(
-                    [(tantivy.Occur.Must, query), (tantivy.Occur.MustNot, outdated)]
-                )
+                query = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.MustNot, outdated)])
             found, matches = _hits(self.searcher, query, limit)
             if self.overlay is not None and self.overlay.index is not None:
                 fresh_query = self.overlay.index.parse_query(
