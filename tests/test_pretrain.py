@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.learning import pretrain
 from datasette_scisearch.learning.pretrain_command import pretrain_command
+from datasette_scisearch.learning.train import train
 from datasette_scisearch.search.detail import similar_items
 from datasette_scisearch.search.engine import search
 from datasette_scisearch.tagging import vectors
-from datasette_scisearch.learning.train import train
 from tests.learning_support import build_scene_catalog, label_as_expert
 
 pytest.importorskip("open_clip")

@@ -18,8 +18,8 @@ captions' vectors it is nearest to, → the projection → the image space (``em
 beside CLIP's text tower).
 
 Each training is a version in ``image_models`` (weights, architecture and its report in the catalog, like
-``learned_models``); the newest is current and the older ones are retired (the weights of the one before it kept, older ones' dropped).  ``--fine-tune`` starts from the current
-version's weights instead of from scratch.
+``learned_models``); the newest is current and the older ones are retired (the weights of the one before it
+kept, older ones' dropped).  ``--fine-tune`` starts from the current version's weights instead of from scratch.
 """
 
 from __future__ import annotations
@@ -236,9 +236,11 @@ def _register_architecture(config: dict) -> str:
     text = json.dumps(config, sort_keys=True)
     name = "scisearch-facility-" + hashlib.sha256(text.encode()).hexdigest()[:12]
     if name not in open_clip.list_models():
-        folder = Path(tempfile.mkdtemp(prefix="scisearch-arch-"))
-        (folder / f"{name}.json").write_text(text)
-        open_clip.add_model_config(folder / f"{name}.json")
+        # open_clip reads a config from a file once and keeps it, so the file need not outlive the registration.
+        with tempfile.TemporaryDirectory(prefix="scisearch-arch-") as folder:
+            path = Path(folder) / f"{name}.json"
+            path.write_text(text)
+            open_clip.add_model_config(path)
     return name
 
 
