@@ -407,45 +407,11 @@ def m003_experts_learning_and_clicks(db: sqlite_utils.Database) -> None:
         foreign_keys=[("model_id", "learned_models", "id")],
     )
     db["learned_predictions"].create_index(["model_id", "margin"])
-    # What people searched, what they were shown (in order) and what they opened; only the Datasette actor id.
-    db["search_log"].create(
-        {"id": int, "query": str, "query_key": str, "tab": str, "catalog": str, "actor": str, "created_at": str},
-        pk="id",
-    )
-    db["search_log"].create_index(["query_key"])
-    db["search_impressions"].create(
-        {"search_id": int, "position": int, "item_type": str, "item_id": str},
-        pk=("search_id", "position"),
-        foreign_keys=[("search_id", "search_log", "id")],
-    )
-    db["search_clicks"].create(
-        {
-            "id": int,
-            "search_id": int,
-            "position": int,
-            "item_type": str,
-            "item_id": str,
-            "actor": str,
-            "clicked_at": str,
-        },
-        pk="id",
-        foreign_keys=[("search_id", "search_log", "id")],
-    )
-    db["search_clicks"].create_index(["search_id"])
-    # What 'scisearch learn' made of the clicks: a bounded, position-debiased boost per (query, item).
-    db["click_signals"].create(
-        {
-            "query_key": str,
-            "item_type": str,
-            "item_id": str,
-            "clicks": int,
-            "impressions": int,
-            "attractiveness": float,
-            "boost": float,
-            "updated_at": str,
-        },
-        pk=("query_key", "item_type", "item_id"),
-    )
+    # The search log and click signals were created here until m005 moved them to the private database; an older
+    # catalog migrates through them, so they are still made here (from the one definition) and dropped by m005.
+    from .private import create_log_tables
+
+    create_log_tables(db)
 
 
 @MIGRATIONS()

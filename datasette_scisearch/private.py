@@ -158,8 +158,8 @@ def actors(catalog, history_ids) -> dict[int, str]:
         conn.close()
 
 
-@MIGRATIONS()
-def m001_logs_and_actors(db: sqlite_utils.Database) -> None:
+def create_log_tables(db: sqlite_utils.Database) -> None:
+    """The search log and what ``scisearch learn`` makes of it."""
     # What people searched, what they were shown (in order) and what they opened; only the Datasette actor id.
     db["search_log"].create(
         {"id": int, "query": str, "query_key": str, "tab": str, "catalog": str, "actor": str, "created_at": str},
@@ -199,6 +199,11 @@ def m001_logs_and_actors(db: sqlite_utils.Database) -> None:
         },
         pk=("query_key", "item_type", "item_id"),
     )
+
+
+@MIGRATIONS()
+def m001_logs_and_actors(db: sqlite_utils.Database) -> None:
+    create_log_tables(db)
     # Who made each change of the catalog's tag_history (its id): the catalog keeps the change, not the name.
     db["change_actors"].create({"history_id": int, "actor": str, "changed_at": str}, pk="history_id")
 

@@ -186,7 +186,7 @@ _FACTS = {
     "proposal": ("pi", "institution", "start_date"),
     "session": ("instrument", "user", "start"),
 }
-RANK_KEYS = {"fts": "fts", "text": "text_vector", "clip": "clip", "date": "date"}
+RANK_KEYS = {"fts": "fts", "text": "text_vector", "clip": "clip", "facility_image": "facility_image", "date": "date"}
 _LABELS = {
     "text": "similar meaning",
     "clip": "looks like the words (CLIP image vectors)",
