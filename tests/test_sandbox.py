@@ -90,3 +90,22 @@ def test_half_of_each_bruker_file_is_an_error_row_and_the_load_goes_on(catalog, 
     assert "08_carbon.dm3" in catalogued and "half_0.bcf" in errors
     assert catalogued | set(errors) == {"08_carbon.dm3", "half_0.bcf", "half_test_TEM.bcf"}
     assert summary.total == 3 and "rosettasciio" in errors["half_0.bcf"].lower()
+
+
+def test_a_process_with_over_a_thousand_files_open_still_reads_through_the_sandbox(catalog, settings, folder):
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"this machine allows {hard} open files, too few to pass select's limit of 1024")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # as a server or a long test run holds
+    try:
+        with ReaderPool() as pool:
+            summary = load_files(catalog, [folder], settings, progress=False, sandbox=pool)
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert (summary.added, summary.failed) == (1, 0)

@@ -135,7 +135,11 @@ class ReaderPool:
         deadline = time.monotonic() + timeout_s
         buffer, wanted, length = b"", _HEADER.size, None
         while True:
-            ready, _, _ = select.select([self._results], [], [], max(0.0, deadline - time.monotonic()))
+            # poll, not select: a process with many files open (a server, a long test run) gets descriptors above
+            # select's limit of 1024, and select then refuses them.
+            waiting = select.poll()
+            waiting.register(self._results, select.POLLIN | select.POLLHUP | select.POLLERR)
+            ready = waiting.poll(max(0.0, deadline - time.monotonic()) * 1000)
             if not ready:
                 return "timeout"
             chunk = os.read(self._results, max(wanted - len(buffer), 1 << 16))
