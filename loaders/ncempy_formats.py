@@ -18,7 +18,7 @@ import numpy as np
 from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError, NotData
 from datasette_scisearch.ingest.normalize import length_to_nm, number, parse_vendor_datetime
 
-from .hdf5_declarations import refuse_impossible_declarations
+from .helpers.hdf5_declarations import refuse_impossible_declarations
 
 if TYPE_CHECKING:
     import h5py

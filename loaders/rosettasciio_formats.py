@@ -73,10 +73,10 @@ _HDF5_SUFFIXES = {".h5", ".hdf5", ".hspy", ".emd", ".nxs"}
 
 def _check_hdf5_declarations(path: Path) -> None:
     """HDF5 files are refused before reading when they declare more data than they can hold (see
-    hdf5_declarations.py); a file HDF5 cannot open is left to the readers to say so."""
+    helpers/hdf5_declarations.py); a file HDF5 cannot open is left to the readers to say so."""
     import h5py
 
-    from .hdf5_declarations import refuse_impossible_declarations
+    from .helpers.hdf5_declarations import refuse_impossible_declarations
 
     try:
         handle = h5py.File(path, "r")

@@ -145,3 +145,24 @@ def test_search_documents_are_refreshed_only_by_the_change_functions():
             if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("refresh_search_items"):
                 callers.add(name)
     assert callers == {"datasette_scisearch.changes"}
+
+
+def _defines_a_plugin(path: Path) -> bool:
+    """Whether a module defines a reader or tagger class, or a hook implementation that registers one."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        bases = [ast.unparse(base) for base in node.bases] if isinstance(node, ast.ClassDef) else []
+        if any(base.endswith(("Loader", "Tagger")) for base in bases):
+            return True
+        if isinstance(node, ast.FunctionDef) and any(ast.unparse(d).endswith("hookimpl") for d in node.decorator_list):
+            return True
+    return False
+
+
+def test_the_built_in_loaders_and_taggers_folders_hold_only_readers_and_taggers_with_helpers_beneath():
+    strays = [
+        str(path.relative_to(REPO))
+        for folder in (REPO / "loaders", REPO / "plugins")
+        for path in folder.glob("*.py")
+        if path.name != "__init__.py" and not _defines_a_plugin(path)
+    ]
+    assert strays == [], f"move these into helpers/: {strays}"
