@@ -5,6 +5,8 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from datasette_scisearch.config import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+DEMO_FILES = 48  # the demo facility `scisearch demo` builds for the browser and CLI tests
 
 
 def shared_data(*parts: str) -> Path:
@@ -90,11 +93,15 @@ def em_catalog_file(tmp_path_factory) -> Path:
     """A catalog of the real files in ../shared/data/em, built once per run; copy it before changing it."""
     from datasette_scisearch.ingest.files import load_files
 
-    path = tmp_path_factory.mktemp("em-catalog") / "em.db"
-    db = open_catalog(path)
-    load_files(db, [shared_data("em")], load_settings(REPO / "metadata.yml"), progress=False)
-    db.close()
-    return path
+    em = shared_data("em")
+
+    def build(folder: Path) -> Path:
+        db = open_catalog(folder / "em.db")
+        load_files(db, [em], load_settings(REPO / "metadata.yml"), progress=False)
+        db.close()
+        return folder / "em.db"
+
+    return built_once(tmp_path_factory, "em-catalog", build)
 
 
 @pytest.fixture(scope="session")
@@ -106,3 +113,71 @@ def em_items(em_catalog_file) -> dict:
     items = {(item.row["name"], item.row["dataset_name"]): item for item in iter_items(db, "file")}
     db.close()
     return items
+
+
+@pytest.fixture(scope="session")
+def tagged_em_catalog_file(em_catalog_file, tmp_path_factory):
+    """The real EM files, tagged by the two taggers that need no model, built once per run; copy it before
+    changing it."""
+    from datasette_scisearch.tagging.pipeline import tag_catalog
+
+    def build(folder: Path) -> Path:
+        path = folder / "tagged.db"
+        shutil.copy(em_catalog_file, path)
+        db = open_catalog(path)
+        tag_catalog(db, load_settings(REPO / "metadata.yml"), tagger_names=["metadata", "filenames"], progress=False)
+        db.close()
+        return path
+
+    return built_once(tmp_path_factory, "tagged-em", build)
+
+
+@pytest.fixture(scope="session")
+def demo_facility(tmp_path_factory) -> Path:
+    """The demo catalog as ``scisearch demo --no-serve --files 48`` builds it (files, user log, proposals, papers,
+    linking and every installed tagger, models included), built once per run: the slowest fixture of the suite.
+    What the command printed is beside it in ``demo-output.txt``."""
+    return built_once(tmp_path_factory, "demo-facility", _build_demo_facility)
+
+
+def _build_demo_facility(folder: Path) -> Path:
+    built = subprocess.run(
+        [sys.executable, "-m", "datasette_scisearch", "demo", "--no-serve", "--folder", str(folder)]
+        + ["--files", str(DEMO_FILES)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, f"scisearch demo failed:\n{built.stdout[-3000:]}\n{built.stderr[-3000:]}"
+    (folder / "demo-output.txt").write_text(built.stdout)
+    return folder / "demo.db"
+
+
+# -- The search tests' demo facility and text model (tests/search_support.py) ------------------------------
+
+
+@pytest.fixture
+def hashed_words_model():
+    """The deterministic hashed-words text model registered for one test.  A module whose every test searches
+    by meaning asks for it once: ``pytestmark = pytest.mark.usefixtures("hashed_words_model")``."""
+    from .search_support import HashedWordsTagger, registered
+
+    with registered(HashedWordsTagger()):
+        yield
+
+
+@pytest.fixture(scope="session")
+def demo_path(tmp_path_factory) -> Path:
+    """The demo facility loaded, linked and tagged with hashed-word text vectors, built once per run and shared by
+    every module that searches it; read it, or copy it before changing it."""
+    from .search_support import build_demo_catalog, cached_catalog
+
+    return cached_catalog(tmp_path_factory, "demo", build_demo_catalog)
+
+
+@pytest.fixture
+def ds(demo_path):
+    """Datasette serving the demo catalog (a module serving another catalog defines its own ``ds``)."""
+    from datasette.app import Datasette
+
+    return Datasette([str(demo_path)])

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from datasette_scisearch.cli import cli
 
-from .conftest import REPO, shared_data
+from .conftest import DEMO_FILES, REPO, shared_data
 
 
 @pytest.fixture
@@ -104,15 +104,14 @@ def test_a_killed_load_keeps_what_it_committed_and_a_rerun_completes_it(tmp_path
 
 
 @pytest.mark.slow
-def test_demo_builds_catalogs_and_links_a_facility_without_serving(runner, tmp_path):
-    folder = tmp_path / "facility"
-    result = invoke(runner, "demo", "--folder", folder, "--files", 30, "--no-serve")
-    assert result.exit_code == 0, result.output
-    status = json.loads(invoke(runner, "status", "--json", folder / "demo.db").output)
-    assert status["counts"]["files"] == 30 and status["counts"]["ingest_errors"] == 0
-    with sqlite3.connect(folder / "demo.db") as db:
+def test_demo_builds_catalogs_and_links_a_facility_without_serving(runner, demo_facility):
+    # The facility `scisearch demo --no-serve --files 48` built (once per run, shared with the browser tests).
+    output = (demo_facility.parent / "demo-output.txt").read_text()
+    status = json.loads(invoke(runner, "status", "--json", demo_facility).output)
+    assert status["counts"]["files"] == DEMO_FILES and status["counts"]["ingest_errors"] == 0
+    with sqlite3.connect(demo_facility) as db:
         linked, with_proposal = db.execute("select count(session_id), count(proposal_id) from files").fetchone()
         instruments = {row[0] for row in db.execute("select distinct instrument from files")}
     assert linked >= 20 and with_proposal >= linked  # a few files were taken without a booking
     assert instruments == {"TEAM 0.5", "Themis", "Helios", "Gemini", "Krios"}
-    assert "scisearch serve" in result.output
+    assert "scisearch serve" in output

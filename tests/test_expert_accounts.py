@@ -9,7 +9,6 @@ import shutil
 import pytest
 from datasette.app import Datasette
 
-from .test_experts import tagged_em_catalog_file  # noqa: F401  (a fixture)
 from .test_validation_api import JSON, tag_id
 
 auth_passwords = pytest.importorskip(
@@ -19,7 +18,7 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
-def catalog_path(tagged_em_catalog_file, tmp_path):  # noqa: F811
+def catalog_path(tagged_em_catalog_file, tmp_path):
     path = tmp_path / "em.db"
     shutil.copy(tagged_em_catalog_file, path)
     return path

@@ -17,17 +17,6 @@ from datasette_scisearch.tagging.pipeline import tag_catalog
 from .conftest import REPO
 
 
-@pytest.fixture(scope="session")
-def tagged_em_catalog_file(em_catalog_file, tmp_path_factory):
-    """The real EM files, tagged by the two taggers that need no model; copy it before changing it."""
-    path = tmp_path_factory.mktemp("experts") / "tagged.db"
-    shutil.copy(em_catalog_file, path)
-    db = open_catalog(path)
-    tag_catalog(db, load_settings(REPO / "metadata.yml"), tagger_names=["metadata", "filenames"], progress=False)
-    db.close()
-    return path
-
-
 @pytest.fixture
 def db(tagged_em_catalog_file, tmp_path):
     path = tmp_path / "catalog.db"

@@ -15,7 +15,6 @@ from datasette.app import Datasette
 from datasette_scisearch.catalog import MIGRATIONS, open_catalog
 from datasette_scisearch.private import open_private, private_path
 
-from .test_experts import tagged_em_catalog_file  # noqa: F401  (a fixture)
 from .test_validation_api import post, session, signed_in, tag_id
 
 PLUGIN_SETTINGS = {"timezone": "America/Los_Angeles", "edit": {"allow": {"id": ["root", "alice"]}}}
@@ -23,7 +22,7 @@ PRIVATE_TABLES = ("search_log", "search_impressions", "search_clicks", "click_si
 
 
 @pytest.fixture
-def catalog_path(tagged_em_catalog_file, tmp_path):  # noqa: F811
+def catalog_path(tagged_em_catalog_file, tmp_path):
     path = tmp_path / "em.db"
     shutil.copy(tagged_em_catalog_file, path)
     return path

@@ -19,20 +19,11 @@ from datasette_scisearch.learning.judgments import judged_pairs, load_judgments
 from datasette_scisearch.search import engine
 
 from .conftest import REPO
-from .search_support import HashedWordsTagger, build_demo_catalog, cached_catalog, registered
 
 NONSENSE = "qwzxv blorft"
 
 
-@pytest.fixture(autouse=True)
-def text_model():
-    with registered(HashedWordsTagger()):
-        yield
-
-
-@pytest.fixture(scope="module")
-def demo_path(tmp_path_factory):
-    return cached_catalog(tmp_path_factory, "demo", build_demo_catalog)
+pytestmark = pytest.mark.usefixtures("hashed_words_model")  # the demo is searched by meaning too
 
 
 @pytest.fixture(scope="module")

@@ -7,25 +7,8 @@ import urllib.parse
 
 import pytest
 import sqlite_utils
-from datasette.app import Datasette
 
-from .search_support import HashedWordsTagger, build_demo_catalog, cached_catalog, registered
-
-
-@pytest.fixture(autouse=True)
-def text_model():
-    with registered(HashedWordsTagger()):
-        yield
-
-
-@pytest.fixture(scope="module")
-def demo_path(tmp_path_factory):
-    return cached_catalog(tmp_path_factory, "demo", build_demo_catalog)
-
-
-@pytest.fixture
-def ds(demo_path):
-    return Datasette([str(demo_path)])
+pytestmark = pytest.mark.usefixtures("hashed_words_model")  # the demo is searched by meaning too
 
 
 async def search(ds, **params):

@@ -15,25 +15,11 @@ from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.search.index import refresh_search_items
 
 from .conftest import REPO
-from .search_support import HashedWordsTagger, build_demo_catalog, cached_catalog, registered
 
 DOCS = REPO / "docs" / "search-api.md"
 
 
-@pytest.fixture(autouse=True)
-def text_model():
-    with registered(HashedWordsTagger()):
-        yield
-
-
-@pytest.fixture(scope="module")
-def demo_path(tmp_path_factory):
-    return cached_catalog(tmp_path_factory, "demo", build_demo_catalog)
-
-
-@pytest.fixture
-def ds(demo_path):
-    return Datasette([str(demo_path)])
+pytestmark = pytest.mark.usefixtures("hashed_words_model")  # the demo is searched by meaning too
 
 
 async def get_json(ds, path: str, **params):

@@ -25,7 +25,6 @@ from datasette_scisearch.tagging.tagger import Tagger, TaggerUnavailable
 from .conftest import shared_data
 from .search_support import (
     HashedWordsTagger,
-    build_demo_catalog,
     build_shared_data_catalog,
     cached_catalog,
     hashed_words_vector,
@@ -37,15 +36,12 @@ def similar(db, item_type: str, item_id: str, k: int = 12):
     return similar_items(db, item_type, item_id, k).hits
 
 
-@pytest.fixture(autouse=True)
-def text_model():
-    with registered(HashedWordsTagger()):
-        yield
+pytestmark = pytest.mark.usefixtures("hashed_words_model")  # the demo is searched by meaning too
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    db = open_catalog(cached_catalog(tmp_path_factory, "demo", build_demo_catalog))
+def demo(demo_path):
+    db = open_catalog(demo_path)
     yield db
     db.close()
 

@@ -24,7 +24,6 @@ from datasette_scisearch.tagging import experts
 from datasette_scisearch.web import validation
 
 from .conftest import REPO
-from .test_experts import tagged_em_catalog_file  # noqa: F401  (a fixture)
 
 EDITORS = {"id": ["root", "alice"]}
 PLUGIN_SETTINGS = {"timezone": "America/Los_Angeles", "edit": {"allow": EDITORS}}
@@ -32,7 +31,7 @@ JSON = {"accept": "application/json"}
 
 
 @pytest.fixture
-def catalog_path(tagged_em_catalog_file, tmp_path):  # noqa: F811
+def catalog_path(tagged_em_catalog_file, tmp_path):
     path = tmp_path / "em.db"
     shutil.copy(tagged_em_catalog_file, path)
     return path

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO, built_once
+from ..conftest import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -33,7 +33,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 LAPTOP_SCREEN = {"width": 1366, "height": 768}
-DEMO_FILES = 48
+WIDTHS = {"laptop": 1280, "phone": 375}  # the screens of sized_page
+NOT_FOUND_PAGE = "/-/scisearch/item/demo/file/999999"  # the one page a test opens expecting a 404
+SCREENSHOTS = REPO / "build" / "screenshots"  # full-page screenshots for a person to look at (ignored by git)
 SERVER_START_SECONDS = 60
 # A fresh server's first search loads its query model and indexes: on two busy cores that took over the 30 s a
 # test gives a page (the first search test of each server failed so), so the fixture asks once before the tests.
@@ -62,21 +64,10 @@ def playwright_api():
 
 
 @pytest.fixture(scope="session")
-def demo_catalog(tmp_path_factory, playwright_api) -> Path:
-    """Built once per run (the slowest fixture of the suite); each xdist worker serves its own copy."""
-    return built_once(tmp_path_factory, "browser-facility", _build_demo)
-
-
-def _build_demo(folder: Path) -> Path:
-    built = subprocess.run(
-        [sys.executable, "-m", "datasette_scisearch", "demo", "--no-serve", "--folder", str(folder)]
-        + ["--files", str(DEMO_FILES)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    assert built.returncode == 0, f"scisearch demo failed:\n{built.stdout[-3000:]}\n{built.stderr[-3000:]}"
-    return folder / "demo.db"
+def demo_catalog(playwright_api, demo_facility) -> Path:
+    """``scisearch demo``'s catalog (tests/conftest.py), built once per run; each xdist worker serves its own
+    copy."""
+    return demo_facility
 
 
 @contextlib.contextmanager
@@ -145,3 +136,24 @@ def page(browser, server_url):
     yield tab
     context.close()
     assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+@pytest.fixture(params=list(WIDTHS), ids=list(WIDTHS))
+def sized_page(request, browser, server_url):
+    """(screen name, width, a fresh page) at each of a laptop's and a phone's width; fails the test on any
+    JavaScript error or console error."""
+    width = WIDTHS[request.param]
+    context = browser.new_context(viewport={"width": width, "height": 800}, base_url=server_url)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+
+    def console(message):
+        # The not-found page is itself a 404, which Chromium reports as a failed load of the page.
+        if message.type == "error" and not message.location.get("url", "").endswith(NOT_FOUND_PAGE):
+            errors.append(f"{message.text} ({message.location.get('url')})")
+
+    tab.on("console", console)
+    yield request.param, width, tab
+    context.close()
+    assert not errors, f"errors in the page: {errors}"

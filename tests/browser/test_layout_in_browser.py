@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from ..conftest import REPO
+from .conftest import NOT_FOUND_PAGE, SCREENSHOTS
 
-SCREENSHOTS = REPO / "build" / "screenshots"
-WIDTHS = {"laptop": 1280, "phone": 375}
 MAIN_PAGES = {
     "search": "/-/scisearch",
     "results": "/-/scisearch?q=gold+nanoparticles",
@@ -19,27 +17,8 @@ MAIN_PAGES = {
     "file": "/-/scisearch/item/demo/file/22",
     "proposal": "/-/scisearch/item/demo/proposal/P-2021-0042",
     "paper": "/-/scisearch/item/demo/paper/PUB-2022-001",
-    "not-found": "/-/scisearch/item/demo/file/999999",
+    "not-found": NOT_FOUND_PAGE,
 }
-
-
-@pytest.fixture(params=list(WIDTHS), ids=list(WIDTHS))
-def sized_page(request, browser, server_url):
-    width = WIDTHS[request.param]
-    context = browser.new_context(viewport={"width": width, "height": 800}, base_url=server_url)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-
-    def console(message):
-        # The not-found page is itself a 404, which Chromium reports as a failed load of the page.
-        if message.type == "error" and not message.location.get("url", "").endswith(MAIN_PAGES["not-found"]):
-            errors.append(f"{message.text} ({message.location.get('url')})")
-
-    tab.on("console", console)
-    yield request.param, width, tab
-    context.close()
-    assert not errors, f"errors in the page: {errors}"
 
 
 @pytest.mark.parametrize("name", list(MAIN_PAGES))

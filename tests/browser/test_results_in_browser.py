@@ -3,24 +3,7 @@ results from an item page, and the review queue's count; at a laptop's 1280 px a
 
 from __future__ import annotations
 
-import pytest
-
-from .test_layout_in_browser import SCREENSHOTS
-
-WIDTHS = {"laptop": 1280, "phone": 375}
-
-
-@pytest.fixture(params=list(WIDTHS), ids=list(WIDTHS))
-def sized_page(request, browser, server_url):
-    width = WIDTHS[request.param]
-    context = browser.new_context(viewport={"width": width, "height": 800}, base_url=server_url)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    yield request.param, width, tab
-    context.close()
-    assert not errors, f"errors in the page: {errors}"
+from .conftest import SCREENSHOTS
 
 
 def screenshot(page, name: str, screen: str) -> None:
