@@ -20,6 +20,29 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 DEMO_FILES = 48  # the demo facility `scisearch demo` builds for the browser and CLI tests
 
 
+DEMO_FACILITY_GROUP = "demo-facility"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """How pytest-xdist shares the tests out (``--dist loadgroup``, pytest config): each test file runs whole on
+    one worker, so a module's fixtures are built once; every test of ``scisearch demo``'s facility (the browser
+    tests and the CLI's demo test) runs on the one worker that builds it and serves it, rather than a second
+    worker waiting on the build and starting a second server; and the groups holding a slow test go first, so that
+    no long file starts last while the other worker sits idle (xdist would otherwise order files by their count of
+    tests, not by their time)."""
+    groups = {}
+    for item in items:
+        marked = item.get_closest_marker("xdist_group")
+        if marked is None:
+            groups[item] = DEMO_FACILITY_GROUP if "demo_facility" in item.fixturenames else item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(name=groups[item]))
+        else:
+            groups[item] = marked.kwargs.get("name", marked.args[0] if marked.args else "default")
+    slow_groups = {groups[item] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (groups[item] != DEMO_FACILITY_GROUP, groups[item] not in slow_groups))
+
+
 def shared_data(*parts: str) -> Path:
     """A path under ../shared/data, or skip the test with the reason."""
     path = SHARED_DATA.joinpath(*parts)

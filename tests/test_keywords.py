@@ -19,6 +19,8 @@ from datasette_scisearch.tagging.tagger import Item, Result, TaggerUnavailable
 
 from .conftest import REPO, shared_data
 
+pytestmark = pytest.mark.slow  # KeyBERT over MiniLM on real award abstracts
+
 ALUMINIUM_BATTERY = "1706926"  # Molecular Understanding of Ion Intercalation ... Aluminum-Carbon Batteries
 SILICON_TELLURIDE = "1709528"  # Silicon Telluride, A 2D Material with Unique Variable Structure
 LOW_VOLTAGE_TEM = "1724948"  # MRI: Acquisition of a Low-Voltage Transmission Electron Microscope (TEM)

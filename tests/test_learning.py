@@ -30,6 +30,8 @@ from .clip_fixture import build_tiny_clip
 from .conftest import REPO, shared_data
 from .learning_support import build_scene_catalog, label_as_expert, reject_as_expert
 
+pytestmark = pytest.mark.slow  # scene catalogs tagged by image analysis, and training: the longest file of the suite
+
 CLASSES = ["nanoparticles", "nanowires", "lattice", "amorphous"]
 
 

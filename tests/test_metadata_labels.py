@@ -22,6 +22,8 @@ from datasette_scisearch.tagging.pipeline import tag_catalog
 from .conftest import REPO
 from .learning_support import build_scene_catalog
 
+pytestmark = pytest.mark.slow  # a scene catalog tagged by image analysis, and training
+
 SCENES = {  # one demo scene per group: SEM, STEM, TEM images and TEM diffraction patterns
     "sem": ("nanowires_sem", "particles_sem"),
     "stem": ("particles_haadf", "columns_haadf"),

@@ -17,6 +17,8 @@ from datasette_scisearch.search.engine import search
 from datasette_scisearch.tagging import vectors
 from tests.learning_support import build_scene_catalog, label_as_expert
 
+pytestmark = pytest.mark.slow  # trains an image model
+
 pytest.importorskip("open_clip")
 TINY_SCENES = {"particles": ("particles_haadf",), "diffraction": ("spots",), "columns": ("columns_haadf",)}
 # Only the text→image and image-space rankings: the words of the query must not find the files by their names.

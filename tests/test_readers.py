@@ -17,6 +17,8 @@ from datasette_scisearch.ingest.kinds import kind_from_axes
 
 from .conftest import REPO, shared_data
 
+pytestmark = pytest.mark.slow  # every vendor file read, several times over
+
 
 @pytest.fixture(scope="module")
 def vendors():

@@ -15,6 +15,8 @@ from datasette_scisearch.catalog import open_catalog
 
 from .conftest import shared_data
 
+pytestmark = pytest.mark.slow  # loads killed with SIGKILL and run again
+
 
 def half_written(db) -> list[str]:
     """Rows that say they have a preview but have none, and previews of no row: what a torn write leaves."""

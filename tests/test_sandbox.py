@@ -14,6 +14,8 @@ from datasette_scisearch.ingest.sandbox import ReaderPool
 from .conftest import shared_data
 from .sandbox_faults import CrashingLoader, GreedyLoader, HangingLoader
 
+pytestmark = pytest.mark.slow  # readers that hang, crash or run out of memory in the sandbox
+
 
 @pytest.fixture
 def folder(tmp_path):

@@ -36,7 +36,8 @@ def similar(db, item_type: str, item_id: str, k: int = 12):
     return similar_items(db, item_type, item_id, k).hits
 
 
-pytestmark = pytest.mark.usefixtures("hashed_words_model")  # the demo is searched by meaning too
+# The demo is searched by meaning too; the real-data catalog (SciFact and the NSF awards) takes a while to build.
+pytestmark = [pytest.mark.usefixtures("hashed_words_model"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
