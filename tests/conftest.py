@@ -18,9 +18,7 @@ from datasette_scisearch.config import load_settings
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEMO_FILES = 48  # the demo facility `scisearch demo` builds for the browser and CLI tests
-
-
-DEMO_FACILITY_GROUP = "demo-facility"
+DEMO_FACILITY_GROUP = "demo-facility"  # the xdist group of every test that uses it
 
 
 @pytest.hookimpl(tryfirst=True)
