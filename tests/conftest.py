@@ -18,27 +18,47 @@ from datasette_scisearch.config import load_settings
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEMO_FILES = 48  # the demo facility `scisearch demo` builds for the browser and CLI tests
-DEMO_FACILITY_GROUP = "demo-facility"  # the xdist group of every test that uses it
 
 
-@pytest.hookimpl(tryfirst=True)
+BROWSER_TESTS = "tests/browser/"  # every one serves scisearch demo's facility
+
+
+def work_unit(nodeid: str) -> str:
+    """Which tests pytest-xdist hands to one worker together: a test file (so a module's fixtures are built once),
+    and every browser test as one (so one worker builds and serves the demo facility, and no second server
+    starts)."""
+    return "browser" if nodeid.startswith(BROWSER_TESTS) else nodeid.split("::", 1)[0]
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` (pytest config), with the browser tests one unit (``work_unit``).  Units start in the
+    order ``pytest_collection_modifyitems`` leaves them (``--no-loadscope-reorder``: xdist would otherwise order
+    them by their count of tests, which started a one-minute file of five tests last while the other worker sat
+    idle).  Groups of ``xdist_group`` are not used: pytest-xdist 3.8 marks them in a node id pytest 9 no longer
+    lets it change."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class BrowserTogetherScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return BrowserTogetherScheduling(config, log)
+
+
 def pytest_collection_modifyitems(items):
-    """How pytest-xdist shares the tests out (``--dist loadgroup``, pytest config): each test file runs whole on
-    one worker, so a module's fixtures are built once; every test of ``scisearch demo``'s facility (the browser
-    tests and the CLI's demo test) runs on the one worker that builds it and serves it, rather than a second
-    worker waiting on the build and starting a second server; and the groups holding a slow test go first, so that
-    no long file starts last while the other worker sits idle (xdist would otherwise order files by their count of
-    tests, not by their time)."""
-    groups = {}
-    for item in items:
-        marked = item.get_closest_marker("xdist_group")
-        if marked is None:
-            groups[item] = DEMO_FACILITY_GROUP if "demo_facility" in item.fixturenames else item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(name=groups[item]))
-        else:
-            groups[item] = marked.kwargs.get("name", marked.args[0] if marked.args else "default")
-    slow_groups = {groups[item] for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: (groups[item] != DEMO_FACILITY_GROUP, groups[item] not in slow_groups))
+    """The order units start in: the browser tests first (the longest chain: building the demo facility, then
+    Chromium), then the files holding a slow test, then the other files that use the demo facility (by then
+    built, so their worker does not wait on it), then the rest."""
+    slow_units = {work_unit(item.nodeid) for item in items if item.get_closest_marker("slow")}
+    demo_units = {work_unit(item.nodeid) for item in items if "demo_facility" in item.fixturenames}
+
+    def order(item):
+        unit = work_unit(item.nodeid)
+        return (unit != "browser", unit not in slow_units, unit in demo_units)
+
+    items.sort(key=order)
 
 
 def shared_data(*parts: str) -> Path:
