@@ -30,6 +30,7 @@ def work_unit(nodeid: str) -> str:
     return "browser" if nodeid.startswith(BROWSER_TESTS) else nodeid.split("::", 1)[0]
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadfile`` (pytest config), with the browser tests one unit (``work_unit``).  Units start in the
     order ``pytest_collection_modifyitems`` leaves them (``--no-loadscope-reorder``: xdist would otherwise order
