@@ -189,7 +189,7 @@ def _ensure_instrument(db: sqlite_utils.Database, name: str | None, reported: st
 
 def _describe_instruments(db: sqlite_utils.Database, settings: Settings) -> None:
     """Instruments first met in files get the description metadata.yml gives them."""
-    with db.conn:
+    with write_transaction(db):
         for rule in settings.instruments:
             if rule.description:
                 db.execute(
@@ -225,7 +225,7 @@ def load_files(
         _note(summary, line)
     job_id = jobs.start_job(db, "load files", {"paths": [display_path(p) for p in paths]})
     _record_data_roots(db, data_roots(paths), job_id)
-    status = "failed"
+    stopped_by = None
     bar = tqdm(total=len(all_files), desc="loading files", unit="file", disable=not progress, leave=False)
     pool = None
     if cluster is None and sandbox:
@@ -239,9 +239,8 @@ def load_files(
                 bar.update()
         else:
             _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster, bar, retry_errors)
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
+    except BaseException as error:  # a load that did not finish is never recorded 'done'
+        stopped_by = error
         raise
     finally:
         if pool is not None and pool.unavailable:
@@ -249,7 +248,7 @@ def load_files(
         bar.close()
         summary.seconds = round(time.perf_counter() - started, 3)
         summary.writer_seconds = round(summary.writer_seconds, 3)
-        jobs.finish_job(db, job_id, summary, status=status)
+        jobs.finish_job(db, job_id, summary, status=jobs.ending_of(stopped_by), error=stopped_by)
         _describe_instruments(db, settings)
     return summary
 
@@ -467,8 +466,9 @@ def _commit_read_file(db, planned: _Planned, result: FileResult | TaskFailure, j
 
 
 def _transaction(db):
-    """A write transaction of its own, or the caller's when one is open (a cluster group's files commit together)."""
-    return contextlib.nullcontext() if db.conn.in_transaction else write_transaction(db)
+    """A write transaction of its own, or part of the caller's when one is open (a cluster group's files commit
+    together)."""
+    return write_transaction(db)
 
 
 def _move(db, old_path: str, new_path: Path) -> None:

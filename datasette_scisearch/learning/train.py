@@ -44,7 +44,7 @@ import numpy as np
 import sqlite_utils
 
 from .. import changes
-from ..catalog import now_utc
+from ..catalog import begin_write, now_utc
 from ..errors import ScisearchError
 from ..tagging import vectors
 from . import heads
@@ -692,7 +692,7 @@ def _begin(db) -> None:
     if db.conn.in_transaction:
         # changes.refresh commits: the caller's own uncommitted writes would be committed with ours.
         raise RuntimeError("commit or roll back the connection's open transaction before training")
-    db.execute("BEGIN IMMEDIATE")
+    begin_write(db)
 
 
 def _commit(db) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import sqlite_utils
 
 from .. import changes, private
-from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, item_key, now_utc
+from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, begin_write, item_key, now_utc
 from ..errors import CONFLICT, NOT_FOUND, ScisearchError
 
 MAX_TAG_CHARS = 200  # as the tagging pipeline's own limit; a longer "tag" is a sentence, not a tag
@@ -227,7 +227,7 @@ def _transaction(db: sqlite_utils.Database, touched: set[tuple[str, str]]):
         raise RuntimeError("commit or roll back the connection's open transaction before changing tags")
     pending: list[tuple[int, str, str]] = []
     token = _actors_to_record.set(pending)
-    db.execute("BEGIN IMMEDIATE")
+    begin_write(db)
     try:
         yield
         by_type: dict[str, list[str]] = {}
