@@ -223,7 +223,7 @@ def _transaction(db: sqlite_utils.Database, touched: set[tuple[str, str]]):
     BEGIN IMMEDIATE takes the write lock before reading, so a concurrent expert's
     change is either wholly before this one (and read as the old value) or after."""
     if db.conn.in_transaction:
-        # changes.refresh commits: the caller's own uncommitted writes would be committed with ours.
+        # The caller's own uncommitted writes would be committed with ours.
         raise RuntimeError("commit or roll back the connection's open transaction before changing tags")
     pending: list[tuple[int, str, str]] = []
     token = _actors_to_record.set(pending)
@@ -233,8 +233,8 @@ def _transaction(db: sqlite_utils.Database, touched: set[tuple[str, str]]):
         by_type: dict[str, list[str]] = {}
         for item_type, item_id in touched:
             by_type.setdefault(item_type, []).append(item_id)
-        # changes.refresh commits when it finishes a type: everything above becomes visible with
-        # the first type's documents.  Changes to several item types at once are rare (a bulk edit).
+        # changes.refresh joins this transaction (as a savepoint): the change and every document it touches
+        # commit together.
         for item_type, ids in sorted(by_type.items()):
             changes.refresh(db, changes.EDITS, item_types=[item_type], ids=ids)
         if db.conn.in_transaction:
