@@ -251,7 +251,9 @@ def _load_files(db, paths, settings, progress, loaders, cluster, retry_errors, s
     if cluster is None and sandbox:
         pool = sandbox if isinstance(sandbox, ReaderPool) else shared_pool()
     try:
-        if cluster is None:
+        if cluster is None and pool is not None:
+            _load_reading_ahead(db, all_files, loaders, settings, job_id, summary, retry_errors, pool, bar)
+        elif cluster is None:
             for path in all_files:
                 summary.total += 1
                 chain = loaders_for(path, loaders)
@@ -287,6 +289,45 @@ def _record_data_roots(db: sqlite_utils.Database, roots: list[Path], job_id: int
 
 
 def _load_one(db, path: Path, chain: list[FileLoader], settings, job_id, summary, retry_errors=False, pool=None) -> str:
+    prepared = _prepare(db, path, chain, job_id, summary, retry_errors)
+    if isinstance(prepared, str):
+        return prepared
+    planned, digest, decision = prepared
+    result = read_one(pool, path, chain, settings, digest)
+    return _write_read_file(db, planned, result, decision == "moved", job_id, summary)
+
+
+def _load_reading_ahead(db, all_files, loaders, settings, job_id, summary, retry_errors, pool, bar) -> None:
+    """``_load_one`` for every file, with the sandbox's worker reading the next file while this process hashes,
+    decides on and writes the ones before it (``ReaderPool.read_ahead``)."""
+    written: set[str] = set()  # content written by this load: a copy read alongside its original is a duplicate
+
+    def to_read():
+        for path in all_files:
+            summary.total += 1
+            chain = loaders_for(path, loaders)
+            prepared = _prepare(db, path, chain, job_id, summary, retry_errors)
+            if isinstance(prepared, str):
+                _count(summary, prepared)
+                bar.update()
+                continue
+            yield prepared, path, chain, settings, prepared[1]
+
+    for (planned, digest, decision), result in pool.read_ahead(to_read()):
+        if decision == "new" and digest in written:  # decided before its twin was written: decide again
+            decision = _decide(db, planned, digest, summary)
+        if decision in ("unchanged", "duplicate"):
+            outcome = decision
+        else:
+            outcome = _write_read_file(db, planned, result, decision == "moved", job_id, summary)
+            written.add(digest)
+        _count(summary, outcome)
+        bar.update()
+
+
+def _prepare(db, path: Path, chain: list[FileLoader], job_id, summary, retry_errors=False):
+    """A file's outcome already (unchanged, not claimed, an error …), or (planned, content hash, decision) for one
+    that must be read."""
     planned = _plan(db, path, chain, job_id, summary, retry_errors)
     if isinstance(planned, str):
         return planned
@@ -306,8 +347,7 @@ def _load_one(db, path: Path, chain: list[FileLoader], settings, job_id, summary
     decision = _decide(db, planned, digest, summary)
     if decision in ("unchanged", "duplicate"):
         return decision
-    result = read_one(pool, path, chain, settings, digest)
-    return _write_read_file(db, planned, result, decision == "moved", job_id, summary)
+    return planned, digest, decision
 
 
 def read_one(pool: ReaderPool | None, path: Path, chain: list[FileLoader], settings, sha256: str) -> FileResult:
