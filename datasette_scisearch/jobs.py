@@ -74,7 +74,7 @@ def finish_job(
     db: sqlite_utils.Database, job_id: int, summary, status: str = "done", error: BaseException | str | None = None
 ) -> None:
     """Record how the job ended; a ``failed`` or ``interrupted`` one with what stopped it."""
-    _Heartbeat.stop(job_id)
+    _Heartbeat.stop(db, job_id)
     summary.job_id = job_id
     with write_transaction(db):
         db["jobs"].update(
@@ -98,7 +98,7 @@ def fail_job(db: sqlite_utils.Database, job_id: int | None, error: BaseException
     record it ``failed`` (``interrupted`` for Ctrl-C) with the error, keeping its counts."""
     if job_id is None:
         return
-    _Heartbeat.stop(job_id)
+    _Heartbeat.stop(db, job_id)
     status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
     with write_transaction(db):
         db.execute(
@@ -189,12 +189,17 @@ def _parse(text: str | None) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+def _catalog_file(db: sqlite_utils.Database) -> str:
+    """The file behind a connection ('' for an in-memory one)."""
+    return next((row[2] for row in db.execute("pragma database_list") if row[1] == "main"), "")
+
+
 class _Heartbeat:
     """A thread that stamps a running job's ``heartbeat_at`` every HEARTBEAT_S through a connection of its own, so
     a job whose process died is told from one that is busy.  Best effort: a beat that finds the catalog busy is
     skipped, not waited for."""
 
-    _running: dict[int, _Heartbeat] = {}
+    _running: dict[tuple[str, int], _Heartbeat] = {}  # by (catalog file, job id): two catalogs each have a job 1
 
     def __init__(self, path: str, job_id: int):
         self.path, self.job_id = path, job_id
@@ -203,21 +208,22 @@ class _Heartbeat:
 
     @classmethod
     def start(cls, db: sqlite_utils.Database, job_id: int) -> None:
-        path = next((row[2] for row in db.execute("pragma database_list") if row[1] == "main"), "")
+        path = _catalog_file(db)
         if not path:  # an in-memory catalog has no other process to tell
             return
-        heartbeat = cls._running[job_id] = cls(path, job_id)
+        heartbeat = cls._running[(path, job_id)] = cls(path, job_id)
         heartbeat.thread.start()
 
     @classmethod
-    def stop(cls, job_id: int) -> None:
-        heartbeat = cls._running.pop(job_id, None)
+    def stop(cls, db: sqlite_utils.Database, job_id: int) -> None:
+        heartbeat = cls._running.pop((_catalog_file(db), job_id), None)
         if heartbeat is not None:
             heartbeat.stopped.set()
 
     @classmethod
     def beating(cls, job_id: int) -> bool:
-        return job_id in cls._running
+        """Whether this process beats for a job of this id (in some catalog: a row does not say which)."""
+        return any(running_id == job_id for _, running_id in cls._running)
 
     def _beat(self) -> None:
         db = sqlite_utils.Database(self.path)

@@ -250,3 +250,20 @@ def test_loads_tagging_searches_and_expert_edits_at_once_for_25_seconds_lose_not
     tried = report["tried"]
     assert tried["loads"] >= 4 and tried["tagging runs"] >= 2 and tried["searches"] >= 10
     assert tried["expert changes"] >= 5
+
+
+def test_a_running_job_stamps_its_heartbeat_and_stops_when_it_finishes(catalog_path, monkeypatch):
+    monkeypatch.setattr(jobs, "HEARTBEAT_S", 0.2)
+    db = open_catalog(catalog_path)
+    job_id = jobs.start_job(db, "test", {})
+    started = db.execute("select started_at from jobs where id = ?", [job_id]).fetchone()[0]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # timestamps have whole seconds: wait for the next one
+        beat = db.execute("select heartbeat_at from jobs where id = ?", [job_id]).fetchone()[0]
+        if beat > started:
+            break
+        time.sleep(0.1)
+    assert beat > started and jobs.shown_status(db["jobs"].get(job_id)) == ("running", None)
+    jobs.finish_job(db, job_id, jobs.Summary(command="test"))
+    assert db["jobs"].get(job_id)["status"] == "done" and not jobs._Heartbeat.beating(job_id)
+    db.close()
