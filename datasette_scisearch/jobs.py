@@ -216,9 +216,12 @@ class _Heartbeat:
 
     @classmethod
     def stop(cls, db: sqlite_utils.Database, job_id: int) -> None:
+        """Stop beating and wait for the thread: the command's own connection must be the catalog's last, so that
+        closing it checkpoints the WAL into the file (a catalog copied as one file then holds everything)."""
         heartbeat = cls._running.pop((_catalog_file(db), job_id), None)
         if heartbeat is not None:
             heartbeat.stopped.set()
+            heartbeat.thread.join(timeout=HEARTBEAT_S + 5)
 
     @classmethod
     def beating(cls, job_id: int) -> bool:
@@ -226,20 +229,23 @@ class _Heartbeat:
         return any(running_id == job_id for _, running_id in cls._running)
 
     def _beat(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_S):
+            try:
+                self._stamp()
+            except CatalogBusy:
+                continue
+            except Exception:  # the catalog went away or broke: the job itself will say so
+                return
+
+    def _stamp(self) -> None:
+        # A connection per beat: none is left open between beats to keep the WAL from being checkpointed at the end.
         db = sqlite_utils.Database(self.path)
         try:
             share_between_writers(db)
-            while not self.stopped.wait(HEARTBEAT_S):
-                try:
-                    with write_transaction(db, patience_s=HEARTBEAT_S):
-                        db.execute(
-                            "update jobs set heartbeat_at = ? where id = ? and status = 'running'",
-                            [now_utc(), self.job_id],
-                        )
-                except CatalogBusy:
-                    continue
-        except Exception:  # the catalog went away or broke: the job itself will say so
-            return
+            with write_transaction(db, patience_s=HEARTBEAT_S):
+                db.execute(
+                    "update jobs set heartbeat_at = ? where id = ? and status = 'running'", [now_utc(), self.job_id]
+                )
         finally:
             db.close()
 

@@ -167,7 +167,7 @@ async def write(db, function, *args):
 
     def run(conn):
         # Refusals come back as values: Datasette's write thread would print a raised one as a server error.
-        conn.execute(f"PRAGMA busy_timeout = {catalog.BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {min(BUSY_TIMEOUT_MS, catalog.BUSY_TIMEOUT_MS)}")
         try:
             with catalog.waiting_at_most(BUSY_TIMEOUT_MS / 1000):  # the busy timeout, then retries with backoff
                 return function(sqlite_utils.Database(conn), *args)
