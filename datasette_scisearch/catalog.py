@@ -8,15 +8,19 @@ work the same from the CLI and from Datasette.  The schema only changes through
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import json
+import random
+import secrets
+import time
 from pathlib import Path
 
 import sqlite_utils
 import sqlite_vec
 from sqlite_utils import Migrations
 
-from .errors import ScisearchError
+from .errors import BUSY, ScisearchError
 
 MIGRATIONS = Migrations("datasette-scisearch")
 
@@ -36,8 +40,25 @@ SEARCH_FTS_TOKENIZE = "porter unicode61"  # the search documents' FTS5 tokenizer
 MAX_SQLITE_INTEGER = 2**63 - 1
 
 
+# Sharing the catalog between writers (loads, tagging, training, experts on the site): SQLite's own busy handler
+# waits BUSY_TIMEOUT_MS for the write lock on each attempt; write_transaction then tries again with growing pauses
+# until WRITE_PATIENCE_S have passed, so a writer waits out another one's long transaction instead of failing.
+BUSY_TIMEOUT_MS = 5_000
+WRITE_PATIENCE_S = 600.0
+_FIRST_PAUSE_S = 0.05
+_LONGEST_PAUSE_S = 2.0
+# How long writers in this context wait in all; a web request waits less than a batch command (waiting_at_most).
+_patience_s: contextvars.ContextVar[float | None] = contextvars.ContextVar("write_patience_s", default=None)
+
+
 class CatalogError(ScisearchError):
     """The path is not a catalog this version can use; the message says what to do."""
+
+
+class CatalogBusy(CatalogError):
+    """Another program kept the catalog's write lock for longer than this one would wait."""
+
+    kind = BUSY
 
 
 def now_utc() -> str:
@@ -64,13 +85,116 @@ def open_catalog(path: str | Path, create: bool = True) -> sqlite_utils.Database
         check_catalog_file(path, allow_empty=create)
     db = sqlite_utils.Database(path)
     load_sqlite_vec(db.conn)
-    db.execute("PRAGMA journal_mode=WAL")  # Datasette keeps reading while a load writes
-    db.execute("PRAGMA busy_timeout=30000")
+    share_between_writers(db)
     if MIGRATIONS.pending(db):
-        MIGRATIONS.apply(db)
-        with db.conn:  # other tools (and other catalogs' readers) read the version from here
-            db["catalog_info"].upsert({"key": "schema_version", "value": str(schema_version(db))}, pk="key")
+        # Two commands opening a new catalog at once must not both create its tables: the second waits for the
+        # write lock, then finds nothing left to do.
+        with write_transaction(db):
+            if MIGRATIONS.pending(db):
+                MIGRATIONS.apply(db)
+                # other tools (and other catalogs' readers) read the version from here
+                db["catalog_info"].upsert({"key": "schema_version", "value": str(schema_version(db))}, pk="key")
     return db
+
+
+def share_between_writers(db: sqlite_utils.Database) -> None:
+    """WAL, so that readers (a served site, a search) never wait for a writer nor a writer for them, and the busy
+    timeout each write attempt waits for the lock.  Every connection the package writes through is set up so."""
+    if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        retry_when_busy(lambda: db.execute("PRAGMA journal_mode=WAL"), doing="switching the catalog to WAL")
+    db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def is_busy(error: BaseException) -> bool:
+    """SQLite's "database is locked" / "database is busy": another connection holds the lock."""
+    text = str(error).lower()
+    return isinstance(error, sqlite3_errors()) and ("locked" in text or "busy" in text)
+
+
+def sqlite3_errors() -> tuple[type, ...]:
+    """The OperationalError classes of the SQLite modules in use (pysqlite3 here, the standard one in tests)."""
+    import sqlite3
+
+    classes = {sqlite3.OperationalError}
+    with contextlib.suppress(ImportError):
+        import pysqlite3.dbapi2
+
+        classes.add(pysqlite3.dbapi2.OperationalError)
+    return tuple(classes)
+
+
+def retry_when_busy(work, *, doing: str, patience_s: float | None = None):
+    """``work()``, tried again with growing, jittered pauses while SQLite says the catalog is locked, for up to
+    ``patience_s`` in all; then CatalogBusy, which says what was waited for.  ``work`` must be safe to run again
+    after a busy error (a statement that failed whole, a transaction rolled back whole)."""
+    if patience_s is None:
+        patience_s = WRITE_PATIENCE_S if _patience_s.get() is None else _patience_s.get()
+    began = time.monotonic()
+    pause = _FIRST_PAUSE_S
+    while True:
+        try:
+            return work()
+        except sqlite3_errors() as error:
+            if not is_busy(error):
+                raise
+            waited = time.monotonic() - began
+            if waited >= patience_s:
+                raise CatalogBusy(
+                    f"the catalog stayed locked by another program for {waited:.0f} s while {doing}",
+                    fix="see which job holds it with 'scisearch status', wait for it to finish, then run this again",
+                ) from None
+            time.sleep(min(pause * random.uniform(0.5, 1.5), max(0.0, patience_s - waited)))
+            pause = min(pause * 2, _LONGEST_PAUSE_S)
+
+
+@contextlib.contextmanager
+def waiting_at_most(seconds: float):
+    """Writers inside wait at most ``seconds`` for the catalog (a web request answers "busy, try again" rather than
+    hang for the ten minutes a batch command may wait)."""
+    token = _patience_s.set(seconds)
+    try:
+        yield
+    finally:
+        _patience_s.reset(token)
+
+
+def begin_write(db: sqlite_utils.Database, *, patience_s: float | None = None) -> None:
+    """BEGIN IMMEDIATE, waiting (busy timeout, then backoff) while another writer holds the lock; for code that
+    commits or rolls back itself (write_transaction does both for a block)."""
+    retry_when_busy(lambda: db.conn.execute("BEGIN IMMEDIATE"), doing="waiting to write", patience_s=patience_s)
+
+
+@contextlib.contextmanager
+def write_transaction(db: sqlite_utils.Database, *, patience_s: float | None = None):
+    """One write transaction taken with the write lock at once (BEGIN IMMEDIATE), the one way the package writes
+    to a catalog.  A writer that must wait, waits before it has read anything: SQLite's busy timeout, then
+    retries with backoff (``retry_when_busy``), never half-way through its work — a deferred transaction that
+    read first can find its snapshot stale when it starts writing, and fails at once whatever the timeout.
+    Everything inside commits together or not at all.  Inside a transaction already open (the caller's), it is
+    a savepoint of that one; sqlite-utils' own writes nest inside it as savepoints too."""
+    if db.conn.in_transaction:
+        savepoint = f"scisearch_{secrets.token_hex(8)}"
+        db.conn.execute(f"SAVEPOINT {savepoint}")
+        try:
+            yield db
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+                db.conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+            raise
+        else:
+            db.conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+        return
+    begin_write(db, patience_s=patience_s)
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    else:
+        # In WAL a transaction holding the write lock commits without waiting; repeat only what cannot have begun.
+        retry_when_busy(lambda: db.conn.execute("COMMIT"), doing="committing", patience_s=patience_s)
 
 
 def check_catalog_file(path: str | Path, allow_empty: bool = False) -> None:
@@ -503,22 +627,6 @@ def m007_data_roots_and_remembered_failures(db: sqlite_utils.Database) -> None:
     db["ingest_errors"].add_column("modified_at", str)
 
 
-@contextlib.contextmanager
-def write_transaction(db: sqlite_utils.Database):
-    """One write transaction taken with the write lock at once (BEGIN IMMEDIATE): a writer that waits, waits
-    before it has read anything (the busy timeout), never half-way; everything inside commits together or not
-    at all.  sqlite-utils' own writes nest inside it as savepoints."""
-    db.conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        if db.conn.in_transaction:
-            db.conn.execute("ROLLBACK")
-        raise
-    else:
-        db.conn.execute("COMMIT")
-
-
 @MIGRATIONS()
 def m008_ranking_models(db: sqlite_utils.Database) -> None:
     """Learned ranking, versioned like taggers: fusion weights fitted from the evidence (``learning/fusion.py``)
@@ -564,6 +672,15 @@ def m009_facility_image_models(db: sqlite_utils.Database) -> None:
         pk="id",
     )
     db["image_models"].create_index(["space", "version"], unique=True)
+
+
+@MIGRATIONS()
+def m010_job_heartbeats_and_errors(db: sqlite_utils.Database) -> None:
+    """A job tells whether its process is still alive (the host it runs on, a heartbeat its process stamps) and, when
+    it failed or was interrupted, what stopped it: no job reads 'done' after a crash, none 'running' for ever."""
+    db["jobs"].add_column("host", str)
+    db["jobs"].add_column("heartbeat_at", str)
+    db["jobs"].add_column("error", str)
 
 
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:

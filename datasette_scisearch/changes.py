@@ -83,7 +83,7 @@ def load_files(db, paths: list[Path], settings: Settings, *, link: bool = True, 
     from .ingest.files import load_files as read_files
 
     summary = read_files(db, paths, settings, **options)
-    return summary, refresh(db, FILES, settings=settings, link=link).links
+    return summary, _refresh_after(db, summary, FILES, settings, link)
 
 
 def load_records(db, kind: str, path: Path, settings: Settings, options: dict, *, link: bool = True, progress=True):
@@ -92,7 +92,18 @@ def load_records(db, kind: str, path: Path, settings: Settings, options: dict, *
     from .ingest.records import load_records as read_records
 
     summary = read_records(db, kind, path, settings, options, progress=progress)
-    return summary, refresh(db, RECORDS, settings=settings, link=link).links
+    return summary, _refresh_after(db, summary, RECORDS, settings, link)
+
+
+def _refresh_after(db, summary, changed: str, settings: Settings, link: bool):
+    """The refresh that completes a load; when it fails, the load's job did not finish and is recorded so."""
+    from . import jobs
+
+    try:
+        return refresh(db, changed, settings=settings, link=link).links
+    except BaseException as error:
+        jobs.fail_job(db, summary.job_id, error)
+        raise
 
 
 def relink(db, settings: Settings):

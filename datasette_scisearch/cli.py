@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import sqlite_utils
 
-from . import __version__, changes
+from . import __version__, changes, jobs
 from .catalog import (
     CURRENT_SCHEMA_VERSION,
     ITEM_TYPES,
@@ -380,11 +380,7 @@ def status(catalog, as_json):
         "catalog": catalog,
         "schema_version": schema_version(db),
         "counts": item_counts(db),
-        "jobs": list(
-            db.query(
-                "select id, command, status, started_at, finished_at, total, failed from jobs order by id desc limit 5"
-            )
-        ),
+        "jobs": _last_jobs(db),
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -395,7 +391,23 @@ def status(catalog, as_json):
     for job in report["jobs"]:
         click.echo(
             f"  job {job['id']} {job['command']}: {job['status']} at {job['started_at']}, {job['failed'] or 0} failed"
+            + (f" — {job['error']}" if job["error"] else "")
         )
+
+
+def _last_jobs(db, limit: int = 5) -> list[dict]:
+    """The last jobs as they really are: one left 'running' by a process that died shows as interrupted, with why."""
+    shown = []
+    for row in db.query("select * from jobs order by id desc limit ?", [limit]):
+        status, why = jobs.shown_status(row)
+        shown.append(
+            {
+                **{key: row[key] for key in ("id", "command", "started_at", "finished_at", "total", "failed")},
+                "status": status,
+                "error": why,
+            }
+        )
+    return shown
 
 
 @cli.command()

@@ -1,20 +1,30 @@
 """Jobs and ingest errors: what every long command records so a person can see and resume it.
 
-A job row is written when a command starts and updated when it ends.  A job
-left 'running' by a process that is gone was interrupted (killed, crashed);
-the next command marks it so.  Errors are keyed by (source, line), so a re-run
-refreshes an error instead of duplicating it, and clears it once it succeeds.
+A job row is written when a command starts and updated when it ends: ``done``, ``failed`` (with its error) or
+``interrupted``.  While it runs, a thread of its process writes a heartbeat every HEARTBEAT_S.  A job still
+'running' whose process is gone (its pid no longer exists on this host, or now belongs to a process started after
+the job) or whose heartbeat stopped was killed or crashed: it is shown as ``interrupted`` at once
+(``shown_status``) and recorded so by the next command that starts a job.  Errors are keyed by (source, line), so
+a re-run refreshes an error instead of duplicating it, and clears it once it succeeds.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import socket
+import threading
 from dataclasses import asdict, dataclass, field
 
 import sqlite_utils
 
-from .catalog import now_utc
+from .catalog import CatalogBusy, now_utc, share_between_writers, write_transaction
+
+HEARTBEAT_S = 15.0
+# A heartbeat missed this long means the process is gone (or stuck for minutes), where its pid cannot be checked:
+# long enough for a heartbeat to wait out another writer's transaction.
+HEARTBEAT_STALE_S = 300.0
 
 
 @dataclass
@@ -39,56 +49,205 @@ class Summary:
 
 def start_job(db: sqlite_utils.Database, command: str, arguments: dict) -> int:
     mark_interrupted_jobs(db)
-    with db.conn:
-        return (
+    now = now_utc()
+    with write_transaction(db):
+        job_id = (
             db["jobs"]
             .insert(
                 {
                     "command": command,
                     "arguments": json.dumps(arguments, default=str),
                     "status": "running",
-                    "started_at": now_utc(),
+                    "started_at": now,
                     "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "heartbeat_at": now,
                 }
             )
             .last_pk
         )
+    _Heartbeat.start(db, job_id)
+    return job_id
 
 
-def finish_job(db: sqlite_utils.Database, job_id: int, summary: Summary, status: str = "done") -> None:
+def finish_job(
+    db: sqlite_utils.Database, job_id: int, summary, status: str = "done", error: BaseException | str | None = None
+) -> None:
+    """Record how the job ended; a ``failed`` or ``interrupted`` one with what stopped it."""
+    _Heartbeat.stop(db, job_id)
     summary.job_id = job_id
-    with db.conn:
+    with write_transaction(db):
         db["jobs"].update(
             job_id,
             {
                 "status": status,
                 "finished_at": now_utc(),
+                "heartbeat_at": now_utc(),
                 "total": summary.total,
                 "succeeded": summary.added + summary.updated + summary.unchanged,
                 "skipped": summary.skipped,
                 "failed": summary.failed,
                 "summary": json.dumps(summary.as_dict(), default=str),
+                "error": None if error is None else describe_failure(error),
             },
         )
 
 
+def fail_job(db: sqlite_utils.Database, job_id: int | None, error: BaseException) -> None:
+    """A job whose command failed after its own work was recorded (the refresh after a load, say) did not finish:
+    record it ``failed`` (``interrupted`` for Ctrl-C) with the error, keeping its counts."""
+    if job_id is None:
+        return
+    _Heartbeat.stop(db, job_id)
+    status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    with write_transaction(db):
+        db.execute(
+            "update jobs set status = ?, error = ?, finished_at = ? where id = ?",
+            [status, describe_failure(error), now_utc(), job_id],
+        )
+
+
+def ending_of(error: BaseException | None) -> str:
+    """The status a job ends with when ``error`` stopped it (None: it finished)."""
+    if error is None:
+        return "done"
+    return "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed"
+
+
+def describe_failure(error: BaseException | str) -> str:
+    if isinstance(error, str):
+        return printable(error)
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (Ctrl-C or SIGINT)"
+    return printable(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+
+
+def shown_status(row: dict, now: dt.datetime | None = None) -> tuple[str, str | None]:
+    """A job's status as it really is, with why, for a row of ``jobs``: a 'running' job whose process is gone or
+    whose heartbeat stopped is 'interrupted'.  Reads nothing and writes nothing."""
+    if row.get("status") != "running":
+        return row.get("status"), row.get("error")
+    gone = _why_gone(row, now or dt.datetime.now(dt.UTC))
+    return ("interrupted", gone) if gone else ("running", None)
+
+
+def _why_gone(row: dict, now: dt.datetime) -> str | None:
+    pid, host = row.get("pid"), row.get("host")
+    if pid and (host is None or host == socket.gethostname()):
+        if pid == os.getpid():
+            return None if _Heartbeat.beating(row["id"]) else f"its process ({pid}) no longer runs it"
+        started = _started_at(pid)
+        job_started = _parse(row.get("started_at"))
+        if started is None:
+            return f"its process ({pid}) ended without finishing it: killed or crashed"
+        if job_started is not None and started > job_started + dt.timedelta(seconds=2):
+            return f"its process ({pid}) ended without finishing it; the pid now belongs to another program"
+        return None
+    beat = _parse(row.get("heartbeat_at")) or _parse(row.get("started_at"))
+    if beat is not None and (now - beat).total_seconds() > HEARTBEAT_STALE_S:
+        return f"no heartbeat from its process ({pid} on {host}) since {row.get('heartbeat_at')}"
+    return None
+
+
 def mark_interrupted_jobs(db: sqlite_utils.Database) -> None:
-    """Jobs still 'running' whose process no longer exists were killed or crashed."""
+    """Jobs still 'running' whose process is gone were killed or crashed: record them interrupted, with why."""
     for row in db["jobs"].rows_where("status = 'running'"):
-        if row["pid"] and _process_alive(row["pid"]) and row["pid"] != os.getpid():
+        status, why = shown_status(row)
+        if status == "running":
             continue
-        with db.conn:
-            db["jobs"].update(row["id"], {"status": "interrupted", "finished_at": now_utc()})
+        with write_transaction(db):
+            db.execute(
+                "update jobs set status = 'interrupted', error = ?, finished_at = ? where id = ? "
+                "and status = 'running'",
+                [why, now_utc(), row["id"]],
+            )
 
 
-def _process_alive(pid: int) -> bool:
+def _started_at(pid: int) -> dt.datetime | None:
+    """When process ``pid`` started (None: no such process), from /proc where there is one."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return None
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22: start time after boot, in ticks
+        with open("/proc/stat") as stat:
+            boot = next(int(line.split()[1]) for line in stat if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return dt.datetime.min.replace(tzinfo=dt.UTC)  # alive; when it started cannot be told here
+    return dt.datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), dt.UTC)
+
+
+def _parse(text: str | None) -> dt.datetime | None:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _catalog_file(db: sqlite_utils.Database) -> str:
+    """The file behind a connection ('' for an in-memory one)."""
+    return next((row[2] for row in db.execute("pragma database_list") if row[1] == "main"), "")
+
+
+class _Heartbeat:
+    """A thread that stamps a running job's ``heartbeat_at`` every HEARTBEAT_S through a connection of its own, so
+    a job whose process died is told from one that is busy.  Best effort: a beat that finds the catalog busy is
+    skipped, not waited for."""
+
+    _running: dict[tuple[str, int], _Heartbeat] = {}  # by (catalog file, job id): two catalogs each have a job 1
+
+    def __init__(self, path: str, job_id: int):
+        self.path, self.job_id = path, job_id
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"job {job_id} heartbeat", daemon=True)
+
+    @classmethod
+    def start(cls, db: sqlite_utils.Database, job_id: int) -> None:
+        path = _catalog_file(db)
+        if not path:  # an in-memory catalog has no other process to tell
+            return
+        heartbeat = cls._running[(path, job_id)] = cls(path, job_id)
+        heartbeat.thread.start()
+
+    @classmethod
+    def stop(cls, db: sqlite_utils.Database, job_id: int) -> None:
+        """Stop beating and wait for the thread: the command's own connection must be the catalog's last, so that
+        closing it checkpoints the WAL into the file (a catalog copied as one file then holds everything)."""
+        heartbeat = cls._running.pop((_catalog_file(db), job_id), None)
+        if heartbeat is not None:
+            heartbeat.stopped.set()
+            heartbeat.thread.join(timeout=HEARTBEAT_S + 5)
+
+    @classmethod
+    def beating(cls, job_id: int) -> bool:
+        """Whether this process beats for a job of this id (in some catalog: a row does not say which)."""
+        return any(running_id == job_id for _, running_id in cls._running)
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_S):
+            try:
+                self._stamp()
+            except CatalogBusy:
+                continue
+            except Exception:  # the catalog went away or broke: the job itself will say so
+                return
+
+    def _stamp(self) -> None:
+        # A connection per beat: none is left open between beats to keep the WAL from being checkpointed at the end.
+        db = sqlite_utils.Database(self.path)
+        try:
+            share_between_writers(db)
+            with write_transaction(db, patience_s=HEARTBEAT_S):
+                db.execute(
+                    "update jobs set heartbeat_at = ? where id = ? and status = 'running'", [now_utc(), self.job_id]
+                )
+        finally:
+            db.close()
 
 
 def record_error(

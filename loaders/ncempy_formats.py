@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from datasette_scisearch.ingest.lazy import LAZY_ABOVE_BYTES, declared_bytes, from_hdf5
 from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError, NotData
 from datasette_scisearch.ingest.normalize import length_to_nm, number, parse_vendor_datetime
 
@@ -316,7 +317,7 @@ class EMDLoader(FileLoader):
             user = _attrs(handle.user)
             sample = _attrs(handle.sample)
             for index, group in enumerate(handle.list_emds):
-                data, dims = handle.get_emdgroup(group)
+                data, dims = _berkeley_data(handle, group)
                 units = [_text(dim[2]) or "" for dim in dims]
                 scales = [_dim_step(dim[0]) for dim in dims]
                 meta = {"microscope": microscope, "user": user, "sample": sample, "group": group.name}
@@ -325,7 +326,7 @@ class EMDLoader(FileLoader):
                 # Berkeley EMD names no mode; a dwell time means the beam was scanned.
                 scanned = (number(microscope.get("dwell time")) or 0) > 0
                 yield Dataset(
-                    data=np.asarray(data),
+                    data=data,
                     index=index,
                     name=group.name.rsplit("/", 1)[-1],
                     axes_units=units,
@@ -339,6 +340,16 @@ class EMDLoader(FileLoader):
                     detector=_text(microscope.get("detector")),
                     metadata=meta,
                 )
+
+
+def _berkeley_data(handle, group: h5py.Group):
+    """A group's data and dimensions; a large dataset (a multi-GB 4D scan) as a lazy array read only where a preview
+    needs it (``ingest/lazy.py``), since ncempy's ``get_emdgroup`` reads it whole."""
+    stored = group["data"]
+    if declared_bytes(stored.shape, stored.dtype) > LAZY_ABOVE_BYTES:
+        return from_hdf5(stored), handle.get_emddims(group)
+    data, dims = handle.get_emdgroup(group)
+    return np.asarray(data), dims
 
 
 def _berkeley_time(group: h5py.Group) -> dt.datetime | None:

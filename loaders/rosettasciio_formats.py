@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datasette_scisearch.ingest.lazy import LAZY_ABOVE_BYTES, is_lazy
 from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError, NotData
 from datasette_scisearch.ingest.normalize import length_to_nm, number
 
@@ -107,7 +108,7 @@ def read_with_rosettasciio(path: Path, plugin_names: tuple[str, ...] | None = No
     for plugin in plugins:
         try:
             reader = importlib.import_module(plugin["api"]).file_reader
-            signals = reader(str(path), lazy=False)
+            signals = _read(reader, path)
         except ImportError as error:
             missing_packages.append((plugin["name"], error.name or str(error)))
             continue
@@ -122,6 +123,18 @@ def read_with_rosettasciio(path: Path, plugin_names: tuple[str, ...] | None = No
             return
         failures.append((plugin["name"], "no data in the file"))
     raise LoaderError(_why_not(path, failures, missing_packages))
+
+
+def _read(reader, path: Path) -> list[dict]:
+    """A large file is read lazily (dask arrays, read only where the preview needs them: ``ingest/lazy.py``); a
+    reader that cannot read lazily reads it whole, within the sandbox's memory limit."""
+    if path.stat().st_size > LAZY_ABOVE_BYTES:
+        try:
+            return reader(str(path), lazy=True)
+        except TypeError as error:
+            if "lazy" not in str(error):
+                raise
+    return reader(str(path), lazy=False)
 
 
 def _why_not(path: Path, failures: list[tuple[str, str]], missing: list[tuple[str, str]]) -> str:
@@ -197,7 +210,7 @@ def dataset_from_signal(index: int, signal: dict, plugin_name: str | None = None
 
 def _plain_array(data) -> np.ndarray:
     """RosettaSciIO returns colour images as a structured array (one field per channel): keep the luminance."""
-    data = np.asarray(data)
+    data = data if is_lazy(data) else np.asarray(data)
     if data.dtype.names:
         data = np.mean([data[name].astype(np.float32) for name in data.dtype.names[:3]], axis=0)
     return data

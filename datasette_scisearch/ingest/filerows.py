@@ -15,6 +15,7 @@ import numpy as np
 from ..catalog import to_json
 from ..config import Settings
 from .kinds import kind_from_axes
+from .lazy import is_lazy
 from .loader import Dataset
 from .normalize import (
     honest_camera_length,
@@ -45,7 +46,7 @@ def dataset_row(
     modified_at: dt.datetime,
 ) -> tuple[dict, tuple[bytes, int, int] | None, str | None]:
     """The files-table row for one dataset, its preview, and a note if the preview failed."""
-    data = np.asarray(dataset.data)
+    data = dataset.data if is_lazy(dataset.data) else np.asarray(dataset.data)  # a lazy one is never read whole
     kind = dataset.kind or kind_from_axes(
         data.shape, dataset.axes_units, dataset.navigate, dataset.signal, dataset.axes_names
     )

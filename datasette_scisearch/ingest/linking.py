@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import sqlite_utils
 
-from ..catalog import now_utc
+from ..catalog import now_utc, write_transaction
 from ..config import Settings
 
 # The methods this module derives; anything else in `links` belongs to someone else.
@@ -43,7 +43,7 @@ class LinkSummary:
 
 def link_all(db: sqlite_utils.Database, settings: Settings) -> LinkSummary:
     summary = LinkSummary()
-    with db.conn:
+    with write_transaction(db):
         placeholders = ", ".join("?" for _ in DERIVED_METHODS)
         db.execute(f"delete from links where method in ({placeholders})", list(DERIVED_METHODS))
         db.execute("update files set session_id = null, proposal_id = null")

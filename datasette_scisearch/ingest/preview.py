@@ -5,7 +5,8 @@ turn the rest black); diffraction patterns a log scale first (their central
 beam is orders of magnitude brighter than the spots); spectra a plot; stacks
 their middle frame; spectrum images their summed intensity; 4D data its mean
 diffraction pattern.  Huge arrays are strided down before any arithmetic, so a
-30,000 x 30,000 image never gets copied at full size.
+30,000 x 30,000 image never gets copied at full size, and a lazy (dask) array is
+reduced chunk by chunk before anything is computed.
 """
 
 from __future__ import annotations
@@ -15,13 +16,24 @@ import io
 import numpy as np
 from PIL import Image
 
+from .lazy import compute, is_lazy
+
 MAX_PREVIEW_PX = 512
 MIN_PREVIEW_PX = 128  # tiny datasets are enlarged with visible pixels rather than shown as a speck
 
 
 def representative_frame(data: np.ndarray, kind: str) -> np.ndarray:
-    """The 2-D array that stands for the dataset (or 1-D for a spectrum)."""
-    data = np.squeeze(np.asarray(data))
+    """The 2-D array that stands for the dataset (or 1-D for a spectrum).  A lazy dataset (``lazy.py``) is reduced
+    lazily and only the frame is read: a 4D scan's strided mean reads 32x32 scan positions, never the whole scan."""
+    if is_lazy(data):
+        frame = _representative(data.squeeze(), kind)
+        if frame.ndim == 2:  # a huge 2-D image: only every n-th pixel is read
+            frame = frame[tuple(slice(None, None, max(1, n // (4 * MAX_PREVIEW_PX))) for n in frame.shape)]
+        return compute(frame)
+    return _representative(np.squeeze(np.asarray(data)), kind)
+
+
+def _representative(data, kind: str):
     if kind == "spectrum" or data.ndim == 1:
         return data.reshape(-1) if data.ndim <= 1 else data.reshape(-1, data.shape[-1]).mean(axis=0)
     if data.ndim == 2:

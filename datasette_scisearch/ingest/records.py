@@ -28,7 +28,7 @@ import sqlite_utils
 from tqdm import tqdm
 
 from .. import jobs
-from ..catalog import RECORD_TABLES, now_utc, to_json
+from ..catalog import RECORD_TABLES, now_utc, to_json, write_transaction
 from ..config import Settings
 from ..errors import ScisearchError
 from ..plugins import get_loaders
@@ -107,14 +107,14 @@ def load_records(
                 bar.update()
             writer.flush()
             _clear_stale_errors(db, str(file.resolve()), job_id)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         writer.flush()
         summary.seconds = time.perf_counter() - started
-        jobs.finish_job(db, job_id, summary, status="interrupted")
+        jobs.finish_job(db, job_id, summary, status="interrupted", error=error)
         raise
-    except BaseException:
+    except BaseException as error:
         summary.seconds = time.perf_counter() - started
-        jobs.finish_job(db, job_id, summary, status="failed")
+        jobs.finish_job(db, job_id, summary, status="failed", error=error)
         raise
     finally:
         bar.close()
@@ -337,7 +337,7 @@ def _read_guarded(loader: RecordLoader, file: Path, options: dict) -> Iterator[d
 
 def _clear_stale_errors(db: sqlite_utils.Database, source: str, job_id: int) -> None:
     """Errors of this file that this run did not see again were fixed."""
-    with db.atomic():
+    with write_transaction(db):
         db.execute("delete from ingest_errors where source = ? and (job_id is null or job_id != ?)", [source, job_id])
 
 
@@ -435,7 +435,7 @@ class _Writer:
         """Write the pending rows and errors in one transaction."""
         if not self.rows and not self.errors and not self.new_instruments:
             return
-        with self.db.atomic():
+        with write_transaction(self.db):
             self._write_instruments()
             for source, line, message, loader_name in self.errors:
                 jobs.record_error(

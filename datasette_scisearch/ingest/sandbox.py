@@ -33,15 +33,34 @@ import struct
 import subprocess
 import sys
 import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
 from .loader import FileLoader
 from .reading import FileResult, loader_id, read_file
 
+_TIMED_OUT = (
+    "reading it took longer than {:g} s, so the reader was stopped: a damaged file (a reader looping on a bad "
+    "header) or a very large one"
+)
 DEFAULT_MEMORY_LIMIT_BYTES = 2 * 2**30
 DEFAULT_TIMEOUT_S = 300.0
 _HEADER = struct.Struct("!Q")
+
+
+@dataclass
+class _Request:
+    """A file for the worker, and whether it went down the pipe."""
+
+    tag: object
+    path: Path
+    chain: list[FileLoader]
+    settings: Settings
+    sha256: str | None
+    sent: bool = False
 
 
 class ReaderPool:
@@ -52,6 +71,7 @@ class ReaderPool:
         self.timeout_s = timeout_s
         self._process: subprocess.Popen | None = None
         self._requests = self._results = None
+        self._inbox = b""
         self.unavailable: str | None = None  # why no worker could be started: files are then read in-process
         self._pid = os.getpid()
 
@@ -121,20 +141,86 @@ class ReaderPool:
             return answer
         if answer == "timeout":
             self._stop()
-            return self._failure(
-                path,
-                chain,
-                sha256,
-                f"reading it took longer than {self.timeout_s:g} s, so the reader was stopped: a damaged file "
-                "(a reader looping on a bad header) or a very large one",
+            return self._failure(path, chain, sha256, _TIMED_OUT.format(self.timeout_s))
+        return self._failure(path, chain, sha256, self._death())
+
+    def read_ahead(self, requests: Iterable[tuple], depth: int = 2) -> Iterator[tuple[object, FileResult]]:
+        """(tag, FileResult) for each (tag, path, chain, settings, sha256) of ``requests``, in order, with up to
+        ``depth`` files sent to the worker ahead: it reads the next file while this process writes the last one,
+        so neither waits for the other (nor, on a busy machine, for the scheduler to switch between them).  A
+        crash, timeout or exhausted memory is that file's error, as in ``read``; files sent after it go to the new
+        worker."""
+        queue: deque[_Request] = deque()
+        requests = iter(requests)
+        more = True
+        while True:
+            while more and len(queue) < depth:
+                try:
+                    tag, path, chain, settings, sha256 = next(requests)
+                except StopIteration:
+                    more = False
+                    break
+                queue.append(self._send_request(_Request(tag, path, chain, settings, sha256)))
+            if not queue:
+                return
+            request = queue.popleft()
+            result = self._answer(request)
+            if self._process is None:  # the worker was stopped or died: what it had queued was lost with it
+                for waiting in queue:
+                    waiting.sent = False
+            yield request.tag, result
+
+    def _send_request(self, request: _Request) -> _Request:
+        if os.getpid() != self._pid:
+            self._process = self._requests = self._results = None
+            self._pid = os.getpid()
+        if self.unavailable is None and (self._process is None or self._process.poll() is not None):
+            self._start()
+        if self.unavailable is not None:
+            return request
+        try:
+            payload = pickle.dumps(
+                (request.path, request.chain, request.settings, request.sha256), protocol=pickle.HIGHEST_PROTOCOL
             )
+        except (pickle.PicklingError, AttributeError, TypeError):
+            return request  # a reader no other process can import: read here
+        try:
+            _send_bytes(self._requests, payload)
+            request.sent = True
+        except BrokenPipeError:  # it died on an earlier file: this one is sent again once that one is answered
+            pass
+        return request
+
+    def _answer(self, request: _Request) -> FileResult:
+        if not request.sent:
+            self._send_request(request)
+        if not request.sent:
+            if self._process is not None and self._process.poll() is not None:  # it died as the file was sent
+                return self._failure(request.path, request.chain, request.sha256, self._death())
+            # No worker here, or a reader no other process can import: read in this process.
+            return read_file(request.path, request.chain, request.settings, sha256=request.sha256)
+        answer = self._receive_message(self.timeout_s)
+        if isinstance(answer, FileResult):
+            return answer
+        path, chain, sha256 = request.path, request.chain, request.sha256
+        if answer == "timeout":
+            self._stop()
+            return self._failure(path, chain, sha256, _TIMED_OUT.format(self.timeout_s))
         return self._failure(path, chain, sha256, self._death())
 
     def _receive_message(self, timeout_s: float):
         """The next message from the worker; 'timeout' when none came in time, None when the worker is gone."""
         deadline = time.monotonic() + timeout_s
-        buffer, wanted, length = b"", _HEADER.size, None
+        # Bytes read past the last message are the next one's (with files sent ahead, answers queue in the pipe).
+        buffer, self._inbox = self._inbox, b""
+        length = None
         while True:
+            if length is None and len(buffer) >= _HEADER.size:
+                (length,) = _HEADER.unpack(buffer[: _HEADER.size])
+                buffer = buffer[_HEADER.size :]
+            if length is not None and len(buffer) >= length:
+                self._inbox = buffer[length:]
+                return pickle.loads(buffer[:length])
             # poll, not select: a process with many files open (a server, a long test run) gets descriptors above
             # select's limit of 1024, and select then refuses them.
             waiting = select.poll()
@@ -142,15 +228,10 @@ class ReaderPool:
             ready = waiting.poll(max(0.0, deadline - time.monotonic()) * 1000)
             if not ready:
                 return "timeout"
-            chunk = os.read(self._results, max(wanted - len(buffer), 1 << 16))
+            chunk = os.read(self._results, 1 << 20)
             if not chunk:
                 return None
             buffer += chunk
-            if length is None and len(buffer) >= _HEADER.size:
-                (length,) = _HEADER.unpack(buffer[: _HEADER.size])
-                buffer, wanted = buffer[_HEADER.size :], length
-            if length is not None and len(buffer) >= length:
-                return pickle.loads(buffer[:length])
 
     def _death(self) -> str:
         """What ended the worker, in words: a crash (its signal), the kernel's OOM killer, an exit."""
@@ -192,6 +273,7 @@ class ReaderPool:
         if self._results is not None:
             os.close(self._results)
         self._process = self._requests = self._results = None
+        self._inbox = b""
 
     def close(self) -> None:
         self._stop()

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from ..catalog import now_utc
+from ..catalog import now_utc, write_transaction
 from ..errors import BUSY, ScisearchError
 from ..private import catalog_file
 from .evidence import Evidence, gather, title_pairs
@@ -270,7 +270,7 @@ def _store(db, model, report: EncoderReport) -> None:
     report.model_path, report.version = path, version
     import json
 
-    with db.conn:
+    with write_transaction(db):
         db["ranking_models"].insert(
             {
                 "kind": "encoder",

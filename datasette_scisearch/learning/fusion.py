@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import sqlite_utils
 
-from ..catalog import now_utc
+from ..catalog import now_utc, write_transaction
 from ..errors import ScisearchError
 from ..search.learned_weights import FITTED, current_weights
 from .evidence import Evidence, counts, gather
@@ -96,8 +96,8 @@ def shipped_weights() -> dict:
 
 
 def _store(db: sqlite_utils.Database, report: FusionReport) -> int:
-    version = (db.execute("select max(version) from ranking_models where kind = 'fusion'").fetchone()[0] or 0) + 1
-    with db.conn:
+    with write_transaction(db):  # the version is read under the write lock: two fits at once get two versions
+        version = (db.execute("select max(version) from ranking_models where kind = 'fusion'").fetchone()[0] or 0) + 1
         if report.accepted:
             db.execute("update ranking_models set status = 'retired' where kind = 'fusion' and status = 'current'")
         db["ranking_models"].insert(
@@ -130,7 +130,7 @@ def rollback(db: sqlite_utils.Database) -> int | None:
             fix="'scisearch learn CATALOG --ranking' fits them",
         )
     previous = next((row for row in rows if row[2] == "retired" and row[1] < current[1]), None)
-    with db.conn:
+    with write_transaction(db):
         db.execute("update ranking_models set status = 'rolled back' where id = ?", [current[0]])
         if previous is not None:
             db.execute("update ranking_models set status = 'current' where id = ?", [previous[0]])

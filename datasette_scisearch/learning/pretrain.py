@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import sqlite_utils
 
-from ..catalog import now_utc
+from ..catalog import now_utc, write_transaction
 from ..errors import ScisearchError
 from ..search import embedding
 from ..tagging import vectors
@@ -458,7 +458,7 @@ def current_model(db: sqlite_utils.Database) -> dict | None:
 
 
 def _store(db, model, config: dict, report: PretrainReport, actor) -> None:
-    with db.conn:
+    with write_transaction(db):
         (previous,) = db.execute("select coalesce(max(version), 0) from image_models").fetchone()
         report.version = previous + 1
         db.execute("update image_models set status = 'retired' where status = 'current'")
@@ -473,7 +473,7 @@ def _store(db, model, config: dict, report: PretrainReport, actor) -> None:
 
 
 def _update_report(db, report: PretrainReport) -> None:
-    with db.conn:
+    with write_transaction(db):
         db.execute(
             "update image_models set report = ? where version = ?", [json.dumps(report.as_dict()), report.version]
         )
@@ -495,7 +495,7 @@ def write_image_vectors(db: sqlite_utils.Database, version: int, model=None) -> 
         return 0
     with torch.inference_mode():
         encoded = _encode(torch, model, _as_input(torch, images.pixels[[row for _, row in pairs]])).numpy()
-    with db.conn:
+    with write_transaction(db):
         vectors.ensure_space(db, SPACE, int(encoded.shape[1]), TAGGER, model_name(version))
         db.execute("update vector_spaces set model = ? where name = ?", [model_name(version), SPACE])
         stale = [r for (r,) in db.execute(f"select item_rowid from [{vectors.table_for(SPACE)}]")]

@@ -44,7 +44,7 @@ import numpy as np
 import sqlite_utils
 
 from .. import changes
-from ..catalog import now_utc
+from ..catalog import begin_write, now_utc
 from ..errors import ScisearchError
 from ..tagging import vectors
 from . import heads
@@ -243,7 +243,7 @@ def predict(
     try:
         labels = _read_labels(db, item_type, classes)  # under the write lock: see _write_version
         tagged = _write_predictions(db, head, item_type, predicted, labels, min_probability)
-        changes.refresh(db, changes.LEARNING, item_types=[item_type], ids=tagged)  # commits
+        changes.refresh(db, changes.LEARNING, item_types=[item_type], ids=tagged)  # joins this transaction
         _commit(db)
     except BaseException:
         _rollback(db)
@@ -596,7 +596,7 @@ def _write_version(
         report.predictions, report.tags_written = len(predicted.ids), len(tagged)
         changes.refresh(
             db, changes.LEARNING, item_types=[item_type], ids=sorted(set(untagged) | set(tagged))
-        )  # commits
+        )  # joins this transaction: a kill leaves the old model or all of the new one
         _commit(db)
     except BaseException:
         _rollback(db)
@@ -690,9 +690,9 @@ def _actor_id(actor) -> str | None:
 
 def _begin(db) -> None:
     if db.conn.in_transaction:
-        # changes.refresh commits: the caller's own uncommitted writes would be committed with ours.
+        # The caller's own uncommitted writes would be committed with ours.
         raise RuntimeError("commit or roll back the connection's open transaction before training")
-    db.execute("BEGIN IMMEDIATE")
+    begin_write(db)
 
 
 def _commit(db) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 import sqlite_utils
 
-from ..catalog import now_utc
+from ..catalog import now_utc, write_transaction
 from ..tagging import vectors
 
 MAX_BODY_CHARS = 20_000  # a paper's full text is summarised by its abstract; the rest only bloats the index
@@ -116,14 +116,16 @@ def refresh_search_items(
     db: sqlite_utils.Database, item_types: Iterable[str] | None = None, ids: Iterable[str] | None = None
 ) -> int:
     """Bring ``search_items`` up to date with the catalog (all items, or the given ids of the given types);
-    returns how many documents changed.  Call it outside a transaction: it commits its own."""
+    returns how many documents changed.  Commits its own work, one transaction per item type; inside the caller's
+    transaction it joins that one (as a savepoint) and the caller commits."""
     wanted = None if ids is None else [str(i) for i in ids]
     changed = 0
     for item_type in item_types or _DOCUMENT_SQL:
         sql, alias = _DOCUMENT_SQL[item_type]
-        tags = _tags_by_item(db, item_type, wanted)
         now = now_utc()
-        with db.conn:
+        # Read under the write lock: tags another writer commits meanwhile cannot be left out of the document.
+        with write_transaction(db):
+            tags = _tags_by_item(db, item_type, wanted)
             for chunk in _chunks(wanted):
                 marks = None if chunk is None else ",".join("?" * len(chunk))
                 existing = {

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sqlite_utils
 
+from ..catalog import write_transaction
 from ..tagging import vectors
 from . import index_folder
 
@@ -157,7 +158,7 @@ def _swap(db, folder, space: str, state: dict, previous: dict | None) -> None:
             shutil.rmtree(old, ignore_errors=True)
     if previous is not None and previous.get("catalog") == state["catalog"]:
         # Readers still on the previous files need the changes after its generation; older ones nobody does.
-        with db.conn:
+        with write_transaction(db):
             db.execute(
                 "delete from vector_changes where space = ? and seq <= ?",
                 [space, min(previous["generation"], state["generation"])],

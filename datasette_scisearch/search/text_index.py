@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from ..catalog import SEARCH_FTS_COLUMNS
+from ..catalog import SEARCH_FTS_COLUMNS, write_transaction
 from . import index_folder
 from .query import Term
 
@@ -193,7 +193,7 @@ def catch_up(db: sqlite_utils.Database, progress: bool = False) -> int | None:
             return _build(db, folder, progress)["documents"]
         state = {**state, "generation": current, "documents": documents}
         index_folder.write_state(folder, STATE, state)
-        with db.conn:  # the log behind the index is needed only by readers that have not moved on yet
+        with write_transaction(db):  # the log behind the index is needed only by readers not moved on yet
             db.execute("delete from search_changes where seq <= ?", [current - KEEP_LOG])
         return len(changed)
 

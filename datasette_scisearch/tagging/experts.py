@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import sqlite_utils
 
 from .. import changes, private
-from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, item_key, now_utc
+from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, begin_write, item_key, now_utc
 from ..errors import CONFLICT, NOT_FOUND, ScisearchError
 
 MAX_TAG_CHARS = 200  # as the tagging pipeline's own limit; a longer "tag" is a sentence, not a tag
@@ -223,18 +223,18 @@ def _transaction(db: sqlite_utils.Database, touched: set[tuple[str, str]]):
     BEGIN IMMEDIATE takes the write lock before reading, so a concurrent expert's
     change is either wholly before this one (and read as the old value) or after."""
     if db.conn.in_transaction:
-        # changes.refresh commits: the caller's own uncommitted writes would be committed with ours.
+        # The caller's own uncommitted writes would be committed with ours.
         raise RuntimeError("commit or roll back the connection's open transaction before changing tags")
     pending: list[tuple[int, str, str]] = []
     token = _actors_to_record.set(pending)
-    db.execute("BEGIN IMMEDIATE")
+    begin_write(db)
     try:
         yield
         by_type: dict[str, list[str]] = {}
         for item_type, item_id in touched:
             by_type.setdefault(item_type, []).append(item_id)
-        # changes.refresh commits when it finishes a type: everything above becomes visible with
-        # the first type's documents.  Changes to several item types at once are rare (a bulk edit).
+        # changes.refresh joins this transaction (as a savepoint): the change and every document it touches
+        # commit together.
         for item_type, ids in sorted(by_type.items()):
             changes.refresh(db, changes.EDITS, item_types=[item_type], ids=ids)
         if db.conn.in_transaction:

@@ -116,19 +116,37 @@ def make_item(item_type: str, row: dict) -> Item:
 
 
 def iter_items(db: sqlite_utils.Database, item_type: str, ids: list[str] | None = None) -> Iterator[Item]:
-    """Items of one type in id order (all of them, or the given ids)."""
+    """Items of one type in id order (all of them, or the given ids).
+
+    Read a page at a time with no statement left open between pages: the caller writes between them, and an open
+    read would pin this connection to an old snapshot of the catalog, which in WAL mode cannot become a write
+    transaction once another writer has committed (SQLite refuses it at once, whatever the busy timeout)."""
     table = ITEM_TABLES[item_type]
     if ids is None:
-        rows = db.query(f"select * from [{table}] order by id")
+        rows = _all_rows(db, table)
     else:
         rows = (row for start in range(0, len(ids), 500) for row in _rows_with_ids(db, table, ids[start : start + 500]))
     for row in rows:
         yield make_item(item_type, row)
 
 
+ITEMS_PER_PAGE = 500
+
+
+def _all_rows(db, table: str):
+    page = db.execute(f"select * from [{table}] order by id limit ?", [ITEMS_PER_PAGE])
+    while True:
+        columns = [column[0] for column in page.description]
+        rows = [dict(zip(columns, row)) for row in page.fetchall()]
+        yield from rows
+        if len(rows) < ITEMS_PER_PAGE:
+            return
+        page = db.execute(f"select * from [{table}] where id > ? order by id limit ?", [rows[-1]["id"], ITEMS_PER_PAGE])
+
+
 def _rows_with_ids(db, table: str, ids: list[str]):
     marks = ",".join("?" * len(ids))
-    return db.query(f"select * from [{table}] where id in ({marks}) order by id", ids)
+    return list(db.query(f"select * from [{table}] where id in ({marks}) order by id", ids))
 
 
 def file_metadata(row: dict) -> dict:

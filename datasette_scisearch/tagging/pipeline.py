@@ -37,7 +37,7 @@ import sqlite_utils
 from tqdm import tqdm
 
 from .. import changes, jobs
-from ..catalog import ITEM_TABLES, ITEM_TYPES, now_utc
+from ..catalog import ITEM_TABLES, ITEM_TYPES, now_utc, write_transaction
 from ..config import Settings
 from ..errors import ScisearchError
 from ..plugins import get_taggers
@@ -172,7 +172,7 @@ def tag_catalog(
     changes.refresh(
         db, changes.TAGS, item_types=types
     )  # vectors are keyed by search documents, so every item needs one first
-    status = "done"
+    stopped_by = None
     device = "auto" if on_workers else summary.device
     runners = [_Runner(tagger, dict(settings.taggers.get(tagger.name, {})), device) for tagger in taggers]
     summary.taggers = [runner.stats for runner in runners]
@@ -185,8 +185,8 @@ def tag_catalog(
         inheriting = [r.tagger for r in runners if r.tagger.inherited and not r.stats.unavailable]
         summary.inherited_tags = _inherit_tags(db, inheriting)
         summary.documents_updated = changes.refresh(db, changes.TAGS, item_types=types).documents
-    except KeyboardInterrupt:
-        status = "interrupted"
+    except BaseException as error:  # a run that did not finish is never recorded 'done'
+        stopped_by = error
         raise
     finally:
         for runner in runners:
@@ -195,7 +195,7 @@ def tag_catalog(
                 _close(runner.tagger)
         summary.seconds = round(time.perf_counter() - started, 3)
         summary.writer_seconds = round(summary.writer_seconds, 3)
-        jobs.finish_job(db, job_id, summary, status=status)
+        jobs.finish_job(db, job_id, summary, status=jobs.ending_of(stopped_by), error=stopped_by)
     return summary
 
 
@@ -496,8 +496,8 @@ def _store_batch(db, runner: _Runner, item_type: str, outcomes, prints, job_id) 
         stats.vectors += len(checked)
         stats.tagged += 1
         runs.append(_run_row(tagger, item, prints[item.item_id], "done", None, job_id, now))
-    # atomic(), not `with db.conn`: sqlite-utils' insert_all commits an open implicit transaction per chunk.
-    with db.atomic():
+    # Not `with db.conn`: sqlite-utils' insert_all commits an open implicit transaction per chunk.
+    with write_transaction(db):
         for chunk in _slices(tagged_ids, 500):
             db.execute(
                 "delete from tags where item_type = ? and source = ? and status = 'machine' and via is null "
@@ -654,7 +654,7 @@ def _inherit_tags(db, taggers: list[Tagger]) -> int:
                 )
             elif found[1:] != (score, evidence, str(tagger.version)):
                 updates.append((score, evidence, str(tagger.version), now, found[0]))
-        with db.atomic():
+        with write_transaction(db):
             for chunk in _slices(stale, 500):
                 db.execute(f"delete from tags where id in ({','.join('?' * len(chunk))})", chunk)
             db.conn.executemany(

@@ -39,6 +39,7 @@ from datasette.utils import actor_matches_allow, tilde_decode, tilde_encode
 from datasette.utils.asgi import Forbidden, Response
 from datasette.utils.sqlite import sqlite3  # the module Datasette's connections come from (pysqlite3 where installed)
 
+from .. import catalog
 from ..catalog import ITEM_TABLES
 from ..errors import BUSY, ScisearchError
 from ..tagging import experts
@@ -166,13 +167,14 @@ async def write(db, function, *args):
 
     def run(conn):
         # Refusals come back as values: Datasette's write thread would print a raised one as a server error.
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {min(BUSY_TIMEOUT_MS, catalog.BUSY_TIMEOUT_MS)}")
         try:
-            return function(sqlite_utils.Database(conn), *args)
+            with catalog.waiting_at_most(BUSY_TIMEOUT_MS / 1000):  # the busy timeout, then retries with backoff
+                return function(sqlite_utils.Database(conn), *args)
         except experts.ExpertError as error:
             return error
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error):
+        except (sqlite3.OperationalError, catalog.CatalogBusy) as error:
+            if not isinstance(error, catalog.CatalogBusy) and not catalog.is_busy(error):
                 raise
             return CatalogBusy(
                 f"another program has been writing to this catalog for over {BUSY_TIMEOUT_MS // 1000} s "
