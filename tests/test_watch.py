@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from datasette_scisearch import changes
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.cli import cli
 from datasette_scisearch.config import load_settings
@@ -275,3 +276,18 @@ def test_a_settle_time_that_is_not_a_duration_is_refused_with_what_to_write(tmp_
     result = CliRunner().invoke(cli, ["watch", str(tmp_path / "c.db"), str(tmp_path), "--settle", "soon"])
     assert result.exit_code == 2
     assert "write e.g. 2s, 500ms, 5m or 1h" in result.output
+
+
+def test_more_files_than_the_queue_holds_are_all_catalogued_once_by_a_later_scan(tmp_path):
+    folder = tmp_path / "disk"
+    shutil.copytree(shared_data("em"), folder)
+    db = open_catalog(tmp_path / "catalog.db")
+    options = WatchOptions(settle_s=0.0, partner_timeout_s=0.0, tag=False, max_pending=3, batch_files=2)
+    watcher = Watcher(db, [folder], load_settings(None), options)
+    summary = watcher.catch_up()
+    assert any("the rest are found by a scan later" in note for note in summary.notes)
+    assert db.execute("select count(*) from files group by path, dataset having count(*) > 1").fetchall() == []
+    reference = open_catalog(tmp_path / "reference.db")
+    changes.load_files(reference, [folder], load_settings(None), progress=False)
+    names = "select name, dataset from files order by name, dataset"
+    assert db.execute(names).fetchall() == reference.execute(names).fetchall()

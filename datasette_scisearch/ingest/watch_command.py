@@ -59,6 +59,12 @@ class Duration(click.ParamType):
 @click.option("-t", "--tagger", "tagger_names", multiple=True, help="run only this tagger (repeat for several)")
 @click.option("--tag-every", type=Duration(), default="60s", show_default=True, help="tag this often while busy")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--dask",
+    metavar="ADDRESS|FILE.yml",
+    help="read and tag on a Dask cluster: a scheduler address or a cluster file (examples/watch-slurm.sh)",
+)
+@click.option("--workers", type=click.IntRange(1, 1024), help="read and tag on N local worker processes")
 @click.option("--once", is_flag=True, help="catch up (scan, load what is new, tag) and exit instead of watching")
 @click.option("--reader-timeout", type=float, default=300.0, show_default=True, help="seconds a reader may take")
 @click.option("--reader-memory", type=float, default=2.0, show_default=True, help="GB of memory a reader may use")
@@ -76,6 +82,8 @@ def watch_command(
     tagger_names,
     tag_every,
     device,
+    dask,
+    workers,
     once,
     reader_timeout,
     reader_memory,
@@ -111,8 +119,14 @@ def watch_command(
         if not quiet:
             click.echo(f"{dt.datetime.now().strftime('%H:%M:%S')} {line}")
 
-    with sandbox:
-        watcher = Watcher(db, [Path(f) for f in folders], settings, options, report=report, sandbox=sandbox)
+    from ..cluster import open_cluster  # dask is imported only when a watcher starts, not for --help
+
+    with open_cluster(dask, workers) as cluster, sandbox:
+        if cluster is not None:
+            options.tag_options["cluster"] = cluster
+        watcher = Watcher(
+            db, [Path(f) for f in folders], settings, options, report=report, sandbox=sandbox, cluster=cluster
+        )
         previous = signal.signal(signal.SIGTERM, lambda *_: watcher.stop.set())
         try:
             summary = watcher.catch_up() if once else watcher.run()

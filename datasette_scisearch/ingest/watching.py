@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 
@@ -37,6 +38,9 @@ from .loader import FileLoader
 from .partners import expected_partners, owners_of
 from .reading import loaders_for
 from .sandbox import ReaderPool
+
+if TYPE_CHECKING:
+    from ..cluster import Cluster
 
 NOTES_KEPT = 50  # the job row keeps the latest notes, not the first
 
@@ -81,11 +85,12 @@ class Watcher:
         report: Callable[[str], None] = lambda line: None,
         sandbox: bool | ReaderPool = True,
         loaders: list[FileLoader] | None = None,
+        cluster: Cluster | None = None,
     ):
         self.db, self.settings = db, settings
         self.options = options or WatchOptions()
         self.roots = data_roots([Path(f) for f in folders])
-        self.report, self.sandbox = report, sandbox
+        self.report, self.sandbox, self.cluster = report, sandbox, cluster
         self.loaders = file_loaders() if loaders is None else loaders
         self.stop = threading.Event()
         self.pending: dict[Path, _Arrival] = {}
@@ -342,6 +347,7 @@ class Watcher:
             loaders=self.loaders,
             roots=self.roots,
             job_id=self.job_id,
+            cluster=self.cluster,
         )
         self._add(summary)
         self.batches += 1
