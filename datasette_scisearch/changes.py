@@ -9,8 +9,9 @@ then take just the changed documents and vectors, once the change has committed 
 
 The library calls it, never the command line: the loads here (``load_files``, ``load_records``, ``relink``) are
 the functions the commands call, and tagging, experts' changes and training call ``refresh`` from inside their
-own transactions.  New files go in this order — load, link, documents (``load_files``), then tags (``tag_new``)
-— whether a person runs ``load files`` and ``tag`` or a watcher (ingest/watching.py) does it in batches.
+own transactions.  New files go in this order: load, link, documents (``load_files``), then tags
+(tagging/pipeline.py's ``tag_catalog``, which refreshes the documents it changes), whether a person runs
+``load files`` and ``tag`` or a watcher (ingest/watching.py) does it in batches.
 Read-only commands (``search``, ``status``, ``errors``) call nothing here.
 """
 
@@ -86,15 +87,6 @@ def load_files(db, paths: list[Path], settings: Settings, *, link: bool = True, 
 
     summary = read_files(db, paths, settings, **options)
     return summary, refresh(db, FILES, settings=settings, link=link).links
-
-
-def tag_new(db, settings: Settings, **options):
-    """Run the taggers over what is new or changed since they last ran (tagging/pipeline.py's ``tag_catalog`` with
-    its ``options``); its tags reach the search documents through ``refresh(TAGS)`` inside.  After loads: a file
-    is tagged once it is linked, so that inherited tags and its document carry its session's words."""
-    from .tagging.pipeline import tag_catalog
-
-    return tag_catalog(db, settings, **options)
 
 
 def load_records(db, kind: str, path: Path, settings: Settings, options: dict, *, link: bool = True, progress=True):

@@ -146,6 +146,23 @@ def test_a_file_written_into_a_watched_folder_becomes_findable_by_search(watchin
     assert until(found, "'carbon' to find the new file", process=watcher.process) == ["08_carbon.dm3"]
 
 
+def test_a_watched_file_is_tagged_and_found_by_a_word_only_its_tags_carry(watching):
+    watcher = watching("--tag", "-t", "filenames", "--tag-every", "1s")
+    copy_in("16_STOimage.emi", watcher.folder)
+    copy_in("16_STOimage_1.ser", watcher.folder)
+
+    def found():
+        if not watcher.catalog.exists():
+            return None
+        db = open_catalog(watcher.catalog)
+        try:
+            return [hit.title for hit in engine.search(db, '"strontium titanate"', mode="keyword").hits]
+        finally:
+            db.close()
+
+    assert until(found, "the filename tagger's words in search", process=watcher.process) == ["16_STOimage_1.ser"]
+
+
 def test_a_tia_data_file_waits_for_its_emi_partner_and_loads_with_its_settings_once_it_comes(watching):
     watcher = watching()
     copy_in("16_STOimage_1.ser", watcher.folder)

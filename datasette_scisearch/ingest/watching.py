@@ -32,6 +32,7 @@ import sqlite_utils
 
 from .. import changes, jobs
 from ..config import Settings
+from ..tagging.pipeline import tag_catalog
 from .filerows import display_path
 from .files import LoadSummary, catalogued_unchanged, data_roots, file_loaders, iter_walk
 from .loader import FileLoader
@@ -381,7 +382,7 @@ class Watcher:
 
     def _tag(self) -> None:
         try:
-            tagged = changes.tag_new(self.db, self.settings, progress=False, **self.options.tag_options)
+            tagged = tag_catalog(self.db, self.settings, progress=False, **self.options.tag_options)
         except Exception as error:  # a tagger's failure must not stop the loading; the next run tries again
             self._note(f"tagging failed, tried again after the next files: {type(error).__name__}: {error}")
         else:
