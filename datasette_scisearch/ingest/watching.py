@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlite_utils
+from sqlite_utils.utils import sqlite3  # the driver the catalog's connection uses (pysqlite3 here)
 
 from .. import changes, jobs
 from ..config import Settings
+from ..errors import ScisearchError
 from ..tagging.pipeline import tag_catalog
 from .filerows import display_path
 from .files import LoadSummary, catalogued_unchanged, data_roots, file_loaders, iter_walk
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from ..cluster import Cluster
 
 NOTES_KEPT = 50  # the job row keeps the latest notes, not the first
+BACKOFF_S = 10.0  # after a batch the catalog refused (busy with another writer, its disk full)
 
 
 @dataclass
@@ -269,7 +272,13 @@ class Watcher:
         """One step: load one batch of complete files, else tag when idle; rescan after an overflow."""
         ready = self._ready_files(time.time())
         if ready:
-            self._load(ready)
+            try:
+                self._load(ready)
+            except (ScisearchError, OSError, sqlite3.Error) as error:  # the catalog busy or its disk full
+                self._note(f"{_files(len(ready))} not loaded, tried again in {BACKOFF_S:g} s: {error}")
+                for path in ready:
+                    self._track(path)
+                self.stop.wait(BACKOFF_S)
         elif self.loaded_since_tag:
             self._tag()
         if self.loaded_since_tag and time.monotonic() - self.last_tag >= self.options.tag_interval_s:
