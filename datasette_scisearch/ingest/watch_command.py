@@ -15,8 +15,6 @@ from ..command_line import ScisearchCommand, catalog_argument
 from ..config import load_settings
 from ..errors import ScisearchError
 from ..search import index_folder
-from .sandbox import ReaderPool
-from .watching import Watcher, WatchOptions
 
 _UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
@@ -100,6 +98,9 @@ def watch_command(
     missing = [f for f in folders if not Path(f).is_dir()]
     if missing:
         raise ScisearchError(f"'{missing[0]}' is not a folder", fix="give the folders the instruments write to")
+    from .sandbox import ReaderPool
+    from .watching import Watcher, WatchOptions  # the tagging pipeline with it: not for --help
+
     settings = load_settings((ctx.obj or {}).get("config"))
     index_folder.configure(settings.index_folder)
     options = WatchOptions(
@@ -119,7 +120,7 @@ def watch_command(
         if not quiet:
             click.echo(f"{dt.datetime.now().strftime('%H:%M:%S')} {line}")
 
-    from ..cluster import open_cluster  # dask is imported only when a watcher starts, not for --help
+    from ..cluster import open_cluster
 
     with open_cluster(dask, workers) as cluster, sandbox:
         if cluster is not None:
