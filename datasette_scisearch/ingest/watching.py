@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ..cluster import Cluster
 
 NOTES_KEPT = 50  # the job row keeps the latest notes, not the first
+WORK_S = 5.0  # loading at most this long before looking at new events again
 BACKOFF_S = 10.0  # after a batch the catalog refused (busy with another writer, its disk full)
 
 
@@ -269,9 +270,13 @@ class Watcher:
     # --- deciding and loading ------------------------------------------------------------------------------
 
     def _work(self) -> None:
-        """One step: load one batch of complete files, else tag when idle; rescan after an overflow."""
+        """One step: load batches of complete files for up to ``WORK_S`` (then new events are taken in), else tag
+        when idle; rescan after an overflow."""
+        began = time.monotonic()
         ready = self._ready_files(time.time())
-        if ready:
+        if not ready and self.loaded_since_tag:
+            self._tag()
+        while ready and not self.stop.is_set():
             try:
                 self._load(ready)
             except (ScisearchError, OSError, sqlite3.Error) as error:  # the catalog busy or its disk full
@@ -279,8 +284,10 @@ class Watcher:
                 for path in ready:
                     self._track(path)
                 self.stop.wait(BACKOFF_S)
-        elif self.loaded_since_tag:
-            self._tag()
+                break
+            if time.monotonic() - began >= WORK_S:
+                break
+            ready = self._ready_files(time.time())
         if self.loaded_since_tag and time.monotonic() - self.last_tag >= self.options.tag_interval_s:
             self._tag()
         if self.overflowed and len(self.pending) <= self.options.max_pending // 2:
