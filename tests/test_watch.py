@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -25,6 +26,7 @@ from datasette_scisearch import changes
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.cli import cli
 from datasette_scisearch.config import load_settings
+from datasette_scisearch.ingest.loader import Dataset, FileLoader
 from datasette_scisearch.ingest.partners import expected_partners
 from datasette_scisearch.ingest.watching import Watcher, WatchOptions
 from datasette_scisearch.search import engine
@@ -308,3 +310,32 @@ def test_more_files_than_the_queue_holds_are_all_catalogued_once_by_a_later_scan
     changes.load_files(reference, [folder], load_settings(None), progress=False)
     names = "select name, dataset from files order by name, dataset"
     assert db.execute(names).fetchall() == reference.execute(names).fetchall()
+
+
+class InstrumentStillWriting(FileLoader):
+    """A reader during whose read the instrument appends a second frame to the file (once): what a watcher meets
+    when a writer pauses longer than the settle time and then goes on."""
+
+    name = "still-writing"
+    suffixes = frozenset({".frames"})
+
+    def read(self, path: Path):
+        frames = path.read_text().splitlines()
+        if len(frames) == 1:
+            with open(path, "a") as handle:
+                handle.write("frame 2\n")
+        yield Dataset(data=np.arange(16, dtype=np.uint16).reshape(4, 4) * len(frames))
+
+
+def test_a_file_that_changes_while_it_is_read_is_noted_and_read_again_once_it_settles(tmp_path):
+    folder = tmp_path / "instrument"
+    folder.mkdir()
+    (folder / "movie.frames").write_text("frame 1\n")
+    db = open_catalog(tmp_path / "catalog.db")
+    options = WatchOptions(settle_s=0.0, tag=False)
+    watcher = Watcher(db, [folder], load_settings(None), options, sandbox=False, loaders=[InstrumentStillWriting()])
+    summary = watcher.catch_up()
+    assert any(note.startswith("changed while it was read") for note in summary.notes)
+    assert (summary.added, summary.updated) == (1, 1)
+    stored = db.execute("select size_bytes from files where name = 'movie.frames'").fetchall()
+    assert stored == [((folder / "movie.frames").stat().st_size,)]
