@@ -33,6 +33,7 @@ from datasette_scisearch.search import engine
 
 from .conftest import shared_data
 
+RUNNING_JOB = "select 1 from jobs where status = 'running' and pid = ?"
 DEADLINE_S = 120  # the machine running the suite may be busy; a working watcher takes a few seconds
 
 
@@ -245,19 +246,17 @@ def test_a_watcher_killed_with_sigkill_at_random_moments_then_restarted_catalogs
     delays_s = random.Random(16).sample(range(0, 30), 3)  # tenths of a second after the watcher's job starts
     for delay in delays_s:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        until(
-            lambda pid=process.pid: query(catalog, "select 1 from jobs where status = 'running' and pid = ?", [pid]),
-            "the watcher's job",
-            process=process,
-        )
-        kill_at = time.monotonic() + delay / 10
-        while time.monotonic() < kill_at:  # files keep arriving, a few a second, while it works
-            if names:
-                name = names.pop(0)
-                shutil.copyfile(source / name, folder / name)
-            time.sleep(0.1)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        try:
+            until(lambda pid=process.pid: query(catalog, RUNNING_JOB, [pid]), "the watcher's job", process=process)
+            kill_at = time.monotonic() + delay / 10
+            while time.monotonic() < kill_at:  # files keep arriving, a few a second, while it works
+                if names:
+                    name = names.pop(0)
+                    shutil.copyfile(source / name, folder / name)
+                time.sleep(0.1)
+        finally:  # killed at its moment, or when the test fails before it: no watcher outlives the test
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
         assert query(catalog, "pragma integrity_check") == [("ok",)]
     for name in names:
         shutil.copyfile(source / name, folder / name)
