@@ -9,7 +9,10 @@ then take just the changed documents and vectors, once the change has committed 
 
 The library calls it, never the command line: the loads here (``load_files``, ``load_records``, ``relink``) are
 the functions the commands call, and tagging, experts' changes and training call ``refresh`` from inside their
-own transactions.  Read-only commands (``search``, ``status``, ``errors``) call nothing here.
+own transactions.  New files go in this order: load, link, documents (``load_files``), then tags
+(tagging/pipeline.py's ``tag_catalog``, which refreshes the documents it changes), whether a person runs
+``load files`` and ``tag`` or a watcher (ingest/watching.py) does it in batches.
+Read-only commands (``search``, ``status``, ``errors``) call nothing here.
 """
 
 from __future__ import annotations

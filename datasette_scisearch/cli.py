@@ -33,6 +33,7 @@ from .command_line import ScisearchCommandLine, catalog_argument
 from .config import find_metadata, load_settings
 from .errors import ScisearchError
 from .ingest.sandbox import ReaderPool
+from .ingest.watch_command import watch_command
 from .learning.learn_command import learn, load_judgments_command
 from .learning.metadata_command import predict_metadata_command
 from .learning.pretrain_command import pretrain_command
@@ -381,6 +382,7 @@ def status(catalog, as_json):
         "schema_version": schema_version(db),
         "counts": item_counts(db),
         "jobs": _last_jobs(db),
+        "watching": _watchers(db),
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -393,6 +395,33 @@ def status(catalog, as_json):
             f"  job {job['id']} {job['command']}: {job['status']} at {job['started_at']}, {job['failed'] or 0} failed"
             + (f" — {job['error']}" if job["error"] else "")
         )
+    for watcher in report["watching"]:
+        progress = watcher["progress"]
+        folders = ", ".join(f"{path} ({state})" for path, state in progress.get("folders", {}).items())
+        click.echo(
+            f"  watching {folders} (job {watcher['id']}, since {watcher['started_at']}): {watcher['loaded']} loaded, "
+            f"{watcher['failed']} failed, {progress.get('waiting', 0)} waiting"
+            f" ({progress.get('waiting_for_partners', 0)} for partners), last batch {progress.get('last_batch_at')}"
+        )
+
+
+def _watchers(db) -> list[dict]:
+    """The watchers running on this catalog, with what their job rows say they are doing."""
+    found = []
+    for row in db.query("select * from jobs where command = 'watch' and status = 'running' order by id"):
+        if jobs.shown_status(row)[0] != "running":
+            continue  # killed (kill -9, a crash): `scisearch status` lists it among the jobs as interrupted
+        summary = json.loads(row["summary"] or "{}")
+        found.append(
+            {
+                "id": row["id"],
+                "started_at": row["started_at"],
+                "loaded": (row["succeeded"] or 0),
+                "failed": row["failed"] or 0,
+                "progress": summary.get("progress", {}),
+            }
+        )
+    return found
 
 
 def _last_jobs(db, limit: int = 5) -> list[dict]:
@@ -533,6 +562,7 @@ def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after, root
 
 
 cli.add_command(search_command)
+cli.add_command(watch_command)
 cli.add_command(index_command)
 cli.add_command(train_command)
 cli.add_command(pretrain_command)

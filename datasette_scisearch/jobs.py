@@ -149,6 +149,24 @@ def _why_gone(row: dict, now: dt.datetime) -> str | None:
     return None
 
 
+def update_job(db: sqlite_utils.Database, job_id: int, summary: Summary, progress: dict | None = None) -> None:
+    """A long-running job's counts so far (a watcher's), with what it is doing now (``progress``) in its summary."""
+    payload = summary.as_dict()
+    if progress:
+        payload["progress"] = progress
+    with write_transaction(db):
+        db["jobs"].update(
+            job_id,
+            {
+                "total": summary.total,
+                "succeeded": summary.added + summary.updated + summary.unchanged,
+                "skipped": summary.skipped,
+                "failed": summary.failed,
+                "summary": json.dumps(payload, default=str),
+            },
+        )
+
+
 def mark_interrupted_jobs(db: sqlite_utils.Database) -> None:
     """Jobs still 'running' whose process is gone were killed or crashed: record them interrupted, with why."""
     for row in db["jobs"].rows_where("status = 'running'"):

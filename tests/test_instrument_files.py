@@ -307,8 +307,8 @@ def test_a_file_that_disappears_during_the_walk_is_an_error(catalog, settings, e
 
     real_walk = ingest.walk
 
-    def walk_then_delete(paths, refused=None):
-        found = real_walk(paths, refused)
+    def walk_then_delete(paths, refused=None, roots=None):
+        found = real_walk(paths, refused, roots)
         (em_copy / "08_carbon.dm3").unlink()
         return found
 

@@ -25,6 +25,7 @@ import contextlib
 import datetime as dt
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -105,33 +106,38 @@ def data_roots(paths: list[Path]) -> list[Path]:
     return roots
 
 
-def walk(paths: list[Path], refused: list[str] | None = None) -> list[Path]:
+def walk(paths: list[Path], refused: list[str] | None = None, roots: list[Path] | None = None) -> list[Path]:
     """Every file under the given folders (and the given files), absolute, resolved and sorted, each once.
 
-    A link is followed only when it leads to a file inside one of the folders given (the data roots): a link to
-    /etc/passwd in a loaded folder is not read, and ``refused`` gets a line saying so."""
-    roots = data_roots(paths)
-    found: dict[Path, None] = {}
+    A link is followed only when it leads to a file inside one of the folders given (the data roots, or
+    ``roots`` when given): a link to /etc/passwd in a loaded folder is not read, and ``refused`` gets a line
+    saying so."""
+    return list(dict.fromkeys(iter_walk(paths, refused, roots)))
+
+
+def iter_walk(paths: list[Path], refused: list[str] | None = None, roots: list[Path] | None = None) -> Iterator[Path]:
+    """``walk`` one file at a time (a file reached twice comes twice): a watcher scanning a million files keeps
+    only the ones it has not handled yet."""
+    roots = data_roots(paths) if roots is None else roots
     for given in paths:
         given = Path(given)
         if os.path.isfile(given):
-            _add_inside(Path(os.path.abspath(given)), roots, found, refused)
+            yield from _inside(Path(os.path.abspath(given)), roots, refused)
             continue
         for folder, subfolders, names in os.walk(Path(given).resolve(), onerror=None):
             subfolders.sort()
             for name in sorted(names):
-                _add_inside(Path(folder) / name, roots, found, refused)
-    return list(found)
+                yield from _inside(Path(folder) / name, roots, refused)
 
 
-def _add_inside(path: Path, roots: list[Path], found: dict[Path, None], refused: list[str] | None) -> None:
+def _inside(path: Path, roots: list[Path], refused: list[str] | None) -> Iterator[Path]:
     resolved = path.resolve() if path.is_symlink() else path
     if path.is_symlink() and not any(resolved.is_relative_to(root) for root in roots):
         if refused is not None:
             refused.append(f"link out of the data roots not followed: {display_path(path)} -> {display_path(resolved)}")
         return
     if not resolved.is_dir():  # sockets and broken files too: they become error rows that say what they are
-        found.setdefault(resolved, None)
+        yield resolved
 
 
 def write_file(db: sqlite_utils.Database, result: FileResult, job_id: int | None, commit: bool = True) -> str:
@@ -207,15 +213,21 @@ def load_files(
     cluster: Cluster | None = None,
     retry_errors: bool = False,
     sandbox: bool | ReaderPool = True,
+    roots: list[Path] | None = None,
+    job_id: int | None = None,
 ) -> LoadSummary:
     """Load every instrument file under ``paths``; see the module docstring for what is skipped.
 
     With a ``cluster`` the files are hashed and read by its workers; the catalog ends up the same.  With
     ``retry_errors`` the files that failed before are read again even when they have not changed.  Files are
     read in a worker process (``sandbox.ReaderPool``: a crash, a timeout or exhausted memory is that file's
-    error) unless ``sandbox`` is False; a ReaderPool of one's own sets other limits."""
+    error) unless ``sandbox`` is False; a ReaderPool of one's own sets other limits.
+
+    ``roots`` are the data roots when ``paths`` are files inside them (a watcher's batch; by default a file's own
+    folder is its root); with a ``job_id`` the load is part of that running job (a watcher's), which it leaves
+    running for its owner to finish."""
     with _syncing_at_checkpoints(db):
-        return _load_files(db, paths, settings, progress, loaders, cluster, retry_errors, sandbox)
+        return _load_files(db, paths, settings, progress, loaders, cluster, retry_errors, sandbox, roots, job_id)
 
 
 @contextlib.contextmanager
@@ -233,18 +245,21 @@ def _syncing_at_checkpoints(db: sqlite_utils.Database):
         db.execute(f"PRAGMA synchronous={int(before)}")
 
 
-def _load_files(db, paths, settings, progress, loaders, cluster, retry_errors, sandbox) -> LoadSummary:
+def _load_files(db, paths, settings, progress, loaders, cluster, retry_errors, sandbox, roots, job_id) -> LoadSummary:
     started = time.perf_counter()
     paths = [Path(p) for p in paths]
+    roots = data_roots(paths) if roots is None else [Path(r) for r in roots]
     refused: list[str] = []
-    all_files = walk(paths, refused)
+    all_files = walk(paths, refused, roots)
     loaders = file_loaders() if loaders is None else loaders
     summary = LoadSummary(command="load files")
     for line in refused:
         summary.skipped += 1
         _note(summary, line)
-    job_id = jobs.start_job(db, "load files", {"paths": [display_path(p) for p in paths]})
-    _record_data_roots(db, data_roots(paths), job_id)
+    own_job = job_id is None
+    if own_job:
+        job_id = jobs.start_job(db, "load files", {"paths": [display_path(p) for p in paths]})
+    _record_data_roots(db, roots, job_id)
     stopped_by = None
     bar = tqdm(total=len(all_files), desc="loading files", unit="file", disable=not progress, leave=False)
     pool = None
@@ -270,7 +285,8 @@ def _load_files(db, paths, settings, progress, loaders, cluster, retry_errors, s
         bar.close()
         summary.seconds = round(time.perf_counter() - started, 3)
         summary.writer_seconds = round(summary.writer_seconds, 3)
-        jobs.finish_job(db, job_id, summary, status=jobs.ending_of(stopped_by), error=stopped_by)
+        if own_job:
+            jobs.finish_job(db, job_id, summary, status=jobs.ending_of(stopped_by), error=stopped_by)
         _describe_instruments(db, settings)
     return summary
 
@@ -382,6 +398,25 @@ def _plan(db, path: Path, chain: list[FileLoader], job_id, summary, retry_errors
         _note(summary, f"failed before and unchanged since, not read again (load with --retry-errors): {path_text}")
         return "failed before"
     return _Planned(path, chain, known[2] if same_reader else None, known is not None, modified_text, stat.st_size)
+
+
+def catalogued_unchanged(db, path: Path, chain: list[FileLoader]) -> bool:
+    """True when the catalog already holds ``path`` as it is now (same size and time, read by a reader of its
+    chain), or holds its failure with these very bytes: a load would read nothing.  A watcher's scan at start asks
+    this of every file, so what was loaded before it stopped is not read twice."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    path_text = display_path(path)
+    modified_text = _latest_change(path, stat.st_mtime, chain)
+    readers = {loader_id(loader) for loader in chain}
+    known = db.execute(
+        "select size_bytes, modified_at, loader from files where path = ? limit 1", [path_text]
+    ).fetchone()
+    if known is not None:
+        return known[2] in readers and known[0] == stat.st_size and known[1] == modified_text
+    return _failed_unchanged(db, path_text, stat.st_size, modified_text, readers)
 
 
 def _latest_change(path: Path, mtime: float, chain: list[FileLoader]) -> str:
