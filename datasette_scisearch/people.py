@@ -30,8 +30,10 @@ class PeopleError(ScisearchError):
 
 def normalised(name: str | None) -> str:
     """A name or e-mail as matching compares it: accents, case, punctuation and spacing do not count."""
-    text = unicodedata.normalize("NFKD", str(name or "")).encode("ascii", "ignore").decode().casefold()
-    return " ".join(re.sub(r"[^\w@.]+", " ", text).replace("_", " ").split())
+    text = unicodedata.normalize("NFKD", str(name or "")).encode("ascii", "ignore").decode().casefold().strip()
+    if "@" in text:
+        return text  # an e-mail: its dots count
+    return " ".join(re.sub(r"[\W_]+", " ", text).split())
 
 
 @dataclass(frozen=True)
