@@ -10,6 +10,7 @@ Every route is tried as an anonymous visitor, as another signed-in user (bob), a
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 
 import pytest
@@ -368,3 +369,40 @@ async def test_without_people_or_a_running_period_the_raw_tables_are_open_as_bef
     ds = served(catalog)
     assert (await ds.client.get("/cat/files.json")).status_code == 200
     assert (await ds.client.get("/cat.json?sql=select+name+from+files")).status_code == 200
+
+
+# -- The commands -------------------------------------------------------------------------------------------------
+
+
+def scisearch(*args):
+    from click.testing import CliRunner
+
+    from datasette_scisearch.cli import cli
+
+    return CliRunner().invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
+
+
+def test_people_add_puts_a_person_on_the_team_whose_records_name_them(catalog):
+    added = scisearch("people", "add", catalog, "A. Researcher", "--email", "ar@example.org")
+    assert added.exit_code == 0, added.output
+    assert f"team of {PROPOSAL_ID} as pi" in added.output
+    assert "every name in the records matches one person" in scisearch("people", "unmatched", catalog).output
+
+
+def test_people_unmatched_lists_the_name_no_person_has(catalog):
+    result = scisearch("people", "unmatched", catalog, "--json")
+    assert [(row["name"], row["why"]) for row in json.loads(result.output)] == [
+        ("A. Researcher", "matches nobody in people")
+    ]
+
+
+def test_periods_says_which_proposals_are_private_and_staff_can_release_one(catalog):
+    assert f"{PROPOSAL_ID}: private until" in scisearch("periods", catalog).output
+    released = scisearch("periods", catalog, "--proposal", PROPOSAL_ID, "--release", "2020-01-01")
+    assert f"{PROPOSAL_ID}: public since 2020-01-01 (from staff)" in released.output
+
+
+def test_a_release_date_that_is_not_a_date_is_a_clear_error(catalog):
+    result = scisearch("periods", catalog, "--proposal", PROPOSAL_ID, "--release", "soon")
+    assert result.exit_code == 1
+    assert "error: 'soon' is not a date" in result.output and "Traceback" not in result.output

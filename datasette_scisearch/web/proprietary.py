@@ -36,7 +36,8 @@ OPEN_TABLES = frozenset({"papers", "instruments", "catalog_info"})
 TWIN_VIEWS = {name.removesuffix("_public"): name for name in PUBLIC_VIEWS}
 # Datasette's actions that read a database's rows or hand its file out, besides the table pages.
 WHOLE_DATABASE_ACTIONS = frozenset({"execute-sql", "view-database-download"})
-PRIVATE_PEOPLE_TABLES = frozenset({"people", "proposal_people"})
+# Names, e-mails and which proposals are private now: staff's whatever else holds.
+STAFF_TABLES = frozenset({"people", "proposal_people", "proposal_periods"})
 
 # Datasette -> {twin name: catalog path}
 _twins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -71,8 +72,8 @@ def permission_allowed(datasette, actor, action, resource):
     schema = catalog_schema(datasette, database)
     if schema is None:
         return None
-    if action == "view-table" and table in PRIVATE_PEOPLE_TABLES:
-        return False  # names and e-mails: staff's, always
+    if action == "view-table" and table in STAFF_TABLES:
+        return False
     if action not in WHOLE_DATABASE_ACTIONS and not (action == "view-table" and table in schema.tables):
         return None  # views (the public ones among them), canned queries, the database page
     if action == "view-table" and table in OPEN_TABLES:
