@@ -406,3 +406,36 @@ def test_a_release_date_that_is_not_a_date_is_a_clear_error(catalog):
     result = scisearch("periods", catalog, "--proposal", PROPOSAL_ID, "--release", "soon")
     assert result.exit_code == 1
     assert "error: 'soon' is not a date" in result.output and "Traceback" not in result.output
+
+
+# -- The demo ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_catalog(tmp_path_factory):
+    from .search_support import build_demo_catalog, cached_catalog
+
+    return cached_catalog(tmp_path_factory, "demo", build_demo_catalog)
+
+
+@pytest.mark.asyncio
+async def test_the_demo_holds_one_proposal_under_its_period_that_visitors_do_not_see(demo_catalog):
+    db = sqlite_utils.Database(demo_catalog)
+    private = [
+        row[0]
+        for row in db.execute("select proposal_id from proposal_periods where release_date > ?", [periods.now_utc()])
+    ]
+    assert private == ["P-2023-0024"]
+    mos2_files = db.execute("select count(*) from files where proposal_id = 'P-2023-0024'").fetchone()[0]
+    assert mos2_files > 0
+    ds = served(demo_catalog)
+    hits = await search_hits(ds, {}, "MoS2 monolayer")
+    assert not [hit for hit in hits if hit == ("proposal", "P-2023-0024")]
+    file_ids = {item_id for kind, item_id in hits if kind == "file"}
+    shown = db.execute(
+        "select count(*) from files where proposal_id = 'P-2023-0024' and id in (select value from json_each(?))",
+        [json.dumps([int(i) for i in file_ids])],
+    ).fetchone()[0]
+    assert shown == 0
+    staff_hits = await search_hits(ds, signed_in(ds, "root"), "MoS2 monolayer")
+    assert ("proposal", "P-2023-0024") in staff_hits
