@@ -190,6 +190,19 @@ async def test_the_public_paper_lists_neither_the_proposal_nor_its_files(catalog
 
 
 @pytest.mark.asyncio
+async def test_a_public_papers_hit_quotes_neither_the_proposals_id_nor_its_title(catalog):
+    ds = served(catalog)
+    title = "Atomic-resolution imaging of gold nanoparticle catalysts"
+    for query in ("gold", PROPOSAL_ID):
+        answer = await ds.client.get("/-/scisearch.json", params={"q": query})
+        papers = [hit for hit in answer.json()["hits"] if hit["item_type"] == "paper"]
+        assert papers and all(hit["proposal"] is None for hit in papers), query
+        assert title not in answer.text and not [h for h in papers if PROPOSAL_ID in " ".join(h["why"])], query
+        page = await ds.client.get("/-/scisearch", params={"q": query})
+        assert title not in page.text, query
+
+
+@pytest.mark.asyncio
 async def test_more_like_a_public_file_leaves_the_proposals_files_out(catalog):
     ds = served(catalog)
     route = "/-/scisearch/similar/cat/file/10.json?k=100"

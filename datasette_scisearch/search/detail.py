@@ -248,7 +248,7 @@ def similar_items(
                 candidate = Candidate(r, similarity, ranks={space: len(candidates) + 1}, scores={space: similarity})
                 candidates.append(candidate)
         candidates = candidates[:k]
-        found = hits.hydrate(db, None, candidates, attributes, "")
+        found = hits.without_hidden_proposals(hits.hydrate(db, None, candidates, attributes, ""), hidden_proposals)
         for hit, candidate in zip(found, candidates):
             hit.why.insert(0, f"{SPACE_WHY.get(space, space)} ({candidate.score:.2f})")
         result.hits = found

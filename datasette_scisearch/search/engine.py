@@ -159,6 +159,7 @@ def search(
         messages.append(f"page {page} is past the last page of results ({last_page})")
     shown = tab[first : first + per_page]
     results.hits = hits.hydrate(db, parsed, shown, attributes, _highlight_expression(parsed))
+    hits.without_hidden_proposals(results.hits, hidden_proposals)
     _say_why_clicks(results.hits, candidates)
     if not pool:
         messages.append(f"nothing matched {query.strip()!r}")
