@@ -452,3 +452,13 @@ async def test_the_demo_holds_one_proposal_under_its_period_that_visitors_do_not
     assert shown == 0
     staff_hits = await search_hits(ds, signed_in(ds, "root"), "MoS2 monolayer")
     assert ("proposal", "P-2023-0024") in staff_hits
+
+
+@pytest.mark.asyncio
+async def test_the_public_files_view_shows_previews_and_links_names_to_item_pages(catalog):
+    ds = served(catalog)
+    page = await ds.client.get("/cat/files_public")
+    assert page.status_code == 200
+    assert '<a class="scisearch-preview" href="/-/scisearch/preview/cat/10.png' in page.text
+    assert '<a class="scisearch-item-link" href="/-/scisearch/item/cat/file/10">' in page.text
+    assert "Au_np" not in page.text

@@ -340,6 +340,8 @@ def render_cell(row, value, column, table, database, datasette):
     schema = catalog_schema(datasette, database) if table else None
     if schema is None:
         return None
+    # A public view (files_public …: web/proprietary.py) shows its table's rows, and its cells as the table's.
+    table = table.removesuffix("_public") if table.endswith("_public") and table not in schema.tables else table
     if table == "files" and column == "preview" and value:
         return preview_cell(datasette, database, row, value)
     if column in JSON_COLUMNS and isinstance(value, str):
