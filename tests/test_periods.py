@@ -462,3 +462,25 @@ async def test_the_public_files_view_shows_previews_and_links_names_to_item_page
     assert '<a class="scisearch-preview" href="/-/scisearch/preview/cat/10.png' in page.text
     assert '<a class="scisearch-item-link" href="/-/scisearch/item/cat/file/10">' in page.text
     assert "Au_np" not in page.text
+
+
+@pytest.mark.asyncio
+async def test_signing_in_with_a_password_as_the_persons_account_opens_their_proposal(catalog):
+    auth_passwords = pytest.importorskip("datasette_auth_passwords.utils", reason="datasette-auth-passwords is absent")
+    from .test_expert_accounts import PASSWORD, sign_in
+
+    plugins = {
+        "datasette-auth-passwords": {
+            "jdoe_password_hash": auth_passwords.hash_password(PASSWORD),
+            "bob_password_hash": auth_passwords.hash_password(PASSWORD),
+        },
+        "datasette-scisearch": {"timezone": "UTC"},
+    }
+    ds = Datasette([str(catalog)], metadata={"plugins": plugins})
+    for who, expected in (("jdoe", 200), ("bob", 404)):
+        signed = await sign_in(ds, who, PASSWORD)
+        assert signed.status_code == 302
+        answer = await ds.client.get(
+            "/-/scisearch/item/cat/file/1.json", cookies={"ds_actor": signed.cookies["ds_actor"]}
+        )
+        assert answer.status_code == expected, who
