@@ -683,6 +683,32 @@ def m010_job_heartbeats_and_errors(db: sqlite_utils.Database) -> None:
     db["jobs"].add_column("error", str)
 
 
+@MIGRATIONS()
+def m011_proprietary_periods_and_people(db: sqlite_utils.Database) -> None:
+    """Proprietary periods (periods.py): people and the proposals they are the team of, each proposal's release
+    date, and the public views that Datasette shows whoever is not staff.  Dates start from the default period;
+    the next load recomputes them with the facility's ``proprietary_period_days``."""
+    from . import periods
+
+    db["people"].create(
+        {"id": int, "name": str, "email": str, "account_id": str, "added_at": str}, pk="id", not_null={"name"}
+    )
+    db["people"].create_index(["email"], unique=True)
+    db["people"].create_index(["account_id"], unique=True)
+    db["proposal_people"].create(
+        {"proposal_id": str, "person_id": int, "role": str, "source": str},
+        pk=("proposal_id", "person_id", "role"),
+        foreign_keys=[("person_id", "people", "id")],
+    )
+    db["proposal_people"].create_index(["person_id"])
+    db["proposal_periods"].create(
+        {"proposal_id": str, "release_date": str, "source": str}, pk="proposal_id", not_null={"release_date"}
+    )
+    db["proposal_periods"].create_index(["release_date"])
+    periods.update_release_dates(db)
+    periods.create_public_views(db)
+
+
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
     """sqlite-utils' update trigger re-indexes a row whatever column changed; linking a million
     files to their sessions must not rewrite a million full-text entries."""

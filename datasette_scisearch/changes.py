@@ -74,6 +74,11 @@ def refresh(
 
         done.links = link_all(db, settings)
     if changed in (FILES, RECORDS, LINKS):
+        if changed in (FILES, RECORDS) and not link:  # linking matches people and dates periods; else here
+            from . import people, periods
+
+            people.match_people(db)
+            periods.update_release_dates(db, (settings or Settings()).proprietary_period_days)
         done.documents = refresh_search_items(db)
     else:
         done.documents = refresh_search_items(db, item_types, ids)

@@ -38,6 +38,7 @@ from .learning.learn_command import learn, load_judgments_command
 from .learning.metadata_command import predict_metadata_command
 from .learning.pretrain_command import pretrain_command
 from .learning.train_command import train_command
+from .people_command import people_command, periods_command
 from .plugins import describe_plugins, get_plugin_manager
 from .search import index_folder
 from .search.command import search_command
@@ -569,6 +570,8 @@ cli.add_command(pretrain_command)
 cli.add_command(learn)
 load.add_command(load_judgments_command)
 cli.add_command(predict_metadata_command)
+cli.add_command(people_command)
+cli.add_command(periods_command)
 
 
 def _register_plugin_commands() -> None:

@@ -61,6 +61,8 @@ class Settings:
     # Where a catalog's search indexes live: a folder per catalog, "{catalog}" standing for the catalog's file
     # name; relative to the catalog's own folder.  Never inside a folder Datasette serves files from.
     index_folder: str = "{catalog}.indexes"
+    # How long a proposal's data stays its team's after its last session (periods.py), unless its record says.
+    proprietary_period_days: int = 730
     source: str | None = None
 
     @property
@@ -148,6 +150,16 @@ def settings_from_dict(block: dict) -> Settings:
             raise ConfigError(
                 "'index_folder' must contain {catalog} (the catalog's file name), so that each catalog has its own "
                 "indexes: for example '/var/lib/scisearch/{catalog}.indexes'"
+            )
+    if "proprietary_period_days" in block:
+        try:
+            settings.proprietary_period_days = int(block["proprietary_period_days"])
+        except (TypeError, ValueError):
+            settings.proprietary_period_days = -1
+        if settings.proprietary_period_days < 0:
+            raise ConfigError(
+                f"'proprietary_period_days' must be a whole number of days, 0 or more "
+                f"(got {block['proprietary_period_days']!r}): for example 730 for two years"
             )
     settings.userlog_columns.update({k: str(v) for k, v in (block.get("userlog_columns") or {}).items()})
     taggers = block.get("taggers") or {}

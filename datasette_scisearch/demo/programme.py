@@ -49,9 +49,13 @@ class Proposal:
     folder: str  # the project folder its users file data under
     weight: float
     recipes: tuple
+    # A proprietary period the facility extended (a patent filing, say): the record states its own release date,
+    # so the demo always holds one proposal whose data only its team and staff see (periods.py).
+    embargo_until: dt.date | None = None
 
     def record(self) -> dict:
-        return {
+        extra = {"embargo_until": self.embargo_until.isoformat()} if self.embargo_until else {}
+        return extra | {
             "id": self.id,
             "title": self.title,
             "abstract": self.abstract,
@@ -545,6 +549,7 @@ PROPOSALS = [
                 file_format="blockfile",
             ),
         ),
+        embargo_until=dt.date(2031, 1, 31),
     ),
 ]
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import sqlite_utils
 
+from .. import people, periods
 from ..catalog import now_utc, write_transaction
 from ..config import Settings
 
@@ -52,6 +53,9 @@ def link_all(db: sqlite_utils.Database, settings: Settings) -> LinkSummary:
         _files_to_proposals_via_sessions(db, summary)
         _files_to_proposals_via_path(db, summary)
         _papers_to_proposals(db, summary)
+        # A proposal's team and its release date follow from its records and sessions (people.py, periods.py).
+        people.match_people(db)
+        periods.update_release_dates(db, settings.proprietary_period_days)
     summary.files_without_session = db.execute("select count(*) from files where session_id is null").fetchone()[0]
     return summary
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
+from .. import periods
 from ..catalog import ITEM_TABLES, ITEM_TYPES, item_key
 from . import hits, vector_index
 from .query import QueryError
@@ -111,15 +112,20 @@ def _linked_proposal_ids(db, item_type: str, item_id: str, own: str | None = Non
     return found
 
 
-def _proposals(db, proposal_ids: list[str]) -> list[dict]:
-    rows = (_plain(_row(db, "proposal", proposal_id)) for proposal_id in proposal_ids)
+def _proposals(db, proposal_ids: list[str], hidden: frozenset[str] = frozenset()) -> list[dict]:
+    rows = (_plain(_row(db, "proposal", proposal_id)) for proposal_id in proposal_ids if proposal_id not in hidden)
     return [row for row in rows if row is not None]
 
 
-def item_detail(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict | None:
+def item_detail(
+    db: sqlite_utils.Database, item_type: str, item_id: str, hidden_proposals: frozenset[str] = frozenset()
+) -> dict | None:
+    """Everything about one item; None when there is no such item, or it belongs to one of ``hidden_proposals``
+    (the reader may not know it exists), whose records are left out of what it links to as well."""
     row = _row(db, item_type, item_id)
-    if row is None:
+    if row is None or periods.item_is_hidden(db, item_type, row["id"], hidden_proposals):
         return None
+    hidden = hidden_proposals
     item_id = str(row["id"])
     tags: dict[str, list[dict]] = {}
     # Each tag's id is what experts' accept, reject and edit requests name.
@@ -138,15 +144,17 @@ def item_detail(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict
     files_total = 0
     if item_type == "file":
         session = _plain(_row(db, "session", row["session_id"])) if row.get("session_id") else None
-        proposals = _proposals(db, _linked_proposal_ids(db, "file", item_id, row.get("proposal_id")))
+        if session and session.get("proposal_id") in hidden:
+            session = None
+        proposals = _proposals(db, _linked_proposal_ids(db, "file", item_id, row.get("proposal_id")), hidden)
     elif item_type == "session":
-        proposals = _proposals(db, _linked_proposal_ids(db, "session", item_id, row.get("proposal_id")))
+        proposals = _proposals(db, _linked_proposal_ids(db, "session", item_id, row.get("proposal_id")), hidden)
         files, files_total = _files_where(db, "session_id", [item_id])
     elif item_type == "proposal":
         sessions = _sessions_of_proposal(db, item_id)
         files, files_total = _files_where(db, "proposal_id", [item_id])
     elif item_type == "paper":
-        proposals = _proposals(db, _linked_proposal_ids(db, "paper", item_id))
+        proposals = _proposals(db, _linked_proposal_ids(db, "paper", item_id), hidden)
         files, files_total = _files_where(db, "proposal_id", [p["id"] for p in proposals])
     proposal_ids = [item_id] if item_type == "proposal" else [p["id"] for p in proposals]
     papers = [p for p in _papers_of_proposals(db, proposal_ids) if not (item_type == "paper" and p["id"] == item_id)]
@@ -193,7 +201,11 @@ class SimilarItems:
     messages: list[str] = field(default_factory=list)
 
 
-def similar_items(db: sqlite_utils.Database, item_type: str, item_id: str, k: int = 12) -> SimilarItems:
+def similar_items(
+    db: sqlite_utils.Database, item_type: str, item_id: str, k: int = 12, hidden_proposals: frozenset[str] = frozenset()
+) -> SimilarItems:
+    """The items nearest to one by its vectors, none of them of ``hidden_proposals``; an item of one of those is
+    not found at all."""
 
     if item_type not in ITEM_TYPES:
         raise ItemNotFound(f"unknown item type {item_type!r}: use one of {', '.join(ITEM_TYPES)}")
@@ -206,6 +218,8 @@ def similar_items(db: sqlite_utils.Database, item_type: str, item_id: str, k: in
     document = db.execute(
         "select id, title from search_items where item_type = ? and item_id = ?", [item_type, str(item_id)]
     ).fetchone()
+    if periods.item_is_hidden(db, item_type, item_id, hidden_proposals):
+        raise ItemNotFound(f"no {item_type} {item_id!r} in this catalog")
     if document is None:
         if _row(db, item_type, str(item_id)) is None:
             raise ItemNotFound(f"no {item_type} {item_id!r} in this catalog")
@@ -223,15 +237,18 @@ def similar_items(db: sqlite_utils.Database, item_type: str, item_id: str, k: in
             continue
         result.space = space
         # Read more than k: some neighbours may be items that have left the catalog a moment ago.
-        neighbours = matrix.nearest(vector, k + 10, exclude=rowid)
+        neighbours = matrix.nearest(vector, (k + 10) * (4 if hidden_proposals else 1), exclude=rowid)
         attributes = hits.attributes(db, [r for r, _ in neighbours])
+        if hidden_proposals:
+            visible = periods.visible_rowids(db, list(attributes), hidden_proposals)
+            attributes = {r: value for r, value in attributes.items() if r in visible}
         candidates = []
         for r, similarity in neighbours:
             if r in attributes:
                 candidate = Candidate(r, similarity, ranks={space: len(candidates) + 1}, scores={space: similarity})
                 candidates.append(candidate)
         candidates = candidates[:k]
-        found = hits.hydrate(db, None, candidates, attributes, "")
+        found = hits.without_hidden_proposals(hits.hydrate(db, None, candidates, attributes, ""), hidden_proposals)
         for hit, candidate in zip(found, candidates):
             hit.why.insert(0, f"{SPACE_WHY.get(space, space)} ({candidate.score:.2f})")
         result.hits = found

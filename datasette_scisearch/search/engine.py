@@ -30,10 +30,12 @@ The web pages and the command line call ``search``; an item's page and
 
 from __future__ import annotations
 
+import json
 import time
 
 import sqlite_utils
 
+from .. import periods
 from ..catalog import ITEM_TYPES
 from ..config import Settings
 from ..learning import pretrain
@@ -83,6 +85,7 @@ def search(
     weights: dict | None = None,
     settings: Settings | None = None,
     hidden_item_types: frozenset[str] = frozenset(),
+    hidden_proposals: frozenset[str] = frozenset(),
     mode: str | None = None,
     sort: str | None = None,
 ) -> SearchResults:
@@ -91,7 +94,9 @@ def search(
     or date, kv, magnification, highest first).
 
     ``hidden_item_types`` are item types the reader may not see (a table-level rule of the web layer): for
-    this search they are not in the catalog, in hits, counts and facets alike.
+    this search they are not in the catalog, in hits, counts and facets alike.  ``hidden_proposals`` are
+    proposals whose data the reader may not see now (``periods.hidden_proposals``): their files, sessions and
+    the proposals themselves are left out the same way.
     """
     started = time.perf_counter()
     page, per_page = _check_paging(page, per_page)
@@ -121,10 +126,20 @@ def search(
         )
         return _finish(results, started)
     filters = filter_sql(parsed)
+    if hidden_proposals:
+        filters.add(
+            f"{periods.ITEM_PROPOSAL} in (select value from json_each(?))",
+            [json.dumps(sorted(hidden_proposals))],
+            {"f", "se", "pr"},
+            negated=True,
+        )
     candidates, extra_counts = _rank(db, parsed, filters, weights, settings, messages, results.rankers, mode)
     pool = sorted(candidates.values(), key=lambda c: (-c.score, c.rowid))
     attributes = hits.attributes(db, [c.rowid for c in pool])
     pool = [c for c in pool if c.rowid in attributes]  # a vector may outlive its item by a moment
+    if hidden_proposals:  # whichever ranking found them: a hidden proposal's items are not in this search at all
+        visible = periods.visible_rowids(db, [c.rowid for c in pool], hidden_proposals)
+        pool = [c for c in pool if c.rowid in visible]
     counts: dict[str, int] = {}
     for candidate in pool:
         kind = attributes[candidate.rowid]["item_type"]
@@ -144,6 +159,7 @@ def search(
         messages.append(f"page {page} is past the last page of results ({last_page})")
     shown = tab[first : first + per_page]
     results.hits = hits.hydrate(db, parsed, shown, attributes, _highlight_expression(parsed))
+    hits.without_hidden_proposals(results.hits, hidden_proposals)
     _say_why_clicks(results.hits, candidates)
     if not pool:
         messages.append(f"nothing matched {query.strip()!r}")

@@ -359,3 +359,24 @@ def _number_label(column: str, value: float) -> str:
     if column == "pixel_size_nm":
         return f"pixel size {value:g} nm"
     return f"camera length {value:g} mm"
+
+
+def without_hidden_proposals(shown: list, hidden: frozenset[str]) -> list:
+    """Public hits (a paper) that name a proposal the reader may not see now lose it: its id and title, and the
+    reasons that would quote it (periods.py)."""
+    if not hidden:
+        return shown
+    for hit in shown:
+        proposal = getattr(hit, "proposal", None)
+        if proposal and proposal.get("id") in hidden:
+            hit.proposal = None
+            hit.why = [
+                reason
+                for reason in hit.why
+                if proposal["id"] not in reason and not reason.startswith("its session or proposal mentions")
+            ]
+            # A snippet cut from the document's context quotes the proposal: none then, rather than its words.
+            plain = re.sub(r"<[^>]+>", "", hit.snippet or "")
+            if proposal["id"] in plain or (proposal.get("title") and proposal["title"] in plain):
+                hit.snippet = ""
+    return shown

@@ -17,6 +17,7 @@ import json
 import re
 
 import markupsafe
+import sqlite_utils
 import yaml
 from datasette import hookimpl
 from datasette.database import QueryInterrupted
@@ -29,10 +30,11 @@ from datasette.utils import (
 )
 from datasette.utils.asgi import Response
 
+from .. import periods
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
 from ..errors import ScisearchError
 from ..ingest.normalize import magnification_label
-from . import api, clicks, pages, privacy, validation
+from . import api, clicks, pages, privacy, proprietary, validation
 from .base import (
     Schema,
     WebError,
@@ -42,6 +44,7 @@ from .base import (
     item_url,
     preview_url,
     preview_version,
+    readable_item,
 )
 from .errors import answers_errors, error_response
 
@@ -66,8 +69,9 @@ ITEM_TYPE_OF_TABLE = {table: item_type for item_type, table in ITEM_TABLES.items
 
 
 @hookimpl
-def prepare_connection(conn):
+def prepare_connection(conn, database, datasette):
     load_sqlite_vec(conn)
+    proprietary.prepare_twin_connection(conn, database, datasette)
 
 
 @hookimpl
@@ -85,7 +89,8 @@ def get_metadata(datasette, key, database, table):
     return {"databases": databases} if databases else None
 
 
-# Context a researcher asks for in one place: everything linked to a file, and what a proposal produced.
+# Context a researcher asks for in one place: everything linked to a file, and what a proposal produced;
+# {table} is the table, or its public view (canned_queries).
 CONTEXT_QUERIES = {
     "file_context": {
         "title": "Context of a file",
@@ -94,17 +99,17 @@ CONTEXT_QUERIES = {
 select 'session' as linked, s.id as id,
        s.instrument || ' booked by ' || coalesce(s.user, '?') || ', ' || s.start || ' to ' || s.end as what,
        l.method, l.evidence, l.confidence
-from links l join sessions s on s.id = l.to_id
+from {links} l join {sessions} s on s.id = l.to_id
 where l.from_type = 'file' and l.from_id = :file_id and l.to_type = 'session'
 union all
 select 'proposal', p.id, p.title, l.method, l.evidence, l.confidence
-from links l join proposals p on p.id = l.to_id
+from {links} l join {proposals} p on p.id = l.to_id
 where l.from_type = 'file' and l.from_id = :file_id and l.to_type = 'proposal'
 union all
 select 'paper', pa.id, pa.title, 'via proposal ' || l.to_id || ': ' || lp.method, lp.evidence,
        round(l.confidence * lp.confidence, 3)
-from links l
-join links lp on lp.from_type = 'paper' and lp.to_type = 'proposal' and lp.to_id = l.to_id
+from {links} l
+join {links} lp on lp.from_type = 'paper' and lp.to_type = 'proposal' and lp.to_id = l.to_id
 join papers pa on pa.id = lp.from_id
 where l.from_type = 'file' and l.from_id = :file_id and l.to_type = 'proposal'
 """,
@@ -114,15 +119,15 @@ where l.from_type = 'file' and l.from_id = :file_id and l.to_type = 'proposal'
         "description": "Sessions, files (by instrument and kind) and papers linked to one proposal (its id).",
         "sql": """
 select 'papers' as what, pa.title as detail, count(*) as count, pa.id as id
-from links l join papers pa on pa.id = l.from_id
+from {links} l join papers pa on pa.id = l.from_id
 where l.from_type = 'paper' and l.to_type = 'proposal' and l.to_id = :proposal_id
 group by pa.id
 union all
 select 'sessions', instrument || ', ' || min(start) || ' to ' || max(end), count(*), null
-from sessions where proposal_id = :proposal_id group by instrument
+from {sessions} where proposal_id = :proposal_id group by instrument
 union all
 select 'files', coalesce(instrument, '?') || ' ' || coalesce(kind, ''), count(*), null
-from files where proposal_id = :proposal_id group by instrument, kind
+from {files} where proposal_id = :proposal_id group by instrument, kind
 """,
     },
 }
@@ -130,9 +135,15 @@ from files where proposal_id = :proposal_id group by instrument, kind
 
 @hookimpl
 def canned_queries(datasette, database, actor):
-    if catalog_schema(datasette, database) is None:
+    schema = catalog_schema(datasette, database)
+    if schema is None:
         return None
-    return {name: dict(query) for name, query in CONTEXT_QUERIES.items()}
+    # While periods are kept the queries read the public views, which leave proprietary rows out
+    # (proprietary.py), so everyone may run them.
+    suffix = "_public" if "proposal_periods" in schema.tables else ""
+    tables = {table: f"{table}{suffix}" for table in ("links", "sessions", "proposals", "files")}
+    queries = {name: {**query, "sql": query["sql"].format(**tables)} for name, query in CONTEXT_QUERIES.items()}
+    return queries
 
 
 def catalog_tables_metadata(schema: Schema) -> dict:
@@ -235,6 +246,7 @@ def register_routes(datasette):
 @hookimpl
 def startup(datasette):
     privacy.attach_private_databases(datasette)
+    proprietary.add_sql_twins(datasette)
 
 
 @hookimpl
@@ -252,9 +264,13 @@ def handle_exception(datasette, request, exception):
 @hookimpl
 def permission_allowed(datasette, actor, action, resource):
     # Datasette collects hooks from this module only: who may read the private databases is decided in
-    # privacy.py, who may edit tags in validation.py.
-    decided = privacy.permission_allowed(datasette, actor, action, resource)
-    return decided if decided is not None else validation.permission_allowed(datasette, actor, action, resource)
+    # privacy.py, who may read a catalog's raw tables and SQL while it holds proprietary data in proprietary.py,
+    # who may edit tags in validation.py.
+    for rule in (privacy.permission_allowed, proprietary.permission_allowed, validation.permission_allowed):
+        decided = rule(datasette, actor, action, resource)
+        if decided is not None:
+            return decided
+    return None
 
 
 @answers_errors
@@ -281,15 +297,22 @@ async def serve_preview(request, datasette):
             [int(text)],
         )
         row = result.first()
+    if row is not None and not await readable_item(datasette, request.actor, db, "file", int(text)):
+        row = None  # a file under its proprietary period, not the reader's: as if it had no preview
     if row is None or not row["png"]:
         raise WebError(f"There is no preview for file '{text[:100]}' in '{db.name}'.", 404)
     current = preview_version(row["sha256"], row["loaded_at"], row["preview"])
     max_age = ONE_YEAR_SECONDS if request.args.get("v") == current else ONE_HOUR_SECONDS
-    return Response(
-        bytes(row["png"]),
-        content_type="image/png",
-        headers={"Cache-Control": f"public, max-age={max_age}"},
-    )
+    cache = f"public, max-age={max_age}"
+    if await db.execute_fn(lambda conn: under_period(conn, int(text))):
+        cache = "private, no-store"  # the team's or staff's copy: no shared cache may hand it to anyone else
+    return Response(bytes(row["png"]), content_type="image/png", headers={"Cache-Control": cache})
+
+
+def under_period(conn, file_id: int) -> bool:
+    """Whether a file is still its proposal team's (an anonymous visitor may not see it)."""
+    db = sqlite_utils.Database(conn)
+    return periods.item_is_hidden(db, "file", file_id, periods.hidden_proposals(db, periods.ANONYMOUS))
 
 
 @hookimpl
@@ -317,6 +340,8 @@ def render_cell(row, value, column, table, database, datasette):
     schema = catalog_schema(datasette, database) if table else None
     if schema is None:
         return None
+    # A public view (files_public …: web/proprietary.py) shows its table's rows, and its cells as the table's.
+    table = table.removesuffix("_public") if table.endswith("_public") and table not in schema.tables else table
     if table == "files" and column == "preview" and value:
         return preview_cell(datasette, database, row, value)
     if column in JSON_COLUMNS and isinstance(value, str):

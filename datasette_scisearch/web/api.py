@@ -28,6 +28,7 @@ from .base import (
     ensure_may_read,
     find_catalog,
     find_catalogs,
+    hidden_proposals,
     item_table,
     item_url,
     preview_url,
@@ -154,10 +155,14 @@ async def _readable_item(request, datasette):
     return db, item_type, item_id, await readable_item_types(datasette, request.actor, db)
 
 
+async def _private(request, datasette, db) -> frozenset[str]:
+    return await hidden_proposals(datasette, request.actor, db)
+
+
 @answers_errors
 async def item_json(request, datasette):
     db, item_type, item_id, readable = await _readable_item(request, datasette)
-    detail = await call_engine(db, item_detail, item_type, item_id)
+    detail = await call_engine(db, item_detail, item_type, item_id, await _private(request, datasette, db))
     if detail is None:
         raise WebError(f"no {item_type[:40]} {item_id[:100]!r} in {db.name!r}", kind=NOT_FOUND)
     detail = {"ok": True, "database": db.name, **without_unreadable_links(detail, readable)}
@@ -177,7 +182,7 @@ async def item_json(request, datasette):
 async def similar_json(request, datasette):
     db, item_type, item_id, readable = await _readable_item(request, datasette)
     k = _integer(request, "k", 12)
-    found = await call_engine(db, similar_items, item_type, item_id, k)
+    found = await call_engine(db, similar_items, item_type, item_id, k, await _private(request, datasette, db))
     item = {**found.item, "url": item_url(datasette, db.name, item_type, found.item["item_id"])}
     hits = [hit for hit in found.hits if readable_hit(hit, readable)]
     return Response.json(

@@ -8,6 +8,9 @@ type, and every URL the pages link to.
   the search hits and the HTML pages all ask it, so a table rule holds by every route.
 - ``WebError`` (a ``ScisearchError``) is the error a view raises for bad input, something missing or
   something refused; web/errors.py answers it as a 400/403/404 page, or JSON for a JSON client.
+- ``hidden_proposals`` answers, once per request, which proposals' data the actor may not see now (still under
+  their proprietary period, and not their team's: periods.py); ``readable_item`` says whether one item is
+  readable by both rules.  Search, items, "similar", previews, tags, the queue and federation all ask them.
 - URLs are built here only: ``search_url``, ``item_url``, ``similar_url``, ``preview_url``.
 
 Nothing here imports the views, so every view imports this module at its top.
@@ -15,6 +18,8 @@ Nothing here imports the views, so every view imports this module at its top.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import re
 import time
@@ -24,9 +29,10 @@ from dataclasses import dataclass, field
 
 import datasette.handle_exception
 import sqlite_utils
-from datasette.utils import tilde_decode, tilde_encode
+from datasette.utils import actor_matches_allow, tilde_decode, tilde_encode
 from datasette.utils.sqlite import sqlite3
 
+from .. import periods
 from ..catalog import ITEM_TABLES, load_sqlite_vec
 from ..config import ConfigError, Settings, load_settings, settings_from_dict
 from ..errors import ScisearchError
@@ -102,6 +108,13 @@ class SchemaWatch:
             connection, schema = None, Schema()
         self._watched[db] = [connection, schema, now]
         return schema
+
+    def connection(self, db):
+        """The watcher's own read connection to ``db`` (None when it cannot be had): for the few cheap reads
+        Datasette's synchronous hooks need."""
+        self.schema(db)
+        entry = self._watched.get(db)
+        return entry[0] if entry is not None else None
 
 
 def _read_schema(connection) -> Schema:
@@ -188,12 +201,34 @@ def item_table(item_type: str) -> str:
 # -- What the actor may read ---------------------------------------------------------------------------
 
 
+# Set while a scisearch view asks Datasette about a table: those views leave out each proprietary row the
+# visitor may not see (``hidden_proposals``), so the rule that closes the raw tables to Datasette's own pages
+# while a catalog holds such rows (proprietary.py) is not theirs; metadata.yml's table rules still are.
+CHECKING_FOR_SCISEARCH = contextvars.ContextVar("checking_for_scisearch", default=False)
+
+
+@contextlib.contextmanager
+def checking_for_scisearch():
+    token = CHECKING_FOR_SCISEARCH.set(True)
+    try:
+        yield
+    finally:
+        CHECKING_FOR_SCISEARCH.reset(token)
+
+
 async def ensure_may_read(datasette, actor, db, table: str | None = None) -> None:
     """Datasette's own 403 unless the actor may see this catalog (and this table of it)."""
     checks = [("view-database", db.name), "view-instance"]
     if table is not None:
         checks.insert(0, ("view-table", (db.name, table)))
-    await datasette.ensure_permissions(actor, checks)
+    with checking_for_scisearch():
+        await datasette.ensure_permissions(actor, checks)
+
+
+async def table_allowed(datasette, actor, db, table: str) -> bool:
+    """Whether metadata.yml's rules let the actor see this table of the catalog through the scisearch views."""
+    with checking_for_scisearch():
+        return await datasette.permission_allowed(actor, "view-table", (db.name, table), default=True)
 
 
 async def readable_item_types(datasette, actor, db) -> frozenset[str]:
@@ -204,9 +239,53 @@ async def readable_item_types(datasette, actor, db) -> frozenset[str]:
     """
     readable = set()
     for item_type, table in ITEM_TABLES.items():
-        if await datasette.permission_allowed(actor, "view-table", (db.name, table), default=True):
+        if await table_allowed(datasette, actor, db, table):
             readable.add(item_type)
     return frozenset(readable)
+
+
+DEFAULT_STAFF = {"id": "root"}
+
+
+def staff_allow(datasette) -> dict | bool:
+    """metadata.yml's ``staff`` allow block (root alone without one)."""
+    block = (datasette.plugin_config(PLUGIN_NAME) or {}).get("staff") or {}
+    allow = block.get("allow") if isinstance(block, dict) else None
+    return DEFAULT_STAFF if allow is None else allow
+
+
+def is_staff(datasette, actor) -> bool:
+    return actor is not None and bool(actor_matches_allow(actor, staff_allow(datasette)))
+
+
+def viewer(datasette, actor) -> periods.Viewer:
+    """Who is looking, for proprietary periods: staff, or a sign-in id that may be a person's account id."""
+    account = actor.get("id") if isinstance(actor, dict) else None
+    return periods.Viewer(account_id=str(account) if account is not None else None, staff=is_staff(datasette, actor))
+
+
+async def hidden_proposals(datasette, actor, db) -> frozenset[str]:
+    """The proposals whose files, previews, tags, sessions and own fields this actor may not see in this catalog
+    now; computed against the clock at each request, so a period that ends needs no reload."""
+    who = viewer(datasette, actor)
+    if who.staff:
+        return frozenset()
+    return await db.execute_fn(lambda conn: periods.hidden_proposals(sqlite_utils.Database(conn), who))
+
+
+async def readable_item(datasette, actor, db, item_type: str, item_id) -> bool:
+    """Whether the actor may read this one item of the catalog: its table (metadata.yml's ``allow`` rules) and
+    its proposal's period.  Downloads and every other route that serves one item ask this."""
+    if item_type not in ITEM_TABLES:
+        return False
+    if not await table_allowed(datasette, actor, db, ITEM_TABLES[item_type]):
+        return False
+    hidden = await hidden_proposals(datasette, actor, db)
+    if not hidden:
+        return True
+    return not await db.execute_fn(
+        lambda conn: periods.item_is_hidden(sqlite_utils.Database(conn), item_type, item_id, hidden)
+    )
 
 
 def without_unreadable_links(detail: dict, readable: frozenset[str]) -> dict:

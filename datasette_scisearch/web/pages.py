@@ -35,6 +35,7 @@ from .base import (
     facility_settings,
     find_catalog,
     find_catalogs,
+    hidden_proposals,
     item_table,
     parse_page,
     readable_hit,
@@ -114,16 +115,19 @@ async def search_catalogs(datasette, actor, catalogs: list, query: str, *, serve
 
     Each catalog's tables this actor may not see (metadata.yml's table-level ``allow``) are hidden from its
     search, so its hits, counts and facets all hold to the rule, and a hit's proposal is left out where
-    proposals are not to be seen.
+    proposals are not to be seen.  So are the proposals still under their proprietary period that are not the
+    actor's (``hidden_proposals``), with their files and sessions.
     """
     settings = facility_settings(datasette)
     readable = {db.name: await readable_item_types(datasette, actor, db) for db in catalogs}
+    private = {db.name: await hidden_proposals(datasette, actor, db) for db in catalogs}
 
     def engine_of(db):
         hidden = frozenset(ITEM_TYPES) - readable[db.name]
 
         async def run(text: str, **engine_options):
             options = {"settings": settings, "hidden_item_types": hidden, **engine_options}
+            options["hidden_proposals"] = private[db.name]
             return await call_engine(db, catalog_answer, text, **options)
 
         return run
@@ -393,7 +397,8 @@ async def item_page(request, datasette):
         db = find_catalog(datasette, request.url_vars["database"])
         table = item_table(item_type)
         await ensure_may_read(datasette, request.actor, db, table)
-        detail = await call_engine(db, item_detail, item_type, item_id)
+        private = await hidden_proposals(datasette, request.actor, db)
+        detail = await call_engine(db, item_detail, item_type, item_id, private)
         if detail is None:
             raise WebError(f"There is no {item_type} '{item_id[:200]}' in this catalog.", 404)
     except WebError as error:
@@ -401,7 +406,7 @@ async def item_page(request, datasette):
     readable = await readable_item_types(datasette, request.actor, db)
     detail = without_unreadable_links(detail, readable)
     try:
-        similar = (await call_engine(db, similar_items, item_type, item_id, SIMILAR_COUNT)).hits
+        similar = (await call_engine(db, similar_items, item_type, item_id, SIMILAR_COUNT, private)).hits
         similar = [hit for hit in similar if readable_hit(hit, readable)]
         similar_note = None if similar else "Nothing to compare with yet: similarity needs the taggers' vectors."
     except (engine.QueryError, engine.ItemNotFound) as error:

@@ -25,13 +25,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from datasette.database import Database
-from datasette.utils import actor_matches_allow
 
 from ..private import PRIVATE_TABLES, is_private_file, open_private, private_path
-from .base import schemas
+from .base import is_staff, schemas
 
 PLUGIN_NAME = "datasette-scisearch"
-DEFAULT_STAFF = {"id": "root"}
 # Everything Datasette checks before it reads a database or a table in it, or hands its file out.
 READING_ACTIONS = frozenset(
     {
@@ -48,16 +46,6 @@ READING_ACTIONS = frozenset(
         "drop-table",
     }
 )
-
-
-def staff_allow(datasette) -> dict | bool:
-    block = (datasette.plugin_config(PLUGIN_NAME) or {}).get("staff") or {}
-    allow = block.get("allow") if isinstance(block, dict) else None
-    return DEFAULT_STAFF if allow is None else allow
-
-
-def is_staff(datasette, actor) -> bool:
-    return actor is not None and bool(actor_matches_allow(actor, staff_allow(datasette)))
 
 
 def is_private_database(datasette, name: str | None) -> bool:

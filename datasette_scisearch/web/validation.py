@@ -39,12 +39,21 @@ from datasette.utils import actor_matches_allow, tilde_decode, tilde_encode
 from datasette.utils.asgi import Forbidden, Response
 from datasette.utils.sqlite import sqlite3  # the module Datasette's connections come from (pysqlite3 where installed)
 
-from .. import catalog
+from .. import catalog, periods
 from ..catalog import ITEM_TABLES
 from ..errors import BUSY, ScisearchError
 from ..tagging import experts
 from . import present
-from .base import WebError, facility_settings, find_catalog, item_url, parse_page, preview_url
+from .base import (
+    WebError,
+    facility_settings,
+    find_catalog,
+    hidden_proposals,
+    item_url,
+    parse_page,
+    preview_url,
+    readable_item,
+)
 from .errors import error_response, wants_json
 from .privacy import is_staff
 
@@ -162,6 +171,30 @@ async def catalog_for_writing(request, datasette):
     return db
 
 
+async def ensure_item_readable(request, datasette, db, item_type: str, item_id) -> None:
+    """A 404 for an item the actor may not read (its table's rule, or its proposal's period): a tag of it is as
+    out of reach as the item itself, for reading and for changing."""
+    if not await readable_item(datasette, request.actor, db, item_type, item_id):
+        raise WebError(f"There is no {str(item_type)[:40]} '{str(item_id)[:100]}' in this catalog.", 404)
+
+
+async def ensure_tag_readable(request, datasette, db, tag_id=None, history_id=None) -> None:
+    """``ensure_item_readable`` for the item of a tag, or of a history entry's tag (None: no such tag, which the
+    change itself reports)."""
+
+    def item_of(conn):
+        if history_id is not None:
+            sql = "select t.item_type, t.item_id from tag_history h join tags t on t.id = h.tag_id where h.id = ?"
+            key = history_id
+        else:
+            sql, key = "select item_type, item_id from tags where id = ?", tag_id
+        return conn.execute(sql, [key]).fetchone()
+
+    found = await db.execute_fn(item_of)
+    if found is not None:
+        await ensure_item_readable(request, datasette, db, found[0], found[1])
+
+
 async def write(db, function, *args):
     """Run an ``experts`` function on Datasette's single write connection."""
 
@@ -229,6 +262,7 @@ async def tag_endpoint(request, datasette):
     tag_id = tilde_decode(request.url_vars["tag_id"])
     if action == "undo":
         raise WebError("to undo, POST to the history entry's /undo URL")
+    await ensure_tag_readable(request, datasette, db, tag_id=tag_id)
     change = await write(db, experts.change_tag, tag_id, action, request.actor, first(fields, "text"))
     tag = change.tag
     fallback = safe_next(first(fields, "next")) or item_url(datasette, db.name, tag["item_type"], tag["item_id"])
@@ -240,6 +274,7 @@ async def tag_endpoint(request, datasette):
 async def tag_json(request, datasette):
     db = await catalog_for_reading(request, datasette)
     tag_id = tilde_decode(request.url_vars["tag_id"])
+    await ensure_tag_readable(request, datasette, db, tag_id=tag_id)
     staff = is_staff(datasette, request.actor)  # who changed a tag is for staff to see (privacy.py)
 
     def read(conn):
@@ -257,6 +292,8 @@ async def add_endpoint(request, datasette):
     db = await catalog_for_writing(request, datasette)
     fields = await form_fields(request)
     item_type, item_id = first(fields, "item_type"), first(fields, "item_id")
+    if item_type in ITEM_TABLES:
+        await ensure_item_readable(request, datasette, db, item_type, item_id)
     change = await write(db, experts.add, item_type, item_id, first(fields, "text"), request.actor)
     fallback = safe_next(first(fields, "next")) or item_url(datasette, db.name, item_type, item_id)
     return done(request, datasette, change.as_dict(), f"Added '{change.tag['tag']}'.", fallback)
@@ -279,6 +316,8 @@ async def bulk_endpoint(request, datasette):
     db = await catalog_for_writing(request, datasette)
     fields = await form_fields(request)
     items = parse_items(fields.get("item") or [])
+    for item_type, item_id in items:
+        await ensure_item_readable(request, datasette, db, item_type, item_id)
     action = first(fields, "action")
     result = await write(db, experts.bulk_change, action, first(fields, "tag"), items, request.actor)
     route = tilde_encode(db.route)
@@ -311,6 +350,8 @@ async def undo_all_endpoint(request, datasette):
     history_ids = [value.strip() for value in fields.get("history") or [] if value.strip()]
     if not history_ids:
         raise WebError("name the changes to undo: one history field per change")
+    for history_id in history_ids:
+        await ensure_tag_readable(request, datasette, db, history_id=history_id)
     result = await write(db, undo_all, history_ids, request.actor)
     route = tilde_encode(db.route)
     fallback = safe_next(first(fields, "next")) or datasette.urls.path(f"-/scisearch/queue/{route}")
@@ -327,7 +368,9 @@ async def undo_endpoint(request, datasette):
         raise WebError("use POST to undo a change", 405)
     db = await catalog_for_writing(request, datasette)
     fields = await form_fields(request)
-    change = await write(db, experts.undo, tilde_decode(request.url_vars["history_id"]), request.actor)
+    history_id = tilde_decode(request.url_vars["history_id"])
+    await ensure_tag_readable(request, datasette, db, history_id=history_id)
+    change = await write(db, experts.undo, history_id, request.actor)
     tag = change.tag
     fallback = safe_next(first(fields, "next")) or item_url(datasette, db.name, tag["item_type"], tag["item_id"])
     return done(request, datasette, change.as_dict(), f"Undone: '{tag['tag']}' is {tag['status']} again.", fallback)
@@ -365,6 +408,7 @@ async def queue_page(request, datasette):
     if item_type not in ITEM_TABLES:
         raise WebError(f"'{item_type[:40]}' is not a kind of item: use one of {', '.join(ITEM_TABLES)}", 400)
     page, page_note = parse_page(request.args.get("page"))
+    hidden = await hidden_proposals(datasette, request.actor, db)
 
     def read_queue(conn):
         db = sqlite_utils.Database(conn)
@@ -373,6 +417,8 @@ async def queue_page(request, datasette):
         last_page = max(1, -(-total // QUEUE_SIZE))
         shown_page = min(page, last_page)
         entries = experts.review_queue(db, item_type, QUEUE_SIZE, (shown_page - 1) * QUEUE_SIZE)
+        # Items still under another team's proprietary period are not this expert's to judge, nor to see.
+        entries = [e for e in entries if not periods.item_is_hidden(db, e["item_type"], e["item_id"], hidden)]
         return total, shown_page, last_page, entries
 
     total, page, last_page, entries = await db.execute_fn(read_queue)
