@@ -37,7 +37,7 @@ from pathlib import Path
 
 from ..config import Settings
 from .loader import FileLoader
-from .reading import FileResult, loader_id, read_file
+from .reading import DatasetRead, FileResult, loader_id, read_dataset, read_file
 
 DEFAULT_MEMORY_LIMIT_BYTES = 2 * 2**30
 DEFAULT_TIMEOUT_S = 300.0
@@ -100,40 +100,57 @@ class ReaderPool:
         self._results = from_worker_read
 
     def read(self, path: Path, chain: list[FileLoader], settings: Settings, sha256: str | None) -> FileResult:
+        answer = self._ask(("file", path, chain, settings, sha256))
+        if answer is None:
+            return read_file(path, chain, settings, sha256=sha256)
+        if isinstance(answer, FileResult):
+            return answer
+        return self._failure(path, chain, sha256, answer)
+
+    def read_dataset(self, path: Path, chain: list[FileLoader], index: int) -> DatasetRead:
+        """One dataset of ``path`` with its array (for an export), read in the worker like a load's files."""
+        answer = self._ask(("dataset", path, chain, index))
+        if answer is None:
+            return read_dataset(path, chain, index)
+        if isinstance(answer, DatasetRead):
+            return answer
+        return DatasetRead(None, error=answer)
+
+    def _ask(self, request: tuple):
+        """The worker's answer to ``request``; None when it must run in this process instead (no worker here, or
+        a reader no other process can import), or a sentence saying what stopped the worker."""
         if os.getpid() != self._pid:  # a forked child must not share its parent's worker
             self._process = self._requests = self._results = None
             self._pid = os.getpid()
         if self.unavailable is None and (self._process is None or self._process.poll() is not None):
             self._start()
         if self.unavailable is not None:
-            return read_file(path, chain, settings, sha256=sha256)
+            return None
         try:
-            request = pickle.dumps((path, chain, settings, sha256), protocol=pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, AttributeError, TypeError):
             # A reader defined where no other process can import it (inside a function): it runs here.
-            return read_file(path, chain, settings, sha256=sha256)
+            return None
         try:
-            _send_bytes(self._requests, request)
+            _send_bytes(self._requests, data)
             answer = self._receive_message(self.timeout_s)
         except BrokenPipeError:  # it died before it could read the request
             answer = None
-        if isinstance(answer, FileResult):
+        if isinstance(answer, (FileResult, DatasetRead)):
             return answer
         if answer == "timeout":
             self._stop()
-            return self._failure(
-                path,
-                chain,
-                sha256,
+            return (
                 f"reading it took longer than {self.timeout_s:g} s, so the reader was stopped: a damaged file "
-                "(a reader looping on a bad header) or a very large one",
+                "(a reader looping on a bad header) or a very large one"
             )
-        return self._failure(path, chain, sha256, self._death())
+        return self._death()
 
     def _receive_message(self, timeout_s: float):
         """The next message from the worker; 'timeout' when none came in time, None when the worker is gone."""
         deadline = time.monotonic() + timeout_s
-        buffer, wanted, length = b"", _HEADER.size, None
+        # A bytearray grows in place: an array of a hundred megabytes arrives in many 64 KiB chunks.
+        buffer, wanted, length = bytearray(), _HEADER.size, None
         while True:
             # poll, not select: a process with many files open (a server, a long test run) gets descriptors above
             # select's limit of 1024, and select then refuses them.
@@ -150,7 +167,7 @@ class ReaderPool:
                 (length,) = _HEADER.unpack(buffer[: _HEADER.size])
                 buffer, wanted = buffer[_HEADER.size :], length
             if length is not None and len(buffer) >= length:
-                return pickle.loads(buffer[:length])
+                return pickle.loads(memoryview(buffer)[:length])
 
     def _death(self) -> str:
         """What ended the worker, in words: a crash (its signal), the kernel's OOM killer, an exit."""
@@ -240,7 +257,8 @@ def _limit_memory(limit_bytes: int) -> None:
 
 
 def _serve(requests_fd: int, results_fd: int, memory_limit_bytes: int) -> None:
-    """The worker: read each requested file and send back its FileResult, until the loader closes the pipe."""
+    """The worker: read each requested file and send back its FileResult (or one dataset with its array, a
+    DatasetRead), until the loader closes the pipe."""
     import scisearch_loaders.instrument_files  # noqa: F401  the built-in readers, imported before the cap
 
     _limit_memory(memory_limit_bytes)
@@ -251,8 +269,13 @@ def _serve(requests_fd: int, results_fd: int, memory_limit_bytes: int) -> None:
         if header is None:
             return
         (length,) = _HEADER.unpack(header)
-        path, chain, settings, sha256 = pickle.loads(_read_exactly(requests_fd, length))
-        _send(results, read_file(path, chain, settings, sha256=sha256))
+        verb, *arguments = pickle.loads(_read_exactly(requests_fd, length))
+        if verb == "dataset":  # an export: one dataset with its array
+            path, chain, index = arguments
+            _send(results, read_dataset(path, chain, index))
+        else:
+            path, chain, settings, sha256 = arguments
+            _send(results, read_file(path, chain, settings, sha256=sha256))
 
 
 if __name__ == "__main__":

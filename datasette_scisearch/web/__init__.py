@@ -32,7 +32,7 @@ from datasette.utils.asgi import Response
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
 from ..errors import ScisearchError
 from ..ingest.normalize import magnification_label
-from . import api, clicks, pages, privacy, validation
+from . import api, clicks, downloads, findable, pages, privacy, validation
 from .base import (
     Schema,
     WebError,
@@ -224,6 +224,8 @@ def register_routes(datasette):
     return [
         (r"^/-/scisearch/preview/(?P<database>[^/]+)/(?P<file_id>[^/]*)\.png$", serve_preview),
         *api.ROUTES,
+        *downloads.ROUTES,
+        *findable.ROUTES,
         *pages.ROUTES,
         *validation.ROUTES,
         *clicks.ROUTES,

@@ -3,12 +3,16 @@ type, and every URL the pages link to.
 
 - ``find_catalog`` / ``find_catalogs`` turn a ``db=`` parameter or a URL's database route into Datasette
   Databases that are scisearch catalogs (``catalog_schema`` decides which are).
+- ``may_read_item`` / ``readable_items`` answer "may this actor read this item": the one rule that downloads,
+  exports, the item page's JSON-LD, the sitemap and the DataCite export ask, so that a rule narrowing what a
+  visitor sees per item (proprietary periods) holds by each of those routes at once.
 - ``readable_item_types`` answers, once per request, which item tables (files, proposals, papers,
   sessions) the actor may see under metadata.yml's table-level ``allow`` rules: the item JSON, "similar",
   the search hits and the HTML pages all ask it, so a table rule holds by every route.
 - ``WebError`` (a ``ScisearchError``) is the error a view raises for bad input, something missing or
   something refused; web/errors.py answers it as a 400/403/404 page, or JSON for a JSON client.
-- URLs are built here only: ``search_url``, ``item_url``, ``similar_url``, ``preview_url``.
+- URLs are built here only: ``search_url``, ``item_url``, ``similar_url``, ``preview_url``, ``download_url``,
+  ``export_url``.
 
 Nothing here imports the views, so every view imports this module at its top.
 """
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 import datasette.handle_exception
 import sqlite_utils
 from datasette.utils import tilde_decode, tilde_encode
+from datasette.utils.asgi import Forbidden
 from datasette.utils.sqlite import sqlite3
 
 from ..catalog import ITEM_TABLES, load_sqlite_vec
@@ -196,6 +201,25 @@ async def ensure_may_read(datasette, actor, db, table: str | None = None) -> Non
     await datasette.ensure_permissions(actor, checks)
 
 
+async def readable_items(datasette, actor, db, item_type: str, item_ids: list) -> list:
+    """Of these ids of one item type, those this actor may read, in the order given.
+
+    Today's rule: the actor may see the catalog and the item's table (Datasette's ``view-database`` and
+    ``view-table``, so metadata.yml's ``allow`` blocks hold).  A rule that decides per item (a proposal's
+    proprietary period) belongs here, so every route that serves an item's content follows it.
+    """
+    try:
+        await ensure_may_read(datasette, actor, db, item_table(item_type))
+    except Forbidden:
+        return []
+    return list(item_ids)
+
+
+async def may_read_item(datasette, actor, db, item_type: str, item_id) -> bool:
+    """Whether this actor may read this one item (``readable_items`` decides)."""
+    return bool(await readable_items(datasette, actor, db, item_type, [item_id]))
+
+
 async def readable_item_types(datasette, actor, db) -> frozenset[str]:
     """The item types whose tables this actor may see in this catalog (the catalog itself already allowed).
 
@@ -291,6 +315,16 @@ def similar_url(datasette, database: str, item_type: str, item_id) -> str:
 def preview_url(datasette, database: str, file_id, version: str | None = None) -> str:
     url = datasette.urls.path(f"-/scisearch/preview/{_route(datasette, database)}/{file_id}.png")
     return f"{url}?v={version}" if version else url
+
+
+def download_url(datasette, database: str, file_id) -> str:
+    """The original file (a zip with its partners when it has any)."""
+    return datasette.urls.path(f"-/scisearch/download/{_route(datasette, database)}/{file_id}")
+
+
+def export_url(datasette, database: str, file_id, format_name: str) -> str:
+    """The file's array as ``tiff``, ``png`` or ``emd``."""
+    return datasette.urls.path(f"-/scisearch/export/{_route(datasette, database)}/{file_id}.{format_name}")
 
 
 def preview_version(sha256, loaded_at, preview) -> str:

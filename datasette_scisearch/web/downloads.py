@@ -1,0 +1,255 @@
+"""Downloads: a catalogued file's originals, and its array as TIFF, PNG or HDF5 (EMD).
+
+- ``/-/scisearch/download/<database>/<file id>``: the original file; a zip of it and its partners when it was read
+  with others (a TIA ``.ser`` and its ``.emi``, a Direct Electron movie and its ``_info.txt``).
+- ``/-/scisearch/export/<database>/<file id>.<tiff|png|emd>``: the dataset's array in that format.
+
+Both stream (a file is read 1 MiB at a time off the event loop; a zip is written as it is sent, entries stored
+as they are, since instrument data hardly compresses and the point is speed), carry a ``Content-Disposition``
+name, and ask ``may_read_item`` first — the same rule as the item page.  Only files inside the catalog's data
+roots are ever served (``downloads/originals.py``): the URL names a catalog id, never a path.
+
+Datasette's own ``AsgiFileDownload`` reads 4 KiB at a time through aiofiles (a thread hop for every 4 KiB) and
+writes the file name into the header unquoted; this module streams with larger reads and a quoted name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import shutil
+import tempfile
+import threading
+import urllib.parse
+import zipfile
+from pathlib import Path
+
+import sqlite_utils
+from datasette.utils.asgi import Response
+
+from ..catalog import MAX_SQLITE_INTEGER
+from ..downloads.exports import FORMATS, ExportError, export_name, formats_for, parse_shape, write_export
+from ..downloads.originals import Originals, file_loaders, originals_of
+from ..errors import CONFLICT, FORBIDDEN, NOT_FOUND
+from ..ingest.reading import loaders_for
+from ..ingest.sandbox import shared_pool
+from .base import WebError, download_url, export_url, find_catalog, may_read_item
+from .errors import answers_errors
+
+CHUNK_BYTES = 1 << 20
+# One reader worker serves every export of this process, one file at a time.
+_sandbox_lock = threading.Lock()
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with the file's name twice (RFC 6266): plain ASCII for old clients, UTF-8 for the rest."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(name, safe='')}"
+
+
+class _Streamed(Response):
+    """A Datasette Response whose body is sent in pieces (``send_body``); headers and cookies as Response's."""
+
+    def __init__(self, name: str, content_type: str, size: int | None = None):
+        headers = {"content-disposition": content_disposition(name), "cache-control": "private, no-store"}
+        if size is not None:
+            headers["content-length"] = str(size)
+        super().__init__(None, headers=headers, content_type=content_type)
+
+    async def asgi_send(self, send) -> None:
+        headers = [(key.encode("latin-1"), str(value).encode("latin-1")) for key, value in self.headers.items()]
+        headers.append((b"content-type", self.content_type.encode("latin-1")))
+        headers.extend((b"set-cookie", cookie.encode("latin-1")) for cookie in self._set_cookie_headers)
+        try:
+            await send({"type": "http.response.start", "status": self.status, "headers": headers})
+            await self.send_body(send)
+        finally:
+            self.close()
+
+    async def send_body(self, send) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class StreamedFile(_Streamed):
+    """One open file, sent a megabyte at a time; closed (and its folder removed, for a temporary export) when done
+    or when the client goes away."""
+
+    def __init__(self, handle, size: int, name: str, content_type: str, remove: Path | None = None):
+        super().__init__(name, content_type, size)
+        self.handle, self.size, self.remove = handle, size, remove
+
+    async def send_body(self, send) -> None:
+        left = self.size
+        while left > 0:
+            chunk = await asyncio.to_thread(self.handle.read, min(CHUNK_BYTES, left))
+            if not chunk:  # the file shrank while it was sent: end early, the client sees a short body
+                break
+            left -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+        if left > 0 or self.size == 0:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def close(self) -> None:
+        self.handle.close()
+        if self.remove is not None:
+            shutil.rmtree(self.remove, ignore_errors=True)
+
+
+class _Sink:
+    """What zipfile writes into: it collects the bytes for the response to send (zipfile needs ``tell``; with no
+    ``seek`` it writes each entry's sizes after its data, as streaming requires)."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+        self.position = 0
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+class StreamedZip(_Streamed):
+    """A zip of several files, written as it is sent (no Content-Length: its size is known only at the end)."""
+
+    def __init__(self, originals: Originals, name: str):
+        super().__init__(name, "application/zip")
+        self.originals = originals
+        self.handles = [open(original.path, "rb") for original in originals.files]  # noqa: SIM115  closed in close
+
+    async def send_body(self, send) -> None:
+        sink = _Sink()
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for original, handle in zip(self.originals.files, self.handles, strict=True):
+                info = zipfile.ZipInfo(original.name, _zip_time(original.path))
+                with archive.open(info, "w", force_zip64=original.size_bytes >= 2**31) as entry:
+                    while chunk := await asyncio.to_thread(handle.read, CHUNK_BYTES):
+                        entry.write(chunk)
+                        await send({"type": "http.response.body", "body": sink.take(), "more_body": True})
+                await send({"type": "http.response.body", "body": sink.take(), "more_body": True})
+        await send({"type": "http.response.body", "body": sink.take(), "more_body": False})
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.close()
+
+
+def _zip_time(path: Path) -> tuple:
+    stamp = dt.datetime.fromtimestamp(path.stat().st_mtime)
+    return max(stamp, dt.datetime(1980, 1, 1)).timetuple()[:6]  # zip's clock starts in 1980
+
+
+def _file_id(request) -> int:
+    text = request.url_vars["file_id"]
+    if not (text.isascii() and text.isdigit() and int(text) <= MAX_SQLITE_INTEGER):
+        raise WebError(f"'{text[:100]}' is not a file id: downloads name a file by its number in the catalog.", 404)
+    return int(text)
+
+
+async def _readable_originals(request, datasette) -> tuple:
+    """The catalog and the originals of the file a download names, once the actor may read that file."""
+    file_id = _file_id(request)
+    db = find_catalog(datasette, request.url_vars["database"])
+    if not await may_read_item(datasette, request.actor, db, "file", file_id):
+        raise WebError(f"You may not download the files of '{db.name}'.", kind=FORBIDDEN)
+    originals = await db.execute_fn(lambda conn: originals_of(sqlite_utils.Database(conn), file_id))
+    return db, originals
+
+
+@answers_errors
+async def download_original(request, datasette):
+    db, originals = await _readable_originals(request, datasette)
+    if len(originals.files) == 1:
+        main = originals.main
+        try:
+            handle = open(main.path, "rb")  # noqa: SIM115  StreamedFile closes it
+        except OSError as error:
+            raise WebError(f"'{main.name}' cannot be read now ({error.strerror}).", kind=NOT_FOUND) from None
+        size = min(main.size_bytes, _size_now(handle))
+        return StreamedFile(handle, size, main.name, "application/octet-stream")
+    try:
+        return StreamedZip(originals, f"{Path(originals.main.name).stem}.zip")
+    except OSError as error:
+        raise WebError(f"'{originals.main.name}' or a partner cannot be read now ({error.strerror}).", 404) from None
+
+
+def _size_now(handle) -> int:
+    return os.fstat(handle.fileno()).st_size
+
+
+@answers_errors
+async def download_export(request, datasette):
+    export = FORMATS.get(request.url_vars["format"])
+    if export is None:
+        raise WebError(f"'{request.url_vars['format'][:20]}' is not an export format: use tiff, png or emd.", 404)
+    db, originals = await _readable_originals(request, datasette)
+    shape, dataset_count = await db.execute_fn(lambda conn: _shape_and_count(conn, originals.file_id))
+    if export not in formats_for(shape):
+        possible = ", ".join(f.name for f in formats_for(shape)) or "none (the catalog knows no shape for it)"
+        raise ExportError(f"this dataset cannot be exported as {export.label}", fix=f"formats that fit it: {possible}")
+    folder = Path(tempfile.mkdtemp(prefix="scisearch-export-"))
+    try:
+        target = await asyncio.to_thread(_export, originals, export, folder)
+        handle = open(target, "rb")  # noqa: SIM115  StreamedFile closes it
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    name = export_name(originals.name, originals.dataset, dataset_count, export)
+    return StreamedFile(handle, _size_now(handle), name, export.content_type, remove=folder)
+
+
+def _shape_and_count(conn, file_id: int) -> tuple:
+    shape, count = conn.execute(
+        "select shape, (select count(*) from files other where other.path = files.path) from files where id = ?",
+        [file_id],
+    ).fetchone()
+    return parse_shape(shape), count
+
+
+def _export(originals: Originals, export, folder: Path) -> Path:
+    """Read the dataset's array in the reader sandbox (the reader that loaded it first) and write the export."""
+    path = originals.main.path
+    chain = loaders_for(path, file_loaders())
+    served_by = (originals.loader or "").split(":")[0]
+    chain.sort(key=lambda loader: loader.name != served_by)  # stable: the rest keep the load's order
+    if not chain:
+        raise WebError(
+            f"No installed reader reads '{originals.name}' any more, so it cannot be exported.", kind=CONFLICT
+        )
+    with _sandbox_lock:
+        read = shared_pool().read_dataset(path, chain, originals.dataset)
+    if read.dataset is None:
+        raise WebError(f"'{originals.name}' could not be read again for an export: {read.error}", kind=CONFLICT)
+    return write_export(read.dataset, export, folder / f"export{export.suffix}")
+
+
+def downloads_view(datasette, database: str, row: dict) -> list[dict]:
+    """The item page's download links for one file's row: the original, then each export its shape allows."""
+    if not row.get("path") or row.get("id") is None:
+        return []
+    links = [{"label": "Original file", "url": download_url(datasette, database, row["id"]), "format": "original"}]
+    for export in formats_for(parse_shape(row.get("shape"))):
+        url = export_url(datasette, database, row["id"], export.name)
+        links.append({"label": export.label, "url": url, "format": export.name})
+    return links
+
+
+_FILE = r"(?P<database>[^/]+)/(?P<file_id>[^/]*)"
+ROUTES = [
+    (rf"^/-/scisearch/download/{_FILE}$", download_original),
+    (rf"^/-/scisearch/export/{_FILE}\.(?P<format>[A-Za-z0-9]+)$", download_export),
+]
