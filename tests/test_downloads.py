@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 import zipfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -18,6 +19,7 @@ from PIL import Image
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import Settings
+from datasette_scisearch.downloads.originals import file_loaders
 from datasette_scisearch.ingest.files import load_files
 from datasette_scisearch.ingest.reading import loaders_for, read_dataset
 
@@ -72,10 +74,8 @@ def file_row(path, file_id_: int) -> dict:
 def catalogued_array(path, file_id_: int) -> np.ndarray:
     """The array as the reader chain reads it now, to compare an export with."""
     row = file_row(path, file_id_)
-    from datasette_scisearch.downloads.originals import file_loaders
-
-    chain = loaders_for(__import__("pathlib").Path(row["path"]), file_loaders())
-    return read_dataset(__import__("pathlib").Path(row["path"]), chain, row["dataset"]).dataset.data
+    chain = loaders_for(Path(row["path"]), file_loaders())
+    return read_dataset(Path(row["path"]), chain, row["dataset"]).dataset.data
 
 
 # -- The original files ----------------------------------------------------------------------------------
@@ -296,12 +296,11 @@ def test_a_uint16_image_exports_to_png_exactly(tmp_path):
 
 
 def test_the_sandbox_reads_a_dataset_with_its_array_like_the_loading_process(catalog):
-    from datasette_scisearch.downloads.originals import file_loaders
     from datasette_scisearch.ingest.sandbox import ReaderPool
 
     stack = file_id(catalog, "dmTest_3D_int16_64,65,66.dm3")
     row = file_row(catalog, stack)
-    path = __import__("pathlib").Path(row["path"])
+    path = Path(row["path"])
     with ReaderPool() as pool:
         read = pool.read_dataset(path, loaders_for(path, file_loaders()), row["dataset"])
     assert pool.unavailable is None

@@ -16,6 +16,7 @@ record is identified by its URL here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -96,7 +97,7 @@ def _common(detail: dict, site: Site, description: str) -> dict:
         "identifier": url,
     }
     if site.license:
-        ld["license"] = site.license
+        ld["license"] = _license(site)
     if site.publisher:
         ld["publisher"] = {"@type": "Organization", "name": site.publisher}
         ld["includedInDataCatalog"] = {"@type": "DataCatalog", "name": site.publisher, "url": site.absolute("/")}
@@ -210,6 +211,15 @@ def _file_description(row: dict) -> str:
     return f"{name}: electron-microscopy {', '.join(facts)}."
 
 
+def _license(site: Site):
+    """schema.org's ``license`` is a URL or a CreativeWork: a URL alone as it is, a name as a CreativeWork."""
+    if site.license_name and site.license != site.license_name:
+        return {"@type": "CreativeWork", "name": site.license_name, "url": site.license}
+    if "://" in site.license:
+        return site.license
+    return {"@type": "CreativeWork", "name": site.license}
+
+
 def _property_value(name: str, value, unit: str | None, code: str) -> dict:
     prop = {"@type": "PropertyValue", "name": name, "value": value, "unitCode": code}
     if unit:
@@ -234,8 +244,10 @@ def _article(paper: dict) -> dict:
     if doi:
         article["identifier"] = doi
         article["url"] = doi if doi.startswith("http") else f"https://doi.org/{doi}"
-    if paper.get("year"):
-        article["datePublished"] = str(paper["year"])
+    # schema.org wants an ISO 8601 date: a publication date when the catalog has one; a bare year is not one.
+    published = str(paper.get("published") or "")
+    if re.match(r"\d{4}-\d\d-\d\d", published):
+        article["datePublished"] = published[:10]
     return article
 
 
