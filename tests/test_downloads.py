@@ -15,6 +15,7 @@ import pytest
 import sqlite_utils
 import tifffile
 from datasette.app import Datasette
+from ncempy.io import mrc
 from PIL import Image
 
 from datasette_scisearch.catalog import open_catalog
@@ -28,6 +29,7 @@ from .conftest import shared_data
 # A TIA pair, a 2-D float image, a 3-D stack: one of each thing a download must handle.
 FILES = ["16_STOimage_1.ser", "16_STOimage.emi", "08_carbon.dm3", "dmTest_3D_int16_64,65,66.dm3"]
 SECRET = "not for download\n"
+MOVIE, MOVIE_INFO = "20230101_00001_movie.mrc", "20230101_00001_info.txt"
 
 
 def build_catalog(folder):
@@ -38,6 +40,10 @@ def build_catalog(folder):
     for name in FILES:
         shutil.copy(em / name, data / name)
     shutil.copy(em / "dmTest_float32_nonSquare_diffPixelSize.dm3", data / "spare.dm3")  # swapped for links by tests
+    # A Direct Electron movie and the _info.txt its camera writes beside it: MRC's partner file.
+    movie = np.arange(4 * 64 * 64, dtype=np.int16).reshape(4, 64, 64)
+    mrc.mrcWriter(str(data / MOVIE), movie, (1.0, 0.1, 0.1))
+    (data / MOVIE_INFO).write_text("Timestamp (epoch) = 1672531200\n")
     (folder / "outside").mkdir()
     (folder / "outside" / "secret.txt").write_text(SECRET)
     path = folder / "lab.db"
@@ -103,6 +109,17 @@ async def test_a_tia_ser_downloads_as_a_zip_with_its_emi_partner(catalog):
     assert sorted(archive.namelist()) == ["16_STOimage.emi", "16_STOimage_1.ser"]
     for name in archive.namelist():
         assert archive.read(name) == (shared_data("em") / name).read_bytes()
+
+
+@pytest.mark.asyncio
+async def test_a_direct_electron_movie_downloads_as_a_zip_with_its_info_txt(catalog):
+    movie = file_id(catalog, MOVIE)
+    response = await served(catalog).client.get(f"/-/scisearch/download/lab/{movie}")
+    assert response.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    assert sorted(archive.namelist()) == [MOVIE_INFO, MOVIE]
+    assert archive.read(MOVIE_INFO) == (catalog.parent / "data" / MOVIE_INFO).read_bytes()
+    assert archive.read(MOVIE) == (catalog.parent / "data" / MOVIE).read_bytes()
 
 
 def test_a_name_with_quotes_and_accents_is_given_plainly_and_in_utf8():
