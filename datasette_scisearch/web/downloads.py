@@ -16,6 +16,7 @@ writes the file name into the header unquoted; this module streams with larger r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -83,14 +84,19 @@ class StreamedFile(_Streamed):
         self.handle, self.size, self.remove = handle, size, remove
 
     async def send_body(self, send) -> None:
-        left = self.size
-        while left > 0:
-            chunk = await asyncio.to_thread(self.handle.read, min(CHUNK_BYTES, left))
-            if not chunk:  # the file shrank while it was sent: end early, the client sees a short body
-                break
-            left -= len(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
-        if left > 0 or self.size == 0:
+        left = unread = self.size
+
+        def read():
+            nonlocal unread  # the next read is under way while the last chunk is sent: it counts its own bytes
+            chunk = self.handle.read(min(CHUNK_BYTES, unread)) if unread > 0 else b""
+            unread -= len(chunk)
+            return chunk
+
+        async with contextlib.aclosing(_pipelined(read)) as chunks:
+            async for chunk in chunks:
+                left -= len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+        if left > 0 or self.size == 0:  # the file shrank while it was sent: end early, the client sees a short body
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def close(self) -> None:
@@ -137,15 +143,35 @@ class StreamedZip(_Streamed):
             for original, handle in zip(self.originals.files, self.handles, strict=True):
                 info = zipfile.ZipInfo(original.name, _zip_time(original.path))
                 with archive.open(info, "w", force_zip64=original.size_bytes >= 2**31) as entry:
-                    while chunk := await asyncio.to_thread(handle.read, CHUNK_BYTES):
+
+                    def read_and_add(handle=handle, entry=entry):
+                        # In a thread: the read and the zip's CRC-32 (zlib lets go of the GIL for both).
+                        chunk = handle.read(CHUNK_BYTES)
                         entry.write(chunk)
-                        await send({"type": "http.response.body", "body": sink.take(), "more_body": True})
+                        return sink.take() if chunk else b""
+
+                    async with contextlib.aclosing(_pipelined(read_and_add)) as pieces:
+                        async for data in pieces:
+                            await send({"type": "http.response.body", "body": data, "more_body": True})
                 await send({"type": "http.response.body", "body": sink.take(), "more_body": True})
         await send({"type": "http.response.body", "body": sink.take(), "more_body": False})
 
     def close(self) -> None:
         for handle in self.handles:
             handle.close()
+
+
+async def _pipelined(step):
+    """Each result of ``step()`` (run in a thread) until it gives nothing, the next one computed while the caller
+    sends the last: reading (and a zip's checksum) overlaps with the socket's writes, on a second core."""
+    pending = asyncio.ensure_future(asyncio.to_thread(step))
+    try:
+        while result := await pending:
+            pending = asyncio.ensure_future(asyncio.to_thread(step))
+            yield result
+    finally:
+        if not pending.done():  # the client went away: let the thread finish before the file is closed
+            await asyncio.wait([pending])
 
 
 def _zip_time(path: Path) -> tuple:
