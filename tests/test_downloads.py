@@ -333,3 +333,32 @@ async def test_an_export_of_a_file_changed_into_junk_says_it_cannot_be_read(own_
     )
     assert response.status_code == 409
     assert "could not be read again" in response.json()["error"]
+
+
+# -- Every bad URL of these routes is a 4xx, never a 500 -------------------------------------------------------
+
+ROUTE_SHAPES = [
+    "/-/scisearch/download/{db}/{id}",
+    "/-/scisearch/export/{db}/{id}.tiff",
+    "/-/scisearch/export/{db}/{id}.png",
+    "/-/scisearch/export/{db}/{id}.{id}",
+    "/-/scisearch/sitemap/{db}/{id}.xml",
+    "/-/scisearch/datacite/{db}/{id}.json",
+]
+
+
+@pytest.mark.asyncio
+async def test_no_bad_id_or_database_in_a_download_sitemap_or_datacite_url_is_answered_with_a_500(catalog):
+    from .test_web_errors import BAD_IDS, DATABASES
+
+    ds = served(catalog)
+    databases = [name.replace("cat", "lab") for name in DATABASES]
+    failures = []
+    for shape in ROUTE_SHAPES:
+        for database in databases:
+            for bad in [*BAD_IDS, "1"]:
+                url = shape.format(db=database, id=bad)
+                response = await ds.client.get(url)
+                if response.status_code >= 500:
+                    failures.append((url, response.status_code))
+    assert failures == []

@@ -267,3 +267,9 @@ async def test_the_datacite_export_follows_the_read_rule_and_names_a_missing_pro
     assert (await hidden.client.get(f"/-/scisearch/datacite/cat/{PROPOSAL_ID}.json")).status_code == 403
     missing = await served(catalog).client.get("/-/scisearch/datacite/cat/NOPE-1.json")
     assert missing.status_code == 404 and "NOPE-1" in missing.json()["error"]
+
+
+@pytest.mark.asyncio
+async def test_a_datacite_page_too_far_to_count_is_a_404_not_a_500(catalog):
+    response = await served(catalog).client.get(f"/-/scisearch/datacite/cat/{PROPOSAL_ID}.json?page={'9' * 25}")
+    assert response.status_code == 404

@@ -23,6 +23,7 @@ import markupsafe
 from datasette.utils import tilde_encode
 from datasette.utils.asgi import Forbidden, Response
 
+from ..catalog import MAX_SQLITE_INTEGER
 from ..search.detail import item_detail
 from .base import (
     WebError,
@@ -82,6 +83,14 @@ async def _public(datasette, db, item_type: str, item_id) -> bool:
     return await may_read_item(datasette, ANONYMOUS, db, item_type, item_id)
 
 
+def _offset(page: int, per_page: int, what: str) -> int:
+    """Where ``page`` starts; a 404 for a page so far out that no catalog could reach it."""
+    offset = (page - 1) * per_page
+    if offset > MAX_SQLITE_INTEGER:
+        raise WebError(f"{what} has no page {page:.3g}.", 404)
+    return offset
+
+
 # -- Sitemap -----------------------------------------------------------------------------------------------
 
 
@@ -128,6 +137,7 @@ async def sitemap_page(request, datasette):
     page, note = parse_page(request.url_vars["page"])
     if note:
         raise WebError(f"'{request.url_vars['page'][:40]}' is not a sitemap page: pages are numbered from 1.", 404)
+    _offset(page, SITEMAP_PAGE, "This catalog's sitemap")
     types = await _public_types(datasette, db)
     rows = await db.execute_fn(lambda conn: _page_rows(conn, types, page)) if types else []
     if page > 1 and not rows:
@@ -167,6 +177,7 @@ async def datacite_export(request, datasette):
     if not await may_read_item(datasette, request.actor, db, "proposal", proposal_id):
         raise WebError(f"You may not see the proposals of '{db.name}'.", 403)
     page, _ = parse_page(request.args.get("page"))
+    _offset(page, DATACITE_PAGE, "This proposal's export")
     detail = await call_engine(db, item_detail, "proposal", proposal_id)
     if detail is None:
         raise WebError(f"There is no proposal '{proposal_id[:200]}' in this catalog.", 404)
