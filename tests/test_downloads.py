@@ -98,6 +98,30 @@ async def test_a_single_file_downloads_with_its_bytes_and_its_name(catalog):
 
 
 @pytest.mark.asyncio
+async def test_a_broken_download_resumes_with_a_range_request(catalog):
+    carbon = file_id(catalog, "08_carbon.dm3")
+    whole = (shared_data("em") / "08_carbon.dm3").read_bytes()
+    ds = served(catalog)
+    middle = await ds.client.get(f"/-/scisearch/download/lab/{carbon}", headers={"range": "bytes=1000-"})
+    assert middle.status_code == 206
+    assert middle.content == whole[1000:]
+    assert middle.headers["content-range"] == f"bytes 1000-{len(whole) - 1}/{len(whole)}"
+    tail = await ds.client.get(f"/-/scisearch/download/lab/{carbon}", headers={"range": "bytes=-100"})
+    assert tail.status_code == 206 and tail.content == whole[-100:]
+
+
+@pytest.mark.asyncio
+async def test_a_range_outside_the_file_is_a_416_and_several_ranges_get_the_whole_file(catalog):
+    carbon = file_id(catalog, "08_carbon.dm3")
+    size = (shared_data("em") / "08_carbon.dm3").stat().st_size
+    ds = served(catalog)
+    outside = await ds.client.get(f"/-/scisearch/download/lab/{carbon}", headers={"range": f"bytes={size}-"})
+    assert outside.status_code == 416 and outside.headers["content-range"] == f"bytes */{size}"
+    several = await ds.client.get(f"/-/scisearch/download/lab/{carbon}", headers={"range": "bytes=0-1,5-9"})
+    assert several.status_code == 200 and len(several.content) == size
+
+
+@pytest.mark.asyncio
 async def test_a_tia_ser_downloads_as_a_zip_with_its_emi_partner(catalog):
     sto = file_id(catalog, "16_STOimage_1.ser")
     response = await served(catalog).client.get(f"/-/scisearch/download/lab/{sto}")

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -206,11 +207,48 @@ async def download_original(request, datasette):
         except OSError as error:
             raise WebError(f"'{main.name}' cannot be read now ({error.strerror}).", kind=NOT_FOUND) from None
         size = min(main.size_bytes, _size_now(handle))
-        return StreamedFile(handle, size, main.name, "application/octet-stream")
+        wanted = byte_range(request.headers.get("range"), size)
+        if wanted is None:
+            response = StreamedFile(handle, size, main.name, "application/octet-stream")
+        elif wanted == UNSATISFIABLE:
+            handle.close()
+            return Response.text(
+                f"The range asked for is outside the file ({size} bytes).",
+                status=416,
+                headers={"content-range": f"bytes */{size}"},
+            )
+        else:
+            start, end = wanted
+            handle.seek(start)
+            response = StreamedFile(handle, end - start + 1, main.name, "application/octet-stream")
+            response.status = 206
+            response.headers["content-range"] = f"bytes {start}-{end}/{size}"
+        response.headers["accept-ranges"] = "bytes"  # a broken download of a large file resumes
+        return response
     try:
         return StreamedZip(originals, f"{Path(originals.main.name).stem}.zip")
     except OSError as error:
         raise WebError(f"'{originals.main.name}' or a partner cannot be read now ({error.strerror}).", 404) from None
+
+
+UNSATISFIABLE = "unsatisfiable"
+_RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
+
+
+def byte_range(header: str | None, size: int):
+    """The (first, last) byte a ``Range`` header asks for (RFC 9110 14.2), UNSATISFIABLE when none of the file is
+    in it, None for the whole file: no header, or one this server answers in full (several ranges, bad syntax)."""
+    match = _RANGE.fullmatch(header or "")
+    if match is None or not (match[1] or match[2]):
+        return None
+    if not match[1]:  # "bytes=-500": the last 500 bytes
+        length = int(match[2])
+        return (max(0, size - length), size - 1) if length and size else UNSATISFIABLE
+    start = int(match[1])
+    end = min(int(match[2]), size - 1) if match[2] else size - 1
+    if start >= size or (match[2] and int(match[2]) < start):
+        return UNSATISFIABLE if start >= size else None
+    return start, end
 
 
 def _size_now(handle) -> int:
