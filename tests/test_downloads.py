@@ -386,3 +386,14 @@ async def test_no_bad_id_or_database_in_a_download_sitemap_or_datacite_url_is_an
                 if response.status_code >= 500:
                     failures.append((url, response.status_code))
     assert failures == []
+
+
+@pytest.mark.asyncio
+async def test_the_item_json_of_a_file_lists_its_downloads(catalog):
+    stack = file_id(catalog, "dmTest_3D_int16_64,65,66.dm3")
+    data = (await served(catalog).client.get(f"/-/scisearch/item/lab/file/{stack}.json")).json()
+    assert [(d["format"], d["url"]) for d in data["downloads"]] == [
+        ("original", f"/-/scisearch/download/lab/{stack}"),
+        ("tiff", f"/-/scisearch/export/lab/{stack}.tiff"),
+        ("emd", f"/-/scisearch/export/lab/{stack}.emd"),
+    ]
