@@ -397,3 +397,19 @@ async def test_the_item_json_of_a_file_lists_its_downloads(catalog):
         ("tiff", f"/-/scisearch/export/lab/{stack}.tiff"),
         ("emd", f"/-/scisearch/export/lab/{stack}.emd"),
     ]
+
+
+@pytest.mark.asyncio
+async def test_a_dectris_arina_master_downloads_as_a_zip_with_its_data_file(tmp_path):
+    arina = shared_data("em-vendors", "arina")
+    data = tmp_path / "arina"
+    shutil.copytree(arina, data)
+    db = open_catalog(tmp_path / "lab.db")
+    load_files(db, [data], Settings(), progress=False, sandbox=False)
+    master = db.execute("select id from files where name = 'test_00_master.h5'").fetchone()[0]
+    db.close()
+    response = await served(tmp_path / "lab.db").client.get(f"/-/scisearch/download/lab/{master}")
+    assert response.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    assert sorted(archive.namelist()) == ["test_00_data_000001.h5", "test_00_master.h5"]
+    assert archive.read("test_00_data_000001.h5") == (arina / "test_00_data_000001.h5").read_bytes()
