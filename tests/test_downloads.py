@@ -20,7 +20,7 @@ from PIL import Image
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import Settings
-from datasette_scisearch.downloads.originals import file_loaders
+from datasette_scisearch.downloads.originals import NotServed, file_loaders, originals_of
 from datasette_scisearch.ingest.files import load_files
 from datasette_scisearch.ingest.reading import loaders_for, read_dataset
 
@@ -209,6 +209,15 @@ async def test_a_catalogued_file_swapped_for_a_link_out_of_the_root_is_refused(o
     assert response.status_code == 403
     assert SECRET not in response.text
     assert "not inside this catalog's data roots (a link leads out of them)" in response.json()["error"]
+
+
+def test_a_folder_swapped_for_a_link_out_between_the_check_and_the_open_is_refused(own_catalog):
+    originals = originals_of(sqlite_utils.Database(own_catalog), file_id(own_catalog, "spare.dm3"))
+    data, moved = own_catalog.parent / "data", own_catalog.parent / "outside" / "data"
+    data.rename(moved)
+    data.symlink_to(moved, target_is_directory=True)
+    with pytest.raises(NotServed, match="moved out of this catalog's data roots"):
+        originals.open(originals.main)
 
 
 @pytest.mark.asyncio

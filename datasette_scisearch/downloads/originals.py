@@ -16,6 +16,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import sqlite_utils
 
@@ -47,10 +48,26 @@ class Originals:
     dataset: int
     loader: str | None
     files: tuple[Original, ...]
+    roots: tuple[Path, ...]
 
     @property
     def main(self) -> Original:
         return self.files[0]
+
+    def open(self, original: Original) -> BinaryIO:
+        """``original`` opened for reading, checked once more on the open file itself: a folder swapped for a link
+        between the check and the open is caught (Linux's /proc/self/fd names the file that was opened)."""
+        handle = open(original.path, "rb")  # noqa: SIM115  the caller closes it
+        try:
+            opened = Path(os.readlink(f"/proc/self/fd/{handle.fileno()}"))
+        except OSError:
+            return handle  # no /proc here: the check made before the open stands
+        if not any(opened.is_relative_to(root) for root in self.roots):
+            handle.close()
+            raise NotServed(
+                f"'{original.name}' moved out of this catalog's data roots, so it is not served", kind=FORBIDDEN
+            )
+        return handle
 
 
 def data_roots(db: sqlite_utils.Database) -> list[Path]:
@@ -96,7 +113,7 @@ def originals_of(db: sqlite_utils.Database, file_id: int) -> Originals:
     path = Path(path_text)
     main = inside_roots(path, roots)
     partners = [inside_roots(p, roots) for p in companions_of(path, loaders_for(path, file_loaders()))]
-    return Originals(file_id, name or path.name, dataset or 0, loader, (main, *partners))
+    return Originals(file_id, name or path.name, dataset or 0, loader, (main, *partners), tuple(roots))
 
 
 def file_loaders() -> list[FileLoader]:

@@ -136,7 +136,13 @@ class StreamedZip(_Streamed):
     def __init__(self, originals: Originals, name: str):
         super().__init__(name, "application/zip")
         self.originals = originals
-        self.handles = [open(original.path, "rb") for original in originals.files]  # noqa: SIM115  closed in close
+        self.handles = []
+        try:
+            for original in originals.files:
+                self.handles.append(originals.open(original))
+        except BaseException:
+            self.close()
+            raise
 
     async def send_body(self, send) -> None:
         sink = _Sink()
@@ -200,35 +206,33 @@ async def _readable_originals(request, datasette) -> tuple:
 @answers_errors
 async def download_original(request, datasette):
     db, originals = await _readable_originals(request, datasette)
-    if len(originals.files) == 1:
-        main = originals.main
-        try:
-            handle = open(main.path, "rb")  # noqa: SIM115  StreamedFile closes it
-        except OSError as error:
-            raise WebError(f"'{main.name}' cannot be read now ({error.strerror}).", kind=NOT_FOUND) from None
-        size = min(main.size_bytes, _size_now(handle))
-        wanted = byte_range(request.headers.get("range"), size)
-        if wanted is None:
-            response = StreamedFile(handle, size, main.name, "application/octet-stream")
-        elif wanted == UNSATISFIABLE:
-            handle.close()
-            return Response.text(
-                f"The range asked for is outside the file ({size} bytes).",
-                status=416,
-                headers={"content-range": f"bytes */{size}"},
-            )
-        else:
-            start, end = wanted
-            handle.seek(start)
-            response = StreamedFile(handle, end - start + 1, main.name, "application/octet-stream")
-            response.status = 206
-            response.headers["content-range"] = f"bytes {start}-{end}/{size}"
-        response.headers["accept-ranges"] = "bytes"  # a broken download of a large file resumes
-        return response
     try:
-        return StreamedZip(originals, f"{Path(originals.main.name).stem}.zip")
+        if len(originals.files) > 1:
+            return StreamedZip(originals, f"{Path(originals.main.name).stem}.zip")
+        handle = originals.open(originals.main)
     except OSError as error:
-        raise WebError(f"'{originals.main.name}' or a partner cannot be read now ({error.strerror}).", 404) from None
+        raise WebError(f"'{originals.main.name}' cannot be read now ({error.strerror}).", kind=NOT_FOUND) from None
+    return _file_or_range(handle, originals.main.name, request.headers.get("range"))
+
+
+def _file_or_range(handle, name: str, range_header: str | None) -> Response:
+    """The whole file, or the part a Range header asks for (a 206; a 416 for a range outside the file)."""
+    size = _size_now(handle)
+    wanted = byte_range(range_header, size)
+    if wanted == UNSATISFIABLE:
+        handle.close()
+        message = f"The range asked for is outside the file ({size} bytes)."
+        return Response.text(message, status=416, headers={"content-range": f"bytes */{size}"})
+    if wanted is None:
+        response = StreamedFile(handle, size, name, "application/octet-stream")
+    else:
+        start, end = wanted
+        handle.seek(start)
+        response = StreamedFile(handle, end - start + 1, name, "application/octet-stream")
+        response.status = 206
+        response.headers["content-range"] = f"bytes {start}-{end}/{size}"
+    response.headers["accept-ranges"] = "bytes"  # a broken download of a large file resumes
+    return response
 
 
 UNSATISFIABLE = "unsatisfiable"
