@@ -169,12 +169,23 @@ async def test_a_tag_written_as_html_cannot_end_the_json_ld_script(catalog):
 
 
 @pytest.mark.asyncio
-async def test_sessions_and_papers_carry_no_dataset_json_ld(catalog):
-    ds = served(catalog)
-    for path in (f"/-/scisearch/item/cat/session/{SESSION_ID}", "/-/scisearch/item/cat/paper/10.5555~2Fgold~2F2019.1"):
-        page = await ds.client.get(path)
-        assert page.status_code == 200
-        assert json_ld(page.text) is None
+async def test_a_session_page_carries_dataset_json_ld_of_its_booking(catalog):
+    ld = json_ld((await served(catalog).client.get(f"/-/scisearch/item/cat/session/{SESSION_ID}")).text)
+    assert ld["@type"] == "Dataset" and schema_problems(ld) == []
+    assert ld["temporalCoverage"] == "2019-03-05T03:00:00+00:00/2019-03-05T07:00:00+00:00"
+    assert ld["creator"] == [{"@type": "Person", "name": "jdoe"}]
+    assert ld["isPartOf"][0]["identifier"] == PROPOSAL_ID
+    assert len(ld["hasPart"]) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_paper_page_carries_a_scholarly_article_based_on_its_proposals_data(catalog):
+    page = await served(catalog).client.get("/-/scisearch/item/cat/paper/10.5555~2Fgold~2F2019.1")
+    ld = json_ld(page.text)
+    assert ld["@type"] == "ScholarlyArticle" and schema_problems(ld) == []
+    assert [a["name"] for a in ld["author"]] == ["A. Researcher", "B. Student"]
+    assert ld["sameAs"] == f"https://doi.org/{PAPER_ID}"
+    assert ld["isBasedOn"][0]["url"] == f"http://localhost/-/scisearch/item/cat/proposal/{PROPOSAL_ID}"
 
 
 @pytest.mark.asyncio

@@ -1,7 +1,8 @@
 """Datasets findable on the web: JSON-LD on item pages, a sitemap, and a DataCite-style export of a proposal.
 
-- The item page of a file or a proposal carries schema.org ``Dataset`` JSON-LD (``linked_data.py`` builds it)
-  when an anonymous visitor may read that item: what a search engine's crawler, which signs in nowhere, can see.
+- The item page of a file, a proposal or a session carries schema.org ``Dataset`` JSON-LD, a paper's page a
+  ``ScholarlyArticle`` (``linked_data.py`` builds them), when an anonymous visitor may read that item: what a
+  search engine's crawler, which signs in nowhere, can see.
 - ``/sitemap.xml`` is a sitemap index (https://www.sitemaps.org/protocol.html): one sitemap per
   ``SITEMAP_PAGE`` items of each catalog, at ``/-/scisearch/sitemap/<database>/<page>.xml``, listing the item pages
   an anonymous visitor may read, with the date each last changed.
@@ -40,7 +41,7 @@ from .base import (
     url_id,
 )
 from .errors import answers_errors
-from .linked_data import Site, datacite_record, dataset_json_ld
+from .linked_data import Site, datacite_record, item_json_ld
 
 SITEMAP_PAGE = 10_000  # the protocol allows 50,000 URLs a sitemap; smaller pages are quicker to build and fetch
 DATACITE_PAGE = 100
@@ -67,12 +68,11 @@ def json_for_script(value) -> markupsafe.Markup:
     return markupsafe.Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
-async def item_json_ld(datasette, request, db, item_type: str, detail: dict) -> markupsafe.Markup | None:
-    """The item page's JSON-LD, when the item is public (an anonymous visitor may read it) and is a dataset."""
+async def page_json_ld(datasette, request, db, item_type: str, detail: dict) -> markupsafe.Markup | None:
+    """The item page's JSON-LD, when the item is public (an anonymous visitor may read it)."""
     if not await _public(datasette, db, item_type, detail["item_id"]):
         return None
-    ld = dataset_json_ld(detail, site_for(datasette, request, db.name))
-    return json_for_script(ld) if ld else None
+    return json_for_script(item_json_ld(detail, site_for(datasette, request, db.name)))
 
 
 async def _public(datasette, db, item_type: str, item_id) -> bool:

@@ -73,14 +73,23 @@ class Site:
 # -- schema.org ------------------------------------------------------------------------------------------
 
 
+def item_json_ld(detail: dict, site: Site) -> dict:
+    """The JSON-LD of an item page: a Dataset for a file, a proposal or a session (the data of one booking), a
+    ScholarlyArticle for a paper (an article is not a dataset: it points to the proposals' data it is based on)."""
+    if detail["item_type"] == "paper":
+        return _paper_article(detail, site)
+    return dataset_json_ld(detail, site)
+
+
 def dataset_json_ld(detail: dict, site: Site) -> dict | None:
-    """The schema.org Dataset for a file or a proposal; None for papers and sessions (a paper is an article,
-    a session a booking: neither is a dataset)."""
+    """The schema.org Dataset for a file, a proposal or a session; None for a paper."""
     item_type = detail["item_type"]
     if item_type == "file":
         return _file_dataset(detail, site)
     if item_type == "proposal":
         return _proposal_dataset(detail, site)
+    if item_type == "session":
+        return _session_dataset(detail, site)
     return None
 
 
@@ -132,15 +141,7 @@ def _file_dataset(detail: dict, site: Site) -> dict:
     if creators:
         ld["creator"] = creators
     if detail["proposals"]:
-        ld["isPartOf"] = [
-            {
-                "@type": "Dataset",
-                "name": p.get("title") or p["id"],
-                "identifier": p["id"],
-                "url": site.item("proposal", p["id"]),
-            }
-            for p in detail["proposals"]
-        ]
+        ld["isPartOf"] = [_proposal_reference(p, site) for p in detail["proposals"]]
     if site.download_path is not None:
         ld["distribution"] = [
             {
@@ -163,16 +164,69 @@ def _proposal_dataset(detail: dict, site: Site) -> dict:
     creators = _people([row.get("pi")], affiliation=row.get("institution"))
     if creators:
         ld["creator"] = creators
-    techniques = sorted({t for f in detail.get("files") or [] for t in measurement_techniques(f)})
+    _add_parts(ld, detail, site)
+    return ld
+
+
+def _session_dataset(detail: dict, site: Site) -> dict:
+    row = detail.get("row") or {}
+    said = f"{row.get('instrument') or 'An instrument'} booked by {row.get('user') or 'an unknown user'}"
+    if row.get("start"):
+        said += f" from {row['start']} to {row.get('end') or '?'}"
+    ld = _common(detail, site, f"{said}." + (f" Notes: {row['notes']}" if row.get("notes") else ""))
+    if row.get("start"):
+        ld["dateCreated"] = str(row["start"])
+        ld["temporalCoverage"] = f"{row['start']}/{row.get('end') or '..'}"
+    creators = _people([row.get("user")])
+    if creators:
+        ld["creator"] = creators
+    _add_parts(ld, detail, site)
+    if detail.get("proposals"):
+        ld["isPartOf"] = [_proposal_reference(p, site) for p in detail["proposals"]]
+    return ld
+
+
+def _paper_article(detail: dict, site: Site) -> dict:
+    row = detail.get("row") or {}
+    url = site.item("paper", detail["item_id"])
+    ld = {"@context": CONTEXT, "@type": "ScholarlyArticle", "@id": url, "url": url, "name": detail.get("title")}
+    if row.get("abstract"):
+        ld["abstract"] = row["abstract"]
+    authors = _people(re.split(r"\s*;\s*|\s+and\s+", row.get("authors") or ""))
+    if authors:
+        ld["author"] = authors
+    article = _article(row)
+    for key in ("identifier", "datePublished"):
+        if key in article:
+            ld[key] = article[key]
+    if "url" in article:
+        ld["sameAs"] = article["url"]  # the DOI's own address
+    if detail.get("proposals"):
+        ld["isBasedOn"] = [_proposal_reference(p, site) for p in detail["proposals"]]
+    return ld
+
+
+def _proposal_reference(proposal: dict, site: Site) -> dict:
+    return {
+        "@type": "Dataset",
+        "name": proposal.get("title") or proposal["id"],
+        "identifier": proposal["id"],
+        "url": site.item("proposal", proposal["id"]),
+    }
+
+
+def _add_parts(ld: dict, detail: dict, site: Site) -> None:
+    """A proposal's or session's files, as its parts (the first MAX_PARTS), and how they were measured."""
+    files = detail.get("files") or []
+    techniques = sorted({t for f in files for t in measurement_techniques(f)})
     if techniques:
         ld["measurementTechnique"] = techniques
     parts = [
         {"@type": "Dataset", "name": f.get("title") or f.get("name") or str(f["id"]), "url": site.item("file", f["id"])}
-        for f in (detail.get("files") or [])[:MAX_PARTS]
+        for f in files[:MAX_PARTS]
     ]
     if parts:
         ld["hasPart"] = parts
-    return ld
 
 
 def measurement_techniques(row: dict) -> list[str]:

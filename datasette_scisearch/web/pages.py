@@ -448,7 +448,7 @@ async def item_page(request, datasette):
     if item_type == "file" and await may_read_item(datasette, request.actor, db, "file", item_id):
         context["downloads"] = downloads.downloads_view(datasette, database, row)
     # Search engines read the page as a schema.org Dataset, where anyone may read it.
-    context["json_ld"] = await findable.item_json_ld(datasette, request, db, item_type, detail)
+    context["json_ld"] = await findable.page_json_ld(datasette, request, db, item_type, detail)
     # Experts' controls: who may edit, each tag's history.
     item_key = detail.get("item_id") or item_id
     context.update(await validation.editing_context(request, datasette, db, item_type, item_key))
