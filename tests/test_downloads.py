@@ -422,3 +422,56 @@ async def test_a_dectris_arina_master_downloads_as_a_zip_with_its_data_file(tmp_
     archive = zipfile.ZipFile(io.BytesIO(response.content))
     assert sorted(archive.namelist()) == ["test_00_data_000001.h5", "test_00_master.h5"]
     assert archive.read("test_00_data_000001.h5") == (arina / "test_00_data_000001.h5").read_bytes()
+
+
+def read_bytes_of(pid: int) -> int:
+    """What a process has read through system calls so far (/proc/PID/io's rchar)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/PID/io")
+
+
+def test_a_download_abandoned_by_its_client_stops_reading_the_file(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    if not Path("/proc/self/io").exists():
+        pytest.skip("needs Linux's /proc/PID/io to see what the server read")
+    data = tmp_path / "data"
+    data.mkdir()
+    big = np.random.default_rng(0).integers(0, 4096, size=(8 * 64, 256, 256)).astype(np.int16)  # 64 MiB
+    mrc.mrcWriter(str(data / "big.mrc"), big, (1.0, 0.1, 0.1))
+    db = open_catalog(tmp_path / "lab.db")
+    load_files(db, [data], Settings(), progress=False, sandbox=False)
+    big_id = db.execute("select id from files where name = 'big.mrc'").fetchone()[0]
+    db.close()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "datasette", "serve", str(tmp_path / "lab.db"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/-/versions.json", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        before = read_bytes_of(server.pid)
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+            client.sendall(f"GET /-/scisearch/download/lab/{big_id} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert b"200 OK" in client.recv(1 << 16)
+        time.sleep(2)  # time enough to read all 64 MiB many times over
+        read = read_bytes_of(server.pid) - before
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert read < big.nbytes / 2, f"the server read {read:,} bytes of a {big.nbytes:,}-byte file nobody was fetching"

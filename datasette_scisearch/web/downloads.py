@@ -58,16 +58,32 @@ class _Streamed(Response):
         if size is not None:
             headers["content-length"] = str(size)
         super().__init__(None, headers=headers, content_type=content_type)
+        self.receive = None  # the request's ASGI receive, to hear the client go away
+        self.gone = False
+
+    def for_request(self, request) -> _Streamed:
+        """Stop reading when this request's client goes away (an ASGI server drops what is sent after that, so a
+        download abandoned at 1 % of a terabyte would otherwise read the rest for nobody)."""
+        self.receive = request.receive
+        return self
 
     async def asgi_send(self, send) -> None:
         headers = [(key.encode("latin-1"), str(value).encode("latin-1")) for key, value in self.headers.items()]
         headers.append((b"content-type", self.content_type.encode("latin-1")))
         headers.extend((b"set-cookie", cookie.encode("latin-1")) for cookie in self._set_cookie_headers)
+        listening = asyncio.ensure_future(self._listen()) if self.receive is not None else None
         try:
             await send({"type": "http.response.start", "status": self.status, "headers": headers})
             await self.send_body(send)
         finally:
+            if listening is not None:
+                listening.cancel()
             self.close()
+
+    async def _listen(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
 
     async def send_body(self, send) -> None:
         raise NotImplementedError
@@ -95,6 +111,8 @@ class StreamedFile(_Streamed):
 
         async with contextlib.aclosing(_pipelined(read)) as chunks:
             async for chunk in chunks:
+                if self.gone:
+                    return
                 left -= len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
         if left > 0 or self.size == 0:  # the file shrank while it was sent: end early, the client sees a short body
@@ -159,6 +177,8 @@ class StreamedZip(_Streamed):
 
                     async with contextlib.aclosing(_pipelined(read_and_add)) as pieces:
                         async for data in pieces:
+                            if self.gone:
+                                return
                             await send({"type": "http.response.body", "body": data, "more_body": True})
                 await send({"type": "http.response.body", "body": sink.take(), "more_body": True})
         await send({"type": "http.response.body", "body": sink.take(), "more_body": False})
@@ -208,11 +228,12 @@ async def download_original(request, datasette):
     db, originals = await _readable_originals(request, datasette)
     try:
         if len(originals.files) > 1:
-            return StreamedZip(originals, f"{Path(originals.main.name).stem}.zip")
+            return StreamedZip(originals, f"{Path(originals.main.name).stem}.zip").for_request(request)
         handle = originals.open(originals.main)
     except OSError as error:
         raise WebError(f"'{originals.main.name}' cannot be read now ({error.strerror}).", kind=NOT_FOUND) from None
-    return _file_or_range(handle, originals.main.name, request.headers.get("range"))
+    response = _file_or_range(handle, originals.main.name, request.headers.get("range"))
+    return response.for_request(request) if isinstance(response, _Streamed) else response
 
 
 def _file_or_range(handle, name: str, range_header: str | None) -> Response:
@@ -277,7 +298,7 @@ async def download_export(request, datasette):
         shutil.rmtree(folder, ignore_errors=True)
         raise
     name = export_name(originals.name, originals.dataset, dataset_count, export)
-    return StreamedFile(handle, _size_now(handle), name, export.content_type, remove=folder)
+    return StreamedFile(handle, _size_now(handle), name, export.content_type, remove=folder).for_request(request)
 
 
 def _shape_and_count(conn, file_id: int) -> tuple:
