@@ -1,6 +1,6 @@
 """Download throughput against the disk's own read speed, in the same run.
 
-    python benchmarks/downloads.py [--size-mb 64] [--repeat 3]
+    python benchmarks/downloads.py [--size-mb 64] [--repeat 5]
 
 Writes an uncompressed TIFF of about ``--size-mb`` MB and a Direct Electron MRC movie of about the same size with
 its ``_info.txt`` (a pair of partner files) into a data root, loads them into a fresh catalog, serves it with
@@ -14,14 +14,17 @@ measured):
 - the zip of the movie and its ``_info.txt`` (written as it is sent, entries stored);
 - the TIFF export of the same array (read again in the reader sandbox, written, then streamed).
 
-Each figure is the best of ``--repeat`` runs, in MB/s, with its ratio to each baseline (the target for downloads is
-≥ 0.5× the disk's read speed).  Keep the size small on a shared machine; a larger one is for a quiet machine.
+Each row is timed once per round, ``--repeat`` rounds; printed: the best MB/s, and the median (and range) of each
+round's ratio to that round's disk read (the target for downloads is ≥ 0.5× the disk's read speed): the load of a
+shared machine drifts between rounds, and a ratio within one round compares like with like.  Keep the size small
+on a shared machine; a larger one is for a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +41,9 @@ sys.path.insert(0, str(REPO))
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.config import Settings  # noqa: E402
 from datasette_scisearch.ingest.files import load_files  # noqa: E402
+
+DISK = "disk read, no cache (dd iflag=direct)"
+CACHED = "read of the cached file (1 MiB reads)"
 
 
 def make_data(root: Path, size_mb: int) -> dict[str, Path]:
@@ -81,9 +87,9 @@ def best_seconds(command: list[str], repeat: int) -> float:
     return min(times)
 
 
-def best_time(function, options) -> float:
+def best_time(function, repeat: int) -> float:
     times = []
-    for _ in range(options.repeat):
+    for _ in range(repeat):
         started = time.perf_counter()
         function()
         times.append(time.perf_counter() - started)
@@ -106,7 +112,7 @@ def curl(url: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=64, help="size of the file to download (default 64)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best is kept")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds, each timing every row once (default 5)")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="scisearch-downloads-bench-") as folder:
         folder = Path(folder)
@@ -130,32 +136,50 @@ def main() -> None:
         try:
             base = f"http://127.0.0.1:{port}"
             wait_for(f"{base}/-/versions.json")
-            tiff = made["tiff"]
-            size = tiff.stat().st_size
-            direct = ["dd", f"if={tiff}", "of=/dev/null", "bs=4M", "iflag=direct", "status=none"]
-            rows = [("disk read, no cache (dd iflag=direct)", best_seconds(direct, options.repeat), size)]
-            read_file(tiff)  # into the page cache: every figure below reads from it
-            rows.append(("read of the cached file (1 MiB reads)", best_time(lambda: read_file(tiff), options), size))
-            download = f"{base}/-/scisearch/download/bench/{ids['tiff']}"
-            subprocess.run(curl(download), check=True)  # warm: first request, imports
-            rows.append(("download of the original", best_seconds(curl(download), options.repeat), size))
-            movie = made["movie"]
-            pair = movie.stat().st_size + (root / "20230101_00001_info.txt").stat().st_size
-            url = f"{base}/-/scisearch/download/bench/{ids['movie']}"
-            read_file(movie)
-            rows.append(("zip of an MRC movie + its _info.txt", best_seconds(curl(url), options.repeat), pair))
-            export = f"{base}/-/scisearch/export/bench/{ids['tiff']}.tiff"
-            subprocess.run(curl(export), check=True)
-            rows.append(("TIFF export (read again, written, sent)", best_seconds(curl(export), options.repeat), size))
+            rounds, sizes = measure(base, made, ids, root, options.repeat)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    disk, cached = (nbytes / seconds for _, seconds, nbytes in rows[:2])
-    print(f"file: {size / 2**20:.1f} MiB uncompressed TIFF; best of {options.repeat}; MB = 10^6 bytes")
-    print(f"{'what':44} {'seconds':>9} {'MB/s':>9} {'× disk':>7} {'× cached read':>14}")
-    for what, seconds, nbytes in rows:
-        rate = nbytes / seconds
-        print(f"{what:44} {seconds:9.4f} {rate / 1e6:9.1f} {rate / disk:7.2f} {rate / cached:14.2f}")
+    report(rounds, sizes)
+
+
+def measure(base: str, made: dict, ids: dict, root: Path, repeat: int) -> tuple[list[dict], dict]:
+    """``repeat`` rounds, each timing every row once in turn: on a shared machine the load drifts, and a ratio taken
+    within one round compares like with like."""
+    tiff, movie = made["tiff"], made["movie"]
+    pair = movie.stat().st_size + (root / "20230101_00001_info.txt").stat().st_size
+    urls = {
+        "download of the original": f"{base}/-/scisearch/download/bench/{ids['tiff']}",
+        "zip of an MRC movie + its _info.txt": f"{base}/-/scisearch/download/bench/{ids['movie']}",
+        "TIFF export (read again, written, sent)": f"{base}/-/scisearch/export/bench/{ids['tiff']}.tiff",
+    }
+    sizes = {DISK: tiff.stat().st_size, CACHED: tiff.stat().st_size}
+    sizes.update(dict.fromkeys(urls, tiff.stat().st_size))
+    sizes["zip of an MRC movie + its _info.txt"] = pair
+    read_file(tiff)  # into the page cache, as the downloads read it
+    read_file(movie)
+    for url in urls.values():
+        subprocess.run(curl(url), check=True)  # warm: the server's first request, the sandbox's start
+    direct = ["dd", f"if={tiff}", "of=/dev/null", "bs=4M", "iflag=direct", "status=none"]
+    rounds = []
+    for _ in range(repeat):
+        timed = {DISK: best_seconds(direct, 1)}
+        timed[CACHED] = best_time(lambda: read_file(tiff), 1)
+        for what, url in urls.items():
+            timed[what] = best_seconds(curl(url), 1)
+        rounds.append(timed)
+    return rounds, sizes
+
+
+def report(rounds: list[dict], sizes: dict) -> None:
+    print(f"file: {sizes[DISK] / 2**20:.1f} MiB uncompressed TIFF; {len(rounds)} rounds; MB = 10^6 bytes")
+    print(f"{'what':44} {'best MB/s':>10} {'× disk: median':>15} {'(range)':>13} {'× cached read':>14}")
+    for what in rounds[0]:
+        rates = [sizes[what] / timed[what] for timed in rounds]
+        to_disk = sorted(sizes[what] / timed[what] / (sizes[DISK] / timed[DISK]) for timed in rounds)
+        to_cached = statistics.median(sizes[what] / timed[what] / (sizes[CACHED] / timed[CACHED]) for timed in rounds)
+        spread = f"{to_disk[0]:.2f}–{to_disk[-1]:.2f}"
+        print(f"{what:44} {max(rates) / 1e6:10.1f} {statistics.median(to_disk):15.2f} {spread:>13} {to_cached:14.2f}")
 
 
 if __name__ == "__main__":
