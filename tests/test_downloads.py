@@ -475,3 +475,12 @@ def test_a_download_abandoned_by_its_client_stops_reading_the_file(tmp_path):
         server.terminate()
         server.wait(timeout=30)
     assert read < big.nbytes / 2, f"the server read {read:,} bytes of a {big.nbytes:,}-byte file nobody was fetching"
+
+
+@pytest.mark.asyncio
+async def test_a_head_request_gets_the_download_headers_without_the_body(catalog):
+    carbon = file_id(catalog, "08_carbon.dm3")
+    response = await served(catalog).client.request("HEAD", f"/-/scisearch/download/lab/{carbon}")
+    assert response.status_code == 200
+    assert response.headers["content-length"] == str((shared_data("em") / "08_carbon.dm3").stat().st_size)
+    assert response.content == b""

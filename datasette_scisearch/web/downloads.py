@@ -60,11 +60,13 @@ class _Streamed(Response):
         super().__init__(None, headers=headers, content_type=content_type)
         self.receive = None  # the request's ASGI receive, to hear the client go away
         self.gone = False
+        self.head_only = False
 
     def for_request(self, request) -> _Streamed:
         """Stop reading when this request's client goes away (an ASGI server drops what is sent after that, so a
         download abandoned at 1 % of a terabyte would otherwise read the rest for nobody)."""
         self.receive = request.receive
+        self.head_only = request.method == "HEAD"  # the headers alone: nothing is read
         return self
 
     async def asgi_send(self, send) -> None:
@@ -74,7 +76,10 @@ class _Streamed(Response):
         listening = asyncio.ensure_future(self._listen()) if self.receive is not None else None
         try:
             await send({"type": "http.response.start", "status": self.status, "headers": headers})
-            await self.send_body(send)
+            if self.head_only:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            else:
+                await self.send_body(send)
         finally:
             if listening is not None:
                 listening.cancel()
