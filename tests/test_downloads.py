@@ -20,8 +20,8 @@ from PIL import Image
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import Settings
-from datasette_scisearch.downloads.originals import NotServed, file_loaders, originals_of
-from datasette_scisearch.ingest.files import load_files
+from datasette_scisearch.downloads.originals import NotServed, originals_of
+from datasette_scisearch.ingest.files import file_loaders, load_files
 from datasette_scisearch.ingest.reading import loaders_for, read_dataset
 
 from .conftest import shared_data

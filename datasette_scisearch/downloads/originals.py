@@ -21,9 +21,8 @@ from typing import BinaryIO
 import sqlite_utils
 
 from ..errors import FORBIDDEN, NOT_FOUND, ScisearchError
-from ..ingest.loader import FileLoader
+from ..ingest.files import file_loaders
 from ..ingest.reading import companions_of, loaders_for
-from ..plugins import get_loaders
 
 
 class NotServed(ScisearchError):
@@ -114,8 +113,3 @@ def originals_of(db: sqlite_utils.Database, file_id: int) -> Originals:
     main = inside_roots(path, roots)
     partners = [inside_roots(p, roots) for p in companions_of(path, loaders_for(path, file_loaders()))]
     return Originals(file_id, name or path.name, dataset or 0, loader, (main, *partners), tuple(roots))
-
-
-def file_loaders() -> list[FileLoader]:
-    """The installed readers of instrument files, in the order a load tries them."""
-    return [loader for loader in get_loaders() if isinstance(loader, FileLoader)]

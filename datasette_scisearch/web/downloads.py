@@ -32,8 +32,9 @@ from datasette.utils.asgi import Response
 
 from ..catalog import MAX_SQLITE_INTEGER
 from ..downloads.exports import FORMATS, ExportError, export_name, formats_for, parse_shape, write_export
-from ..downloads.originals import Originals, file_loaders, originals_of
+from ..downloads.originals import Originals, originals_of
 from ..errors import CONFLICT, FORBIDDEN, NOT_FOUND
+from ..ingest.files import file_loaders
 from ..ingest.reading import loaders_for
 from ..ingest.sandbox import shared_pool
 from .base import WebError, download_url, export_url, find_catalog, may_read_item
