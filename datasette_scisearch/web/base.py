@@ -3,7 +3,7 @@ type, and every URL the pages link to.
 
 - ``find_catalog`` / ``find_catalogs`` turn a ``db=`` parameter or a URL's database route into Datasette
   Databases that are scisearch catalogs (``catalog_schema`` decides which are).
-- ``may_read_item`` / ``readable_items`` answer "may this actor read this item": the one rule that downloads,
+- ``readable_item`` / ``readable_items`` answer "may this actor read this item": the one rule that downloads,
   exports, the item page's JSON-LD, the sitemap and the DataCite export ask, so that a rule narrowing what a
   visitor sees per item (proprietary periods) holds by each of those routes at once.
 - ``readable_item_types`` answers, once per request, which item tables (files, proposals, papers,
@@ -201,23 +201,27 @@ async def ensure_may_read(datasette, actor, db, table: str | None = None) -> Non
     await datasette.ensure_permissions(actor, checks)
 
 
-async def readable_items(datasette, actor, db, item_type: str, item_ids: list) -> list:
-    """Of these ids of one item type, those this actor may read, in the order given.
+async def readable_item(datasette, actor, db, item_type: str, item_id) -> bool:
+    """Whether this actor may read this one item: the one rule that downloads, exports, the item page's JSON-LD
+    and the DataCite export ask.
 
     Today's rule: the actor may see the catalog and the item's table (Datasette's ``view-database`` and
     ``view-table``, so metadata.yml's ``allow`` blocks hold).  A rule that decides per item (a proposal's
-    proprietary period) belongs here, so every route that serves an item's content follows it.
+    proprietary period) belongs here, so every route that serves an item's content follows it — and in
+    ``readable_items`` as well, for the routes that ask about many items at once.
     """
+    return bool(await readable_items(datasette, actor, db, item_type, [item_id]))
+
+
+async def readable_items(datasette, actor, db, item_type: str, item_ids: list) -> list:
+    """Of these ids of one item type, those this actor may read, in the order given (``readable_item``'s rule,
+    decided for all of them at once: the sitemap asks about ten thousand, and a permission check costs about a
+    millisecond)."""
     try:
         await ensure_may_read(datasette, actor, db, item_table(item_type))
     except Forbidden:
         return []
     return list(item_ids)
-
-
-async def may_read_item(datasette, actor, db, item_type: str, item_id) -> bool:
-    """Whether this actor may read this one item (``readable_items`` decides)."""
-    return bool(await readable_items(datasette, actor, db, item_type, [item_id]))
 
 
 async def readable_item_types(datasette, actor, db) -> frozenset[str]:

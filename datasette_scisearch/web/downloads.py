@@ -6,7 +6,7 @@
 
 Both stream (a file is read 1 MiB at a time off the event loop; a zip is written as it is sent, entries stored
 as they are, since instrument data hardly compresses and the point is speed), carry a ``Content-Disposition``
-name, and ask ``may_read_item`` first — the same rule as the item page.  Only files inside the catalog's data
+name, and ask ``readable_item`` first — the same rule as the item page.  Only files inside the catalog's data
 roots are ever served (``downloads/originals.py``): the URL names a catalog id, never a path.
 
 Datasette's own ``AsgiFileDownload`` reads 4 KiB at a time through aiofiles (a thread hop for every 4 KiB) and
@@ -37,7 +37,7 @@ from ..errors import CONFLICT, FORBIDDEN, NOT_FOUND
 from ..ingest.files import file_loaders
 from ..ingest.reading import loaders_for
 from ..ingest.sandbox import shared_pool
-from .base import WebError, download_url, export_url, find_catalog, may_read_item
+from .base import WebError, download_url, export_url, find_catalog, readable_item
 from .errors import answers_errors
 
 CHUNK_BYTES = 1 << 20
@@ -223,7 +223,7 @@ async def _readable_originals(request, datasette) -> tuple:
     """The catalog and the originals of the file a download names, once the actor may read that file."""
     file_id = _file_id(request)
     db = find_catalog(datasette, request.url_vars["database"])
-    if not await may_read_item(datasette, request.actor, db, "file", file_id):
+    if not await readable_item(datasette, request.actor, db, "file", file_id):
         raise WebError(f"You may not download the files of '{db.name}'.", kind=FORBIDDEN)
     originals = await db.execute_fn(lambda conn: originals_of(sqlite_utils.Database(conn), file_id))
     return db, originals

@@ -34,8 +34,8 @@ from .base import (
     ensure_may_read,
     find_catalog,
     item_url,
-    may_read_item,
     parse_page,
+    readable_item,
     readable_item_types,
     readable_items,
     url_id,
@@ -80,7 +80,7 @@ async def _public(datasette, db, item_type: str, item_id) -> bool:
         await ensure_may_read(datasette, ANONYMOUS, db)
     except Forbidden:
         return False
-    return await may_read_item(datasette, ANONYMOUS, db, item_type, item_id)
+    return await readable_item(datasette, ANONYMOUS, db, item_type, item_id)
 
 
 def _offset(page: int, per_page: int, what: str) -> int:
@@ -174,7 +174,7 @@ def _page_rows(conn, types: list[str], page: int) -> list[tuple]:
 async def datacite_export(request, datasette):
     db = find_catalog(datasette, request.url_vars["database"])
     proposal_id = url_id(request, "proposal_id")
-    if not await may_read_item(datasette, request.actor, db, "proposal", proposal_id):
+    if not await readable_item(datasette, request.actor, db, "proposal", proposal_id):
         raise WebError(f"You may not see the proposals of '{db.name}'.", 403)
     page, _ = parse_page(request.args.get("page"))
     _offset(page, DATACITE_PAGE, "This proposal's export")

@@ -36,9 +36,9 @@ from .base import (
     find_catalog,
     find_catalogs,
     item_table,
-    may_read_item,
     parse_page,
     readable_hit,
+    readable_item,
     readable_item_types,
     search_url,
     url_id,
@@ -445,7 +445,7 @@ async def item_page(request, datasette):
             "similar_note": similar_note,
         }
     )
-    if item_type == "file" and await may_read_item(datasette, request.actor, db, "file", item_id):
+    if item_type == "file" and await readable_item(datasette, request.actor, db, "file", item_id):
         context["downloads"] = downloads.downloads_view(datasette, database, row)
     # Search engines read the page as a schema.org Dataset, where anyone may read it.
     context["json_ld"] = await findable.page_json_ld(datasette, request, db, item_type, detail)
