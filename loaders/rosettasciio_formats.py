@@ -15,6 +15,7 @@ import datetime as dt
 import importlib
 import re
 from collections.abc import Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,9 @@ class RosettaSciIOLoader(FileLoader):
 
     def companions(self, path: Path) -> list[Path]:
         header = path.with_suffix(".hdr")  # a Merlin .mib's acquisition header
-        return [header] if path.suffix.lower() == ".mib" and header.exists() else []
+        if path.suffix.lower() == ".mib":
+            return [header] if header.exists() else []
+        return _arina_data_files(path)
 
     def read(self, path: Path) -> Iterator[Dataset]:
         if path.suffix.lower() in _HDF5_SUFFIXES:
@@ -92,6 +95,15 @@ def _arina_master(path: Path) -> Path | None:
     match = re.match(r"(.+)_data_\d{6}\.h5$", path.name, re.IGNORECASE)
     master = path.with_name(f"{match.group(1)}_master.h5") if match else None
     return master if master is not None and master.exists() else None
+
+
+def _arina_data_files(path: Path) -> list[Path]:
+    """A Dectris Arina master's data files, which hold its frames (read through the master's links, downloaded with
+    it)."""
+    match = re.match(r"(.+)_master\.h5$", path.name, re.IGNORECASE)
+    if not match:
+        return []
+    return sorted(path.parent.glob(glob_escape(match.group(1)) + "_data_[0-9][0-9][0-9][0-9][0-9][0-9].h5"))
 
 
 def read_with_rosettasciio(path: Path, plugin_names: tuple[str, ...] | None = None) -> Iterator[Dataset]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..config import Settings
 from .filerows import dataset_row
-from .loader import FileLoader, LoaderError, NotData, RefusedFile
+from .loader import Dataset, FileLoader, LoaderError, NotData, RefusedFile
 
 
 @dataclass
@@ -114,6 +114,33 @@ def read_file(
     result = FileResult(path, loader_id(chain[0]), stat.st_size, modified_at, digest)
     result.error = _no_reader_could(failures)
     return result
+
+
+@dataclass
+class DatasetRead:
+    """One dataset of a file read again for its array (an export), or why it could not be."""
+
+    dataset: Dataset | None
+    loader: str | None = None
+    error: str | None = None
+
+
+def read_dataset(path: Path, chain: list[FileLoader], index: int) -> DatasetRead:
+    """The dataset numbered ``index`` of ``path``, from the first reader of the chain that gives it; never raises
+    for a bad file.  Its raw metadata is left behind: an export carries the array and its axes."""
+    failures = []
+    for loader in chain:
+        try:
+            for dataset in loader.read(path):
+                if dataset.index == index:
+                    dataset.metadata = {}
+                    return DatasetRead(dataset, loader_id(loader))
+            failures.append(f"{loader.name}: it has no dataset #{index}")
+        except MemoryError:
+            failures.append(f"{loader.name}: ran out of memory reading it")
+        except Exception as error:  # a reader library's own failure; the next reader may do better
+            failures.append(f"{loader.name}: {type(error).__name__}: {error}"[:300])
+    return DatasetRead(None, error="; ".join(failures) or "no installed reader claims this file")
 
 
 def _read_with(loader: FileLoader, path: Path, settings: Settings, result: FileResult) -> bool:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from ..config import Settings
 from .loader import FileLoader
-from .reading import FileResult, loader_id, read_file
+from .reading import DatasetRead, FileResult, loader_id, read_dataset, read_file
 
 _TIMED_OUT = (
     "reading it took longer than {:g} s, so the reader was stopped: a damaged file (a reader looping on a bad "
@@ -71,7 +71,7 @@ class ReaderPool:
         self.timeout_s = timeout_s
         self._process: subprocess.Popen | None = None
         self._requests = self._results = None
-        self._inbox = b""
+        self._inbox = bytearray()
         self.unavailable: str | None = None  # why no worker could be started: files are then read in-process
         self._pid = os.getpid()
 
@@ -120,29 +120,38 @@ class ReaderPool:
         self._results = from_worker_read
 
     def read(self, path: Path, chain: list[FileLoader], settings: Settings, sha256: str | None) -> FileResult:
-        if os.getpid() != self._pid:  # a forked child must not share its parent's worker
-            self._process = self._requests = self._results = None
-            self._pid = os.getpid()
-        if self.unavailable is None and (self._process is None or self._process.poll() is not None):
-            self._start()
-        if self.unavailable is not None:
-            return read_file(path, chain, settings, sha256=sha256)
+        return next(self.read_ahead([(None, path, chain, settings, sha256)], depth=1))[1]
+
+    def read_dataset(self, path: Path, chain: list[FileLoader], index: int) -> DatasetRead:
+        """One dataset of ``path`` with its array (for an export), read in the worker like a load's files."""
+        answer = self._ask(("dataset", path, chain, index))
+        if answer is None:
+            return read_dataset(path, chain, index)
+        if isinstance(answer, DatasetRead):
+            return answer
+        return DatasetRead(None, error=answer)
+
+    def _ask(self, request: tuple):
+        """The worker's answer to ``request``; None when it must run in this process instead (no worker here, or
+        a reader no other process can import), or a sentence saying what stopped the worker."""
+        if not self._worker_ready():
+            return None
         try:
-            request = pickle.dumps((path, chain, settings, sha256), protocol=pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, AttributeError, TypeError):
             # A reader defined where no other process can import it (inside a function): it runs here.
-            return read_file(path, chain, settings, sha256=sha256)
+            return None
         try:
-            _send_bytes(self._requests, request)
+            _send_bytes(self._requests, data)
             answer = self._receive_message(self.timeout_s)
         except BrokenPipeError:  # it died before it could read the request
             answer = None
-        if isinstance(answer, FileResult):
+        if isinstance(answer, (FileResult, DatasetRead)):
             return answer
         if answer == "timeout":
             self._stop()
-            return self._failure(path, chain, sha256, _TIMED_OUT.format(self.timeout_s))
-        return self._failure(path, chain, sha256, self._death())
+            return _TIMED_OUT.format(self.timeout_s)
+        return self._death()
 
     def read_ahead(self, requests: Iterable[tuple], depth: int = 2) -> Iterator[tuple[object, FileResult]]:
         """(tag, FileResult) for each (tag, path, chain, settings, sha256) of ``requests``, in order, with up to
@@ -170,17 +179,22 @@ class ReaderPool:
                     waiting.sent = False
             yield request.tag, result
 
-    def _send_request(self, request: _Request) -> _Request:
-        if os.getpid() != self._pid:
+    def _worker_ready(self) -> bool:
+        """Whether a worker is there to send to, started (again) when needed; False: read in this process."""
+        if os.getpid() != self._pid:  # a forked child must not share its parent's worker
             self._process = self._requests = self._results = None
             self._pid = os.getpid()
         if self.unavailable is None and (self._process is None or self._process.poll() is not None):
             self._start()
-        if self.unavailable is not None:
+        return self.unavailable is None
+
+    def _send_request(self, request: _Request) -> _Request:
+        if not self._worker_ready():
             return request
         try:
             payload = pickle.dumps(
-                (request.path, request.chain, request.settings, request.sha256), protocol=pickle.HIGHEST_PROTOCOL
+                ("file", request.path, request.chain, request.settings, request.sha256),
+                protocol=pickle.HIGHEST_PROTOCOL,
             )
         except (pickle.PicklingError, AttributeError, TypeError):
             return request  # a reader no other process can import: read here
@@ -212,7 +226,8 @@ class ReaderPool:
         """The next message from the worker; 'timeout' when none came in time, None when the worker is gone."""
         deadline = time.monotonic() + timeout_s
         # Bytes read past the last message are the next one's (with files sent ahead, answers queue in the pipe).
-        buffer, self._inbox = self._inbox, b""
+        # A bytearray grows in place: an array of a hundred megabytes arrives in many chunks.
+        buffer, self._inbox = self._inbox, bytearray()
         length = None
         while True:
             if length is None and len(buffer) >= _HEADER.size:
@@ -220,7 +235,7 @@ class ReaderPool:
                 buffer = buffer[_HEADER.size :]
             if length is not None and len(buffer) >= length:
                 self._inbox = buffer[length:]
-                return pickle.loads(buffer[:length])
+                return pickle.loads(memoryview(buffer)[:length])
             # poll, not select: a process with many files open (a server, a long test run) gets descriptors above
             # select's limit of 1024, and select then refuses them.
             waiting = select.poll()
@@ -273,7 +288,7 @@ class ReaderPool:
         if self._results is not None:
             os.close(self._results)
         self._process = self._requests = self._results = None
-        self._inbox = b""
+        self._inbox = bytearray()
 
     def close(self) -> None:
         self._stop()
@@ -322,7 +337,8 @@ def _limit_memory(limit_bytes: int) -> None:
 
 
 def _serve(requests_fd: int, results_fd: int, memory_limit_bytes: int) -> None:
-    """The worker: read each requested file and send back its FileResult, until the loader closes the pipe."""
+    """The worker: read each requested file and send back its FileResult (or one dataset with its array, a
+    DatasetRead), until the loader closes the pipe."""
     import scisearch_loaders.instrument_files  # noqa: F401  the built-in readers, imported before the cap
 
     _limit_memory(memory_limit_bytes)
@@ -333,8 +349,13 @@ def _serve(requests_fd: int, results_fd: int, memory_limit_bytes: int) -> None:
         if header is None:
             return
         (length,) = _HEADER.unpack(header)
-        path, chain, settings, sha256 = pickle.loads(_read_exactly(requests_fd, length))
-        _send(results, read_file(path, chain, settings, sha256=sha256))
+        verb, *arguments = pickle.loads(_read_exactly(requests_fd, length))
+        if verb == "dataset":  # an export: one dataset with its array
+            path, chain, index = arguments
+            _send(results, read_dataset(path, chain, index))
+        else:
+            path, chain, settings, sha256 = arguments
+            _send(results, read_file(path, chain, settings, sha256=sha256))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from .. import periods
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
 from ..errors import ScisearchError
 from ..ingest.normalize import magnification_label
-from . import api, clicks, pages, privacy, proprietary, validation
+from . import api, clicks, downloads, findable, pages, privacy, proprietary, validation
 from .base import (
     Schema,
     WebError,
@@ -235,6 +235,8 @@ def register_routes(datasette):
     return [
         (r"^/-/scisearch/preview/(?P<database>[^/]+)/(?P<file_id>[^/]*)\.png$", serve_preview),
         *api.ROUTES,
+        *downloads.ROUTES,
+        *findable.ROUTES,
         *pages.ROUTES,
         *validation.ROUTES,
         *clicks.ROUTES,

@@ -38,6 +38,7 @@ from .base import (
     url_id,
     without_unreadable_links,
 )
+from .downloads import downloads_view
 from .errors import answers_errors
 from .pages import search_catalogs, searchable_catalogs
 
@@ -169,6 +170,8 @@ async def item_json(request, datasette):
     detail["url"] = item_url(datasette, db.name, item_type, detail["item_id"])
     detail["similar_url"] = similar_url(datasette, db.name, item_type, detail["item_id"])
     detail["preview_url"] = preview_url(datasette, db.name, detail["item_id"]) if detail["has_preview"] else None
+    if item_type == "file":  # the original and each export that fits, as on the item page
+        detail["downloads"] = downloads_view(datasette, db.name, detail["row"])
     for linked in detail["files"]:
         linked["url"] = item_url(datasette, db.name, "file", linked["id"])
         linked["preview_url"] = preview_url(datasette, db.name, linked["id"]) if linked["has_preview"] else None

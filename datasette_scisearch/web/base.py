@@ -3,6 +3,9 @@ type, and every URL the pages link to.
 
 - ``find_catalog`` / ``find_catalogs`` turn a ``db=`` parameter or a URL's database route into Datasette
   Databases that are scisearch catalogs (``catalog_schema`` decides which are).
+- ``readable_item`` / ``readable_items`` answer "may this actor read this item": the one rule that downloads,
+  exports, the item page's JSON-LD, the sitemap and the DataCite export ask, so that a rule narrowing what a
+  visitor sees per item (proprietary periods) holds by each of those routes at once.
 - ``readable_item_types`` answers, once per request, which item tables (files, proposals, papers,
   sessions) the actor may see under metadata.yml's table-level ``allow`` rules: the item JSON, "similar",
   the search hits and the HTML pages all ask it, so a table rule holds by every route.
@@ -11,7 +14,8 @@ type, and every URL the pages link to.
 - ``hidden_proposals`` answers, once per request, which proposals' data the actor may not see now (still under
   their proprietary period, and not their team's: periods.py); ``readable_item`` says whether one item is
   readable by both rules.  Search, items, "similar", previews, tags, the queue and federation all ask them.
-- URLs are built here only: ``search_url``, ``item_url``, ``similar_url``, ``preview_url``.
+- URLs are built here only: ``search_url``, ``item_url``, ``similar_url``, ``preview_url``, ``download_url``,
+  ``export_url``.
 
 Nothing here imports the views, so every view imports this module at its top.
 """
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 import datasette.handle_exception
 import sqlite_utils
 from datasette.utils import actor_matches_allow, tilde_decode, tilde_encode
+from datasette.utils.asgi import Forbidden
 from datasette.utils.sqlite import sqlite3
 
 from .. import periods
@@ -274,18 +279,31 @@ async def hidden_proposals(datasette, actor, db) -> frozenset[str]:
 
 
 async def readable_item(datasette, actor, db, item_type: str, item_id) -> bool:
-    """Whether the actor may read this one item of the catalog: its table (metadata.yml's ``allow`` rules) and
-    its proposal's period.  Downloads and every other route that serves one item ask this."""
+    """Whether the actor may read this one item of the catalog: the catalog and the item's table (metadata.yml's
+    ``allow`` rules) and its proposal's proprietary period.  Downloads, exports, the item page, its JSON-LD and
+    every other route that serves one item ask this."""
+    return bool(await readable_items(datasette, actor, db, item_type, [item_id]))
+
+
+async def readable_items(datasette, actor, db, item_type: str, item_ids: list) -> list:
+    """Of these ids of one item type, those the actor may read, in the order given: ``readable_item``'s rule
+    decided for many at once (the sitemap asks about ten thousand; the permission check, a millisecond, is made
+    once)."""
     if item_type not in ITEM_TABLES:
-        return False
-    if not await table_allowed(datasette, actor, db, ITEM_TABLES[item_type]):
-        return False
+        return []
+    try:
+        await ensure_may_read(datasette, actor, db, ITEM_TABLES[item_type])
+    except Forbidden:
+        return []
     hidden = await hidden_proposals(datasette, actor, db)
     if not hidden:
-        return True
-    return not await db.execute_fn(
-        lambda conn: periods.item_is_hidden(sqlite_utils.Database(conn), item_type, item_id, hidden)
-    )
+        return list(item_ids)
+
+    def visible(conn) -> list:
+        catalog = sqlite_utils.Database(conn)
+        return [item_id for item_id in item_ids if not periods.item_is_hidden(catalog, item_type, item_id, hidden)]
+
+    return await db.execute_fn(visible)
 
 
 def without_unreadable_links(detail: dict, readable: frozenset[str]) -> dict:
@@ -370,6 +388,16 @@ def similar_url(datasette, database: str, item_type: str, item_id) -> str:
 def preview_url(datasette, database: str, file_id, version: str | None = None) -> str:
     url = datasette.urls.path(f"-/scisearch/preview/{_route(datasette, database)}/{file_id}.png")
     return f"{url}?v={version}" if version else url
+
+
+def download_url(datasette, database: str, file_id) -> str:
+    """The original file (a zip with its partners when it has any)."""
+    return datasette.urls.path(f"-/scisearch/download/{_route(datasette, database)}/{file_id}")
+
+
+def export_url(datasette, database: str, file_id, format_name: str) -> str:
+    """The file's array as ``tiff``, ``png`` or ``emd``."""
+    return datasette.urls.path(f"-/scisearch/export/{_route(datasette, database)}/{file_id}.{format_name}")
 
 
 def preview_version(sha256, loaded_at, preview) -> str:

@@ -27,7 +27,7 @@ from ..config import Settings
 from ..search import embedding, engine
 from ..search.detail import item_detail, similar_items
 from ..search.federation import catalog_answer, schema_problem, search_catalogs_async
-from . import clicks, present, validation
+from . import clicks, downloads, findable, present, validation
 from .base import (
     WebError,
     call_engine,
@@ -39,6 +39,7 @@ from .base import (
     item_table,
     parse_page,
     readable_hit,
+    readable_item,
     readable_item_types,
     search_url,
     url_id,
@@ -449,6 +450,10 @@ async def item_page(request, datasette):
             "similar_note": similar_note,
         }
     )
+    if item_type == "file" and await readable_item(datasette, request.actor, db, "file", item_id):
+        context["downloads"] = downloads.downloads_view(datasette, database, row)
+    # Search engines read the page as a schema.org Dataset, where anyone may read it.
+    context["json_ld"] = await findable.page_json_ld(datasette, request, db, item_type, detail)
     # Experts' controls: who may edit, each tag's history.
     item_key = detail.get("item_id") or item_id
     context.update(await validation.editing_context(request, datasette, db, item_type, item_key))
