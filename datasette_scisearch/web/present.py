@@ -256,7 +256,7 @@ def remote_hit_view(hit, zone=None) -> dict:
         proposal_url = urllib.parse.urljoin(hit.facility_url, route)
     return {
         **_card_fields(data, zone),
-        "url": data.get("url"),
+        "url": data.get("url") or hit.facility_url,  # a link that led off the facility was dropped
         "preview_url": data.get("preview_url") if facts.get("has_preview") else None,
         "proposal": {**proposal, "url": proposal_url} if proposal and proposal.get("id") else None,
         "catalog": hit.facility,
