@@ -119,7 +119,8 @@ def two_facilities(catalogs, tmp_path_factory):
     folder = tmp_path_factory.mktemp("two-facilities")
     metadata_with_hub(folder / "east.yml", None)
     with serving(catalogs["east"], folder / "east.yml") as (east, _):
-        block = {"name": "west", "facilities": [{"name": "east", "url": east, "timeout_seconds": 20}]}
+        # The facility's name here ("sunrise") is not its catalog's name there ("east").
+        block = {"name": "west", "facilities": [{"name": "sunrise", "url": east, "timeout_seconds": 20}]}
         metadata_with_hub(folder / "west.yml", block)
         with serving(catalogs["west"], folder / "west.yml") as (west, _):
             yield west, east
@@ -197,24 +198,24 @@ def test_one_query_returns_results_from_both_facilities(two_facilities):
     west, east = two_facilities
     data = httpx.get(west + "-/scisearch.json", params={"q": QUERY, "facilities": "all"}, timeout=60).json()
     assert data["ok"] is True and data["notices"] == []
-    assert {hit["facility"] for hit in data["hits"]} == {"west", "east"}
+    assert {hit["facility"] for hit in data["hits"]} == {"west", "sunrise"}
     assert data["total"] == 12 + 2
     assert data["facilities"] == [
         {"name": "west", "url": None, "answered": True},
-        {"name": "east", "url": east, "answered": True},
+        {"name": "sunrise", "url": east, "answered": True},
     ]
 
 
 def test_each_facilitys_best_match_comes_before_either_facilitys_second(two_facilities):
     west, _ = two_facilities
     data = httpx.get(west + "-/scisearch.json", params={"q": QUERY, "facilities": "all"}, timeout=60).json()
-    assert sorted(hit["facility"] for hit in data["hits"][:2]) == ["east", "west"]
+    assert sorted(hit["facility"] for hit in data["hits"][:2]) == ["sunrise", "west"]
 
 
 def test_another_facilitys_results_link_to_their_item_pages_there(two_facilities):
     west, east = two_facilities
     data = httpx.get(west + "-/scisearch.json", params={"q": QUERY, "facilities": "all"}, timeout=60).json()
-    theirs = [hit for hit in data["hits"] if hit["facility"] == "east"]
+    theirs = [hit for hit in data["hits"] if hit["facility"] == "sunrise"]
     assert theirs and all(hit["url"].startswith(east + "-/scisearch/item/east/file/") for hit in theirs)
     assert all(hit["facility_url"] == east and hit["database"] == "east" for hit in theirs)
     page = httpx.get(theirs[0]["url"], timeout=60)
@@ -231,7 +232,19 @@ def test_the_search_page_shows_both_facilities_results_labelled(two_facilities):
     west, east = two_facilities
     html = httpx.get(west + "-/scisearch", params={"q": QUERY, "facilities": "all"}, timeout=60).text
     assert f'href="{east}-/scisearch/item/east/file/' in html
-    assert 'title="facility">east<' in html and "Also searched: east" in html
+    assert 'title="facility">sunrise<' in html and "Also searched: sunrise" in html
+
+
+@pytest.mark.parametrize(
+    ("catalog", "facilities"), [("sunrise", {"sunrise"}), ("-sunrise", {"west"}), ("west", {"west"})]
+)
+def test_a_catalog_filter_chooses_among_facilities_and_is_not_passed_on(two_facilities, catalog, facilities):
+    west, _ = two_facilities
+    query = f"{QUERY} {catalog[:1] if catalog.startswith('-') else ''}catalog:{catalog.lstrip('-')}"
+    data = httpx.get(west + "-/scisearch.json", params={"q": query, "facilities": "all"}, timeout=60).json()
+    assert {hit["facility"] for hit in data["hits"]} == facilities
+    assert data["total"] == sum({"west": 12, "sunrise": 2}[name] for name in facilities)
+    assert not [message for message in data["messages"] if "no catalog called" in message]
 
 
 # -- A facility that stops, sends junk or is slow ----------------------------------------------------------

@@ -46,6 +46,7 @@ import httpx
 from ..config import ConfigError
 from ..errors import BUSY, ScisearchError
 from .federation import AsyncEngine, CatalogAnswer, CatalogHit
+from .query import without_filter
 from .results import SearchResults
 
 __all__ = [
@@ -416,7 +417,9 @@ class _RemoteEngine:
     async def __call__(self, query: str, *, item_type=None, page=1, per_page=20, mode=None, sort=None):
         if self.failed:
             return _nothing(query, item_type, page, per_page)
-        params = {"q": query, "page": page, "per_page": per_page, SCOPE_PARAMETER: LOCAL_ONLY}
+        # catalog: filters chose among the catalogs and facilities here; the facility searches all of its own.
+        params = {"q": without_filter(query, "catalog"), "page": page, "per_page": per_page}
+        params[SCOPE_PARAMETER] = LOCAL_ONLY
         params |= {name: value for name, value in (("type", item_type), ("mode", mode), ("sort", sort)) if value}
         try:
             return await asyncio.wait_for(self._ask(params), max(0.0, self.deadline - time.monotonic()))
