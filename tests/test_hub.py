@@ -265,7 +265,7 @@ async def test_stopping_a_facility_leaves_the_others_results_with_a_notice(catal
     assert after["notices"] == [{"facility": "east", "url": east, "problem": after["notices"][0]["problem"]}]
     assert "refused the connection" in after["notices"][0]["problem"]
     assert after["facilities"][1] == {"name": "east", "url": east, "answered": False}
-    assert "scisearch-facility-notice" in page and "East (" in page and "refused the connection" in page
+    assert "scisearch-facility-notice" in page and "Facility east (" in page and "refused the connection" in page
     assert page.count('class="scisearch-card"') + page.count('class="scisearch-row"') >= 12
 
 

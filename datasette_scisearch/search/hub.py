@@ -172,7 +172,7 @@ class Notice:
         return asdict(self)
 
     def sentence(self) -> str:
-        return f"{self.facility} ({self.url}): {self.problem}; results from the other facilities are shown"
+        return f"facility {self.facility} ({self.url}) {self.problem}; the results shown are from those that answered"
 
 
 @dataclass
@@ -213,8 +213,10 @@ def parse_answer(facility: Facility, status: int, content_type: str, body: bytes
         payload = json.loads(body)
     except ValueError:
         raise RemoteAnswerError("sent something that is not JSON") from None
-    shape = _Shape(facility)
-    return shape.answer(payload)
+    try:
+        return _Shape(facility).answer(payload)
+    except RemoteAnswerError as error:
+        raise RemoteAnswerError(f"sent an answer of the wrong shape: {error.message}") from None
 
 
 def _error_sentence(content_type: str, body: bytes) -> str:
@@ -277,8 +279,7 @@ class _Shape:
         data = self.mapping(payload, "the answer")
         if data.get("ok") is not True:
             raise RemoteAnswerError(
-                'answered without "ok": true'
-                + (f" ({data['error'][:200]})" if isinstance(data.get("error"), str) else "")
+                '"ok" is not true' + (f" ({data['error'][:200]})" if isinstance(data.get("error"), str) else "")
             )
         hits = [self.hit(entry, f"hits[{number}]") for number, entry in enumerate(self.listing(data, "hits"))]
         messages = [str(message)[:300] for message in self.listing(data, "messages")]
@@ -301,7 +302,7 @@ class _Shape:
             sort=str(data.get("sort") or "relevance"),
         )
         if results.total < len(hits):
-            raise RemoteAnswerError(f"said total {results.total} but sent {len(hits)} results")
+            raise RemoteAnswerError(f"total {results.total} is fewer than the {len(hits)} results sent")
         answer = CatalogAnswer(results, makers=dict(results.rankers))
         for hit in hits:
             if hit.scores:
