@@ -249,17 +249,19 @@ class SearchRequest:
         return search_url(datasette, params)
 
 
-def facilities_view(datasette, search: SearchRequest, facilities: hub.Hub, fanned_out: bool) -> dict | None:
-    """The link that searches the other facilities too, or this one only; none where no hub is configured."""
+def facilities_view(
+    datasette, search: SearchRequest, facilities: hub.Hub, fanned_out: bool, notices: list[hub.Notice] = ()
+) -> dict | None:
+    """The link that searches the other facilities too, or this one only, and which answered; none where no hub
+    is configured."""
     if not facilities.facilities:
         return None
-    names = ", ".join(facility.name for facility in facilities.facilities)
     if fanned_out:
-        return {
-            "text": f"Search {facilities.name} only",
-            "url": search.url(datasette, scope=hub.LOCAL_ONLY),
-            "searched": names,
-        }
+        failed = {notice.facility for notice in notices}
+        searched = [f"{f.name} (no answer)" if f.name in failed else f.name for f in facilities.facilities]
+        url = search.url(datasette, scope=hub.LOCAL_ONLY)
+        return {"text": f"Search {facilities.name} only", "url": url, "searched": ", ".join(searched)}
+    names = ", ".join(facility.name for facility in facilities.facilities)
     return {"text": f"Also search {names}", "url": search.url(datasette, scope=hub.FAN_OUT), "searched": None}
 
 
@@ -459,6 +461,7 @@ async def search_page(request, datasette):
             "last_shown": (search.page - 1) * PER_PAGE + len(hits),
             "messages": context["messages"] + [_sentence(message) for message in results.messages],
             "notices": [_sentence(notice.sentence()) for notice in notices],
+            "facilities_link": facilities_view(datasette, search, facilities, fanned_out, notices),
         }
     )
     return await _render(datasette, request, "scisearch_search.html", context)

@@ -40,6 +40,7 @@ def test_the_page_shows_both_facilities_and_a_notice_once_one_stops(browser, cat
             assert notice.count() == 1 and "Facility sunrise (" in notice.inner_text()
             assert "refused the connection" in notice.inner_text() and notice.is_visible()
             assert page.locator('[title="facility"]', has_text="sunrise").count() == 0
+            assert "Also searched: sunrise (no answer)." in page.locator(".scisearch-facilities").inner_text()
             assert page.locator("article[data-item-type]").count() == 12
             page.screenshot(path=str(SCREENSHOTS / "hub-one-stopped.png"), full_page=True)
             context.close()
