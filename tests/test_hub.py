@@ -153,6 +153,7 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
             "types": (200, "application/json", json.dumps(
                 {**self.EMPTY, "total": 1, "hits": [{"item_type": "file", "item_id": 1, "title": "x"}]}).encode()),
             "error": (500, "text/plain", b"Internal Server Error"),
+            "flood": (200, "application/json", b'{"ok": true, "hits": [' + b"0, " * 2_000_000 + b"0]}"),
             "hostile": (200, "application/json", json.dumps({**self.EMPTY, "total": 1, "hits": [self.HOSTILE_HIT],
                                                             "rankers": {"fts": "fts5 bm25"}}).encode()),
         }.get(how, (200, "application/json", json.dumps(self.EMPTY).encode()))  # fmt: skip
@@ -278,6 +279,7 @@ async def test_stopping_a_facility_leaves_the_others_results_with_a_notice(catal
         ("shape", "hits is not a list"),
         ("types", "hits[0].item_id is not text"),
         ("error", "answered HTTP 500"),
+        ("flood", "more than an answer can be"),
     ],
 )
 async def test_a_facility_answering_junk_gives_a_notice_and_the_local_results(

@@ -423,14 +423,16 @@ class _RemoteEngine:
         params[SCOPE_PARAMETER] = LOCAL_ONLY
         params |= {name: value for name, value in (("type", item_type), ("mode", mode), ("sort", sort)) if value}
         try:
-            return await asyncio.wait_for(self._ask(params), max(0.0, self.deadline - time.monotonic()))
+            answer = await asyncio.wait_for(self._ask(params), max(0.0, self.deadline - time.monotonic()))
+            answer.results.hits = answer.results.hits[:per_page]  # no more than asked for, whatever was sent
+            return answer
         except TimeoutError:
             problem = f"did not answer within {self.facility.timeout_seconds:g} s"
         except RemoteAnswerError as error:
             problem = error.message
         except httpx.ConnectError:
             problem = "refused the connection or could not be reached (is it running?)"
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, UnicodeError) as error:
             problem = f"could not be asked: {type(error).__name__} {str(error)[:200]}".strip()
         self.failed = True
         self.notices.append(Notice(self.facility.name, self.facility.url, problem))
