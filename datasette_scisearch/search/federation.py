@@ -108,8 +108,11 @@ class CatalogHit(engine.Hit):
 
     @classmethod
     def of(cls, hit: engine.Hit, database: str, **changes) -> CatalogHit:
+        """The hit marked with its catalog; a hit of a kind of CatalogHit (another facility's, search/hub.py)
+        stays that kind, with what it carries."""
+        kind = type(hit) if isinstance(hit, cls) else cls
         values = {f.name: getattr(hit, f.name) for f in fields(hit)}
-        return cls(**(values | changes | {"database": database}))
+        return kind(**(values | changes | {"database": database}))
 
 
 @dataclass

@@ -266,6 +266,14 @@ def _tokens(text: str) -> list[_Token]:
     return tokens
 
 
+def without_filter(text: str, name: str) -> str:
+    """The query with every ``name:`` filter (negated or not, under any of its names) left out, the rest as
+    typed: a hub forwards a query without its ``catalog:`` filters, which chose among facilities here
+    (search/hub.py)."""
+    names = {alias for alias, field_name in TEXT_FIELDS.items() if field_name == name} | {name}
+    return " ".join(token.raw for token in _tokens(text) if token.field not in names)
+
+
 def _has_word_characters(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 

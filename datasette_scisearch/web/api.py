@@ -2,7 +2,9 @@
 
     GET /-/scisearch.json?q=&type=&page=&per_page=&db=&mode=&sort=   search results over every catalog served,
                                                              or db=; mode=keyword|vector|hybrid;
-                                                             sort=relevance|date|kv|magnification (docs/search-api.md)
+                                                             sort=relevance|date|kv|magnification;
+                                                             facilities=all|local: other facilities too (hub:
+                                                             in metadata.yml), or not (docs/search-api.md)
     GET /-/scisearch/item/<db>/<type>/<id>.json              everything about one item
     GET /-/scisearch/similar/<db>/<type>/<id>.json           "more like this"
 
@@ -20,7 +22,7 @@ from datasette.utils.asgi import Forbidden, Response
 
 from ..catalog import ITEM_TYPES
 from ..errors import NOT_FOUND
-from ..search import engine
+from ..search import engine, hub
 from ..search.detail import item_detail, similar_items
 from .base import (
     WebError,
@@ -40,7 +42,7 @@ from .base import (
 )
 from .downloads import downloads_view
 from .errors import answers_errors
-from .pages import search_catalogs, searchable_catalogs
+from .pages import facility_hub, fans_out, search_catalogs, searchable_catalogs
 
 # Filters that may also be given as their own parameters (?tag=HAADF&instrument=Themis); each becomes
 # field:"value" in the query, so the query language is the one definition of what they mean.
@@ -108,6 +110,8 @@ def _query_and_tab(request) -> tuple[str, str | None]:
 
 
 def _hit_json(datasette, database: str, hit) -> dict:
+    if isinstance(hit, hub.RemoteHit):  # another facility's: its own database name and links there
+        return hit.public_dict()
     data = hit.as_dict()
     data["url"] = item_url(datasette, database, hit.item_type, hit.item_id)
     data["json_url"] = item_url(datasette, database, hit.item_type, hit.item_id, ".json")
@@ -115,6 +119,19 @@ def _hit_json(datasette, database: str, hit) -> dict:
     has_preview = hit.item_type == "file" and hit.facts.get("has_preview")
     data["preview_url"] = preview_url(datasette, database, hit.item_id) if has_preview else None
     return data
+
+
+def _add_facilities(payload: dict, facilities: hub.Hub, notices: list[hub.Notice]) -> None:
+    """A search that fanned out says which facilities answered, and each hit its facility (docs/search-api.md)."""
+    failed = {notice.facility for notice in notices}
+    payload["facilities"] = [{"name": facilities.name, "url": None, "answered": True}] + [
+        {"name": facility.name, "url": facility.url, "answered": facility.name not in failed}
+        for facility in facilities.facilities
+    ]
+    payload["notices"] = [notice.as_dict() for notice in notices]
+    for hit in payload["hits"]:
+        hit.setdefault("facility", facilities.name)
+        hit.setdefault("facility_url", None)
 
 
 # -- Routes ----------------------------------------------------------------------------------------------
@@ -130,14 +147,21 @@ async def search_json(request, datasette):
     options = {"item_type": tab, "page": page, "per_page": per_page, "served": len(served)}
     options["mode"] = _search_mode(request)
     options["sort"] = request.args.get("sort")
+    facilities, hub_notes = facility_hub(datasette)
+    fanned_out = fans_out(request, facilities)
+    notices: list[hub.Notice] = []
+    if fanned_out:
+        options["facilities"], options["notices"] = facilities.facilities, notices
     results = await search_catalogs(datasette, request.actor, catalogs, query, **options)
     payload = results.as_dict()
     # `database` names the catalog when one was searched (as before several could be); `catalogs` lists them.
     searched = payload.pop("catalogs")
     payload = {"ok": True, "database": searched[0] if len(searched) == 1 else None, "catalogs": searched, **payload}
-    payload["messages"] = left_out + payload["messages"]
+    payload["messages"] = left_out + hub_notes + payload["messages"]
     payload["mode"] = options["mode"] or "hybrid"
     payload["hits"] = [_hit_json(datasette, hit.database, hit) for hit in results.hits]
+    if fanned_out:
+        _add_facilities(payload, facilities, notices)
     last_page = max(1, -(-results.total // results.per_page))
     payload["last_page"] = min(last_page, engine.MAX_PAGE)
     return Response.json(payload, default=str)

@@ -23,8 +23,8 @@ from datasette.utils import tilde_encode
 from datasette.utils.asgi import Forbidden, Response
 
 from ..catalog import ITEM_TYPES
-from ..config import Settings
-from ..search import embedding, engine
+from ..config import ConfigError, Settings
+from ..search import embedding, engine, hub
 from ..search.detail import item_detail, similar_items
 from ..search.federation import catalog_answer, schema_problem, search_catalogs_async
 from . import clicks, downloads, findable, present, validation
@@ -111,17 +111,55 @@ async def searchable_catalogs(datasette, request, catalogs: list) -> tuple[list,
     return usable, notes
 
 
-async def search_catalogs(datasette, actor, catalogs: list, query: str, *, served: int, **options):
-    """The engine's search over these catalogs as one (search/federation.py), each on Datasette's connections.
+def facility_hub(datasette) -> tuple[hub.Hub, list[str]]:
+    """The other facilities this instance searches with its own (the ``hub:`` block of metadata.yml), and a
+    note when that block cannot be used (then none are searched; the page and JSON say why)."""
+    block = datasette.plugin_config(PLUGIN_NAME) or {}
+    try:
+        return hub.hub_from_config(block.get("hub")), []
+    except ConfigError as error:
+        return hub.Hub(), [f"other facilities were not searched: {error.message}"]
+
+
+def fans_out(request, facilities: hub.Hub) -> bool:
+    """Whether this request searches the other facilities too (never one that a hub sent: no loops)."""
+    forwarded = hub.FORWARDED_HEADER.lower() in request.headers
+    return facilities.fans_out(request.args.get(hub.SCOPE_PARAMETER), forwarded)
+
+
+async def search_catalogs(
+    datasette,
+    actor,
+    catalogs: list,
+    query: str,
+    *,
+    served: int,
+    facilities: list[hub.Facility] | None = None,
+    notices: list[hub.Notice] | None = None,
+    **options,
+):
+    """The engine's search over these catalogs as one (search/federation.py), each on Datasette's connections,
+    and over the other ``facilities`` by HTTP (search/hub.py; what went wrong with one is added to ``notices``).
 
     Each catalog's tables this actor may not see (metadata.yml's table-level ``allow``) are hidden from its
     search, so its hits, counts and facets all hold to the rule, and a hit's proposal is left out where
     proposals are not to be seen.  So are the proposals still under their proprietary period that are not the
-    actor's (``hidden_proposals``), with their files and sessions.
+    actor's (``hidden_proposals``), with their files and sessions.  Other facilities are asked anonymously, so
+    they send what anyone may see.
     """
     settings = facility_settings(datasette)
     readable = {db.name: await readable_item_types(datasette, actor, db) for db in catalogs}
     private = {db.name: await hidden_proposals(datasette, actor, db) for db in catalogs}
+    facilities, notices = list(facilities or []), notices if notices is not None else []
+    for facility in [facility for facility in facilities if facility.name in readable]:
+        notices.append(
+            hub.Notice(
+                facility.name,
+                facility.url,
+                "has the name of a catalog served here; give it another name under 'hub: facilities:' in metadata.yml",
+            )
+        )
+        facilities.remove(facility)
 
     def engine_of(db):
         hidden = frozenset(ITEM_TYPES) - readable[db.name]
@@ -134,8 +172,17 @@ async def search_catalogs(datasette, actor, catalogs: list, query: str, *, serve
         return run
 
     engines = {db.name: engine_of(db) for db in catalogs}
-    results = await search_catalogs_async(engines, query, served=served, **options)
-    results.hits = [hit for hit in results.hits if readable_hit(hit, readable.get(hit.database, frozenset()))]
+    if facilities:
+        async with hub.anonymous_client() as client:
+            engines |= hub.remote_engines(client, facilities, notices)
+            results = await search_catalogs_async(engines, query, served=served + len(facilities), **options)
+    else:
+        results = await search_catalogs_async(engines, query, served=served, **options)
+    results.hits = [
+        hit
+        for hit in results.hits
+        if isinstance(hit, hub.RemoteHit) or readable_hit(hit, readable.get(hit.database, frozenset()))
+    ]
     if any("proposal" not in types for types in readable.values()):
         # A proposal's title is the proposals table's to show: where it is hidden, the facet keeps bare ids.
         for entry in (results.facets or {}).get("proposal") or []:
@@ -174,13 +221,23 @@ class SearchRequest:
         self.sort = sort if sort in dict(SORTS) else None
         # Results as previews (the default) or as a table to compare values across many items.
         self.view = "table" if (args.get("view") or "").strip().lower() == "table" else None
+        # Whether other facilities are searched too (search/hub.py): kept as it was given, for every link.
+        self.scope = (args.get(hub.SCOPE_PARAMETER) or "").strip().lower() or None
 
     @property
     def engine_query(self) -> str:
         return " ".join([self.q.strip(), *(_filter_token(facet, value) for facet, value in self.filters)]).strip()
 
     def url(
-        self, datasette, *, item_type=_KEEP, filters: list | None = None, page: int = 1, sort=_KEEP, view=_KEEP
+        self,
+        datasette,
+        *,
+        item_type=_KEEP,
+        filters: list | None = None,
+        page: int = 1,
+        sort=_KEEP,
+        view=_KEEP,
+        scope=_KEEP,
     ) -> str:
         """This search with the tab, filters, order or page changed; any change but the page starts at page 1."""
         tab = self.item_type if item_type is _KEEP else item_type
@@ -191,9 +248,27 @@ class SearchRequest:
             params.append(("sort", order))
         if (self.view if view is _KEEP else view) == "table":
             params.append(("view", "table"))
+        if (self.scope if scope is _KEEP else scope) in (hub.FAN_OUT, hub.LOCAL_ONLY):
+            params.append((hub.SCOPE_PARAMETER, self.scope if scope is _KEEP else scope))
         if page > 1:
             params.append(("page", str(page)))
         return search_url(datasette, params)
+
+
+def facilities_view(
+    datasette, search: SearchRequest, facilities: hub.Hub, fanned_out: bool, notices: list[hub.Notice] = ()
+) -> dict | None:
+    """The link that searches the other facilities too, or this one only, and which answered; none where no hub
+    is configured."""
+    if not facilities.facilities:
+        return None
+    if fanned_out:
+        failed = {notice.facility for notice in notices}
+        searched = [f"{f.name} (no answer)" if f.name in failed else f.name for f in facilities.facilities]
+        url = search.url(datasette, scope=hub.LOCAL_ONLY)
+        return {"text": f"Search {facilities.name} only", "url": url, "searched": ", ".join(searched)}
+    names = ", ".join(facility.name for facility in facilities.facilities)
+    return {"text": f"Also search {names}", "url": search.url(datasette, scope=hub.FAN_OUT), "searched": None}
 
 
 def tabs_view(datasette, search: SearchRequest, counts: dict) -> list[dict]:
@@ -308,6 +383,7 @@ async def search_page(request, datasette):
         "scisearch_page": "search",
         "q": search.q,
         "db_param": search.db,
+        "scope_param": search.scope if search.scope in (hub.FAN_OUT, hub.LOCAL_ONLY) else None,
         "item_type": search.item_type,
         "kept_filters": search.filters,
         "chips": chips_view(datasette, search),
@@ -323,14 +399,27 @@ async def search_page(request, datasette):
     catalogs, left_out = await searchable_catalogs(datasette, request, served)
     context["messages"] += [_sentence(note) for note in left_out]
     zone = facility_settings(datasette).zone
-    several = len(served) > 1
+    facilities, hub_notes = facility_hub(datasette)
+    fanned_out = fans_out(request, facilities)
+    context["messages"] += [_sentence(note) for note in hub_notes]
+    context["facilities_link"] = facilities_view(datasette, search, facilities, fanned_out)
+    several = len(served) > 1 or fanned_out
+    notices: list[hub.Notice] = []
 
     def views(hits) -> list[dict]:
-        return [present.hit_view(datasette, hit.database, hit, zone, catalog=several) for hit in hits]
+        return [
+            present.remote_hit_view(hit, zone)
+            if isinstance(hit, hub.RemoteHit)
+            else present.hit_view(datasette, hit.database, hit, zone, catalog=several)
+            for hit in hits
+        ]
 
     async def run(query: str, page: int, per_page: int = PER_PAGE, item_type=None):
         options = {"item_type": item_type, "page": page, "per_page": per_page, "served": len(served)}
         options["sort"] = search.sort
+        if fanned_out:
+            notices.clear()  # a second run (past the last page) says again what went wrong
+            options |= {"facilities": facilities.facilities, "notices": notices}
         return await search_catalogs(datasette, request.actor, catalogs, query, **options)
 
     browsing = not search.engine_query
@@ -357,7 +446,7 @@ async def search_page(request, datasette):
     hits = views(results.hits)
     facets = facets_view(datasette, search, results.facets)
     # Learning from clicks (web/clicks.py): what was shown is logged in each result's catalog; cards carry positions.
-    shown = [(hit.database, view) for hit, view in zip(results.hits, hits)]
+    shown = [(hit.database, view) for hit, view in zip(results.hits, hits) if not isinstance(hit, hub.RemoteHit)]
     first_position = (search.page - 1) * PER_PAGE + 1
     if not browsing:  # what was shown for a query, which a click can then be learned from
         await clicks.log_search(datasette, request, query, search.item_type, shown, first_position)
@@ -377,6 +466,8 @@ async def search_page(request, datasette):
             "first_shown": (search.page - 1) * PER_PAGE + 1,
             "last_shown": (search.page - 1) * PER_PAGE + len(hits),
             "messages": context["messages"] + [_sentence(message) for message in results.messages],
+            "notices": [_sentence(notice.sentence()) for notice in notices],
+            "facilities_link": facilities_view(datasette, search, facilities, fanned_out, notices),
         }
     )
     return await _render(datasette, request, "scisearch_search.html", context)

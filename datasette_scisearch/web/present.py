@@ -16,6 +16,7 @@ import zoneinfo
 from dataclasses import asdict, is_dataclass
 
 import markupsafe
+from datasette.utils import tilde_encode
 
 from ..ingest.normalize import magnification_label
 from .base import item_url, preview_url
@@ -231,12 +232,48 @@ def hit_view(datasette, database: str, hit, zone=None, catalog: bool = False) ->
     facts = hit.get("facts") or {}
     proposal = hit.get("proposal")
     return {
+        **_card_fields(hit, zone),
+        "url": item_url(datasette, database, item_type, item_id),
+        "preview_url": preview_url(datasette, database, item_id) if facts.get("has_preview") else None,
+        "proposal": (
+            {**proposal, "url": item_url(datasette, database, "proposal", proposal["id"])}
+            if proposal and proposal.get("id")
+            else None
+        ),
+        "catalog": database if catalog else None,
+    }
+
+
+def remote_hit_view(hit, zone=None) -> dict:
+    """A result from another facility (search/hub.py ``RemoteHit``): the same card, labelled with its facility,
+    its links absolute on that facility (checked to stay there when its answer was read)."""
+    data = hit.public_dict()
+    facts = data.get("facts") or {}
+    proposal = data.get("proposal")
+    proposal_url = None
+    if proposal and proposal.get("id") and data.get("database"):
+        route = f"-/scisearch/item/{tilde_encode(data['database'])}/proposal/{tilde_encode(str(proposal['id']))}"
+        proposal_url = urllib.parse.urljoin(hit.facility_url, route)
+    return {
+        **_card_fields(data, zone),
+        "url": data.get("url") or hit.facility_url,  # a link that led off the facility was dropped
+        "preview_url": data.get("preview_url") if facts.get("has_preview") else None,
+        "proposal": {**proposal, "url": proposal_url} if proposal and proposal.get("id") else None,
+        "catalog": hit.facility,
+        "facility": hit.facility,
+        "facility_url": hit.facility_url,
+    }
+
+
+def _card_fields(hit: dict, zone) -> dict:
+    """What a card shows that does not depend on where the item is served."""
+    item_type, item_id = hit["item_type"], hit["item_id"]
+    facts = hit.get("facts") or {}
+    return {
         "item_type": item_type,
         "type_label": TYPE_LABELS.get(item_type, item_type),
         "item_id": item_id,
         "title": hit.get("title") or f"{item_type} {item_id}",
-        "url": item_url(datasette, database, item_type, item_id),
-        "preview_url": preview_url(datasette, database, item_id) if facts.get("has_preview") else None,
         "kind": facts.get("kind"),
         "facts": hit_facts(item_type, facts, zone),
         "cells": table_cells(item_type, facts, zone),
@@ -244,12 +281,6 @@ def hit_view(datasette, database: str, hit, zone=None, catalog: bool = False) ->
         "why": list(hit.get("why") or []),
         "why_line": why_line(list(hit.get("why") or [])),
         "matched_tags": distinct_tags(hit.get("matched_tags") or []),
-        "proposal": (
-            {**proposal, "url": item_url(datasette, database, "proposal", proposal["id"])}
-            if proposal and proposal.get("id")
-            else None
-        ),
-        "catalog": database if catalog else None,
     }
 
 
