@@ -566,6 +566,15 @@ def m009_facility_image_models(db: sqlite_utils.Database) -> None:
     db["image_models"].create_index(["space", "version"], unique=True)
 
 
+@MIGRATIONS()
+def m010_tag_categories(db: sqlite_utils.Database) -> None:
+    """Each tag says what it is about (material, technique, instrument settings …; ``tagging.tagger.TAG_CATEGORIES``)
+    so pages group tags as a microscopist reads them.  Tags written before have none and show as "other" until their
+    tagger runs again (the built-in taggers' versions went up with this, so the next ``scisearch tag`` does it)."""
+    db["tags"].add_column("category", str)
+    db["tags"].create_index(["tag", "category"])
+
+
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
     """sqlite-utils' update trigger re-indexes a row whatever column changed; linking a million
     files to their sessions must not rewrite a million full-text entries."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import sqlite_utils
 
 from ..catalog import ITEM_TABLES, ITEM_TYPES, item_key
+from ..tagging.tagger import DEFAULT_TAG_CATEGORY
 from . import hits, vector_index
 from .query import QueryError
 from .results import Candidate, ItemNotFound
@@ -123,13 +124,21 @@ def item_detail(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict
     item_id = str(row["id"])
     tags: dict[str, list[dict]] = {}
     # Each tag's id is what experts' accept, reject and edit requests name.
-    for tag_id, tag, score, source, status, evidence, via in db.execute(
-        """select id, tag, score, source, status, evidence, via from tags where item_type = ? and item_id = ?
-           order by source, score desc, tag""",
-        [item_type, item_id],
+    for tag_id, tag, score, source, status, evidence, via, category in db.execute(
+        """select id, tag, score, source, status, evidence, via, coalesce(category, ?) from tags
+           where item_type = ? and item_id = ? order by source, score desc, tag""",
+        [DEFAULT_TAG_CATEGORY, item_type, item_id],
     ):
         tags.setdefault(source or "unknown", []).append(
-            {"id": tag_id, "tag": tag, "score": score, "status": status, "evidence": evidence, "via": via}
+            {
+                "id": tag_id,
+                "tag": tag,
+                "score": score,
+                "status": status,
+                "evidence": evidence,
+                "via": via,
+                "category": category,
+            }
         )
     session = None
     proposals: list[dict] = []

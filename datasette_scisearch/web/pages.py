@@ -27,6 +27,7 @@ from ..config import Settings
 from ..search import embedding, engine
 from ..search.detail import item_detail, similar_items
 from ..search.federation import catalog_answer, schema_problem, search_catalogs_async
+from ..tagging.tagger import DEFAULT_TAG_CATEGORY, category_label, category_order
 from . import clicks, present, validation
 from .base import (
     WebError,
@@ -225,6 +226,7 @@ def facets_view(datasette, search: SearchRequest, facets: dict) -> list[dict]:
             shown_as = entry.get("label") or (descriptions.get(value) if facet == "instrument" else None) or value
             entries.append(
                 {
+                    "category": entry.get("category") or DEFAULT_TAG_CATEGORY,
                     "value": value,
                     "label": shown_as,
                     "detail": value if shown_as != value else None,
@@ -233,9 +235,29 @@ def facets_view(datasette, search: SearchRequest, facets: dict) -> list[dict]:
                     "url": search.url(datasette, filters=others if selected else [*search.filters, (facet, value)]),
                 }
             )
-        if entries:
+        if entries and facet == "tag":
+            shown += _tag_facets(entries)
+        elif entries:
             shown.append({"name": facet, "label": label, "entries": entries, "shown": FACET_VALUES_SHOWN})
     return shown
+
+
+def _tag_facets(entries: list[dict]) -> list[dict]:
+    """The tag facet as one list per category (Material, Technique, Instrument settings …), each filtering by
+    ``tag:``; a tag of no category (from an older catalog) is under "Other"."""
+    groups: dict[str, list[dict]] = {}
+    for entry in entries:
+        groups.setdefault(entry["category"], []).append(entry)
+    return [
+        {
+            "name": "tag",
+            "category": category,
+            "label": category_label(category),
+            "entries": groups[category],
+            "shown": FACET_VALUES_SHOWN,
+        }
+        for category in sorted(groups, key=category_order)
+    ]
 
 
 def chips_view(datasette, search: SearchRequest, facets: list[dict] | None = None) -> list[dict]:

@@ -18,6 +18,7 @@ from dataclasses import asdict, is_dataclass
 import markupsafe
 
 from ..ingest.normalize import magnification_label
+from ..tagging.tagger import DEFAULT_TAG_CATEGORY, category_label, category_order
 from .base import item_url, preview_url
 
 TYPE_LABELS = {"file": "file", "proposal": "proposal", "paper": "paper", "session": "session"}
@@ -352,16 +353,23 @@ def linked_view(datasette, database: str, item_type: str, record: dict | None, z
 
 
 def tags_view(tags: dict) -> list[dict]:
-    """Tags grouped by the tagger (or person) that gave them, highest score first in each group."""
-    groups = []
-    for source, entries in sorted((tags or {}).items()):
-        shown = []
-        for entry in sorted(entries, key=lambda e: -(e.get("score") or 0)):
+    """Tags grouped by what they say about the item (material, technique, instrument settings …, the categories
+    taggers declare), highest score first in each group; each tag keeps the tagger or person that gave it."""
+    groups: dict[str, list[dict]] = {}
+    for source, entries in (tags or {}).items():
+        for entry in entries:
             score = entry.get("score")
             percent = round(max(0.0, min(1.0, float(score))) * 100) if score is not None else None
-            shown.append({**entry, "percent": percent})
-        groups.append({"source": source, "tags": shown})
-    return groups
+            category = entry.get("category") or DEFAULT_TAG_CATEGORY
+            groups.setdefault(category, []).append({**entry, "source": source, "percent": percent})
+    return [
+        {
+            "category": category,
+            "label": category_label(category),
+            "tags": sorted(groups[category], key=lambda e: (-(e.get("score") or 0), str(e.get("tag")), e["source"])),
+        }
+        for category in sorted(groups, key=category_order)
+    ]
 
 
 # Kinds whose pixel size is a length in the specimen: a scale bar means something on them.
