@@ -182,7 +182,33 @@ def item_detail(db: sqlite_utils.Database, item_type: str, item_id: str) -> dict
         "files": files,
         "files_total": files_total,
         "has_preview": has_preview,
+        **(_file_views(db, row["id"]) if item_type == "file" else {"spectrum": None, "frames": []}),
     }
+
+
+def _file_views(db, file_id: int) -> dict:
+    """The file's spectrum to plot and the frames to step through (``ingest/views.py``); a catalog served as it
+    is, from before these were kept, has neither."""
+    tables = set(db.table_names())
+    spectrum, frames = None, []
+    if "spectra" in tables:
+        found = db.execute(
+            "select x, y, x_label, x_unit, y_label, y_unit, summed_over, channels from spectra where file_id = ?",
+            [file_id],
+        ).fetchone()
+        if found:
+            names = ("x", "y", "x_label", "x_unit", "y_label", "y_unit", "summed_over", "channels")
+            spectrum = dict(zip(names, found))
+            spectrum["x"], spectrum["y"] = json.loads(spectrum["x"]), json.loads(spectrum["y"])
+    if "frames" in tables:
+        frames = [
+            {"frame": frame, "label": label, "width": width, "height": height, "frames_total": total}
+            for frame, label, width, height, total in db.execute(
+                "select frame, label, width, height, frames_total from frames where file_id = ? order by frame",
+                [file_id],
+            )
+        ]
+    return {"spectrum": spectrum, "frames": frames}
 
 
 def _distinct_papers(papers: list[dict]) -> list[dict]:

@@ -223,6 +223,7 @@ class LocalDateFacet(Facet):
 def register_routes(datasette):
     return [
         (r"^/-/scisearch/preview/(?P<database>[^/]+)/(?P<file_id>[^/]*)\.png$", serve_preview),
+        (r"^/-/scisearch/frame/(?P<database>[^/]+)/(?P<file_id>[^/]*)/(?P<frame>[^/]*)\.png$", serve_frame),
         *api.ROUTES,
         *pages.ROUTES,
         *validation.ROUTES,
@@ -290,6 +291,24 @@ async def serve_preview(request, datasette):
         content_type="image/png",
         headers={"Cache-Control": f"public, max-age={max_age}"},
     )
+
+
+@answers_errors
+async def serve_frame(request, datasette):
+    """A frame of a stack or 4D scan, kept at load; the item page's slider steps through them."""
+    db = find_catalog(datasette, request.url_vars["database"])
+    await ensure_may_read(datasette, request.actor, db, "files")
+    file_text, frame_text = request.url_vars["file_id"], request.url_vars["frame"]
+    row = None
+    numbers = (file_text, frame_text)
+    if all(t.isascii() and t.isdigit() and int(t) <= MAX_SQLITE_INTEGER for t in numbers) and "frames" in (
+        await db.table_names()
+    ):
+        result = await db.execute("select png from frames where file_id = ? and frame = ?", [int(t) for t in numbers])
+        row = result.first()
+    if row is None or not row["png"]:
+        raise WebError(f"There is no frame '{frame_text[:20]}' of file '{file_text[:100]}' in '{db.name}'.", 404)
+    return Response(bytes(row["png"]), content_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
 
 
 @hookimpl

@@ -8,7 +8,7 @@ type, and every URL the pages link to.
   the search hits and the HTML pages all ask it, so a table rule holds by every route.
 - ``WebError`` (a ``ScisearchError``) is the error a view raises for bad input, something missing or
   something refused; web/errors.py answers it as a 400/403/404 page, or JSON for a JSON client.
-- URLs are built here only: ``search_url``, ``item_url``, ``similar_url``, ``preview_url``.
+- URLs are built here only: ``search_url``, ``item_url``, ``similar_url``, ``preview_url``, ``frame_url``.
 
 Nothing here imports the views, so every view imports this module at its top.
 """
@@ -291,6 +291,11 @@ def similar_url(datasette, database: str, item_type: str, item_id) -> str:
 def preview_url(datasette, database: str, file_id, version: str | None = None) -> str:
     url = datasette.urls.path(f"-/scisearch/preview/{_route(datasette, database)}/{file_id}.png")
     return f"{url}?v={version}" if version else url
+
+
+def frame_url(datasette, database: str, file_id, frame: int) -> str:
+    """One of the frames kept of a stack or 4D scan (``ingest/views.py``), by its number in the dataset."""
+    return datasette.urls.path(f"-/scisearch/frame/{_route(datasette, database)}/{file_id}/{int(frame)}.png")
 
 
 def preview_version(sha256, loaded_at, preview) -> str:

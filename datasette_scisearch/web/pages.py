@@ -450,6 +450,8 @@ async def item_page(request, datasette):
             "preview_url": present.preview_url(datasette, database, item_id) if detail.get("has_preview") else None,
             "columns": present.listed_columns(row, zone),
             "viewer": present.viewer_view(row),
+            "spectrum": present.spectrum_view(detail.get("spectrum")),
+            "frames": present.frames_view(datasette, database, item_id, detail.get("frames")),
             "metadata": metadata,
             "metadata_cut": metadata_cut,
             "row_url": datasette.urls.row(database, table, tilde_encode(str(item_id))),

@@ -19,7 +19,8 @@ import markupsafe
 
 from ..ingest.normalize import magnification_label
 from ..tagging.tagger import DEFAULT_TAG_CATEGORY, category_label, category_order
-from .base import item_url, preview_url
+from . import plots
+from .base import frame_url, item_url, preview_url
 
 TYPE_LABELS = {"file": "file", "proposal": "proposal", "paper": "paper", "session": "session"}
 # Raw metadata beyond this is cut in the page (a file's can reach a megabyte); the JSON link has all of it.
@@ -389,6 +390,28 @@ def viewer_view(row: dict) -> dict:
         "pixel_size_nm": pixel_size if real_space else None,
         "columns": int(columns[-1]) if real_space else None,
     }
+
+
+def spectrum_view(spectrum: dict | None) -> dict | None:
+    """The spectrum's plot (inline SVG) and a line saying what it is."""
+    if not spectrum or len(spectrum.get("x") or []) < 2:
+        return None
+    channels = spectrum.get("channels") or len(spectrum["x"])
+    said = f"{channels:,} channels"
+    if (spectrum.get("summed_over") or 1) > 1:
+        said = f"the sum over {spectrum['summed_over']:,} scan positions, {said}"
+    if len(spectrum["x"]) < channels:
+        said += f" (each point the highest of {-(-channels // len(spectrum['x']))})"
+    return {"svg": plots.spectrum_svg(spectrum), "said": said}
+
+
+def frames_view(datasette, database: str, file_id, frames: list[dict] | None) -> dict | None:
+    """The frames kept of a stack or 4D scan, each with its image URL, for the item page's slider."""
+    if not frames or len(frames) < 2:
+        return None
+    shown = [{**frame, "url": frame_url(datasette, database, file_id, frame["frame"])} for frame in frames]
+    total = frames[0].get("frames_total") or len(frames)
+    return {"frames": shown, "total": total, "sampled": len(frames) < total}
 
 
 def metadata_text(metadata) -> tuple[str, bool]:
