@@ -52,9 +52,8 @@ class RosettaSciIOLoader(FileLoader):
     """Every format RosettaSciIO has a reader for: the chain's last resort after the specialised readers."""
 
     name = "rosettasciio"
-    version = (
-        "3"  # 2: every RosettaSciIO suffix, each of its readers for a suffix tried, time zones kept; 3: energy axes
-    )
+    # 2: every RosettaSciIO suffix, each of its readers for a suffix tried, time zones kept; 3: spectra's energy axes
+    version = "3"
     description = "Bruker, Phenom, JEOL, EDAX, EMSA, TVIPS, Quantum Detectors and every other RosettaSciIO format"
     suffixes = frozenset(f".{s}" for s in PLUGINS_BY_SUFFIX)
 
