@@ -632,8 +632,26 @@ async def test_proposal_page_shows_its_abstract_and_its_files_as_cards(ds):
     response = await item(ds, "proposal", PROPOSAL_ID)
     assert response.status_code == 200
     assert "aberration-corrected HAADF-STEM during heating" in response.text
-    files = response.text.split('<section class="scisearch-item-files">', 1)[1].split("</section>", 1)[0]
+    files = files_section(response.text)
     assert set(cards(files)) == {"1", "2", "3"}
+
+
+def files_section(page: str) -> str:
+    return page.split('<section class="scisearch-item-files">', 1)[1].split('<section class="scisearch-similar"')[0]
+
+
+@pytest.mark.asyncio
+async def test_proposal_page_groups_its_files_by_kind_with_counts(ds):
+    files = files_section((await item(ds, "proposal", PROPOSAL_ID)).text)
+    groups = re.findall(
+        r'data-kind="([^"]+)">\s*<h3>([^<]+)<span class="scisearch-count">(\d+)</span>(.*?)</section>', files, re.S
+    )
+    assert [(kind, heading.strip(), count) for kind, heading, count, _ in groups] == [
+        ("image", "Images", "2"),
+        ("diffraction", "Diffraction patterns", "1"),
+    ]
+    assert cards(groups[0][3]) == ["1", "2"] and cards(groups[1][3]) == ["3"]
+    assert '<a href="#files-image">Images</a> 2 · <a href="#files-diffraction">Diffraction patterns</a> 1' in files
 
 
 @pytest.mark.asyncio

@@ -463,6 +463,9 @@ async def item_page(request, datasette):
             "papers": linked("paper", detail.get("papers")),
             "files": [present.hit_view(datasette, database, present.file_as_hit(f), zone) for f in files],
             "files_total": max(detail.get("files_total") or 0, len(files)),
+            "file_kinds": present.file_kinds_view(
+                datasette, database, item_type, item_id, detail.get("files_by_kind"), zone
+            ),
             "similar": similar,
             "similar_segments": present.segments([present.hit_view(datasette, database, hit, zone) for hit in similar]),
             "similar_note": similar_note,

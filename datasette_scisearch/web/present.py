@@ -20,7 +20,7 @@ import markupsafe
 from ..ingest.normalize import magnification_label
 from ..tagging.tagger import DEFAULT_TAG_CATEGORY, category_label, category_order
 from . import plots
-from .base import frame_url, item_url, preview_url
+from .base import frame_url, item_url, preview_url, search_url
 
 TYPE_LABELS = {"file": "file", "proposal": "proposal", "paper": "paper", "session": "session"}
 # Raw metadata beyond this is cut in the page (a file's can reach a megabyte); the JSON link has all of it.
@@ -305,6 +305,40 @@ def distinct_tags(tags: list[dict]) -> list[dict]:
         if (tag.get("score") or 0) > (seen.get("score") or 0):
             seen["score"] = tag.get("score")
     return list(by_text.values())
+
+
+# A kind of file as a heading says what it holds: "Diffraction patterns (14)".
+KIND_HEADINGS = {
+    "image": "Images",
+    "diffraction": "Diffraction patterns",
+    "spectrum": "Spectra",
+    "spectrum image": "Spectrum images",
+    "line profile": "Line profiles",
+    "stack": "Stacks and series",
+    "4D": "4D scans",
+}
+
+
+def file_kinds_view(datasette, database: str, item_type: str, item_id, groups: list[dict] | None, zone=None) -> list:
+    """A proposal's (session's, paper's) files in one group per kind, each with its count, its first files as
+    cards and, where there are more, a search for all of that kind (a proposal's files are searchable by
+    ``proposal:``)."""
+    shown = []
+    for group in groups or []:
+        kind = group.get("kind")
+        more = None
+        if item_type == "proposal" and group["count"] > len(group["files"]):
+            more = search_url(datasette, [("type", "file"), ("proposal", str(item_id)), ("kind", kind or "")])
+        shown.append(
+            {
+                "kind": kind or "unknown",
+                "heading": KIND_HEADINGS.get(kind or "", (kind or "Other files").capitalize()),
+                "count": group["count"],
+                "hits": [hit_view(datasette, database, file_as_hit(f), zone) for f in group["files"]],
+                "more_url": more,
+            }
+        )
+    return shown
 
 
 def file_as_hit(file: dict) -> dict:
