@@ -206,7 +206,7 @@
   function offerUndo(historyIds) {
     var form = document.getElementById("scisearch-bulk-undo");
     if (!form) return;
-    form.querySelectorAll("input[name=history]").forEach(function (input) { input.remove(); });
+    form.querySelectorAll("input[name=history], input[name=history_range]").forEach(function (input) { input.remove(); });
     historyIds.forEach(function (id) {
       var input = document.createElement("input");
       input.type = "hidden";
