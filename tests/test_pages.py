@@ -540,7 +540,7 @@ async def test_file_page_lists_normalised_values_with_units(ds):
     response = await item(ds, "file", "1")
     listed = dict(re.findall(r"<dt>([^<]+)</dt><dd[^>]*>([^<]+)</dd>", response.text))
     assert listed["Voltage"] == "300 kV"
-    assert listed["Magnification"] == "2.5 Mx"
+    assert listed["Magnification"] == "2.5 Mx (2,500,000×)"
     assert listed["Pixel size"] == "12 pm"
     assert listed["Acquired"] == "2019-03-04 20:30 PST"
     assert listed["Acquired (UTC)"] == "2019-03-05 04:30 UTC"

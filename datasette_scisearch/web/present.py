@@ -103,8 +103,10 @@ def format_value(column: str, value, zone: zoneinfo.ZoneInfo | None = None) -> s
         if column == "voltage_kv":
             return f"{value:g} kV"
         if column == "magnification" and value > 0:
-            return magnification_label(value)
+            return magnification_label(value) if value >= 1000 else f"{value:g}×"
         if column == "pixel_size_nm":
+            if value >= 1000:
+                return f"{value / 1000:.3g} µm"
             return f"{value * 1000:.3g} pm" if value < 0.1 else f"{value:.3g} nm"
         if column == "camera_length_mm":
             return f"{value:g} mm"
@@ -159,18 +161,47 @@ def listed_columns(row: dict, zone=None) -> list[tuple[str, str, str]]:
         if column in COLUMNS_NOT_LISTED:
             continue
         text = format_value(column, row.get(column), zone)
+        label = COLUMN_LABELS.get(column, column.replace("_", " ").capitalize())
         if text and column == "doi":
             text = doi_link(text)
+        if text and column == "shape":
+            text = shape_text(row.get("kind"), row.get("shape")) or text
+        if text and column == "magnification" and (row.get(column) or 0) >= 1000:
+            text = f"{text} ({row[column]:,.0f}×)"  # 2.5 Mx is 2,500,000×: both ways of writing it
+        if column == "pixel_size_nm" and row.get("kind") == "4D":
+            label = "Scan step"  # a 4D scan's pixel is a probe position
         if text:
-            listed.append((column, COLUMN_LABELS.get(column, column.replace("_", " ").capitalize()), text))
+            listed.append((column, label, text))
     return listed
+
+
+def shape_text(kind: str | None, shape: str | None) -> str | None:
+    """A dataset's shape in what its axes count: '10 frames of 256×256 px', '24×24 px × 512 channels'."""
+    sizes = [int(n) for n in re.findall(r"\d+", str(shape or ""))]
+    if not sizes:
+        return None
+
+    def px(values: list[int]) -> str:
+        return "×".join(str(n) for n in values) + " px"
+
+    if kind == "spectrum" and len(sizes) == 1:
+        return f"{sizes[0]:,} channels"
+    if kind == "spectrum image" and len(sizes) >= 2:
+        return f"{px(sizes[:-1])} × {sizes[-1]:,} channels"
+    if kind == "stack" and len(sizes) == 3:
+        return f"{sizes[0]:,} frames of {px(sizes[1:])}"
+    if kind == "4D" and len(sizes) == 4:
+        return f"{px(sizes[:2])} scan × {px(sizes[2:])} patterns"
+    return None
 
 
 def hit_facts(item_type: str, facts: dict, zone=None) -> list[str]:
     """The few facts a result shows under its title, most telling first."""
     facts = facts or {}
     if item_type == "file":
-        keys = ["kind", "instrument", "mode", "detector", "voltage_kv", "magnification", "pixel_size_nm"]
+        # A diffraction pattern has a camera length where an image has a magnification.
+        optics = "magnification" if facts.get("magnification") else "camera_length_mm"
+        keys = ["kind", "instrument", "mode", "detector", "voltage_kv", optics, "pixel_size_nm"]
         parts = [format_value(key, facts.get(key)) for key in keys]
         parts.append(str(facts.get("acquired_local") or "")[:10])
     elif item_type == "paper":
