@@ -32,7 +32,7 @@ from datasette.utils.asgi import Response
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
 from ..errors import ScisearchError
 from ..ingest.normalize import magnification_label
-from . import api, clicks, pages, privacy, validation
+from . import api, clicks, pages, privacy, validation, warming
 from .base import (
     Schema,
     WebError,
@@ -236,6 +236,7 @@ def register_routes(datasette):
 @hookimpl
 def startup(datasette):
     privacy.attach_private_databases(datasette)
+    warming.warm_in_background(datasette)  # the first search's model and indexes, loaded before anyone asks
 
 
 @hookimpl
