@@ -447,7 +447,10 @@ async def item_page(request, datasette):
             "item_id": item_id,
             "title": detail.get("title") or f"{item_type} {item_id}",
             "text": row.get("abstract") or row.get("notes") or "",
-            "preview_url": present.preview_url(datasette, database, item_id) if detail.get("has_preview") else None,
+            # A spectrum's preview is a small plot of it: the page draws it larger, with its axes, instead.
+            "preview_url": present.preview_url(datasette, database, item_id)
+            if detail.get("has_preview") and not (row.get("kind") == "spectrum" and detail.get("spectrum"))
+            else None,
             "columns": present.listed_columns(row, zone),
             "viewer": present.viewer_view(row),
             "spectrum": present.spectrum_view(detail.get("spectrum")),
