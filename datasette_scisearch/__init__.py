@@ -13,7 +13,7 @@ A plugin author needs only this module (docs/plugins.md)::
 from .errors import ScisearchError
 from .hookspecs import hookimpl
 from .ingest.loader import Dataset, FileLoader, LoaderError, NotData, RecordError, RecordLoader
-from .tagging.tagger import Item, ItemError, Result, Tag, Tagger, TaggerUnavailable, tags_only
+from .tagging.tagger import TAG_CATEGORIES, Item, ItemError, Result, Tag, Tagger, TaggerUnavailable, tags_only
 
 __version__ = "0.1.0"
 
@@ -28,6 +28,7 @@ __all__ = [
     "RecordLoader",
     "Result",
     "ScisearchError",
+    "TAG_CATEGORIES",
     "Tag",
     "Tagger",
     "TaggerUnavailable",

@@ -709,6 +709,42 @@ def m011_proprietary_periods_and_people(db: sqlite_utils.Database) -> None:
     periods.create_public_views(db)
 
 
+@MIGRATIONS()
+def m012_tag_categories(db: sqlite_utils.Database) -> None:
+    """Each tag says what it is about (material, technique, instrument settings …; ``tagging.tagger.TAG_CATEGORIES``)
+    so pages group tags as a microscopist reads them.  Tags written before have none and show as "other" until their
+    tagger runs again (the built-in taggers' versions went up with this, so the next ``scisearch tag`` does it)."""
+    db["tags"].add_column("category", str)
+    db["tags"].create_index(["tag", "category"])
+
+
+@MIGRATIONS()
+def m013_spectra_and_frames(db: sqlite_utils.Database) -> None:
+    """What the item page plots and steps through, made at load (``ingest/views.py``) so the server never reads an
+    instrument file: a spectrum's points with its axis and units, and a few frames of a stack or 4D scan.  Files
+    loaded before have neither until they are read again (a reader's new version, or the file changing)."""
+    db["spectra"].create(
+        {
+            "file_id": int,
+            "x": str,  # JSON list, in x_unit
+            "y": str,  # JSON list, in y_unit
+            "x_label": str,  # energy, energy loss, channel, position
+            "x_unit": str,  # eV, keV, nm, or '' for channels
+            "y_label": str,
+            "y_unit": str,
+            "summed_over": int,  # scan positions added up (a spectrum image's spectrum)
+            "channels": int,  # channels before binning for the plot
+        },
+        pk="file_id",
+        foreign_keys=[("file_id", "files", "id")],
+    )
+    db["frames"].create(
+        {"file_id": int, "frame": int, "label": str, "png": bytes, "width": int, "height": int, "frames_total": int},
+        pk=("file_id", "frame"),
+        foreign_keys=[("file_id", "files", "id")],
+    )
+
+
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
     """sqlite-utils' update trigger re-indexes a row whatever column changed; linking a million
     files to their sessions must not rewrite a million full-text entries."""

@@ -54,7 +54,8 @@ class RosettaSciIOLoader(FileLoader):
     """Every format RosettaSciIO has a reader for: the chain's last resort after the specialised readers."""
 
     name = "rosettasciio"
-    version = "2"  # 2: every RosettaSciIO suffix, each of its readers for a suffix tried, time zones kept
+    # 2: every RosettaSciIO suffix, each of its readers for a suffix tried, time zones kept; 3: spectra's energy axes
+    version = "3"
     description = "Bruker, Phenom, JEOL, EDAX, EMSA, TVIPS, Quantum Detectors and every other RosettaSciIO format"
     suffixes = frozenset(f".{s}" for s in PLUGINS_BY_SUFFIX)
 
@@ -216,8 +217,24 @@ def dataset_from_signal(index: int, signal: dict, plugin_name: str | None = None
         mode=spectroscopy if spectroscopy in ("EELS", "EDS") else ("EDS" if spectroscopy == "EDX" else microscope_kind),
         detector=detector,
         signal=spectroscopy or signal_type or None,
+        energy_axis_ev=_energy_axis_ev(axes, np.shape(signal["data"])),
         metadata={"metadata": metadata, "original_metadata": signal.get("original_metadata", {})},
     )
+
+
+def _energy_axis_ev(axes: list[dict], shape: tuple[int, ...]) -> np.ndarray | None:
+    """A spectrum's channels in eV, from its last axis's offset and scale (RosettaSciIO's uniform axes), when that
+    axis is an energy; None otherwise."""
+    if not axes or len(axes) != len(shape):
+        return None
+    axis = axes[-1]
+    unit = _unit(axis.get("units"))
+    if unit not in ("eV", "keV") or axis.get("navigate"):
+        return None
+    scale, offset = number(axis.get("scale")), number(axis.get("offset")) or 0.0
+    if not scale:
+        return None
+    return (offset + scale * np.arange(shape[-1])) * (1e3 if unit == "keV" else 1.0)
 
 
 def _plain_array(data) -> np.ndarray:

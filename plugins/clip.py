@@ -232,7 +232,8 @@ def stretched_square(frame: np.ndarray, size: int, kind: str = "image", device: 
 
 class ClipTagger(Tagger):
     name = "clip"
-    version = "1"
+    version = "2"  # 2: tags name their category
+    tag_category = "feature"  # its vocabulary names what an image shows
     description = "open_clip image embeddings (vector space 'clip') and zero-shot labels from a microscopy vocabulary"
     applies_to = frozenset({"file"})
     needs_pixels = True

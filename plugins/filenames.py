@@ -100,7 +100,8 @@ def best_tags(readings: list[Reading]) -> list[Tag]:
     for reading in readings:
         for text, score in reading.meaning.tags:
             if text not in found or found[text].score < score:
-                found[text] = Tag(text, score, reading.evidence)
+                category = vocab.category_of(text, reading.meaning.kind)
+                found[text] = Tag(text, score, reading.evidence, category)
     return list(found.values())
 
 
@@ -374,7 +375,7 @@ def _dates(text: str, score: float, evidence: str) -> tuple[list[Tag], str]:
     for match in _ISO_DATE.finditer(text):
         date = _valid_date(*match.groups())
         if date:
-            tags += [Tag(date, score, evidence), Tag(date[:4], score, evidence)]
+            tags += [Tag(date, score, evidence, "date"), Tag(date[:4], score, evidence, "date")]
     return tags, _ISO_DATE.sub(" ", text)
 
 
@@ -388,10 +389,11 @@ def _valid_date(year: str, month: str, day: str) -> str | None:
 
 class FilenameTagger(Tagger):
     name = "filenames"
-    version = "1"
+    version = "2"  # 2: tags name their category
     description = "Shorthand in file and folder names: materials, units, detectors, techniques, users, dates"
     applies_to = frozenset({"file"})
     batch_size = 512
+    tag_category = "other"  # a facility's own words and people's folders; the vocabulary's tags say what they are
 
     def __init__(self):
         self.shorthand = Shorthand()
@@ -435,10 +437,10 @@ class FilenameTagger(Tagger):
         for pattern in self.id_patterns:
             for text in [*meaningful, name]:
                 for match in pattern.finditer(text):
-                    yield Tag(match.group(match.lastindex or 0), SCORE["id"], text)
+                    yield Tag(match.group(match.lastindex or 0), SCORE["id"], text, "record")
         for folder in meaningful:
             if _YEAR.match(folder):
-                yield Tag(folder, SCORE["folder"], f"folder {folder}")
+                yield Tag(folder, SCORE["folder"], f"folder {folder}", "date")
                 continue
             dates, rest = _dates(folder, SCORE["folder"], f"folder {folder}")
             yield from dates
@@ -449,7 +451,8 @@ class FilenameTagger(Tagger):
         if short:
             date = _valid_date(f"20{short.group(1)}", short.group(2), short.group(3))
             if date and int(short.group(1)) > 0:
-                yield from (Tag(date, SCORE["guess"], short.group(0)), Tag(date[:4], SCORE["guess"], short.group(0)))
+                evidence = short.group(0)
+                yield from (Tag(day, SCORE["guess"], evidence, "date") for day in (date, date[:4]))
                 rest = rest[short.end() :]
         readings = _this_datasets_detector(self.shorthand.read(rest), row)
         yield from (tag for tag in best_tags(readings) if not _projector_mode_word(tag, row))

@@ -61,7 +61,8 @@ NOISY_ABOVE = 0.5  # share of the variance that is white noise
 
 class ImageAnalysisTagger(Tagger):
     name = "image_analysis"
-    version = "2"  # 2: adds the image_texture vector
+    version = "3"  # 2: adds the image_texture vector; 3: tags name their category
+    tag_category = "feature"  # particles, lattice fringes, periodic structure; the kind of frame says "kind" below
     description = "diffraction vs real-space, lattice spacings, particles, focus, and a feature vector (no weights)"
     applies_to = frozenset({"file"})
     needs_pixels = True
@@ -81,7 +82,7 @@ class ImageAnalysisTagger(Tagger):
         if isinstance(frame, ItemError):
             return frame
         if frame.ndim == 1:
-            return Result(tags=[Tag("spectrum", 1.0, f"1-D signal of {frame.size} channels")])
+            return Result(tags=[Tag("spectrum", 1.0, f"1-D signal of {frame.size} channels", "kind")])
         stride = _frame_stride(item.row, pixels.shape, frame.shape)
         nominal = item.row.get("pixel_size_nm")
         known = isinstance(nominal, (int, float)) and math.isfinite(nominal) and nominal > 0 and stride
@@ -98,7 +99,7 @@ def analyse_image(frame: np.ndarray, pixel_size_nm: float | None = None, frame_s
     sample = frame[(slice(None, None, max(1, -(-max(frame.shape) // 256))),) * 2]
     blank = blank_frame(sample, pixel_noise(sample))
     if blank:
-        return Result(tags=[Tag("blank frame", 0.95, blank)])
+        return Result(tags=[Tag("blank frame", 0.95, blank, "kind")])
     image = _unit_range(frame)
     working, block = _block_mean(image, WORKING_SIDE)
     noise = pixel_noise(working)
@@ -110,11 +111,11 @@ def analyse_image(frame: np.ndarray, pixel_size_nm: float | None = None, frame_s
     blur = float(measure.blur_effect(working))
     noisiness = noise_share(spectrum)
     if signs.is_diffraction:
-        tags.append(Tag("diffraction pattern", 0.9, signs.evidence()))
+        tags.append(Tag("diffraction pattern", 0.9, signs.evidence(), "kind"))
     else:
         met = sum(signs.met().values())
         missing = ", ".join(sign for sign, ok in signs.met().items() if not ok)
-        tags.append(Tag("real-space image", round(0.9 - 0.1 * met, 2), f"no {missing}: {signs.evidence()}"))
+        tags.append(Tag("real-space image", round(0.9 - 0.1 * met, 2), f"no {missing}: {signs.evidence()}", "kind"))
         lattice_tags = _lattice_tags(spots, pixel_size_nm, frame_stride)
         tags += lattice_tags
         atomic = any(tag.text == "atomic resolution" for tag in lattice_tags)

@@ -71,7 +71,8 @@ def word_count(text: str) -> int:
 
 class KeywordTagger(Tagger):
     name = "keybert"
-    version = "1"
+    version = "2"  # 2: tags name their category
+    tag_category = "topic"  # what a proposal or paper is about
     description = "KeyBERT keywords (MiniLM, maximal marginal relevance) of proposals, papers and session notes"
     applies_to = frozenset({"proposal", "paper", "session"})
     inherited = True

@@ -66,10 +66,11 @@ ATOMIC_SAMPLING_NM = 0.05
 
 class MetadataTagger(Tagger):
     name = "metadata"
-    version = "1"
+    version = "2"  # 2: tags name their category
     description = "Mode, voltage, magnification, detector, instrument, kind and pixel size from the file's metadata"
     applies_to = frozenset({"file"})
     batch_size = 512
+    tag_category = "technique"  # modes and spectroscopies; the rest name their own below
 
     def __init__(self):
         self.sem_instruments: set[str] = set()
@@ -95,7 +96,7 @@ class MetadataTagger(Tagger):
     def _tags_of(self, row: dict, metadata: dict) -> Iterator[Tag]:
         kind = row.get("kind")
         if kind in KIND_TAGS:
-            yield Tag(KIND_TAGS[kind], SAID, f"kind = {kind}")
+            yield Tag(KIND_TAGS[kind], SAID, f"kind = {kind}", "kind")
         yield from _instrument(row)
         detector = vocab.canonical_detector(row.get("detector"))
         yield from _detector(row, detector)
@@ -141,16 +142,16 @@ class MetadataTagger(Tagger):
         for path in (("sample", "sample name"), ("metadata", "Sample", "name")):
             name = _text(_get(metadata, *path))
             for tag in self.shorthand.decode(name) if name else ():
-                yield Tag(tag.text, TYPED, f"sample name '{name}': {tag.evidence}")
+                yield Tag(tag.text, TYPED, f"sample name '{name}': {tag.evidence}", tag.category)
 
 
 def _instrument(row: dict) -> Iterator[Tag]:
     instrument, reported = row.get("instrument"), row.get("instrument_reported")
     if instrument:
         said = f" (the file says '{reported}')" if reported and reported != instrument else ""
-        yield Tag(str(instrument), SAID, f"instrument = {instrument}{said}")
+        yield Tag(str(instrument), SAID, f"instrument = {instrument}{said}", "instrument")
     elif reported:
-        yield Tag(str(reported), DERIVED, f"instrument_reported = {reported}")
+        yield Tag(str(reported), DERIVED, f"instrument_reported = {reported}", "instrument")
 
 
 def _detector(row: dict, detector: vocab.Detector | None) -> Iterator[Tag]:
@@ -158,11 +159,11 @@ def _detector(row: dict, detector: vocab.Detector | None) -> Iterator[Tag]:
     if not written:
         return
     if detector is None:
-        yield Tag(written, SAID, f"detector = {written}")
+        yield Tag(written, SAID, f"detector = {written}", "instrument")
         return
-    yield Tag(detector.name, SAID, f"detector = {written}")
+    yield Tag(detector.name, SAID, f"detector = {written}", "instrument")
     for also in detector.also:
-        yield Tag(also, DERIVED, f"detector = {written}")
+        yield Tag(also, DERIVED, f"detector = {written}", "instrument")
 
 
 def _spectroscopy(row: dict, metadata: dict, detector: vocab.Detector | None) -> Iterator[Tag]:
@@ -195,23 +196,24 @@ def _numbers(row: dict) -> Iterator[Tag]:
     kind = row.get("kind")
     voltage = number(row.get("voltage_kv"))
     if voltage and voltage > 0:
-        yield Tag(f"{round(voltage, 1):g} kV", SAID, f"voltage_kv = {voltage:g}")
+        yield Tag(f"{round(voltage, 1):g} kV", SAID, f"voltage_kv = {voltage:g}", "setting")
     magnification = number(row.get("magnification"))
     if magnification and magnification > 0 and kind in SPATIAL_KINDS:
         evidence = f"magnification = {magnification:.0f}"
-        yield Tag(magnification_label(magnification), SAID, evidence)
-        yield Tag(vocab.magnification_band(magnification), DERIVED, evidence)
+        yield Tag(magnification_label(magnification), SAID, evidence, "setting")
+        yield Tag(vocab.magnification_band(magnification), DERIVED, evidence, "setting")
     pixel = number(row.get("pixel_size_nm"))
     if pixel and pixel > 0 and kind in SPATIAL_KINDS:
         evidence = f"pixel_size_nm = {pixel:g}"
-        yield Tag(next((band for limit, band in PIXEL_BANDS_NM if pixel < limit), "pixel ≥ 1 µm"), DERIVED, evidence)
+        band = next((band for limit, band in PIXEL_BANDS_NM if pixel < limit), "pixel ≥ 1 µm")
+        yield Tag(band, DERIVED, evidence, "setting")
         if pixel <= ATOMIC_SAMPLING_NM and (row.get("mode") or magnification):  # a microscope's image, not a test array
-            yield Tag("atomic resolution", INFERRED, evidence + ": fine enough to resolve atomic columns")
+            yield Tag("atomic resolution", INFERRED, evidence + ": fine enough to resolve atomic columns", "feature")
     camera_length = number(row.get("camera_length_mm"))
     if camera_length and camera_length > 0 and (kind in ("diffraction", "4D") or row.get("mode") == "STEM"):
         # The camera length sets a diffraction pattern's scale and a STEM detector's collection angles; in TEM
         # imaging the software writes it too but it means nothing there.
-        yield Tag(f"{round(camera_length, 1):g} mm", SAID, f"camera_length_mm = {camera_length:g}")
+        yield Tag(f"{round(camera_length, 1):g} mm", SAID, f"camera_length_mm = {camera_length:g}", "setting")
 
 
 def _eds_elements(metadata: dict) -> Iterator[Tag]:
@@ -221,8 +223,8 @@ def _eds_elements(metadata: dict) -> Iterator[Tag]:
         return
     for symbol in elements:
         if isinstance(symbol, str) and symbol in vocab.ELEMENTS:
-            yield Tag(symbol, INFERRED, "metadata Sample.elements")
-            yield Tag(vocab.ELEMENTS[symbol], INFERRED, f"metadata Sample.elements: {symbol}")
+            yield Tag(symbol, INFERRED, "metadata Sample.elements", "material")
+            yield Tag(vocab.ELEMENTS[symbol], INFERRED, f"metadata Sample.elements: {symbol}", "material")
 
 
 def _get(metadata: dict, *keys):

@@ -59,7 +59,8 @@ INSTALL_HINT = (
 
 class OcrTagger(Tagger):
     name = "ocr"
-    version = "1"
+    version = "2"  # 2: tags name their category
+    tag_category = "setting"  # what it reads are scale bars, voltages and magnifications burned into the image
     description = "burned-in text of exported images: scale bars, voltage, magnification (tesseract)"
     applies_to = frozenset({"file"})
     needs_pixels = True

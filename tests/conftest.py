@@ -15,6 +15,10 @@ import pytest
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
 
+# Datasettes made by tests do not warm their catalogs up in the background (web/warming.py): most never search
+# with a real query model, and loading one in every worker would slow the run; the browser tests' server does.
+os.environ.setdefault("SCISEARCH_WARM", "0")
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEMO_FILES = 48  # the demo facility `scisearch demo` builds for the browser and CLI tests

@@ -76,6 +76,11 @@ def test_an_added_tag_makes_the_item_findable_by_its_words(db):
     assert found_ids(db, "tag:nanowires") == ["3"]
 
 
+def test_an_added_tag_joins_the_category_taggers_give_the_same_words(db):
+    assert experts.add(db, "file", "3", "HAADF", "alice").tag["category"] == "instrument"
+    assert experts.add(db, "file", "3", "looks odd", "alice").tag["category"] == "other"
+
+
 def test_an_accepted_tag_ranks_its_item_above_items_with_the_same_machine_tag(db):
     # Among files whose only "Z-contrast" is one machine tag, accepting it on the lowest-ranked one lifts it
     # above all the others: search counts an expert's tag twice.

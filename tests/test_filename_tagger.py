@@ -62,6 +62,18 @@ def test_gold_sample_named_in_lower_case_with_camera_length_and_magnification(ta
     assert tags["gold"].score == pytest.approx(0.65)
 
 
+def test_a_names_shorthand_is_grouped_as_material_setting_technique_and_feature(tagger):
+    tags = tags_of(tagger, "/data/2021-03-04/Au_np_300kV_HAADF_STEM_EELS_0012.dm4")
+    categories = {text: tags[text].category for text in ("gold", "nanoparticles", "300 kV", "EELS", "2021-03-04")}
+    assert categories == {
+        "gold": "material",
+        "nanoparticles": "feature",
+        "300 kV": "setting",
+        "EELS": "technique",
+        "2021-03-04": "date",
+    }
+
+
 def test_velox_stem_names_projector_diffraction_is_not_a_diffraction_tag(tagger, real_items):
     stem = tags_for_item(tagger, real_items["STEM HAADF Diffraction Micro.emd", "HAADF"])
     ceta = tags_for_item(tagger, real_items["Camera Ceta Diffraction Micro.emd", "BM-Ceta"])

@@ -91,7 +91,9 @@ async def test_a_proposal_page_lists_its_sessions_with_instrument_date_and_who(d
 @pytest.mark.asyncio
 async def test_a_session_page_lists_its_files(ds):
     response = await ds.client.get(f"/-/scisearch/item/cat/session/{SESSION_ID}")
-    files = re.search(r'<section class="scisearch-item-files">.*?</section>', response.text, re.S)[0]
+    files = re.search(
+        r'<section class="scisearch-item-files">.*?<section class="scisearch-similar"', response.text, re.S
+    )[0]
     assert re.findall(r'data-item-type="file" data-item-id="(\d+)"', files) == ["1", "2", "3"]
 
 

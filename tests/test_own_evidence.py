@@ -158,3 +158,45 @@ def test_inherited_tags_are_searched_as_context_and_own_tags_as_tags(pinned_cata
     ).fetchone()
     assert "gold nanoparticles" not in tags and "diffraction pattern" in tags
     assert "gold nanoparticles" in context
+
+
+# A diffraction pattern named as its specimen ('Au_np_DP_480mm'): the filename tagger reads gold and nanoparticles
+# from its name as it does from the image's ('Au_np_300kV_HAADF'), but a pattern cannot show particles.
+NAMED_LIKE_ITS_SPECIMEN = [
+    ("image", ["gold", "nanoparticles", "Au", "real-space image", "lattice fringes", "HAADF", "STEM", "300 kV"]),
+    ("diffraction", ["gold", "nanoparticles", "Au", "diffraction pattern", "diffraction", "300 kV", "480 mm"]),
+]
+CATEGORY = {"gold": "material", "Au": "material", "nanoparticles": "feature", "lattice fringes": "feature"}
+
+
+@pytest.fixture(scope="module")
+def named_like_its_specimen(tmp_path_factory):
+    db = open_catalog(tmp_path_factory.mktemp("named") / "named.db")
+    for file_id, (kind, tags) in enumerate(NAMED_LIKE_ITS_SPECIMEN, start=1):
+        name = f"Au_np_{'HAADF' if kind == 'image' else 'DP'}_{file_id:03d}.emd"
+        db["files"].insert(
+            {"id": file_id, "name": name, "path": f"/data/{name}", "kind": kind, "format": "emd"}
+            | {"search_text": f"{kind} Au nanoparticles on amorphous carbon"}
+        )
+        db["tags"].insert_all(
+            {"item_type": "file", "item_id": str(file_id), "tag": tag, "score": 0.75, "source": "filenames"}
+            | {"status": "machine", "evidence": name, "via": None, "category": CATEGORY.get(tag, "other")}
+            for tag in tags
+        )
+    refresh_search_items(db)
+    yield db
+    db.close()
+
+
+def test_a_diffraction_pattern_named_after_its_nanoparticles_ranks_after_the_image_that_shows_them(
+    named_like_its_specimen,
+):
+    assert file_order(named_like_its_specimen, "gold nanoparticles") == ["1", "2"]
+
+
+def test_a_diffraction_patterns_feature_words_are_searched_as_context_and_still_find_it(named_like_its_specimen):
+    tags, context = named_like_its_specimen.execute(
+        "select tags, context from search_items where item_type = 'file' and item_id = '2'"
+    ).fetchone()
+    assert "nanoparticles" not in tags and "gold" in tags and "nanoparticles" in context
+    assert "2" in file_order(named_like_its_specimen, "nanoparticles diffraction")

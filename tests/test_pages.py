@@ -160,11 +160,12 @@ def build_catalog(path, with_vectors: bool = True) -> None:
     db["tags"].insert_all(
         [
             {"item_type": "file", "item_id": "1", "tag": "HAADF", "score": 0.95, "source": "metadata"}
-            | {"status": "machine", "evidence": "detector = HAADF"},
+            | {"status": "machine", "evidence": "detector = HAADF", "category": "instrument"},
             {"item_type": "file", "item_id": "1", "tag": "nanoparticles", "score": 0.6, "source": "image_analysis"}
-            | {"status": "machine", "evidence": "12 round particles, 4-9 nm"},
+            | {"status": "machine", "evidence": "12 round particles, 4-9 nm", "category": "feature"},
             {"item_type": "file", "item_id": "1", "tag": "catalysis", "score": 0.4, "source": "keybert"}
-            | {"status": "machine", "evidence": "keyword of the abstract", "via": f"proposal {PROPOSAL_ID}"},
+            | {"status": "machine", "evidence": "keyword of the abstract", "via": f"proposal {PROPOSAL_ID}"}
+            | {"category": "topic"},
             {"item_type": "file", "item_id": "1", "tag": HOSTILE_TAG, "score": 1.0, "source": "expert"}
             | {"status": "added", "evidence": "<b>typed by a person</b>"},
         ]
@@ -539,7 +540,7 @@ async def test_file_page_lists_normalised_values_with_units(ds):
     response = await item(ds, "file", "1")
     listed = dict(re.findall(r"<dt>([^<]+)</dt><dd[^>]*>([^<]+)</dd>", response.text))
     assert listed["Voltage"] == "300 kV"
-    assert listed["Magnification"] == "2.5 Mx"
+    assert listed["Magnification"] == "2.5 Mx (2,500,000×)"
     assert listed["Pixel size"] == "12 pm"
     assert listed["Acquired"] == "2019-03-04 20:30 PST"
     assert listed["Acquired (UTC)"] == "2019-03-05 04:30 UTC"
@@ -558,13 +559,40 @@ async def test_file_page_shows_raw_metadata_pretty_printed_and_folded(ds):
 
 
 @pytest.mark.asyncio
-async def test_tags_are_grouped_by_source_with_score_bars_and_evidence(ds):
+async def test_tags_are_grouped_by_category_with_score_bars_and_evidence(ds):
     response = await item(ds, "file", "1")
-    groups = re.findall(r'<div class="scisearch-tag-group" data-source="([^"]+)">', response.text)
-    assert groups == ["expert", "image_analysis", "keybert", "metadata"]
+    groups = re.findall(r'<div class="scisearch-tag-group" data-category="([^"]+)">\s*<h3>([^<]+)</h3>', response.text)
+    assert groups == [
+        ("feature", "Features"),
+        ("instrument", "Instrument and detector"),
+        ("topic", "Topic"),
+        ("other", "Other"),  # the expert's tag names no category: its words are no tagger's
+    ]
     haadf = re.search(r'<li class="scisearch-tag status-machine"\s+data-tag="HAADF".*?</li>', response.text, re.S)[0]
     assert '<span style="width: 95%">' in haadf
     assert "detector = HAADF" in haadf
+
+
+@pytest.mark.asyncio
+async def test_each_tag_names_the_tagger_that_gave_it(ds):
+    response = await item(ds, "file", "1")
+    haadf = re.search(r'data-tag="HAADF".*?</li>', response.text, re.S)[0]
+    assert '<span class="scisearch-tag-source" title="given by metadata">metadata</span>' in haadf
+
+
+@pytest.mark.asyncio
+async def test_the_tag_filters_are_grouped_by_category(ds):
+    response = await ds.client.get("/-/scisearch?q=")
+    sections = re.findall(
+        r'data-facet="tag" data-category="([^"]+)">\s*<h2>([^<]+)</h2>(.*?)</section>', response.text, re.S
+    )
+    assert [(category, label) for category, label, _ in sections] == [
+        ("feature", "Features"),
+        ("instrument", "Instrument and detector"),
+        ("topic", "Topic"),
+        ("other", "Other"),
+    ]
+    assert 'href="/-/scisearch?tag=nanoparticles"' in sections[0][2]  # each group filters by tag:
 
 
 @pytest.mark.asyncio
@@ -604,8 +632,26 @@ async def test_proposal_page_shows_its_abstract_and_its_files_as_cards(ds):
     response = await item(ds, "proposal", PROPOSAL_ID)
     assert response.status_code == 200
     assert "aberration-corrected HAADF-STEM during heating" in response.text
-    files = response.text.split('<section class="scisearch-item-files">', 1)[1].split("</section>", 1)[0]
+    files = files_section(response.text)
     assert set(cards(files)) == {"1", "2", "3"}
+
+
+def files_section(page: str) -> str:
+    return page.split('<section class="scisearch-item-files">', 1)[1].split('<section class="scisearch-similar"')[0]
+
+
+@pytest.mark.asyncio
+async def test_proposal_page_groups_its_files_by_kind_with_counts(ds):
+    files = files_section((await item(ds, "proposal", PROPOSAL_ID)).text)
+    groups = re.findall(
+        r'data-kind="([^"]+)">\s*<h3>([^<]+)<span class="scisearch-count">(\d+)</span>(.*?)</section>', files, re.S
+    )
+    assert [(kind, heading.strip(), count) for kind, heading, count, _ in groups] == [
+        ("image", "Images", "2"),
+        ("diffraction", "Diffraction patterns", "1"),
+    ]
+    assert cards(groups[0][3]) == ["1", "2"] and cards(groups[1][3]) == ["3"]
+    assert '<a href="#files-image">Images</a> 2 · <a href="#files-diffraction">Diffraction patterns</a> 1' in files
 
 
 @pytest.mark.asyncio

@@ -434,3 +434,36 @@ def test_a_catalog_with_more_items_than_one_chunk_is_tagged_by_a_process_that_ju
     register(KindTagger())
     summary = tag_catalog(db, settings, ["kind_test"], progress=False)
     assert summary.taggers[0].tagged == 20
+
+
+class CategorisingTagger(Tagger):
+    """Names the category of one tag, leaves another to its tagger's default, and writes a third badly."""
+
+    name = "category_test"
+    applies_to = frozenset({"proposal"})
+    inherited = True
+    tag_category = "topic"
+
+    def tag_batch(self, items):
+        tags = [Tag("SrTiO3", 0.9, category="material"), Tag("oxide interfaces", 0.8), Tag("odd", 0.5, category="?!")]
+        yield from ((item, Result(tags=tags)) for item in items)
+
+
+def category_of(db, item_type: str, item_id: str, tag: str) -> str:
+    sql = "select category from tags where item_type = ? and item_id = ? and tag = ?"
+    return db.execute(sql, [item_type, item_id, tag]).fetchone()[0]
+
+
+def test_a_tag_keeps_the_category_it_names_else_its_taggers(db, settings, register, sto_under_a_proposal):
+    register(CategorisingTagger())
+    tag_catalog(db, settings, tagger_names=["category_test"], progress=False)
+    assert category_of(db, "proposal", "P-1", "SrTiO3") == "material"
+    assert category_of(db, "proposal", "P-1", "oxide interfaces") == "topic"
+    assert category_of(db, "proposal", "P-1", "odd") == "topic"  # not a category name: the tagger's is used
+
+
+def test_an_inherited_tag_keeps_the_category_of_the_tag_it_came_from(db, settings, register, sto_under_a_proposal):
+    register(CategorisingTagger())
+    tag_catalog(db, settings, tagger_names=["category_test"], progress=False)
+    assert category_of(db, "file", sto_under_a_proposal, "SrTiO3") == "material"
+    assert category_of(db, "file", sto_under_a_proposal, "oxide interfaces") == "topic"

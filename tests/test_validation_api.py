@@ -545,3 +545,45 @@ async def test_each_queue_card_offers_accept_and_reject_on_each_of_its_tags(ds):
     for tag in tags:
         assert f'action="/-/scisearch/tags/em/{tag}"' in card
     assert card.count('value="accept"') == card.count('value="reject"') == len(tags)
+
+
+def statuses(path, tag_ids: list[int]) -> set[str]:
+    db = open_catalog(path)
+    try:
+        return {db.execute("select status from tags where id = ?", [i]).fetchone()[0] for i in tag_ids}
+    finally:
+        db.close()
+
+
+@pytest.mark.asyncio
+async def test_a_bulk_accept_made_without_javascript_is_undone_from_the_queue_page_it_returns_to(ds, catalog_path):
+    cookies, token = await session(ds, "root")
+    form = {"content-type": "application/x-www-form-urlencoded"}  # what a browser sends: no JSON wanted
+    stem = [tag_id(catalog_path, item_id, "STEM") for item_id in ("1", "10")]
+    bulk = await ds.client.post(
+        "/-/scisearch/tags/em/bulk",
+        content="action=accept&tag=STEM&item=file:1&item=file:10&next=/-/scisearch/queue/em&csrftoken=" + token,
+        cookies=cookies,
+        headers=form,
+    )
+    assert bulk.status_code == 303 and statuses(catalog_path, stem) == {"accepted"}
+    location = bulk.headers["location"]
+    assert re.fullmatch(r"/-/scisearch/queue/em\?undo=\d+-\d+", location)
+    queue = await ds.client.get(location, cookies=cookies)
+    undo_form = re.search(r'<form id="scisearch-bulk-undo"[^>]*>(.*?)</form>', queue.text, re.S)
+    assert " hidden>" not in undo_form[0].split("\n")[0]  # shown, not waiting for JavaScript
+    assert f'name="history_range" value="{location.split("undo=")[1]}"' in undo_form[1]
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', undo_form[1]))
+    undone = await ds.client.post(
+        "/-/scisearch/history/em/undo", data=fields | {"csrftoken": token}, cookies=cookies, headers=form
+    )
+    assert undone.status_code == 303 and undone.headers["location"] == "/-/scisearch/queue/em"
+    assert statuses(catalog_path, stem) == {"machine"}
+
+
+@pytest.mark.asyncio
+async def test_a_range_of_changes_to_undo_that_is_not_one_says_how_to_write_it(ds):
+    cookies, token = await session(ds, "root")
+    response = await post(ds, "/-/scisearch/history/em/undo", {"history_range": "9-x"}, cookies, token)
+    assert response.status_code == 400
+    assert "write it as first-last" in response.json()["error"]

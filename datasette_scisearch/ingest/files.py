@@ -42,6 +42,7 @@ from .filerows import display_path
 from .loader import FileLoader
 from .reading import FileResult, companions_of, file_format, loader_id, loaders_for, read_file, sha256_of
 from .sandbox import ReaderPool, shared_pool
+from .views import write_views
 
 __all__ = ["FileResult", "file_format", "load_files", "loaders_for", "read_file", "sha256_of", "walk", "write_file"]
 
@@ -158,7 +159,8 @@ def write_file(db: sqlite_utils.Database, result: FileResult, job_id: int | None
             row["dataset"]: row["id"] for row in db.query("select id, dataset from files where path = ?", [path_text])
         }
         loaded_at = now_utc()
-        for row, preview in zip(result.rows, result.previews):
+        views = result.views if len(result.views) == len(result.rows) else [None] * len(result.rows)
+        for row, preview, view in zip(result.rows, result.previews, views):
             row.update(
                 size_bytes=result.size_bytes,
                 sha256=result.sha256,
@@ -180,8 +182,10 @@ def write_file(db: sqlite_utils.Database, result: FileResult, job_id: int | None
                     "insert or replace into previews (file_id, png, width, height) values (?, ?, ?, ?)",
                     [file_id, png, width, height],
                 )
+            write_views(db, file_id, view)
         for stale_id in existing.values():  # the new version of the file has fewer datasets
             db.execute("delete from previews where file_id = ?", [stale_id])
+            write_views(db, stale_id, None)
             db.execute("delete from files where id = ?", [stale_id])
         return "updated" if result.replaces_existing else "added"
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from ..config import Settings
 from .filerows import dataset_row
 from .loader import Dataset, FileLoader, LoaderError, NotData, RefusedFile
+from .views import Views, dataset_views
 
 
 @dataclass
@@ -36,6 +37,7 @@ class FileResult:
     sha256: str
     rows: list[dict] = field(default_factory=list)
     previews: list[tuple[bytes, int, int] | None] = field(default_factory=list)
+    views: list[Views] = field(default_factory=list)  # per row: its spectrum and frames for the item page
     error: str | None = None
     skipped: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -151,6 +153,11 @@ def _read_with(loader: FileLoader, path: Path, settings: Settings, result: FileR
             row, preview, note = dataset_row(dataset, path, file_format(path), settings, result.modified_at)
             result.rows.append(row)
             result.previews.append(preview)
+            try:
+                result.views.append(dataset_views(dataset, row["kind"]))
+            except Exception as error:  # the row and its preview are worth keeping without a plot or frames
+                result.views.append(Views())
+                note = note or f"no spectrum or frames: {type(error).__name__}: {error}"
             if note:
                 result.notes.append(f"{path.name} #{dataset.index}: {note}")
     except NotData as reason:
@@ -164,7 +171,7 @@ def _read_with(loader: FileLoader, path: Path, settings: Settings, result: FileR
     except Exception as error:  # a reader library's own failure on a truncated or odd file
         result.error = f"{type(error).__name__}: {error}"
     if result.error or result.skipped:
-        result.rows, result.previews = [], []
+        result.rows, result.previews, result.views = [], [], []
     return refused
 
 

@@ -47,6 +47,7 @@ from .. import changes
 from ..catalog import begin_write, now_utc
 from ..errors import ScisearchError
 from ..tagging import vectors
+from ..tagging.experts import usual_category
 from . import heads
 
 MIN_LABELS_PER_CLASS = 2
@@ -658,6 +659,8 @@ def _write_predictions(
     """Store the head's predictions and the learned tags they give; returns the items that got a tag."""
     now, tagged = now_utc(), []
     prediction_rows, tag_rows = [], []
+    # A learned tag joins the group its label's words have elsewhere (a morphology label with the features).
+    categories = {label: usual_category(db, label) for label in head.classes}
     for item_id, best, p, margin in zip(predicted.ids, predicted.best, predicted.probability, predicted.margin):
         label, p = head.classes[best], float(p)
         prediction_rows.append((head.model_id, item_type, item_id, label, round(p, 4), round(float(margin), 4)))
@@ -666,7 +669,8 @@ def _write_predictions(
         if label.casefold() in labels.rejected.get(item_id, set()):
             continue  # the expert said it is not this
         tag_rows.append(
-            (item_type, item_id, label, round(p, 4), head.source, str(head.version), head.evidence(p), now, now)
+            (item_type, item_id, label, round(p, 4), head.source, str(head.version), head.evidence(p))
+            + (categories[label], now, now)
         )
         tagged.append(item_id)
     db.conn.executemany(
@@ -676,7 +680,7 @@ def _write_predictions(
     )
     db.conn.executemany(
         "insert into tags (item_type, item_id, tag, score, source, source_version, status, evidence, "
-        "created_at, updated_at) values (?, ?, ?, ?, ?, ?, 'machine', ?, ?, ?)",
+        "category, created_at, updated_at) values (?, ?, ?, ?, ?, ?, 'machine', ?, ?, ?, ?)",
         tag_rows,
     )
     return tagged

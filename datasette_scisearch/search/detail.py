@@ -15,11 +15,13 @@ import sqlite_utils
 
 from .. import periods
 from ..catalog import ITEM_TABLES, ITEM_TYPES, item_key
+from ..tagging.tagger import DEFAULT_TAG_CATEGORY
 from . import hits, vector_index
 from .query import QueryError
 from .results import Candidate, ItemNotFound
 
 FILES_SHOWN = 100
+FILES_PER_KIND = 12  # a proposal's page shows this many of each kind of file, and links to the rest
 # Which vector space answers "more like this" for an item, in order of preference.
 SIMILAR_SPACES = {"file": ("clip", "facility_image", "image_features", "text")}
 SIMILAR_DEFAULT = ("text",)
@@ -90,6 +92,32 @@ def _files_where(db, column: str, values: list[str]) -> tuple[list[dict], int]:
     return [{**dict(zip(names, r)), "has_preview": bool(r[-1])} for r in rows], total
 
 
+def _files_by_kind(db, column: str, values: list[str]) -> list[dict]:
+    """The files whose ``column`` is one of ``values``, grouped by kind (commonest kind first): each kind's count
+    and its first FILES_PER_KIND files, oldest first."""
+    if not values:
+        return []
+    rows = db.execute(
+        f"""select * from (
+              select id, name, kind, instrument, mode, detector, voltage_kv, magnification, camera_length_mm,
+                     pixel_size_nm, acquired_local,
+                     exists(select 1 from previews p where p.file_id = files.id) as has_preview,
+                     row_number() over (partition by coalesce(kind, '') order by acquired_at, id) as number,
+                     count(*) over (partition by coalesce(kind, '')) as of_kind
+              from files where {column} in (select value from json_each(?)))
+            where number <= ? order by of_kind desc, kind, number""",
+        [json.dumps(values), FILES_PER_KIND],
+    )
+    names = [d[0] for d in rows.description]
+    groups: dict[str, dict] = {}
+    for values_ in rows:
+        row = dict(zip(names, values_))
+        group = groups.setdefault(row["kind"] or "", {"kind": row["kind"], "count": row.pop("of_kind"), "files": []})
+        row.pop("of_kind", None), row.pop("number")
+        group["files"].append({**row, "has_preview": bool(row["has_preview"])})
+    return list(groups.values())
+
+
 def _sessions_of_proposal(db, proposal_id: str) -> list[dict]:
     rows = db.execute(
         "select id, instrument, user, start, end from sessions where proposal_id = ? order by start, id",
@@ -129,19 +157,28 @@ def item_detail(
     item_id = str(row["id"])
     tags: dict[str, list[dict]] = {}
     # Each tag's id is what experts' accept, reject and edit requests name.
-    for tag_id, tag, score, source, status, evidence, via in db.execute(
-        """select id, tag, score, source, status, evidence, via from tags where item_type = ? and item_id = ?
-           order by source, score desc, tag""",
-        [item_type, item_id],
+    for tag_id, tag, score, source, status, evidence, via, category in db.execute(
+        """select id, tag, score, source, status, evidence, via, coalesce(category, ?) from tags
+           where item_type = ? and item_id = ? order by source, score desc, tag""",
+        [DEFAULT_TAG_CATEGORY, item_type, item_id],
     ):
         tags.setdefault(source or "unknown", []).append(
-            {"id": tag_id, "tag": tag, "score": score, "status": status, "evidence": evidence, "via": via}
+            {
+                "id": tag_id,
+                "tag": tag,
+                "score": score,
+                "status": status,
+                "evidence": evidence,
+                "via": via,
+                "category": category,
+            }
         )
     session = None
     proposals: list[dict] = []
     sessions: list[dict] = []
     files: list[dict] = []
     files_total = 0
+    files_of: tuple[str, list[str]] | None = None  # the files column and values naming this item's files
     if item_type == "file":
         session = _plain(_row(db, "session", row["session_id"])) if row.get("session_id") else None
         if session and session.get("proposal_id") in hidden:
@@ -149,13 +186,15 @@ def item_detail(
         proposals = _proposals(db, _linked_proposal_ids(db, "file", item_id, row.get("proposal_id")), hidden)
     elif item_type == "session":
         proposals = _proposals(db, _linked_proposal_ids(db, "session", item_id, row.get("proposal_id")), hidden)
-        files, files_total = _files_where(db, "session_id", [item_id])
+        files_of = ("session_id", [item_id])
     elif item_type == "proposal":
         sessions = _sessions_of_proposal(db, item_id)
-        files, files_total = _files_where(db, "proposal_id", [item_id])
+        files_of = ("proposal_id", [item_id])
     elif item_type == "paper":
         proposals = _proposals(db, _linked_proposal_ids(db, "paper", item_id), hidden)
-        files, files_total = _files_where(db, "proposal_id", [p["id"] for p in proposals])
+        files_of = ("proposal_id", [p["id"] for p in proposals])
+    if files_of:
+        files, files_total = _files_where(db, *files_of)
     proposal_ids = [item_id] if item_type == "proposal" else [p["id"] for p in proposals]
     papers = [p for p in _papers_of_proposals(db, proposal_ids) if not (item_type == "paper" and p["id"] == item_id)]
     document = db.execute(
@@ -180,8 +219,35 @@ def item_detail(
         "papers": _distinct_papers(papers),
         "files": files,
         "files_total": files_total,
+        "files_by_kind": _files_by_kind(db, *files_of) if files_of else [],
         "has_preview": has_preview,
+        **(_file_views(db, row["id"]) if item_type == "file" else {"spectrum": None, "frames": []}),
     }
+
+
+def _file_views(db, file_id: int) -> dict:
+    """The file's spectrum to plot and the frames to step through (``ingest/views.py``); a catalog served as it
+    is, from before these were kept, has neither."""
+    tables = set(db.table_names())
+    spectrum, frames = None, []
+    if "spectra" in tables:
+        found = db.execute(
+            "select x, y, x_label, x_unit, y_label, y_unit, summed_over, channels from spectra where file_id = ?",
+            [file_id],
+        ).fetchone()
+        if found:
+            names = ("x", "y", "x_label", "x_unit", "y_label", "y_unit", "summed_over", "channels")
+            spectrum = dict(zip(names, found))
+            spectrum["x"], spectrum["y"] = json.loads(spectrum["x"]), json.loads(spectrum["y"])
+    if "frames" in tables:
+        frames = [
+            {"frame": frame, "label": label, "width": width, "height": height, "frames_total": total}
+            for frame, label, width, height, total in db.execute(
+                "select frame, label, width, height, frames_total from frames where file_id = ? order by frame",
+                [file_id],
+            )
+        ]
+    return {"spectrum": spectrum, "frames": frames}
 
 
 def _distinct_papers(papers: list[dict]) -> list[dict]:

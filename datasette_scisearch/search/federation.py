@@ -79,7 +79,7 @@ import sqlite_utils
 
 from ..catalog import CURRENT_SCHEMA_VERSION, catalog_schema_version
 from . import engine, fusion, sorting
-from .hits import FACET_SIZE, RANK_KEYS
+from .hits import FACET_SIZE, RANK_KEYS, TAG_FACET_BREADTH
 from .query import QueryError, parse_query
 
 __all__ = [
@@ -423,14 +423,17 @@ def _merged_facets(answers) -> dict[str, list[dict]]:
     merged = {}
     for name in names:
         counts: Counter = Counter()
+        described: dict = {}  # what the first catalog to name a value says about it (a tag's category, a label)
         for answer in answers:
             for entry in answer.facets.get(name) or []:
                 counts[entry["value"]] += entry["count"]
+                described.setdefault(entry["value"], {k: v for k, v in entry.items() if k not in ("value", "count")})
         if name == "item_type":
             ordered = sorted(counts.items(), key=lambda vc: -vc[1])
         else:
-            ordered = sorted(counts.items(), key=lambda vc: (-vc[1], str(vc[0])))[:FACET_SIZE]
-        merged[name] = [{"value": value, "count": count} for value, count in ordered]
+            ordered = sorted(counts.items(), key=lambda vc: (-vc[1], str(vc[0])))
+            ordered = ordered[: FACET_SIZE * (TAG_FACET_BREADTH if name == "tag" else 1)]
+        merged[name] = [{"value": value, "count": count, **described[value]} for value, count in ordered]
     return merged
 
 

@@ -14,12 +14,14 @@ from collections import Counter
 import sqlite_utils
 
 from ..ingest.normalize import magnification_label
+from ..tagging.tagger import DEFAULT_TAG_CATEGORY
 from . import fts
 from .expressions import quoted
 from .filters import ITEM_DAY, ITEM_TIME, JOINS, FilterSql, allowed
 from .results import Hit
 
 FACET_SIZE = 20
+TAG_FACET_BREADTH = 5  # tags are read over this many facets' worth, to fill each category's own list
 FACET_NAMES = ("item_type", "instrument", "kind", "mode", "detector", "tag", "year", "proposal")
 _FILE_NAME = re.compile(r"[^\s/]+\.[A-Za-z0-9]{1,6}$|[^\s/]*_[^\s/]*$")
 _SHA256_PREFIX = re.compile(r"[0-9a-fA-F]{12,64}")
@@ -128,18 +130,41 @@ def facets(db: sqlite_utils.Database, rowids: list[int], attributes: dict[int, d
         counter = Counter(attributes[r][name] for r in rowids if attributes[r][name] not in (None, ""))
         result[name] = [{"value": v, "count": c} for v, c in sorted(counter.items(), key=lambda vc: (-vc[1], vc[0]))]
         result[name] = result[name][:FACET_SIZE]
-    result["tag"] = []
-    if rowids:
-        rows = db.execute(
-            """select t.tag, count(distinct si.id) as n from search_items si
-               join tags t on t.item_type = si.item_type and t.item_id = si.item_id
-               where si.id in (select value from json_each(?)) and coalesce(t.status, '') != 'rejected'
-               group by t.tag order by n desc, t.tag limit ?""",
-            [_json_ids(rowids), FACET_SIZE],
-        )
-        result["tag"] = [{"value": tag, "count": n} for tag, n in rows]
+    result["tag"] = _tag_facet(db, rowids)
     _label_proposals(db, result["proposal"])
     return {name: result[name] for name in FACET_NAMES}
+
+
+def _tag_facet(db: sqlite_utils.Database, rowids: list[int]) -> list[dict]:
+    """The commonest tags of the results, each with its category, up to ``FACET_SIZE`` per category: pages group
+    tags by category (materials apart from voltages), and one busy category must not crowd the others out."""
+    if not rowids:
+        return []
+    rows = db.execute(
+        """select t.tag, count(distinct si.id) as n from search_items si
+           join tags t on t.item_type = si.item_type and t.item_id = si.item_id
+           where si.id in (select value from json_each(?)) and coalesce(t.status, '') != 'rejected'
+           group by t.tag order by n desc, t.tag limit ?""",
+        [_json_ids(rowids), FACET_SIZE * TAG_FACET_BREADTH],
+    ).fetchall()
+    # A tag's category is the one its taggers give it most often over the catalog ('diffraction' from filenames
+    # and metadata alike is a technique), "other" only when none says more (an expert's new word, an old tag).
+    usual: dict[str, str] = {}
+    for tag, category, _ in db.execute(
+        """select tag, coalesce(category, ?) as category, count(*) as n from tags
+           where tag in (select value from json_each(?)) group by tag, category order by tag, n desc, category""",
+        [DEFAULT_TAG_CATEGORY, json.dumps([tag for tag, _ in rows])],
+    ):
+        if category != DEFAULT_TAG_CATEGORY:
+            usual.setdefault(tag, category)
+    taken: Counter = Counter()
+    entries = []
+    for tag, n in rows:
+        category = usual.get(tag, DEFAULT_TAG_CATEGORY)
+        if taken[category] < FACET_SIZE:
+            taken[category] += 1
+            entries.append({"value": tag, "count": n, "category": category})
+    return entries
 
 
 def _label_proposals(db: sqlite_utils.Database, entries: list[dict]) -> None:

@@ -90,18 +90,35 @@ def _tags_by_item(db: sqlite_utils.Database, item_type: str, ids: list[str] | No
 
     Inherited tags go into the document's context, not its tags: an item's own tags, metadata and pixels
     outweigh what it shares with every other item of its proposal (the ``context`` weight of the fusion),
-    while the inherited words still find it.
+    while the inherited words still find it.  So do the feature tags (particles, grain boundary …) of a file
+    that cannot show a feature, a diffraction pattern or a spectrum: read from its name or its sample's, they
+    describe the specimen it was taken from, not what it shows ('Au_np_DP_480mm' is a pattern of gold
+    nanoparticles, but "gold nanoparticles" wants the images that show them first).
     """
     own: dict[str, list[tuple[str, str]]] = defaultdict(list)
     inherited: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    sql = "select item_id, tag, status, via from tags where item_type = ?"
+    sql = "select item_id, tag, status, via, category from tags where item_type = ?"
     for chunk in _chunks(ids):
         where = "" if chunk is None else f" and item_id in ({','.join('?' * len(chunk))})"
-        for item_id, tag, status, via in db.execute(
+        shows_no_features = _files_showing_no_features(db, chunk) if item_type == "file" else set()
+        for item_id, tag, status, via, category in db.execute(
             sql + where + " order by item_id, score desc", [item_type, *(chunk or [])]
         ):
-            (inherited if via else own)[str(item_id)].append((tag, status))
+            of_the_specimen = category == "feature" and str(item_id) in shows_no_features
+            (inherited if via or of_the_specimen else own)[str(item_id)].append((tag, status))
     return {item_id: (tag_text(own[item_id]), tag_text(inherited[item_id])) for item_id in {*own, *inherited}}
+
+
+# Kinds of file whose data is not an image of the specimen: a feature named on one is the specimen's.
+KINDS_SHOWING_NO_FEATURES = ("diffraction", "spectrum")
+
+
+def _files_showing_no_features(db: sqlite_utils.Database, ids: list[str] | None) -> set[str]:
+    marks = ",".join("?" * len(KINDS_SHOWING_NO_FEATURES))
+    sql = f"select id from files where kind in ({marks})"
+    if ids is not None:
+        sql += f" and id in ({','.join('?' * len(ids))})"
+    return {str(row[0]) for row in db.execute(sql, [*KINDS_SHOWING_NO_FEATURES, *(ids or [])])}
 
 
 def _chunks(ids: list[str] | None, size: int = 500):

@@ -31,6 +31,7 @@ import sqlite_utils
 from .. import changes, private
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, begin_write, item_key, now_utc
 from ..errors import CONFLICT, NOT_FOUND, ScisearchError
+from .tagger import DEFAULT_TAG_CATEGORY, category_label
 
 MAX_TAG_CHARS = 200  # as the tagging pipeline's own limit; a longer "tag" is a sentence, not a tag
 EXPERT_SOURCE = "expert"
@@ -48,6 +49,7 @@ TAG_COLUMNS = (
     "status",
     "evidence",
     "via",
+    "category",
     "created_at",
     "updated_at",
 )
@@ -95,7 +97,8 @@ class Change:
     history: dict
 
     def as_dict(self) -> dict:
-        return {"action": self.action, "tag": self.tag, "history": self.history}
+        tag = {**self.tag, "category_label": category_label(self.tag.get("category"))} if self.tag else self.tag
+        return {"action": self.action, "tag": tag, "history": self.history}
 
 
 @dataclass
@@ -334,12 +337,24 @@ def _add(db, item_type: str, item_id: str, text: str, who: str, now: str) -> Cha
         "status": "added",
         "evidence": f"added by {who}",
         "via": None,
+        "category": usual_category(db, text),
         "created_at": now,
         "updated_at": now,
     }
     cursor = db.execute(f"insert into tags ({', '.join(row)}) values ({', '.join('?' * len(row))})", list(row.values()))
     tag = {"id": cursor.lastrowid, **row}
     return Change("add", tag, _record(db, tag, who, "add", None, text, now))
+
+
+def usual_category(db, text: str) -> str:
+    """An expert's tag goes in the group the taggers put the same words in most often ("gold" with the materials);
+    words no tagger has used are "other"."""
+    found = db.execute(
+        "select category from tags where tag = ? and category is not null and category != ? "
+        "group by category order by count(*) desc, category limit 1",
+        [text, DEFAULT_TAG_CATEGORY],
+    ).fetchone()
+    return found[0] if found else DEFAULT_TAG_CATEGORY
 
 
 def add(db: sqlite_utils.Database, item_type: str, item_id, text: str, actor) -> Change:

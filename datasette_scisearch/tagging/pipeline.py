@@ -44,7 +44,7 @@ from ..plugins import get_taggers
 from ..search.index import search_item_ids
 from . import vectors
 from .items import iter_items, make_item
-from .tagger import Item, ItemError, Result, Tagger, TaggerUnavailable
+from .tagger import Item, ItemError, Result, Tagger, TaggerUnavailable, tag_category
 
 if TYPE_CHECKING:
     from ..cluster import Cluster
@@ -556,6 +556,7 @@ def _tag_rows(tagger: Tagger, item: Item, tags, judged: set[str], now: str) -> l
                 "source_version": str(tagger.version),
                 "status": "machine",
                 "evidence": None if tag.evidence is None else str(tag.evidence)[:1000],
+                "category": tag_category(tag.category, tagger.tag_category),
                 "via": None,
                 "created_at": now,
                 "updated_at": now,
@@ -624,16 +625,16 @@ def _inherit_tags(db, taggers: list[Tagger]) -> int:
     for tagger in taggers:
         wanted = _wanted_inherited_tags(db, tagger)
         existing = {
-            (row[1], row[2], row[3], row[4]): (row[0], row[5], row[6], row[7])
+            (row[1], row[2], row[3], row[4]): (row[0], row[5], row[6], row[7], row[8])
             for row in db.execute(
-                "select id, item_type, item_id, tag, via, score, evidence, source_version from tags "
+                "select id, item_type, item_id, tag, via, score, evidence, source_version, category from tags "
                 "where source = ? and via is not null and status = 'machine'",
                 [tagger.name],
             )
         }
         stale = [found[0] for key, found in existing.items() if key not in wanted]
         new_rows, updates = [], []
-        for key, (score, evidence) in wanted.items():
+        for key, (score, evidence, category) in wanted.items():
             found = existing.get(key)
             if found is None:
                 item_type, item_id, tag, via = key
@@ -647,18 +648,21 @@ def _inherit_tags(db, taggers: list[Tagger]) -> int:
                         "source_version": str(tagger.version),
                         "status": "machine",
                         "evidence": evidence,
+                        "category": category,
                         "via": via,
                         "created_at": now,
                         "updated_at": now,
                     }
                 )
-            elif found[1:] != (score, evidence, str(tagger.version)):
-                updates.append((score, evidence, str(tagger.version), now, found[0]))
+            elif found[1:] != (score, evidence, str(tagger.version), category):
+                updates.append((score, evidence, str(tagger.version), category, now, found[0]))
         with write_transaction(db):
             for chunk in _slices(stale, 500):
                 db.execute(f"delete from tags where id in ({','.join('?' * len(chunk))})", chunk)
             db.conn.executemany(
-                "update tags set score = ?, evidence = ?, source_version = ?, updated_at = ? where id = ?", updates
+                "update tags set score = ?, evidence = ?, source_version = ?, category = ?, updated_at = ? "
+                "where id = ?",
+                updates,
             )
             db["tags"].insert_all(new_rows, batch_size=1000)
         changed += len(stale) + len(updates) + len(new_rows)
@@ -666,18 +670,19 @@ def _inherit_tags(db, taggers: list[Tagger]) -> int:
 
 
 def _wanted_inherited_tags(db, tagger: Tagger) -> dict[tuple, tuple]:
-    """(item type, item id, tag, via) -> (score, evidence) for every tag the links should pass on now."""
+    """(item type, item id, tag, via) -> (score, evidence, category) for every tag the links should pass on now;
+    an inherited tag keeps the category its own tagger gave it."""
     wanted: dict[tuple, tuple] = {}
     for from_type, to_type, sql in _INHERITANCE:
         if from_type not in tagger.applies_to:
             continue
         sources: dict[str, list[tuple]] = {}
-        for tag, item_id, score in db.execute(
-            "select tag, item_id, score from tags where source = ? and item_type = ? and via is null "
+        for tag, item_id, score, category in db.execute(
+            "select tag, item_id, score, category from tags where source = ? and item_type = ? and via is null "
             "and status != 'rejected'",
             [tagger.name, from_type],
         ):
-            sources.setdefault(item_id, []).append((tag, score))
+            sources.setdefault(item_id, []).append((tag, score, category))
         judged = {
             (item_id, tag.casefold())
             for item_id, tag in db.execute(
@@ -688,11 +693,11 @@ def _wanted_inherited_tags(db, tagger: Tagger) -> dict[tuple, tuple]:
             )
         }
         for target_id, source_id, label in db.execute(sql).fetchall():
-            for tag, score in sources.get(str(source_id), []):
+            for tag, score, category in sources.get(str(source_id), []):
                 if (str(target_id), tag.casefold()) in judged:
                     continue
                 via = f"{from_type} {source_id}"
                 evidence = f"keyword of {via}" + (f": {label}" if label else "")
                 inherited = None if score is None else round(score * INHERITED_SCORE_FACTOR, 4)
-                wanted.setdefault((to_type, str(target_id), tag, via), (inherited, evidence))
+                wanted.setdefault((to_type, str(target_id), tag, via), (inherited, evidence, category))
     return wanted

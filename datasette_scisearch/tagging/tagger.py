@@ -16,6 +16,7 @@ time to find the bad one).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,48 @@ from typing import Any
 import numpy as np
 
 from ..errors import BUSY, ScisearchError
+
+# What a tag says about an item, so pages can group tags the way a microscopist reads them (the item page's tags and
+# the search page's tag filters).  A tag's ``category`` is one of these; anything else a plugin writes is kept as it
+# is and shown after these under its own name.  Order here is the order pages show the groups in.
+TAG_CATEGORIES = {
+    "material": "Material",  # what the specimen is made of: elements, compounds, named materials
+    "feature": "Features",  # what is seen in it: particles, grain boundary, lattice fringes, atomic resolution
+    "technique": "Technique",  # how it was recorded: STEM, EELS, diffraction, tomography, in situ
+    "kind": "Kind of data",  # image, spectrum, diffraction pattern, real-space image, stack
+    "setting": "Instrument settings",  # 300 kV, 145 mm, high magnification, pixel < 0.1 nm, zone axis
+    "instrument": "Instrument and detector",  # Themis, HAADF, Ceta
+    "topic": "Topic",  # keywords of a proposal or paper: what the research is about
+    "date": "Date",  # 2021-03-04, 2021, night, weekend
+    "record": "Record ids",  # proposal numbers found in a name
+    "other": "Other",
+}
+DEFAULT_TAG_CATEGORY = "other"
+_CATEGORY_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+def tag_category(*choices: str | None) -> str:
+    """The first usable category of those given (the tag's own, then its tagger's), or "other"."""
+    for choice in choices:
+        name = str(choice or "").strip().lower().replace(" ", "-")
+        if _CATEGORY_NAME.match(name):
+            return name
+    return DEFAULT_TAG_CATEGORY
+
+
+def category_label(category: str | None) -> str:
+    """How a page names a category: "setting" is "Instrument settings"; a plugin's own name is shown as written."""
+    category = category or DEFAULT_TAG_CATEGORY
+    return TAG_CATEGORIES.get(category) or category.replace("-", " ").replace("_", " ").capitalize()
+
+
+def category_order(category: str | None) -> tuple[int, str]:
+    """Sort key: the known categories in their order, a plugin's own after them by name, "other" last."""
+    names = list(TAG_CATEGORIES)
+    category = category or DEFAULT_TAG_CATEGORY
+    if category == DEFAULT_TAG_CATEGORY:
+        return len(names) + 1, category
+    return (names.index(category), category) if category in names else (len(names), category)
 
 
 class TaggerUnavailable(ScisearchError):
@@ -33,11 +76,13 @@ class TaggerUnavailable(ScisearchError):
 
 @dataclass
 class Tag:
-    """One thing a tagger says about an item.  ``text`` is what people search for."""
+    """One thing a tagger says about an item.  ``text`` is what people search for; ``category`` (one of
+    ``TAG_CATEGORIES``) groups it on the pages, and when None the tagger's ``tag_category`` is used."""
 
     text: str
     score: float = 1.0
     evidence: str | None = None
+    category: str | None = None
 
 
 @dataclass
@@ -93,6 +138,8 @@ class Tagger:
     ``uses_gpu``: it can run on CUDA (the core then looks for a GPU).
     ``vector_spaces``: name → dimension of each vector space it writes (may be
     filled in by ``load`` when the dimension depends on the model).
+    ``tag_category``: the category (``TAG_CATEGORIES``) of its tags that do not
+    name their own.
     """
 
     name: str = ""
@@ -104,6 +151,7 @@ class Tagger:
     uses_gpu: bool = False
     batch_size: int = 32
     vector_spaces: dict[str, int] = {}
+    tag_category: str = DEFAULT_TAG_CATEGORY
 
     def wants(self, item: Item) -> bool:
         """Whether this item is worth tagging at all (OCR only on exported images, say)."""

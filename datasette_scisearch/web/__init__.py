@@ -34,7 +34,7 @@ from .. import periods
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
 from ..errors import ScisearchError
 from ..ingest.normalize import magnification_label
-from . import api, clicks, downloads, findable, pages, privacy, proprietary, validation
+from . import api, clicks, downloads, findable, pages, privacy, proprietary, validation, warming
 from .base import (
     Schema,
     WebError,
@@ -234,6 +234,7 @@ class LocalDateFacet(Facet):
 def register_routes(datasette):
     return [
         (r"^/-/scisearch/preview/(?P<database>[^/]+)/(?P<file_id>[^/]*)\.png$", serve_preview),
+        (r"^/-/scisearch/frame/(?P<database>[^/]+)/(?P<file_id>[^/]*)/(?P<frame>[^/]*)\.png$", serve_frame),
         *api.ROUTES,
         *downloads.ROUTES,
         *findable.ROUTES,
@@ -249,6 +250,7 @@ def register_routes(datasette):
 def startup(datasette):
     privacy.attach_private_databases(datasette)
     proprietary.add_sql_twins(datasette)
+    warming.warm_in_background(datasette)  # the first search's model and indexes, loaded before anyone asks
 
 
 @hookimpl
@@ -315,6 +317,28 @@ def under_period(conn, file_id: int) -> bool:
     """Whether a file is still its proposal team's (an anonymous visitor may not see it)."""
     db = sqlite_utils.Database(conn)
     return periods.item_is_hidden(db, "file", file_id, periods.hidden_proposals(db, periods.ANONYMOUS))
+
+
+@answers_errors
+async def serve_frame(request, datasette):
+    """A frame of a stack or 4D scan, kept at load; the item page's slider steps through them."""
+    db = find_catalog(datasette, request.url_vars["database"])
+    await ensure_may_read(datasette, request.actor, db, "files")
+    file_text, frame_text = request.url_vars["file_id"], request.url_vars["frame"]
+    row = None
+    numbers = (file_text, frame_text)
+    if all(t.isascii() and t.isdigit() and int(t) <= MAX_SQLITE_INTEGER for t in numbers) and "frames" in (
+        await db.table_names()
+    ):
+        result = await db.execute("select png from frames where file_id = ? and frame = ?", [int(t) for t in numbers])
+        row = result.first()
+    # A frame of a file still under its proposal's period is as absent as the file, for whoever is not its team's.
+    if row is None or not row["png"] or not await readable_item(datasette, request.actor, db, "file", int(file_text)):
+        raise WebError(f"There is no frame '{frame_text[:20]}' of file '{file_text[:100]}' in '{db.name}'.", 404)
+    cache = "public, max-age=3600"
+    if await db.execute_fn(lambda conn: under_period(conn, int(file_text))):
+        cache = "private, no-store"
+    return Response(bytes(row["png"]), content_type="image/png", headers={"Cache-Control": cache})
 
 
 @hookimpl

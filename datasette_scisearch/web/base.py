@@ -14,8 +14,8 @@ type, and every URL the pages link to.
 - ``hidden_proposals`` answers, once per request, which proposals' data the actor may not see now (still under
   their proprietary period, and not their team's: periods.py); ``readable_item`` says whether one item is
   readable by both rules.  Search, items, "similar", previews, tags, the queue and federation all ask them.
-- URLs are built here only: ``search_url``, ``item_url``, ``similar_url``, ``preview_url``, ``download_url``,
-  ``export_url``.
+- URLs are built here only: ``search_url``, ``item_url``, ``similar_url``, ``preview_url``, ``frame_url``,
+  ``download_url``, ``export_url``.
 
 Nothing here imports the views, so every view imports this module at its top.
 """
@@ -388,6 +388,11 @@ def similar_url(datasette, database: str, item_type: str, item_id) -> str:
 def preview_url(datasette, database: str, file_id, version: str | None = None) -> str:
     url = datasette.urls.path(f"-/scisearch/preview/{_route(datasette, database)}/{file_id}.png")
     return f"{url}?v={version}" if version else url
+
+
+def frame_url(datasette, database: str, file_id, frame: int) -> str:
+    """One of the frames kept of a stack or 4D scan (``ingest/views.py``), by its number in the dataset."""
+    return datasette.urls.path(f"-/scisearch/frame/{_route(datasette, database)}/{file_id}/{int(frame)}.png")
 
 
 def download_url(datasette, database: str, file_id) -> str:

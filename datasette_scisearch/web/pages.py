@@ -27,6 +27,7 @@ from ..config import ConfigError, Settings
 from ..search import embedding, engine, hub
 from ..search.detail import item_detail, similar_items
 from ..search.federation import catalog_answer, schema_problem, search_catalogs_async
+from ..tagging.tagger import DEFAULT_TAG_CATEGORY, category_label, category_order
 from . import clicks, downloads, findable, present, validation
 from .base import (
     WebError,
@@ -305,6 +306,7 @@ def facets_view(datasette, search: SearchRequest, facets: dict) -> list[dict]:
             shown_as = entry.get("label") or (descriptions.get(value) if facet == "instrument" else None) or value
             entries.append(
                 {
+                    "category": entry.get("category") or DEFAULT_TAG_CATEGORY,
                     "value": value,
                     "label": shown_as,
                     "detail": value if shown_as != value else None,
@@ -313,9 +315,29 @@ def facets_view(datasette, search: SearchRequest, facets: dict) -> list[dict]:
                     "url": search.url(datasette, filters=others if selected else [*search.filters, (facet, value)]),
                 }
             )
-        if entries:
+        if entries and facet == "tag":
+            shown += _tag_facets(entries)
+        elif entries:
             shown.append({"name": facet, "label": label, "entries": entries, "shown": FACET_VALUES_SHOWN})
     return shown
+
+
+def _tag_facets(entries: list[dict]) -> list[dict]:
+    """The tag facet as one list per category (Material, Technique, Instrument settings …), each filtering by
+    ``tag:``; a tag of no category (from an older catalog) is under "Other"."""
+    groups: dict[str, list[dict]] = {}
+    for entry in entries:
+        groups.setdefault(entry["category"], []).append(entry)
+    return [
+        {
+            "name": "tag",
+            "category": category,
+            "label": category_label(category),
+            "entries": groups[category],
+            "shown": FACET_VALUES_SHOWN,
+        }
+        for category in sorted(groups, key=category_order)
+    ]
 
 
 def chips_view(datasette, search: SearchRequest, facets: list[dict] | None = None) -> list[dict]:
@@ -522,9 +544,14 @@ async def item_page(request, datasette):
             "item_id": item_id,
             "title": detail.get("title") or f"{item_type} {item_id}",
             "text": row.get("abstract") or row.get("notes") or "",
-            "preview_url": present.preview_url(datasette, database, item_id) if detail.get("has_preview") else None,
+            # A spectrum's preview is a small plot of it: the page draws it larger, with its axes, instead.
+            "preview_url": present.preview_url(datasette, database, item_id)
+            if detail.get("has_preview") and not (row.get("kind") == "spectrum" and detail.get("spectrum"))
+            else None,
             "columns": present.listed_columns(row, zone),
             "viewer": present.viewer_view(row),
+            "spectrum": present.spectrum_view(detail.get("spectrum")),
+            "frames": present.frames_view(datasette, database, item_id, detail.get("frames")),
             "metadata": metadata,
             "metadata_cut": metadata_cut,
             "row_url": datasette.urls.row(database, table, tilde_encode(str(item_id))),
@@ -536,6 +563,9 @@ async def item_page(request, datasette):
             "papers": linked("paper", detail.get("papers")),
             "files": [present.hit_view(datasette, database, present.file_as_hit(f), zone) for f in files],
             "files_total": max(detail.get("files_total") or 0, len(files)),
+            "file_kinds": present.file_kinds_view(
+                datasette, database, item_type, item_id, detail.get("files_by_kind"), zone
+            ),
             "similar": similar,
             "similar_segments": present.segments([present.hit_view(datasette, database, hit, zone) for hit in similar]),
             "similar_note": similar_note,

@@ -19,7 +19,9 @@ import markupsafe
 from datasette.utils import tilde_encode
 
 from ..ingest.normalize import magnification_label
-from .base import item_url, preview_url
+from ..tagging.tagger import DEFAULT_TAG_CATEGORY, category_label, category_order
+from . import plots
+from .base import frame_url, item_url, preview_url, search_url
 
 TYPE_LABELS = {"file": "file", "proposal": "proposal", "paper": "paper", "session": "session"}
 # Raw metadata beyond this is cut in the page (a file's can reach a megabyte); the JSON link has all of it.
@@ -102,8 +104,10 @@ def format_value(column: str, value, zone: zoneinfo.ZoneInfo | None = None) -> s
         if column == "voltage_kv":
             return f"{value:g} kV"
         if column == "magnification" and value > 0:
-            return magnification_label(value)
+            return magnification_label(value) if value >= 1000 else f"{value:g}×"
         if column == "pixel_size_nm":
+            if value >= 1000:
+                return f"{value / 1000:.3g} µm"
             return f"{value * 1000:.3g} pm" if value < 0.1 else f"{value:.3g} nm"
         if column == "camera_length_mm":
             return f"{value:g} mm"
@@ -158,18 +162,47 @@ def listed_columns(row: dict, zone=None) -> list[tuple[str, str, str]]:
         if column in COLUMNS_NOT_LISTED:
             continue
         text = format_value(column, row.get(column), zone)
+        label = COLUMN_LABELS.get(column, column.replace("_", " ").capitalize())
         if text and column == "doi":
             text = doi_link(text)
+        if text and column == "shape":
+            text = shape_text(row.get("kind"), row.get("shape")) or text
+        if text and column == "magnification" and (row.get(column) or 0) >= 1000:
+            text = f"{text} ({row[column]:,.0f}×)"  # 2.5 Mx is 2,500,000×: both ways of writing it
+        if column == "pixel_size_nm" and row.get("kind") == "4D":
+            label = "Scan step"  # a 4D scan's pixel is a probe position
         if text:
-            listed.append((column, COLUMN_LABELS.get(column, column.replace("_", " ").capitalize()), text))
+            listed.append((column, label, text))
     return listed
+
+
+def shape_text(kind: str | None, shape: str | None) -> str | None:
+    """A dataset's shape in what its axes count: '10 frames of 256×256 px', '24×24 px × 512 channels'."""
+    sizes = [int(n) for n in re.findall(r"\d+", str(shape or ""))]
+    if not sizes:
+        return None
+
+    def px(values: list[int]) -> str:
+        return "×".join(str(n) for n in values) + " px"
+
+    if kind == "spectrum" and len(sizes) == 1:
+        return f"{sizes[0]:,} channels"
+    if kind == "spectrum image" and len(sizes) >= 2:
+        return f"{px(sizes[:-1])} × {sizes[-1]:,} channels"
+    if kind == "stack" and len(sizes) == 3:
+        return f"{sizes[0]:,} frames of {px(sizes[1:])}"
+    if kind == "4D" and len(sizes) == 4:
+        return f"{px(sizes[:2])} scan × {px(sizes[2:])} patterns"
+    return None
 
 
 def hit_facts(item_type: str, facts: dict, zone=None) -> list[str]:
     """The few facts a result shows under its title, most telling first."""
     facts = facts or {}
     if item_type == "file":
-        keys = ["kind", "instrument", "mode", "detector", "voltage_kv", "magnification", "pixel_size_nm"]
+        # A diffraction pattern has a camera length where an image has a magnification.
+        optics = "magnification" if facts.get("magnification") else "camera_length_mm"
+        keys = ["kind", "instrument", "mode", "detector", "voltage_kv", optics, "pixel_size_nm"]
         parts = [format_value(key, facts.get(key)) for key in keys]
         parts.append(str(facts.get("acquired_local") or "")[:10])
     elif item_type == "paper":
@@ -336,6 +369,40 @@ def distinct_tags(tags: list[dict]) -> list[dict]:
     return list(by_text.values())
 
 
+# A kind of file as a heading says what it holds: "Diffraction patterns (14)".
+KIND_HEADINGS = {
+    "image": "Images",
+    "diffraction": "Diffraction patterns",
+    "spectrum": "Spectra",
+    "spectrum image": "Spectrum images",
+    "line profile": "Line profiles",
+    "stack": "Stacks and series",
+    "4D": "4D scans",
+}
+
+
+def file_kinds_view(datasette, database: str, item_type: str, item_id, groups: list[dict] | None, zone=None) -> list:
+    """A proposal's (session's, paper's) files in one group per kind, each with its count, its first files as
+    cards and, where there are more, a search for all of that kind (a proposal's files are searchable by
+    ``proposal:``)."""
+    shown = []
+    for group in groups or []:
+        kind = group.get("kind")
+        more = None
+        if item_type == "proposal" and group["count"] > len(group["files"]):
+            more = search_url(datasette, [("type", "file"), ("proposal", str(item_id)), ("kind", kind or "")])
+        shown.append(
+            {
+                "kind": kind or "unknown",
+                "heading": KIND_HEADINGS.get(kind or "", (kind or "Other files").capitalize()),
+                "count": group["count"],
+                "hits": [hit_view(datasette, database, file_as_hit(f), zone) for f in group["files"]],
+                "more_url": more,
+            }
+        )
+    return shown
+
+
 def file_as_hit(file: dict) -> dict:
     """A proposal's or session's file from ``item_detail``, shaped as a hit so it shows as the same card."""
     facts = {key: value for key, value in file.items() if key not in ("id", "name")}
@@ -383,16 +450,23 @@ def linked_view(datasette, database: str, item_type: str, record: dict | None, z
 
 
 def tags_view(tags: dict) -> list[dict]:
-    """Tags grouped by the tagger (or person) that gave them, highest score first in each group."""
-    groups = []
-    for source, entries in sorted((tags or {}).items()):
-        shown = []
-        for entry in sorted(entries, key=lambda e: -(e.get("score") or 0)):
+    """Tags grouped by what they say about the item (material, technique, instrument settings …, the categories
+    taggers declare), highest score first in each group; each tag keeps the tagger or person that gave it."""
+    groups: dict[str, list[dict]] = {}
+    for source, entries in (tags or {}).items():
+        for entry in entries:
             score = entry.get("score")
             percent = round(max(0.0, min(1.0, float(score))) * 100) if score is not None else None
-            shown.append({**entry, "percent": percent})
-        groups.append({"source": source, "tags": shown})
-    return groups
+            category = entry.get("category") or DEFAULT_TAG_CATEGORY
+            groups.setdefault(category, []).append({**entry, "source": source, "percent": percent})
+    return [
+        {
+            "category": category,
+            "label": category_label(category),
+            "tags": sorted(groups[category], key=lambda e: (-(e.get("score") or 0), str(e.get("tag")), e["source"])),
+        }
+        for category in sorted(groups, key=category_order)
+    ]
 
 
 # Kinds whose pixel size is a length in the specimen: a scale bar means something on them.
@@ -412,6 +486,28 @@ def viewer_view(row: dict) -> dict:
         "pixel_size_nm": pixel_size if real_space else None,
         "columns": int(columns[-1]) if real_space else None,
     }
+
+
+def spectrum_view(spectrum: dict | None) -> dict | None:
+    """The spectrum's plot (inline SVG) and a line saying what it is."""
+    if not spectrum or len(spectrum.get("x") or []) < 2:
+        return None
+    channels = spectrum.get("channels") or len(spectrum["x"])
+    said = f"{channels:,} channels"
+    if (spectrum.get("summed_over") or 1) > 1:
+        said = f"the sum over {spectrum['summed_over']:,} scan positions, {said}"
+    if len(spectrum["x"]) < channels:
+        said += f" (each point the highest of {-(-channels // len(spectrum['x']))})"
+    return {"svg": plots.spectrum_svg(spectrum), "said": said}
+
+
+def frames_view(datasette, database: str, file_id, frames: list[dict] | None) -> dict | None:
+    """The frames kept of a stack or 4D scan, each with its image URL, for the item page's slider."""
+    if not frames or len(frames) < 2:
+        return None
+    shown = [{**frame, "url": frame_url(datasette, database, file_id, frame["frame"])} for frame in frames]
+    total = frames[0].get("frames_total") or len(frames)
+    return {"frames": shown, "total": total, "sampled": len(frames) < total}
 
 
 def metadata_text(metadata) -> tuple[str, bool]:

@@ -62,6 +62,7 @@ EDIT_PERMISSION = "scisearch-edit"
 DEFAULT_EDITORS = {"id": "root"}  # without an allow block, only `datasette --root` may edit
 QUEUE_SIZE = 48
 MAX_BODY_BYTES = 1_000_000  # a bulk change of thousands of items is far below this
+MAX_UNDONE_AT_ONCE = 100_000  # one undo of a bulk change; a longer range is a typing error
 # As open_catalog's: a training or tagging run holds the write lock for seconds, and Datasette's write
 # connection would otherwise give up after Python's default 5 s and lose the expert's change.
 BUSY_TIMEOUT_MS = 30_000
@@ -326,7 +327,27 @@ async def bulk_endpoint(request, datasette):
     message = f"{verb} '{result.tag}' on {len(result.changes)} tag{'s' if len(result.changes) != 1 else ''}"
     if result.skipped:
         message += f"; {len(result.skipped)} item{'s' if len(result.skipped) != 1 else ''} skipped"
+    # Without JavaScript the page after the redirect offers the undo: the change's history ids travel in its URL.
+    fallback = _with_undo_range(fallback, [change.history["id"] for change in result.changes])
     return done(request, datasette, result.as_dict(), message + ".", fallback)
+
+
+def _with_undo_range(url: str, history_ids: list[int]) -> str:
+    """The URL with ``undo=first-last``: one bulk change writes its history in one transaction, so its entries'
+    ids follow one another (checked: otherwise no undo is offered)."""
+    if not history_ids or max(history_ids) - min(history_ids) + 1 != len(history_ids):
+        return url
+    return f"{url}{'&' if '?' in url else '?'}undo={min(history_ids)}-{max(history_ids)}"
+
+
+def parse_history_range(text: str | None) -> list[str]:
+    """'120-245' as the history ids 120 … 245; a bad or too long range is refused with what to write."""
+    first_id, _, last_id = (text or "").strip().partition("-")
+    if not (first_id.isdigit() and last_id.isdigit()) or int(first_id) > int(last_id):
+        raise WebError(f"'{str(text)[:40]}' is not a range of changes: write it as first-last, e.g. 120-245")
+    if int(last_id) - int(first_id) >= MAX_UNDONE_AT_ONCE:
+        raise WebError(f"at most {MAX_UNDONE_AT_ONCE:,} changes can be undone at once")
+    return [str(number) for number in range(int(first_id), int(last_id) + 1)]
 
 
 def undo_all(db, history_ids: list[str], actor) -> dict:
@@ -348,6 +369,8 @@ async def undo_all_endpoint(request, datasette):
     db = await catalog_for_writing(request, datasette)
     fields = await form_fields(request)
     history_ids = [value.strip() for value in fields.get("history") or [] if value.strip()]
+    if first(fields, "history_range"):
+        history_ids += parse_history_range(first(fields, "history_range"))
     if not history_ids:
         raise WebError("name the changes to undo: one history field per change")
     for history_id in history_ids:
@@ -422,6 +445,11 @@ async def queue_page(request, datasette):
         return total, shown_page, last_page, entries
 
     total, page, last_page, entries = await db.execute_fn(read_queue)
+    try:  # after a bulk change made without JavaScript: its undo, offered on this page
+        undo_range = request.args.get("undo")
+        undo_count = len(parse_history_range(undo_range)) if undo_range else 0
+    except WebError:
+        undo_range, undo_count = None, 0
     zone = facility_settings(datasette).zone
     cards = []
     for entry in entries:
@@ -463,6 +491,8 @@ async def queue_page(request, datasette):
         "next_url": _queue_page_url(datasette, route, item_type, page + 1) if page < last_page else None,
         "this_url": _queue_page_url(datasette, route, item_type, page),
         "common_tags": common,
+        "undo_range": undo_range if undo_count else None,
+        "undo_count": undo_count,
         "can_edit": editor and db.is_mutable,
         "sign_in_hint": None if editor else sign_in_hint(request.actor),
         "search_action": datasette.urls.path("-/scisearch"),

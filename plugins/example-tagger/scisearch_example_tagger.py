@@ -23,6 +23,7 @@ class AfterHoursTagger(Tagger):
     description = "Files acquired at night or at the weekend, from the facility-local acquisition time"
     applies_to = frozenset({"file"})  # only files have an acquisition time
     needs_pixels = False  # reads the catalog row, never the data
+    tag_category = "date"  # groups its tags with the dates on the item page and in the search filters
 
     def load(self, options, device="cpu"):
         """``options`` is this tagger's block in metadata.yml: ``taggers: after_hours: {night_starts: 20}``."""

@@ -388,3 +388,70 @@ def magnification_band(magnification: float) -> str:
     if magnification < 1_000_000:
         return "medium magnification"
     return "high magnification"
+
+
+# ------------------------------------------------------------------ categories
+
+
+def _listed(listed: str) -> list[str]:
+    """Tags written one after another, '|' between them (many have spaces inside)."""
+    return [" ".join(tag.split()) for tag in listed.split("|")]
+
+
+# What the vocabulary's tags are about, for the pages' tag groups (``TAG_CATEGORIES`` in the core).  Tags of the
+# vocabulary not named here are materials (SrTiO3, graphene, zeolite, steel …).
+TECHNIQUE_TAGS = frozenset(
+    _listed(
+        """TEM | STEM | SEM | HRTEM | high-resolution TEM | high-resolution STEM | EFTEM | energy-filtered TEM | EELS |
+        electron energy-loss spectroscopy | EDS | X-ray spectroscopy | diffraction | SAED |
+        selected-area electron diffraction | CBED | convergent-beam electron diffraction | NBED |
+        nanobeam electron diffraction | precession electron diffraction | 4D-STEM | FIB | focused ion beam |
+        tomography | EBSD | electron backscatter diffraction | cryo-EM | in situ | in situ heating | in situ biasing |
+        operando | liquid cell | microprobe | nanoprobe"""
+    )
+)
+FEATURE_TAGS = frozenset(
+    _listed(
+        """nanoparticles | nanowires | nanorods | nanotubes | nanocubes | nanosheets | nanocrystals | quantum dots |
+        grain boundary | interface | heterostructure | superlattice | thin film | lamella | FIB lamella | bicrystal |
+        atomic resolution"""
+    )
+)
+KIND_OF_DATA_TAGS = frozenset(
+    _listed(
+        "diffraction pattern | spectrum image | spectrum | map | line scan | series | tilt series | "
+        "defocus series | montage"
+    )  # fmt: skip
+)
+# Why the data was taken, or its state: neither the specimen nor how it was seen.
+OTHER_TAGS = frozenset(_listed("reference | calibration | overview | atlas | pristine | cycled | dose-weighted | grid"))
+# What kind of reading (filenames' ``Meaning.kind``) a tag came from, where its words do not say more.
+_CATEGORY_OF_READING = {
+    "unit": "setting",
+    "zone axis": "setting",
+    "detector": "instrument",
+    "element": "material",
+    "ambiguous": "material",
+    "lowercase": "material",
+    "compound": "material",
+    "formula": "material",
+    "abbreviation": "material",
+    "word": "material",
+    "phrase": "material",
+}
+
+
+def category_of(text: str, reading: str | None = None) -> str | None:
+    """The category of a vocabulary tag ('EELS' a technique, 'nanoparticles' a feature, '300 kV' a setting), or
+    None when neither its words nor how it was read say."""
+    if text in TECHNIQUE_TAGS:
+        return "technique"
+    if text in FEATURE_TAGS:
+        return "feature"
+    if text in KIND_OF_DATA_TAGS:
+        return "kind"
+    if text in OTHER_TAGS:
+        return "other"
+    if text.startswith("zone axis"):
+        return "setting"
+    return _CATEGORY_OF_READING.get(reading or "")

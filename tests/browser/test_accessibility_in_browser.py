@@ -16,6 +16,8 @@ PAGES = {
     "search": "/-/scisearch",
     "results": "/-/scisearch?q=gold+nanoparticles",
     "file": "/-/scisearch/item/demo/file/22",
+    "spectrum": "/-/scisearch/item/demo/file/44",
+    "stack": "/-/scisearch/item/demo/file/28",
     "proposal": "/-/scisearch/item/demo/proposal/P-2021-0042",
 }
 SERIOUS = ("serious", "critical")

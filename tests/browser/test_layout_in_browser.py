@@ -15,6 +15,9 @@ MAIN_PAGES = {
     "results": "/-/scisearch?q=gold+nanoparticles",
     "results-filtered-sorted": "/-/scisearch?q=gold&instrument=TEAM+0.5&sort=magnification",
     "file": "/-/scisearch/item/demo/file/22",
+    "spectrum": "/-/scisearch/item/demo/file/44",  # an EDS spectrum (.msa), plotted in keV
+    "spectrum-image": "/-/scisearch/item/demo/file/41",  # an EELS spectrum image: its summed spectrum
+    "stack": "/-/scisearch/item/demo/file/28",  # an in-situ series: a slider through its frames
     "proposal": "/-/scisearch/item/demo/proposal/P-2021-0042",
     "paper": "/-/scisearch/item/demo/paper/PUB-2022-001",
     "not-found": NOT_FOUND_PAGE,

@@ -245,3 +245,32 @@ def test_a_bulk_accept_in_the_queue_is_undone_with_one_button(expert):
     detail = expert.request.get(f"/-/scisearch/item/demo/file/{item_id}.json").json()
     statuses = {tag["status"] for group in detail["tags"].values() for tag in group if tag["tag"] == text}
     assert "accepted" not in statuses
+
+
+def test_without_javascript_a_bulk_accept_is_undone_from_the_page_it_returns_to(browser, expert_server, root_cookies):
+    context = browser.new_context(viewport=LAPTOP_SCREEN, base_url=expert_server[0], java_script_enabled=False)
+    context.add_cookies(root_cookies)
+    page = context.new_page()
+    page.goto("/-/scisearch/queue/demo")
+    text = page.locator(".scisearch-queue-card .scisearch-queue-tags li").first.get_attribute("data-tag")
+    matching = page.locator(".scisearch-queue-card", has=page.locator(f'.scisearch-queue-tags li[data-tag="{text}"]'))
+    items = [matching.nth(index).get_attribute("data-item-id") for index in range(min(2, matching.count()))]
+    for index in range(len(items)):
+        matching.nth(index).locator("input[name=item]").check()
+    page.locator("#scisearch-bulk input[name=tag]").fill(text)
+    page.locator("#scisearch-bulk button[value=accept]").click()  # a plain form post, then the queue again
+    assert re.search(r"[?&]undo=\d+-\d+", page.url)
+
+    def statuses() -> set[str]:
+        found = set()
+        for item_id in items:
+            detail = page.request.get(f"/-/scisearch/item/demo/file/{item_id}.json").json()
+            found |= {tag["status"] for group in detail["tags"].values() for tag in group if tag["tag"] == text}
+        return found
+
+    assert "accepted" in statuses()
+    undo = page.locator("#scisearch-bulk-undo")
+    assert undo.is_visible()
+    undo.locator("button").click()
+    assert "undo=" not in page.url and "accepted" not in statuses()
+    context.close()

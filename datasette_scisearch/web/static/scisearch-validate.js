@@ -146,13 +146,18 @@
       var none = itemTags.querySelector(".scisearch-note");
       if (none) none.remove();
     }
-    var group = groups.querySelector('.scisearch-tag-group[data-source="' + result.tag.source + '"]');
+    // The added tag joins its category's group ("Other" for words no tagger has used), made if missing.
+    var category = result.tag.category || "other";
+    var group = null;
+    groups.querySelectorAll(".scisearch-tag-group").forEach(function (each) {
+      if (each.dataset.category === category) group = each;
+    });
     if (!group) {
       group = document.createElement("div");
       group.className = "scisearch-tag-group";
-      group.dataset.source = result.tag.source;
+      group.dataset.category = category;
       var heading = document.createElement("h3");
-      heading.textContent = result.tag.source;
+      heading.textContent = result.tag.category_label || category;
       group.append(heading, document.createElement("ul"));
       groups.insertBefore(group, groups.firstChild);
     }
@@ -201,7 +206,7 @@
   function offerUndo(historyIds) {
     var form = document.getElementById("scisearch-bulk-undo");
     if (!form) return;
-    form.querySelectorAll("input[name=history]").forEach(function (input) { input.remove(); });
+    form.querySelectorAll("input[name=history], input[name=history_range]").forEach(function (input) { input.remove(); });
     historyIds.forEach(function (id) {
       var input = document.createElement("input");
       input.type = "hidden";

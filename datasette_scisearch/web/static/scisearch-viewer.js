@@ -159,3 +159,27 @@
   if (img.complete) start();
   else img.addEventListener("load", start);
 })();
+
+// A stack's or 4D scan's frames kept at load: the slider (and ←/→ on it) steps through them in place; without
+// JavaScript the slider stays hidden and each frame is a link.
+(function () {
+  "use strict";
+  var figure = document.querySelector("[data-scisearch-frames]");
+  if (!figure) return;
+  var img = figure.querySelector(".scisearch-frame-image");
+  var slider = figure.querySelector("input[name=frame]");
+  var label = figure.querySelector(".scisearch-frame-label");
+  var links = Array.prototype.slice.call(figure.querySelectorAll("[data-frame-url]"));
+  if (!img || !slider || links.length < 2) return;
+  var title = img.alt.replace(/^.*? of /, "");
+  function show(index) {
+    var link = links[index];
+    img.src = link.dataset.frameUrl;
+    img.alt = link.dataset.frameLabel + " of " + title;
+    label.textContent = link.dataset.frameLabel;
+    slider.setAttribute("aria-valuetext", link.dataset.frameLabel);
+  }
+  slider.hidden = false;
+  figure.querySelector(".scisearch-frame-links").hidden = true;
+  slider.addEventListener("input", function () { show(Number(slider.value)); });
+})();

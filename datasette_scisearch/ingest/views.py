@@ -1,0 +1,184 @@
+"""What the item page shows of a dataset beyond its preview: a spectrum to plot, and frames to step through.
+
+Made at load, while the data is in memory, so the web server never reads an instrument file: a spectrum (or a
+spectrum image's spectrum summed over its scan, or a line profile) is kept as at most ``MAX_SPECTRUM_POINTS``
+points with its axis and units; a stack of images, or a 4D scan's diffraction patterns at a few probe positions,
+as ``MAX_FRAMES`` small PNGs.  Nothing here may fail a file: the caller keeps the row when a view cannot be made.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from .loader import Dataset
+from .preview import _png_bytes, _stretch
+
+MAX_SPECTRUM_POINTS = 1024  # a plot 1,000 px wide shows no more; EDS peaks survive as bin maxima (see _binned)
+MAX_FRAMES = 8
+FRAME_PX = 256
+SPECTRUM_KINDS = frozenset({"spectrum", "spectrum image", "line profile"})
+FRAME_KINDS = frozenset({"stack", "4D"})
+
+
+@dataclass
+class Spectrum:
+    """A 1-D signal ready to plot: ``x`` in ``x_unit`` ('' for channels), ``y`` in ``y_unit``."""
+
+    x: list[float]
+    y: list[float]
+    x_label: str
+    x_unit: str
+    y_label: str
+    y_unit: str = "counts"
+    summed_over: int = 1  # how many scan positions were added up (a spectrum image's sum)
+    channels: int = 0  # how many channels the data had before binning
+
+
+@dataclass
+class Frame:
+    index: int  # the frame's number in the dataset (0-based), or the probe position's for 4D
+    label: str  # "frame 12 of 40", "probe at (3, 7)"
+    png: bytes
+    width: int
+    height: int
+
+
+@dataclass
+class Views:
+    spectrum: Spectrum | None = None
+    frames: list[Frame] = field(default_factory=list)
+    frames_total: int = 0  # frames in the dataset, of which ``frames`` are a sample
+
+
+def dataset_views(dataset: Dataset, kind: str) -> Views:
+    """The spectrum and frames of one dataset that the item page can show (both may be missing)."""
+    data = np.asarray(dataset.data)
+    views = Views()
+    if kind in SPECTRUM_KINDS or data.ndim == 1:
+        views.spectrum = spectrum_of(data, kind, dataset)
+    if kind in FRAME_KINDS and data.ndim >= 3:
+        views.frames, views.frames_total = frames_of(data, kind)
+    return views
+
+
+def spectrum_of(data: np.ndarray, kind: str, dataset: Dataset) -> Spectrum | None:
+    data = np.squeeze(data)
+    if data.ndim == 0 or data.size < 2:
+        return None
+    channels = data.shape[-1]
+    summed_over = int(data.size // channels)
+    # A spectrum image is (scan y, scan x, energy): its spectrum is the sum over the scan, as DigitalMicrograph
+    # and HyperSpy show it; a stack of spectra likewise.
+    values = data.reshape(-1, channels).sum(axis=0, dtype=np.float64) if data.ndim > 1 else data.astype(np.float64)
+    energy = dataset.energy_axis_ev
+    calibrated = energy is not None and np.asarray(energy).size == channels
+    if calibrated:
+        x = np.asarray(energy, dtype=np.float64)
+        # EDS spans tens of keV and is read in keV; EELS edges are named in eV.
+        in_kev = bool(np.nanmax(np.abs(x)) >= 2000 and (dataset.mode or "").upper() != "EELS")
+        x, x_unit = (x / 1000, "keV") if in_kev else (x, "eV")
+        x_label = "energy loss" if _is_eels(dataset) else "energy"
+    else:
+        x, x_unit, x_label = np.arange(channels, dtype=np.float64), "", "channel"
+        if kind == "line profile" and dataset.pixel_size_nm:
+            x, x_unit, x_label = x * dataset.pixel_size_nm, "nm", "position"
+    x, values = _binned(x, values)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return None
+    y_label = "intensity" if kind == "line profile" else "counts"
+    return Spectrum(
+        x=[round(float(v), 6) for v in x],
+        y=[float(v) if np.isfinite(v) else 0.0 for v in values],
+        x_label=x_label,
+        x_unit=x_unit,
+        y_label=y_label,
+        y_unit="" if kind == "line profile" else "counts",
+        summed_over=summed_over if data.ndim > 1 else 1,
+        channels=int(channels),
+    )
+
+
+def _is_eels(dataset: Dataset) -> bool:
+    said = f"{dataset.mode or ''} {dataset.signal or ''}".upper()
+    return "EELS" in said
+
+
+def _binned(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At most MAX_SPECTRUM_POINTS points: each bin's first x and its largest value, so a one-channel peak
+    (an EDS line) still shows at its height rather than averaged away."""
+    if y.size <= MAX_SPECTRUM_POINTS:
+        return x, y
+    step = -(-y.size // MAX_SPECTRUM_POINTS)
+    usable = y.size - y.size % step
+    head = y[:usable].reshape(-1, step)
+    peaks = np.nanmax(np.where(np.isfinite(head), head, -np.inf), axis=1)
+    xs = x[:usable:step]
+    if usable < y.size:
+        peaks = np.append(peaks, np.nanmax(y[usable:]))
+        xs = np.append(xs, x[usable])
+    return xs, peaks
+
+
+def frames_of(data: np.ndarray, kind: str) -> tuple[list[Frame], int]:
+    """Up to MAX_FRAMES evenly spaced frames of a stack (first and last included), or a 4D scan's diffraction
+    patterns at probe positions along its diagonal (log scale, as diffraction is shown)."""
+    if kind == "4D" and data.ndim == 4:
+        rows, columns = data.shape[:2]
+        steps = min(MAX_FRAMES, max(rows, columns))
+        positions = sorted({(round(i * (rows - 1) / max(1, steps - 1)), round(i * (columns - 1) / max(1, steps - 1)))
+                            for i in range(steps)})  # fmt: skip
+        frames = [_frame(data[r, c], r * columns + c, f"probe at ({r}, {c})", log=True) for r, c in positions]
+        return frames, rows * columns
+    while data.ndim > 3:  # a series of stacks: step through the first axis of the first stack
+        data = data[0]
+    total = data.shape[0]
+    chosen = sorted({round(i * (total - 1) / max(1, MAX_FRAMES - 1)) for i in range(min(MAX_FRAMES, total))})
+    return [_frame(data[i], i, f"frame {i + 1} of {total}", log=False) for i in chosen], total
+
+
+def _frame(frame: np.ndarray, index: int, label: str, log: bool) -> Frame:
+    frame = np.asarray(frame, dtype=np.float64)
+    steps = [max(1, n // (2 * FRAME_PX)) for n in frame.shape]
+    frame = frame[:: steps[0], :: steps[1]]
+    if log:
+        finite = np.isfinite(frame)
+        floor = np.nanmin(frame[finite]) if finite.any() else 0.0
+        frame = np.log1p(np.clip(np.where(finite, frame, floor) - floor, 0, None))
+    image = Image.fromarray(_stretch(frame), mode="L")
+    image.thumbnail((FRAME_PX, FRAME_PX), Image.Resampling.LANCZOS)
+    return Frame(index, label, _png_bytes(image), image.width, image.height)
+
+
+def write_views(db, file_id: int, views: Views | None) -> None:
+    """Replace a file row's spectrum and frames (in the caller's transaction); None removes them."""
+    db.execute("delete from spectra where file_id = ?", [file_id])
+    db.execute("delete from frames where file_id = ?", [file_id])
+    if views is None:
+        return
+    if views.spectrum is not None:
+        spectrum = views.spectrum
+        db.execute(
+            "insert into spectra (file_id, x, y, x_label, x_unit, y_label, y_unit, summed_over, channels) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                file_id,
+                json.dumps(spectrum.x),
+                json.dumps(spectrum.y),
+                spectrum.x_label,
+                spectrum.x_unit,
+                spectrum.y_label,
+                spectrum.y_unit,
+                spectrum.summed_over,
+                spectrum.channels,
+            ],
+        )
+    for frame in views.frames:
+        db.execute(
+            "insert into frames (file_id, frame, label, png, width, height, frames_total) values (?, ?, ?, ?, ?, ?, ?)",
+            [file_id, frame.index, frame.label, frame.png, frame.width, frame.height, views.frames_total],
+        )
