@@ -321,7 +321,8 @@ def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages
         floor = similarity_floor([similarity for _, similarity in neighbours], space, weights, mode)
         neighbours = [(rowid, similarity) for rowid, similarity in neighbours if similarity >= floor]
         if not filters.is_empty and neighbours:
-            allowed = filters_allowed(db, [rowid for rowid, _ in neighbours], filters)
+            mentioned = fts.mention_check(db, filters, weights)
+            allowed = filters_allowed(db, [rowid for rowid, _ in neighbours], filters, mentioned)
             neighbours = [(rowid, s) for rowid, s in neighbours if rowid in allowed]
         rankers[space] = spaces[space]["tagger"]
         for rank, (rowid, similarity) in enumerate(neighbours[:VECTOR_POOL], start=1):
