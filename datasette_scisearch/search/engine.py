@@ -137,7 +137,7 @@ def search(
         tab = [by_rowid[rowid] for rowid in sorting.sorted_rowids(db, [c.rowid for c in tab], sort)]
     results.counts = {kind: counts[kind] for kind in ITEM_TYPES if counts.get(kind)}
     results.total = sum(results.counts.values()) if item_type is None else results.counts.get(item_type, 0)
-    results.facets = hits.facets(db, [c.rowid for c in tab], attributes, results.counts)
+    results.facets = hits.facets(db, [c.rowid for c in tab], results.counts)
     first = (page - 1) * per_page
     if tab and first >= len(tab):
         last_page = (len(tab) - 1) // per_page + 1
