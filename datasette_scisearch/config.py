@@ -61,6 +61,9 @@ class Settings:
     # Where a catalog's search indexes live: a folder per catalog, "{catalog}" standing for the catalog's file
     # name; relative to the catalog's own folder.  Never inside a folder Datasette serves files from.
     index_folder: str = "{catalog}.indexes"
+    # The server loads the models that embed queries in a background thread at start-up, so the first hybrid
+    # search does not pay for them (it waits only for what is still loading); false: at the first search instead.
+    preload_query_models: bool = True
     source: str | None = None
 
     @property
@@ -149,6 +152,10 @@ def settings_from_dict(block: dict) -> Settings:
                 "'index_folder' must contain {catalog} (the catalog's file name), so that each catalog has its own "
                 "indexes: for example '/var/lib/scisearch/{catalog}.indexes'"
             )
+    if "preload_query_models" in block:
+        if not isinstance(block["preload_query_models"], bool):
+            raise ConfigError("'preload_query_models' must be true or false")
+        settings.preload_query_models = block["preload_query_models"]
     settings.userlog_columns.update({k: str(v) for k, v in (block.get("userlog_columns") or {}).items()})
     taggers = block.get("taggers") or {}
     if not isinstance(taggers, dict):

@@ -235,6 +235,7 @@ def register_routes(datasette):
 @hookimpl
 def startup(datasette):
     privacy.attach_private_databases(datasette)
+    return pages.preload_query_models(datasette)  # loads in a thread: start-up does not wait for a model
 
 
 @hookimpl
