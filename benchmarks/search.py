@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import statistics
@@ -223,6 +224,7 @@ def run(path: Path, n_queries: int) -> list[tuple[str, str]]:
     n_items = db["search_items"].count
     queries = make_queries(db, n_queries)
     rows: list[tuple[str, str]] = []
+    load_at_start = os.getloadavg()[0]  # the machine is shared: latencies are read against this
     register_query_model()
     # -- Before: what every process did at its first query
     started = time.perf_counter()
@@ -342,6 +344,7 @@ def run(path: Path, n_queries: int) -> list[tuple[str, str]]:
             f"{matrix.matrix.nbytes / 2**20:.0f} MiB for {len(matrix):,} vectors",
         )
     )
+    rows.append(("load average (1 min) at start / end of this size", f"{load_at_start:.1f} / {os.getloadavg()[0]:.1f}"))
     db.close()
     vector_index.forget()
     mapped_vectors.forget()
