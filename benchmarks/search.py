@@ -1,15 +1,16 @@
 """Search latency: the hybrid query and each of its stages, against the obvious alternatives, in one run.
 
     python benchmarks/search.py                 # 10,000 and 100,000 items
-    python benchmarks/search.py --million       # and 1,000,000 (builds for ~20 minutes)
-    python benchmarks/search.py --sizes 10000 --queries 100
+    python benchmarks/search.py --million       # and 1,000,000 (the catalog builds in ~4 minutes)
+    python benchmarks/search.py --sizes 10000 --queries 100 --cache /tmp/bench
 
-A synthetic catalog of each size is built (and kept in benchmarks/.cache/):
-files (85 %) named in facility shorthand with their metadata, tags and
-linked proposal, proposals (5 %) and papers (10 %) written from the real
-NSF and SciFact abstracts in ../shared/data, and a 384-d text vector per item
-clustered around the all-MiniLM-L6-v2 vector of the item's topic, so that a
-query embedded by the real model has real neighbours.  Queries mix keyword
+A synthetic catalog of each size is built (benchmarks/synthetic_catalog.py,
+kept in benchmarks/.cache/ or --cache): files (85 %) named in facility
+shorthand with their metadata, tags and linked proposal, proposals (5 %) and
+papers (10 %) written from the real NSF and SciFact abstracts in
+../shared/data, and a 384-d text vector per item clustered around the
+all-MiniLM-L6-v2 vector of the item's topic, so that a query embedded by the
+real model has real neighbours.  Queries mix keyword
 queries ("gold nanoparticles"), keywords with filters ("diffraction 300kV",
 "STEM voltage>=200kV") and claims (SciFact sentences).
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import statistics
@@ -50,43 +52,12 @@ from datasette_scisearch.search.index import refresh_search_items  # noqa: E402
 from datasette_scisearch.search.query import parse_query  # noqa: E402
 from datasette_scisearch.tagging import vectors  # noqa: E402
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+import synthetic_catalog  # noqa: E402
+from synthetic_catalog import DIMENSIONS  # noqa: E402
+
 SHARED = REPO.parent / "shared" / "data"
 CACHE = REPO / "benchmarks" / ".cache"
-DIMENSIONS = 384
-TOPIC_NOISE = 0.9  # how far an item's vector lies from its topic's (cosine to the topic ~0.6)
-
-INSTRUMENTS = {  # name: (modes, voltages, detectors)
-    "TEAM 0.5": (["STEM"], [80, 300], ["HAADF", "BF"]),
-    "Themis": (["STEM", "TEM"], [60, 200, 300], ["HAADF", "DF4", "BM-Ceta"]),
-    "TitanX": (["STEM", "TEM", "EDS"], [80, 200, 300], ["HAADF", "Super-X", "CCD"]),
-    "Helios": (["SEM"], [2, 5, 10, 30], ["ETD", "TLD", "ICE"]),
-    "Gemini": (["SEM"], [1, 2, 5, 10, 15], ["InLens", "SE2", "BSD"]),
-    "Krios": (["TEM"], [300], ["K3", "Falcon"]),
-}
-SAMPLES = [
-    ("Au_np", "gold nanoparticles"),
-    ("SrTiO3", "strontium titanate SrTiO3"),
-    ("STO", "SrTiO3 bicrystal grain boundary"),
-    ("LAO_STO", "LaAlO3 SrTiO3 interface"),
-    ("CeO2_cubes", "ceria nanocubes"),
-    ("MoS2", "monolayer MoS2"),
-    ("graphene", "graphene monolayer"),
-    ("Si110", "silicon 110"),
-    ("GaAs_NW", "GaAs nanowires"),
-    ("NMC811", "NMC811 battery cathode"),
-    ("apoferritin", "apoferritin protein"),
-    ("Pt_Co", "platinum cobalt catalyst"),
-    ("perovskite", "halide perovskite film"),
-    ("steel", "stainless steel precipitates"),
-    ("zeolite", "zeolite framework"),
-    ("TiO2", "titania anatase"),
-]
-KINDS = {
-    "STEM": ["image", "image", "spectrum image"],
-    "TEM": ["image", "diffraction", "stack"],
-    "SEM": ["image"],
-    "EDS": ["spectrum", "spectrum image"],
-}
 KEYWORD_QUERIES = [
     "gold nanoparticles",
     "SrTiO3 HAADF",
@@ -121,144 +92,9 @@ FILTERED_QUERIES = [
 ]
 
 
-def sentences(path: Path, field: str) -> list[str]:
-    found = []
-    for line in path.read_text().splitlines():
-        text = json.loads(line).get(field) or ""
-        found += [s for s in re.split(r"(?<=\.)\s+", text) if 40 < len(s) < 400]
-    return found
-
-
-def topic_vectors(rng: np.random.Generator, texts: list[str]) -> np.ndarray:
-    """MiniLM vectors of the topics' texts (real directions for real queries), else random unit vectors."""
-    try:
-        from scisearch_taggers.text_vectors import embed_texts, sentence_model
-
-        return embed_texts(sentence_model(), texts)
-    except Exception as error:  # no model here: latency is the same, neighbours are not
-        print(f"note: topics get random vectors ({error})")
-        matrix = rng.standard_normal((len(texts), DIMENSIONS)).astype(np.float32)
-        return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
-
-
-def build_catalog(path: Path, n_items: int, seed: int = 0) -> None:
-    started = time.perf_counter()
-    rng = random.Random(seed)
-    np_rng = np.random.default_rng(seed)
-    path.unlink(missing_ok=True)
-    db = open_catalog(path)
-    abstracts = sentences(SHARED / "scifact" / "corpus.jsonl", "text")
-    awards = sentences(SHARED / "proposals" / "nsf_awards_2017.jsonl", "abstract")
-    n_proposals, n_papers = max(10, n_items // 20), max(10, n_items // 10)
-    n_files = n_items - n_proposals - n_papers
-    proposals = []
-    for number in range(n_proposals):
-        code, sample = SAMPLES[number % len(SAMPLES)]
-        body = " ".join(rng.choice(awards) for _ in range(rng.randint(4, 10)))
-        proposals.append(
-            {
-                "id": f"P-{2015 + number % 10}-{number:05d}",
-                "title": f"{sample.capitalize()}: {' '.join(rng.choice(awards).split()[:8])}",
-                "abstract": f"We will study {sample} by electron microscopy. {body}",
-                "pi": f"PI {number % 300}",
-                "institution": f"University {number % 120}",
-                "start_date": f"{2015 + number % 10}-{1 + number % 12:02d}-01",
-            }
-        )
-    db["proposals"].insert_all(proposals, batch_size=2000)
-    papers = []
-    for number in range(n_papers):
-        code, sample = SAMPLES[number % len(SAMPLES)]
-        body = " ".join(rng.choice(abstracts) for _ in range(rng.randint(4, 9)))
-        papers.append(
-            {
-                "id": f"PUB-{number:07d}",
-                "title": f"{' '.join(rng.choice(abstracts).split()[:10])} in {sample}",
-                "abstract": body,
-                "authors": f"Author {number % 500}, Author {(number * 7) % 500}",
-                "year": 2015 + number % 10,
-                "funding": f"proposal {proposals[number % n_proposals]['id']}",
-            }
-        )
-    db["papers"].insert_all(papers, batch_size=2000)
-    files, tags = [], []
-    for number in range(1, n_files + 1):  # written in chunks: a million rows do not fit in memory twice
-        instrument = rng.choice(list(INSTRUMENTS))
-        modes, voltages, detectors = INSTRUMENTS[instrument]
-        mode, voltage, detector = rng.choice(modes), rng.choice(voltages), rng.choice(detectors)
-        kind = rng.choice(KINDS[mode])
-        sample_number = rng.randrange(len(SAMPLES))
-        code, sample = SAMPLES[sample_number]
-        magnification = rng.choice([5e3, 2e4, 1e5, 5e5, 2e6, 7.2e6, 13.5e6])
-        mag_text = f"{magnification / 1e6:g}Mx" if magnification >= 1e6 else f"{magnification / 1e3:g}kx"
-        name = f"{code}_{voltage}kV_{detector}_{mag_text}_{number:06d}.emd"
-        proposal = proposals[(sample_number + len(SAMPLES) * rng.randrange(max(1, n_proposals // 16))) % n_proposals]
-        year = 2015 + number % 10
-        files.append(
-            {
-                "id": number,
-                "name": name,
-                "kind": kind,
-                "instrument": instrument,
-                "mode": mode,
-                "detector": detector,
-                "voltage_kv": float(voltage),
-                "magnification": magnification,
-                "pixel_size_nm": round(0.064 / magnification * 1e9 / 512, 5),
-                "acquired_at": f"{year}-{1 + number % 12:02d}-{1 + number % 28:02d}T{number % 24:02d}:00:00+00:00",
-                "acquired_local": f"{year}-{1 + number % 12:02d}-{1 + number % 28:02d}T{number % 24:02d}:00:00-08:00",
-                "proposal_id": proposal["id"],
-                "path": f"/data/{instrument}/{year}/{name}",
-                "dataset": 0,
-                "sha256": f"{rng.getrandbits(256):064x}",
-                "search_text": f"{name.replace('_', ' ')} {sample} {instrument} {mode} {detector} {kind} "
-                f"{voltage} kV {voltage}kV {mag_text}",
-            }
-        )
-        for tag, source in (
-            (mode, "metadata"),
-            (detector, "metadata"),
-            (f"{voltage} kV", "metadata"),
-            (kind, "metadata"),
-            (sample, "filenames"),
-        ):
-            tags.append(
-                {
-                    "item_type": "file",
-                    "item_id": str(number),
-                    "tag": tag,
-                    "score": 0.9,
-                    "source": source,
-                    "status": "machine",
-                }
-            )
-        if len(files) == 50_000 or number == n_files:
-            db["files"].insert_all(files, batch_size=5000)
-            db["tags"].insert_all(tags, batch_size=10000)
-            files, tags = [], []
-    print(f"  {n_files} files, {n_proposals} proposals, {n_papers} papers written", flush=True)
-    refresh_search_items(db)
-    print(f"  search documents built ({time.perf_counter() - started:.0f} s)", flush=True)
-    topics = topic_vectors(np_rng, [sample for _, sample in SAMPLES])
-    rows = db.execute("select id, item_type, title from search_items order by id").fetchall()
-    vectors.ensure_space(db, "text", DIMENSIONS, "benchmark_text")
-    batch = []
-    for rowid, _, title in rows:
-        topic = next((i for i, (code, sample) in enumerate(SAMPLES) if code in title or sample in title), None)
-        base = topics[topic] if topic is not None else topics[rowid % len(SAMPLES)]
-        vector = base + TOPIC_NOISE * np_rng.standard_normal(DIMENSIONS).astype(np.float32) / np.sqrt(DIMENSIONS)
-        batch.append((rowid, vector))
-        if len(batch) == 5000:
-            with db.conn:
-                vectors.write_vectors(db, "text", batch)
-            batch = []
-    with db.conn:
-        vectors.write_vectors(db, "text", batch)
-    db.execute("insert into search_items_fts(search_items_fts) values('optimize')")
-    db.conn.commit()
-    db.execute("analyze")
-    print(f"  vectors written ({time.perf_counter() - started:.0f} s)", flush=True)
-    db.close()
+def build_catalog(path: Path, n_items: int) -> None:
+    """The synthetic catalog, written in bulk (benchmarks/synthetic_catalog.py: a million items in minutes)."""
+    print(f"  built: {synthetic_catalog.build(path, n_items)}", flush=True)
 
 
 # -- The query model for the benchmark ------------------------------------------------------------------
@@ -388,6 +224,7 @@ def run(path: Path, n_queries: int) -> list[tuple[str, str]]:
     n_items = db["search_items"].count
     queries = make_queries(db, n_queries)
     rows: list[tuple[str, str]] = []
+    load_at_start = os.getloadavg()[0]  # the machine is shared: latencies are read against this
     register_query_model()
     # -- Before: what every process did at its first query
     started = time.perf_counter()
@@ -507,6 +344,7 @@ def run(path: Path, n_queries: int) -> list[tuple[str, str]]:
             f"{matrix.matrix.nbytes / 2**20:.0f} MiB for {len(matrix):,} vectors",
         )
     )
+    rows.append(("load average (1 min) at start / end of this size", f"{load_at_start:.1f} / {os.getloadavg()[0]:.1f}"))
     db.close()
     vector_index.forget()
     mapped_vectors.forget()
@@ -570,12 +408,13 @@ def main() -> None:
     parser.add_argument("--million", action="store_true", help="also 1,000,000 items")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="where the catalogs are kept")
     arguments = parser.parse_args()
     sizes = arguments.sizes + ([1_000_000] if arguments.million else [])
-    CACHE.mkdir(parents=True, exist_ok=True)
+    arguments.cache.mkdir(parents=True, exist_ok=True)
     tables = {}
     for size in sizes:
-        path = CACHE / f"search-{size}.db"
+        path = arguments.cache / f"search-{size}.db"
         if arguments.rebuild or not path.exists():
             print(f"building a catalog of {size:,} items", flush=True)
             build_catalog(path, size)

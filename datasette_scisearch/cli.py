@@ -32,17 +32,8 @@ from .catalog import (
 from .command_line import ScisearchCommandLine, catalog_argument
 from .config import find_metadata, load_settings
 from .errors import ScisearchError
-from .ingest.sandbox import ReaderPool
-from .ingest.watch_command import watch_command
-from .learning.learn_command import learn, load_judgments_command
-from .learning.metadata_command import predict_metadata_command
-from .learning.pretrain_command import pretrain_command
-from .learning.train_command import train_command
-from .people_command import people_command, periods_command
 from .plugins import describe_plugins, get_plugin_manager
 from .search import index_folder
-from .search.command import search_command
-from .search.index_command import index_command
 
 
 def _open(catalog: str, create: bool = True):
@@ -65,7 +56,22 @@ INTERRUPTED_LOAD = "interrupted: what was loaded is kept"
 RUN_AGAIN = "run the same command again to finish"
 
 
-@click.group(cls=ScisearchCommandLine)
+# Commands imported only when run (or listed by --help): what a command needs, not what every command needs.
+LAZY_COMMANDS = {
+    "search": "datasette_scisearch.search.command:search_command",
+    "index": "datasette_scisearch.search.index_command:index_command",
+    "train": "datasette_scisearch.learning.train_command:train_command",
+    "pretrain": "datasette_scisearch.learning.pretrain_command:pretrain_command",
+    "learn": "datasette_scisearch.learning.learn_command:learn",
+    "predict-metadata": "datasette_scisearch.learning.metadata_command:predict_metadata_command",
+    "watch": "datasette_scisearch.ingest.watch_command:watch_command",
+    "people": "datasette_scisearch.people_command:people_command",
+    "periods": "datasette_scisearch.people_command:periods_command",
+}
+LAZY_LOAD_COMMANDS = {"judgments": "datasette_scisearch.learning.learn_command:load_judgments_command"}
+
+
+@click.group(cls=ScisearchCommandLine, lazy=LAZY_COMMANDS)
 @click.version_option(__version__, prog_name="scisearch")
 @click.option("--debug", is_flag=True, help="show the traceback when a command fails")
 @click.option(
@@ -84,7 +90,7 @@ def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
     ctx.obj["config"] = config
 
 
-@cli.group()
+@cli.group(cls=ScisearchCommandLine, lazy=LAZY_LOAD_COMMANDS)
 def load() -> None:
     """Load instrument files, user logs, proposals or papers into a catalog."""
 
@@ -152,6 +158,8 @@ def load_files_command(
     if missing:  # before the catalog is opened, so a typo does not leave an empty catalog behind
         raise ScisearchError(f"'{missing[0]}' does not exist", fix="give a folder or file that does")
     db = _open(catalog)
+    from .ingest.sandbox import ReaderPool
+
     sandbox = ReaderPool(memory_limit_bytes=int(reader_memory * 2**30), timeout_s=reader_timeout)
     try:
         with _cluster(dask, workers) as cluster, sandbox:
@@ -562,18 +570,6 @@ def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after, root
         )
 
 
-cli.add_command(search_command)
-cli.add_command(watch_command)
-cli.add_command(index_command)
-cli.add_command(train_command)
-cli.add_command(pretrain_command)
-cli.add_command(learn)
-load.add_command(load_judgments_command)
-cli.add_command(predict_metadata_command)
-cli.add_command(people_command)
-cli.add_command(periods_command)
-
-
 def _register_plugin_commands() -> None:
     try:
         get_plugin_manager().hook.register_commands(cli=cli)
@@ -581,4 +577,4 @@ def _register_plugin_commands() -> None:
         print(f"warning: a plugin failed to add its commands: {error}", file=sys.stderr)
 
 
-_register_plugin_commands()
+cli.more_commands = _register_plugin_commands  # when a name is not a built-in one, or --help lists them all

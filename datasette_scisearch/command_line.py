@@ -20,6 +20,7 @@ Failing: a command raises a ``ScisearchError``; ``ScisearchCommandLine`` (the ``
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 import traceback
@@ -149,7 +150,36 @@ class _ReportsFailures:
 
 
 class ScisearchCommandLine(_ReportsFailures, click.Group):
-    """The ``scisearch`` group: runs a command and turns whatever it raises into one message format."""
+    """The ``scisearch`` group: runs a command and turns whatever it raises into one message format.
+
+    Commands named in ``lazy`` (name: "module:attribute") are imported when they are run or listed, and
+    ``more_commands`` (the plugins' own) is called once, only when a name is not found or all are listed: a
+    ``scisearch search`` does not import the learning commands, the reader sandbox or every plugin's modules."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+        self.more_commands = None
+
+    def get_command(self, ctx, name):
+        if name in self.lazy and name not in self.commands:
+            module, attribute = self.lazy[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        found = super().get_command(ctx, name)
+        if found is None and self._add_more_commands():
+            found = super().get_command(ctx, name)
+        return found
+
+    def list_commands(self, ctx):
+        self._add_more_commands()
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def _add_more_commands(self) -> bool:
+        more, self.more_commands = self.more_commands, None
+        if more is None:
+            return False
+        more()
+        return True
 
 
 class ScisearchCommand(_ReportsFailures, click.Command):

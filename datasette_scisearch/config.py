@@ -63,6 +63,9 @@ class Settings:
     index_folder: str = "{catalog}.indexes"
     # How long a proposal's data stays its team's after its last session (periods.py), unless its record says.
     proprietary_period_days: int = 730
+    # The server loads the models that embed queries in a background thread at start-up, so the first hybrid
+    # search does not pay for them (it waits only for what is still loading); false: at the first search instead.
+    preload_query_models: bool = True
     source: str | None = None
 
     @property
@@ -161,6 +164,10 @@ def settings_from_dict(block: dict) -> Settings:
                 f"'proprietary_period_days' must be a whole number of days, 0 or more "
                 f"(got {block['proprietary_period_days']!r}): for example 730 for two years"
             )
+    if "preload_query_models" in block:
+        if not isinstance(block["preload_query_models"], bool):
+            raise ConfigError("'preload_query_models' must be true or false")
+        settings.preload_query_models = block["preload_query_models"]
     settings.userlog_columns.update({k: str(v) for k, v in (block.get("userlog_columns") or {}).items()})
     taggers = block.get("taggers") or {}
     if not isinstance(taggers, dict):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import click
 import numpy as np
 import pytest
 import tifffile
@@ -115,3 +116,50 @@ def test_demo_builds_catalogs_and_links_a_facility_without_serving(runner, demo_
     assert linked >= 20 and with_proposal >= linked  # a few files were taken without a booking
     assert instruments == {"TEAM 0.5", "Themis", "Helios", "Gemini", "Krios"}
     assert "scisearch serve" in output
+
+
+def test_a_keyword_search_imports_no_learning_command_reader_sandbox_or_plugin(tmp_path):
+    from datasette_scisearch.catalog import open_catalog
+    from datasette_scisearch.config import Settings
+    from datasette_scisearch.ingest.records import load_records
+
+    db = open_catalog(tmp_path / "awards.db")
+    load_records(db, "proposals", shared_data("proposals", "nsf_awards_2017.jsonl"), Settings(), {}, progress=False)
+    db.close()
+    script = (
+        "import json, sys\n"
+        "from datasette_scisearch.cli import cli\n"
+        "cli.main(['search', sys.argv[1], 'graphene', '--mode', 'keyword', '--json'], standalone_mode=False)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "awards.db")], capture_output=True, text=True, check=True
+    )
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert '"query": "graphene"' in result.stdout  # it did search
+    unneeded = ("datasette_scisearch.learning.learn_command", "datasette_scisearch.ingest.sandbox")
+    assert [name for name in found if name.startswith(unneeded)] == []
+    assert [name for name in found if name.startswith(("scisearch_loaders", "scisearch_taggers", "torch"))] == []
+
+
+def test_a_plugins_command_is_found_when_it_is_run(runner):
+    import types
+
+    from datasette_scisearch import cli as cli_module
+    from datasette_scisearch.hookspecs import hookimpl
+    from datasette_scisearch.plugins import get_plugin_manager
+
+    @click.command("hello-facility")
+    def hello():
+        click.echo("hello from a plugin")
+
+    plugin = types.SimpleNamespace(register_commands=hookimpl(lambda cli: cli.add_command(hello)))
+    get_plugin_manager().register(plugin, name="test-command-plugin")
+    cli.more_commands = cli_module._register_plugin_commands  # as at start: plugins' commands not yet added
+    try:
+        result = invoke(runner, "hello-facility")
+    finally:
+        get_plugin_manager().unregister(name="test-command-plugin")
+        cli.commands.pop("hello-facility", None)
+    assert result.exit_code == 0
+    assert result.output == "hello from a plugin\n"

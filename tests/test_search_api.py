@@ -443,3 +443,33 @@ def test_a_catalog_loaded_before_search_existed_is_found_after_scisearch_link(tm
     path = _catalog_loaded_before_search_existed(tmp_path / "old.db")
     assert CliRunner().invoke(cli, ["link", str(path)]).exit_code == 0
     assert "[proposal] P-1  Gold clusters on ceria" in run_search("ceria", "--catalog", path).output
+
+
+# -- Start-up --------------------------------------------------------------------------------------------------
+
+
+async def query_model_loaded_after_start_up(ds, seconds: float = 10.0) -> bool:
+    import asyncio
+
+    from datasette_scisearch.search import embedding
+
+    embedding.forget()
+    await ds.invoke_startup()
+    for _ in range(int(seconds / 0.05)):
+        if embedding.is_loaded("hashed_words"):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+@pytest.mark.asyncio
+async def test_the_server_loads_the_query_model_at_start_up_before_any_search(ds):
+    assert await query_model_loaded_after_start_up(ds)
+
+
+@pytest.mark.asyncio
+async def test_a_server_told_not_to_preload_loads_the_query_model_at_the_first_search(demo_path):
+    ds = Datasette([str(demo_path)], metadata={"plugins": {"datasette-scisearch": {"preload_query_models": False}}})
+    assert not await query_model_loaded_after_start_up(ds, seconds=0.5)
+    status, data = await get_json(ds, "/-/scisearch.json", q="gold nanoparticles")
+    assert status == 200 and "text" in data["rankers"]

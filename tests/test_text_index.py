@@ -149,6 +149,30 @@ def test_a_reader_finds_what_changed_after_the_index_was_written(catalog):
         assert "1700014" not in found(catalog, '"free-standing dielectric"')
 
 
+def add_microscopy_proposals(db) -> None:
+    add_proposal(db, "9900011", "Oxide interfaces imaged at 300 kV")
+    add_proposal(db, "9900012", "Oxide catalysts imaged at 300kV in situ")
+    add_proposal(db, "9900013", "Oxide membranes imaged at 80 kV")
+
+
+def test_a_proposal_that_mentions_a_voltage_is_found_by_it_through_the_index_as_through_fts5(catalog):
+    add_microscopy_proposals(catalog)
+    by_tantivy = found(catalog, "oxide imaged 300 kV")
+    assert by_tantivy == {"9900011", "9900012"}
+    assert by_tantivy == found(catalog, "oxide imaged 300 kV", BY_FTS5)
+
+
+def test_a_proposal_that_mentions_a_voltage_is_found_by_it_before_the_index_takes_it(catalog):
+    with index_folder.writer_lock(index_folder.indexes_folder(catalog), "text", wait=True):
+        add_microscopy_proposals(catalog)
+        with catalog.conn:  # and one the index has, edited to another voltage
+            catalog.execute("update proposals set title = 'Oxide films imaged at 300 kV' where id = '1700014'")
+        refresh_search_items(catalog, ["proposal"], ["1700014"])
+        assert text_index.text_index(catalog, 1).behind == 4
+        assert found(catalog, "oxide imaged 300 kV") == {"9900011", "9900012", "1700014"}
+        assert found(catalog, "oxide imaged 80 kV") == {"9900013"}
+
+
 def test_a_missing_index_is_not_used_and_search_still_answers(catalog):
     expected = set(ids(engine.search(catalog, "superconductors", per_page=100, weights=BY_FTS5)))
     shutil.rmtree(index_folder.indexes_folder(catalog))

@@ -124,11 +124,17 @@ def _one_intra_op_thread():
 
 def warm_up(tagger_names: list[str], settings: Settings | None = None) -> None:
     """Load the query taggers in a background thread, so the first query someone types does not wait for
-    a model.  Called when the search page is opened, not at server start: a server that only serves tables
-    never loads a model."""
+    a model (a query that comes while one loads waits for it rather than loading it again).  The server calls
+    it at start-up (``preload_query_models``) and when the search page is opened."""
     names = [name for name in tagger_names if name not in _loaded]
     if names:
         threading.Thread(target=lambda: [_tagger(name, settings) for name in names], daemon=True).start()
+
+
+def is_loaded(tagger_name: str) -> bool:
+    """Whether this process has loaded the tagger that embeds queries (what preloading at start-up does)."""
+    loaded = _loaded.get(tagger_name)
+    return loaded is not None and loaded.tagger is not None
 
 
 def forget_query_vectors() -> None:

@@ -152,7 +152,7 @@ def search(
         tab = [by_rowid[rowid] for rowid in sorting.sorted_rowids(db, [c.rowid for c in tab], sort)]
     results.counts = {kind: counts[kind] for kind in ITEM_TYPES if counts.get(kind)}
     results.total = sum(results.counts.values()) if item_type is None else results.counts.get(item_type, 0)
-    results.facets = hits.facets(db, [c.rowid for c in tab], attributes, results.counts)
+    results.facets = hits.facets(db, [c.rowid for c in tab], results.counts)
     first = (page - 1) * per_page
     if tab and first >= len(tab):
         last_page = (len(tab) - 1) // per_page + 1
@@ -337,7 +337,8 @@ def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages
         floor = similarity_floor([similarity for _, similarity in neighbours], space, weights, mode)
         neighbours = [(rowid, similarity) for rowid, similarity in neighbours if similarity >= floor]
         if not filters.is_empty and neighbours:
-            allowed = filters_allowed(db, [rowid for rowid, _ in neighbours], filters)
+            mentioned = fts.mention_check(db, filters, weights)
+            allowed = filters_allowed(db, [rowid for rowid, _ in neighbours], filters, mentioned)
             neighbours = [(rowid, s) for rowid, s in neighbours if rowid in allowed]
         rankers[space] = spaces[space]["tagger"]
         for rank, (rowid, similarity) in enumerate(neighbours[:VECTOR_POOL], start=1):

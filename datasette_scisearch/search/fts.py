@@ -112,7 +112,7 @@ def _search_tantivy(db, index, clauses, filters, weights: dict, limit: int) -> F
         complete = matches <= depth
         if filters.is_empty or not rows:
             break
-        permitted = allowed(db, [rowid for rowid, _ in rows], filters)
+        permitted = allowed(db, [rowid for rowid, _ in rows], filters, index.mentioning)
         rows = [(rowid, score) for rowid, score in rows if rowid in permitted]
         matches = len(rows) if complete else None
         if len(rows) >= FILTERED_ENOUGH or complete:
@@ -123,6 +123,15 @@ def _search_tantivy(db, index, clauses, filters, weights: dict, limit: int) -> F
     expression = fts_all(clauses) if every_clause else fts_any(all_terms(clauses))
     rows = rows[:limit]
     return FtsResult([r for r, _ in rows], dict(rows), mode, expression, matches, "tantivy", complete)
+
+
+def mention_check(db: sqlite_utils.Database, filters, weights: dict):
+    """What ``filters.allowed`` may ask which candidates mention a quantity: the text index, where there is one
+    (else None: FTS5 checks each candidate)."""
+    if not filters.mentions:
+        return None
+    index = text_index.text_index(db, weights.get("tantivy_from"))
+    return index.mentioning if index is not None else None
 
 
 @dataclass

@@ -105,31 +105,45 @@ def _files_named(db: sqlite_utils.Database, name: str) -> list[str]:
 
 
 def attributes(db: sqlite_utils.Database, rowids: list[int]) -> dict[int, dict]:
-    """What facets and tabs need about each document of the pool, in one query."""
+    """The item type and id of each document of the pool (the tabs and counts need no more), in one query."""
     if not rowids:
         return {}
-    sql = f"""
-        select si.id, si.item_type, si.item_id, coalesce(f.instrument, se.instrument) as instrument,
-               f.kind, f.mode, f.detector,
-               coalesce(f.proposal_id, se.proposal_id,
-                        case when si.item_type = 'proposal' then si.item_id end) as proposal,
-               substr({ITEM_DAY}, 1, 4) as year
-        from search_items si {_ALL_JOINS}
-        where si.id in (select value from json_each(?))"""
-    cursor = db.execute(sql, [_json_ids(rowids)])
-    names = [d[0] for d in cursor.description]
-    return {row[0]: dict(zip(names, row)) for row in cursor}
+    rows = db.execute(
+        "select id, item_type, item_id from search_items where id in (select value from json_each(?))",
+        [_json_ids(rowids)],
+    )
+    return {rowid: {"item_type": item_type, "item_id": item_id} for rowid, item_type, item_id in rows}
 
 
-def facets(db: sqlite_utils.Database, rowids: list[int], attributes: dict[int, dict], counts: dict) -> dict:
+# What each facet counts of a document; counted by SQLite over the current tab's documents in one statement
+# (read into Python row by row and counted there, the pool's attributes were a fifth of a query's time).
+_FACET_VALUES = f"""
+    select coalesce(f.instrument, se.instrument) as instrument, f.kind as kind, f.mode as mode,
+           f.detector as detector,
+           coalesce(f.proposal_id, se.proposal_id, case when si.item_type = 'proposal' then si.item_id end) as proposal,
+           substr({ITEM_DAY}, 1, 4) as year
+    from search_items si {_ALL_JOINS}
+    where si.id in (select value from json_each(?))"""
+_FACET_SQL = f"with tab as materialized ({_FACET_VALUES}) " + " union all ".join(
+    f"select '{name}', {name}, count(*) from tab where coalesce({name}, '') != '' group by {name}"
+    for name in ("instrument", "kind", "mode", "detector", "year", "proposal")
+)
+
+
+def facets(db: sqlite_utils.Database, rowids: list[int], counts: dict) -> dict:
     """Counts of each facet's values among the results of the current tab (item_type: among all)."""
     result: dict[str, list[dict]] = {
         "item_type": [{"value": k, "count": v} for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]
     }
-    for name in ("instrument", "kind", "mode", "detector", "year", "proposal"):
-        counter = Counter(attributes[r][name] for r in rowids if attributes[r][name] not in (None, ""))
-        result[name] = [{"value": v, "count": c} for v, c in sorted(counter.items(), key=lambda vc: (-vc[1], vc[0]))]
-        result[name] = result[name][:FACET_SIZE]
+    values: dict[str, list[tuple]] = {
+        name: [] for name in ("instrument", "kind", "mode", "detector", "year", "proposal")
+    }
+    if rowids:
+        for name, value, count in db.execute(_FACET_SQL, [_json_ids(rowids)]):
+            values[name].append((value, count))
+    for name, found in values.items():
+        found.sort(key=lambda value_count: (-value_count[1], value_count[0]))
+        result[name] = [{"value": value, "count": count} for value, count in found[:FACET_SIZE]]
     result["tag"] = _tag_facet(db, rowids)
     _label_proposals(db, result["proposal"])
     return {name: result[name] for name in FACET_NAMES}

@@ -275,6 +275,38 @@ class TextIndex:
             return None
         return found, matches
 
+    def mentioning(self, phrases: list[str], rowids: list[int]) -> set[int] | None:
+        """Which of these documents contain any of the phrases (in any column); None where tantivy cannot
+        parse them.  One query for all of them, however many: the filters' check of a quantity in free text."""
+        import tantivy
+
+        text = " OR ".join(_quoted(Term(phrase, "phrase")) for phrase in phrases)
+        schema = self.index.schema
+        try:
+            among = [(tantivy.Occur.Must, tantivy.Query.term_set_query(schema, "rowid", rowids))]
+            if self.overlay is not None and self.overlay.changed:
+                among.append(
+                    (tantivy.Occur.MustNot, tantivy.Query.term_set_query(schema, "rowid", self.overlay.changed))
+                )
+            query = self.index.parse_query(text, list(SEARCH_FTS_COLUMNS))
+            found, _ = _hits(
+                self.searcher, tantivy.Query.boolean_query([(tantivy.Occur.Must, query), *among]), len(rowids)
+            )
+            result = {rowid for rowid, _ in found}
+            if self.overlay is not None and self.overlay.index is not None:
+                overlay_schema = self.overlay.index.schema
+                fresh = [(tantivy.Occur.Must, tantivy.Query.term_set_query(overlay_schema, "rowid", rowids))]
+                query = self.overlay.index.parse_query(text, list(SEARCH_FTS_COLUMNS))
+                found, _ = _hits(
+                    self.overlay.searcher,
+                    tantivy.Query.boolean_query([(tantivy.Occur.Must, query), *fresh]),
+                    len(rowids),
+                )
+                result |= {rowid for rowid, _ in found}
+        except ValueError:
+            return None
+        return result
+
 
 def _hits(searcher, query, limit: int) -> tuple[list[tuple[int, float]], int]:
     result = searcher.search(query, limit, count=True)

@@ -250,7 +250,10 @@ def register_routes(datasette):
 def startup(datasette):
     privacy.attach_private_databases(datasette)
     proprietary.add_sql_twins(datasette)
-    warming.warm_in_background(datasette)  # the first search's model and indexes, loaded before anyone asks
+    # Both off with `preload_query_models: false`: the query models start loading at once (seconds), and a
+    # thread runs one search per catalog, which also opens its indexes (off with SCISEARCH_WARM=0 as well).
+    warming.warm_in_background(datasette)
+    return pages.preload_query_models(datasette)  # loads in a thread: start-up does not wait for a model
 
 
 @hookimpl

@@ -17,6 +17,7 @@ search box, and page numbers out of range are clamped with a note.
 from __future__ import annotations
 
 import re
+import sys
 
 import sqlite_utils
 from datasette.utils import tilde_encode
@@ -394,9 +395,32 @@ def pagination_view(datasette, search: SearchRequest, page: int, last_page: int)
 
 
 def warm_up_query_models(conn, settings: Settings) -> None:
-    """Someone opened the search page: load the models that embed queries while they type."""
+    """Load the models that embed queries into this catalog's vector spaces, in a background thread."""
     names = [row[0] for row in conn.execute("select distinct tagger from vector_spaces")]
     embedding.warm_up(names, settings)
+
+
+def preload_query_models(datasette):
+    """At start-up: the query models of every catalog served start loading in a background thread (seconds for
+    MiniLM), so that the first hybrid search waits only for what is left of that, tables are served meanwhile,
+    and a search page opened before it finishes does not start a second load.  Off with the setting
+    ``preload_query_models: false`` (the model then loads when the search page is first opened)."""
+    settings = facility_settings(datasette)
+    if not settings.preload_query_models:
+        return None
+
+    async def start_loading() -> None:
+        try:
+            catalogs = find_catalogs(datasette, None)
+        except WebError:
+            return  # nothing to search here
+        for db in catalogs:
+            try:
+                await db.execute_fn(lambda conn: warm_up_query_models(conn, settings))
+            except Exception as error:  # an unreadable catalog is reported by its pages, not at start-up
+                print(f"note: query models of {db.name!r} not preloaded: {error}", file=sys.stderr)
+
+    return start_loading
 
 
 async def search_page(request, datasette):

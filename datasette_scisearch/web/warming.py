@@ -6,7 +6,8 @@ machine, tens of seconds on a busy one).  Datasette starts serving at once; a da
 per catalog through the engine, on a read-only connection of its own, so those costs are paid before anyone asks.
 Nothing is written (the engine's search writes nothing) and nothing is logged as a researcher's search.
 
-``SCISEARCH_WARM=0`` turns it off (the test suite does: most tests never search with a real model).
+``SCISEARCH_WARM=0`` turns it off (the test suite does: most tests never search with a real model), and so does
+``preload_query_models: false`` in metadata.yml, which also stops the query models' own preload (web/pages.py).
 """
 
 from __future__ import annotations
@@ -30,15 +31,14 @@ def warming_wanted() -> bool:
 
 def warm_in_background(datasette) -> threading.Thread | None:
     """Start the thread that searches each served catalog once; None when warming is off or nothing is served."""
-    if not warming_wanted():
+    settings = facility_settings(datasette)
+    if not warming_wanted() or not settings.preload_query_models:
         return None
     try:
         catalogs = find_catalogs(datasette, None)
     except WebError:  # no catalog attached: the search page says so
         return None
-    thread = threading.Thread(
-        target=_warm, args=(catalogs, facility_settings(datasette)), name="scisearch-warm-up", daemon=True
-    )
+    thread = threading.Thread(target=_warm, args=(catalogs, settings), name="scisearch-warm-up", daemon=True)
     thread.start()
     return thread
 
