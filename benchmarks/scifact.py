@@ -22,12 +22,12 @@ search runs in the engine's vector mode; the run also counts the held-out
 claims for which it found nothing or fewer than 10 abstracts.
 
 ``--encoder`` also fine-tunes all-MiniLM-L6-v2 on the tune half's judgments
-(``learn_encoder``, at most ``--max-pairs`` pairs, one epoch) and reports what it
-measures itself: nDCG@10 over candidate pools of held-out claims of the tune
-half, against the vectors in use, and the time to train; the time to re-embed
-the corpus is extrapolated from embedding 256 abstracts with the tuned model.
-Whole-corpus retrieval with the tuned encoder needs every abstract re-embedded
-(about 20 minutes on two shared CPU cores), which this run does not do.
+(``learn_encoder``, at most ``--max-pairs`` pairs, one epoch), reports what it
+measures itself (nDCG@10 over candidate pools of held-out claims of the tune
+half, against the vectors in use) and, when it keeps the model, re-embeds every
+abstract with it and switches as ``scisearch learn`` does
+(``encoder_switch.reembed``), timing both; the held-out half is then searched
+whole-corpus with the tuned vectors (vector-only and hybrid rows).
 """
 
 from __future__ import annotations
@@ -173,27 +173,37 @@ def tune(db, claims: dict) -> tuple[dict, float]:
     return best, best_score
 
 
-def tune_encoder(max_pairs: int) -> None:
-    """Fine-tune the encoder on the judgments imported by learn_from_judgments, and time re-embedding."""
-    from datasette_scisearch.learning.encoder import _passages, learn_encoder
+def tune_encoder(max_pairs: int):
+    """Fine-tune the encoder on the judgments imported by learn_from_judgments; if learn keeps it, re-embed the
+    corpus with it and switch, as ``scisearch learn --encoder`` does.  Returns the switched catalog or None."""
+    from datasette_scisearch.learning.encoder import learn_encoder
+    from datasette_scisearch.learning.encoder_switch import reembed
 
     db = open_catalog(CACHE / "scifact-learning.db")
-    report = learn_encoder(db, max_pairs=max_pairs, store=False, progress=lambda line: print(f"  {line}", flush=True))
+    report = learn_encoder(db, max_pairs=max_pairs, progress=lambda line: print(f"  {line}", flush=True))
     print(
         f"tuned encoder: {report.pairs} pairs, 1 epoch, batch {report.batch_size}, {report.max_seq_length} word "
         f"pieces, trained in {report.train_seconds:.0f} s; on {report.held_out_queries} held-out tune claims' "
-        f"pools nDCG@10 {report.ndcg_in_use:.3f} (vectors in use) -> {report.ndcg_tuned:.3f}; {report.reason}"
+        f"pools nDCG@10 {report.ndcg_in_use:.3f} (vectors in use) -> {report.ndcg_tuned:.3f}; {report.reason}",
+        flush=True,
     )
-    from datasette_scisearch.learning.encoder import _base_model
+    if not report.accepted:
+        db.close()
+        return None
+    shown = [0.0]
 
-    sample = list(_passages(db, {("paper", str(r[0])) for r in db.execute("select id from papers limit 256")}).values())
-    model = _base_model()  # at its own length (256 word pieces), as re-embedding would run
-    started = time.perf_counter()
-    model.encode(sample, batch_size=64)
-    per_item = (time.perf_counter() - started) / len(sample)
-    total = db["papers"].count
-    print(f"re-embedding: {1 / per_item:.1f} abstracts/s here, {total} abstracts in ~{per_item * total / 60:.0f} min")
-    db.close()
+    def progress(done: int, total: int) -> None:
+        if done - shown[0] >= 512 or done == total:
+            shown[0] = done
+            print(f"  re-embedded {done}/{total}", flush=True)
+
+    switched = reembed(db, report.version, progress=progress)
+    print(
+        f"re-embedding: {switched.embedded} abstracts in {switched.seconds:.0f} s "
+        f"({switched.embedded / max(switched.seconds, 1e-9):.1f}/s), then switched",
+        flush=True,
+    )
+    return db
 
 
 def main() -> None:
@@ -216,7 +226,15 @@ def main() -> None:
     tune_claims, held_out = split(claims_with_judgements())
     print(f"{len(tune_claims)} claims to tune on, {len(held_out)} held out; {db['papers'].count} abstracts")
     if arguments.encoder_only:
-        tune_encoder(arguments.max_pairs)
+        tuned = tune_encoder(arguments.max_pairs)
+        if tuned is not None:
+            for label, mode in (("hybrid + tuned encoder", "hybrid"), ("vectors alone, tuned encoder", "vector")):
+                on_held_out = evaluate(tuned, held_out, {}, mode=mode)
+                print(
+                    f"| {label} | held-out nDCG@10 {on_held_out['ndcg@10']:.3f} | "
+                    f"recall@100 {on_held_out['recall@100']:.3f} |",
+                    flush=True,
+                )
         return
     chosen = {}
     if not arguments.no_tune:
@@ -224,10 +242,10 @@ def main() -> None:
         print(f"chosen on the tune half: {chosen} (nDCG@10 {score:.4f})")
     rows = []
     for label, mode in MODES.items():
-        rows.append((label, chosen, mode))
-    rows.append(("hybrid, engine defaults", {}, "hybrid"))
+        rows.append((label, chosen, mode, db))
+    rows.append(("hybrid, engine defaults", {}, "hybrid", db))
     if chosen:
-        rows.append(("hybrid, grid-tuned", chosen, "hybrid"))
+        rows.append(("hybrid, grid-tuned", chosen, "hybrid", db))
     if not arguments.no_learn:
         learned, seconds, report = learn_from_judgments(arguments.catalog, tune_claims)
         print(
@@ -235,17 +253,20 @@ def main() -> None:
             f"{report.ndcg_fitted:.4f}); time to learn {seconds:.0f} s"
         )
         verdict = "kept" if report.accepted else "refused by learn, shown anyway"
-        rows.append((f"hybrid, learned fusion ({verdict})", learned, "hybrid"))
+        rows.append((f"hybrid, learned fusion ({verdict})", learned, "hybrid", db))
     if arguments.encoder:
-        tune_encoder(arguments.max_pairs)
+        tuned = tune_encoder(arguments.max_pairs)
+        if tuned is not None:
+            rows.append(("vectors alone, tuned encoder", {}, "vector", tuned))
+            rows.append(("hybrid, tuned encoder", {}, "hybrid", tuned))
     print(
         "\n| mode | tune nDCG@10 | tune recall@100 | held-out nDCG@10 | held-out recall@100 | held-out empty / <10 | "
         "median ms |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for label, weights, mode in rows:
-        on_tune = evaluate(db, tune_claims, weights, mode=mode)
-        on_held_out = evaluate(db, held_out, weights, mode=mode)
+    for label, weights, mode, catalog in rows:
+        on_tune = evaluate(catalog, tune_claims, weights, mode=mode)
+        on_held_out = evaluate(catalog, held_out, weights, mode=mode)
         print(
             f"| {label} | {on_tune['ndcg@10']:.3f} | {on_tune['recall@100']:.3f} | "
             f"{on_held_out['ndcg@10']:.3f} | {on_held_out['recall@100']:.3f} | "

@@ -745,6 +745,17 @@ def m013_spectra_and_frames(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m014_encoder_vectors(db: sqlite_utils.Database) -> None:
+    """A tuned text encoder's vectors, made beside the ones in use until all are ready (learning/encoder_switch.py),
+    and the ones it replaced, kept for rollback; a vector space pinned to the model folder its vectors came from."""
+    db["encoder_vectors"].create(
+        {"space": str, "version": int, "item_rowid": int, "embedding": bytes},  # embedding null: the model refused
+        pk=("space", "version", "item_rowid"),
+    )
+    db["vector_spaces"].add_column("model_path", str)
+
+
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
     """sqlite-utils' update trigger re-indexes a row whatever column changed; linking a million
     files to their sessions must not rewrite a million full-text entries."""

@@ -235,7 +235,9 @@ def _measure(db, model, held_out: list[Evidence], progress) -> tuple[float, floa
     before, after = [], []
     for number, piece in enumerate(held_out, start=1):
         relevant = {rowid_of[item] for item in piece.relevant if item in rowid_of}
-        query_vector, _ = embedding.embed_query(piece.query, "text", spaces["text"]["tagger"])
+        query_vector, _ = embedding.embed_query(
+            piece.query, "text", spaces["text"]["tagger"], model_path=spaces["text"].get("model_path")
+        )
         if query_vector is None or not relevant:
             continue
         parsed = parse_query(piece.query)

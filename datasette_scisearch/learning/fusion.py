@@ -254,7 +254,9 @@ def _rankings(db, piece: Evidence, rowids: dict, settings) -> _Rankings:
     nearest = []
     spaces = vectors.spaces(db)
     if parsed.semantic_text and "text" in spaces:
-        vector, _ = embedding.embed_query(parsed.semantic_text, "text", spaces["text"]["tagger"], settings)
+        vector, _ = embedding.embed_query(
+            parsed.semantic_text, "text", spaces["text"]["tagger"], settings, spaces["text"].get("model_path")
+        )
         matrix = vector_index.space_matrix(db, "text")
         if vector is not None and matrix is not None and len(matrix):
             nearest = matrix.nearest(vector, engine.VECTOR_POOL)

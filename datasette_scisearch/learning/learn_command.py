@@ -9,7 +9,10 @@ to make the server recompute anything.
 catalog's evidence by cross-validation (``fusion.py``) and keeps them only if
 they measured better on held-out queries; ``--rollback`` goes back to the ones
 before.  ``--encoder`` fine-tunes the text encoder on the same evidence
-(``encoder.py``) and keeps it only if it measured better.  ``scisearch load
+(``encoder.py``) and keeps it only if it measured better; then every item's
+vector is made again with it while search goes on with the ones in use, and
+search switches when all are made (``encoder_switch.py``; ``--reembed`` resumes
+a run that was stopped, ``--encoder-rollback`` goes back).  ``scisearch load
 judgments CATALOG FILE`` imports judged pairs to learn from (``judgments.py``).
 """
 
@@ -20,10 +23,12 @@ import time
 from pathlib import Path
 
 import click
+from tqdm import tqdm
 
+from .. import jobs
 from ..catalog import ITEM_TYPES, open_catalog
 from ..command_line import ScisearchCommand, catalog_argument
-from . import clicks, encoder, fusion
+from . import clicks, encoder, encoder_switch, fusion
 from .clicks import LearnReport
 from .judgments import load_judgments
 
@@ -95,7 +100,16 @@ def describe_fusion(report: fusion.FusionReport) -> list[str]:
     "--max-pairs", type=click.IntRange(16), default=encoder.MAX_PAIRS, show_default=True, help="with --encoder"
 )
 @click.option("--epochs", type=click.IntRange(1, 20), default=encoder.EPOCHS, show_default=True, help="with --encoder")
+@click.option(
+    "--reembed/--no-reembed",
+    default=True,
+    show_default=True,
+    help="make every item's vector with a kept encoder (or one a stopped run left), then switch search to it",
+)
 @click.option("--rollback", is_flag=True, help="retire the fitted fusion weights in use and bring back the ones before")
+@click.option(
+    "--encoder-rollback", is_flag=True, help="switch the text vectors back to the encoder in use before the current one"
+)
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def learn(
     catalog: str,
@@ -107,15 +121,20 @@ def learn(
     tune_encoder: bool,
     max_pairs: int,
     epochs: int,
+    reembed: bool,
     rollback: bool,
+    encoder_rollback: bool,
     as_json: bool,
 ) -> None:
     """Learn a position-debiased click signal from the search log of CATALOG (and, with --ranking, the
     fusion weights from all of its evidence)."""
     db = open_catalog(catalog, create=False)
     try:
-        if rollback:
-            _rollback(db, as_json)
+        if rollback or encoder_rollback:
+            if rollback:
+                _rollback(db, as_json)
+            if encoder_rollback:
+                _encoder_rollback(db, as_json)
             return
         while True:
             report = clicks.learn(db, debias=not naive, signed_in_only=signed_in_only)
@@ -124,6 +143,8 @@ def learn(
                 _learn_ranking(db, folds, as_json)
             if tune_encoder:
                 _learn_encoder(db, max_pairs, epochs, as_json)
+            if reembed and _waiting_encoder(db):
+                _reembed(db, as_json)
             if every is None:
                 return
             time.sleep(every * 60)
@@ -152,6 +173,54 @@ def _learn_encoder(db, max_pairs: int, epochs: int, as_json: bool) -> None:
     )
     kept = f"  kept as version {report.version} in {report.model_path}: " if report.accepted else "  "
     click.echo(kept + report.reason)
+
+
+def _waiting_encoder(db) -> bool:
+    return bool(
+        db.execute(
+            "select 1 from ranking_models where kind = 'encoder' and status in ('trained', 'embedding') limit 1"
+        ).fetchone()
+    )
+
+
+def _reembed(db, as_json: bool) -> None:
+    waiting = encoder_switch.encoder_row(db)
+    job = jobs.start_job(db, "learn --reembed", {"encoder_version": waiting["version"]})
+    bar = tqdm(desc=f"re-embedding for encoder v{waiting['version']}", unit="item", disable=as_json, leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        report = encoder_switch.reembed(db, waiting["version"], progress=progress)
+    except BaseException as error:
+        # Vectors made so far are committed: the job says it stopped, and --reembed goes on from there.
+        status = "failed" if isinstance(error, Exception) else "interrupted"
+        jobs.finish_job(db, job, jobs.Summary("learn --reembed", notes=[str(error)]), status=status)
+        raise
+    finally:
+        bar.close()
+    summary = jobs.Summary("learn --reembed", total=report.items, updated=report.embedded, failed=report.refused)
+    summary.seconds = report.seconds
+    jobs.finish_job(db, job, summary)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+        return
+    earlier = f" ({report.already:,} made by an earlier run)" if report.already else ""
+    refused = f"; {report.refused:,} gave no vector and leave the space" if report.refused else ""
+    click.echo(
+        f"re-embedded {report.embedded:,} of {report.items:,} items with encoder v{report.version} in "
+        f"{report.seconds:.0f} s{earlier}{refused}; search now uses its vectors "
+        "(scisearch learn CATALOG --encoder-rollback goes back)"
+    )
+
+
+def _encoder_rollback(db, as_json: bool) -> None:
+    version = encoder_switch.rollback(db)
+    now = f"tuned encoder version {version}" if version else "the text tagger's own model"
+    click.echo(json.dumps({"encoder_version": version}) if as_json else f"rolled back: text vectors now from {now}")
 
 
 def _rollback(db, as_json: bool) -> None:

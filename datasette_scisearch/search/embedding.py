@@ -58,30 +58,40 @@ def _options(name: str, settings: Settings | None) -> dict:
     return dict(settings.taggers.get(name) or {})
 
 
-def _tagger(name: str, settings: Settings | None) -> _Loaded:
+def _tagger(name: str, settings: Settings | None, model_path: str | None = None) -> _Loaded:
     registered = _registered(name)
     if registered is None:
         return _Loaded(None, f"the '{name}' tagger that made them is not installed", time.monotonic())
+    # A space pinned to a tuned model (learning/encoder_switch.py) gets its own instance: the registered one
+    # keeps serving catalogs whose vectors came from the model the settings name.
+    key = f"{name}@{model_path}" if model_path else name
     with _lock:
-        loaded = _loaded.get(name)
+        loaded = _loaded.get(key)
         same_kind = loaded is not None and (loaded.tagger is None or type(loaded.tagger) is type(registered))
         if loaded is not None and same_kind:
             if loaded.error is None or time.monotonic() - loaded.loaded_at < RETRY_SECONDS:
                 return loaded
         try:
-            registered.load(_options(name, settings), "cpu")
-            loaded = _Loaded(registered, None, time.monotonic())
+            tagger = type(registered)() if model_path else registered
+            options = _options(name, settings)
+            if model_path:
+                options["model"] = model_path
+            tagger.load(options, "cpu")
+            loaded = _Loaded(tagger, None, time.monotonic())
         except TaggerUnavailable as error:
             loaded = _Loaded(None, f"the '{name}' tagger cannot run here: {error}", time.monotonic())
         except Exception as error:  # a broken plugin must not break search
             loaded = _Loaded(None, f"the '{name}' tagger failed to load: {error}", time.monotonic())
-        _loaded[name] = loaded
+        _loaded[key] = loaded
         return loaded
 
 
-def embed_query(text: str, space: str, tagger_name: str, settings: Settings | None = None):
-    """(vector, None) or (None, why not) for ``text`` in ``space``."""
-    loaded = _tagger(tagger_name, settings)
+def embed_query(
+    text: str, space: str, tagger_name: str, settings: Settings | None = None, model_path: str | None = None
+):
+    """(vector, None) or (None, why not) for ``text`` in ``space``, with the model the space is pinned to
+    (``vector_spaces.model_path``) when it is."""
+    loaded = _tagger(tagger_name, settings, model_path)
     if loaded.tagger is None:
         return None, loaded.error
     key = (tagger_name, type(loaded.tagger).__qualname__, id(loaded.tagger), space, text)

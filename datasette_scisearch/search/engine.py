@@ -323,7 +323,8 @@ def _rank_by_vectors(db, parsed, filters: FilterSql, weights, settings, messages
         if space == pretrain.SPACE:  # the model lives in the catalog, not among the installed taggers
             vector, problem = pretrain.embed_query(db, text)
         else:
-            vector, problem = embedding.embed_query(text, space, spaces[space]["tagger"], settings)
+            tagger, pinned = spaces[space]["tagger"], spaces[space].get("model_path")
+            vector, problem = embedding.embed_query(text, space, tagger, settings, pinned)
         if vector is None:
             if problem:
                 messages.append(f"{space} vectors not used: {problem}")

@@ -174,7 +174,12 @@ def tag_catalog(
     )  # vectors are keyed by search documents, so every item needs one first
     stopped_by = None
     device = "auto" if on_workers else summary.device
-    runners = [_Runner(tagger, dict(settings.taggers.get(tagger.name, {})), device) for tagger in taggers]
+    # A space pinned to a tuned encoder (learning/encoder_switch.py) has new items embedded by that encoder too.
+    options = {
+        tagger.name: {**(settings.taggers.get(tagger.name) or {}), **vectors.pinned_options(db, tagger.name)}
+        for tagger in taggers
+    }
+    runners = [_Runner(tagger, options[tagger.name], device) for tagger in taggers]
     summary.taggers = [runner.stats for runner in runners]
     try:
         for item_type in types:

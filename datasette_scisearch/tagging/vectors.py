@@ -74,7 +74,7 @@ def write_vectors(db: sqlite_utils.Database, space: str, pairs: list[tuple[int, 
         [(rowid, normalised(vector).tobytes()) for rowid, vector in pairs],
     )
     log_changes(db, space, [rowid for rowid, _ in pairs])
-    _count_change(db, space)
+    count_change(db, space)
 
 
 def delete_vectors(db: sqlite_utils.Database, space: str, rowids: list[int]) -> None:
@@ -82,7 +82,7 @@ def delete_vectors(db: sqlite_utils.Database, space: str, rowids: list[int]) -> 
     for rowid in rowids:
         db.execute(f"delete from [{table}] where item_rowid = ?", [rowid])
     log_changes(db, space, rowids)
-    _count_change(db, space)
+    count_change(db, space)
 
 
 def log_changes(db: sqlite_utils.Database, space: str, rowids: list[int]) -> None:
@@ -96,7 +96,7 @@ def log_changes(db: sqlite_utils.Database, space: str, rowids: list[int]) -> Non
 _VERSION_KEY = "vectors_version:{}"
 
 
-def _count_change(db: sqlite_utils.Database, space: str) -> None:
+def count_change(db: sqlite_utils.Database, space: str) -> None:
     db.execute(
         "insert into catalog_info(key, value) values (?, '1') "
         "on conflict(key) do update set value = cast(value as integer) + 1",
@@ -114,6 +114,15 @@ def spaces(db: sqlite_utils.Database) -> dict[str, dict]:
     if "vector_spaces" not in db.table_names():
         return {}
     return {row["name"]: row for row in db.query("select * from vector_spaces")}
+
+
+def pinned_options(db: sqlite_utils.Database, tagger_name: str) -> dict:
+    """The options that make ``tagger_name`` use the model folder its space is pinned to (a tuned encoder the
+    catalog switched to, learning/encoder_switch.py), else {}."""
+    for info in spaces(db).values():
+        if info.get("tagger") == tagger_name and info.get("model_path"):
+            return {"model": info["model_path"]}
+    return {}
 
 
 def read_vector(db: sqlite_utils.Database, space: str, rowid: int) -> np.ndarray | None:
