@@ -110,8 +110,8 @@ def reembed(
     info = vectors.spaces(db).get(space)
     if info is None:
         raise EncoderSwitchError(f"this catalog has no '{space}' vectors to replace", fix="scisearch tag CATALOG")
-    db.execute("update ranking_models set status = 'embedding' where id = ?", [row["id"]])
-    db.conn.commit()
+    with write_transaction(db):
+        db.execute("update ranking_models set status = 'embedding' where id = ?", [row["id"]])
     tagger = _tagger(info["tagger"], folder, settings)
     started = time.perf_counter()
     embedded = refused = 0
