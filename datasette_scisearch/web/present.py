@@ -20,7 +20,7 @@ from datasette.utils import tilde_encode
 
 from ..ingest.normalize import magnification_label
 from ..tagging.tagger import DEFAULT_TAG_CATEGORY, category_label, category_order
-from . import plots
+from . import dose, plots
 from .base import frame_url, item_url, preview_url, search_url
 
 TYPE_LABELS = {"file": "file", "proposal": "proposal", "paper": "paper", "session": "session"}
@@ -174,6 +174,15 @@ def listed_columns(row: dict, zone=None) -> list[tuple[str, str, str]]:
         if text:
             listed.append((column, label, text))
     return listed
+
+
+def with_beam(columns: list[tuple], row: dict, metadata, item_type: str) -> list[tuple]:
+    """A file's listed columns with its beam current, times and electron dose after its pixel size."""
+    rows = dose.beam_rows(dose.beam_of(row, metadata)) if item_type == "file" else []
+    if not rows:
+        return columns
+    at = next((i + 1 for i, (column, _, _) in enumerate(columns) if column == "pixel_size_nm"), len(columns))
+    return columns[:at] + rows + columns[at:]
 
 
 def shape_text(kind: str | None, shape: str | None) -> str | None:
