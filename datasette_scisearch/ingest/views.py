@@ -12,10 +12,9 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
 
 from .loader import Dataset
-from .preview import _png_bytes, _stretch
+from .preview import exact_sum_dtype, grey_thumbnail, png_bytes
 
 MAX_SPECTRUM_POINTS = 1024  # a plot 1,000 px wide shows no more; EDS peaks survive as bin maxima (see _binned)
 MAX_FRAMES = 8
@@ -73,7 +72,11 @@ def spectrum_of(data: np.ndarray, kind: str, dataset: Dataset) -> Spectrum | Non
     summed_over = int(data.size // channels)
     # A spectrum image is (scan y, scan x, energy): its spectrum is the sum over the scan, as DigitalMicrograph
     # and HyperSpy show it; a stack of spectra likewise.
-    values = data.reshape(-1, channels).sum(axis=0, dtype=np.float64) if data.ndim > 1 else data.astype(np.float64)
+    if data.ndim > 1:
+        values = data.reshape(-1, channels).sum(axis=0, dtype=exact_sum_dtype(data.dtype, summed_over))
+        values = values.astype(np.float64)
+    else:
+        values = data.astype(np.float64)
     energy = dataset.energy_axis_ev
     calibrated = energy is not None and np.asarray(energy).size == channels
     if calibrated:
@@ -142,16 +145,9 @@ def frames_of(data: np.ndarray, kind: str) -> tuple[list[Frame], int]:
 
 
 def _frame(frame: np.ndarray, index: int, label: str, log: bool) -> Frame:
-    frame = np.asarray(frame, dtype=np.float64)
     steps = [max(1, n // (2 * FRAME_PX)) for n in frame.shape]
-    frame = frame[:: steps[0], :: steps[1]]
-    if log:
-        finite = np.isfinite(frame)
-        floor = np.nanmin(frame[finite]) if finite.any() else 0.0
-        frame = np.log1p(np.clip(np.where(finite, frame, floor) - floor, 0, None))
-    image = Image.fromarray(_stretch(frame), mode="L")
-    image.thumbnail((FRAME_PX, FRAME_PX), Image.Resampling.LANCZOS)
-    return Frame(index, label, _png_bytes(image), image.width, image.height)
+    image = grey_thumbnail(frame[:: steps[0], :: steps[1]], FRAME_PX, log=log)
+    return Frame(index, label, png_bytes(image), image.width, image.height)
 
 
 def write_views(db, file_id: int, views: Views | None) -> None:
