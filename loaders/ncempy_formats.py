@@ -192,16 +192,22 @@ class GatanDMLoader(FileLoader):
     suffixes = frozenset({".dm3", ".dm4"})
 
     def read(self, path: Path) -> Iterator[Dataset]:
-        # Read through the file, not ncempy's default memory map: arrays from the map are views into it, and a view
-        # still alive when the map closes (a consumer's reference, a Dask worker's pickling) makes the close fail.
+        # ncempy's memory map, not its reading through the file: parsing the tags is a few thousand small reads, each
+        # a system call through the file (4-7x slower on ../shared/data/em's DM files).  Nothing handed on may be a
+        # view into the map, or closing it fails while a consumer (a Dask worker's pickling) still holds one: ncempy
+        # copies the data out, _detached copies the rest, and a close that still finds a view leaves the map to go
+        # with it rather than fail the file.
         from ncempy.io import dm
 
-        with dm.fileDM(str(path), on_memory=False) as handle:
+        handle = dm.fileDM(str(path), on_memory=True)
+        try:
             count = handle.numObjects - (1 if handle.thumbnail else 0)
             for index in range(count):
-                result = handle.getDataset(index)
-                meta = handle.getMetadata(index, metadata_keys=list(_DM_TIME_GROUPS))
+                result = _detached(handle.getDataset(index))
+                meta = _detached(handle.getMetadata(index, metadata_keys=list(_DM_TIME_GROUPS)))
                 yield self._dataset(index, result, meta)
+        finally:
+            _close_map(handle)
 
     def _dataset(self, index: int, result: dict, meta: dict) -> Dataset:
         data = np.asarray(result["data"])
@@ -232,6 +238,29 @@ class GatanDMLoader(FileLoader):
             energy_axis_ev=_energy_axis(result, units),
             metadata=meta,
         )
+
+
+def _detached(values: dict) -> dict:
+    """``values`` with every array that is a view into another buffer (ncempy's memory map) copied out of it."""
+    return {
+        key: np.array(value) if isinstance(value, np.ndarray) and value.base is not None else value
+        for key, value in values.items()
+    }
+
+
+def _close_map(handle) -> None:
+    """Close ncempy's memory map of a DM file; one still viewed is left to close when its last view goes."""
+    import gc
+
+    for attempt in range(2):
+        try:
+            handle.fid.close()
+            return
+        except BufferError:  # a view in a reference cycle not yet collected: collect, then try once more
+            if attempt == 0:
+                gc.collect()
+        except (AttributeError, OSError, ValueError):  # never opened, or closed already
+            return
 
 
 # DM writes the acquisition time in the tag group of whatever acquired the data: DataBar for images, SI for
