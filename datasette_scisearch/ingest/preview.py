@@ -12,6 +12,7 @@ reduced chunk by chunk before anything is computed.
 from __future__ import annotations
 
 import io
+import threading
 import zlib
 
 import numpy as np
@@ -123,27 +124,40 @@ def exact_sum_dtype(dtype: np.dtype, count: int) -> np.dtype:
 
 
 def _spectrum_png(values: np.ndarray, energy_axis_ev: np.ndarray | None) -> tuple[bytes, int, int]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
     values = np.where(np.isfinite(values), values, np.nan)
-    figure = Figure(figsize=(5.12, 2.56), dpi=100)
-    # Fixed margins that fit the axis labels and five-digit ticks: matplotlib's tight_layout measured them
-    # anew for every spectrum, half the time of drawing it.
-    figure.subplots_adjust(left=0.17, right=0.95, bottom=0.19, top=0.95)
-    axes = figure.add_subplot()
     calibrated = energy_axis_ev is not None and energy_axis_ev.size == values.size
-    x = energy_axis_ev if calibrated else np.arange(values.size)
-    axes.plot(x, values, linewidth=0.8, color="#1f4e79")
+    figure, axes, line = _spectrum_plot()
+    line.set_data(energy_axis_ev if calibrated else np.arange(values.size), values)
     axes.set_xlabel("energy (eV)" if calibrated else "channel")
-    axes.set_ylabel("counts")
-    axes.margins(x=0)
+    axes.relim()
+    axes.autoscale_view()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})  # a plot is mostly white: zlib's fastest
     width, height = figure.canvas.get_width_height()
     return buffer.getvalue(), width, height
+
+
+_plots = threading.local()
+
+
+def _spectrum_plot():
+    """This thread's figure for spectrum previews, made once: a new matplotlib figure, its axes and their ticks
+    cost more than drawing a spectrum into them.  Fixed margins fit the labels and five-digit ticks (tight_layout
+    measured them anew for every spectrum)."""
+    if not hasattr(_plots, "spectrum"):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(5.12, 2.56), dpi=100)
+        figure.subplots_adjust(left=0.17, right=0.95, bottom=0.19, top=0.95)
+        axes = figure.add_subplot()
+        (line,) = axes.plot([], [], linewidth=0.8, color="#1f4e79")
+        axes.set_ylabel("counts")
+        axes.margins(x=0)
+        _plots.spectrum = figure, axes, line
+    return _plots.spectrum
 
 
 def png_bytes(image: Image.Image) -> bytes:
