@@ -99,12 +99,15 @@ def grey_thumbnail(frame: np.ndarray, max_px: int, log: bool = False) -> Image.I
         low, high = float(values.min()), float(values.max())
     if high <= low:
         return _mid_grey(work.shape, max_px)
+    low, high = float(np.float32(low)), float(np.float32(high))  # exact in the float32 image: its ends stay 0 and 255
+    if high <= low:
+        return _mid_grey(work.shape, max_px)
     if not every_value_finite:
         work[~finite] = low
     np.clip(work, low, high, out=work)
     image = Image.fromarray(work.astype(np.float32, copy=False), mode="F")
     image.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
-    scaled = (np.asarray(image) - low) * (1 / (high - low))  # Lanczos overshoots the range a little: clip again
+    scaled = (np.asarray(image, dtype=np.float64) - low) / (high - low)  # Lanczos overshoots the range: clip again
     return Image.fromarray((np.clip(scaled, 0, 1) * 255).astype(np.uint8), mode="L")
 
 
