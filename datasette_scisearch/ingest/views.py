@@ -73,8 +73,7 @@ def spectrum_of(data: np.ndarray, kind: str, dataset: Dataset) -> Spectrum | Non
     # A spectrum image is (scan y, scan x, energy): its spectrum is the sum over the scan, as DigitalMicrograph
     # and HyperSpy show it; a stack of spectra likewise.
     if data.ndim > 1:
-        values = data.reshape(-1, channels).sum(axis=0, dtype=exact_sum_dtype(data.dtype, summed_over))
-        values = values.astype(np.float64)
+        values = _summed_over_scan(data.reshape(-1, channels)).astype(np.float64)
     else:
         values = data.astype(np.float64)
     energy = dataset.energy_axis_ev
@@ -104,6 +103,17 @@ def spectrum_of(data: np.ndarray, kind: str, dataset: Dataset) -> Spectrum | Non
         summed_over=summed_over if data.ndim > 1 else 1,
         channels=int(channels),
     )
+
+
+def _summed_over_scan(spectra: np.ndarray) -> np.ndarray:
+    """The sum of a (positions, channels) array's rows, exact.  One-byte counts (Bruker's EDS maps) are added 257
+    rows at a time in 16 bits, which cannot overflow there and is 2.5x faster than adding all in 32."""
+    if spectra.dtype != np.uint8:
+        return spectra.sum(axis=0, dtype=exact_sum_dtype(spectra.dtype, spectra.shape[0]))
+    total = np.zeros(spectra.shape[1], dtype=np.uint64)
+    for start in range(0, spectra.shape[0], 257):
+        total += spectra[start : start + 257].sum(axis=0, dtype=np.uint16)
+    return total
 
 
 def _is_eels(dataset: Dataset) -> bool:
