@@ -6,8 +6,9 @@ once), and its partner files (partners.py: TIA .emi + .ser, a Dectris master + i
 complete too — or ``partner_timeout_s`` has passed, when it is read without them and a note says so (the
 reader's error row then says what is missing; the partner's arrival later makes it be read again).
 
-Complete files are loaded in batches through the library's own change functions (changes.py: load, link,
-search documents; tags once the queue is idle or every ``tag_interval_s``), one transaction per file as every
+Complete files are loaded in batches through the library's own change functions (changes.py: ``load_files``
+— load, link, search documents — then ``tag_new`` once the queue is idle or every ``tag_interval_s``, the order
+``changes.take_in_files`` follows in one call), one transaction per file as every
 load commits, so searches keep being answered between files.  Restarts lose nothing: a scan at start reads every
 file the catalog does not already hold as it is now (its stored size and time decide), so a second start reads
 none, and a watcher killed mid-batch finds the rest.  Backpressure: at most ``max_pending`` files wait in memory;
@@ -34,7 +35,6 @@ from sqlite_utils.utils import sqlite3  # the driver the catalog's connection us
 from .. import changes, jobs
 from ..config import Settings
 from ..errors import ScisearchError
-from ..tagging.pipeline import tag_catalog
 from .filerows import display_path
 from .files import LoadSummary, catalogued_unchanged, data_roots, file_loaders, iter_walk
 from .loader import FileLoader
@@ -61,7 +61,7 @@ class WatchOptions:
     poll_s: float = 0.5  # how often waiting files are looked at again
     tag: bool = True
     tag_interval_s: float = 60.0  # while files keep coming, tag at least this often
-    tag_options: dict = field(default_factory=dict)  # tag_catalog's options (tagger_names, device, …)
+    tag_options: dict = field(default_factory=dict)  # changes.tag_new's options (tagger_names, device, …)
     status_interval_s: float = 5.0  # how often the job row is brought up to date
 
 
@@ -401,7 +401,7 @@ class Watcher:
 
     def _tag(self) -> None:
         try:
-            tagged = tag_catalog(self.db, self.settings, progress=False, **self.options.tag_options)
+            tagged = changes.tag_new(self.db, self.settings, progress=False, **self.options.tag_options)
         except Exception as error:  # a tagger's failure must not stop the loading; the next run tries again
             self._note(f"tagging failed, tried again after the next files: {type(error).__name__}: {error}")
         else:
