@@ -69,16 +69,30 @@ def _refresh_after(db, summary, changed: str, settings: Settings, link: bool):
     from . import jobs
 
     try:
-        return refresh(db, changed, settings=settings, link=link).links
+        if not link:
+            return refresh(db, changed, settings=settings, link=False).links
+        # Linking is a job of its own, so a kill while it runs is not hidden behind the load's 'done'.
+        with jobs.recorded_job(db, "link", {"after": summary.command, "load_job": summary.job_id}) as linking:
+            links = refresh(db, changed, settings=settings, link=True).links
+            linking.notes.append(_described(links))
+            return links
     except BaseException as error:
         jobs.fail_job(db, summary.job_id, error)
         raise
 
 
 def relink(db, settings: Settings):
-    """Rebuild the derived links and the search documents that carry their words; returns the links' summary."""
+    """Rebuild the derived links and the search documents that carry their words, recorded as a ``link`` job;
+    returns the links' summary."""
+    from . import jobs
     from .ingest.linking import link_all
 
-    links = link_all(db, settings)
-    refresh(db, LINKS)
+    with jobs.recorded_job(db, "link", {}) as linking:
+        links = link_all(db, settings)
+        refresh(db, LINKS)
+        linking.notes.append(_described(links))
     return links
+
+
+def _described(links) -> str:
+    return ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in links.as_dict().items())
