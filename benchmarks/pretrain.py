@@ -1,12 +1,14 @@
 """Text→image search with the facility's own image model, on demo images it never saw, against chance.
 
-The demo programme knows which scene every acquisition shows (tests/learning_support.py), so relevance is known.
-Files of six kinds of scene are catalogued; ``scisearch pretrain``'s library trains on half of them (every other
-file of each class, ``train_ids``), and writes the vectors of all.  Each query is then embedded as search does it
-(MiniLM → the learned projection) and the *other* half ranked by their image vectors alone — no tags, no metadata
-text, no captions of theirs — and precision@10 counted.  The baseline, in the same run, is a random ranking (its
-expected precision@10 is the share of relevant files in the held-out half).  Also printed: the time per 1,000
-images per epoch on this machine's CPU.
+The demo knows what every acquisition's picture shows (``demo/scenes.py: SHOWS``, by its scene), so relevance is
+known: a file is relevant to a query when its scene shows every thing the query names ("nanoparticles": the
+nanoparticles in an `Au_np` HAADF frame, not an `Au_np` diffraction pattern).  Files of seven kinds of scene are
+catalogued (tests/learning_support.py); ``scisearch pretrain``'s library trains on half of them (every other file of
+each scene, ``train_ids``), and writes the vectors of all.  Each query is then embedded as search does it (MiniLM →
+the learned projection) and the *other* half ranked by their image vectors alone — no tags, no metadata text, no
+captions of theirs, no CLIP — and precision@10 counted, for each seed.  The baseline, in the same run, is a random
+ranking (its expected precision@10 is the share of relevant files in the held-out half).  Also printed: the time
+per 1,000 images per epoch on this machine's CPU.
 
 Run: .venv/bin/python benchmarks/pretrain.py [--per-class 24] [--epochs 30] [--seeds 2]
 """
