@@ -35,3 +35,17 @@ def test_settings_in_the_name_give_way_to_a_recorded_magnification_band():
     without = caption("/data/AuCeO2_HAADF_160kx_0034.emd", "image", "STEM", "HAADF", None, "Themis")
     assert "160 kx" not in with_band and "medium magnification" not in with_band and "high magnification" in with_band
     assert "160 kx" in without
+
+
+def test_a_proposal_title_names_the_sample_s_shape_only_for_real_space_pictures():
+    title = "Atomic-scale structure of supported gold nanoparticle catalysts"
+    pattern = caption("/data/Au_np_DP_480_0013.emd", "diffraction", "TEM", None, None, "TEAM 0.5", title)
+    image = caption("/data/Au_np_300kV_HAADF_0012.emd", "image", "STEM", "HAADF", HIGH, "TEAM 0.5", title)
+    assert "Atomic-scale structure of supported gold catalysts" in pattern and "nanoparticle" not in pattern
+    assert title in image
+
+
+def test_a_title_that_names_the_shape_twice_loses_both_for_a_diffraction_pattern():
+    title = "GaAs nanowires on Si(111): NW polytypes"
+    pattern = caption("/data/GaAs_NW_SAED_480.emd", "diffraction", "TEM", None, None, "Themis", title)
+    assert "GaAs on Si(111): polytypes" in pattern and "nanowires" not in pattern

@@ -154,7 +154,7 @@ def caption(path: str, kind, mode, detector, band, instrument, context: str | No
     if instrument:
         parts.append(f"on {instrument}")
     if context:
-        parts.append(context)
+        parts.append(_picture_context(context, kind, band))
     return "; ".join(part for part in parts if part)
 
 
@@ -192,6 +192,28 @@ def _decoded_name(path: str, kind: str | None = None, band: str | None = None) -
         else:
             words += [t for t in re.split(r"[^A-Za-z0-9]+", text) if t and not t.isdigit()]
     return list(dict.fromkeys(words))
+
+
+@functools.lru_cache(maxsize=256)
+def _picture_context(context: str, kind: str | None, band: str | None) -> str:
+    """A proposal's title as far as it can describe this file's picture: for a diffraction pattern or a spectrum,
+    without the sample's shape ('… of supported gold nanoparticle catalysts' → '… of supported gold catalysts'),
+    by the rule and the vocabulary of ``picture_words``."""
+    shorthand = _shorthand()
+    if shorthand is None or picture_words("feature", kind, band):
+        return context
+    # A tag names one piece that says it (its best reading), so a title saying it twice is read again.
+    for _ in range(8):
+        found = [tag.evidence for tag in shorthand.decode(context) if tag.category == "feature"]
+        if not found:
+            break
+        for evidence in found:
+            piece, _, token = evidence.partition(" in ")  # 'NPs in AuNPs': the piece inside a longer token
+            if token:
+                context = re.sub(rf"\b{re.escape(token)}\b", token.replace(piece, ""), context)
+            else:
+                context = re.sub(rf"\b{re.escape(piece)}\b\s*", "", context)
+    return " ".join(context.split())
 
 
 @functools.lru_cache(maxsize=1)
