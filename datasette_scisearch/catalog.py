@@ -756,6 +756,13 @@ def m014_encoder_vectors(db: sqlite_utils.Database) -> None:
     db["vector_spaces"].add_column("model_path", str)
 
 
+@MIGRATIONS()
+def m015_files_missing_from_their_folder(db: sqlite_utils.Database) -> None:
+    """When a catalogued file was found gone from its folder (deleted, or moved where no load has seen it): its row,
+    preview and tags stay — the data may be archived — and ``missing_since`` says since when (null: on disk)."""
+    db["files"].add_column("missing_since", str)
+
+
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
     """sqlite-utils' update trigger re-indexes a row whatever column changed; linking a million
     files to their sessions must not rewrite a million full-text entries."""
