@@ -756,6 +756,19 @@ def m014_encoder_vectors(db: sqlite_utils.Database) -> None:
     db["vector_spaces"].add_column("model_path", str)
 
 
+@MIGRATIONS()
+def m015_proposal_words_withheld(db: sqlite_utils.Database) -> None:
+    """The proposals whose words some public paper's search document leaves out while their period runs
+    (periods.py), so that the words join the moment it ends.  Documents built before held every acknowledged
+    proposal's words: each one with a date is listed, so the next request or change rebuilds those papers."""
+    db["proposal_words_withheld"].create({"proposal_id": str}, pk="proposal_id")
+    db.execute(
+        """insert into proposal_words_withheld (proposal_id)
+           select proposal_id from proposal_periods
+           where proposal_id in (select to_id from links where to_type = 'proposal' and from_type = 'paper')"""
+    )
+
+
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
     """sqlite-utils' update trigger re-indexes a row whatever column changed; linking a million
     files to their sessions must not rewrite a million full-text entries."""

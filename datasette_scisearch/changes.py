@@ -33,7 +33,8 @@ LINKS = "links"  # links rebuilt (or edited)
 TAGS = "tags"  # a tagging run
 EDITS = "edits"  # experts' changes to tags
 LEARNING = "learning"  # a learned head's tags
-KINDS = (FILES, RECORDS, LINKS, TAGS, EDITS, LEARNING)
+PERIODS = "periods"  # proposals' release dates (``ids``: the proposals) set, or passed
+KINDS = (FILES, RECORDS, LINKS, TAGS, EDITS, LEARNING, PERIODS)
 
 
 @dataclass
@@ -58,7 +59,10 @@ def refresh(
     - after loads (``FILES``, ``RECORDS``): re-link context (unless ``link`` is False; needs ``settings``), then
       every search document, since a new session or proposal changes the words of the files linked to it;
     - after ``LINKS``: every search document;
-    - after ``TAGS``, ``EDITS``, ``LEARNING``: the documents of ``ids`` of ``item_types`` (all, when not given).
+    - after ``TAGS``, ``EDITS``, ``LEARNING``: the documents of ``ids`` of ``item_types`` (all, when not given);
+    - after ``PERIODS``: the documents of the papers acknowledging the proposals ``ids`` (every proposal, when not
+      given), which carry an acknowledged proposal's words only once its period is over (periods.py).
+    Any change also brings in the words of proposals whose period ended since (``periods.release_due_words``).
 
     Commits its own work; call it outside a transaction, or at the end of one whose writes should commit with it.
     """
@@ -80,8 +84,17 @@ def refresh(
             people.match_people(db)
             periods.update_release_dates(db, (settings or Settings()).proprietary_period_days)
         done.documents = refresh_search_items(db)
+    elif changed == PERIODS:
+        from . import periods
+
+        papers = periods.acknowledging_papers(db, None if ids is None else list(ids))
+        done.documents = refresh_search_items(db, ["paper"], papers) if papers else 0
+        return done
     else:
         done.documents = refresh_search_items(db, item_types, ids)
+    from . import periods
+
+    done.documents += periods.release_due_words(db)
     return done
 
 

@@ -15,7 +15,7 @@ import json
 
 import click
 
-from . import people, periods
+from . import changes, people, periods
 from .catalog import open_catalog, write_transaction
 from .command_line import ScisearchCommand, catalog_argument
 from .config import load_settings
@@ -121,6 +121,7 @@ def periods_command(ctx, catalog, proposal_id, release, recompute, as_json):
                 periods.set_release_date(db, proposal_id, release)
             if recompute:
                 periods.update_release_dates(db, load_settings((ctx.obj or {}).get("config")).proprietary_period_days)
+                changes.refresh(db, changes.PERIODS)  # papers take or drop their proposals' words
         now = periods.now_utc()
         rows = [
             {**row, "private": row["release_date"] > now}

@@ -271,11 +271,36 @@ def viewer(datasette, actor) -> periods.Viewer:
 
 async def hidden_proposals(datasette, actor, db) -> frozenset[str]:
     """The proposals whose files, previews, tags, sessions and own fields this actor may not see in this catalog
-    now; computed against the clock at each request, so a period that ends needs no reload."""
+    now; computed against the clock at each request, so a period that ends needs no reload.  The first request
+    after a period ends also lets the papers acknowledging the proposal be found by its words (periods.py)."""
     who = viewer(datasette, actor)
-    if who.staff:
-        return frozenset()
-    return await db.execute_fn(lambda conn: periods.hidden_proposals(sqlite_utils.Database(conn), who))
+
+    def read(conn):
+        catalog = sqlite_utils.Database(conn)
+        hidden = frozenset() if who.staff else periods.hidden_proposals(catalog, who)
+        return hidden, bool(periods.words_due(catalog))
+
+    hidden, due = await db.execute_fn(read)
+    if due:
+        await release_due_words(db)
+    return hidden
+
+
+# Catalogs Datasette cannot write to (immutable, read-only files): their papers wait for the next load instead.
+_cannot_write: weakref.WeakSet = weakref.WeakSet()
+
+
+async def release_due_words(db) -> None:
+    """Rewrite, on Datasette's write thread, the documents of papers acknowledging a proposal whose period ended;
+    where the catalog cannot be written, those papers stay without its words (never the other way round) until
+    the next load or ``scisearch periods``."""
+    if not db.is_mutable or db in _cannot_write:
+        return
+    try:
+        await db.execute_write_fn(lambda conn: periods.release_due_words(sqlite_utils.Database(conn)), block=True)
+    except (sqlite3.Error, ScisearchError, OSError) as error:
+        _cannot_write.add(db)
+        print(f"warning: could not add released proposals' words to the papers of {db.name}: {error}")
 
 
 async def readable_item(datasette, actor, db, item_type: str, item_id) -> bool:

@@ -1,0 +1,177 @@
+"""Route by route once more, as an anonymous visitor, over catalogs holding one proposal under its period.
+
+test_periods.py's catalog (the pages' catalog with DMR-1905287 private for a year, Jane Doe its team) is used for
+what needs words known exactly: the proposal's title, "Atomic-resolution imaging of gold nanoparticle catalysts",
+has words ("catalysts", "Atomic-resolution") that no public item holds, while the public paper acknowledges it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlite_utils
+from datasette.utils import tilde_encode
+
+from datasette_scisearch.catalog import open_catalog
+
+from .test_pages import PAPER_ID, PROPOSAL_ID
+from .test_periods import (
+    OUTSIDERS,
+    PRIVATE_FILES,
+    catalog,  # noqa: F401  (a fixture)
+    cookies,
+    release_now,
+    search_hits,
+    served,
+)
+from .test_privacy import pages_catalog  # noqa: F401  (a fixture)
+from .test_validation_api import signed_in
+
+PRIVATE_WORDS = ("catalysts", "Atomic-resolution")  # only in the private proposal's title
+
+
+# -- A public paper does not carry its private proposal's words ---------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_public_paper_is_not_found_by_words_only_its_private_proposal_holds(catalog):  # noqa: F811
+    ds = served(catalog)
+    for query in PRIVATE_WORDS:
+        for mode in ("keyword", "hybrid"):
+            hits = await search_hits(ds, {}, query, mode=mode)
+            assert ("paper", PAPER_ID) not in hits, (query, mode, hits)
+
+
+@pytest.mark.asyncio
+async def test_a_public_paper_is_not_found_by_the_private_proposals_id_that_only_its_link_holds(catalog):  # noqa: F811
+    ds = served(catalog)
+    assert await search_hits(ds, {}, PROPOSAL_ID, mode="keyword") == []
+    release_now(catalog)
+    assert ("paper", PAPER_ID) in await search_hits(ds, {}, PROPOSAL_ID, mode="keyword")
+
+
+@pytest.mark.asyncio
+async def test_no_snippet_or_reason_quotes_the_private_proposals_title(catalog):  # noqa: F811
+    ds = served(catalog)
+    answer = await ds.client.get("/-/scisearch.json", params={"q": "gold nanoparticles", "per_page": 100})
+    assert answer.status_code == 200
+    assert "catalysts" not in answer.text.lower()
+    page = await ds.client.get("/-/scisearch", params={"q": "gold nanoparticles"})
+    assert "catalysts" not in page.text.lower()
+
+
+@pytest.mark.asyncio
+async def test_the_period_ending_lets_the_paper_be_found_by_the_proposals_words_at_the_next_request(
+    catalog,  # noqa: F811
+):
+    ds = served(catalog)
+    assert ("paper", PAPER_ID) not in await search_hits(ds, {}, "catalysts", mode="keyword")
+    release_now(catalog)
+    assert ("paper", PAPER_ID) in await search_hits(ds, {}, "catalysts", mode="keyword")
+
+
+@pytest.mark.asyncio
+async def test_the_team_member_and_staff_find_the_proposal_itself_by_its_words(catalog):  # noqa: F811
+    ds = served(catalog)
+    for who in ("jdoe", "root"):
+        assert ("proposal", PROPOSAL_ID) in await search_hits(ds, signed_in(ds, who), "catalysts"), who
+
+
+def paper_route() -> str:
+    return f"/-/scisearch/item/cat/paper/{tilde_encode(PAPER_ID)}"
+
+
+# -- Every count is of what the visitor may see --------------------------------------------------------------------
+
+
+def queue_count_shown(text: str) -> int:
+    import re
+
+    return int(re.search(r'scisearch-count">([\d,]+) ', text).group(1).replace(",", ""))
+
+
+@pytest.mark.asyncio
+async def test_the_review_queues_total_counts_only_what_the_visitor_may_see(catalog):  # noqa: F811
+    db = open_catalog(catalog)
+    # Every file's machine tags unjudged and scored: each file with one awaits an expert, and is counted.
+    db.execute("delete from tags where item_type = 'file' and status != 'machine'")
+    db.execute("update tags set score = 0.5 where score is null")
+    for file_id in ("2", "10", "11"):  # two more, one private and two public
+        db["tags"].insert(
+            {"item_type": "file", "item_id": file_id, "tag": "doubtful", "score": 0.2, "source": "keywords"}
+            | {
+                "status": "machine",
+                "created_at": "2026-01-01T00:00:00+00:00",
+                "updated_at": "2026-01-01T00:00:00+00:00",
+            }
+        )
+    db.conn.commit()
+    queued = {row[0] for row in db.execute("select distinct item_id from tags where item_type = 'file'")}
+    assert queued & set(PRIVATE_FILES) and queued - set(PRIVATE_FILES)
+    ds = served(catalog)
+    for who in OUTSIDERS:
+        page = await ds.client.get("/-/scisearch/queue/cat", cookies=cookies(ds, who))
+        assert page.status_code == 200
+        assert queue_count_shown(page.text) == len(queued - set(PRIVATE_FILES)), who
+    staff = await ds.client.get("/-/scisearch/queue/cat", cookies=signed_in(ds, "root"))
+    assert queue_count_shown(staff.text) == len(queued)
+
+
+@pytest.mark.asyncio
+async def test_the_tab_counts_are_the_hits_the_visitor_gets(catalog):  # noqa: F811
+    ds = served(catalog)
+    for query in ("gold", "HAADF", "nanoparticles", "image", "type:file", "kind:image"):
+        answer = (await ds.client.get("/-/scisearch.json", params={"q": query, "per_page": 100})).json()
+        shown: dict[str, int] = {}
+        for hit in answer["hits"]:
+            shown[hit["item_type"]] = shown.get(hit["item_type"], 0) + 1
+        assert answer["counts"] == shown, query
+        assert answer["total"] == len(answer["hits"]), query
+        for facet, entries in (answer["facets"] or {}).items():
+            for entry in entries:
+                assert entry["count"] <= answer["total"], (query, facet, entry)
+
+
+@pytest.mark.asyncio
+async def test_the_sitemap_lists_and_counts_only_public_items(catalog):  # noqa: F811
+    ds = served(catalog)
+    page = await ds.client.get("/-/scisearch/sitemap/cat/1.xml")
+    assert page.status_code == 200
+    assert "/file/1<" not in page.text and f"/proposal/{PROPOSAL_ID}" not in page.text
+    db = sqlite_utils.Database(catalog)
+    visible = db.execute(
+        "select count(*) from search_items where not (item_type = 'file' and item_id in ('1', '2', '3')) "
+        "and item_type not in ('session', 'proposal')"
+    ).fetchone()[0]
+    assert page.text.count("<url>") == visible
+
+
+@pytest.mark.asyncio
+async def test_the_sitemap_index_counts_pages_of_public_items_only_and_each_page_is_full(catalog, monkeypatch):  # noqa: F811
+    from datasette_scisearch.web import findable
+
+    monkeypatch.setattr(findable, "SITEMAP_PAGE", 2)
+    ds = served(catalog)
+    db = sqlite_utils.Database(catalog)
+    visible = db.execute(
+        "select count(*) from search_items where not (item_type = 'file' and item_id in ('1', '2', '3')) "
+        "and item_type not in ('session', 'proposal')"
+    ).fetchone()[0]
+    index = await ds.client.get("/sitemap.xml")
+    pages = -(-visible // 2)
+    assert index.text.count("<sitemap>") == pages
+    listed = [
+        (await ds.client.get(f"/-/scisearch/sitemap/cat/{page}.xml")).text.count("<url>")
+        for page in range(1, pages + 1)
+    ]
+    assert listed == [2] * (pages - 1) + [visible - 2 * (pages - 1)]
+
+
+@pytest.mark.asyncio
+async def test_the_datacite_export_of_the_private_proposal_is_not_found(catalog):  # noqa: F811
+    ds = served(catalog)
+    for who in OUTSIDERS:
+        answer = await ds.client.get(f"/-/scisearch/datacite/cat/{PROPOSAL_ID}.json", cookies=cookies(ds, who))
+        assert answer.status_code == 404, (who, answer.status_code)
+        assert "Au_np" not in answer.text
+    team = await ds.client.get(f"/-/scisearch/datacite/cat/{PROPOSAL_ID}.json", cookies=signed_in(ds, "jdoe"))
+    assert team.status_code == 200
