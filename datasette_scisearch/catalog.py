@@ -760,7 +760,11 @@ def m014_encoder_vectors(db: sqlite_utils.Database) -> None:
 def m015_proposal_words_withheld(db: sqlite_utils.Database) -> None:
     """The proposals whose words some public paper's search document leaves out while their period runs
     (periods.py), so that the words join the moment it ends.  Documents built before held every acknowledged
-    proposal's words: each one with a date is listed, so the next request or change rebuilds those papers."""
+    proposal's words: each one with a date is listed, so the next request or change rebuilds those papers.  The
+    public views are made again: ``links_public`` now leaves out links to a private file or session too."""
+    from . import periods
+
+    periods.create_public_views(db)
     db["proposal_words_withheld"].create({"proposal_id": str}, pk="proposal_id")
     db.execute(
         """insert into proposal_words_withheld (proposal_id)

@@ -301,6 +301,8 @@ PUBLIC_VIEWS = {
     "links_public": f"""select * from links where not (
         (from_type = 'file' and cast(from_id as integer) in (select id from files where proposal_id in {UNDER_PERIOD}))
         or (from_type = 'session' and from_id in (select id from sessions where proposal_id in {UNDER_PERIOD}))
+        or (to_type = 'file' and cast(to_id as integer) in (select id from files where proposal_id in {UNDER_PERIOD}))
+        or (to_type = 'session' and to_id in (select id from sessions where proposal_id in {UNDER_PERIOD}))
         or (to_type = 'proposal' and to_id in {UNDER_PERIOD})
         or (from_type = 'proposal' and from_id in {UNDER_PERIOD}))""",
 }

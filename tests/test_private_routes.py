@@ -13,7 +13,7 @@ from datasette.utils import tilde_encode
 
 from datasette_scisearch.catalog import open_catalog
 
-from .test_pages import PAPER_ID, PROPOSAL_ID
+from .test_pages import PAPER_ID, PROPOSAL_ID, SESSION_ID
 from .test_periods import (
     OUTSIDERS,
     PRIVATE_FILES,
@@ -175,3 +175,66 @@ async def test_the_datacite_export_of_the_private_proposal_is_not_found(catalog)
         assert "Au_np" not in answer.text
     team = await ds.client.get(f"/-/scisearch/datacite/cat/{PROPOSAL_ID}.json", cookies=signed_in(ds, "jdoe"))
     assert team.status_code == 200
+
+
+# -- Links the pages build open for whoever follows them; a private item is as absent as one never held ----------
+
+
+def links_of(text: str) -> set[str]:
+    import re
+
+    return {href.replace("&amp;", "&") for href in re.findall(r'(?:href|src)="(/[^"]*)"', text)}
+
+
+@pytest.mark.asyncio
+async def test_every_link_on_a_public_files_page_opens_for_an_anonymous_visitor(catalog):  # noqa: F811
+    ds = served(catalog)
+    page = await ds.client.get("/-/scisearch/item/cat/file/10")
+    assert page.status_code == 200
+    assert "/cat/files_public?id=10" in links_of(page.text)
+    for link in sorted(links_of(page.text) - {"/-/scisearch/download/cat/10"}):  # no data roots in this catalog
+        answer = await ds.client.get(link)
+        assert answer.status_code == 200, (link, answer.status_code)
+        assert "Au_np" not in answer.text and "catalysts" not in answer.text, link
+    staff = await ds.client.get("/-/scisearch/item/cat/file/10", cookies=signed_in(ds, "root"))
+    assert "/cat/files/10" in links_of(staff.text)
+
+
+def title_of(text: str) -> str:
+    import re
+
+    return re.search(r"<title>(.*?)</title>", text, re.S).group(1)
+
+
+@pytest.mark.asyncio
+async def test_a_private_files_download_and_export_are_not_found_like_a_file_never_held(catalog):  # noqa: F811
+    ds = served(catalog)
+    for who in OUTSIDERS:
+        for route in (
+            "/-/scisearch/download/cat/{}",
+            "/-/scisearch/export/cat/{}.png",
+            "/-/scisearch/export/cat/{}.tiff",
+        ):
+            private = await ds.client.get(route.format(1), cookies=cookies(ds, who))
+            absent = await ds.client.get(route.format(999999), cookies=cookies(ds, who))
+            assert (private.status_code, absent.status_code) == (404, 404), (who, route)
+            assert title_of(private.text).replace(" 1 ", " N ") == title_of(absent.text).replace(" 999999 ", " N ")
+
+
+@pytest.mark.asyncio
+async def test_the_public_links_view_leaves_out_a_public_files_link_to_a_private_file(catalog):  # noqa: F811
+    db = sqlite_utils.Database(catalog)
+    db["links"].insert(
+        {"from_type": "file", "from_id": "10", "to_type": "file", "to_id": "1", "method": "same sample name"}
+    )
+    db["links"].insert(
+        {"from_type": "file", "from_id": "10", "to_type": "session", "to_id": SESSION_ID, "method": "same day"}
+    )
+    db.conn.commit()
+    ds = served(catalog)
+    rows = (await ds.client.get("/cat/links_public.json?_shape=array&_size=max&from_id=10")).json()
+    assert rows == []
+    twin = await ds.client.get("/cat_public.json", params={"sql": "select * from links where from_id = '10'"})
+    assert twin.json()["rows"] == []
+    staff = await ds.client.get("/cat/links.json?_shape=array&from_id=10", cookies=signed_in(ds, "root"))
+    assert len(staff.json()) == 2

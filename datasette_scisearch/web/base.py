@@ -15,7 +15,7 @@ type, and every URL the pages link to.
   their proprietary period, and not their team's: periods.py); ``readable_item`` says whether one item is
   readable by both rules.  Search, items, "similar", previews, tags, the queue and federation all ask them.
 - URLs are built here only: ``search_url``, ``item_url``, ``similar_url``, ``preview_url``, ``frame_url``,
-  ``download_url``, ``export_url``.
+  ``download_url``, ``export_url``, ``row_urls``.
 
 Nothing here imports the views, so every view imports this module at its top.
 """
@@ -428,6 +428,24 @@ def download_url(datasette, database: str, file_id) -> str:
 def export_url(datasette, database: str, file_id, format_name: str) -> str:
     """The file's array as ``tiff``, ``png`` or ``emd``."""
     return datasette.urls.path(f"-/scisearch/export/{_route(datasette, database)}/{file_id}.{format_name}")
+
+
+async def row_urls(datasette, actor, database: str, table: str, item_id) -> tuple[str, str]:
+    """An item's row in Datasette, as a page and as JSON, where this actor can open it: the table's own row page
+    where they may read the table, else the row in its public view (web/proprietary.py), which holds it when it
+    is theirs to see — never a link that answers 403."""
+    if await datasette.permission_allowed(actor, "view-table", (database, table), default=True):
+        row = tilde_encode(str(item_id))
+        return datasette.urls.row(database, table, row), datasette.urls.row(database, table, row, format="json")
+    return public_row_url(datasette, database, f"{table}_public", item_id), public_row_url(
+        datasette, database, f"{table}_public", item_id, "json"
+    )
+
+
+def public_row_url(datasette, database: str, view: str, item_id, format_name: str | None = None) -> str:
+    """One row of a public view (a view has no row pages: its table page filtered to the row's id)."""
+    query = urllib.parse.urlencode({"id": str(item_id)})
+    return f"{datasette.urls.table(database, view, format=format_name)}?{query}"
 
 
 def preview_version(sha256, loaded_at, preview) -> str:
