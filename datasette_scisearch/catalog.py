@@ -761,10 +761,13 @@ def m015_proposal_words_withheld(db: sqlite_utils.Database) -> None:
     """The proposals whose words some public paper's search document leaves out while their period runs
     (periods.py), so that the words join the moment it ends.  Documents built before held every acknowledged
     proposal's words: each one with a date is listed, so the next request or change rebuilds those papers.  The
-    public views are made again: ``links_public`` now leaves out links to a private file or session too."""
+    public views are made again: ``links_public`` now leaves out links to a private file or session too.  A person
+    says who added them: staff, or a sign-in (people.py)."""
     from . import periods
 
     periods.create_public_views(db)
+    db["people"].add_column("added_by", str)  # 'staff', or 'sign-in' for a row a sign-in made (people.py)
+    db.execute("update people set added_by = 'staff'")
     db["proposal_words_withheld"].create({"proposal_id": str}, pk="proposal_id")
     db.execute(
         """insert into proposal_words_withheld (proposal_id)

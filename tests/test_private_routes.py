@@ -11,6 +11,7 @@ import pytest
 import sqlite_utils
 from datasette.utils import tilde_encode
 
+from datasette_scisearch import people
 from datasette_scisearch.catalog import open_catalog
 
 from .test_pages import PAPER_ID, PROPOSAL_ID, SESSION_ID
@@ -238,3 +239,94 @@ async def test_the_public_links_view_leaves_out_a_public_files_link_to_a_private
     assert twin.json()["rows"] == []
     staff = await ds.client.get("/cat/links.json?_shape=array&from_id=10", cookies=signed_in(ds, "root"))
     assert len(staff.json()) == 2
+
+
+# -- Signing in fills people -------------------------------------------------------------------------------------
+
+
+def password_datasette(catalog_path, actors: dict | None = None):  # noqa: F811
+    auth_passwords = pytest.importorskip("datasette_auth_passwords.utils", reason="datasette-auth-passwords is absent")
+    from datasette.app import Datasette
+
+    from .test_expert_accounts import PASSWORD
+
+    hashes = {f"{who}_password_hash": auth_passwords.hash_password(PASSWORD) for who in ("carol", "jdoe2", "bob")}
+    plugins = {
+        "datasette-auth-passwords": {**hashes, "actors": actors or {}},
+        "datasette-scisearch": {"timezone": "UTC", "staff": {"allow": {"id": ["root"]}}},
+    }
+    return Datasette([str(catalog_path)], metadata={"plugins": plugins})
+
+
+async def password_sign_in(ds, who: str) -> dict:
+    from .test_expert_accounts import PASSWORD, sign_in
+
+    signed = await sign_in(ds, who, PASSWORD)
+    assert signed.status_code == 302
+    return {"ds_actor": signed.cookies["ds_actor"]}
+
+
+def people_rows(catalog_path) -> list[dict]:
+    return list(sqlite_utils.Database(catalog_path).query("select name, email, account_id, added_by from people"))
+
+
+@pytest.mark.asyncio
+async def test_signing_in_with_an_account_not_in_people_fills_it_with_the_actors_name_and_email(catalog):  # noqa: F811
+    ds = password_datasette(catalog, {"carol": {"id": "carol", "name": "Carol Ng", "email": "carol@example.org"}})
+    await password_sign_in(ds, "carol")
+    assert {"name": "Carol Ng", "email": "carol@example.org", "account_id": "carol", "added_by": "sign-in"} in (
+        people_rows(catalog)
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_sign_in_whose_email_is_already_a_persons_gets_its_own_row_and_is_not_guessed(catalog):  # noqa: F811
+    ds = password_datasette(catalog, {"jdoe2": {"id": "jdoe2", "name": "Jane Doe", "email": "jane@example.org"}})
+    cookies_ = await password_sign_in(ds, "jdoe2")
+    rows = people_rows(catalog)
+    assert {"name": "Jane Doe", "email": None, "account_id": "jdoe2", "added_by": "sign-in"} in rows
+    assert (await ds.client.get("/-/scisearch/item/cat/file/1.json", cookies=cookies_)).status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_staff_join_a_sign_in_to_its_person_who_then_sees_their_teams_data_at_once(catalog):  # noqa: F811
+    from .test_periods import scisearch
+
+    db = open_catalog(catalog)  # Jane is on the team by her e-mail in the user log, and has no sign-in yet
+    db.execute("update people set account_id = null where name = 'Jane Doe'")
+    db.execute("update sessions set user = 'jane@example.org'")
+    people.match_people(db)
+    db.conn.commit()
+    ds = password_datasette(catalog, {"jdoe2": {"id": "jdoe2", "name": "J. Doe"}})
+    cookies_ = await password_sign_in(ds, "jdoe2")
+    assert (await ds.client.get("/-/scisearch/item/cat/file/1.json", cookies=cookies_)).status_code == 404
+    jane = sqlite_utils.Database(catalog).execute("select id from people where name = 'Jane Doe'").fetchone()[0]
+    joined = scisearch("people", "account", catalog, jane, "jdoe2", "--json")
+    assert joined.exit_code == 0, joined.output
+    assert (await ds.client.get("/-/scisearch/item/cat/file/1.json", cookies=cookies_)).status_code == 200
+    assert [row["account_id"] for row in people_rows(catalog)] == ["jdoe2"]
+
+
+def test_an_account_that_staff_gave_another_person_is_refused_with_a_clear_message(catalog):  # noqa: F811
+    from .test_periods import scisearch
+
+    db = sqlite_utils.Database(catalog)
+    other = people.add_person(db, "Other Person", account_id="other")
+    db.conn.commit()
+    jane = db.execute("select id from people where name = 'Jane Doe'").fetchone()[0]
+    answer = scisearch("people", "account", catalog, jane, "other")
+    assert answer.exit_code != 0 and f"already the account id of person {other}" in answer.output
+
+
+@pytest.mark.asyncio
+async def test_a_sign_in_named_in_the_user_log_is_on_its_proposals_team_at_once(catalog):  # noqa: F811
+    db = sqlite_utils.Database(catalog)
+    db.execute("delete from proposal_people")
+    db.execute("delete from people")
+    db.execute("update sessions set user = 'carol'")
+    db.conn.commit()
+    ds = password_datasette(catalog)
+    cookies_ = await password_sign_in(ds, "carol")
+    assert (await ds.client.get("/-/scisearch/item/cat/file/1.json", cookies=cookies_)).status_code == 200
+    bob = await password_sign_in(ds, "bob")
+    assert (await ds.client.get("/-/scisearch/item/cat/file/1.json", cookies=bob)).status_code == 404

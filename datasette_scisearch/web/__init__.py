@@ -34,7 +34,7 @@ from .. import periods
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
 from ..errors import ScisearchError
 from ..ingest.normalize import magnification_label
-from . import api, clicks, downloads, findable, pages, privacy, proprietary, validation, warming
+from . import api, clicks, downloads, findable, pages, privacy, proprietary, sign_in, validation, warming
 from .base import (
     Schema,
     WebError,
@@ -255,6 +255,12 @@ def startup(datasette):
     # thread runs one search per catalog, which also opens its indexes (off with SCISEARCH_WARM=0 as well).
     warming.warm_in_background(datasette)
     return pages.preload_query_models(datasette)  # loads in a thread: start-up does not wait for a model
+
+
+@hookimpl
+def asgi_wrapper(datasette):
+    # A sign-in fills the catalogs' people (web/sign_in.py).
+    return sign_in.asgi_wrapper(datasette)
 
 
 @hookimpl

@@ -37,7 +37,7 @@ from datasette.utils import actor_matches_allow, tilde_decode, tilde_encode
 from datasette.utils.asgi import Forbidden
 from datasette.utils.sqlite import sqlite3
 
-from .. import periods
+from .. import people, periods
 from ..catalog import ITEM_TABLES, load_sqlite_vec
 from ..config import ConfigError, Settings, load_settings, settings_from_dict
 from ..errors import ScisearchError
@@ -278,11 +278,18 @@ async def hidden_proposals(datasette, actor, db) -> frozenset[str]:
     def read(conn):
         catalog = sqlite_utils.Database(conn)
         hidden = frozenset() if who.staff else periods.hidden_proposals(catalog, who)
-        return hidden, bool(periods.words_due(catalog))
+        # A signed-in account no person has yet, where something is hidden from it: a sign-in fills people.
+        unknown = bool(hidden) and who.account_id is not None and not people.person_for_account(catalog, who.account_id)
+        return hidden, bool(periods.words_due(catalog)), unknown
 
-    hidden, due = await db.execute_fn(read)
+    hidden, due, unknown = await db.execute_fn(read)
     if due:
         await release_due_words(db)
+    if unknown:
+        from .sign_in import fill_people
+
+        await fill_people(datasette, actor, {db.name: db})
+        hidden = await db.execute_fn(lambda conn: periods.hidden_proposals(sqlite_utils.Database(conn), who))
     return hidden
 
 
