@@ -223,3 +223,19 @@ def set_account(db: sqlite_utils.Database, person: int, account_id: str) -> dict
         db.execute("update people set account_id = ? where id = ?", [account_id, person])
         match_people(db)
     return {"id": found[0], "name": found[1], "account_id": account_id, "joined": holder[0] if holder else None}
+
+
+def team_names(db: sqlite_utils.Database, proposal_ids: list[str]) -> list[str]:
+    """The names of these proposals' people, PIs first (for a dataset's public ``creator``: names only, never an
+    e-mail).  A person a sign-in made with no name but the account id is left out: an account id is no name."""
+    if not proposal_ids or "proposal_people" not in db.table_names():
+        return []
+    rows = db.execute(
+        """select p.name, min(case pp.role when 'pi' then 0 when 'listed' then 1 else 2 end) as rank, min(p.id)
+           from proposal_people pp join people p on p.id = pp.person_id
+           where pp.proposal_id in (select value from json_each(?))
+             and p.name is not null and p.name != coalesce(p.account_id, '')
+           group by p.id order by rank, min(p.id)""",
+        [json.dumps(list(proposal_ids))],
+    )
+    return list(dict.fromkeys(row[0] for row in rows))

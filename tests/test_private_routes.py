@@ -330,3 +330,42 @@ async def test_a_sign_in_named_in_the_user_log_is_on_its_proposals_team_at_once(
     assert (await ds.client.get("/-/scisearch/item/cat/file/1.json", cookies=cookies_)).status_code == 200
     bob = await password_sign_in(ds, "bob")
     assert (await ds.client.get("/-/scisearch/item/cat/file/1.json", cookies=bob)).status_code == 404
+
+
+# -- JSON-LD's creator ----------------------------------------------------------------------------------------------
+
+
+def json_ld_of(text: str) -> dict | None:
+    import json
+    import re
+
+    found = re.search(r'<script type="application/ld\+json">(.*?)</script>', text, re.S)
+    return json.loads(found.group(1)) if found else None
+
+
+@pytest.mark.asyncio
+async def test_json_ld_creator_is_the_proposals_team_from_people_by_name_only(catalog):  # noqa: F811
+    release_now(catalog)
+    ds = served(catalog)
+    for route in ("/-/scisearch/item/cat/file/1", f"/-/scisearch/item/cat/proposal/{PROPOSAL_ID}"):
+        page = await ds.client.get(route)
+        ld = json_ld_of(page.text)
+        assert ld is not None, route
+        assert [creator["name"] for creator in ld["creator"]] == ["Jane Doe"], route
+        assert "jane@example.org" not in page.text and '"jdoe"' not in page.text, route
+    datacite = (await ds.client.get(f"/-/scisearch/datacite/cat/{PROPOSAL_ID}.json")).json()
+    assert {creator["name"] for record in datacite["data"] for creator in record["attributes"]["creators"]} == {
+        "Jane Doe"
+    }
+    assert "jane@example.org" not in str(datacite)
+
+
+@pytest.mark.asyncio
+async def test_json_ld_creator_keeps_the_records_names_where_people_has_no_team(catalog):  # noqa: F811
+    db = sqlite_utils.Database(catalog)
+    db.execute("delete from proposal_people")
+    db.conn.commit()
+    release_now(catalog)
+    ds = served(catalog)
+    ld = json_ld_of((await ds.client.get(f"/-/scisearch/item/cat/proposal/{PROPOSAL_ID}")).text)
+    assert [creator["name"] for creator in ld["creator"]] == ["A. Researcher"]

@@ -21,10 +21,11 @@ import math
 from xml.sax.saxutils import escape
 
 import markupsafe
+import sqlite_utils
 from datasette.utils import tilde_encode
 from datasette.utils.asgi import Forbidden, Response
 
-from .. import periods
+from .. import people, periods
 from ..catalog import MAX_SQLITE_INTEGER
 from ..search.detail import item_detail
 from .base import (
@@ -74,7 +75,19 @@ async def page_json_ld(datasette, request, db, item_type: str, detail: dict) -> 
     """The item page's JSON-LD, when the item is public (an anonymous visitor may read it)."""
     if not await _public(datasette, db, item_type, detail["item_id"]):
         return None
+    detail = await with_team(db, detail)
     return json_for_script(item_json_ld(detail, site_for(datasette, request, db.name)))
+
+
+async def with_team(db, detail: dict) -> dict:
+    """The detail with ``team``: the names in ``people`` of its proposals' teams, the datasets' creators (names
+    only: e-mails and account ids are never public)."""
+    if detail["item_type"] == "proposal":
+        proposal_ids = [detail["item_id"]]
+    else:
+        proposal_ids = [p["id"] for p in detail.get("proposals") or [] if p.get("id")]
+    names = await db.execute_fn(lambda conn: people.team_names(sqlite_utils.Database(conn), proposal_ids))
+    return {**detail, "team": names}
 
 
 async def _public(datasette, db, item_type: str, item_id) -> bool:
@@ -199,11 +212,11 @@ async def datacite_export(request, datasette):
         file_ids, total = [], 0  # the total is of what the reader may see
     file_ids = await readable_items(datasette, request.actor, db, "file", file_ids)
     site = site_for(datasette, request, db.name)
-    records = [_datacite_item(detail, site)] if page == 1 else []
+    records = [_datacite_item(await with_team(db, detail), site)] if page == 1 else []
     for file_id in file_ids:
         file_detail = await call_engine(db, item_detail, "file", str(file_id))
         if file_detail is not None:
-            records.append(_datacite_item(file_detail, site))
+            records.append(_datacite_item(await with_team(db, file_detail), site))
     pages = max(1, math.ceil(total / DATACITE_PAGE))
     self_url = datasette.absolute_url(request, request.path)
     links = {"self": f"{self_url}?page={page}"}
