@@ -7,6 +7,11 @@ has words ("catalysts", "Atomic-resolution") that no public item holds, while th
 
 from __future__ import annotations
 
+import json
+import shutil
+import urllib.parse
+from dataclasses import dataclass
+
 import pytest
 import sqlite_utils
 from datasette.utils import tilde_encode
@@ -20,6 +25,7 @@ from .test_periods import (
     PRIVATE_FILES,
     catalog,  # noqa: F401  (a fixture)
     cookies,
+    demo_catalog,  # noqa: F401  (a fixture)
     release_now,
     search_hits,
     served,
@@ -369,3 +375,244 @@ async def test_json_ld_creator_keeps_the_records_names_where_people_has_no_team(
     ds = served(catalog)
     ld = json_ld_of((await ds.client.get(f"/-/scisearch/item/cat/proposal/{PROPOSAL_ID}")).text)
     assert [creator["name"] for creator in ld["creator"]] == ["A. Researcher"]
+
+
+# -- The demo, route by route, as an anonymous visitor -------------------------------------------------------------
+# The demo holds one proposal under its period, P-2023-0024 ("Point defects in monolayer MoS2 at low voltage"):
+# its sessions and 26 files (images, diffraction patterns and 4D scans with frames) are its team's.
+
+DEMO_PROPOSAL = "P-2023-0024"
+
+
+@dataclass(frozen=True)
+class Private:
+    files: frozenset[str]
+    sessions: frozenset[str]
+    tags: tuple[int, ...]
+    markers: tuple[str, ...]  # text only the private data holds: found in an answer, it leaked
+
+
+@pytest.fixture(scope="module")
+def demo(demo_catalog) -> tuple:  # noqa: F811
+    db = sqlite_utils.Database(demo_catalog)
+    files = frozenset(str(row[0]) for row in db.execute("select id from files where proposal_id = ?", [DEMO_PROPOSAL]))
+    sessions = frozenset(row[0] for row in db.execute("select id from sessions where proposal_id = ?", [DEMO_PROPOSAL]))
+    names = [
+        row[0]
+        for row in db.execute(
+            "select distinct name from files where proposal_id = ? and name not in "
+            "(select name from files where coalesce(proposal_id, '') != ?)",
+            [DEMO_PROPOSAL, DEMO_PROPOSAL],
+        )
+    ]
+    title = db.execute("select title from proposals where id = ?", [DEMO_PROPOSAL]).fetchone()[0]
+    tags = tuple(
+        row[0]
+        for row in db.execute(
+            "select id from tags where (item_type = 'file' and item_id in (select value from json_each(?))) "
+            "or (item_type = 'session' and item_id in (select value from json_each(?))) "
+            "or (item_type = 'proposal' and item_id = ?)",
+            [json.dumps(sorted(files)), json.dumps(sorted(sessions)), DEMO_PROPOSAL],
+        )
+    )
+    assert files and sessions and names and tags
+    private = Private(files, sessions, tags, (DEMO_PROPOSAL, title, *sessions, *names))
+    return demo_catalog, private
+
+
+def no_private(text: str, private: Private, where: str) -> None:
+    leaked = [marker for marker in private.markers if marker in text]
+    assert not leaked, (where, leaked[:5])
+
+
+def private_hits(answer: dict, private: Private) -> list:
+    return [
+        (hit["item_type"], hit["item_id"])
+        for hit in answer["hits"]
+        if (hit["item_type"] == "file" and hit["item_id"] in private.files)
+        or (hit["item_type"] == "session" and hit["item_id"] in private.sessions)
+        or (hit["item_type"] == "proposal" and hit["item_id"] == DEMO_PROPOSAL)
+    ]
+
+
+DEMO_QUERIES = (
+    "MoS2",
+    "monolayer MoS2",
+    "point defects low voltage",
+    DEMO_PROPOSAL,
+    "",
+    "type:file",
+    "type:session",
+    "type:proposal",
+    "kind:4D",
+    "kind:diffraction",
+)
+
+
+@pytest.mark.asyncio
+async def test_demo_search_json_hits_counts_facets_snippets_and_why_hold_nothing_private(demo):
+    path, private = demo
+    ds = served(path)
+    for query in DEMO_QUERIES:
+        for extra in ({}, {"mode": "keyword"}, {"facilities": "all"}, {"type": "file"}):
+            answer = await ds.client.get("/-/scisearch.json", params={"q": query, "per_page": 100, **extra})
+            assert answer.status_code == 200, (query, extra)
+            data = answer.json()
+            assert private_hits(data, private) == [], (query, extra)
+            shown = {key: value for key, value in data.items() if key not in ("query", "q", "messages", "filters")}
+            no_private(json.dumps(shown), private, (query, extra))  # the query itself is the visitor's own
+            if data["total"] <= 100 and not extra.get("type"):
+                assert data["total"] == len(data["hits"]), (query, extra)
+
+
+@pytest.mark.asyncio
+async def test_demo_search_page_holds_nothing_private(demo):
+    path, private = demo
+    ds = served(path)
+    for query in DEMO_QUERIES:
+        page = await ds.client.get("/-/scisearch", params={"q": query})
+        assert page.status_code == 200, query
+        no_private(page.text.replace(query, "") if query else page.text, private, query)
+
+
+@pytest.mark.asyncio
+async def test_demo_item_pages_and_json_of_private_items_are_not_found(demo):
+    path, private = demo
+    ds = served(path)
+    routes = [f"/-/scisearch/item/demo/file/{file_id}{suffix}" for file_id in private.files for suffix in ("", ".json")]
+    routes += [
+        f"/-/scisearch/item/demo/session/{session}{suffix}" for session in private.sessions for suffix in ("", ".json")
+    ]
+    routes += [
+        f"/-/scisearch/item/demo/proposal/{DEMO_PROPOSAL}",
+        f"/-/scisearch/item/demo/proposal/{DEMO_PROPOSAL}.json",
+    ]
+    for route in routes:
+        answer = await ds.client.get(route)
+        assert answer.status_code == 404, (route, answer.status_code)
+        no_private(answer.text.replace(route.rsplit("/", 1)[-1].removesuffix(".json"), ""), private, route)
+
+
+@pytest.mark.asyncio
+async def test_demo_similar_of_private_items_is_not_found_and_of_public_ones_holds_none(demo):
+    path, private = demo
+    ds = served(path)
+    for file_id in sorted(private.files)[:5]:
+        assert (await ds.client.get(f"/-/scisearch/similar/demo/file/{file_id}.json")).status_code == 404
+    public = sqlite_utils.Database(path).execute(
+        "select id from files where coalesce(proposal_id, '') != ? and kind = 'image' limit 5", [DEMO_PROPOSAL]
+    )
+    for (file_id,) in public.fetchall():
+        answer = await ds.client.get(f"/-/scisearch/similar/demo/file/{file_id}.json?k=100")
+        assert answer.status_code == 200
+        assert not {hit["item_id"] for hit in answer.json()["similar"]} & private.files, file_id
+
+
+@pytest.mark.asyncio
+async def test_demo_previews_frames_and_spectra_of_private_files_are_not_found(demo):
+    path, private = demo
+    ds = served(path)
+    db = sqlite_utils.Database(path)
+    frames = db.execute(
+        "select file_id, frame from frames where file_id in (select value from json_each(?))",
+        [json.dumps([int(f) for f in private.files])],
+    ).fetchall()
+    assert frames
+    routes = [f"/-/scisearch/preview/demo/{file_id}.png" for file_id in private.files]
+    routes += [f"/-/scisearch/frame/demo/{file_id}/{frame}.png" for file_id, frame in frames]
+    for route in routes:
+        answer = await ds.client.get(route)
+        assert answer.status_code == 404, (route, answer.status_code)
+
+
+@pytest.mark.asyncio
+async def test_demo_tags_of_private_items_are_not_found(demo):
+    path, private = demo
+    ds = served(path)
+    for tag in private.tags[:20]:
+        answer = await ds.client.get(f"/-/scisearch/tags/demo/{tag}.json")
+        assert answer.status_code == 404, (tag, answer.status_code)
+
+
+@pytest.mark.asyncio
+async def test_demo_review_queue_holds_nothing_private(demo):
+    path, private = demo
+    ds = served(path)
+    for item_type in ("file", "session", "proposal"):
+        page = await ds.client.get(f"/-/scisearch/queue/demo?type={item_type}")
+        assert page.status_code == 200
+        assert not {href.rsplit("/", 1)[-1] for href in links_of(page.text) if "/item/demo/" in href} & (
+            private.files | private.sessions | {DEMO_PROPOSAL}
+        ), item_type
+        no_private(page.text, private, item_type)
+
+
+@pytest.mark.asyncio
+async def test_demo_downloads_and_exports_of_private_files_are_not_found(demo):
+    path, private = demo
+    ds = served(path)
+    for file_id in sorted(private.files)[:5]:
+        for route in (f"/-/scisearch/download/demo/{file_id}", f"/-/scisearch/export/demo/{file_id}.png"):
+            answer = await ds.client.get(route)
+            assert answer.status_code == 404, (route, answer.status_code)
+
+
+@pytest.mark.asyncio
+async def test_demo_json_ld_sitemap_and_datacite_hold_nothing_private(demo):
+    path, private = demo
+    ds = served(path)
+    sitemap = await ds.client.get("/-/scisearch/sitemap/demo/1.xml")
+    assert sitemap.status_code == 200 and "<url>" in sitemap.text
+    for file_id in private.files:
+        assert f"/item/demo/file/{file_id}<" not in sitemap.text
+    no_private(sitemap.text, private, "sitemap")
+    assert (await ds.client.get(f"/-/scisearch/datacite/demo/{DEMO_PROPOSAL}.json")).status_code == 404
+    public = sqlite_utils.Database(path).execute("select id from proposals where id != ? limit 3", [DEMO_PROPOSAL])
+    for (proposal_id,) in public.fetchall():
+        datacite = await ds.client.get(f"/-/scisearch/datacite/demo/{proposal_id}.json")
+        assert datacite.status_code == 200
+        no_private(datacite.text, private, proposal_id)
+        page = await ds.client.get(f"/-/scisearch/item/demo/proposal/{proposal_id}")
+        no_private(page.text, private, proposal_id)
+
+
+@pytest.mark.asyncio
+async def test_demo_datasette_tables_json_csv_and_sql_hold_nothing_private(demo):
+    path, private = demo
+    ds = served(path)
+    for route in (
+        "/demo/files",
+        "/demo/files.json",
+        "/demo/sessions.csv",
+        "/demo/tags.json",
+        "/demo.json?sql=select+1",
+    ):
+        assert (await ds.client.get(route)).status_code == 403, route
+    routes = [
+        f"/demo/{view}{suffix}?_size=max"
+        for view in ("files_public", "sessions_public", "proposals_public", "tags_public", "links_public")
+        for suffix in ("", ".json", ".csv")
+    ]
+    routes += [
+        "/demo_public.json?" + urllib.parse.urlencode({"sql": f"select * from {table}", "_size": "max"})
+        for table in ("files", "sessions", "proposals", "tags", "links")
+    ]
+    for route in routes:
+        answer = await ds.client.get(route)
+        assert answer.status_code == 200, (route, answer.status_code)
+        no_private(answer.text, private, route)
+    refused = await ds.client.get("/demo_public.json", params={"sql": "select name from catalog.files"})
+    assert refused.status_code != 200 or "rows" not in refused.json() or not refused.json()["rows"]
+
+
+@pytest.mark.asyncio
+async def test_demo_federation_over_several_catalogs_holds_nothing_private(demo, tmp_path):
+    path, private = demo
+    other = tmp_path / "other.db"
+    shutil.copy(path, other)
+    ds = served(path, other)
+    for query in ("MoS2", DEMO_PROPOSAL, "type:file"):
+        answer = await ds.client.get("/-/scisearch.json", params={"q": query, "per_page": 100})
+        assert set(answer.json()["catalogs"]) == {"demo", "other"}
+        assert private_hits(answer.json(), private) == [], query
+        no_private(json.dumps([answer.json()["hits"], answer.json()["facets"]]), private, query)
