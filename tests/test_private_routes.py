@@ -616,3 +616,23 @@ async def test_demo_federation_over_several_catalogs_holds_nothing_private(demo,
         assert set(answer.json()["catalogs"]) == {"demo", "other"}
         assert private_hits(answer.json(), private) == [], query
         no_private(json.dumps([answer.json()["hits"], answer.json()["facets"]]), private, query)
+
+
+@pytest.mark.asyncio
+async def test_another_facility_asked_over_http_sends_none_of_its_private_proposals_data(catalog, tmp_path):  # noqa: F811
+    from .test_hub import hub_over, metadata_with_hub, serving
+
+    here = tmp_path / "west.db"  # the same catalog, its period over: here the gold files are public
+    shutil.copy(catalog, here)
+    release_now(here)
+    metadata_with_hub(tmp_path / "east.yml", None)
+    with serving(catalog, tmp_path / "east.yml") as (east, _):
+        ds = hub_over(here, tmp_path, [{"name": "east", "url": east, "timeout_seconds": 30}])
+        params = {"q": "gold", "facilities": "all", "per_page": 100}
+        answer = (await ds.client.get("/-/scisearch.json", params=params, cookies=signed_in(ds, "root"))).json()
+    by_facility: dict[str, set] = {}
+    for hit in answer["hits"]:
+        by_facility.setdefault(hit["facility"], set()).add((hit["item_type"], hit["item_id"]))
+    assert ("file", "1") in by_facility["west"]
+    assert by_facility["east"] and not {("file", file_id) for file_id in PRIVATE_FILES} & by_facility["east"]
+    assert ("proposal", PROPOSAL_ID) not in by_facility["east"]
