@@ -759,21 +759,17 @@ def m014_encoder_vectors(db: sqlite_utils.Database) -> None:
 @MIGRATIONS()
 def m015_proposal_words_withheld(db: sqlite_utils.Database) -> None:
     """The proposals whose words some public paper's search document leaves out while their period runs
-    (periods.py), so that the words join the moment it ends.  Documents built before held every acknowledged
-    proposal's words: each one with a date is listed, so the next request or change rebuilds those papers.  The
-    public views are made again: ``links_public`` now leaves out links to a private file or session too.  A person
-    says who added them: staff, or a sign-in (people.py)."""
+    (periods.py), so that the words join the moment it ends.  It starts empty: documents built before hold every
+    acknowledged proposal's words, so each one under its period now is due (``periods.words_due``) and the next
+    request or change rebuilds its papers' documents.  The public views are made again: ``links_public`` now
+    leaves out links to a private file or session too.  A person says who added them: staff, or a sign-in
+    (people.py)."""
     from . import periods
 
     periods.create_public_views(db)
     db["people"].add_column("added_by", str)  # 'staff', or 'sign-in' for a row a sign-in made (people.py)
     db.execute("update people set added_by = 'staff'")
     db["proposal_words_withheld"].create({"proposal_id": str}, pk="proposal_id")
-    db.execute(
-        """insert into proposal_words_withheld (proposal_id)
-           select proposal_id from proposal_periods
-           where proposal_id in (select to_id from links where to_type = 'proposal' and from_type = 'paper')"""
-    )
 
 
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:

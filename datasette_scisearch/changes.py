@@ -62,7 +62,8 @@ def refresh(
     - after ``TAGS``, ``EDITS``, ``LEARNING``: the documents of ``ids`` of ``item_types`` (all, when not given);
     - after ``PERIODS``: the documents of the papers acknowledging the proposals ``ids`` (every proposal, when not
       given), which carry an acknowledged proposal's words only once its period is over (periods.py).
-    Any change also brings in the words of proposals whose period ended since (``periods.release_due_words``).
+    Any change also brings in (or leaves out) the words of proposals whose period ended (or began) since
+    (``release_due_words``).
 
     Commits its own work; call it outside a transaction, or at the end of one whose writes should commit with it.
     """
@@ -92,10 +93,29 @@ def refresh(
         return done
     else:
         done.documents = refresh_search_items(db, item_types, ids)
-    from . import periods
-
-    done.documents += periods.release_due_words(db)
+    done.documents += release_due_words(db)
     return done
+
+
+def release_due_words(db: sqlite_utils.Database) -> int:
+    """Rewrite the documents of the papers acknowledging a proposal whose period ended (or began, by a date staff
+    moved) since they were built (``periods.words_due``), so that they carry its words exactly when it is public;
+    returns how many documents changed.  Needs a writable connection; cheap when nothing is due."""
+    import json
+
+    from . import periods
+    from .catalog import write_transaction
+
+    due = periods.words_due(db)
+    if not due:
+        return 0
+    with write_transaction(db):
+        # Off the list first: the rebuild lists again those its papers still leave out (search/index.py).
+        db.execute(
+            "delete from proposal_words_withheld where proposal_id in (select value from json_each(?))",
+            [json.dumps(due)],
+        )
+        return refresh(db, PERIODS, ids=due).documents
 
 
 def load_files(db, paths: list[Path], settings: Settings, *, link: bool = True, **options):

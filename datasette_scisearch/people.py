@@ -184,9 +184,7 @@ def fill_from_sign_in(db: sqlite_utils.Database, actor: dict) -> int | None:
     account_id = str(account_id)
     if db.execute("select 1 from people where account_id = ?", [account_id]).fetchone():
         return None
-    from .periods import now_utc as period_now
-
-    if not db.execute("select 1 from proposal_periods where release_date > ?", [period_now()]).fetchone():
+    if not db.execute("select 1 from proposal_periods where release_date > ?", [now_utc()]).fetchone():
         return None
     name = next((str(actor[key]) for key in ACTOR_NAME_KEYS if normalised(actor.get(key))), account_id)
     email = actor.get("email") if isinstance(actor.get("email"), str) and "@" in actor["email"] else None

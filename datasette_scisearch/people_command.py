@@ -149,7 +149,8 @@ def periods_command(ctx, catalog, proposal_id, release, recompute, as_json):
                 periods.set_release_date(db, proposal_id, release)
             if recompute:
                 periods.update_release_dates(db, load_settings((ctx.obj or {}).get("config")).proprietary_period_days)
-                changes.refresh(db, changes.PERIODS)  # papers take or drop their proposals' words
+        if release or recompute:
+            changes.release_due_words(db)  # papers take or drop the words of proposals now public or private
         now = periods.now_utc()
         rows = [
             {**row, "private": row["release_date"] > now}

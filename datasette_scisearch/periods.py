@@ -18,12 +18,13 @@ session's ``proposal_id``, a proposal itself; papers are published, so always pu
 
 A public paper's search document borrows the id and title of each proposal it acknowledges, so that the
 proposal's words find the paper — but not a proposal's still under its period: those words would let anyone
-reach the paper by what only the private proposal says (search/index.py leaves them out).  When the period ends
-the words join at the next request by a query-time rule (``words_due`` / ``release_due_words``): the first
-request after a release date (web/base.py's ``hidden_proposals``, asked by every route), or the next change to
-the catalog (``changes.refresh``), rewrites the documents of the papers that acknowledge it — a handful of rows.
-Rather that than a job or a reload: nothing has to be running, and no visitor ever waits for one; a date
-staff change by hand (``set_release_date``) rewrites those documents at once, either way.
+reach the paper by what only the private proposal says (search/index.py leaves them out, and lists the proposal
+in ``proposal_words_withheld``).  When the period ends the words join by a query-time rule (``words_due``, done
+by changes.py's ``release_due_words``): the first request after the release date (web/base.py's
+``hidden_proposals``, which every route asks before it answers), or the next change to the catalog
+(``changes.refresh``), rewrites the documents of the papers that acknowledge it — a handful of rows.  Rather
+that than a job or a reload: nothing has to be running, and no visitor waits for one.  The same rule catches a
+date staff move by hand (``set_release_date``, ``scisearch periods``), in either direction.
 """
 
 from __future__ import annotations
@@ -218,10 +219,7 @@ def set_release_date(db: sqlite_utils.Database, proposal_id: str, release_date: 
             f"{release_date!r} is not a date", fix="give it as YYYY-MM-DD or an ISO 8601 time, e.g. 2027-01-31"
         )
     db["proposal_periods"].insert({"proposal_id": proposal_id, "release_date": stated, "source": "staff"}, replace=True)
-    from . import changes
-
-    changes.refresh(db, changes.PERIODS, ids=[proposal_id])  # its papers' documents take or drop its words
-    return stated
+    return stated  # its papers' documents take or drop its words at the next request or change (``words_due``)
 
 
 # -- A public paper's document and a private proposal's words ------------------------------------------------
@@ -242,12 +240,19 @@ def acknowledging_papers(db: sqlite_utils.Database, proposal_ids: list[str] | No
 
 
 def words_due(db: sqlite_utils.Database, now: dt.datetime | None = None) -> list[str]:
-    """The proposals some paper's document leaves out whose period is over now: those papers lack words that are
-    public.  One read of a short table; empty nearly always."""
+    """The acknowledged proposals whose papers' documents do not match their period now: left out while the
+    period is over (it ended, or staff moved the date back), or not left out while one runs (staff moved a public
+    proposal's date ahead).  Their papers' documents are rebuilt (``changes.release_due_words``).  Two short
+    reads; empty nearly always."""
     if "proposal_words_withheld" not in db.table_names():
         return []
-    sql = f"select proposal_id from proposal_words_withheld where proposal_id not in {UNDER_PERIOD_AT}"
-    return [found[0] for found in db.execute(sql, [now_utc(now)])]
+    moment = now_utc(now)
+    ended = f"select proposal_id from proposal_words_withheld where proposal_id not in {UNDER_PERIOD_AT}"
+    begun = """select proposal_id from proposal_periods where release_date > ?
+                and proposal_id not in (select proposal_id from proposal_words_withheld)
+                and exists (select 1 from links where to_type = 'proposal' and to_id = proposal_id
+                            and from_type = 'paper')"""
+    return [row[0] for row in db.execute(f"{ended} union {begun}", [moment, moment])]
 
 
 def note_withheld(db: sqlite_utils.Database, paper_ids: list[str] | None, moment: str) -> None:
@@ -265,24 +270,6 @@ def note_withheld(db: sqlite_utils.Database, paper_ids: list[str] | None, moment
         sql += " and from_id in (select value from json_each(?))"
         params.append(json.dumps(list(paper_ids)))
     db.execute(sql, params)
-
-
-def release_due_words(db: sqlite_utils.Database, now: dt.datetime | None = None) -> int:
-    """Rewrite the documents of the papers acknowledging a proposal whose period has ended (``words_due``), so
-    its words find them now; returns how many documents changed.  Needs a writable connection."""
-    due = words_due(db, now)
-    if not due:
-        return 0
-    from . import changes
-    from .catalog import write_transaction
-
-    with write_transaction(db):
-        # Off the list first: the rebuild lists again any the papers still leave out (a date moved meanwhile).
-        db.execute(
-            "delete from proposal_words_withheld where proposal_id in (select value from json_each(?))",
-            [json.dumps(due)],
-        )
-        return changes.refresh(db, changes.PERIODS, ids=due).documents
 
 
 # -- The public views Datasette's own pages and SQL read ----------------------------------------------------

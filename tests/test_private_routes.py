@@ -636,3 +636,17 @@ async def test_another_facility_asked_over_http_sends_none_of_its_private_propos
     assert ("file", "1") in by_facility["west"]
     assert by_facility["east"] and not {("file", file_id) for file_id in PRIVATE_FILES} & by_facility["east"]
     assert ("proposal", PROPOSAL_ID) not in by_facility["east"]
+
+
+@pytest.mark.asyncio
+async def test_a_date_staff_move_ahead_takes_the_proposals_words_out_of_the_paper_at_once(catalog):  # noqa: F811
+    from .test_periods import _in_a_year, scisearch
+
+    release_now(catalog)
+    ds = served(catalog)
+    assert ("paper", PAPER_ID) in await search_hits(ds, {}, "catalysts", mode="keyword")
+    moved = scisearch("periods", catalog, "--proposal", PROPOSAL_ID, "--release", _in_a_year())
+    assert moved.exit_code == 0, moved.output
+    db = open_catalog(catalog)
+    assert "catalysts" not in db.execute("select context from search_items where item_type = 'paper'").fetchone()[0]
+    assert ("paper", PAPER_ID) not in await search_hits(ds, {}, "catalysts", mode="keyword")

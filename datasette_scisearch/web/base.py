@@ -37,7 +37,7 @@ from datasette.utils import actor_matches_allow, tilde_decode, tilde_encode
 from datasette.utils.asgi import Forbidden
 from datasette.utils.sqlite import sqlite3
 
-from .. import people, periods
+from .. import changes, people, periods
 from ..catalog import ITEM_TABLES, load_sqlite_vec
 from ..config import ConfigError, Settings, load_settings, settings_from_dict
 from ..errors import ScisearchError
@@ -286,11 +286,25 @@ async def hidden_proposals(datasette, actor, db) -> frozenset[str]:
     if due:
         await release_due_words(db)
     if unknown:
-        from .sign_in import fill_people
-
         await fill_people(datasette, actor, {db.name: db})
         hidden = await db.execute_fn(lambda conn: periods.hidden_proposals(sqlite_utils.Database(conn), who))
     return hidden
+
+
+async def fill_people(datasette, actor: dict, databases=None) -> None:
+    """Make a signed-in actor a person (people.py's ``fill_from_sign_in``) in each catalog served from a file that
+    can be written (every one, or those given); one that cannot be written is left as it is, with a warning, and
+    the request goes on.  web/sign_in.py calls it at a sign-in, ``hidden_proposals`` for an actor that comes with
+    each request."""
+    from ..private import is_private_file
+
+    for name, db in list((databases or datasette.databases).items()):
+        if not db.is_mutable or not db.path or is_private_file(db.path) or catalog_schema(datasette, name) is None:
+            continue
+        try:
+            await db.execute_write_fn(lambda conn: people.fill_from_sign_in(sqlite_utils.Database(conn), actor))
+        except (sqlite3.Error, ScisearchError, OSError) as error:
+            print(f"warning: could not add the signed-in account {actor.get('id')!r} to the people of {name}: {error}")
 
 
 # Catalogs Datasette cannot write to (immutable, read-only files): their papers wait for the next load instead.
@@ -304,7 +318,7 @@ async def release_due_words(db) -> None:
     if not db.is_mutable or db in _cannot_write:
         return
     try:
-        await db.execute_write_fn(lambda conn: periods.release_due_words(sqlite_utils.Database(conn)), block=True)
+        await db.execute_write_fn(lambda conn: changes.release_due_words(sqlite_utils.Database(conn)), block=True)
     except (sqlite3.Error, ScisearchError, OSError) as error:
         _cannot_write.add(db)
         print(f"warning: could not add released proposals' words to the papers of {db.name}: {error}")
