@@ -312,9 +312,10 @@ _cannot_write: weakref.WeakSet = weakref.WeakSet()
 
 
 async def release_due_words(db) -> None:
-    """Rewrite, on Datasette's write thread, the documents of papers acknowledging a proposal whose period ended;
-    where the catalog cannot be written, those papers stay without its words (never the other way round) until
-    the next load or ``scisearch periods``."""
+    """Rewrite, on Datasette's write thread, the documents of papers acknowledging a proposal whose period ended
+    (or began: a date moved ahead by something that did not rewrite them, as ``scisearch periods`` does).  Where
+    the catalog cannot be written (served immutable), an ended period's papers stay without its words until the
+    next load; a date can only move ahead in such a file by a writer, and the package's writers rewrite them."""
     if not db.is_mutable or db in _cannot_write:
         return
     try:
