@@ -757,7 +757,14 @@ def m014_encoder_vectors(db: sqlite_utils.Database) -> None:
 
 
 @MIGRATIONS()
-def m015_proposal_words_withheld(db: sqlite_utils.Database) -> None:
+def m015_files_missing_from_their_folder(db: sqlite_utils.Database) -> None:
+    """When a catalogued file was found gone from its folder (deleted, or moved where no load has seen it): its row,
+    preview and tags stay — the data may be archived — and ``missing_since`` says since when (null: on disk)."""
+    db["files"].add_column("missing_since", str)
+
+
+@MIGRATIONS()
+def m016_proposal_words_withheld(db: sqlite_utils.Database) -> None:
     """The proposals whose words some public paper's search document leaves out while their period runs
     (periods.py), so that the words join the moment it ends.  It starts empty: documents built before hold every
     acknowledged proposal's words, so each one under its period now is due (``periods.words_due``) and the next

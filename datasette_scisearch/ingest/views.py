@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from .lazy import compute, is_lazy
 from .loader import Dataset
 from .preview import _png_bytes, _stretch
 
@@ -22,6 +23,7 @@ MAX_FRAMES = 8
 FRAME_PX = 256
 SPECTRUM_KINDS = frozenset({"spectrum", "spectrum image", "line profile"})
 FRAME_KINDS = frozenset({"stack", "4D"})
+LAZY_SCAN_SAMPLE = 64  # scan positions per axis a large spectrum image's spectrum is summed over
 
 
 @dataclass
@@ -56,7 +58,7 @@ class Views:
 
 def dataset_views(dataset: Dataset, kind: str) -> Views:
     """The spectrum and frames of one dataset that the item page can show (both may be missing)."""
-    data = np.asarray(dataset.data)
+    data = dataset.data if is_lazy(dataset.data) else np.asarray(dataset.data)  # a large one: read in pieces
     views = Views()
     if kind in SPECTRUM_KINDS or data.ndim == 1:
         views.spectrum = spectrum_of(data, kind, dataset)
@@ -66,6 +68,9 @@ def dataset_views(dataset: Dataset, kind: str) -> Views:
 
 
 def spectrum_of(data: np.ndarray, kind: str, dataset: Dataset) -> Spectrum | None:
+    if is_lazy(data):  # a large spectrum image: summed over a regular sample of its scan, the rest never read
+        data = data.squeeze()
+        data = compute(data[tuple(slice(None, None, max(1, n // LAZY_SCAN_SAMPLE)) for n in data.shape[:-1])])
     data = np.squeeze(data)
     if data.ndim == 0 or data.size < 2:
         return None
@@ -142,7 +147,7 @@ def frames_of(data: np.ndarray, kind: str) -> tuple[list[Frame], int]:
 
 
 def _frame(frame: np.ndarray, index: int, label: str, log: bool) -> Frame:
-    frame = np.asarray(frame, dtype=np.float64)
+    frame = compute(frame).astype(np.float64, copy=False)  # of a lazy dataset, only this frame is read
     steps = [max(1, n // (2 * FRAME_PX)) for n in frame.shape]
     frame = frame[:: steps[0], :: steps[1]]
     if log:

@@ -391,10 +391,10 @@ def pretrain(
             known = target >= 0
             predicted = model.heads[label](embeddings[known]).argmax(dim=1)
             report.label_accuracy[label] = round(float((predicted == target[known]).float().mean()), 3)
-    _store(db, model, config, report, actor)
-    report.vectors_written = write_image_vectors(db, report.version, model)
+    encoded = _image_vectors(db, model)
+    report.vectors_written = len(encoded[0])
     report.seconds = round(time.perf_counter() - started, 2)
-    _update_report(db, report)
+    _store(db, model, config, report, actor, encoded)
     return report
 
 
@@ -457,7 +457,10 @@ def current_model(db: sqlite_utils.Database) -> dict | None:
     return rows[0] if rows else None
 
 
-def _store(db, model, config: dict, report: PretrainReport, actor) -> None:
+def _store(db, model, config: dict, report: PretrainReport, actor, encoded) -> None:
+    """The new version, marked current, and its image vectors in one transaction: a kill at any moment leaves the
+    old model with its vectors or the new one with its own, never a current model whose vectors are another's
+    (text→image search would compare a query embedded by one model with images embedded by the other)."""
     with write_transaction(db):
         (previous,) = db.execute("select coalesce(max(version), 0) from image_models").fetchone()
         report.version = previous + 1
@@ -470,13 +473,7 @@ def _store(db, model, config: dict, report: PretrainReport, actor) -> None:
             [SPACE, report.version, json.dumps(config), report.images, json.dumps(report.as_dict()),
              _dump_state(model), now_utc(), actor],
         )  # fmt: skip
-
-
-def _update_report(db, report: PretrainReport) -> None:
-    with write_transaction(db):
-        db.execute(
-            "update image_models set report = ? where version = ?", [json.dumps(report.as_dict()), report.version]
-        )
+        _write_vectors(db, report.version, *encoded)
 
 
 def model_name(version: int) -> str:
@@ -485,24 +482,37 @@ def model_name(version: int) -> str:
 
 def write_image_vectors(db: sqlite_utils.Database, version: int, model=None) -> int:
     """The image vector of every file with a preview, from model ``version``, into the ``facility_image`` space."""
-    _, torch = _torch()
     if model is None:
         model = _loaded(db, version)
+    pairs, encoded = _image_vectors(db, model)
+    with write_transaction(db):
+        _write_vectors(db, version, pairs, encoded)
+    return len(pairs)
+
+
+def _image_vectors(db: sqlite_utils.Database, model) -> tuple[list[tuple[int, int]], np.ndarray | None]:
+    """(search item rowid, image row) of every file with a preview, and its vector from ``model``."""
+    _, torch = _torch()
     images = read_images(db)
     rowids = dict(db.execute("select item_id, id from search_items where item_type = 'file'").fetchall())
     pairs = [(rowids[str(i)], row) for row, i in enumerate(images.ids) if str(i) in rowids]
     if not pairs:
-        return 0
+        return [], None
     with torch.inference_mode():
         encoded = _encode(torch, model, _as_input(torch, images.pixels[[row for _, row in pairs]])).numpy()
-    with write_transaction(db):
-        vectors.ensure_space(db, SPACE, int(encoded.shape[1]), TAGGER, model_name(version))
-        db.execute("update vector_spaces set model = ? where name = ?", [model_name(version), SPACE])
-        stale = [r for (r,) in db.execute(f"select item_rowid from [{vectors.table_for(SPACE)}]")]
-        keep = {rowid for rowid, _ in pairs}
-        vectors.delete_vectors(db, SPACE, [r for r in stale if r not in keep])
-        vectors.write_vectors(db, SPACE, [(rowid, vector) for (rowid, _), vector in zip(pairs, encoded)])
-    return len(pairs)
+    return pairs, encoded
+
+
+def _write_vectors(db: sqlite_utils.Database, version: int, pairs, encoded) -> None:
+    """Replace the space's vectors with ``encoded``; inside the caller's write transaction."""
+    if not pairs:
+        return
+    vectors.ensure_space(db, SPACE, int(encoded.shape[1]), TAGGER, model_name(version))
+    db.execute("update vector_spaces set model = ? where name = ?", [model_name(version), SPACE])
+    stale = [r for (r,) in db.execute(f"select item_rowid from [{vectors.table_for(SPACE)}]")]
+    keep = {rowid for rowid, _ in pairs}
+    vectors.delete_vectors(db, SPACE, [r for r in stale if r not in keep])
+    vectors.write_vectors(db, SPACE, [(rowid, vector) for (rowid, _), vector in zip(pairs, encoded)])
 
 
 _models: dict[tuple, object] = {}

@@ -338,8 +338,9 @@ def _export(originals: Originals, export, folder: Path) -> Path:
 
 
 def downloads_view(datasette, database: str, row: dict) -> list[dict]:
-    """The item page's download links for one file's row: the original, then each export its shape allows."""
-    if not row.get("path") or row.get("id") is None:
+    """The item page's download links for one file's row: the original, then each export its shape allows (none
+    for a file gone from its folder)."""
+    if not row.get("path") or row.get("id") is None or row.get("missing_since"):
         return []
     links = [{"label": "Original file", "url": download_url(datasette, database, row["id"]), "format": "original"}]
     for export in formats_for(parse_shape(row.get("shape"))):

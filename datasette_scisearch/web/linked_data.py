@@ -144,7 +144,7 @@ def _file_dataset(detail: dict, site: Site) -> dict:
         ld["creator"] = creators
     if detail["proposals"]:
         ld["isPartOf"] = [_proposal_reference(p, site) for p in detail["proposals"]]
-    if site.download_path is not None:
+    if site.download_path is not None and not row.get("missing_since"):  # gone from its folder: nothing to fetch
         ld["distribution"] = [
             {
                 "@type": "DataDownload",

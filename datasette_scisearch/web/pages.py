@@ -588,7 +588,9 @@ async def item_page(request, datasette):
             "similar_note": similar_note,
         }
     )
-    if item_type == "file" and await readable_item(datasette, request.actor, db, "file", item_id):
+    if item_type == "file" and row.get("missing_since"):  # gone from its folder: say so, offer no download
+        context["missing_since"] = present.format_value("missing_since", row["missing_since"], zone)
+    elif item_type == "file" and await readable_item(datasette, request.actor, db, "file", item_id):
         context["downloads"] = downloads.downloads_view(datasette, database, row)
     # Search engines read the page as a schema.org Dataset, where anyone may read it.
     context["json_ld"] = await findable.page_json_ld(datasette, request, db, item_type, detail)
