@@ -20,10 +20,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import Settings
-from .refreshing import EDITS, FILES, KINDS, LEARNING, LINKS, RECORDS, TAGS, Refreshed, refresh
+from .refreshing import (
+    EDITS,
+    FILES,
+    KINDS,
+    LEARNING,
+    LINKS,
+    PERIODS,
+    RECORDS,
+    TAGS,
+    Refreshed,
+    refresh,
+    release_due_words,
+)
 
 __all__ = [
-    "EDITS", "FILES", "KINDS", "LEARNING", "LINKS", "RECORDS", "TAGS", "Refreshed", "refresh",
+    "EDITS", "FILES", "KINDS", "LEARNING", "LINKS", "PERIODS", "RECORDS", "TAGS", "Refreshed", "refresh",
+    "release_due_words",
     "load_files", "load_records", "relink", "tag_new", "take_in_files",
 ]  # fmt: skip
 

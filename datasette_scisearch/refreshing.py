@@ -30,7 +30,8 @@ LINKS = "links"  # links rebuilt (or edited)
 TAGS = "tags"  # a tagging run
 EDITS = "edits"  # experts' changes to tags
 LEARNING = "learning"  # a learned head's tags
-KINDS = (FILES, RECORDS, LINKS, TAGS, EDITS, LEARNING)
+PERIODS = "periods"  # proposals' release dates (``ids``: the proposals) set, or passed
+KINDS = (FILES, RECORDS, LINKS, TAGS, EDITS, LEARNING, PERIODS)
 
 
 @dataclass
@@ -55,7 +56,11 @@ def refresh(
     - after loads (``FILES``, ``RECORDS``): re-link context (unless ``link`` is False; needs ``settings``), then
       every search document, since a new session or proposal changes the words of the files linked to it;
     - after ``LINKS``: every search document;
-    - after ``TAGS``, ``EDITS``, ``LEARNING``: the documents of ``ids`` of ``item_types`` (all, when not given).
+    - after ``TAGS``, ``EDITS``, ``LEARNING``: the documents of ``ids`` of ``item_types`` (all, when not given);
+    - after ``PERIODS``: the documents of the papers acknowledging the proposals ``ids`` (every proposal, when not
+      given), which carry an acknowledged proposal's words only once its period is over (periods.py).
+    Any change also brings in (or leaves out) the words of proposals whose period ended (or began) since
+    (``release_due_words``).
 
     Commits its own work; call it outside a transaction, or at the end of one whose writes should commit with it.
     """
@@ -77,6 +82,34 @@ def refresh(
             people.match_people(db)
             periods.update_release_dates(db, (settings or Settings()).proprietary_period_days)
         done.documents = refresh_search_items(db)
+    elif changed == PERIODS:
+        from . import periods
+
+        papers = periods.acknowledging_papers(db, None if ids is None else list(ids))
+        done.documents = refresh_search_items(db, ["paper"], papers) if papers else 0
+        return done
     else:
         done.documents = refresh_search_items(db, item_types, ids)
+    done.documents += release_due_words(db)
     return done
+
+
+def release_due_words(db: sqlite_utils.Database) -> int:
+    """Rewrite the documents of the papers acknowledging a proposal whose period ended (or began, by a date staff
+    moved) since they were built (``periods.words_due``), so that they carry its words exactly when it is public;
+    returns how many documents changed.  Needs a writable connection; cheap when nothing is due."""
+    import json
+
+    from . import periods
+    from .catalog import write_transaction
+
+    due = periods.words_due(db)
+    if not due:
+        return 0
+    with write_transaction(db):
+        # Off the list first: the rebuild lists again those its papers still leave out (search/index.py).
+        db.execute(
+            "delete from proposal_words_withheld where proposal_id in (select value from json_each(?))",
+            [json.dumps(due)],
+        )
+        return refresh(db, PERIODS, ids=due).documents
