@@ -110,3 +110,16 @@ def test_scisearch_plugins_json_lists_name_version_and_hooks():
 def test_scisearch_plugins_environment_variable_limits_what_loads():
     result = _run(["plugins", "--json"], {"SCISEARCH_PLUGINS": "userlog"})
     assert [p["name"] for p in json.loads(result.stdout)] == ["userlog"]
+
+
+def test_datasette_has_every_hook_of_the_web_package_even_when_the_package_is_imported_before_datasette():
+    # Importing a module of the web package first makes Datasette load its plugins half-way through that import.
+    script = (
+        "import datasette_scisearch.web.present\n"
+        "from datasette.plugins import pm\n"
+        "import datasette_scisearch.web as web\n"
+        "print(len(pm.get_hookcallers(web)), len(web._HOOKS))\n"
+    )
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    registered, defined = map(int, output.split())
+    assert registered == defined and defined >= 10

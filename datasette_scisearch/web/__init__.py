@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import re
+import sys
 
 import markupsafe
 import sqlite_utils
@@ -493,3 +494,20 @@ def foreign_key_link(datasette, database, other_table, value, label):
     if label in (None, "") or str(label) == str(value):
         return markupsafe.Markup(f'<a href="{href}">{text}</a>')
     return markupsafe.Markup(f'<a href="{href}">{markupsafe.escape(label)}</a>&nbsp;<em>{text}</em>')
+
+
+def _registered_whole() -> None:
+    """Datasette loads its plugins the first time anything imports it; when that first import is this package's own
+    (a program importing ``datasette_scisearch.web…`` before Datasette), Datasette registers this module while it is
+    still half-made, with none of the hooks above.  Register it again now that it is whole."""
+    from datasette.plugins import pm
+
+    module = sys.modules[__name__]
+    name = pm.get_name(module) if pm.is_registered(module) else None
+    if name is not None and len(pm.get_hookcallers(module) or []) < len(_HOOKS):
+        pm.unregister(module)
+        pm.register(module, name)
+
+
+_HOOKS = [value for value in list(globals().values()) if hasattr(value, "datasette_impl")]
+_registered_whole()
