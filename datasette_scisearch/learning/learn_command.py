@@ -12,7 +12,8 @@ before.  ``--encoder`` fine-tunes the text encoder on the same evidence
 (``encoder.py``) and keeps it only if it measured better; then every item's
 vector is made again with it while search goes on with the ones in use, and
 search switches when all are made (``encoder_switch.py``; ``--reembed`` resumes
-a run that was stopped, ``--encoder-rollback`` goes back).  ``scisearch load
+a run that was stopped, ``--encoder-rollback`` goes back).  With both, the
+encoder comes first and the fusion is fitted to the vectors search switched to.  ``scisearch load
 judgments CATALOG FILE`` imports judged pairs to learn from (``judgments.py``).
 """
 
@@ -139,12 +140,13 @@ def learn(
         while True:
             report = clicks.learn(db, debias=not naive, signed_in_only=signed_in_only)
             click.echo(json.dumps(report.as_dict()) if as_json else "\n".join(describe(report)))
-            if ranking:
-                _learn_ranking(db, folds, as_json)
             if tune_encoder:
                 _learn_encoder(db, max_pairs, epochs, as_json)
             if reembed and _waiting_encoder(db):
                 _reembed(db, as_json)
+            # Fitted last: weights fitted to the vectors of the encoder being replaced would not fit its successor's.
+            if ranking:
+                _learn_ranking(db, folds, as_json)
             if every is None:
                 return
             time.sleep(every * 60)
