@@ -111,18 +111,26 @@ def find_metadata(path: str | Path | None = None) -> Path | None:
 def load_settings(path: str | Path | None = None) -> Settings:
     """Facility settings from the metadata.yml that ``find_metadata`` picks; defaults without one."""
     candidate = find_metadata(path)
+    settings = settings_from_dict(plugin_config(path))
+    settings.source = str(candidate) if candidate is not None else None
+    return settings
+
+
+def plugin_config(path: str | Path | None = None) -> dict:
+    """The plugin's block of the metadata.yml that ``find_metadata`` picks, as written ({} without one): what
+    ``Settings`` does not hold (the ``hub:`` of other facilities) is read from here."""
+    candidate = find_metadata(path)
     if candidate is None:
-        return Settings()
+        return {}
     if not candidate.exists():
         raise ConfigError(f"config file '{candidate}' does not exist")
     try:
         document = yaml.safe_load(candidate.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"config file '{candidate}' is not valid YAML: {error}") from None
-    block = (document.get("plugins") or {}).get(PLUGIN_KEY) or {}
-    settings = settings_from_dict(block)
-    settings.source = str(candidate)
-    return settings
+    if not isinstance(document, dict):
+        raise ConfigError(f"config file '{candidate}' is not a mapping of Datasette metadata")
+    return (document.get("plugins") or {}).get(PLUGIN_KEY) or {}
 
 
 def settings_from_dict(block: dict) -> Settings:

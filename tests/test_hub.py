@@ -393,3 +393,41 @@ async def test_a_facility_named_like_a_local_catalog_is_not_asked(catalogs, tmp_
     ds = hub_over(catalogs["west"], tmp_path, [{"name": "west", "url": "http://127.0.0.1:9/"}])
     data = (await ds.client.get(everywhere())).json()
     assert data["total"] == 12 and "has the name of a catalog served here" in data["notices"][0]["problem"]
+
+
+# -- The command line ----------------------------------------------------------------------------------------
+
+
+def search_on_the_command_line(catalog: Path, metadata: Path, *options: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from datasette_scisearch.cli import cli
+
+    result = CliRunner().invoke(cli, ["--config", str(metadata), "search", str(catalog), QUERY, *options])
+    return result.exit_code, result.output
+
+
+def test_the_command_line_searches_the_other_facilities_with_facilities_all(two_facilities, catalogs, tmp_path):
+    _, east = two_facilities
+    metadata_with_hub(tmp_path / "hub.yml", {"name": "west", "facilities": [{"name": "sunrise", "url": east}]})
+    status, output = search_on_the_command_line(catalogs["west"], tmp_path / "hub.yml", "--facilities", "all", "--json")
+    data = json.loads(output)
+    assert status == 0 and data["total"] == 12 + 2 and data["notices"] == []
+    theirs = [hit for hit in data["hits"] if hit["facility"] == "sunrise"]
+    assert len(theirs) == 2 and all(hit["url"].startswith(east + "-/scisearch/item/east/") for hit in theirs)
+    assert {hit["facility"] for hit in data["hits"]} == {"west", "sunrise"}
+
+
+def test_the_command_line_asks_no_other_facility_unless_told_to(catalogs, tmp_path, misbehaving):
+    _Misbehaving.recorded.clear()
+    metadata_with_hub(tmp_path / "hub.yml", {"facilities": [{"name": "listener", "url": misbehaving + "record/"}]})
+    status, output = search_on_the_command_line(catalogs["west"], tmp_path / "hub.yml", "--json")
+    assert status == 0 and json.loads(output)["total"] == 12 and _Misbehaving.recorded == []
+
+
+def test_a_dead_facility_on_the_command_line_is_a_note_beside_the_local_results(catalogs, tmp_path):
+    dead = f"http://127.0.0.1:{_free_port()}/"
+    metadata_with_hub(tmp_path / "hub.yml", {"facilities": [{"name": "gone", "url": dead, "timeout_seconds": 5}]})
+    status, output = search_on_the_command_line(catalogs["west"], tmp_path / "hub.yml", "--facilities", "all")
+    assert status == 0 and output.startswith(f"note: facility gone ({dead}) refused the connection")
+    assert "12 results for 'HAADF'" in output

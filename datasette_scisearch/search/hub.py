@@ -39,13 +39,14 @@ import json
 import math
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import httpx
 
 from ..config import ConfigError
 from ..errors import BUSY, ScisearchError
-from .federation import AsyncEngine, CatalogAnswer, CatalogHit
+from .federation import AsyncEngine, CatalogAnswer, CatalogHit, FederatedResults, search_catalogs_async
 from .query import without_filter
 from .results import SearchResults
 
@@ -57,10 +58,12 @@ __all__ = [
     "LOCAL_ONLY",
     "SCOPE_PARAMETER",
     "Notice",
+    "askable",
     "RemoteHit",
     "hub_from_config",
     "parse_answer",
     "remote_engines",
+    "search_with_facilities",
 ]
 
 SCOPE_PARAMETER = "facilities"  # facilities=all: fan out; facilities=local: this instance only
@@ -95,6 +98,19 @@ class Hub:
     facilities: list[Facility] = field(default_factory=list)
     search_by_default: bool = False
 
+    def describe(self, payload: dict, notices: list[Notice]) -> None:
+        """Add to a search's JSON (its ``as_dict``) which facilities answered, the notices, and each hit's
+        facility (docs/search-api.md, *Other facilities*): the API and ``scisearch search --json`` alike."""
+        failed = {notice.facility for notice in notices}
+        payload["facilities"] = [{"name": self.name, "url": None, "answered": True}] + [
+            {"name": facility.name, "url": facility.url, "answered": facility.name not in failed}
+            for facility in self.facilities
+        ]
+        payload["notices"] = [notice.as_dict() for notice in notices]
+        for hit in payload["hits"]:
+            hit.setdefault("facility", self.name)
+            hit.setdefault("facility_url", None)
+
     def fans_out(self, scope: str | None, forwarded: bool) -> bool:
         """Whether a search asks the other facilities: never for a forwarded request (no loops) or with
         ``facilities=local``; with ``facilities=all``, or by default where the hub says so."""
@@ -102,6 +118,19 @@ class Hub:
         if forwarded or scope == LOCAL_ONLY or not self.facilities:
             return False
         return scope == FAN_OUT or self.search_by_default
+
+
+def askable(facilities: list[Facility], local_names, notices: list[Notice]) -> list[Facility]:
+    """Of these facilities, those that can be asked beside catalogs of ``local_names``: one named like a local
+    catalog would be confused with it, so it is left out with a notice saying what to change."""
+    kept = []
+    for facility in facilities:
+        if facility.name in local_names:
+            problem = "has the name of a catalog served here; give it another name under 'hub: facilities:'"
+            notices.append(Notice(facility.name, facility.url, problem + " in metadata.yml"))
+        else:
+            kept.append(facility)
+    return kept
 
 
 def hub_from_config(block: dict | None) -> Hub:
@@ -454,3 +483,27 @@ def anonymous_client() -> httpx.AsyncClient:
     """A client that carries nothing of the visitor's: no cookies kept, no credentials, no redirects followed
     (a facility that moved says so in a notice rather than sending the request somewhere unlisted)."""
     return httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=MAX_TIMEOUT_SECONDS)
+
+
+def search_with_facilities(
+    answers: dict[str, Callable[..., CatalogAnswer]], hub: Hub, query: str, **options
+) -> tuple[FederatedResults, list[Notice]]:
+    """Search outside a server (``scisearch search --facilities all``) as the search page does: the local
+    catalogs' answers (name -> a ``catalog_answer`` that opens its catalog itself, since it runs in a worker
+    thread) merged with every facility's, all asked at once; with the notices of the facilities that gave
+    nothing.  A slow facility delays the answer by at most its timeout."""
+    notices: list[Notice] = []
+
+    def local(answer: Callable[..., CatalogAnswer]) -> AsyncEngine:
+        async def run(text: str, **engine_options) -> CatalogAnswer:
+            return await asyncio.to_thread(answer, text, **engine_options)
+
+        return run
+
+    async def everywhere() -> FederatedResults:
+        engines = {name: local(answer) for name, answer in answers.items()}
+        async with anonymous_client() as client:
+            engines |= remote_engines(client, askable(hub.facilities, answers, notices), notices)
+            return await search_catalogs_async(engines, query, served=len(engines), **options)
+
+    return asyncio.run(everywhere()), notices

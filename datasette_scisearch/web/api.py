@@ -121,19 +121,6 @@ def _hit_json(datasette, database: str, hit) -> dict:
     return data
 
 
-def _add_facilities(payload: dict, facilities: hub.Hub, notices: list[hub.Notice]) -> None:
-    """A search that fanned out says which facilities answered, and each hit its facility (docs/search-api.md)."""
-    failed = {notice.facility for notice in notices}
-    payload["facilities"] = [{"name": facilities.name, "url": None, "answered": True}] + [
-        {"name": facility.name, "url": facility.url, "answered": facility.name not in failed}
-        for facility in facilities.facilities
-    ]
-    payload["notices"] = [notice.as_dict() for notice in notices]
-    for hit in payload["hits"]:
-        hit.setdefault("facility", facilities.name)
-        hit.setdefault("facility_url", None)
-
-
 # -- Routes ----------------------------------------------------------------------------------------------
 
 
@@ -161,7 +148,7 @@ async def search_json(request, datasette):
     payload["mode"] = options["mode"] or "hybrid"
     payload["hits"] = [_hit_json(datasette, hit.database, hit) for hit in results.hits]
     if fanned_out:
-        _add_facilities(payload, facilities, notices)
+        facilities.describe(payload, notices)
     last_page = max(1, -(-results.total // results.per_page))
     payload["last_page"] = min(last_page, engine.MAX_PAGE)
     return Response.json(payload, default=str)

@@ -152,16 +152,8 @@ async def search_catalogs(
     settings = facility_settings(datasette)
     readable = {db.name: await readable_item_types(datasette, actor, db) for db in catalogs}
     private = {db.name: await hidden_proposals(datasette, actor, db) for db in catalogs}
-    facilities, notices = list(facilities or []), notices if notices is not None else []
-    for facility in [facility for facility in facilities if facility.name in readable]:
-        notices.append(
-            hub.Notice(
-                facility.name,
-                facility.url,
-                "has the name of a catalog served here; give it another name under 'hub: facilities:' in metadata.yml",
-            )
-        )
-        facilities.remove(facility)
+    notices = notices if notices is not None else []
+    facilities = hub.askable(list(facilities or []), readable, notices)
 
     def engine_of(db):
         hidden = frozenset(ITEM_TYPES) - readable[db.name]
