@@ -756,6 +756,29 @@ def m014_encoder_vectors(db: sqlite_utils.Database) -> None:
     db["vector_spaces"].add_column("model_path", str)
 
 
+@MIGRATIONS()
+def m015_files_missing_from_their_folder(db: sqlite_utils.Database) -> None:
+    """When a catalogued file was found gone from its folder (deleted, or moved where no load has seen it): its row,
+    preview and tags stay — the data may be archived — and ``missing_since`` says since when (null: on disk)."""
+    db["files"].add_column("missing_since", str)
+
+
+@MIGRATIONS()
+def m016_proposal_words_withheld(db: sqlite_utils.Database) -> None:
+    """The proposals whose words some public paper's search document leaves out while their period runs
+    (periods.py), so that the words join the moment it ends.  It starts empty: documents built before hold every
+    acknowledged proposal's words, so each one under its period now is due (``periods.words_due``) and the next
+    request or change rebuilds its papers' documents.  The public views are made again: ``links_public`` now
+    leaves out links to a private file or session too.  A person says who added them: staff, or a sign-in
+    (people.py)."""
+    from . import periods
+
+    periods.create_public_views(db)
+    db["people"].add_column("added_by", str)  # 'staff', or 'sign-in' for a row a sign-in made (people.py)
+    db.execute("update people set added_by = 'staff'")
+    db["proposal_words_withheld"].create({"proposal_id": str}, pk="proposal_id")
+
+
 def _reindex_only_when_text_changes(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
     """sqlite-utils' update trigger re-indexes a row whatever column changed; linking a million
     files to their sessions must not rewrite a million full-text entries."""

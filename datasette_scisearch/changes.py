@@ -1,88 +1,44 @@
-"""What a change to a catalog needs afterwards, in order, in one place.
+"""The change functions: what a change to a catalog needs afterwards, in order, in one place.
 
-Every kind of change — a load, a re-link, tagging, an expert's edit, a learned head's predictions — leaves the
-derived data behind it stale: links, and the search documents that carry an item's tags and its session's and
-proposal's words.  ``refresh(db, changed=…)`` brings them up to date, in the order they depend on each other
-(links first, then documents).  The search indexes on disk beside the catalog (tantivy, the mapped vectors)
-then take just the changed documents and vectors, once the change has committed (search/index.py's
-``catch_up_indexes``); a search that finds them behind reads the rest from the catalog's change log.
+New instrument files go in this order: load, link, search documents, then tags (whose documents the tagging
+refreshes batch by batch) — ``load_files`` then ``tag_new``, or ``take_in_files`` for both at once — whether a
+person runs ``load files`` and ``tag`` or a watcher (ingest/watching.py) does it in batches.  Records
+(``load_records``) and re-linking (``relink``) bring the links and documents up to date the same way.
 
-The library calls it, never the command line: the loads here (``load_files``, ``load_records``, ``relink``) are
-the functions the commands call, and tagging, experts' changes and training call ``refresh`` from inside their
-own transactions.  New files go in this order: load, link, documents (``load_files``), then tags
-(tagging/pipeline.py's ``tag_catalog``, which refreshes the documents it changes), whether a person runs
-``load files`` and ``tag`` or a watcher (ingest/watching.py) does it in batches.
+The library calls these, never the command line: they are the functions the commands call.  The refresh itself
+(refreshing.py's ``refresh``, re-exported here with the kinds of change) sits below every room, so that tagging,
+experts' changes and training can call it from inside their own transactions while this module calls them: the
+dependency goes one way (changes → tagging → refreshing), and no room imports this one back.
 Read-only commands (``search``, ``status``, ``errors``) call nothing here.
+
+The rooms are imported inside the functions, not for cycles (there are none) but so that importing this module
+(every command does) does not load the readers and the tagging pipeline: ``scisearch --help`` stays quick.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
 from .config import Settings
-from .errors import ScisearchError
+from .refreshing import (
+    EDITS,
+    FILES,
+    KINDS,
+    LEARNING,
+    LINKS,
+    PERIODS,
+    RECORDS,
+    TAGS,
+    Refreshed,
+    refresh,
+    release_due_words,
+)
 
-# The kinds of change.
-FILES = "files"  # instrument files loaded
-RECORDS = "records"  # sessions, proposals or papers loaded
-LINKS = "links"  # links rebuilt (or edited)
-TAGS = "tags"  # a tagging run
-EDITS = "edits"  # experts' changes to tags
-LEARNING = "learning"  # a learned head's tags
-KINDS = (FILES, RECORDS, LINKS, TAGS, EDITS, LEARNING)
-
-
-@dataclass
-class Refreshed:
-    """What a refresh did: the links it rebuilt (None when it did not link) and how many documents changed."""
-
-    links: object | None = None
-    documents: int = 0
-
-
-def refresh(
-    db: sqlite_utils.Database,
-    changed: str,
-    *,
-    settings: Settings | None = None,
-    link: bool = True,
-    item_types: Iterable[str] | None = None,
-    ids: Iterable[str] | None = None,
-) -> Refreshed:
-    """Everything a change of kind ``changed`` needs, in order.
-
-    - after loads (``FILES``, ``RECORDS``): re-link context (unless ``link`` is False; needs ``settings``), then
-      every search document, since a new session or proposal changes the words of the files linked to it;
-    - after ``LINKS``: every search document;
-    - after ``TAGS``, ``EDITS``, ``LEARNING``: the documents of ``ids`` of ``item_types`` (all, when not given).
-
-    Commits its own work; call it outside a transaction, or at the end of one whose writes should commit with it.
-    """
-    from .search.index import refresh_search_items
-
-    if changed not in KINDS:
-        raise ScisearchError(f"unknown kind of change {changed!r}", fix=f"use one of {', '.join(KINDS)}")
-    done = Refreshed()
-    if changed in (FILES, RECORDS) and link:
-        if settings is None:
-            raise ScisearchError("linking after a load needs the facility's settings", fix="pass settings=")
-        from .ingest.linking import link_all
-
-        done.links = link_all(db, settings)
-    if changed in (FILES, RECORDS, LINKS):
-        if changed in (FILES, RECORDS) and not link:  # linking matches people and dates periods; else here
-            from . import people, periods
-
-            people.match_people(db)
-            periods.update_release_dates(db, (settings or Settings()).proprietary_period_days)
-        done.documents = refresh_search_items(db)
-    else:
-        done.documents = refresh_search_items(db, item_types, ids)
-    return done
+__all__ = [
+    "EDITS", "FILES", "KINDS", "LEARNING", "LINKS", "PERIODS", "RECORDS", "TAGS", "Refreshed", "refresh",
+    "release_due_words",
+    "load_files", "load_records", "relink", "tag_new", "take_in_files",
+]  # fmt: skip
 
 
 def load_files(db, paths: list[Path], settings: Settings, *, link: bool = True, **options):
@@ -103,21 +59,53 @@ def load_records(db, kind: str, path: Path, settings: Settings, options: dict, *
     return summary, _refresh_after(db, summary, RECORDS, settings, link)
 
 
+def tag_new(db, settings: Settings, **options):
+    """Run the taggers over what is new or changed (tagging/pipeline.py's ``tag_catalog`` with its ``options``:
+    tagger_names, item_types, device, cluster, progress …); each batch's search documents are refreshed with its
+    tags.  Returns the tagging's summary."""
+    from .tagging.pipeline import tag_catalog
+
+    return tag_catalog(db, settings, **options)
+
+
+def take_in_files(db, paths: list[Path], settings: Settings, *, tag: bool = True, tag_options=None, **options):
+    """New files, the whole way: load (``options`` as ``load_files``'s), link, documents, then — with ``tag`` —
+    the taggers over what is new (``tag_options`` as ``tag_new``'s).  Returns (the load's summary, the links
+    rebuilt, the tagging's summary or None)."""
+    summary, links = load_files(db, paths, settings, **options)
+    tagged = tag_new(db, settings, **(tag_options or {})) if tag else None
+    return summary, links, tagged
+
+
 def _refresh_after(db, summary, changed: str, settings: Settings, link: bool):
     """The refresh that completes a load; when it fails, the load's job did not finish and is recorded so."""
     from . import jobs
 
     try:
-        return refresh(db, changed, settings=settings, link=link).links
+        if not link:
+            return refresh(db, changed, settings=settings, link=False).links
+        # Linking is a job of its own, so a kill while it runs is not hidden behind the load's 'done'.
+        with jobs.recorded_job(db, "link", {"after": summary.command, "load_job": summary.job_id}) as linking:
+            links = refresh(db, changed, settings=settings, link=True).links
+            linking.notes.append(_described(links))
+            return links
     except BaseException as error:
         jobs.fail_job(db, summary.job_id, error)
         raise
 
 
 def relink(db, settings: Settings):
-    """Rebuild the derived links and the search documents that carry their words; returns the links' summary."""
+    """Rebuild the derived links and the search documents that carry their words, recorded as a ``link`` job;
+    returns the links' summary."""
+    from . import jobs
     from .ingest.linking import link_all
 
-    links = link_all(db, settings)
-    refresh(db, LINKS)
+    with jobs.recorded_job(db, "link", {}) as linking:
+        links = link_all(db, settings)
+        refresh(db, LINKS)
+        linking.notes.append(_described(links))
     return links
+
+
+def _described(links) -> str:
+    return ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in links.as_dict().items())

@@ -319,13 +319,11 @@ def tag(ctx, catalog, tagger_names, item_types, batch_size, force, retry_errors,
 
     With --dask or --workers the models run on a cluster's workers (each loads a model once) and this
     process writes the catalog."""
-    from .tagging.pipeline import tag_catalog
-
     settings = _settings(ctx)
     db = _open(catalog, create=False)
     try:
         with _cluster(dask, workers) as cluster:
-            summary = tag_catalog(
+            summary = changes.tag_new(
                 db,
                 settings,
                 tagger_names=list(tagger_names) or None,
@@ -553,12 +551,12 @@ def demo(ctx, folder, n_files, seed, serve_after, port, rebuild, tag_after, root
     for kind in ("proposals", "papers", "userlog"):
         summary, _ = changes.load_records(db, kind, paths[kind], settings, {}, link=False, progress=True)
         _report(summary, None, str(catalog), False)
-    summary, links = changes.load_files(db, [paths["data"]], settings, progress=True)
+    summary, links, tagged = changes.take_in_files(
+        db, [paths["data"]], settings, tag=tag_after, tag_options={"progress": True}, progress=True
+    )
     _report(summary, links, str(catalog), False)
-    if tag_after:
-        from .tagging.pipeline import tag_catalog
-
-        _report_tagging(tag_catalog(db, settings, progress=True))
+    if tagged is not None:
+        _report_tagging(tagged)
     db.close()
     if serve_after:
         click.echo(f"serving {catalog} at http://127.0.0.1:{port}/ (Ctrl-C to stop)")

@@ -14,6 +14,7 @@ BAD_INPUT = "bad input"
 NOT_FOUND = "not found"
 FORBIDDEN = "forbidden"
 CONFLICT = "conflict"
+GONE = "gone"  # was here and is no more, for good as far as anyone knows (a file deleted from its folder)
 BUSY = "busy"  # busy or unavailable: try again later, or once something is installed
 WRONG_METHOD = "wrong method"
 TOO_LARGE = "too large"
@@ -24,6 +25,7 @@ STATUS_OF_KIND = {
     NOT_FOUND: 404,
     WRONG_METHOD: 405,
     CONFLICT: 409,
+    GONE: 410,
     TOO_LARGE: 413,
     BUSY: 503,
 }

@@ -15,6 +15,9 @@ import json
 import os
 import socket
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import sqlite_utils
@@ -105,6 +108,28 @@ def fail_job(db: sqlite_utils.Database, job_id: int | None, error: BaseException
             "update jobs set status = ?, error = ?, finished_at = ? where id = ?",
             [status, describe_failure(error), now_utc(), job_id],
         )
+
+
+@contextmanager
+def recorded_job(db: sqlite_utils.Database, command: str, arguments: dict | None = None) -> Iterator[Summary]:
+    """A job row (with its heartbeat) around a command's work: ``done`` when the block ends, ``failed`` with the
+    error when it raises, ``interrupted`` for Ctrl-C; a kill leaves it 'running' with a dead pid, which
+    ``shown_status`` shows as interrupted and the next job records so.  Yields the job's Summary (its ``job_id``
+    set) for the block to fill in with counts and notes."""
+    summary = Summary(command)
+    summary.job_id = start_job(db, command, arguments or {})
+    started = time.perf_counter()
+    stopped_by = None
+    try:
+        yield summary
+    except BaseException as error:
+        stopped_by = error
+        raise
+    finally:
+        summary.seconds = round(time.perf_counter() - started, 3)
+        if stopped_by is not None and db.conn.in_transaction:  # the write the error broke off goes first
+            db.conn.rollback()
+        finish_job(db, summary.job_id, summary, status=ending_of(stopped_by), error=stopped_by)
 
 
 def ending_of(error: BaseException | None) -> str:

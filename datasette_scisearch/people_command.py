@@ -3,6 +3,7 @@
     scisearch people add catalog.db "Jane Doe" --email jane@lab.org --account jdoe
     scisearch people list catalog.db
     scisearch people unmatched catalog.db        # the records' names that match nobody (never guessed)
+    scisearch people account catalog.db 3 jdoe   # person 3 signs in as jdoe (joins the row that sign-in made)
     scisearch periods catalog.db                 # every proposal's release date, and whether it is private now
     scisearch periods catalog.db --proposal P-1 --release 2027-06-30   # set by hand (kept through loads)
 
@@ -15,7 +16,7 @@ import json
 
 import click
 
-from . import people, periods
+from . import changes, people, periods
 from .catalog import open_catalog, write_transaction
 from .command_line import ScisearchCommand, catalog_argument
 from .config import load_settings
@@ -71,10 +72,37 @@ def list_command(catalog, as_json):
         click.echo("nobody yet: add people with 'scisearch people add CATALOG NAME --email … --account …'")
     for row in rows:
         account = f"account {row['account_id']}" if row["account_id"] else None
-        contact = ", ".join(value for value in (row["email"], account) if value)
+        added = "added by sign-in" if row.get("added_by") == "sign-in" else None
+        contact = ", ".join(value for value in (row["email"], account, added) if value)
         click.echo(f"{row['id']:>4}  {row['name']}" + (f" ({contact})" if contact else ""))
         if row["proposals"]:
             click.echo(f"      {row['proposals']}")
+
+
+@people_command.command("account")
+@catalog_argument("person_and_account", count=2, metavar="PERSON ACCOUNT")
+@json_option
+def account_command(catalog, person_and_account, as_json):
+    """Set a person's sign-in account id: they see their proposals' data at their next request.  A row that
+    signing in made for that account alone ('scisearch people list' shows it as added by sign-in) is joined to
+    the person and goes."""
+    person, account_id = person_and_account
+    if not str(person).isdigit():
+        raise ScisearchError(f"{person!r} is not a person's number", fix="see the numbers with 'scisearch people list'")
+    db = open_catalog(catalog, create=False)
+    try:
+        joined = people.set_account(db, int(person), account_id)
+        mine = db.execute("select proposal_id, role from proposal_people where person_id = ?", [int(person)]).fetchall()
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps({**joined, "proposals": [{"id": p, "role": r} for p, r in mine]}))
+        return
+    click.echo(f"{joined['name']} (person {joined['id']}) signs in as {account_id}")
+    if joined["joined"]:
+        click.echo(f"  joined the row signing in made (person {joined['joined']})")
+    for proposal_id, role in mine:
+        click.echo(f"  team of {proposal_id} as {role}")
 
 
 @people_command.command("unmatched")
@@ -121,6 +149,8 @@ def periods_command(ctx, catalog, proposal_id, release, recompute, as_json):
                 periods.set_release_date(db, proposal_id, release)
             if recompute:
                 periods.update_release_dates(db, load_settings((ctx.obj or {}).get("config")).proprietary_period_days)
+        if release or recompute:
+            changes.release_due_words(db)  # papers take or drop the words of proposals now public or private
         now = periods.now_utc()
         rows = [
             {**row, "private": row["release_date"] > now}

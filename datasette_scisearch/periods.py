@@ -15,6 +15,16 @@ Who sees what is decided at query time against the clock, so a period that ends 
 hidden from a viewer are those whose release date is still ahead and whose team (``people.proposal_people``)
 the viewer is not on (``hidden_proposals``).  An item belongs to the proposal in ``ITEM_PROPOSAL``: a file's and a
 session's ``proposal_id``, a proposal itself; papers are published, so always public.  Staff see everything.
+
+A public paper's search document borrows the id and title of each proposal it acknowledges, so that the
+proposal's words find the paper — but not a proposal's still under its period: those words would let anyone
+reach the paper by what only the private proposal says (search/index.py leaves them out, and lists the proposal
+in ``proposal_words_withheld``).  When the period ends the words join by a query-time rule (``words_due``, done
+by changes.py's ``release_due_words``): the first request after the release date (web/base.py's
+``hidden_proposals``, which every route asks before it answers), or the next change to the catalog
+(``changes.refresh``), rewrites the documents of the papers that acknowledge it — a handful of rows.  Rather
+that than a job or a reload: nothing has to be running, and no visitor waits for one.  The same rule catches a
+date staff move by hand (``set_release_date``, ``scisearch periods``), in either direction.
 """
 
 from __future__ import annotations
@@ -86,6 +96,39 @@ def item_proposal(db: sqlite_utils.Database, item_type: str, item_id) -> str | N
 
 def item_is_hidden(db: sqlite_utils.Database, item_type: str, item_id, hidden: frozenset[str]) -> bool:
     return bool(hidden) and item_proposal(db, item_type, item_id) in hidden
+
+
+# The items of one type that belong to proposals given as a JSON list (``hidden_item_ids``).
+ITEMS_OF_PROPOSALS = {
+    "file": "select cast(id as text) from files where proposal_id in (select value from json_each(?))",
+    "session": "select id from sessions where proposal_id in (select value from json_each(?))",
+    "proposal": "select id from proposals where id in (select value from json_each(?))",
+}
+
+
+# A search document ``si`` of an item that belongs to one of the proposals given as a JSON list (three times).
+SEARCH_ITEM_HIDDEN = """(
+    (si.item_type = 'file' and cast(si.item_id as integer) in
+        (select id from files where proposal_id in (select value from json_each(?))))
+    or (si.item_type = 'session' and si.item_id in
+        (select id from sessions where proposal_id in (select value from json_each(?))))
+    or (si.item_type = 'proposal' and si.item_id in (select value from json_each(?))))"""
+
+
+def search_item_hidden(hidden: frozenset[str]) -> tuple[str, list]:
+    """SQL true for a search document ``si`` the reader may not see, and its parameters: for lists and counts
+    that page in SQL (the sitemap), so each page is full and the count is of what is listed."""
+    listed = json.dumps(sorted(hidden))
+    return SEARCH_ITEM_HIDDEN, [listed, listed, listed]
+
+
+def hidden_item_ids(db: sqlite_utils.Database, item_type: str, hidden: frozenset[str]) -> frozenset[str]:
+    """The ids (as text) of the items of this type that belong to a hidden proposal: what a list or a count
+    leaves out before it pages (papers are public, so never any)."""
+    sql = ITEMS_OF_PROPOSALS.get(item_type)
+    if not hidden or sql is None:
+        return frozenset()
+    return frozenset(str(row[0]) for row in db.execute(sql, [json.dumps(sorted(hidden))]))
 
 
 def visible_rowids(db: sqlite_utils.Database, rowids: list[int], hidden: frozenset[str]) -> set[int]:
@@ -176,7 +219,57 @@ def set_release_date(db: sqlite_utils.Database, proposal_id: str, release_date: 
             f"{release_date!r} is not a date", fix="give it as YYYY-MM-DD or an ISO 8601 time, e.g. 2027-01-31"
         )
     db["proposal_periods"].insert({"proposal_id": proposal_id, "release_date": stated, "source": "staff"}, replace=True)
-    return stated
+    return stated  # its papers' documents take or drop its words at the next request or change (``words_due``)
+
+
+# -- A public paper's document and a private proposal's words ------------------------------------------------
+
+# The proposals whose words some paper's document leaves out are listed in ``proposal_words_withheld`` (staff's).
+# What search/index.py leaves out of a paper's document: the proposals under their period at the build's moment.
+UNDER_PERIOD_AT = "(select proposal_id from proposal_periods where release_date > ?)"
+
+
+def acknowledging_papers(db: sqlite_utils.Database, proposal_ids: list[str] | None = None) -> list[str]:
+    """The papers that acknowledge any of these proposals (of any proposal, when None)."""
+    sql = "select distinct from_id from links where from_type = 'paper' and to_type = 'proposal'"
+    params: list = []
+    if proposal_ids is not None:
+        sql += " and to_id in (select value from json_each(?))"
+        params = [json.dumps(list(proposal_ids))]
+    return [row[0] for row in db.execute(sql + " order by from_id", params)]
+
+
+def words_due(db: sqlite_utils.Database, now: dt.datetime | None = None) -> list[str]:
+    """The acknowledged proposals whose papers' documents do not match their period now: left out while the
+    period is over (it ended, or staff moved the date back), or not left out while one runs (staff moved a public
+    proposal's date ahead).  Their papers' documents are rebuilt (``changes.release_due_words``).  Two short
+    reads; empty nearly always."""
+    if "proposal_words_withheld" not in db.table_names():
+        return []
+    moment = now_utc(now)
+    ended = f"select proposal_id from proposal_words_withheld where proposal_id not in {UNDER_PERIOD_AT}"
+    begun = """select proposal_id from proposal_periods where release_date > ?
+                and proposal_id not in (select proposal_id from proposal_words_withheld)
+                and exists (select 1 from links where to_type = 'proposal' and to_id = proposal_id
+                            and from_type = 'paper')"""
+    return [row[0] for row in db.execute(f"{ended} union {begun}", [moment, moment])]
+
+
+def note_withheld(db: sqlite_utils.Database, paper_ids: list[str] | None, moment: str) -> None:
+    """After these papers' documents were built at ``moment`` (every paper's, when None): list the acknowledged
+    proposals they leave out, so that their words join when the period ends (``words_due``)."""
+    if "proposal_words_withheld" not in db.table_names():
+        return
+    sql = f"""insert or ignore into proposal_words_withheld (proposal_id)
+              select distinct to_id from links where from_type = 'paper' and to_type = 'proposal'
+              and to_id in {UNDER_PERIOD_AT}"""
+    params: list = [moment]
+    if paper_ids is None:
+        db.execute("delete from proposal_words_withheld")
+    else:
+        sql += " and from_id in (select value from json_each(?))"
+        params.append(json.dumps(list(paper_ids)))
+    db.execute(sql, params)
 
 
 # -- The public views Datasette's own pages and SQL read ----------------------------------------------------
@@ -195,6 +288,8 @@ PUBLIC_VIEWS = {
     "links_public": f"""select * from links where not (
         (from_type = 'file' and cast(from_id as integer) in (select id from files where proposal_id in {UNDER_PERIOD}))
         or (from_type = 'session' and from_id in (select id from sessions where proposal_id in {UNDER_PERIOD}))
+        or (to_type = 'file' and cast(to_id as integer) in (select id from files where proposal_id in {UNDER_PERIOD}))
+        or (to_type = 'session' and to_id in (select id from sessions where proposal_id in {UNDER_PERIOD}))
         or (to_type = 'proposal' and to_id in {UNDER_PERIOD})
         or (from_type = 'proposal' and from_id in {UNDER_PERIOD}))""",
 }

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from datasette_scisearch.ingest.lazy import LAZY_ABOVE_BYTES, declared_bytes, from_hdf5
+from datasette_scisearch.ingest.lazy import (
+    LAZY_ABOVE_BYTES,
+    FramesOnDisk,
+    declared_bytes,
+    from_hdf5,
+    is_lazy,
+    on_disk,
+)
 from datasette_scisearch.ingest.loader import Dataset, FileLoader, LoaderError, NotData
 from datasette_scisearch.ingest.normalize import length_to_nm, number, parse_vendor_datetime
 
@@ -71,8 +78,14 @@ class TiaSerLoader(FileLoader):
             raise LoaderError(f"its metadata file '{expected}' is missing; TIA writes voltage and magnification there")
         from ncempy.io import ser
 
-        result = ser.serReader(str(path))
-        data = np.asarray(result["data"])
+        if path.stat().st_size <= LAZY_ABOVE_BYTES:  # the file holds the data: a small file is read whole
+            yield self._dataset(path, ser.serReader(str(path)))
+            return
+        with ser.fileSER(str(path)) as handle:  # open while a large series' frames are read, one at a time
+            yield self._dataset(path, _ser_on_disk(handle, path) or ser.serReader(str(path)))
+
+    def _dataset(self, path: Path, result: dict) -> Dataset:
+        data = result["data"] if is_lazy(result["data"]) else np.asarray(result["data"])
         meta = {k: v for k, v in (result.get("metadata") or {}).items()}
         if "eLoss" in result:  # TIA spectra: energy axis from the calibration
             units = [""] * (data.ndim - 1) + ["eV"]
@@ -86,7 +99,7 @@ class TiaSerLoader(FileLoader):
         detector = _tia_detector(_emi_partner(path))
         if detector:
             meta["TIA detector channel"] = detector
-        yield Dataset(
+        return Dataset(
             data=data,
             axes_units=units,
             instrument_reported=_tia_microscope(meta.get("Microscope []")),
@@ -101,6 +114,34 @@ class TiaSerLoader(FileLoader):
             energy_axis_ev=np.asarray(result["eLoss"]) if "eLoss" in result else None,
             metadata=meta,
         )
+
+
+def _ser_on_disk(handle, path: Path) -> dict | None:
+    """A large series (a 4D scan or a long stack) as ncempy's serReader returns it, its data a lazy array that
+    reads a frame at a time (``FramesOnDisk``) instead of every frame at once; None for a series read whole.
+    TIA keeps a header before each element, so there is no memory map of the whole series to take."""
+    count = int(handle.head["ValidNumberElements"])
+    if count < 1:
+        return None
+    first, first_meta = handle.getDataset(0)
+    if declared_bytes((count, *first.shape), first.dtype) <= LAZY_ABOVE_BYTES:
+        return None
+    frames = on_disk(FramesOnDisk(count, first.shape, first.dtype, lambda index: handle.getDataset(index)[0]))
+    result = {"filename": str(path), "metadata": handle._emi or {}}
+    calibrations = first_meta["Calibration"]
+    if handle.head["DataTypeID"] == 0x4120:  # spectra: a spectrum image (scan y, scan x, energy) or a line
+        dimensions = handle.head["Dimensions"]
+        if handle.head["NumberDimensions"] > 1:
+            frames = frames.reshape((dimensions[1]["DimensionSize"], dimensions[0]["DimensionSize"], first.shape[0]))
+        delta, offset = calibrations[0]["CalibrationDelta"], calibrations[0]["CalibrationOffset"]
+        return {**result, "data": frames.squeeze(), "eLoss": np.arange(first.shape[0]) * delta + offset}
+    return {
+        **result,
+        "data": frames.squeeze(),
+        "pixelSize": [c["CalibrationDelta"] for c in calibrations],
+        "pixelUnit": ["m"] * len(calibrations),
+        "pixelOrigin": [c["CalibrationOffset"] for c in calibrations],
+    }
 
 
 # TIA names the acquiring detector channel only in its display setup ("Acquire HAADF Scanning Display1"),
@@ -192,19 +233,25 @@ class GatanDMLoader(FileLoader):
     suffixes = frozenset({".dm3", ".dm4"})
 
     def read(self, path: Path) -> Iterator[Dataset]:
-        # Read through the file, not ncempy's default memory map: arrays from the map are views into it, and a view
-        # still alive when the map closes (a consumer's reference, a Dask worker's pickling) makes the close fail.
+        # ncempy's memory map, not its reading through the file: parsing the tags is a few thousand small reads, each
+        # a system call through the file (4-7x slower on ../shared/data/em's DM files).  Nothing handed on may be a
+        # view into the map, or closing it fails while a consumer (a Dask worker's pickling) still holds one: ncempy
+        # copies the data out, _detached copies the rest, and a close that still finds a view leaves the map to go
+        # with it rather than fail the file.
         from ncempy.io import dm
 
-        with dm.fileDM(str(path), on_memory=False) as handle:
+        handle = dm.fileDM(str(path), on_memory=True)
+        try:
             count = handle.numObjects - (1 if handle.thumbnail else 0)
             for index in range(count):
-                result = handle.getDataset(index)
-                meta = handle.getMetadata(index, metadata_keys=list(_DM_TIME_GROUPS))
+                result = _dm_on_disk(handle, index) or _detached(handle.getDataset(index))
+                meta = _detached(handle.getMetadata(index, metadata_keys=list(_DM_TIME_GROUPS)))
                 yield self._dataset(index, result, meta)
+        finally:
+            _close_map(handle)
 
     def _dataset(self, index: int, result: dict, meta: dict) -> Dataset:
-        data = np.asarray(result["data"])
+        data = result["data"] if is_lazy(result["data"]) else np.asarray(result["data"])
         units = [_text(u) or "" for u in result.get("pixelUnit", [])]
         sizes = list(result.get("pixelSize", []))
         signal = _text(meta.get("Meta Data Signal"))
@@ -232,6 +279,49 @@ class GatanDMLoader(FileLoader):
             energy_axis_ev=_energy_axis(result, units),
             metadata=meta,
         )
+
+
+def _detached(values: dict) -> dict:
+    """``values`` with every array that is a view into another buffer (ncempy's memory map) copied out of it."""
+    return {
+        key: np.array(value) if isinstance(value, np.ndarray) and value.base is not None else value
+        for key, value in values.items()
+    }
+
+
+def _close_map(handle) -> None:
+    """Close ncempy's memory map of a DM file; one still viewed is left to close when its last view goes."""
+    import gc
+
+    for attempt in range(2):
+        try:
+            handle.fid.close()
+            return
+        except BufferError:  # a view in a reference cycle not yet collected: collect, then try once more
+            if attempt == 0:
+                gc.collect()
+        except (AttributeError, OSError, ValueError):  # never opened, or closed already
+            return
+
+
+def _dm_on_disk(handle, index: int) -> dict | None:
+    """A large dataset as ncempy's getDataset returns it, its data a lazy array over a read-only memory map of the
+    file (ncempy's getMemmap) rather than read whole; None for a dataset read whole."""
+    number = index if handle.numObjects == 1 else index + 1  # the thumbnail comes first
+    shape = (handle.zSize2[number], handle.zSize[number], handle.ySize[number], handle.xSize[number])
+    if declared_bytes(shape, handle._DM2NPDataType(handle.dataType[number])) <= LAZY_ABOVE_BYTES:
+        return None
+    first, dimensions = sum(handle.dataShape[:number]), handle.dataShape[number]
+    # getMemmap drops every axis of length 1; getDataset keeps an image's (y, x) and a stack's (z, y, x).
+    z2, z, y, x = shape
+    kept = (y, x) if z == 1 else (z2, z, y, x) if z2 > 1 else (z, y, x)
+    kept = tuple(n for n in kept if n > 1) if len(kept) > dimensions else kept
+    return {
+        "data": on_disk(handle.getMemmap(index).reshape(kept)),
+        "pixelUnit": handle.scaleUnit[first : first + dimensions][::-1],
+        "pixelSize": handle.scale[first : first + dimensions][::-1],
+        "pixelOrigin": handle.origin[first : first + dimensions][::-1],
+    }
 
 
 # DM writes the acquisition time in the tag group of whatever acquired the data: DataBar for images, SI for
@@ -510,7 +600,10 @@ class MRCLoader(FileLoader):
         from ncempy.io import mrc
 
         with mrc.fileMRC(str(path)) as handle:
-            result = handle.getDataset()
+            large = declared_bytes(handle.dataSize, handle.dataType) > LAZY_ABOVE_BYTES
+            # A large volume or movie through a read-only memory map of the file, only its preview's frames read.
+            result = {"data": on_disk(handle.getMemmap()), "pixelSize": handle.voxelSize} if large else None
+            result = result or handle.getDataset()
             header = {
                 "dataSize": handle.dataSize,
                 "voxelSize": handle.voxelSize,
@@ -519,7 +612,7 @@ class MRCLoader(FileLoader):
                 "mrcType": handle.mrcType,
                 "FEIinfo": getattr(handle, "FEIinfo", {}),
             }
-        data = np.asarray(result["data"])
+        data = result["data"] if is_lazy(result["data"]) else np.asarray(result["data"])
         voxel = np.asarray(result.get("pixelSize", [None]))
         fei = header.get("FEIinfo") or {}
         # MRC voxel sizes are in ångström; 0 or 1 usually means 'not set'.

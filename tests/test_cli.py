@@ -98,7 +98,7 @@ def test_a_killed_load_keeps_what_it_committed_and_a_rerun_completes_it(tmp_path
     payload = json.loads(rerun.stdout)
     with sqlite3.connect(catalog) as db:
         files = db.execute("select count(*), count(distinct path) from files").fetchone()
-        statuses = [r[0] for r in db.execute("select status from jobs order by id")]
+        statuses = [r[0] for r in db.execute("select status from jobs where command = 'load files' order by id")]
     assert files == (120, 120)
     assert payload["unchanged"] >= committed and payload["added"] + payload["unchanged"] == 120
     assert statuses == ["interrupted", "done"]

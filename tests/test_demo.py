@@ -323,3 +323,45 @@ def test_the_catalog_of_a_small_demo_holds_every_kind_of_data(facility, settings
     db.close()
     assert summary.failed == 0
     assert {"image", "diffraction", "stack", "spectrum", "spectrum image", "4D"} <= kinds
+
+
+def test_every_file_written_records_the_scene_it_shows_as_ground_truth(facility):
+    from datasette_scisearch.demo.scenes import SHOWS
+
+    assert all(entry["shows"] == sorted(SHOWS[entry["scene"]]) for entry in facility.files)
+
+
+def test_every_scene_the_programme_plans_has_a_ground_truth():
+    from datasette_scisearch.demo.programme import PROPOSALS
+    from datasette_scisearch.demo.scenes import SHOWS
+
+    assert {recipe.scene for proposal in PROPOSALS for recipe in proposal.recipes} <= set(SHOWS)
+
+
+def test_gold_nanoparticles_at_atomic_resolution_are_separate_crystallites_on_a_faint_support(tmp_path):
+    """A file named Au_np_…_HAADF at 2 Mx shows what a gold catalyst looks like there: a few particles, each
+    with its own atom columns, and mostly the support between them — not a lattice filling the frame."""
+    import numpy as np
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    from datasette_scisearch.demo.detector import render
+    from datasette_scisearch.demo.facility import plan_sessions
+    from datasette_scisearch.demo.scenes import CRYSTALS
+
+    planned = [a for s in plan_sessions(400, 0, tmp_path) for a in s.acquisitions]
+    acquisition = next(a for a in planned if a.scene == "particles_columns_haadf")
+    assert acquisition.path.name.startswith("Au_np_") and acquisition.magnification >= 1.8e6
+    picture = render(acquisition).astype(float)
+    smooth = ndimage.gaussian_filter(picture, 0.3 / acquisition.pixel_size_nm)  # blur away the columns
+    particles, count = ndimage.label(smooth > threshold_otsu(smooth))
+    assert 1 <= count <= 20 and 0.02 < (particles > 0).mean() < 0.3  # a frame-filling lattice: ~0.5, dozens
+    # Inside the largest particle the columns repeat at gold's (110) spacings: a peak in its power spectrum.
+    largest = particles == np.argmax(np.bincount(particles.ravel())[1:]) + 1
+    rows, cols = np.nonzero(largest)
+    patch = picture[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    power = np.abs(np.fft.fftshift(np.fft.fft2(patch - patch.mean()))) ** 2
+    frequency = np.hypot(*np.meshgrid(*(np.fft.fftshift(np.fft.fftfreq(n)) for n in patch.shape), indexing="ij"))
+    period_px = min(np.linalg.norm(v) for v in CRYSTALS["Au_110"][:2]) / acquisition.pixel_size_nm
+    near_columns = np.abs(frequency - 1 / period_px) < 0.25 / period_px
+    assert power[near_columns].max() > 20 * np.median(power[(frequency > 0.02) & ~near_columns])

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -372,3 +373,19 @@ def _load_as_nobody(folder: Path, settings) -> list[dict]:
     _, status = os.waitpid(pid, 0)
     assert status == 0, "the unprivileged load failed"
     return json.loads(output)
+
+
+def test_gatan_datasets_outlive_the_memory_map_they_were_read_through():
+    import mmap
+
+    from scisearch_loaders.ncempy_formats import GatanDMLoader
+
+    paths = sorted(p for folder in ("em", "em-vendors") for p in shared_data(folder).rglob("*.dm[34]"))
+    loader = GatanDMLoader()
+    kept = [dataset for path in paths for dataset in loader.read(path)]  # every file's map closed with these alive
+    assert len(kept) >= len(paths)
+    for dataset in kept:
+        for value in [dataset.data, *dataset.metadata.values()]:
+            while isinstance(value, np.ndarray) and value.base is not None:
+                value = value.base
+            assert not isinstance(value, mmap.mmap), f"{dataset.index}: a view into a closed file's map"

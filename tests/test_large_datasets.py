@@ -103,3 +103,92 @@ def test_slab_chunks_keep_each_frame_whole_and_a_chunk_near_32_mb():
     chunks = slab_chunks((512, 512, 256, 256), np.float32)
     assert chunks[2:] == (256, 256)
     assert np.prod(chunks) * 4 <= 32 * 2**20
+
+
+MOVIE = (300, 1024, 1024)  # frames of a float32 MRC movie: 1.26 GB declared, more than twice the reader's limit
+MOVIE_READER_MEMORY_BYTES = 512 * 2**20
+
+
+def write_sparse_mrc_movie(path) -> None:
+    """An MRC movie whose header ncempy writes (``writeHeader``, its way to start a file written piece by piece):
+    the file is extended to its full size without writing the zeros (a sparse file: little disk), and every
+    25th frame holds a bright disc that grows with the frame number."""
+    from ncempy.io import mrc
+
+    mrc.writeHeader(str(path), MOVIE, np.float32, (1.0, 2.5, 2.5))
+    frame_bytes = MOVIE[1] * MOVIE[2] * 4
+    with open(path, "r+b") as handle:
+        handle.truncate(1024 + MOVIE[0] * frame_bytes)
+    y, x = np.mgrid[: MOVIE[1], : MOVIE[2]] - MOVIE[1] / 2
+    movie = np.memmap(path, dtype=np.float32, mode="r+", offset=1024, shape=MOVIE)
+    for number in range(0, MOVIE[0], 25):
+        movie[number] = (np.hypot(y, x) < 50 + number).astype(np.float32) * 100
+    movie.flush()
+    del movie
+
+
+@pytest.fixture
+def mrc_movie_folder(tmp_path):
+    write_sparse_mrc_movie(tmp_path / "movie.mrc")
+    yield tmp_path
+    (tmp_path / "movie.mrc").unlink()  # 1.26 GB apparent: gone as soon as the test is
+
+
+def test_an_mrc_movie_larger_than_the_readers_memory_limit_is_catalogued_through_a_memory_map(
+    catalog, settings, mrc_movie_folder
+):
+    assert (mrc_movie_folder / "movie.mrc").stat().st_size > 2 * MOVIE_READER_MEMORY_BYTES
+    with ReaderPool(memory_limit_bytes=MOVIE_READER_MEMORY_BYTES) as pool:
+        summary = load_files(catalog, [mrc_movie_folder], settings, progress=False, sandbox=pool)
+    assert (summary.added, summary.failed) == (1, 0), summary.errors
+    row = next(catalog.query("select * from files"))
+    assert (row["kind"], row["shape"], row["dtype"]) == ("stack", "300×1024×1024", "float32")
+    assert row["loader"].split(":")[0] == "mrc"  # ncempy's reader, not a fallback after it ran out of memory
+    assert row["pixel_size_nm"] == pytest.approx(0.25)
+    assert catalog.execute("select count(*) from previews where file_id = ?", [row["id"]]).fetchone()[0] == 1
+    # The item page's frames come from the map too: frame 1 (empty) and frame 300's neighbours are sampled.
+    assert catalog.execute("select frames_total from frames where file_id = ?", [row["id"]]).fetchone()[0] == 300
+
+
+def vendor_file(*parts):
+    from .conftest import shared_data
+
+    return shared_data(*parts)
+
+
+def read_all(path, loader_name):
+    from datasette_scisearch.ingest.lazy import compute, is_lazy
+
+    loader = next(loader for loader in file_loaders() if loader.name == loader_name)
+    return [(compute(dataset.data), dataset, is_lazy(dataset.data)) for dataset in loader.read(path)]
+
+
+@pytest.mark.parametrize(
+    ("parts", "loader_name"),
+    [
+        (("em", "dmTest_3D_int16_64,65,66.dm4"), "gatan-dm"),
+        (("em", "08_carbon.dm3"), "gatan-dm"),
+        (("em", "16_STOimage_1.ser"), "tia-ser"),
+        (("em-vendors", "tia", "old", "16x16-spectrum_image-5x5x1024_1.ser"), "tia-ser"),
+        (("em-vendors", "tia", "new", "16x16-diffraction_imagel_5x5x256x256_EDS_1.ser"), "tia-ser"),
+        (("em-vendors", "tia", "old", "64x64x5_TEM_preview_1.ser"), "tia-ser"),
+        (("em", "temp.mrc"), "mrc"),
+    ],
+)
+def test_a_dataset_read_lazily_is_the_same_as_when_read_whole(parts, loader_name, monkeypatch):
+    """ncempy writes no DM or TIA files, so the lazy path is proven on real vendor files by lowering the size
+    above which a dataset is read lazily: every value, axis and calibration must be those of the whole read."""
+    import scisearch_loaders.ncempy_formats as ncempy_formats
+
+    path = vendor_file(*parts)
+    whole = read_all(path, loader_name)
+    monkeypatch.setattr(ncempy_formats, "LAZY_ABOVE_BYTES", 0)
+    lazy = read_all(path, loader_name)
+    assert [was_lazy for _, _, was_lazy in lazy] == [True] * len(whole)
+    for (data, dataset, _), (lazy_data, lazy_dataset, _) in zip(whole, lazy):
+        assert lazy_data.shape == data.shape and lazy_data.dtype == data.dtype
+        assert np.array_equal(lazy_data, data)
+        assert lazy_dataset.pixel_size_nm == dataset.pixel_size_nm and lazy_dataset.kind == dataset.kind
+        assert (lazy_dataset.energy_axis_ev is None) == (dataset.energy_axis_ev is None)
+        if dataset.energy_axis_ev is not None:
+            assert np.allclose(lazy_dataset.energy_axis_ev, dataset.energy_axis_ev)

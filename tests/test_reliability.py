@@ -15,9 +15,9 @@ import time
 import pytest
 
 from datasette_scisearch.catalog import open_catalog
-from datasette_scisearch.search.index import refresh_search_items
 
 from .conftest import shared_data
+from .kill_support import kill_after, scisearch, stale_documents
 from .learning_support import build_scene_catalog, label_as_expert
 
 pytestmark = pytest.mark.slow  # loads killed with SIGKILL and run again
@@ -52,22 +52,6 @@ def test_a_load_killed_with_sigkill_leaves_nothing_half_written_and_a_rerun_comp
     assert paths.fetchall() == []
     assert db["files"].count == 20 and half_written(db) == []
     db.close()
-
-
-def scisearch(*arguments) -> list[str]:
-    return [sys.executable, "-m", "datasette_scisearch", *map(str, arguments)]
-
-
-def kill_after(command: list[str], seconds: float) -> None:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(seconds)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-def stale_documents(db) -> int:
-    """Search documents that do not say what the catalog says (bringing them up to date changes this many)."""
-    return refresh_search_items(db)
 
 
 TAGGERS = ("filenames", "metadata", "image_analysis")

@@ -315,8 +315,10 @@ READER = textwrap.dedent(
     from datasette_scisearch.search import engine
 
     db = open_catalog(sys.argv[1])
-    seen, searches, deadline = 0, 0, time.monotonic() + float(sys.argv[2])
-    while time.monotonic() < deadline:
+    expected, deadline = int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+    seen, searches = 0, 0
+    # Until the writer's last change is found (and a few searches made), with a deadline for a writer that stops.
+    while (seen < expected or searches < 6) and time.monotonic() < deadline:
         results = engine.search(db, "zirconium marker", per_page=100, weights={"tantivy_from": 1})
         assert results.total >= seen, (results.total, seen)  # the writer only adds: nothing found is lost again
         seen, searches = results.total, searches + 1
@@ -328,12 +330,12 @@ READER = textwrap.dedent(
 def test_two_processes_search_while_a_third_writes(catalog, tmp_path):
     path = str(tmp_path / "awards.db")
     readers = [
-        subprocess.Popen([sys.executable, "-c", READER, path, "6"], stdout=subprocess.PIPE, text=True, cwd=REPO)
+        subprocess.Popen([sys.executable, "-c", READER, path, "60", "120"], stdout=subprocess.PIPE, text=True, cwd=REPO)
         for _ in range(2)
     ]
     writer = _start_writer(tmp_path / "awards.db", "load", "12")
     assert writer.wait(timeout=60) == 0
-    outputs = [reader.communicate(timeout=60)[0] for reader in readers]
+    outputs = [reader.communicate(timeout=180)[0] for reader in readers]
     assert [reader.returncode for reader in readers] == [0, 0]
     for output in outputs:
         searches, last_seen = map(int, output.split())

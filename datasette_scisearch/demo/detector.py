@@ -11,6 +11,7 @@ from .scenes import (
     atomic_columns,
     electron_wavelength_nm,
     nanoparticles,
+    particles_at_atomic_resolution,
     phase_contrast,
     ring_pattern,
     sem_lamella,
@@ -31,6 +32,8 @@ def render(acquisition: Acquisition) -> np.ndarray:
     if a.scene == "columns_haadf":
         columns = atomic_columns(rng, shape, pixel_nm, a.crystal, grain_boundary=rng.random() < 0.4)
         return _stem_counts(rng, columns)
+    if a.scene == "particles_columns_haadf":
+        return _stem_counts(rng, particles_at_atomic_resolution(rng, shape, pixel_nm, a.crystal))
     if a.scene == "columns_hrtem":
         potential = atomic_columns(rng, shape, pixel_nm, a.crystal, probe_nm=0.04)
         scherzer_nm = np.sqrt(4 / 3 * 1.2e6 * electron_wavelength_nm(a.voltage_kv))

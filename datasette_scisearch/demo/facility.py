@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..ingest.normalize import magnification_label
 from .formats import write_acquisition
 from .programme import PAPERS, PEOPLE, PROPOSALS, Proposal, Recipe
-from .scenes import Acquisition, electron_wavelength_nm
+from .scenes import SHOWS, Acquisition, electron_wavelength_nm
 
 FACILITY_ZONE = zoneinfo.ZoneInfo("America/Los_Angeles")
 README_MARKER = "scisearch demo facility"
@@ -365,6 +365,8 @@ def _manifest_entry(session: Session, a: Acquisition) -> dict:
         "camera_length_mm": a.camera_length_mm,
         "pixel_size_inv_nm": a.pixel_size_inv_nm,
         "shape": tuple(a.shape),
+        "scene": a.scene,
+        "shows": sorted(SHOWS[a.scene]),  # the ground truth of what the picture shows
         "booked": session.booked,
         "recorded": recorded,
     }

@@ -105,7 +105,11 @@ PROPOSALS = [
         1.3,
         (
             Recipe(
-                *_TEAM_HAADF,
+                "TEAM 0.5",
+                "particles_columns_haadf",
+                "image",
+                "STEM",
+                "HAADF",
                 (300,),
                 (1.8e6, 2.55e6, 3.6e6),
                 "{short}_{kv}kV_HAADF",

@@ -36,6 +36,34 @@ CRYSTALS = {
     "CeO2_001": ((0.2705, 0.0), (0.0, 0.2705), [(0, 0, 1.0)]),
     "Au_110": ((0.2884, 0.0), (0.0, 0.4078), [(0, 0, 1.0), (0.5, 0.5, 1.0)]),
 }
+# What each demo scene shows, in a researcher's words: the ground truth that text-to-image search and learned
+# tags are measured against (a file's recorded labels and its name say what was done, not what is in the picture).
+SHOWS: dict[str, frozenset[str]] = {
+    scene: frozenset(words.split(", "))
+    for scene, words in {
+        "columns_haadf": "atomic columns, crystal lattice, HAADF",
+        "particles_columns_haadf": "atomic columns, nanoparticles, HAADF",
+        "columns_hrtem": "lattice fringes, crystal lattice, HRTEM",
+        "particles_haadf": "nanoparticles, HAADF",
+        "particles_bf": "nanoparticles, bright field",
+        "particles_series": "nanoparticles, HAADF, time series",
+        "cubes_haadf": "nanoparticles, nanocubes, HAADF",
+        "cubes_bf": "nanoparticles, nanocubes, bright field",
+        "cubes_sem": "nanoparticles, nanocubes, SEM",
+        "carbon_bf": "amorphous carbon, bright field",
+        "spots": "diffraction pattern, spot pattern",
+        "rings": "diffraction pattern, ring pattern",
+        "nanowires_sem": "nanowires, SEM",
+        "particles_sem": "microparticles, SEM",
+        "lamella_sem": "FIB lamella, SEM",
+        "cryo_movie": "protein particles, vitreous ice, time series",
+        "cryo_sum": "protein particles, vitreous ice",
+        "cryo_tilt": "protein particles, vitreous ice, tilt series",
+        "eds_spectrum": "X-ray spectrum",
+        "eels_si": "spectrum image",
+        "scan_4d": "4D-STEM",
+    }.items()
+}
 # Polycrystalline gold: d-spacings (nm) and relative ring intensities of fcc 111, 200, 220, 311, 222.
 GOLD_RINGS = [(0.2355, 1.0), (0.2039, 0.5), (0.1442, 0.3), (0.1230, 0.35), (0.1177, 0.1)]
 
@@ -175,6 +203,36 @@ def nanoparticles(rng, shape, pixel_nm, diameter_nm, coverage, cubes=False, crys
         patch = mass[top:bottom, left:right]
         np.maximum(patch, thickness * factor, out=patch)
     return mass
+
+
+def particles_at_atomic_resolution(rng, shape, pixel_nm, crystal, diameter_nm=4.0, coverage=0.12, probe_nm=0.06):
+    """HAADF of crystalline nanoparticles on a thin amorphous support at atomic resolution (what a gold catalyst
+    looks like at 2 Mx): each particle a rounded crystallite in its own orientation, its atom columns brighter
+    where it is thicker, the support a faint grainy haze between them."""
+    height, width = shape
+    count = int(max(2, coverage * height * width / (diameter_nm / pixel_nm) ** 2))
+    rows, cols, weights = [], [], []
+    for _ in range(count):
+        radius_px = diameter_nm * rng.lognormal(0, 0.3) / pixel_nm / 2
+        r0, c0 = rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width
+        shift = tuple(rng.uniform(0, 3, 2))
+        r, c, w = _lattice_positions(shape, pixel_nm, crystal, rng.uniform(0, np.pi), shift)
+        # A slightly faceted outline: the radius wobbles with the angle around the centre.
+        angle = np.arctan2(r - r0, c - c0)
+        edge = radius_px * (1 + 0.06 * np.cos(4 * angle + rng.uniform(0, np.pi)))
+        squared = (r - r0) ** 2 + (c - c0) ** 2
+        inside = squared < edge**2
+        # HAADF intensity follows the column's length through a sphere.
+        rows.append(r[inside])
+        cols.append(c[inside])
+        weights.append(w[inside] * np.sqrt(1 - squared[inside] / edge[inside] ** 2))
+    rows, cols, weights = np.concatenate(rows), np.concatenate(cols), np.concatenate(weights)
+    jitter = 0.008 / pixel_nm
+    rows, cols = rows + rng.normal(0, jitter, rows.shape), cols + rng.normal(0, jitter, cols.shape)
+    sigma_px = max(0.7, probe_nm / pixel_nm)
+    columns = ndimage.gaussian_filter(_splat(shape, rows, cols, weights), sigma_px) * 2 * np.pi * sigma_px**2
+    support = 0.06 + 0.02 * amorphous(rng, shape, max(1.0, 0.15 / pixel_nm))
+    return columns + support
 
 
 def phase_contrast(

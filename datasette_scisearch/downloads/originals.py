@@ -20,13 +20,14 @@ from typing import BinaryIO
 
 import sqlite_utils
 
-from ..errors import FORBIDDEN, NOT_FOUND, ScisearchError
+from ..errors import FORBIDDEN, GONE, NOT_FOUND, ScisearchError
 from ..ingest.files import file_loaders
 from ..ingest.reading import companions_of, loaders_for
 
 
 class NotServed(ScisearchError):
-    """A file the catalog will not hand out; ``kind`` says whether it is missing (404) or refused (403)."""
+    """A file the catalog will not hand out; ``kind`` says whether it is missing (404), gone from its folder as a
+    load or watcher found (410), or refused (403)."""
 
 
 @dataclass(frozen=True)
@@ -102,14 +103,25 @@ def inside_roots(path: Path, roots: list[Path]) -> Original:
 def originals_of(db: sqlite_utils.Database, file_id: int) -> Originals:
     """The files to serve for catalogued file ``file_id``: NotServed (404) when the catalog has no such file,
     (403) when one of them lies outside the data roots now."""
-    row = db.execute("select path, name, dataset, loader from files where id = ?", [file_id]).fetchone()
+    row = db.execute("select path, name, dataset, loader, missing_since from files where id = ?", [file_id]).fetchone()
     if row is None:
         raise NotServed(f"there is no file {file_id} in this catalog", kind=NOT_FOUND)
-    path_text, name, dataset, loader = row
+    path_text, name, dataset, loader, missing_since = row
     if not path_text:
         raise NotServed(f"file {file_id} has no path recorded, so there is nothing to download", kind=NOT_FOUND)
     roots = data_roots(db)
     path = Path(path_text)
-    main = inside_roots(path, roots)
+    try:
+        main = inside_roots(path, roots)
+    except NotServed as refused:
+        if refused.kind == NOT_FOUND and missing_since:  # a file put back since is served: the mark is only news
+            raise NotServed(
+                f"'{path.name}' was removed from {path.parent} (found gone {missing_since[:16].replace('T', ' ')} "
+                "UTC); its catalog entry, preview and tags are kept, but the original is no longer there",
+                fix="ask the facility's staff whether it was archived; once it is back in its folder it can be "
+                "downloaded again",
+                kind=GONE,
+            ) from None
+        raise
     partners = [inside_roots(p, roots) for p in companions_of(path, loaders_for(path, file_loaders()))]
     return Originals(file_id, name or path.name, dataset or 0, loader, (main, *partners), tuple(roots))

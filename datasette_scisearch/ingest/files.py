@@ -12,6 +12,12 @@ the same folder hashes nothing and adds nothing.  A file that failed is
 remembered with its size and time, and read again only when they change (or
 with ``retry_errors``).
 
+A catalogued file no longer in a folder a load walks keeps its row, preview and
+tags (the data may be archived), marked ``missing_since`` (``sweep_missing``);
+found again — at its path, or elsewhere with the same content (a move, which
+keeps the row's id) — it is present again.  A watcher marks it the same way
+when the folder tells it the file went.
+
 On a Dask cluster (``cluster``) the writer still walks, decides what is
 unchanged and commits, in the walk's order (a task's few files in one
 transaction); hashing, reading and previews run as tasks (``read_on_worker``).
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -44,7 +51,10 @@ from .reading import FileResult, companions_of, file_format, loader_id, loaders_
 from .sandbox import ReaderPool, shared_pool
 from .views import write_views
 
-__all__ = ["FileResult", "file_format", "load_files", "loaders_for", "read_file", "sha256_of", "walk", "write_file"]
+__all__ = [
+    "FileResult", "file_format", "load_files", "loaders_for", "read_file", "sha256_of", "sweep_missing", "walk",
+    "write_file",
+]  # fmt: skip
 
 if TYPE_CHECKING:
     from ..cluster import Cluster, TaskFailure
@@ -167,6 +177,7 @@ def write_file(db: sqlite_utils.Database, result: FileResult, job_id: int | None
                 modified_at=result.modified_at.isoformat(timespec="seconds"),
                 loader=result.loader,
                 loaded_at=loaded_at,
+                missing_since=None,  # read just now: on disk
             )
             _ensure_instrument(db, row["instrument"], row["instrument_reported"])
             file_id = existing.pop(row["dataset"], None)
@@ -280,6 +291,11 @@ def _load_files(db, paths, settings, progress, loaders, cluster, retry_errors, s
                 bar.update()
         else:
             _load_on_cluster(db, all_files, loaders, settings, job_id, summary, cluster, bar, retry_errors)
+        gone, back = sweep_missing(db, paths)
+        if gone:
+            _note(summary, f"{gone} catalogued file(s) no longer in the folders loaded: kept, marked missing")
+        if back:
+            _note(summary, f"{back} file(s) marked missing are back in their folders")
     except BaseException as error:  # a load that did not finish is never recorded 'done'
         stopped_by = error
         raise
@@ -402,6 +418,44 @@ def _plan(db, path: Path, chain: list[FileLoader], job_id, summary, retry_errors
         _note(summary, f"failed before and unchanged since, not read again (load with --retry-errors): {path_text}")
         return "failed before"
     return _Planned(path, chain, known[2] if same_reader else None, known is not None, modified_text, stat.st_size)
+
+
+def sweep_missing(db: sqlite_utils.Database, paths: list[Path]) -> tuple[int, int]:
+    """The catalogued files at or under ``paths`` that are no longer on disk are marked missing since now (a mark
+    already there keeps its time); marked ones that are there again lose the mark.  Returns (newly missing, back).
+
+    One look at the disk per catalogued file under the paths, and one transaction for all the marks: a load walks
+    those folders anyway, and a watcher calls it with the few paths its folder said were deleted."""
+    gone: list[str] = []
+    back: list[str] = []
+    for given in paths:
+        given = Path(given)
+        top = display_path(given.resolve() if given.is_dir() else Path(os.path.abspath(given)))
+        under = top.rstrip("/") + "/"
+        rows = db.execute(
+            """select distinct path, missing_since is not null from files
+               where path = ? or (path >= ? and path < ?)""",
+            [top, under, under[:-1] + "0"],  # '0' follows '/': every path that starts with the folder's
+        )
+        for path_text, marked in rows:
+            if "\\x" in path_text:  # a non-UTF-8 name shown with escapes: not a path to look at, leave it be
+                continue
+            present = os.path.lexists(path_text)
+            if marked and present:
+                back.append(path_text)
+            elif not marked and not present:
+                gone.append(path_text)
+    if gone or back:
+        with write_transaction(db):
+            db.execute(
+                "update files set missing_since = ? where path in (select value from json_each(?))",
+                [now_utc(), json.dumps(gone)],
+            )
+            db.execute(
+                "update files set missing_since = null where path in (select value from json_each(?))",
+                [json.dumps(back)],
+            )
+    return len(gone), len(back)
 
 
 def catalogued_unchanged(db, path: Path, chain: list[FileLoader]) -> bool:

@@ -29,9 +29,51 @@ def declared_bytes(shape, dtype) -> int:
 def from_hdf5(dataset):
     """An h5py dataset as a dask array read a slab of its first axes at a time (a 4D scan: some scan rows, each
     frame whole), each chunk at most about CHUNK_BYTES.  The file must stay open while the array is used."""
+    return on_disk(dataset)
+
+
+def on_disk(stored):
+    """Data on disk that reads only what is sliced (an h5py dataset, a read-only numpy memmap, ``FramesOnDisk``)
+    as a dask array read a slab of its first axes at a time, each chunk at most about CHUNK_BYTES.  A memmap's
+    pages are the file's, not the reader's heap, so the sandbox's memory limit does not count them."""
     import dask.array as da
 
-    return da.from_array(dataset, chunks=slab_chunks(dataset.shape, dataset.dtype), asarray=True, fancy=False)
+    if isinstance(stored, np.ndarray):  # dask copies an array it is given: a memory map's copy is the whole file
+        stored = _SlicedOnly(stored)
+    return da.from_array(stored, chunks=slab_chunks(stored.shape, stored.dtype), asarray=True, fancy=False)
+
+
+class _SlicedOnly:
+    """A memory map seen only through slicing, each slice copied out of the map (so no chunk keeps it open)."""
+
+    def __init__(self, mapped: np.ndarray):
+        self.mapped, self.shape, self.dtype, self.ndim = mapped, mapped.shape, mapped.dtype, mapped.ndim
+
+    def __getitem__(self, key):
+        return np.array(self.mapped[key])
+
+
+class FramesOnDisk:
+    """A series of equally shaped frames read one at a time by ``read_frame(index)``: what a format that keeps a
+    header before each frame (TIA .ser) offers in place of a memory map.  Sliced like an array along its first
+    axis, it reads only the frames asked for."""
+
+    def __init__(self, count: int, frame_shape: tuple[int, ...], dtype, read_frame):
+        self.shape = (int(count), *map(int, frame_shape))
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self.read_frame = read_frame
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        first, rest = (key[0] if key else slice(None)), key[1:]
+        if not isinstance(first, slice):
+            return np.asarray(self.read_frame(int(first)))[rest]
+        indices = range(self.shape[0])[first]
+        frames = np.empty((len(indices), *self.shape[1:]), self.dtype)
+        for position, index in enumerate(indices):
+            frames[position] = self.read_frame(index)
+        return frames[(slice(None), *rest)]
 
 
 def slab_chunks(shape, dtype) -> tuple[int, ...]:

@@ -6,14 +6,20 @@ once), and its partner files (partners.py: TIA .emi + .ser, a Dectris master + i
 complete too — or ``partner_timeout_s`` has passed, when it is read without them and a note says so (the
 reader's error row then says what is missing; the partner's arrival later makes it be read again).
 
-Complete files are loaded in batches through the library's own change functions (changes.py: load, link,
-search documents; tags once the queue is idle or every ``tag_interval_s``), one transaction per file as every
+Complete files are loaded in batches through the library's own change functions (changes.py: ``load_files``
+— load, link, search documents — then ``tag_new`` once the queue is idle or every ``tag_interval_s``, the order
+``changes.take_in_files`` follows in one call), one transaction per file as every
 load commits, so searches keep being answered between files.  Restarts lose nothing: a scan at start reads every
 file the catalog does not already hold as it is now (its stored size and time decide), so a second start reads
 none, and a watcher killed mid-batch finds the rest.  Backpressure: at most ``max_pending`` files wait in memory;
 beyond that new arrivals are left to a scan once the queue has drained to half, so a burst of any size holds
 bounded memory.  The running job row (``jobs``, command 'watch') carries the counts and what is waiting, for
 ``scisearch status``.
+
+A catalogued file deleted from a watched folder, or moved out of it, keeps its row, preview and tags, marked
+missing since the moment the watcher saw it go (files.py's ``sweep_missing``, as ``load files`` marks what its
+walk no longer finds; the scan at start marks what went while no watcher ran).  Back at its path, or moved to
+another watched place with the same content, it is the same item again, present.
 """
 
 from __future__ import annotations
@@ -34,9 +40,8 @@ from sqlite_utils.utils import sqlite3  # the driver the catalog's connection us
 from .. import changes, jobs
 from ..config import Settings
 from ..errors import ScisearchError
-from ..tagging.pipeline import tag_catalog
 from .filerows import display_path
-from .files import LoadSummary, catalogued_unchanged, data_roots, file_loaders, iter_walk
+from .files import LoadSummary, catalogued_unchanged, data_roots, file_loaders, iter_walk, sweep_missing
 from .loader import FileLoader
 from .partners import expected_partners, owners_of
 from .reading import loaders_for
@@ -61,7 +66,7 @@ class WatchOptions:
     poll_s: float = 0.5  # how often waiting files are looked at again
     tag: bool = True
     tag_interval_s: float = 60.0  # while files keep coming, tag at least this often
-    tag_options: dict = field(default_factory=dict)  # tag_catalog's options (tagger_names, device, …)
+    tag_options: dict = field(default_factory=dict)  # changes.tag_new's options (tagger_names, device, …)
     status_interval_s: float = 5.0  # how often the job row is brought up to date
 
 
@@ -99,6 +104,8 @@ class Watcher:
         self.loaders = file_loaders() if loaders is None else loaders
         self.stop = threading.Event()
         self.pending: dict[Path, _Arrival] = {}
+        self.deleted: set[Path] = set()  # paths the folders said went, to be marked missing at the next step
+        self.sweep_all = False  # more went than are kept one by one: the whole folders are swept instead
         self.overflowed = False
         self.present = {root: True for root in self.roots}
         self.summary = LoadSummary(command="watch")
@@ -168,7 +175,9 @@ class Watcher:
         status, stopped_by = "failed", None
         try:
             self.report(f"watching {', '.join(display_path(r) for r in self.roots)} (job {self.job_id})")
-            self._scan([root for root in self.roots if self._check_root(root)])
+            present = [root for root in self.roots if self._check_root(root)]
+            self._scan(present)
+            self._sweep(present)  # what was deleted while no watcher ran
             while not self.stop.is_set():
                 step()
             self._drain_after_stop()
@@ -197,6 +206,10 @@ class Watcher:
         if deleted:
             if self.pending.pop(path, None) is not None:
                 self._note(f"vanished before it was complete, not loaded: {display_path(path)}")
+            elif len(self.deleted) < self.options.max_pending:
+                self.deleted.add(path)  # a catalogued file (or a folder of them) went: marked at the next step
+            else:
+                self.sweep_all = True
             return
         if path.is_dir() and not path.is_symlink():  # a folder moved or copied in: its files made no events
             self._scan([path])
@@ -252,6 +265,21 @@ class Watcher:
         if found:
             self.report(f"scan of {', '.join(display_path(f) for f in folders)}: {_files(found)} to read")
 
+    def _sweep(self, paths: list[Path]) -> None:
+        """Mark the catalogued files at or under ``paths`` that are gone as missing (and unmark those back)."""
+        if not paths:
+            return
+        try:
+            gone, back = sweep_missing(self.db, paths)
+        except (ScisearchError, sqlite3.Error) as error:  # the catalog busy: the next scan or event marks them
+            self._note(f"could not mark files gone from the folders now: {error}")
+            return
+        if gone:
+            where = display_path(paths[0]) if len(paths) == 1 else f"{len(paths)} places"
+            self._note(f"{_files(gone)} gone from {where}: kept in the catalog, marked missing")
+        if back:
+            self._note(f"{_files(back)} marked missing are back")
+
     def _check_root(self, root: Path) -> bool:
         """Whether ``root`` is there, saying so when that changes (an unmounted share, a removed folder)."""
         present = root.is_dir()
@@ -260,6 +288,7 @@ class Watcher:
             if present:
                 self._note(f"folder {display_path(root)} is back: reading what changed while it was away")
                 self._scan([root])
+                self._sweep([root])
             else:
                 dropped = [p for p in self.pending if p.is_relative_to(root)]
                 for path in dropped:
@@ -276,6 +305,13 @@ class Watcher:
         """One step: load batches of complete files for up to ``WORK_S`` (then new events are taken in), else tag
         when idle; rescan after an overflow."""
         began = time.monotonic()
+        if self.sweep_all:
+            self.sweep_all = False
+            self.deleted.clear()
+            self._sweep([root for root in self.roots if self.present[root]])
+        elif self.deleted:
+            gone, self.deleted = sorted(self.deleted), set()
+            self._sweep(gone)
         ready = self._ready_files(time.time())
         if not ready and self.loaded_since_tag:
             self._tag()
@@ -401,7 +437,7 @@ class Watcher:
 
     def _tag(self) -> None:
         try:
-            tagged = tag_catalog(self.db, self.settings, progress=False, **self.options.tag_options)
+            tagged = changes.tag_new(self.db, self.settings, progress=False, **self.options.tag_options)
         except Exception as error:  # a tagger's failure must not stop the loading; the next run tries again
             self._note(f"tagging failed, tried again after the next files: {type(error).__name__}: {error}")
         else:

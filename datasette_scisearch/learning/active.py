@@ -52,7 +52,12 @@ class QueueEntry:
 
 
 def review_queue(
-    db, limit: int = 50, item_type: str = "file", tag_set: str | None = None, offset: int = 0
+    db,
+    limit: int = 50,
+    item_type: str = "file",
+    tag_set: str | None = None,
+    offset: int = 0,
+    leave_out: frozenset[str] = frozenset(),
 ) -> list[QueueEntry]:
     """Up to ``limit`` items of ``item_type`` to review, least certain first, after the first ``offset`` (pages of
     ``limit`` items: every page is cut from one order, so pages do not overlap).
@@ -62,6 +67,9 @@ def review_queue(
     appears once, where it is least certain.  Where there is no such model yet, the typical items of
     ``limit`` clusters of the catalog's images instead (one page's worth, whatever the page).  Then items no
     expert has judged at all, by the score of their lowest-scored machine tag.
+
+    ``leave_out`` are ids of items the reader may not see (another team's, still under its proprietary period):
+    they are not in this reader's queue at all, so pages stay full and ``queue_count`` agrees.
     """
     offset = max(0, int(offset))
     limit = max(0, int(limit))
@@ -69,12 +77,12 @@ def review_queue(
         return []
     wanted = offset + limit
     if _current_models(db, tag_set):
-        entries = _uncertain_predictions(db, wanted, item_type, tag_set)
+        entries = _uncertain_predictions(db, wanted, item_type, tag_set, leave_out)
     else:
-        entries = diverse_picks(db, limit, item_type)
+        entries = diverse_picks(db, limit, item_type, leave_out)
     if len(entries) < wanted:
         seen = {entry.item_id for entry in entries}
-        for entry in _weakest_machine_tags(db, wanted + len(seen), item_type):
+        for entry in _weakest_machine_tags(db, wanted + len(seen), item_type, leave_out):
             if entry.item_id not in seen:
                 entries.append(entry)
                 seen.add(entry.item_id)
@@ -83,10 +91,12 @@ def review_queue(
     return entries[offset:wanted]
 
 
-def queue_count(db, item_type: str = "file", tag_set: str | None = None) -> int:
+def queue_count(
+    db, item_type: str = "file", tag_set: str | None = None, leave_out: frozenset[str] = frozenset()
+) -> int:
     """How many items of ``item_type`` await review: those a current learned model predicted and no expert has
     labelled for its classes, and those with a scored machine tag that no expert has judged at all; the queue
-    offers them (``review_queue``), least certain first."""
+    offers them (``review_queue``), least certain first; none of ``leave_out``."""
     expert = ",".join("?" * len(EXPERT_STATUSES))
     models = "m.status = 'current'" + ("" if tag_set is None else " and m.tag_set = ?")
     sql = f"""
@@ -103,8 +113,8 @@ def queue_count(db, item_type: str = "file", tag_set: str | None = None) -> int:
               and not exists (
                 select 1 from tags e
                 where e.item_type = t.item_type and e.item_id = t.item_id and e.status != 'machine')
-        )"""
-    params = [*([] if tag_set is None else [tag_set]), item_type, *EXPERT_STATUSES, item_type]
+        ) where cast(item_id as text) not in (select value from json_each(?))"""
+    params = [*([] if tag_set is None else [tag_set]), item_type, *EXPERT_STATUSES, item_type, _json(leave_out)]
     return int(db.execute(sql, params).fetchone()[0])
 
 
@@ -115,7 +125,9 @@ def _current_models(db, tag_set: str | None) -> list[tuple]:
     return db.execute(sql + " and tag_set = ?", [tag_set]).fetchall()
 
 
-def _uncertain_predictions(db, limit: int, item_type: str, tag_set: str | None) -> list[QueueEntry]:
+def _uncertain_predictions(
+    db, limit: int, item_type: str, tag_set: str | None, leave_out: frozenset[str] = frozenset()
+) -> list[QueueEntry]:
     models = _current_models(db, tag_set)
     if not models:
         return []
@@ -138,14 +150,14 @@ def _uncertain_predictions(db, limit: int, item_type: str, tag_set: str | None) 
                 order by p.margin asc
                 limit ?
                 """,
-                [model_id, item_type, *EXPERT_STATUSES, limit],
+                [model_id, item_type, *EXPERT_STATUSES, limit + len(leave_out)],  # enough after leaving out
             )
         ]
     rows.sort(key=lambda row: (row[3], row[2], str(row[0])))
     entries, seen = [], set()
     for item_id, label, probability, margin, model_tag_set, version in rows:
         item_id = str(item_id)
-        if item_id in seen:  # already queued where another tag set was less sure
+        if item_id in seen or item_id in leave_out:  # already queued where another tag set was less sure
             continue
         seen.add(item_id)
         entries.append(
@@ -168,9 +180,10 @@ def _uncertain_predictions(db, limit: int, item_type: str, tag_set: str | None) 
     return entries
 
 
-def diverse_picks(db, limit: int, item_type: str = "file") -> list[QueueEntry]:
-    """One item from each of ``limit`` clusters of the image vectors no expert has judged: the one nearest its
-    cluster's centre, biggest cluster first.  Empty where the catalog holds no image vectors."""
+def diverse_picks(db, limit: int, item_type: str = "file", leave_out: frozenset[str] = frozenset()) -> list[QueueEntry]:
+    """One item from each of ``limit`` clusters of the image vectors no expert has judged (none of
+    ``leave_out``): the one nearest its cluster's centre, biggest cluster first.  Empty where the catalog holds no
+    image vectors."""
     space = next((name for name in CLUSTER_SPACES if name in _vector_spaces(db)), None)
     if space is None:
         return []
@@ -178,7 +191,7 @@ def diverse_picks(db, limit: int, item_type: str = "file") -> list[QueueEntry]:
     if not ids:
         return []
     judged = _judged_items(db, item_type, ids)
-    keep = [row for row, item_id in enumerate(ids) if item_id not in judged]
+    keep = [row for row, item_id in enumerate(ids) if item_id not in judged and item_id not in leave_out]
     ids, features = [ids[row] for row in keep], features[keep]
     clusters = min(limit, len(np.unique(features, axis=0)))  # identical vectors cannot make separate clusters
     if clusters == 0:
@@ -240,7 +253,7 @@ def _vector_sample(db, space: str, item_type: str) -> tuple[list[str], np.ndarra
     return [str(row[0]) for row in rows], np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
 
 
-def _weakest_machine_tags(db, limit: int, item_type: str) -> list[QueueEntry]:
+def _weakest_machine_tags(db, limit: int, item_type: str, leave_out: frozenset[str] = frozenset()) -> list[QueueEntry]:
     """Items no expert has judged, by their lowest-scored machine tag.
 
     Machine tags are read weakest first, a growing slice at a time: a bounded sort over the tags is cheap, where
@@ -263,7 +276,7 @@ def _weakest_machine_tags(db, limit: int, item_type: str) -> list[QueueEntry]:
         seen |= weakest.keys()
         judged = _judged_items(db, item_type, list(weakest))
         for item_id, (tag, source, score) in weakest.items():
-            if item_id in judged or len(entries) == limit:
+            if item_id in judged or item_id in leave_out or len(entries) == limit:
                 continue
             entries.append(
                 QueueEntry(
@@ -279,6 +292,12 @@ def _weakest_machine_tags(db, limit: int, item_type: str) -> list[QueueEntry]:
             break
         offset, window = offset + window, window * 2
     return entries
+
+
+def _json(ids: frozenset[str]) -> str:
+    import json
+
+    return json.dumps(sorted(ids))
 
 
 def _judged_items(db, item_type: str, item_ids: list[str]) -> set[str]:

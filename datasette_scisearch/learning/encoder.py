@@ -31,7 +31,9 @@ second per batch of 16 pairs of 128 word pieces on two cores).
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -318,7 +320,7 @@ def _store(db, model, report: EncoderReport) -> None:
         if where is None:
             raise EncoderError("a tuned encoder is saved beside the catalog's file, and this catalog has none")
         folder = Path(where).with_suffix(".models") / f"text-encoder-v{version}"
-        model.save(str(folder))
+        _save_whole(model, folder)
         path = str(folder)
     report.model_path, report.version = path, version
     import json
@@ -338,3 +340,15 @@ def _store(db, model, report: EncoderReport) -> None:
                 "created_at": now_utc(),
             }
         )
+
+
+def _save_whole(model, folder: Path) -> None:
+    """Save ``model`` under a temporary name beside ``folder`` and rename it into place once complete: a kill
+    leaves a whole model folder or none under the name a row will point to.  A folder already there is one no
+    row points to yet (its version is the next one), the leftover of a run killed after its rename."""
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save(str(partial))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(partial, folder)

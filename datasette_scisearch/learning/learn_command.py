@@ -130,23 +130,36 @@ def learn(
     """Learn a position-debiased click signal from the search log of CATALOG (and, with --ranking, the
     fusion weights from all of its evidence)."""
     db = open_catalog(catalog, create=False)
+    modes = [name for name, chosen in (("--ranking", ranking), ("--encoder", tune_encoder)) if chosen]
     try:
         if rollback or encoder_rollback:
-            if rollback:
-                _rollback(db, as_json)
-            if encoder_rollback:
-                _encoder_rollback(db, as_json)
+            wanted = [
+                name for name, chosen in (("--rollback", rollback), ("--encoder-rollback", encoder_rollback)) if chosen
+            ]
+            with jobs.recorded_job(db, " ".join(["learn", *wanted])):
+                if rollback:
+                    _rollback(db, as_json)
+                if encoder_rollback:
+                    _encoder_rollback(db, as_json)
             return
         while True:
-            report = clicks.learn(db, debias=not naive, signed_in_only=signed_in_only)
-            click.echo(json.dumps(report.as_dict()) if as_json else "\n".join(describe(report)))
-            if tune_encoder:
-                _learn_encoder(db, max_pairs, epochs, as_json)
-            if reembed and _waiting_encoder(db):
+            switching = False
+            # A job a round: a kill shows as that round interrupted, the rounds before it done.
+            with jobs.recorded_job(db, " ".join(["learn", *modes]), {"naive": naive, "folds": folds}) as job:
+                report = clicks.learn(db, debias=not naive, signed_in_only=signed_in_only)
+                click.echo(json.dumps(report.as_dict()) if as_json else "\n".join(describe(report)))
+                job.total, job.updated = report.searches, report.pairs
+                if tune_encoder:
+                    job.notes.append(_learn_encoder(db, max_pairs, epochs, as_json))
+                switching = reembed and _waiting_encoder(db)
+                if ranking and not switching:
+                    job.notes.append(_learn_ranking(db, folds, as_json))
+            if switching:
                 _reembed(db, as_json)
-            # Fitted last: weights fitted to the vectors of the encoder being replaced would not fit its successor's.
-            if ranking:
-                _learn_ranking(db, folds, as_json)
+                # Fitted after the switch: weights fitted to the vectors being replaced would not fit the new ones.
+                if ranking:
+                    with jobs.recorded_job(db, "learn --ranking", {"folds": folds}) as job:
+                        job.notes.append(_learn_ranking(db, folds, as_json))
             if every is None:
                 return
             time.sleep(every * 60)
@@ -156,18 +169,19 @@ def learn(
         db.close()
 
 
-def _learn_ranking(db, folds: int, as_json: bool) -> None:
+def _learn_ranking(db, folds: int, as_json: bool) -> str:
     progress = None if as_json else (lambda line: click.echo(f"  {line}", err=True))
     report = fusion.learn_fusion(db, folds=folds, progress=progress)
     click.echo(json.dumps(report.as_dict()) if as_json else "\n".join(describe_fusion(report)))
+    return f"ranking: {report.reason}"
 
 
-def _learn_encoder(db, max_pairs: int, epochs: int, as_json: bool) -> None:
+def _learn_encoder(db, max_pairs: int, epochs: int, as_json: bool) -> str:
     progress = None if as_json else (lambda line: click.echo(f"  {line}", err=True))
     report = encoder.learn_encoder(db, max_pairs=max_pairs, epochs=epochs, progress=progress)
     if as_json:
         click.echo(json.dumps(report.as_dict()))
-        return
+        return f"encoder: {report.reason}"
     click.echo(
         f"learn encoder: {report.pairs:,} pairs, {report.epochs} epoch(s) of batches of {report.batch_size} "
         f"({report.max_seq_length} word pieces) in {report.train_seconds:.0f} s; "
@@ -175,6 +189,7 @@ def _learn_encoder(db, max_pairs: int, epochs: int, as_json: bool) -> None:
     )
     kept = f"  kept as version {report.version} in {report.model_path}: " if report.accepted else "  "
     click.echo(kept + report.reason)
+    return f"encoder: {report.reason}"
 
 
 def _waiting_encoder(db) -> bool:

@@ -145,29 +145,75 @@ def read_images(db: sqlite_utils.Database, file_ids: list[int] | None = None) ->
 
 def caption(path: str, kind, mode, detector, band, instrument, context: str | None = None) -> str:
     """A sentence of what is known about a file without looking at it: the recorded labels, the shorthand of its
-    name and folders decoded (plugins' filename vocabulary when installed), and its proposal's title."""
+    name and folders decoded (plugins' filename vocabulary when installed) as far as it describes the picture
+    (``picture_words``), and its proposal's title."""
     parts = [" ".join(str(v) for v in (mode, detector, kind) if v)]
     if band:
         parts.append(f"{band}, {BAND_WORDS[band]}")
-    parts.append(", ".join(_decoded_name(path)))
+    parts.append(", ".join(_decoded_name(path, kind, band)))
     if instrument:
         parts.append(f"on {instrument}")
     if context:
-        parts.append(context)
+        parts.append(_picture_context(context, kind, band))
     return "; ".join(part for part in parts if part)
 
 
-def _decoded_name(path: str) -> list[str]:
+# Kinds of data whose picture is the specimen in real space: only there can its shape be seen.
+REAL_SPACE_KINDS = frozenset({"image", "stack"})
+
+
+def picture_words(category: str | None, kind: str | None, band: str | None) -> bool:
+    """Whether a word read from a file's name, of this vocabulary ``category``, describes the picture.
+
+    A name says what the sample is whatever was done with it: a facility's 'Au_np' is gold nanoparticles in its
+    HAADF images, its diffraction patterns and its spectra alike.  The sample's shape — the vocabulary's
+    *feature* words (nanoparticles, nanowires, grain boundary …) — is in the picture only of a real-space image;
+    a diffraction pattern or a spectrum of it shows none, and a caption that says so teaches the word for the
+    wrong pictures.  Where the kind was not recorded the name is all there is, and it is kept.  Settings read
+    from the name (300 kV, 480 mm, 160 kx) say how the file was taken; where a magnification band was recorded
+    they add nothing about the picture but noise (the name's words for the scale can even disagree with it:
+    '160 kx, medium magnification' beside the recorded 'high magnification'), and are left out; without one
+    they are all a caption has about the scale, and are kept."""
+    if category == "feature":
+        return kind is None or kind in REAL_SPACE_KINDS
+    if category == "setting":
+        return band is None
+    return True
+
+
+def _decoded_name(path: str, kind: str | None = None, band: str | None = None) -> list[str]:
     tokens = [token for token in re.split(r"[/\\]", path)[-3:] if token]
     name = re.sub(r"\.[A-Za-z0-9]{1,5}$", "", tokens[-1]) if tokens else ""
     shorthand = _shorthand()
     words: list[str] = []
     for text in [*tokens[:-1], name]:
         if shorthand is not None:
-            words += [tag.text for tag in shorthand.decode(text)]
+            words += [tag.text for tag in shorthand.decode(text) if picture_words(tag.category, kind, band)]
         else:
             words += [t for t in re.split(r"[^A-Za-z0-9]+", text) if t and not t.isdigit()]
     return list(dict.fromkeys(words))
+
+
+@functools.lru_cache(maxsize=256)
+def _picture_context(context: str, kind: str | None, band: str | None) -> str:
+    """A proposal's title as far as it can describe this file's picture: for a diffraction pattern or a spectrum,
+    without the sample's shape ('… of supported gold nanoparticle catalysts' → '… of supported gold catalysts'),
+    by the rule and the vocabulary of ``picture_words``."""
+    shorthand = _shorthand()
+    if shorthand is None or picture_words("feature", kind, band):
+        return context
+    # A tag names one piece that says it (its best reading), so a title saying it twice is read again.
+    for _ in range(8):
+        found = [tag.evidence for tag in shorthand.decode(context) if tag.category == "feature"]
+        if not found:
+            break
+        for evidence in found:
+            piece, _, token = evidence.partition(" in ")  # 'NPs in AuNPs': the piece inside a longer token
+            if token:
+                context = re.sub(rf"\b{re.escape(token)}\b", token.replace(piece, ""), context)
+            else:
+                context = re.sub(rf"\b{re.escape(piece)}\b\s*", "", context)
+    return " ".join(context.split())
 
 
 @functools.lru_cache(maxsize=1)
@@ -391,10 +437,10 @@ def pretrain(
             known = target >= 0
             predicted = model.heads[label](embeddings[known]).argmax(dim=1)
             report.label_accuracy[label] = round(float((predicted == target[known]).float().mean()), 3)
-    _store(db, model, config, report, actor)
-    report.vectors_written = write_image_vectors(db, report.version, model)
+    encoded = _image_vectors(db, model)
+    report.vectors_written = len(encoded[0])
     report.seconds = round(time.perf_counter() - started, 2)
-    _update_report(db, report)
+    _store(db, model, config, report, actor, encoded)
     return report
 
 
@@ -457,7 +503,10 @@ def current_model(db: sqlite_utils.Database) -> dict | None:
     return rows[0] if rows else None
 
 
-def _store(db, model, config: dict, report: PretrainReport, actor) -> None:
+def _store(db, model, config: dict, report: PretrainReport, actor, encoded) -> None:
+    """The new version, marked current, and its image vectors in one transaction: a kill at any moment leaves the
+    old model with its vectors or the new one with its own, never a current model whose vectors are another's
+    (text→image search would compare a query embedded by one model with images embedded by the other)."""
     with write_transaction(db):
         (previous,) = db.execute("select coalesce(max(version), 0) from image_models").fetchone()
         report.version = previous + 1
@@ -470,13 +519,7 @@ def _store(db, model, config: dict, report: PretrainReport, actor) -> None:
             [SPACE, report.version, json.dumps(config), report.images, json.dumps(report.as_dict()),
              _dump_state(model), now_utc(), actor],
         )  # fmt: skip
-
-
-def _update_report(db, report: PretrainReport) -> None:
-    with write_transaction(db):
-        db.execute(
-            "update image_models set report = ? where version = ?", [json.dumps(report.as_dict()), report.version]
-        )
+        _write_vectors(db, report.version, *encoded)
 
 
 def model_name(version: int) -> str:
@@ -485,24 +528,37 @@ def model_name(version: int) -> str:
 
 def write_image_vectors(db: sqlite_utils.Database, version: int, model=None) -> int:
     """The image vector of every file with a preview, from model ``version``, into the ``facility_image`` space."""
-    _, torch = _torch()
     if model is None:
         model = _loaded(db, version)
+    pairs, encoded = _image_vectors(db, model)
+    with write_transaction(db):
+        _write_vectors(db, version, pairs, encoded)
+    return len(pairs)
+
+
+def _image_vectors(db: sqlite_utils.Database, model) -> tuple[list[tuple[int, int]], np.ndarray | None]:
+    """(search item rowid, image row) of every file with a preview, and its vector from ``model``."""
+    _, torch = _torch()
     images = read_images(db)
     rowids = dict(db.execute("select item_id, id from search_items where item_type = 'file'").fetchall())
     pairs = [(rowids[str(i)], row) for row, i in enumerate(images.ids) if str(i) in rowids]
     if not pairs:
-        return 0
+        return [], None
     with torch.inference_mode():
         encoded = _encode(torch, model, _as_input(torch, images.pixels[[row for _, row in pairs]])).numpy()
-    with write_transaction(db):
-        vectors.ensure_space(db, SPACE, int(encoded.shape[1]), TAGGER, model_name(version))
-        db.execute("update vector_spaces set model = ? where name = ?", [model_name(version), SPACE])
-        stale = [r for (r,) in db.execute(f"select item_rowid from [{vectors.table_for(SPACE)}]")]
-        keep = {rowid for rowid, _ in pairs}
-        vectors.delete_vectors(db, SPACE, [r for r in stale if r not in keep])
-        vectors.write_vectors(db, SPACE, [(rowid, vector) for (rowid, _), vector in zip(pairs, encoded)])
-    return len(pairs)
+    return pairs, encoded
+
+
+def _write_vectors(db: sqlite_utils.Database, version: int, pairs, encoded) -> None:
+    """Replace the space's vectors with ``encoded``; inside the caller's write transaction."""
+    if not pairs:
+        return
+    vectors.ensure_space(db, SPACE, int(encoded.shape[1]), TAGGER, model_name(version))
+    db.execute("update vector_spaces set model = ? where name = ?", [model_name(version), SPACE])
+    stale = [r for (r,) in db.execute(f"select item_rowid from [{vectors.table_for(SPACE)}]")]
+    keep = {rowid for rowid, _ in pairs}
+    vectors.delete_vectors(db, SPACE, [r for r in stale if r not in keep])
+    vectors.write_vectors(db, SPACE, [(rowid, vector) for (rowid, _), vector in zip(pairs, encoded)])
 
 
 _models: dict[tuple, object] = {}

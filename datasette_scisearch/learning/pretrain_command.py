@@ -6,6 +6,7 @@ import json
 
 import click
 
+from .. import jobs
 from ..catalog import open_catalog
 from ..command_line import ScisearchCommand, catalog_argument
 from .pretrain import ARCHITECTURES, DEFAULT_ARCHITECTURE, SPACE, new_images_since_current, pretrain, refresh_vectors
@@ -50,23 +51,31 @@ def pretrain_command(
             current, arrived = new_images_since_current(db)
             vectors_only = vectors_only or (current is not None and arrived < when_new)
             fine_tune = current is not None
-        if vectors_only:
-            written = refresh_vectors(db)
-            if as_json:
-                click.echo(json.dumps({"trained": False, "vectors_written": written}))
-            else:
-                click.echo(f"no training; {written} image vectors written to the '{SPACE}' space by the current model")
-            return
-        if quiet or as_json:
-            report = pretrain(db, epochs=epochs, batch_size=batch_size, fine_tune=fine_tune, seed=seed,
-                              architecture=architecture, actor=trained_by)  # fmt: skip
-        else:
-            bar = click.progressbar(length=epochs, label="pretraining (epochs)", file=click.get_text_stream("stderr"))
-            with bar:
+        arguments = {"epochs": epochs, "architecture": architecture, "fine_tune": fine_tune, "seed": seed}
+        with jobs.recorded_job(db, "pretrain --vectors-only" if vectors_only else "pretrain", arguments) as job:
+            if vectors_only:
+                written = job.updated = refresh_vectors(db)
+            elif quiet or as_json:
                 report = pretrain(db, epochs=epochs, batch_size=batch_size, fine_tune=fine_tune, seed=seed,
-                                  architecture=architecture, actor=trained_by, progress=bar.update)  # fmt: skip
+                                  architecture=architecture, actor=trained_by)  # fmt: skip
+            else:
+                bar = click.progressbar(
+                    length=epochs, label="pretraining (epochs)", file=click.get_text_stream("stderr")
+                )
+                with bar:
+                    report = pretrain(db, epochs=epochs, batch_size=batch_size, fine_tune=fine_tune, seed=seed,
+                                      architecture=architecture, actor=trained_by, progress=bar.update)  # fmt: skip
+            if not vectors_only:
+                job.total, job.updated = report.images, report.vectors_written
+                job.notes.append(f"facility image model v{report.version}")
     finally:
         db.close()
+    if vectors_only:
+        if as_json:
+            click.echo(json.dumps({"trained": False, "vectors_written": written}))
+        else:
+            click.echo(f"no training; {written} image vectors written to the '{SPACE}' space by the current model")
+        return
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from .. import jobs
 from ..catalog import open_catalog
 from ..command_line import ScisearchCommand, catalog_argument
 from ..errors import ScisearchError
@@ -49,25 +50,27 @@ def train_command(
 
     Labels are the tags experts accepted or added with a class's name. At least 2 per class are needed to train
     (the head is then chosen from one label a class, a rough guide); 20 per class give an accuracy worth quoting."""
+    if not predict_only and not classes:
+        raise ScisearchError("no classes named", fix="name two or more: --classes nanoparticles,nanowires,lattice")
     db = open_catalog(catalog, create=False)
+    arguments = {"tag_set": tag_set, "classes": classes, "features": features, "dry_run": dry_run}
     try:
-        if predict_only:
-            result = training.predict(db, tag_set).as_dict()
-        else:
-            if not classes:
-                raise ScisearchError(
-                    "no classes named", fix="name two or more: --classes nanoparticles,nanowires,lattice"
-                )
-            result = training.train(
-                db,
-                tag_set,
-                [name for name in classes.split(",") if name.strip()],
-                feature_space=features,
-                actor=trained_by,
-                folds=folds,
-                baseline_tags=_parse_baseline_tags(baseline_tags),
-                write=not dry_run,
-            ).as_dict()
+        with jobs.recorded_job(db, "train --predict-only" if predict_only else "train", arguments) as job:
+            if predict_only:
+                result = training.predict(db, tag_set).as_dict()
+            else:
+                result = training.train(
+                    db,
+                    tag_set,
+                    [name for name in classes.split(",") if name.strip()],
+                    feature_space=features,
+                    actor=trained_by,
+                    folds=folds,
+                    baseline_tags=_parse_baseline_tags(baseline_tags),
+                    write=not dry_run,
+                ).as_dict()
+            job.total, job.added = result.get("labels") or 0, result.get("tags_written") or 0
+            job.notes.append(f"{result.get('source') or 'nothing written'}")
     finally:
         db.close()
     if as_json:

@@ -132,6 +132,8 @@ def filter_sql(query: ParsedQuery, item_type: str | None = None) -> FilterSql:
     if query.excluded_kinds:
         marks = ",".join("?" * len(query.excluded_kinds))
         sql.add(f"f.kind in ({marks})", sorted(query.excluded_kinds), {"f"}, negated=True)
+    if query.missing is not None:  # -is:missing keeps every item but the files gone from their folders
+        sql.add("si.item_type = 'file' and f.missing_since is not null", [], {"f"}, negated=not query.missing)
     for number_filter in query.numbers:
         _number(sql, number_filter)
     for text_filter in query.text_filters:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 
 import sqlite_utils
@@ -161,16 +162,7 @@ def _tag_facet(db: sqlite_utils.Database, rowids: list[int]) -> list[dict]:
            group by t.tag order by n desc, t.tag limit ?""",
         [_json_ids(rowids), FACET_SIZE * TAG_FACET_BREADTH],
     ).fetchall()
-    # A tag's category is the one its taggers give it most often over the catalog ('diffraction' from filenames
-    # and metadata alike is a technique), "other" only when none says more (an expert's new word, an old tag).
-    usual: dict[str, str] = {}
-    for tag, category, _ in db.execute(
-        """select tag, coalesce(category, ?) as category, count(*) as n from tags
-           where tag in (select value from json_each(?)) group by tag, category order by tag, n desc, category""",
-        [DEFAULT_TAG_CATEGORY, json.dumps([tag for tag, _ in rows])],
-    ):
-        if category != DEFAULT_TAG_CATEGORY:
-            usual.setdefault(tag, category)
+    usual = usual_categories(db, [tag for tag, _ in rows])
     taken: Counter = Counter()
     entries = []
     for tag, n in rows:
@@ -179,6 +171,48 @@ def _tag_facet(db: sqlite_utils.Database, rowids: list[int]) -> list[dict]:
             taken[category] += 1
             entries.append({"value": tag, "count": n, "category": category})
     return entries
+
+
+# A tag's usual category, per catalog file, kept a while: counting it reads every row of the tag (50 ms a search
+# at 100k items), and it changes only when a tagger declares another category for the same words.
+CATEGORY_CACHE_SECONDS = 600.0
+_MAX_CACHED_CATEGORIES = 50_000
+_usual_category: dict[tuple[str, str], tuple[str, float]] = {}
+
+
+def usual_categories(db: sqlite_utils.Database, tags: list[str]) -> dict[str, str]:
+    """Each tag's category: the one its taggers give it most often over the catalog ('diffraction' from filenames
+    and metadata alike is a technique), "other" when none says more (an expert's new word, an old tag).  Kept
+    for ``CATEGORY_CACHE_SECONDS`` per catalog file, so a search reads only the tags it has not seen lately."""
+    catalog = db.execute("select file from pragma_database_list where name = 'main'").fetchone()[0] or str(id(db))
+    now = time.monotonic()
+    found: dict[str, str] = {}
+    for tag in tags:
+        cached = _usual_category.get((catalog, tag))
+        if cached is not None and cached[1] > now:
+            found[tag] = cached[0]
+    missing = [tag for tag in tags if tag not in found]
+    if missing:
+        if len(_usual_category) > _MAX_CACHED_CATEGORIES:
+            _usual_category.clear()
+        for tag in missing:
+            found[tag] = DEFAULT_TAG_CATEGORY
+        for tag, category, _ in db.execute(
+            """select tag, category, count(*) as n from tags
+               where tag in (select value from json_each(?)) and category is not null and category != ?
+               group by tag, category order by tag, n desc, category""",
+            [json.dumps(missing), DEFAULT_TAG_CATEGORY],
+        ):
+            if found[tag] == DEFAULT_TAG_CATEGORY:
+                found[tag] = category
+        for tag in missing:
+            _usual_category[(catalog, tag)] = (found[tag], now + CATEGORY_CACHE_SECONDS)
+    return found
+
+
+def forget_usual_categories() -> None:
+    """Empty the cache of tags' categories (after a tagger's categories change, and between tests)."""
+    _usual_category.clear()
 
 
 def _label_proposals(db: sqlite_utils.Database, entries: list[dict]) -> None:

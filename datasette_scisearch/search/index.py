@@ -3,8 +3,8 @@
 A document gathers what full-text search should see for an item: its own
 title and text, the text of its own tags (accepted and added tags count twice,
 rejected ones not at all), and its context — the session and proposal a file
-was linked to, the proposal a paper acknowledges, and the tags it inherits
-from them.  Documents are rebuilt from
+was linked to, the proposal a paper acknowledges (unless it is still under its proprietary period:
+periods.py), and the tags it inherits from them.  Documents are rebuilt from
 the catalog tables after every load, link and tag run; only documents whose
 content changed are rewritten, so the full-text indexes stay cheap to keep:
 FTS5 by its triggers, the on-disk tantivy index by ``text_index.catch_up``
@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 import sqlite_utils
 
+from .. import periods
 from ..catalog import now_utc, write_transaction
 from ..tagging import vectors
 
@@ -49,13 +50,14 @@ _DOCUMENT_SQL = {
         "p",
     ),
     "paper": (
-        """
+        f"""
         select p.id as item_id, p.title as title,
                concat_ws(' ', p.abstract, substr(p.full_text, 1, 20000)) as body,
                concat_ws(' ', p.authors, p.venue, p.year, p.doi, p.funding,
                          (select group_concat(pr.id || ' ' || coalesce(pr.title, ''), ' ')
                           from links l join proposals pr on pr.id = l.to_id
-                          where l.from_type = 'paper' and l.from_id = p.id and l.to_type = 'proposal')) as context
+                          where l.from_type = 'paper' and l.from_id = p.id and l.to_type = 'proposal'
+                            and pr.id not in {periods.UNDER_PERIOD_AT})) as context
         from papers p
         """,
         "p",
@@ -71,6 +73,9 @@ _DOCUMENT_SQL = {
         "s",
     ),
 }
+# Document SQL whose first parameter is the build's moment: a paper leaves out the words of each proposal still
+# under its period then (periods.UNDER_PERIOD_AT).
+_CLOCKED = frozenset({"paper"})
 
 
 def tag_text(rows: Iterable[tuple[str, str]]) -> str:
@@ -154,8 +159,9 @@ def refresh_search_items(
                     )
                 }
                 query = sql if chunk is None else f"{sql} where {alias}.id in ({marks})"
+                clock = [now] if item_type in _CLOCKED else []
                 updates, inserts = [], []
-                for item_id, title, body, context in db.execute(query, chunk or []).fetchall():
+                for item_id, title, body, context in db.execute(query, [*clock, *(chunk or [])]).fetchall():
                     item_id = str(item_id)
                     own_tags, inherited_tags = tags.get(item_id, ("", ""))
                     joined_context = " ; ".join(part for part in (context, inherited_tags) if part)
@@ -187,6 +193,8 @@ def refresh_search_items(
                 for space in vectors.spaces(db) if gone else ():
                     vectors.delete_vectors(db, space, gone)
                 changed += len(gone)
+            if item_type in _CLOCKED:  # which proposals' words wait for their period to end
+                periods.note_withheld(db, wanted, now)
     catch_up_indexes(db)
     return changed
 

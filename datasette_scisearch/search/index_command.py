@@ -16,6 +16,7 @@ from dataclasses import asdict
 
 import click
 
+from .. import jobs
 from ..catalog import open_catalog
 from ..command_line import ScisearchCommand, catalog_argument
 from ..config import load_settings
@@ -52,20 +53,9 @@ def index_command(ctx, catalog, rebuild, check, as_json, quiet):
             if not (report.agrees and all(r.agrees for r in vector_reports)):
                 raise SystemExit(1)
             return
-        if rebuild:
-            state = text_index.build(db, progress=not quiet)
-            summary = {"action": "rebuilt", "documents": state["documents"], "generation": state["generation"]}
-            for space in spaces:
-                summary[f"{space}_vectors"] = mapped_vectors.build(db, space, progress=not quiet)["vectors"]
-        else:
-            with index_folder.writer_lock(folder, text_index.STATE, wait=True):
-                pass  # wait for a writer that is catching up, then catch up ourselves
-            updated = _catch_up_or_build(db, quiet)
-            state = index_folder.read_state(folder, text_index.STATE) or {}
-            summary = {"action": "updated", "documents_reindexed": updated, **_brief(state)}
-            for space in spaces:  # built, or the changes folded in, whatever the size
-                written = mapped_vectors.catch_up(db, space, force=True, progress=not quiet)
-                summary[f"{space}_vectors_written"] = written or 0
+        with jobs.recorded_job(db, "index --rebuild" if rebuild else "index", {"folder": str(folder)}) as job:
+            summary = _rebuild(db, spaces, quiet) if rebuild else _update(db, folder, spaces, quiet)
+            job.notes.append(", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in summary.items()))
     finally:
         db.close()
     summary["folder"] = str(folder)
@@ -74,6 +64,26 @@ def index_command(ctx, catalog, rebuild, check, as_json, quiet):
     else:
         for key, value in summary.items():
             click.echo(f"{key.replace('_', ' ')}: {value}")
+
+
+def _rebuild(db, spaces: list[str], quiet: bool) -> dict:
+    state = text_index.build(db, progress=not quiet)
+    summary = {"action": "rebuilt", "documents": state["documents"], "generation": state["generation"]}
+    for space in spaces:
+        summary[f"{space}_vectors"] = mapped_vectors.build(db, space, progress=not quiet)["vectors"]
+    return summary
+
+
+def _update(db, folder, spaces: list[str], quiet: bool) -> dict:
+    with index_folder.writer_lock(folder, text_index.STATE, wait=True):
+        pass  # wait for a writer that is catching up, then catch up ourselves
+    updated = _catch_up_or_build(db, quiet)
+    state = index_folder.read_state(folder, text_index.STATE) or {}
+    summary = {"action": "updated", "documents_reindexed": updated, **_brief(state)}
+    for space in spaces:  # built, or the changes folded in, whatever the size
+        written = mapped_vectors.catch_up(db, space, force=True, progress=not quiet)
+        summary[f"{space}_vectors_written"] = written or 0
+    return summary
 
 
 def _catch_up_or_build(db, quiet: bool) -> int:

@@ -177,6 +177,8 @@ class ParsedQuery:
     text_filters: list[TextFilter] = field(default_factory=list)
     numbers: list[NumberFilter] = field(default_factory=list)
     dates: list[DateFilter] = field(default_factory=list)
+    # is:missing (True) or -is:missing (False): files gone from their folders (files.missing_since), or the rest.
+    missing: bool | None = None
     # The meaning of the query for vector search: its free words and phrases, without filters.
     semantic_text: str = ""
     # Tokens that may name one item exactly: an id, a sha256 (prefix), a file name.
@@ -198,6 +200,7 @@ class ParsedQuery:
             or self.numbers
             or self.dates
             or self.excluded
+            or self.missing is not None
         )
 
     @property
@@ -214,6 +217,7 @@ class ParsedQuery:
             "text": [asdict(f) for f in self.text_filters],
             "numbers": [{k: v for k, v in asdict(f).items() if k != "phrase_alternatives"} for f in self.numbers],
             "dates": [asdict(f) for f in self.dates],
+            "missing": self.missing,
             "words": [[asdict(term) for term in clause] for clause in self.clauses],
             "excluded_words": [asdict(term) for term in self.excluded],
         }
@@ -480,14 +484,16 @@ def _type_filter(query: ParsedQuery, value: str, token: _Token) -> None:
             continue
         item_type = wanted[:-1] if wanted.endswith("s") and wanted[:-1] in ITEM_TYPES else wanted
         kind = _KIND_ALIASES.get(wanted)
-        if item_type in ITEM_TYPES:
+        if wanted == "missing":  # a file gone from its folder (its row kept): is:missing, or -is:missing for the rest
+            query.missing = not token.negated
+        elif item_type in ITEM_TYPES:
             (query.excluded_item_types if token.negated else query.item_types).add(item_type)
         elif kind is not None:
             (query.excluded_kinds if token.negated else query.kinds).add(kind)
         else:
             query.messages.append(
                 f"unknown type '{raw.strip()}' was ignored: use one of {', '.join(ITEM_TYPES)}, "
-                f"or a kind of file: {', '.join(KINDS)}"
+                f"or a kind of file: {', '.join(KINDS)}, or 'missing' (files gone from their folders)"
             )
 
 

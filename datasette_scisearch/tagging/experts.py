@@ -472,16 +472,23 @@ def bulk_change(db: sqlite_utils.Database, action: str, text: str, items: list[t
 QUEUE_FILE_FACTS = ("name", "kind", "instrument", "mode", "detector", "voltage_kv", "magnification", "acquired_local")
 
 
-def queue_total(db: sqlite_utils.Database, item_type: str = "file") -> int:
-    """How many items of this type await an expert (``learning.active.queue_count``)."""
+def queue_total(db: sqlite_utils.Database, item_type: str = "file", leave_out: frozenset[str] = frozenset()) -> int:
+    """How many items of this type await an expert (``learning.active.queue_count``), none of ``leave_out`` (ids
+    the reader may not see)."""
     from ..learning.active import queue_count
 
     if item_type not in ITEM_TABLES:
         raise InvalidChange(f"{str(item_type)[:40]!r} is not a kind of item: use one of {', '.join(ITEM_TABLES)}")
-    return queue_count(db, item_type)
+    return queue_count(db, item_type, leave_out=leave_out)
 
 
-def review_queue(db: sqlite_utils.Database, item_type: str = "file", limit: int = 48, offset: int = 0) -> list[dict]:
+def review_queue(
+    db: sqlite_utils.Database,
+    item_type: str = "file",
+    limit: int = 48,
+    offset: int = 0,
+    leave_out: frozenset[str] = frozenset(),
+) -> list[dict]:
     """Items awaiting an expert, in the order the learning package proposes (the learned tagger's least certain
     first; where no model is trained, a typical image of each cluster, then the weakest machine tags), each with
     why it is queued, its title, facts and the machine tags to judge."""
@@ -489,7 +496,7 @@ def review_queue(db: sqlite_utils.Database, item_type: str = "file", limit: int 
 
     if item_type not in ITEM_TABLES:
         raise InvalidChange(f"{str(item_type)[:40]!r} is not a kind of item: use one of {', '.join(ITEM_TABLES)}")
-    entries = ordered_queue(db, limit=limit, item_type=item_type, offset=offset)
+    entries = ordered_queue(db, limit=limit, item_type=item_type, offset=offset, leave_out=leave_out)
     if not entries:
         return []
     ids = [entry.item_id for entry in entries]

@@ -36,7 +36,7 @@ import numpy as np
 import sqlite_utils
 from tqdm import tqdm
 
-from .. import changes, jobs
+from .. import jobs, refreshing
 from ..catalog import ITEM_TABLES, ITEM_TYPES, now_utc, write_transaction
 from ..config import Settings
 from ..errors import ScisearchError
@@ -169,8 +169,8 @@ def tag_catalog(
     # sqlite-utils finds out whether SQLite can upsert by creating and dropping a table at the first upsert, and
     # SQLite refuses that drop while the items being tagged are still read from an open cursor: find out now.
     db.supports_on_conflict  # noqa: B018
-    changes.refresh(
-        db, changes.TAGS, item_types=types
+    refreshing.refresh(
+        db, refreshing.TAGS, item_types=types
     )  # vectors are keyed by search documents, so every item needs one first
     stopped_by = None
     device = "auto" if on_workers else summary.device
@@ -189,7 +189,7 @@ def tag_catalog(
                 tag_items(db, item_type, concerned, batch_size, force, retry_errors, job_id, progress, summary, cluster)
         inheriting = [r.tagger for r in runners if r.tagger.inherited and not r.stats.unavailable]
         summary.inherited_tags = _inherit_tags(db, inheriting)
-        summary.documents_updated = changes.refresh(db, changes.TAGS, item_types=types).documents
+        summary.documents_updated = refreshing.refresh(db, refreshing.TAGS, item_types=types).documents
     except BaseException as error:  # a run that did not finish is never recorded 'done'
         stopped_by = error
         raise
@@ -264,7 +264,7 @@ def _progress_bar(db, item_type: str, progress: bool) -> tqdm:
 
 def _refresh(db, summary: TagSummary, item_type: str, ids: list[str]) -> None:
     began = time.perf_counter()
-    changes.refresh(db, changes.TAGS, item_types=[item_type], ids=ids)
+    refreshing.refresh(db, refreshing.TAGS, item_types=[item_type], ids=ids)
     summary.writer_seconds += time.perf_counter() - began
 
 

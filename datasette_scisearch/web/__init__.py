@@ -34,7 +34,7 @@ from .. import periods
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
 from ..errors import ScisearchError
 from ..ingest.normalize import magnification_label
-from . import api, clicks, downloads, findable, pages, privacy, proprietary, validation, warming
+from . import api, clicks, downloads, findable, pages, privacy, proprietary, sign_in, validation, warming
 from .base import (
     Schema,
     WebError,
@@ -44,6 +44,7 @@ from .base import (
     item_url,
     preview_url,
     preview_version,
+    public_row_url,
     readable_item,
 )
 from .errors import answers_errors, error_response
@@ -257,6 +258,12 @@ def startup(datasette):
 
 
 @hookimpl
+def asgi_wrapper(datasette):
+    # A sign-in fills the catalogs' people (web/sign_in.py).
+    return sign_in.asgi_wrapper(datasette)
+
+
+@hookimpl
 def handle_exception(datasette, request, exception):
     # The one handler for the package's errors that escape a route: the error's kind decides the status code,
     # the client what it gets back (web/errors.py).  Anything else is Datasette's to report.
@@ -369,12 +376,14 @@ def render_cell(row, value, column, table, database, datasette):
     schema = catalog_schema(datasette, database) if table else None
     if schema is None:
         return None
-    # A public view (files_public …: web/proprietary.py) shows its table's rows, and its cells as the table's.
+    # A public view (files_public …: web/proprietary.py) shows its table's rows, and its cells as the table's;
+    # a link back to the row goes to the view's, which the visitor can open.
+    shown = table
     table = table.removesuffix("_public") if table.endswith("_public") and table not in schema.tables else table
     if table == "files" and column == "preview" and value:
         return preview_cell(datasette, database, row, value)
     if column in JSON_COLUMNS and isinstance(value, str):
-        return json_cell(datasette, database, table, row, value)
+        return json_cell(datasette, database, shown, row, value)
     if table == "files" and column == "magnification" and isinstance(value, (int, float)) and value > 0:
         return markupsafe.Markup(f'<span title="{value:g}">{markupsafe.escape(magnification_label(value))}</span>')
     if column == "search_text" and isinstance(value, str) and len(value) > LONG_TEXT_CHARS:
@@ -446,8 +455,11 @@ def json_cell(datasette, database, table, row, text: str):
     if len(pretty) > JSON_DISPLAY_CHARS:
         pretty = pretty[:JSON_DISPLAY_CHARS] + "\n…"
         row_id = _field(row, "id")
-        if row_id is not None:
+        if row_id is not None and table.endswith("_public"):
+            href = public_row_url(datasette, database, table, row_id, "json")
+        elif row_id is not None:
             href = datasette.urls.row(database, table, tilde_encode(str(row_id)), format="json")
+        if row_id is not None:
             rest = f' <a href="{markupsafe.escape(href)}">all of it as JSON</a>'
     return markupsafe.Markup(
         f'<details class="scisearch-json"><summary>{count}</summary>'

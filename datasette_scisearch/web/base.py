@@ -15,7 +15,7 @@ type, and every URL the pages link to.
   their proprietary period, and not their team's: periods.py); ``readable_item`` says whether one item is
   readable by both rules.  Search, items, "similar", previews, tags, the queue and federation all ask them.
 - URLs are built here only: ``search_url``, ``item_url``, ``similar_url``, ``preview_url``, ``frame_url``,
-  ``download_url``, ``export_url``.
+  ``download_url``, ``export_url``, ``row_urls``.
 
 Nothing here imports the views, so every view imports this module at its top.
 """
@@ -37,7 +37,7 @@ from datasette.utils import actor_matches_allow, tilde_decode, tilde_encode
 from datasette.utils.asgi import Forbidden
 from datasette.utils.sqlite import sqlite3
 
-from .. import periods
+from .. import changes, people, periods
 from ..catalog import ITEM_TABLES, load_sqlite_vec
 from ..config import ConfigError, Settings, load_settings, settings_from_dict
 from ..errors import ScisearchError
@@ -271,11 +271,58 @@ def viewer(datasette, actor) -> periods.Viewer:
 
 async def hidden_proposals(datasette, actor, db) -> frozenset[str]:
     """The proposals whose files, previews, tags, sessions and own fields this actor may not see in this catalog
-    now; computed against the clock at each request, so a period that ends needs no reload."""
+    now; computed against the clock at each request, so a period that ends needs no reload.  The first request
+    after a period ends also lets the papers acknowledging the proposal be found by its words (periods.py)."""
     who = viewer(datasette, actor)
-    if who.staff:
-        return frozenset()
-    return await db.execute_fn(lambda conn: periods.hidden_proposals(sqlite_utils.Database(conn), who))
+
+    def read(conn):
+        catalog = sqlite_utils.Database(conn)
+        hidden = frozenset() if who.staff else periods.hidden_proposals(catalog, who)
+        # A signed-in account no person has yet, where something is hidden from it: a sign-in fills people.
+        unknown = bool(hidden) and who.account_id is not None and not people.person_for_account(catalog, who.account_id)
+        return hidden, bool(periods.words_due(catalog)), unknown
+
+    hidden, due, unknown = await db.execute_fn(read)
+    if due:
+        await release_due_words(db)
+    if unknown:
+        await fill_people(datasette, actor, {db.name: db})
+        hidden = await db.execute_fn(lambda conn: periods.hidden_proposals(sqlite_utils.Database(conn), who))
+    return hidden
+
+
+async def fill_people(datasette, actor: dict, databases=None) -> None:
+    """Make a signed-in actor a person (people.py's ``fill_from_sign_in``) in each catalog served from a file that
+    can be written (every one, or those given); one that cannot be written is left as it is, with a warning, and
+    the request goes on.  web/sign_in.py calls it at a sign-in, ``hidden_proposals`` for an actor that comes with
+    each request."""
+    from ..private import is_private_file
+
+    for name, db in list((databases or datasette.databases).items()):
+        if not db.is_mutable or not db.path or is_private_file(db.path) or catalog_schema(datasette, name) is None:
+            continue
+        try:
+            await db.execute_write_fn(lambda conn: people.fill_from_sign_in(sqlite_utils.Database(conn), actor))
+        except (sqlite3.Error, ScisearchError, OSError) as error:
+            print(f"warning: could not add the signed-in account {actor.get('id')!r} to the people of {name}: {error}")
+
+
+# Catalogs Datasette cannot write to (immutable, read-only files): their papers wait for the next load instead.
+_cannot_write: weakref.WeakSet = weakref.WeakSet()
+
+
+async def release_due_words(db) -> None:
+    """Rewrite, on Datasette's write thread, the documents of papers acknowledging a proposal whose period ended
+    (or began: a date moved ahead by something that did not rewrite them, as ``scisearch periods`` does).  Where
+    the catalog cannot be written (served immutable), an ended period's papers stay without its words until the
+    next load; a date can only move ahead in such a file by a writer, and the package's writers rewrite them."""
+    if not db.is_mutable or db in _cannot_write:
+        return
+    try:
+        await db.execute_write_fn(lambda conn: changes.release_due_words(sqlite_utils.Database(conn)), block=True)
+    except (sqlite3.Error, ScisearchError, OSError) as error:
+        _cannot_write.add(db)
+        print(f"warning: could not add released proposals' words to the papers of {db.name}: {error}")
 
 
 async def readable_item(datasette, actor, db, item_type: str, item_id) -> bool:
@@ -403,6 +450,24 @@ def download_url(datasette, database: str, file_id) -> str:
 def export_url(datasette, database: str, file_id, format_name: str) -> str:
     """The file's array as ``tiff``, ``png`` or ``emd``."""
     return datasette.urls.path(f"-/scisearch/export/{_route(datasette, database)}/{file_id}.{format_name}")
+
+
+async def row_urls(datasette, actor, database: str, table: str, item_id) -> tuple[str, str]:
+    """An item's row in Datasette, as a page and as JSON, where this actor can open it: the table's own row page
+    where they may read the table, else the row in its public view (web/proprietary.py), which holds it when it
+    is theirs to see — never a link that answers 403."""
+    if await datasette.permission_allowed(actor, "view-table", (database, table), default=True):
+        row = tilde_encode(str(item_id))
+        return datasette.urls.row(database, table, row), datasette.urls.row(database, table, row, format="json")
+    return public_row_url(datasette, database, f"{table}_public", item_id), public_row_url(
+        datasette, database, f"{table}_public", item_id, "json"
+    )
+
+
+def public_row_url(datasette, database: str, view: str, item_id, format_name: str | None = None) -> str:
+    """One row of a public view (a view has no row pages: its table page filtered to the row's id)."""
+    query = urllib.parse.urlencode({"id": str(item_id)})
+    return f"{datasette.urls.table(database, view, format=format_name)}?{query}"
 
 
 def preview_version(sha256, loaded_at, preview) -> str:

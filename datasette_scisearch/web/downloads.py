@@ -28,7 +28,7 @@ import zipfile
 from pathlib import Path
 
 import sqlite_utils
-from datasette.utils.asgi import Response
+from datasette.utils.asgi import Forbidden, Response
 
 from ..catalog import MAX_SQLITE_INTEGER
 from ..downloads.exports import FORMATS, ExportError, export_name, formats_for, parse_shape, write_export
@@ -37,7 +37,7 @@ from ..errors import CONFLICT, FORBIDDEN, NOT_FOUND
 from ..ingest.files import file_loaders
 from ..ingest.reading import loaders_for
 from ..ingest.sandbox import shared_pool
-from .base import WebError, download_url, export_url, find_catalog, readable_item
+from .base import WebError, download_url, ensure_may_read, export_url, find_catalog, readable_item
 from .errors import answers_errors
 
 CHUNK_BYTES = 1 << 20
@@ -223,8 +223,13 @@ async def _readable_originals(request, datasette) -> tuple:
     """The catalog and the originals of the file a download names, once the actor may read that file."""
     file_id = _file_id(request)
     db = find_catalog(datasette, request.url_vars["database"])
+    try:  # the catalog's and the files table's rules (metadata.yml): the same for every file, so a 403 says no more
+        await ensure_may_read(datasette, request.actor, db, "files")
+    except Forbidden:
+        raise WebError(f"You may not download the files of '{db.name}'.", kind=FORBIDDEN) from None
     if not await readable_item(datasette, request.actor, db, "file", file_id):
-        raise WebError(f"You may not download the files of '{db.name}'.", kind=FORBIDDEN)
+        # Under its proposal's period and not the reader's: as absent as a file the catalog never held.
+        raise WebError(f"there is no file {file_id} in this catalog", kind=NOT_FOUND)
     originals = await db.execute_fn(lambda conn: originals_of(sqlite_utils.Database(conn), file_id))
     return db, originals
 
@@ -333,8 +338,9 @@ def _export(originals: Originals, export, folder: Path) -> Path:
 
 
 def downloads_view(datasette, database: str, row: dict) -> list[dict]:
-    """The item page's download links for one file's row: the original, then each export its shape allows."""
-    if not row.get("path") or row.get("id") is None:
+    """The item page's download links for one file's row: the original, then each export its shape allows (none
+    for a file gone from its folder)."""
+    if not row.get("path") or row.get("id") is None or row.get("missing_since"):
         return []
     links = [{"label": "Original file", "url": download_url(datasette, database, row["id"]), "format": "original"}]
     for export in formats_for(parse_shape(row.get("shape"))):

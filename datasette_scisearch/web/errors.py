@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datasette.utils.asgi import Response
 
-from ..errors import FORBIDDEN, NOT_FOUND, ScisearchError
+from ..errors import FORBIDDEN, GONE, NOT_FOUND, ScisearchError
 
-HEADINGS = {FORBIDDEN: "Not allowed", NOT_FOUND: "Not found"}
+HEADINGS = {FORBIDDEN: "Not allowed", NOT_FOUND: "Not found", GONE: "No longer there"}
 
 
 def wants_json(request) -> bool:

@@ -21,9 +21,11 @@ import math
 from xml.sax.saxutils import escape
 
 import markupsafe
+import sqlite_utils
 from datasette.utils import tilde_encode
 from datasette.utils.asgi import Forbidden, Response
 
+from .. import people, periods
 from ..catalog import MAX_SQLITE_INTEGER
 from ..search.detail import item_detail
 from .base import (
@@ -33,6 +35,7 @@ from .base import (
     download_url,
     ensure_may_read,
     find_catalog,
+    hidden_proposals,
     item_url,
     parse_page,
     readable_item,
@@ -72,7 +75,19 @@ async def page_json_ld(datasette, request, db, item_type: str, detail: dict) -> 
     """The item page's JSON-LD, when the item is public (an anonymous visitor may read it)."""
     if not await _public(datasette, db, item_type, detail["item_id"]):
         return None
+    detail = await with_team(db, detail)
     return json_for_script(item_json_ld(detail, site_for(datasette, request, db.name)))
+
+
+async def with_team(db, detail: dict) -> dict:
+    """The detail with ``team``: the names in ``people`` of its proposals' teams, the datasets' creators (names
+    only: e-mails and account ids are never public)."""
+    if detail["item_type"] == "proposal":
+        proposal_ids = [detail["item_id"]]
+    else:
+        proposal_ids = [p["id"] for p in detail.get("proposals") or [] if p.get("id")]
+    names = await db.execute_fn(lambda conn: people.team_names(sqlite_utils.Database(conn), proposal_ids))
+    return {**detail, "team": names}
 
 
 async def _public(datasette, db, item_type: str, item_id) -> bool:
@@ -111,7 +126,8 @@ async def sitemap_index(request, datasette):
         types = await _public_types(datasette, db)
         if not types:
             continue
-        count = await db.execute_fn(lambda conn, types=types: _count(conn, types))
+        hidden = await hidden_proposals(datasette, ANONYMOUS, db)
+        count = await db.execute_fn(lambda conn, types=types, hidden=hidden: _count(conn, types, hidden))
         route = tilde_encode(db.route)
         for page in range(1, max(1, math.ceil(count / SITEMAP_PAGE)) + 1):
             loc = datasette.absolute_url(request, datasette.urls.path(f"-/scisearch/sitemap/{route}/{page}.xml"))
@@ -125,9 +141,12 @@ async def sitemap_index(request, datasette):
     return Response(body, content_type="application/xml; charset=utf-8")
 
 
-def _count(conn, types: list[str]) -> int:
+def _count(conn, types: list[str], hidden: frozenset[str]) -> int:
+    """How many items the sitemap lists: those anyone may read (none of a proposal under its period)."""
+    unseen, params = periods.search_item_hidden(hidden)
     return conn.execute(
-        "select count(*) from search_items where item_type in (select value from json_each(?))", [json.dumps(types)]
+        f"select count(*) from search_items si where item_type in (select value from json_each(?)) and not {unseen}",
+        [json.dumps(types), *params],
     ).fetchone()[0]
 
 
@@ -139,7 +158,8 @@ async def sitemap_page(request, datasette):
         raise WebError(f"'{request.url_vars['page'][:40]}' is not a sitemap page: pages are numbered from 1.", 404)
     _offset(page, SITEMAP_PAGE, "This catalog's sitemap")
     types = await _public_types(datasette, db)
-    rows = await db.execute_fn(lambda conn: _page_rows(conn, types, page)) if types else []
+    hidden = await hidden_proposals(datasette, ANONYMOUS, db)
+    rows = await db.execute_fn(lambda conn: _page_rows(conn, types, page, hidden)) if types else []
     if page > 1 and not rows:
         raise WebError(f"This catalog's sitemap has no page {page}.", 404)
     entries = []
@@ -159,11 +179,12 @@ async def sitemap_page(request, datasette):
     return Response(body, content_type="application/xml; charset=utf-8")
 
 
-def _page_rows(conn, types: list[str], page: int) -> list[tuple]:
+def _page_rows(conn, types: list[str], page: int, hidden: frozenset[str]) -> list[tuple]:
+    unseen, params = periods.search_item_hidden(hidden)
     return conn.execute(
-        """select item_type, item_id, updated_at from search_items
-           where item_type in (select value from json_each(?)) order by id limit ? offset ?""",
-        [json.dumps(types), SITEMAP_PAGE, (page - 1) * SITEMAP_PAGE],
+        f"""select item_type, item_id, updated_at from search_items si
+           where item_type in (select value from json_each(?)) and not {unseen} order by id limit ? offset ?""",
+        [json.dumps(types), *params, SITEMAP_PAGE, (page - 1) * SITEMAP_PAGE],
     ).fetchall()
 
 
@@ -174,21 +195,28 @@ def _page_rows(conn, types: list[str], page: int) -> list[tuple]:
 async def datacite_export(request, datasette):
     db = find_catalog(datasette, request.url_vars["database"])
     proposal_id = url_id(request, "proposal_id")
+    absent = WebError(f"There is no proposal '{proposal_id[:200]}' in this catalog.", 404)
+    try:  # the catalog's and the table's rules (metadata.yml), the same for every proposal: a 403 says no more
+        await ensure_may_read(datasette, request.actor, db, "proposals")
+    except Forbidden:
+        raise WebError(f"You may not see the proposals of '{db.name}'.", 403) from None
     if not await readable_item(datasette, request.actor, db, "proposal", proposal_id):
-        raise WebError(f"You may not see the proposals of '{db.name}'.", 403)
+        raise absent  # under its period and not the reader's: as if it did not exist, like every other route
     page, _ = parse_page(request.args.get("page"))
     _offset(page, DATACITE_PAGE, "This proposal's export")
     detail = await call_engine(db, item_detail, "proposal", proposal_id)
     if detail is None:
-        raise WebError(f"There is no proposal '{proposal_id[:200]}' in this catalog.", 404)
+        raise absent
     file_ids, total = await db.execute_fn(lambda conn: _files_of(conn, proposal_id, page))
+    if "file" not in await readable_item_types(datasette, request.actor, db):
+        file_ids, total = [], 0  # the total is of what the reader may see
     file_ids = await readable_items(datasette, request.actor, db, "file", file_ids)
     site = site_for(datasette, request, db.name)
-    records = [_datacite_item(detail, site)] if page == 1 else []
+    records = [_datacite_item(await with_team(db, detail), site)] if page == 1 else []
     for file_id in file_ids:
         file_detail = await call_engine(db, item_detail, "file", str(file_id))
         if file_detail is not None:
-            records.append(_datacite_item(file_detail, site))
+            records.append(_datacite_item(await with_team(db, file_detail), site))
     pages = max(1, math.ceil(total / DATACITE_PAGE))
     self_url = datasette.absolute_url(request, request.path)
     links = {"self": f"{self_url}?page={page}"}

@@ -137,12 +137,14 @@ def _file_dataset(detail: dict, site: Site) -> dict:
     ]
     if measured:
         ld["variableMeasured"] = measured
-    creators = _people([(detail.get("session") or {}).get("user"), *[p.get("pi") for p in detail["proposals"]]])
+    creators = _people(
+        detail.get("team") or [(detail.get("session") or {}).get("user"), *[p.get("pi") for p in detail["proposals"]]]
+    )
     if creators:
         ld["creator"] = creators
     if detail["proposals"]:
         ld["isPartOf"] = [_proposal_reference(p, site) for p in detail["proposals"]]
-    if site.download_path is not None:
+    if site.download_path is not None and not row.get("missing_since"):  # gone from its folder: nothing to fetch
         ld["distribution"] = [
             {
                 "@type": "DataDownload",
@@ -161,7 +163,7 @@ def _proposal_dataset(detail: dict, site: Site) -> dict:
     if row.get("start_date"):
         ld["dateCreated"] = str(row["start_date"])
         ld["temporalCoverage"] = f"{row['start_date']}/{row.get('end_date') or '..'}"
-    creators = _people([row.get("pi")], affiliation=row.get("institution"))
+    creators = _people(detail.get("team") or [row.get("pi")], affiliation=row.get("institution"))
     if creators:
         ld["creator"] = creators
     _add_parts(ld, detail, site)
@@ -177,7 +179,7 @@ def _session_dataset(detail: dict, site: Site) -> dict:
     if row.get("start"):
         ld["dateCreated"] = str(row["start"])
         ld["temporalCoverage"] = f"{row['start']}/{row.get('end') or '..'}"
-    creators = _people([row.get("user")])
+    creators = _people(detail.get("team") or [row.get("user")])
     if creators:
         ld["creator"] = creators
     _add_parts(ld, detail, site)
@@ -282,7 +284,8 @@ def _property_value(name: str, value, unit: str | None, code: str) -> dict:
 
 
 def _people(names: list, affiliation: str | None = None) -> list[dict]:
-    """Each distinct name as a Person; names are the catalog's strings (a people table may match them later)."""
+    """Each distinct name as a Person: the team's names from ``people`` where the proposal's people are matched
+    (``detail["team"]``, web/findable.py), else the records' strings as they are."""
     people = []
     for name in dict.fromkeys(str(n).strip() for n in names if n and str(n).strip()):
         person = {"@type": "Person", "name": name}

@@ -20,7 +20,6 @@ import re
 import sys
 
 import sqlite_utils
-from datasette.utils import tilde_encode
 from datasette.utils.asgi import Forbidden, Response
 
 from ..catalog import ITEM_TYPES
@@ -43,6 +42,7 @@ from .base import (
     readable_hit,
     readable_item,
     readable_item_types,
+    row_urls,
     search_url,
     url_id,
     without_unreadable_links,
@@ -544,6 +544,7 @@ async def item_page(request, datasette):
     zone = facility_settings(datasette).zone
     database = db.name
     row = detail.get("row") or {}
+    row_url, row_json_url = await row_urls(datasette, request.actor, database, table, item_id)
     metadata, metadata_cut = present.metadata_text(detail.get("metadata"))
     files = detail.get("files") or []
 
@@ -570,8 +571,8 @@ async def item_page(request, datasette):
             "frames": present.frames_view(datasette, database, item_id, detail.get("frames")),
             "metadata": metadata,
             "metadata_cut": metadata_cut,
-            "row_url": datasette.urls.row(database, table, tilde_encode(str(item_id))),
-            "row_json_url": datasette.urls.row(database, table, tilde_encode(str(item_id)), format="json"),
+            "row_url": row_url,
+            "row_json_url": row_json_url,
             "tag_groups": present.tags_view(detail.get("tags")),
             "session": present.linked_view(datasette, database, "session", detail.get("session"), zone),
             "proposals": linked("proposal", detail.get("proposals")),
@@ -587,7 +588,9 @@ async def item_page(request, datasette):
             "similar_note": similar_note,
         }
     )
-    if item_type == "file" and await readable_item(datasette, request.actor, db, "file", item_id):
+    if item_type == "file" and row.get("missing_since"):  # gone from its folder: say so, offer no download
+        context["missing_since"] = present.format_value("missing_since", row["missing_since"], zone)
+    elif item_type == "file" and await readable_item(datasette, request.actor, db, "file", item_id):
         context["downloads"] = downloads.downloads_view(datasette, database, row)
     # Search engines read the page as a schema.org Dataset, where anyone may read it.
     context["json_ld"] = await findable.page_json_ld(datasette, request, db, item_type, detail)

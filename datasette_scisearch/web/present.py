@@ -47,6 +47,7 @@ COLUMN_LABELS = {
     "instrument_reported": "Instrument (as reported)",
     "path": "Path",
     "size_bytes": "Size",
+    "missing_since": "Gone from its folder since",
     "pi": "Principal investigator",
     "institution": "Institution",
     "division": "Division",
@@ -89,7 +90,7 @@ COLUMNS_NOT_LISTED = frozenset(
     }
 )
 # Times stored as ISO 8601 with an offset, shown in the facility's time zone (acquired_at stays in UTC).
-LOCAL_TIME_COLUMNS = frozenset({"acquired_local", "start", "end"})
+LOCAL_TIME_COLUMNS = frozenset({"acquired_local", "start", "end", "missing_since"})
 _MARK_TAG = re.compile(r"(</?mark>)")
 
 

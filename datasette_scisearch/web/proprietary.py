@@ -37,7 +37,7 @@ TWIN_VIEWS = {name.removesuffix("_public"): name for name in PUBLIC_VIEWS}
 # Datasette's actions that read a database's rows or hand its file out, besides the table pages.
 WHOLE_DATABASE_ACTIONS = frozenset({"execute-sql", "view-database-download"})
 # Names, e-mails and which proposals are private now: staff's whatever else holds.
-STAFF_TABLES = frozenset({"people", "proposal_people", "proposal_periods"})
+STAFF_TABLES = frozenset({"people", "proposal_people", "proposal_periods", "proposal_words_withheld"})
 
 # Datasette -> {twin name: catalog path}
 _twins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -435,13 +435,14 @@ async def queue_page(request, datasette):
 
     def read_queue(conn):
         db = sqlite_utils.Database(conn)
-        total = experts.queue_total(db, item_type)
+        # Items still under another team's proprietary period are not this expert's to judge, nor to see, nor to
+        # count: the total, the pages and the page links are all of what is left.
+        leave_out = periods.hidden_item_ids(db, item_type, hidden)
+        total = experts.queue_total(db, item_type, leave_out)
         # Past the last page, the last page (an expert who cleared it comes back to what is left).
         last_page = max(1, -(-total // QUEUE_SIZE))
         shown_page = min(page, last_page)
-        entries = experts.review_queue(db, item_type, QUEUE_SIZE, (shown_page - 1) * QUEUE_SIZE)
-        # Items still under another team's proprietary period are not this expert's to judge, nor to see.
-        entries = [e for e in entries if not periods.item_is_hidden(db, e["item_type"], e["item_id"], hidden)]
+        entries = experts.review_queue(db, item_type, QUEUE_SIZE, (shown_page - 1) * QUEUE_SIZE, leave_out)
         return total, shown_page, last_page, entries
 
     total, page, last_page, entries = await db.execute_fn(read_queue)
