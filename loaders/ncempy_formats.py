@@ -228,7 +228,9 @@ def glob_escape(text: str) -> str:
 
 class GatanDMLoader(FileLoader):
     name = "gatan-dm"
-    version = "2"  # 2: acquisition times from the SI, EELS, EDS and CL tag groups too
+    # 2: acquisition times from the SI, EELS, EDS and CL tag groups too; 3: spectra calibrated in energy or (CL)
+    # wavelength, and a spectrum's pixel size from its scan axis, never its spectral one
+    version = "3"
     description = "Gatan DigitalMicrograph .dm3/.dm4 (ncempy)"
     suffixes = frozenset({".dm3", ".dm4"})
 
@@ -261,6 +263,10 @@ class GatanDMLoader(FileLoader):
         mode = "EELS" if (signal or "").upper() == "EELS" else _mode_from_words(illumination)
         in_diffraction = bool(operation and "DIFFRACTION" in operation.upper() and mode == "TEM")
         camera_length = number(meta.get("Microscope Info STEM Camera Length"))
+        spectral = _spectral_last_axis(meta, units)
+        # A spectrum's last axis is its energy or wavelength: the pixel, where there is one, is the scan's step.
+        step = -2 if spectral else -1
+        spatial = (sizes[step], units[step]) if len(sizes) >= -step and len(units) >= -step else None
         return Dataset(
             data=data,
             index=index,
@@ -268,7 +274,7 @@ class GatanDMLoader(FileLoader):
             instrument_reported=_text(meta.get("Microscope Info Microscope"))
             or _text(meta.get("Microscope Info Name")),
             acquired_at=_dm_acquired(meta),
-            pixel_size_nm=length_to_nm(sizes[-1], units[-1]) if sizes and units else None,
+            pixel_size_nm=length_to_nm(*spatial) if spatial else None,
             voltage_kv=voltage,
             magnification=number(meta.get("Microscope Info Indicated Magnification")) or None,
             camera_length_mm=camera_length or None,  # DM records the STEM camera length in mm
@@ -277,6 +283,7 @@ class GatanDMLoader(FileLoader):
             signal=signal,
             kind="diffraction" if in_diffraction and data.ndim == 2 else None,
             energy_axis_ev=_energy_axis(result, units),
+            wavelength_axis_nm=_calibrated_last_axis(result) if spectral and units[-1] == "nm" else None,
             metadata=meta,
         )
 
@@ -345,11 +352,31 @@ def _dm_acquired(meta: dict) -> dt.datetime | None:
     return None
 
 
+def _spectral_last_axis(meta: dict, units: list[str]) -> bool:
+    """Whether the last axis is a spectrum's: DM says 'Spectrum' or 'Spectrum image' as the data's format, or the
+    axis is in energy units."""
+    described = str(meta.get("Meta Data Format") or "").lower()
+    return bool(units) and (described.startswith("spectrum") or units[-1] in ("eV", "keV"))
+
+
+def _calibrated_last_axis(result: dict) -> np.ndarray | None:
+    """The last axis's calibrated values: DM calibrates a channel ``i`` as ``(i - origin) * scale`` (ncempy's
+    ``pixelOrigin`` and ``pixelSize``)."""
+    sizes, origins = result.get("pixelSize") or [], result.get("pixelOrigin") or []
+    shape = np.shape(result["data"])
+    if not sizes or len(origins) != len(sizes) or not shape:
+        return None
+    scale, origin = float(sizes[-1]), float(origins[-1])
+    if not np.isfinite(scale) or scale == 0 or not np.isfinite(origin):
+        return None
+    return (np.arange(shape[-1], dtype=np.float64) - origin) * scale
+
+
 def _energy_axis(result: dict, units: list[str]) -> np.ndarray | None:
     if not units or units[-1] not in ("eV", "keV"):
         return None
-    axis = np.asarray(result.get("coords", [None])[-1], dtype=float)
-    return axis * (1e3 if units[-1] == "keV" else 1.0) if axis.ndim == 1 else None
+    axis = _calibrated_last_axis(result)
+    return None if axis is None else axis * (1e3 if units[-1] == "keV" else 1.0)
 
 
 class EMDLoader(FileLoader):

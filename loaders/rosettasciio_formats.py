@@ -54,8 +54,9 @@ class RosettaSciIOLoader(FileLoader):
     """Every format RosettaSciIO has a reader for: the chain's last resort after the specialised readers."""
 
     name = "rosettasciio"
-    # 2: every RosettaSciIO suffix, each of its readers for a suffix tried, time zones kept; 3: spectra's energy axes
-    version = "3"
+    # 2: every RosettaSciIO suffix, each of its readers for a suffix tried, time zones kept; 3: spectra's energy axes;
+    # 4: CL spectra's wavelength axes, which are no pixel size
+    version = "4"
     description = "Bruker, Phenom, JEOL, EDAX, EMSA, TVIPS, Quantum Detectors and every other RosettaSciIO format"
     suffixes = frozenset(f".{s}" for s in PLUGINS_BY_SUFFIX)
 
@@ -198,7 +199,10 @@ def dataset_from_signal(index: int, signal: dict, plugin_name: str | None = None
         detector = detector or kind
     elif not spectroscopy and general.get("title"):
         detector = general["title"]  # Bruker names its imaging channels after the detector (HAADF, BF)
-    spatial = [(u, s) for u, s in zip(units, scales) if length_to_nm(s, u) is not None]
+    wavelength = _wavelength_axis_nm(axes, np.shape(signal["data"]), spectroscopy)
+    # A CL spectrum's wavelength axis is in nm too, but it is no pixel: only the other axes can be.
+    lengths = list(zip(units, scales))[: -1 if wavelength is not None else None]
+    spatial = [(u, s) for u, s in lengths if length_to_nm(s, u) is not None]
     acquired, time_source = _acquired(general, signal.get("original_metadata") or {})
     return Dataset(
         data=_plain_array(signal["data"]),
@@ -218,6 +222,7 @@ def dataset_from_signal(index: int, signal: dict, plugin_name: str | None = None
         detector=detector,
         signal=spectroscopy or signal_type or None,
         energy_axis_ev=_energy_axis_ev(axes, np.shape(signal["data"])),
+        wavelength_axis_nm=wavelength,
         metadata={"metadata": metadata, "original_metadata": signal.get("original_metadata", {})},
     )
 
@@ -235,6 +240,22 @@ def _energy_axis_ev(axes: list[dict], shape: tuple[int, ...]) -> np.ndarray | No
     if not scale:
         return None
     return (offset + scale * np.arange(shape[-1])) * (1e3 if unit == "keV" else 1.0)
+
+
+def _wavelength_axis_nm(axes: list[dict], shape: tuple[int, ...], spectroscopy: str | None) -> np.ndarray | None:
+    """A light spectrum's channels in nm (cathodoluminescence, as RosettaSciIO's readers give its 'Wavelength'
+    axis): the last axis, a signal axis in a length unit, on a CL signal or named for wavelength."""
+    if not axes or len(axes) != len(shape):
+        return None
+    axis = axes[-1]
+    named = "wavelength" in str(axis.get("name") or "").lower()
+    if axis.get("navigate") or not (named or spectroscopy == "CL"):
+        return None
+    scale, offset = number(axis.get("scale")), number(axis.get("offset")) or 0.0
+    in_nm = length_to_nm(1.0, _unit(axis.get("units")))
+    if not scale or in_nm is None:
+        return None
+    return (offset + scale * np.arange(shape[-1])) * in_nm
 
 
 def _plain_array(data) -> np.ndarray:

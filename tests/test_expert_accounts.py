@@ -79,3 +79,63 @@ async def test_an_account_the_edit_block_does_not_name_may_read_but_not_edit(cat
     page = await ds.client.get("/-/scisearch/item/em/file/1", cookies=cookies)
     assert page.status_code == 200
     assert 'class="scisearch-tag-form' not in page.text
+
+
+def statuses(catalog_path, tag_ids) -> dict[int, str]:
+    from datasette_scisearch.catalog import open_catalog
+
+    db = open_catalog(catalog_path)
+    try:
+        marks = ",".join("?" * len(tag_ids))
+        return dict(db.execute(f"select id, status from tags where id in ({marks})", list(tag_ids)).fetchall())
+    finally:
+        db.close()
+
+
+@pytest.mark.asyncio
+async def test_an_expert_signed_in_by_password_reviews_queue_cards_one_by_one_and_undoes_a_bulk_accept(
+    ds, catalog_path
+):
+    """The issue's flow end to end with plain forms, as a browser without JavaScript sends them."""
+    signed = await sign_in(ds, "alice", PASSWORD)
+    cookies = {"ds_actor": signed.cookies["ds_actor"]}
+    queue = await ds.client.get("/-/scisearch/queue/em", cookies=cookies)
+    total = int(re.search(r'class="scisearch-count">(\d+)', queue.text)[1])
+    cookies["ds_csrftoken"] = queue.cookies["ds_csrftoken"]
+    token = re.search(r'name="csrftoken" value="([^"]+)"', queue.text)[1]
+    cards = re.findall(r'<article class="scisearch-card scisearch-queue-card".*?</article>', queue.text, re.S)
+    assert len(cards) >= 4
+
+    # Card by card: accept the first card's first tag, reject the second's, each with that card's own buttons.
+    judged = {}
+    for card, action in zip(cards[:2], ["accept", "reject"]):
+        first_tag = re.search(r'data-tag-id="(\d+)"', card)[1]
+        form = re.search(rf'action="([^"]+/{first_tag})"', card)[1]
+        sent = await ds.client.post(form, data={"action": action, "csrftoken": token, "next": "/-/scisearch/queue/em"},
+                                    cookies=cookies)  # fmt: skip
+        assert sent.status_code == 303
+        judged[int(first_tag)] = {"accept": "accepted", "reject": "rejected"}[action]
+    assert statuses(catalog_path, judged) == judged
+    after = await ds.client.get("/-/scisearch/queue/em", cookies=cookies)
+    assert f'class="scisearch-count">{total - 2} ' in after.text  # judged items leave the queue
+
+    # A bulk accept of one tag over the next two cards, then its undo from the page the form returns to.
+    rest = re.findall(r'<article class="scisearch-card scisearch-queue-card".*?</article>', after.text, re.S)[:2]
+    items = [re.search(r'name="item" value="([^"]+)"', card)[1] for card in rest]
+    common = re.search(r'data-tag="([^"]+)" data-tag-id="(\d+)"', rest[0])[1]
+    fields = {"action": "accept", "tag": common, "item": items, "csrftoken": token, "next": "/-/scisearch/queue/em"}
+    bulk = await ds.client.post("/-/scisearch/tags/em/bulk", data=fields, cookies=cookies)
+    assert bulk.status_code == 303 and "undo=" in bulk.headers["location"]
+    changed = re.search(r"undo=(\d+)-(\d+)", bulk.headers["location"])
+    returned = await ds.client.get(bulk.headers["location"], cookies=cookies)
+    undo_range = re.search(r'name="history_range" value="([^"]+)"', returned.text)[1]
+    assert undo_range == f"{changed[1]}-{changed[2]}"
+    accepted_ids = [
+        int(tag) for card in rest for tag in re.findall(rf'data-tag="{re.escape(common)}" data-tag-id="(\d+)"', card)
+    ]
+    assert accepted_ids and set(statuses(catalog_path, accepted_ids).values()) == {"accepted"}
+    undo_fields = {"history_range": undo_range, "csrftoken": token, "next": "/-/scisearch/queue/em"}
+    undone = await ds.client.post("/-/scisearch/history/em/undo", data=undo_fields, cookies=cookies)
+    assert undone.status_code == 303
+    assert set(statuses(catalog_path, accepted_ids).values()) == {"machine"}
+    assert statuses(catalog_path, judged) == judged  # the card-by-card decisions stay

@@ -85,7 +85,7 @@ async def test_a_proposal_page_lists_its_sessions_with_instrument_date_and_who(d
     section = re.search(r'<section class="scisearch-item-sessions".*?</section>', response.text, re.S)[0]
     assert re.findall(r'/session/(\w+)"', section) == [SESSION_ID, SECOND_SESSION]
     assert "TitanCubed session of jdoe" in section and "Helios session of asmith" in section
-    assert "2019-03-04 19:00 to 23:00 PST" in section
+    assert "2019-03-04 19:00 to 23:00-08:00 (PST)" in section
 
 
 @pytest.mark.asyncio

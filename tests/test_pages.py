@@ -542,8 +542,16 @@ async def test_file_page_lists_normalised_values_with_units(ds):
     assert listed["Voltage"] == "300 kV"
     assert listed["Magnification"] == "2.5 Mx (2,500,000×)"
     assert listed["Pixel size"] == "12 pm"
-    assert listed["Acquired"] == "2019-03-04 20:30 PST"
-    assert listed["Acquired (UTC)"] == "2019-03-05 04:30 UTC"
+    assert "Acquired" not in listed  # a time is a <time> element: see the next test
+
+
+@pytest.mark.asyncio
+async def test_file_page_gives_times_in_iso_8601_in_the_facility_zone_and_in_utc(ds):
+    response = await item(ds, "file", "1")
+    pattern = r'<dt>([^<]+)</dt><dd[^>]*><time datetime="([^"]+)">([^<]+)</time>'
+    times = {label: (machine, shown) for label, machine, shown in re.findall(pattern, response.text)}
+    assert times["Acquired"] == ("2019-03-04T20:30:00-08:00", "2019-03-04 20:30-08:00 (PST)")
+    assert times["Acquired (UTC)"] == ("2019-03-05T04:30:00+00:00", "2019-03-05 04:30+00:00 (UTC)")
 
 
 @pytest.mark.asyncio
@@ -622,7 +630,7 @@ async def test_file_page_links_its_session_proposal_and_paper(ds):
     response = await item(ds, "file", "1")
     context = re.search(r'<section class="scisearch-context">.*?</section>', response.text, re.S)[0]
     assert f'href="/-/scisearch/item/cat/session/{SESSION_ID}">TitanCubed session of jdoe</a>' in context
-    assert "2019-03-04 19:00 to 23:00 PST" in context
+    assert "2019-03-04 19:00 to 23:00-08:00 (PST)" in context
     assert f'href="/-/scisearch/item/cat/proposal/{PROPOSAL_ID}">Atomic-resolution imaging' in context
     assert 'href="/-/scisearch/item/cat/paper/10~2E5555~2Fgold~2F2019~2E1">Sintering of gold' in context
 

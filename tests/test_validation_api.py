@@ -383,6 +383,24 @@ async def test_the_item_page_shows_a_tags_history_and_staff_see_who_changed_it(d
 
 
 @pytest.mark.asyncio
+async def test_a_tag_change_is_timed_in_iso_8601_in_the_facility_zone_on_the_page_and_in_json(ds, catalog_path):
+    import datetime as dt
+    import zoneinfo
+
+    cookies, token = await session(ds, "alice")
+    tag = tag_id(catalog_path, "1", "HAADF")
+    body = (await post(ds, f"/-/scisearch/tags/em/{tag}", {"action": "accept"}, cookies, token)).json()
+    local = dt.datetime.fromisoformat(body["history"]["changed_at"]).astimezone(
+        zoneinfo.ZoneInfo(PLUGIN_SETTINGS["timezone"])
+    )
+    shown = f"{local.isoformat(sep=' ', timespec='seconds' if local.second else 'minutes')} ({local.tzname()})"
+    assert body["history"]["changed_shown"] == shown  # what the page's script writes into the history
+    page = await ds.client.get("/-/scisearch/item/em/file/1", cookies=cookies)
+    entry = re.search(rf'data-tag-id="{tag}".*?</li>\s*</ol>', page.text, re.S)[0]
+    assert f'<time datetime="{local.isoformat(timespec="seconds")}">{shown}</time>' in entry
+
+
+@pytest.mark.asyncio
 async def test_the_queue_lists_items_with_machine_tags_and_why(ds):
     response = await ds.client.get("/-/scisearch/queue/em", cookies=signed_in(ds, "root"))
     assert response.status_code == 200

@@ -6,11 +6,17 @@ strings, broken tilde escapes, huge numbers, markup) with a fixed seed, so a fai
 from __future__ import annotations
 
 import random
+import shutil
 import urllib.parse
 
 import pytest
 from datasette.app import Datasette
 
+from datasette_scisearch.catalog import open_catalog
+from datasette_scisearch.config import load_settings
+from datasette_scisearch.ingest.files import load_files
+
+from .conftest import REPO, shared_data
 from .test_pages import PAPER_ID, PROPOSAL_ID, SESSION_ID, SETTINGS, catalog_path  # noqa: F401  (a fixture)
 
 BAD_IDS = [
@@ -88,6 +94,100 @@ def fuzz_urls(seed: int = 13) -> list[str]:
 @pytest.fixture
 def ds(catalog_path):  # noqa: F811
     return Datasette([str(catalog_path)], metadata=SETTINGS)
+
+
+# -- The routes added since: downloads and exports, frames, sitemaps and DataCite, the hub's facilities=, undo= --
+
+REAL_FILES = [
+    ("em", "dmTest_3D_int16_64,65,66.dm3"),  # a stack: frames to step through, exports of a 3-D array
+    ("em-vendors", "digitalmicrograph", "1D", "test-MonarcCL_spectrum-pmt.dm4"),  # a spectrum
+    ("em", "STEM HAADF Diffraction Micro.emd"),  # a Velox image
+]
+FORMATS = ["tiff", "png", "emd", "csv", "TIFF", "", "exe", "png.png", "x" * 80]
+NEW_PATH_SHAPES = [
+    "/-/scisearch/download/{db}/{id}",
+    "/-/scisearch/export/{db}/{id}.{format}",
+    "/-/scisearch/frame/{db}/{id}/{frame}.png",
+    "/-/scisearch/frame/{db}/{id}/{frame}",
+    "/sitemap.xml",
+    "/-/scisearch/sitemap/{db}/{frame}.xml",
+    "/-/scisearch/datacite/{db}/{id}.json",
+    "/-/scisearch/click/{db}",
+    "/-/scisearch/item/{db}/file/{id}",
+]
+NEW_PARAMETERS = ["facilities", "undo", "q", "page", "view", "sort", "shape", "frame", "format", "type"]
+NEW_VALUES = BAD_IDS + ["all", "local", "ALL", "1-2", "5-1", "1-99999999999", "-", "1--2", "table", "date", "64,64"]
+NEW_ROUTES = ["/-/scisearch", "/-/scisearch.json", "/-/scisearch/queue/views", "/-/scisearch/item/views/file/1"]
+NEW_FUZZ_REQUESTS = 700
+
+
+def new_route_urls(seed: int = 2026) -> list[str]:
+    draw = random.Random(seed)
+    ids = BAD_IDS + ["1", "2", "3", "P-1"]
+    urls = []
+    for _ in range(NEW_FUZZ_REQUESTS):
+        url = draw.choice(NEW_PATH_SHAPES).format(
+            db=draw.choice(["views", "nope", "~2E", "_internal", ""]),
+            id=draw.choice(ids),
+            frame=draw.choice(ids + ["0", "9", "65", "66"]),
+            format=draw.choice(FORMATS),
+        )
+        if draw.random() < 0.4:
+            url = draw.choice(NEW_ROUTES)
+        if draw.random() < 0.6:
+            pairs = [(draw.choice(NEW_PARAMETERS), draw.choice(NEW_VALUES)) for _ in range(draw.randint(1, 3))]
+            url += "?" + urllib.parse.urlencode(pairs)
+        urls.append(url)
+    return urls
+
+
+@pytest.fixture(scope="module")
+def real_files_catalog(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fuzz-real")
+    (folder / "data").mkdir()
+    for parts in REAL_FILES:
+        shutil.copy(shared_data(*parts), folder / "data" / parts[-1])
+    path = folder / "views.db"
+    db = open_catalog(path)
+    load_files(db, [folder / "data"], load_settings(REPO / "metadata.yml"), progress=False, sandbox=False)
+    db.close()
+    return path
+
+
+@pytest.mark.asyncio
+async def test_no_fuzzed_url_on_downloads_frames_sitemaps_the_hub_or_undo_gets_a_server_error(real_files_catalog):
+    # A hub whose one other facility is a closed port: facilities=all asks it and gets a notice, never a 500.
+    hub_block = {"name": "here", "facilities": [{"name": "gone", "url": "http://127.0.0.1:9/", "timeout_seconds": 2}]}
+    plugin = {**SETTINGS["plugins"]["datasette-scisearch"], "hub": hub_block}
+    ds = Datasette([str(real_files_catalog)], metadata={"plugins": {"datasette-scisearch": plugin}})
+    root = {"ds_actor": ds.sign({"a": {"id": "root"}}, "actor")}  # the queue and its undo= are root's
+    draw = random.Random(7)
+    failures = {}
+    for url in new_route_urls():
+        response = await ds.client.get(url, cookies=root if draw.random() < 0.5 else {})
+        if response.status_code >= 500:
+            failures[url] = response.status_code
+    assert failures == {}
+
+
+@pytest.mark.asyncio
+async def test_the_fuzzed_new_routes_reach_real_answers_not_only_refusals(real_files_catalog):
+    """The fuzz above means something only if its routes answer: each serves a real file's data here."""
+    ds = Datasette([str(real_files_catalog)], metadata=SETTINGS)
+    db = open_catalog(real_files_catalog)
+    stack = db.execute("select id from files where name = 'dmTest_3D_int16_64,65,66.dm3'").fetchone()[0]
+    db.close()
+    answers = {
+        url: (await ds.client.get(url)).status_code
+        for url in [
+            f"/-/scisearch/download/views/{stack}",
+            f"/-/scisearch/export/views/{stack}.tiff",
+            f"/-/scisearch/frame/views/{stack}/0.png",
+            "/sitemap.xml",
+            f"/-/scisearch/item/views/file/{stack}",
+        ]
+    }
+    assert answers == dict.fromkeys(answers, 200)
 
 
 @pytest.mark.asyncio

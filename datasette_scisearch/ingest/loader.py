@@ -40,7 +40,8 @@ class Dataset:
 
     A file may hold several (one per Velox detector, a Bruker file's image and
     its EDS map).  Units are in the field names; ``None`` means not recorded.
-    ``energy_axis_ev`` labels a spectrum's channels.
+    ``energy_axis_ev`` labels a spectrum's channels, or ``wavelength_axis_nm`` a light spectrum's (cathodoluminescence
+    is recorded against wavelength).
     ``acquired_at`` is timezone-aware when the format stores UTC, naive when the
     instrument wrote local time (the core applies the facility's time zone);
     ``acquired_at_source`` says where it was found when that is weaker than the
@@ -70,6 +71,7 @@ class Dataset:
     detector: str | None = None
     signal: str | None = None
     energy_axis_ev: np.ndarray | None = None
+    wavelength_axis_nm: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
 

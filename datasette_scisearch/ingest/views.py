@@ -81,9 +81,12 @@ def spectrum_of(data: np.ndarray, kind: str, dataset: Dataset) -> Spectrum | Non
         values = _summed_over_scan(data.reshape(-1, channels)).astype(np.float64)
     else:
         values = data.astype(np.float64)
-    energy = dataset.energy_axis_ev
+    energy, wavelength = dataset.energy_axis_ev, dataset.wavelength_axis_nm
     calibrated = energy is not None and np.asarray(energy).size == channels
-    if calibrated:
+    if wavelength is not None and np.asarray(wavelength).size == channels and not calibrated:
+        # Cathodoluminescence is light: its spectrum is read against wavelength, in nm.
+        x, x_unit, x_label = np.asarray(wavelength, dtype=np.float64), "nm", "wavelength"
+    elif calibrated:
         x = np.asarray(energy, dtype=np.float64)
         # EDS spans tens of keV and is read in keV; EELS edges are named in eV.
         in_kev = bool(np.nanmax(np.abs(x)) >= 2000 and (dataset.mode or "").upper() != "EELS")

@@ -34,12 +34,13 @@ from .. import periods
 from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
 from ..errors import ScisearchError
 from ..ingest.normalize import magnification_label
-from . import api, clicks, downloads, findable, pages, privacy, proprietary, sign_in, validation, warming
+from . import api, clicks, downloads, findable, pages, present, privacy, proprietary, sign_in, validation, warming
 from .base import (
     Schema,
     WebError,
     catalog_schema,
     ensure_may_read,
+    facility_settings,
     find_catalog,
     item_url,
     preview_url,
@@ -365,6 +366,8 @@ def extra_template_vars(datasette, database):
     return {
         "scisearch_search_url": datasette.urls.path("-/scisearch") if catalogs else None,
         "scisearch_search_db": datasette.get_database(here).route if here else None,
+        # Times on the pages in ISO 8601, in the facility's zone (a stored time is UTC).
+        "scisearch_time": lambda text: present.time_element(text, facility_settings(datasette).zone),
     }
 
 

@@ -565,7 +565,7 @@ async def item_page(request, datasette):
             "preview_url": present.preview_url(datasette, database, item_id)
             if detail.get("has_preview") and not (row.get("kind") == "spectrum" and detail.get("spectrum"))
             else None,
-            "columns": present.listed_columns(row, zone),
+            "columns": present.with_beam(present.listed_columns(row, zone), row, detail.get("metadata"), item_type),
             "viewer": present.viewer_view(row),
             "spectrum": present.spectrum_view(detail.get("spectrum")),
             "frames": present.frames_view(datasette, database, item_id, detail.get("frames")),

@@ -20,7 +20,7 @@ from datasette.utils import tilde_encode
 
 from ..ingest.normalize import magnification_label
 from ..tagging.tagger import DEFAULT_TAG_CATEGORY, category_label, category_order
-from . import plots
+from . import dose, plots
 from .base import frame_url, item_url, preview_url, search_url
 
 TYPE_LABELS = {"file": "file", "proposal": "proposal", "paper": "paper", "session": "session"}
@@ -125,16 +125,41 @@ def format_value(column: str, value, zone: zoneinfo.ZoneInfo | None = None) -> s
     return str(value)
 
 
-def readable_time(text: str, zone: dt.tzinfo | None) -> str:
-    """'2021-09-20T18:00:34+00:00' as '2021-09-20 11:00:34 PDT' in the facility's zone."""
+def _moment(text, zone: dt.tzinfo | None) -> dt.datetime | None:
+    """A stored ISO 8601 time in the facility's zone (a time stored without offset stays as written)."""
     try:
-        moment = dt.datetime.fromisoformat(text)
+        moment = dt.datetime.fromisoformat(str(text))
     except ValueError:
-        return text
+        return None
     if moment.tzinfo is not None and zone is not None:
         moment = moment.astimezone(zone)
-    shown = moment.strftime("%Y-%m-%d %H:%M:%S" if moment.second else "%Y-%m-%d %H:%M")
-    return f"{shown} {moment.tzname()}" if moment.tzinfo is not None else shown
+    return moment
+
+
+def readable_time(text: str, zone: dt.tzinfo | None) -> str:
+    """'2021-09-20T18:00:34+00:00' in the facility's zone, in ISO 8601 with its offset and the zone's name:
+    '2021-09-20 11:00:34-07:00 (PDT)' (a space for the 'T', as RFC 3339 allows, so it reads as a date and a time)."""
+    moment = _moment(text, zone)
+    if moment is None:
+        return str(text)
+    shown = moment.isoformat(sep=" ", timespec="seconds" if moment.second else "minutes")
+    name = moment.tzname()
+    return f"{shown} ({name})" if name and moment.tzinfo is not None else shown
+
+
+def local_date(text, zone: dt.tzinfo | None) -> str:
+    """The ISO date (YYYY-MM-DD) of a stored time in the facility's zone; a bare date or year stays as it is."""
+    if text in (None, ""):
+        return ""
+    moment = _moment(text, zone) if "T" in str(text) or ":" in str(text) else None
+    return moment.date().isoformat() if moment is not None else str(text)[:10]
+
+
+def time_element(text: str, zone: dt.tzinfo | None) -> markupsafe.Markup:
+    """A stored time as ``<time datetime="…">`` with the readable form inside, for pages and screen readers."""
+    moment = _moment(text, zone)
+    machine = moment.isoformat(timespec="seconds") if moment is not None else str(text)
+    return markupsafe.Markup('<time datetime="{}">{}</time>').format(machine, readable_time(text, zone))
 
 
 def doi_link(doi: str) -> markupsafe.Markup | str:
@@ -166,6 +191,8 @@ def listed_columns(row: dict, zone=None) -> list[tuple[str, str, str]]:
         label = COLUMN_LABELS.get(column, column.replace("_", " ").capitalize())
         if text and column == "doi":
             text = doi_link(text)
+        if text and (column in LOCAL_TIME_COLUMNS or column == "acquired_at"):
+            text = time_element(row[column], dt.UTC if column == "acquired_at" else zone)
         if text and column == "shape":
             text = shape_text(row.get("kind"), row.get("shape")) or text
         if text and column == "magnification" and (row.get(column) or 0) >= 1000:
@@ -175,6 +202,15 @@ def listed_columns(row: dict, zone=None) -> list[tuple[str, str, str]]:
         if text:
             listed.append((column, label, text))
     return listed
+
+
+def with_beam(columns: list[tuple], row: dict, metadata, item_type: str) -> list[tuple]:
+    """A file's listed columns with its beam current, times and electron dose after its pixel size."""
+    rows = dose.beam_rows(dose.beam_of(row, metadata)) if item_type == "file" else []
+    if not rows:
+        return columns
+    at = next((i + 1 for i, (column, _, _) in enumerate(columns) if column == "pixel_size_nm"), len(columns))
+    return columns[:at] + rows + columns[at:]
 
 
 def shape_text(kind: str | None, shape: str | None) -> str | None:
@@ -205,7 +241,7 @@ def hit_facts(item_type: str, facts: dict, zone=None) -> list[str]:
         optics = "magnification" if facts.get("magnification") else "camera_length_mm"
         keys = ["kind", "instrument", "mode", "detector", "voltage_kv", optics, "pixel_size_nm"]
         parts = [format_value(key, facts.get(key)) for key in keys]
-        parts.append(str(facts.get("acquired_local") or "")[:10])
+        parts.append(local_date(facts.get("acquired_local"), zone))
     elif item_type == "paper":
         parts = [facts.get("authors"), facts.get("venue"), facts.get("year"), facts.get("doi")]
     elif item_type == "proposal":
@@ -232,12 +268,13 @@ def table_cells(item_type: str, facts: dict, zone=None) -> dict:
         "camera_length_mm", facts.get("camera_length_mm")
     )
     date = facts.get("acquired_local") or facts.get("start") or facts.get("start_date") or facts.get("year")
+    date = local_date(date, zone)
     return {
         "instrument": facts.get("instrument") or "",
         "kind": facts.get("kind") or "",
         "voltage": format_value("voltage_kv", facts.get("voltage_kv")),
         "optics": optics,
-        "date": str(date)[:10] if date not in (None, "") else "",
+        "date": date,
     }
 
 
@@ -433,10 +470,10 @@ def linked_view(datasette, database: str, item_type: str, record: dict | None, z
         title = f"{record.get('instrument') or 'Instrument'} session of {record.get('user') or 'someone'}"
         start = format_value("start", record.get("start"), zone)
         end = format_value("end", record.get("end"), zone)
-        # The same day twice reads badly: "2021-09-20 09:30 to 12:30 PDT".
+        # The same day twice reads badly: "2021-09-20 09:30 to 12:30-07:00 (PDT)".
         if start and end and start[:10] == end[:10]:
             end = end[11:]
-            start = start.rsplit(" ", 1)[0] if start.count(" ") > 1 else start
+            start = re.sub(r"[+-]\d\d:\d\d( \(.*\))?$|Z$", "", start)
         facts = [f"{start} to {end}" if end else start] if start else []
     else:
         title = record.get("title") or f"{item_type} {record['id']}"

@@ -242,6 +242,10 @@ def handles_errors(handler):
 
 def done(request, datasette, payload: dict, message: str, fallback_url: str) -> Response:
     if wants_json(request):
+        zone = facility_settings(datasette).zone
+        for entry in [payload.get("history"), *[change.get("history") for change in payload.get("changes") or []]]:
+            if isinstance(entry, dict) and entry.get("changed_at"):
+                entry["changed_shown"] = present.readable_time(entry["changed_at"], zone)
         return Response.json({"ok": True, **payload})
     datasette.add_message(request, message, datasette.INFO)
     # 303: the browser follows with a GET, so reloading the page does not post the change again.

@@ -14,6 +14,8 @@ MAIN_PAGES = {
     "search": "/-/scisearch",
     "results": "/-/scisearch?q=gold+nanoparticles",
     "results-filtered-sorted": "/-/scisearch?q=gold&instrument=TEAM+0.5&sort=magnification",
+    "results-table": "/-/scisearch?q=gold&view=table",  # the table view scrolls inside its own box
+    "browse": "/-/scisearch?q=&page=2",  # browsing everything, a later page
     "file": "/-/scisearch/item/demo/file/22",
     "spectrum": "/-/scisearch/item/demo/file/44",  # an EDS spectrum (.msa), plotted in keV
     "spectrum-image": "/-/scisearch/item/demo/file/41",  # an EELS spectrum image: its summed spectrum
@@ -32,6 +34,25 @@ def test_no_main_page_scrolls_sideways(sized_page, name):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}-{screen}.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+@pytest.mark.parametrize("name", ["spectrum", "stack"])
+def test_on_a_phone_the_spectrum_plot_and_the_frame_slider_fit_the_screen_and_work(browser, server_url, name):
+    context = browser.new_context(viewport={"width": 375, "height": 800}, base_url=server_url)
+    page = context.new_page()
+    page.goto(MAIN_PAGES[name])
+    shown = page.locator(".scisearch-spectrum" if name == "spectrum" else ".scisearch-frames")
+    box = shown.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 375 and box["width"] > 250
+    if name == "stack":
+        slider = page.locator("input[name=frame]")
+        label = page.locator(".scisearch-frame-label")
+        first = label.inner_text()
+        slider.focus()
+        page.keyboard.press("End")
+        assert label.inner_text() != first and slider.bounding_box()["x"] + slider.bounding_box()["width"] <= 375
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    context.close()
 
 
 def test_on_a_phone_the_results_come_before_the_filters_which_open_as_a_drawer(browser, server_url):

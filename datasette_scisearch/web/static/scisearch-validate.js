@@ -106,7 +106,8 @@
     line.dataset.historyId = entry.id;
     var when = document.createElement("time");
     when.dateTime = entry.changed_at;
-    when.textContent = entry.changed_at.slice(0, 16).replace("T", " ");
+    // The server writes the time in ISO 8601 in the facility's zone, as the page shows every time.
+    when.textContent = entry.changed_shown || entry.changed_at;
     var who = document.createElement("b");
     who.textContent = entry.actor;
     line.append(when, " ", who, " " + entry.action + ": ");
