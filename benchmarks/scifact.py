@@ -21,13 +21,16 @@ alone; the held-out half is then scored with the fitted weights.  Vector-only
 search runs in the engine's vector mode; the run also counts the held-out
 claims for which it found nothing or fewer than 10 abstracts.
 
-``--encoder`` also fine-tunes all-MiniLM-L6-v2 on the tune half's judgments
-(``learn_encoder``, at most ``--max-pairs`` pairs, one epoch), reports what it
-measures itself (nDCG@10 over candidate pools of held-out claims of the tune
-half, against the vectors in use) and, when it keeps the model, re-embeds every
-abstract with it and switches as ``scisearch learn`` does
-(``encoder_switch.reembed``), timing both; the held-out half is then searched
-whole-corpus with the tuned vectors (vector-only and hybrid rows).
+``--encoder`` then learns as a facility would, through the command line only, on
+a fresh copy of the catalog: ``scisearch load judgments COPY tune-judgments.jsonl``
+imports the tune half's judgments, and ``scisearch learn COPY --encoder --ranking``
+fine-tunes all-MiniLM-L6-v2 on them (hard negatives mined from the hybrid's own
+results, ``--epochs``, at most ``--max-pairs`` pairs), measures it on a fifth of the
+tune claims it did not train on, and if it keeps it re-embeds every abstract and
+switches, then fits the fusion weights to the new vectors.  The held-out half is
+then searched whole-corpus on that copy: vectors alone, the hybrid with the shipped
+weights, and the hybrid with whatever ``learn --ranking`` left in use.  The time to
+learn and to re-embed is the command's own report.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import json
 import math
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -143,13 +147,7 @@ def learn_from_judgments(catalog: Path, claims: dict) -> tuple[dict, float, obje
     shutil.copy(catalog, copy)
     db = open_catalog(copy)
     judged = CACHE / "tune-judgments.jsonl"
-    judged.write_text(
-        "".join(
-            json.dumps({"query_id": query_id, "query": text, "item_id": doc, "item_type": "paper"}) + "\n"
-            for query_id, (text, relevant) in claims.items()
-            for doc in sorted(relevant)
-        )
-    )
+    _write_judgments(judged, claims)
     started = time.perf_counter()
     imported = load_judgments(db, judged, replace=True)
     report = learn_fusion(db, store=False, progress=lambda line: print(f"  {line}", flush=True))
@@ -173,37 +171,43 @@ def tune(db, claims: dict) -> tuple[dict, float]:
     return best, best_score
 
 
-def tune_encoder(max_pairs: int):
-    """Fine-tune the encoder on the judgments imported by learn_from_judgments; if learn keeps it, re-embed the
-    corpus with it and switch, as ``scisearch learn --encoder`` does.  Returns the switched catalog or None."""
-    from datasette_scisearch.learning.encoder import learn_encoder
-    from datasette_scisearch.learning.encoder_switch import reembed
+def learn_as_a_facility(catalog: Path, claims: dict, max_pairs: int, epochs: int):
+    """On a fresh copy of the catalog: import the tune half's judgments and run ``scisearch learn --encoder
+    --ranking`` as a facility would.  Returns the copy, switched to the tuned encoder if learn kept it, and the
+    fusion weights' status there."""
+    copy = CACHE / "scifact-facility.db"
+    for stale in CACHE.glob("scifact-facility.*"):
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    shutil.copy(catalog, copy)
+    judged = CACHE / "tune-judgments.jsonl"
+    _write_judgments(judged, claims)
+    scisearch = [str(Path(sys.executable).parent / "scisearch"), "--config", str(REPO / "metadata.yml")]
+    commands = [
+        [*scisearch, "load", "judgments", str(copy), str(judged), "--replace"],
+        [*scisearch, "learn", str(copy), "--encoder", "--ranking", "--epochs", str(epochs)]
+        + ["--max-pairs", str(max_pairs)],
+    ]
+    for command in commands:
+        print("$ scisearch " + " ".join(command[3:]), flush=True)
+        started = time.perf_counter()
+        subprocess.run(command, check=True)
+        print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+    db = open_catalog(copy)
+    row = db.execute("select status from ranking_models where kind = 'fusion' order by version desc limit 1").fetchone()
+    encoder = db.execute(
+        "select status from ranking_models where kind = 'encoder' order by version desc limit 1"
+    ).fetchone()
+    return db, (row[0] if row else "none"), (encoder[0] if encoder else "none")
 
-    db = open_catalog(CACHE / "scifact-learning.db")
-    report = learn_encoder(db, max_pairs=max_pairs, progress=lambda line: print(f"  {line}", flush=True))
-    print(
-        f"tuned encoder: {report.pairs} pairs, 1 epoch, batch {report.batch_size}, {report.max_seq_length} word "
-        f"pieces, trained in {report.train_seconds:.0f} s; on {report.held_out_queries} held-out tune claims' "
-        f"pools nDCG@10 {report.ndcg_in_use:.3f} (vectors in use) -> {report.ndcg_tuned:.3f}; {report.reason}",
-        flush=True,
+
+def _write_judgments(path: Path, claims: dict) -> None:
+    path.write_text(
+        "".join(
+            json.dumps({"query_id": query_id, "query": text, "item_id": doc, "item_type": "paper"}) + "\n"
+            for query_id, (text, relevant) in claims.items()
+            for doc in sorted(relevant)
+        )
     )
-    if not report.accepted:
-        db.close()
-        return None
-    shown = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        if done - shown[0] >= 512 or done == total:
-            shown[0] = done
-            print(f"  re-embedded {done}/{total}", flush=True)
-
-    switched = reembed(db, report.version, progress=progress)
-    print(
-        f"re-embedding: {switched.embedded} abstracts in {switched.seconds:.0f} s "
-        f"({switched.embedded / max(switched.seconds, 1e-9):.1f}/s), then switched",
-        flush=True,
-    )
-    return db
 
 
 def main() -> None:
@@ -212,8 +216,9 @@ def main() -> None:
     parser.add_argument("--no-tune", action="store_true", help="skip the grid over the engine's weights")
     parser.add_argument("--no-learn", action="store_true", help="skip learning fusion weights from the judgments")
     parser.add_argument("--encoder", action="store_true", help="also fine-tune the text encoder on the judgments")
-    parser.add_argument("--max-pairs", type=int, default=512, help="training pairs for --encoder")
-    parser.add_argument("--encoder-only", action="store_true", help="only --encoder, on the judgments a run imported")
+    parser.add_argument("--max-pairs", type=int, default=400, help="training pairs for --encoder")
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs for --encoder")
+    parser.add_argument("--encoder-only", action="store_true", help="only the --encoder rows")
     parser.add_argument("--device", default="auto", help="where to embed the corpus (auto, cpu, cuda)")
     parser.add_argument("--catalog", type=Path, default=CACHE / "scifact.db")
     arguments = parser.parse_args()
@@ -225,17 +230,27 @@ def main() -> None:
     db = open_catalog(arguments.catalog)
     tune_claims, held_out = split(claims_with_judgements())
     print(f"{len(tune_claims)} claims to tune on, {len(held_out)} held out; {db['papers'].count} abstracts")
-    if arguments.encoder_only:
-        tuned = tune_encoder(arguments.max_pairs)
-        if tuned is not None:
-            for label, mode in (("hybrid + tuned encoder", "hybrid"), ("vectors alone, tuned encoder", "vector")):
-                on_held_out = evaluate(tuned, held_out, {}, mode=mode)
-                print(
-                    f"| {label} | held-out nDCG@10 {on_held_out['ndcg@10']:.3f} | "
-                    f"recall@100 {on_held_out['recall@100']:.3f} |",
-                    flush=True,
-                )
-        return
+    rows = []
+    if not arguments.encoder_only:
+        rows += baseline_rows(arguments, db, tune_claims)
+    if arguments.encoder or arguments.encoder_only:
+        from datasette_scisearch.learning.fusion import shipped_weights
+
+        tuned, fusion_status, encoder_status = learn_as_a_facility(
+            arguments.catalog, tune_claims, arguments.max_pairs, arguments.epochs
+        )
+        print(f"after scisearch learn: encoder {encoder_status}, fusion weights {fusion_status}", flush=True)
+        if encoder_status == "current":
+            rows.append(("vectors alone, tuned encoder", {}, "vector", tuned))
+            if fusion_status == "current":
+                rows.append(("hybrid, tuned encoder, shipped weights", shipped_weights(), "hybrid", tuned))
+        # What search does after learning, whatever learn kept: the figure to compare with the defaults.
+        label = f"hybrid after scisearch learn (encoder {encoder_status}, fusion {fusion_status})"
+        rows.append((label, {}, "hybrid", tuned))
+    print_table(rows, tune_claims, held_out)
+
+
+def baseline_rows(arguments, db, tune_claims) -> list:
     chosen = {}
     if not arguments.no_tune:
         chosen, score = tune(db, tune_claims)
@@ -254,11 +269,10 @@ def main() -> None:
         )
         verdict = "kept" if report.accepted else "refused by learn, shown anyway"
         rows.append((f"hybrid, learned fusion ({verdict})", learned, "hybrid", db))
-    if arguments.encoder:
-        tuned = tune_encoder(arguments.max_pairs)
-        if tuned is not None:
-            rows.append(("vectors alone, tuned encoder", {}, "vector", tuned))
-            rows.append(("hybrid, tuned encoder", {}, "hybrid", tuned))
+    return rows
+
+
+def print_table(rows: list, tune_claims: dict, held_out: dict) -> None:
     print(
         "\n| mode | tune nDCG@10 | tune recall@100 | held-out nDCG@10 | held-out recall@100 | held-out empty / <10 | "
         "median ms |"

@@ -178,7 +178,7 @@ def test_the_learn_command_re_embeds_a_waiting_encoder_and_records_the_job(paper
     papers.close()
     result = CliRunner().invoke(cli, ["--config", str(REPO / "metadata.yml"), "learn", path, "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output.strip().splitlines()[-1])
+    report = json.loads(result.stdout.strip().splitlines()[-1])  # stdout alone: the model's loading bar is stderr
     assert report["switched"] and report["embedded"] == ABSTRACTS
     db = open_catalog(path)
     assert db.execute("select status, succeeded from jobs where command = 'learn --reembed'").fetchone() == (
@@ -197,3 +197,21 @@ def test_rolling_back_with_no_tuned_encoder_in_use_is_a_clear_error(papers):
     assert result.exit_code == 1
     assert "error: the 'text' vectors come from the tagger's own model" in result.output
     assert "Traceback" not in result.output
+
+
+def test_learn_with_ranking_fits_the_fusion_after_search_switched_to_the_tuned_vectors(papers, tmp_path):
+    judged = tmp_path / "judged.jsonl"
+    rows = papers.execute("select id, title from papers order by id").fetchall()
+    judged.write_text(
+        "".join(json.dumps({"query": title, "item_id": id_, "item_type": "paper"}) + "\n" for id_, title in rows)
+    )
+    path = papers.conn.execute("pragma database_list").fetchone()[2]
+    papers.close()
+    config = ["--config", str(REPO / "metadata.yml")]
+    assert CliRunner().invoke(cli, [*config, "load", "judgments", path, str(judged)]).exit_code == 0
+    result = CliRunner().invoke(cli, [*config, "learn", path, "--ranking", "--json"])
+    assert result.exit_code == 0, result.output
+    reports = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    switched = next(n for n, report in enumerate(reports) if report.get("switched"))
+    fitted = next(n for n, report in enumerate(reports) if "folds" in report)
+    assert switched < fitted

@@ -205,6 +205,34 @@ def test_tuning_the_encoder_without_evidence_says_what_to_provide(own_demo):
     assert raised.value.fix.startswith("import judged queries")
 
 
+def test_a_judged_query_gets_a_hard_negative_from_what_search_finds_and_not_one_it_should_find(own_demo):
+    from datasette_scisearch.learning import encoder
+    from datasette_scisearch.learning.evidence import Evidence
+
+    top = engine.search(own_demo, "SrTiO3 HAADF", per_page=encoder.MINED_FROM).hits
+    answer = (top[0].item_type, str(top[0].item_id))
+    [mined] = encoder._with_mined_negatives(own_demo, [Evidence("SrTiO3 HAADF", {answer}, "judgment")])
+    assert len(mined.skipped) == 1 and answer not in mined.skipped
+    assert mined.skipped <= {(hit.item_type, str(hit.item_id)) for hit in top}
+
+
+def test_a_clicked_querys_skipped_results_stay_its_hard_negatives(own_demo):
+    from datasette_scisearch.learning import encoder
+    from datasette_scisearch.learning.evidence import Evidence
+
+    clicked = Evidence("SrTiO3 HAADF", {("paper", "1")}, "click", {("proposal", "2")})
+    assert encoder._with_mined_negatives(own_demo, [clicked])[0].skipped == {("proposal", "2")}
+
+
+def test_pairs_with_a_hard_negative_are_batched_together_so_none_is_wasted():
+    from datasette_scisearch.learning import encoder
+
+    pairs = [(f"q{i}", f"p{i}", f"n{i}") for i in range(32)] + [(f"t{i}", f"p{i}", None) for i in range(16)]
+    batches = encoder._batches(pairs, 16, seed=0)
+    assert len(batches) == 3
+    assert all(len({negative is None for _, _, negative in batch}) == 1 for batch in batches)
+
+
 # -- The pages' rule under any fitted weights ---------------------------------------------------------------
 
 from .test_own_evidence import PINNED, pinned_catalog  # noqa: E402, F401, F811  (the pinned catalog, built once here)

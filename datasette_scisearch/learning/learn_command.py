@@ -12,7 +12,8 @@ before.  ``--encoder`` fine-tunes the text encoder on the same evidence
 (``encoder.py``) and keeps it only if it measured better; then every item's
 vector is made again with it while search goes on with the ones in use, and
 search switches when all are made (``encoder_switch.py``; ``--reembed`` resumes
-a run that was stopped, ``--encoder-rollback`` goes back).  ``scisearch load
+a run that was stopped, ``--encoder-rollback`` goes back).  With both, the
+encoder comes first and the fusion is fitted to the vectors search switched to.  ``scisearch load
 judgments CATALOG FILE`` imports judged pairs to learn from (``judgments.py``).
 """
 
@@ -142,17 +143,23 @@ def learn(
                     _encoder_rollback(db, as_json)
             return
         while True:
+            switching = False
             # A job a round: a kill shows as that round interrupted, the rounds before it done.
             with jobs.recorded_job(db, " ".join(["learn", *modes]), {"naive": naive, "folds": folds}) as job:
                 report = clicks.learn(db, debias=not naive, signed_in_only=signed_in_only)
                 click.echo(json.dumps(report.as_dict()) if as_json else "\n".join(describe(report)))
                 job.total, job.updated = report.searches, report.pairs
-                if ranking:
-                    job.notes.append(_learn_ranking(db, folds, as_json))
                 if tune_encoder:
                     job.notes.append(_learn_encoder(db, max_pairs, epochs, as_json))
-            if reembed and _waiting_encoder(db):
+                switching = reembed and _waiting_encoder(db)
+                if ranking and not switching:
+                    job.notes.append(_learn_ranking(db, folds, as_json))
+            if switching:
                 _reembed(db, as_json)
+                # Fitted after the switch: weights fitted to the vectors being replaced would not fit the new ones.
+                if ranking:
+                    with jobs.recorded_job(db, "learn --ranking", {"folds": folds}) as job:
+                        job.notes.append(_learn_ranking(db, folds, as_json))
             if every is None:
                 return
             time.sleep(every * 60)
