@@ -107,6 +107,7 @@ class Watcher:
         self.deleted: set[Path] = set()  # paths the folders said went, to be marked missing at the next step
         self.sweep_all = False  # more went than are kept one by one: the whole folders are swept instead
         self.overflowed = False
+        self.rescan_at: dict[Path, float] = {}  # new folders, and when to scan them once more
         self.present = {root: True for root in self.roots}
         self.summary = LoadSummary(command="watch")
         self.notes: collections.deque[str] = collections.deque(maxlen=NOTES_KEPT)
@@ -213,6 +214,9 @@ class Watcher:
             return
         if path.is_dir() and not path.is_symlink():  # a folder moved or copied in: its files made no events
             self._scan([path])
+            # A folder just made is watched only once the operating system has seen it: files written into it
+            # before then make no event, and may not be there yet for this scan.  One more scan a little later.
+            self.rescan_at[path] = time.monotonic() + max(self.options.settle_s, 1.0) + self.options.poll_s
             return
         chain = self._chain(path)
         if chain:
@@ -305,6 +309,11 @@ class Watcher:
         """One step: load batches of complete files for up to ``WORK_S`` (then new events are taken in), else tag
         when idle; rescan after an overflow."""
         began = time.monotonic()
+        due = [path for path, at in self.rescan_at.items() if at <= began]
+        for path in due:
+            del self.rescan_at[path]
+        if due:
+            self._scan([path for path in due if path.is_dir()])
         if self.sweep_all:
             self.sweep_all = False
             self.deleted.clear()

@@ -50,11 +50,11 @@ def train_command(
 
     Labels are the tags experts accepted or added with a class's name. At least 2 per class are needed to train
     (the head is then chosen from one label a class, a rough guide); 20 per class give an accuracy worth quoting."""
-    if not predict_only and not classes:
-        raise ScisearchError("no classes named", fix="name two or more: --classes nanoparticles,nanowires,lattice")
-    db = open_catalog(catalog, create=False)
+    db = open_catalog(catalog, create=False)  # a missing catalog is said first, as by every command
     arguments = {"tag_set": tag_set, "classes": classes, "features": features, "dry_run": dry_run}
     try:
+        if not predict_only and not classes:
+            raise ScisearchError("no classes named", fix="name two or more: --classes nanoparticles,nanowires,lattice")
         with jobs.recorded_job(db, "train --predict-only" if predict_only else "train", arguments) as job:
             if predict_only:
                 result = training.predict(db, tag_set).as_dict()
