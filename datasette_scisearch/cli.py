@@ -388,6 +388,8 @@ def status(catalog, as_json):
         "catalog": catalog,
         "schema_version": schema_version(db),
         "counts": item_counts(db),
+        # Kept with their previews and tags (the data may be archived), but not in their folders any more.
+        "missing_files": db.execute("select count(*) from files where missing_since is not null").fetchone()[0],
         "jobs": _last_jobs(db),
         "watching": _watchers(db),
     }
@@ -397,6 +399,8 @@ def status(catalog, as_json):
     click.echo(f"{catalog}: schema version {report['schema_version']}")
     for table, count in report["counts"].items():
         click.echo(f"  {table}: {count}")
+    if report["missing_files"]:
+        click.echo(f"  files gone from their folders: {report['missing_files']} (search is:missing to list them)")
     for job in report["jobs"]:
         click.echo(
             f"  job {job['id']} {job['command']}: {job['status']} at {job['started_at']}, {job['failed'] or 0} failed"

@@ -5,6 +5,7 @@ says so, a download answers 410 saying so, ``is:missing`` / ``-is:missing`` filt
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -187,3 +188,23 @@ async def test_downloading_a_file_gone_from_its_folder_answers_410_saying_when_i
     body = response.json()
     assert "was removed from" in body["error"] and "found gone" in body["error"]
     assert "archived" in body["fix"]
+
+
+def test_scisearch_status_counts_the_files_gone_from_their_folders(tmp_path):
+    from click.testing import CliRunner
+
+    from datasette_scisearch.cli import cli
+
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    for name in (CARBON, "temp.mrc"):
+        copy_in(name, folder)
+    db = open_catalog(tmp_path / "catalog.db")
+    changes.load_files(db, [folder], load_settings(None), progress=False)
+    (folder / CARBON).unlink()
+    changes.load_files(db, [folder], load_settings(None), progress=False)
+    db.close()
+    shown = CliRunner().invoke(cli, ["status", str(tmp_path / "catalog.db")])
+    report = json.loads(CliRunner().invoke(cli, ["status", str(tmp_path / "catalog.db"), "--json"]).output)
+    assert report["missing_files"] == 1
+    assert "files gone from their folders: 1 (search is:missing to list them)" in shown.output
