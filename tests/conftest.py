@@ -74,6 +74,21 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+def catalog_of_real_files(folder: Path, files: list[tuple[str, ...]]) -> Path:
+    """``folder``/views.db: these files of ../shared/data (each a path's parts) copied into ``folder``/data and
+    loaded there, read in this process."""
+    from datasette_scisearch.ingest.files import load_files
+
+    (folder / "data").mkdir()
+    for parts in files:
+        shutil.copy(shared_data(*parts), folder / "data" / parts[-1])
+    path = folder / "views.db"
+    db = open_catalog(path)
+    load_files(db, [folder / "data"], load_settings(REPO / "metadata.yml"), progress=False, sandbox=False)
+    db.close()
+    return path
+
+
 def built_once(tmp_path_factory, name: str, build: Callable[[Path], Path]) -> Path:
     """What ``build(folder)`` makes in an empty folder (a path inside it), built once per run however many
     xdist workers ask: the first builds it under a lock while the others wait, then each worker gets its own

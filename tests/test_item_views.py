@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 from datasette.app import Datasette
 
 from datasette_scisearch.catalog import open_catalog
-from datasette_scisearch.config import load_settings
-from datasette_scisearch.ingest.files import load_files
 
-from .conftest import REPO, shared_data
+from .conftest import catalog_of_real_files, shared_data
 
 REAL_FILES = [
     ("em-vendors", "msa", "example1.msa"),  # an EELS spectrum, 21 channels from 520 eV
@@ -27,15 +24,7 @@ REAL_FILES = [
 
 @pytest.fixture(scope="module")
 def catalog_path(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("views")
-    (folder / "data").mkdir()
-    for parts in REAL_FILES:
-        shutil.copy(shared_data(*parts), folder / "data" / parts[-1])
-    path = folder / "views.db"
-    db = open_catalog(path)
-    load_files(db, [folder / "data"], load_settings(REPO / "metadata.yml"), progress=False, sandbox=False)
-    db.close()
-    return path
+    return catalog_of_real_files(tmp_path_factory.mktemp("views"), REAL_FILES)
 
 
 @pytest.fixture

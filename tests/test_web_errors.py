@@ -6,17 +6,14 @@ strings, broken tilde escapes, huge numbers, markup) with a fixed seed, so a fai
 from __future__ import annotations
 
 import random
-import shutil
 import urllib.parse
 
 import pytest
 from datasette.app import Datasette
 
 from datasette_scisearch.catalog import open_catalog
-from datasette_scisearch.config import load_settings
-from datasette_scisearch.ingest.files import load_files
 
-from .conftest import REPO, shared_data
+from .conftest import catalog_of_real_files
 from .test_pages import PAPER_ID, PROPOSAL_ID, SESSION_ID, SETTINGS, catalog_path  # noqa: F401  (a fixture)
 
 BAD_IDS = [
@@ -143,15 +140,7 @@ def new_route_urls(seed: int = 2026) -> list[str]:
 
 @pytest.fixture(scope="module")
 def real_files_catalog(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fuzz-real")
-    (folder / "data").mkdir()
-    for parts in REAL_FILES:
-        shutil.copy(shared_data(*parts), folder / "data" / parts[-1])
-    path = folder / "views.db"
-    db = open_catalog(path)
-    load_files(db, [folder / "data"], load_settings(REPO / "metadata.yml"), progress=False, sandbox=False)
-    db.close()
-    return path
+    return catalog_of_real_files(tmp_path_factory.mktemp("fuzz-real"), REAL_FILES)
 
 
 @pytest.mark.asyncio
