@@ -422,9 +422,9 @@ class EMDLoader(FileLoader):
 
         with emdVelox.fileEMDVelox(str(path)) as handle:
             for index in range(len(handle.list_data)):
-                data, _ = handle.get_dataset(index)
+                stored, _ = handle.get_dataset(index, memmap=True)
                 meta = handle.metaDataJSON or {}
-                yield _velox_dataset(index, np.asarray(data), meta)
+                yield _velox_dataset(index, _velox_frames(stored), meta)
 
     def _read_berkeley(self, path: Path) -> Iterator[Dataset]:
         from ncempy.io import emd
@@ -562,7 +562,28 @@ def _direct_electron_sidecar(path: Path) -> Path | None:
     return found[0] if found else None
 
 
-def _velox_dataset(index: int, data: np.ndarray, meta: dict) -> Dataset:
+def _velox_frames(stored: h5py.Dataset):
+    """A Velox image dataset with its frames first, as RosettaSciIO gives it: Velox stores (y, x, frame), one
+    frame for a single image.  ncempy reads it whole and keeps that order, so a 100-frame series came out as a
+    512-row "stack" of 512 x 100 slices, and a multi-GB one did not fit in memory; a large one is read lazily,
+    one frame per chunk.  FFT and DPC results are stored as pairs of floats and become complex numbers."""
+    fields = stored.dtype.names or ()
+    if declared_bytes(stored.shape, stored.dtype) > LAZY_ABOVE_BYTES:
+        import dask.array as da
+
+        frames = stored.shape[-1] if stored.ndim == 3 else None
+        chunks = (*stored.shape[:2], 1) if frames else "auto"
+        data = da.from_array(stored, chunks=chunks, asarray=True, fancy=False)
+    else:
+        data = stored[()]
+    if len(fields) == 2:
+        data = data[fields[0]] + 1j * data[fields[1]]
+    if data.ndim == 3:
+        data = data[..., 0] if data.shape[-1] == 1 else data.transpose(2, 0, 1)
+    return data
+
+
+def _velox_dataset(index: int, data, meta: dict) -> Dataset:
     optics = meta.get("Optics", {})
     instrument = meta.get("Instrument", {})
     binary = meta.get("BinaryResult", {})
@@ -581,8 +602,6 @@ def _velox_dataset(index: int, data: np.ndarray, meta: dict) -> Dataset:
         magnification = (
             number(((meta.get("CustomProperties") or {}).get("StemMagnification") or {}).get("value")) or magnification
         )
-    if data.ndim == 3 and data.shape[-1] == 1:
-        data = data[..., 0]
     return Dataset(
         data=data,
         index=index,

@@ -392,3 +392,54 @@ def test_a_missing_file_says_whether_its_folder_is_gone_or_only_the_file(tmp_pat
     assert "its folder holds no such file any more" in why_missing(tmp_path / "run" / "a.dm3")
     assert f"its folder '{tmp_path / 'gone'}' does not exist" in why_missing(tmp_path / "gone" / "a.dm3")
     assert "relative to the folder a load ran in" in why_missing(Path("data/a.dm3"))
+
+
+# A Velox series: the real Ceta image of ../shared/data/em made three frames long, as Velox stores a series.
+
+
+@pytest.fixture
+def velox_series(tmp_path):
+    import h5py
+    import numpy as np
+
+    path = tmp_path / "series" / "Ceta series.emd"
+    path.parent.mkdir()
+    shutil.copy2(shared_data("em") / "Camera Ceta Imaging Micro.emd", path)
+    with h5py.File(path, "r+") as handle:
+        group = next(iter(handle["Data/Image"].values()))
+        frame, metadata = group["Data"][()], group["Metadata"][()]
+        del group["Data"], group["Metadata"]
+        frames = np.concatenate([frame, frame * 2, frame * 3], axis=2)  # (y, x, frame)
+        group.create_dataset("Data", data=frames, chunks=(*frames.shape[:2], 1))
+        group.create_dataset("Metadata", data=np.repeat(metadata, 3, axis=1))
+    return path
+
+
+def test_a_velox_series_has_its_frames_first_and_its_middle_frame_as_preview_as_rosettasciio_reads_it(
+    catalog, settings, velox_series
+):
+    import numpy as np
+    from rsciio.emd import file_reader
+
+    from datasette_scisearch.tagging.items import file_pixels
+
+    reference = file_reader(str(velox_series))[0]["data"]
+    load_files(catalog, [velox_series.parent], settings, progress=False)
+    catalogued = next(catalog["files"].rows)
+    assert reference.shape == (3, 512, 512)
+    assert (catalogued["shape"], catalogued["kind"]) == ("3×512×512", "stack")
+    np.testing.assert_array_equal(file_pixels(catalogued), reference[1].astype(np.float32))
+
+
+def test_a_large_velox_series_is_read_a_frame_at_a_time(velox_series, monkeypatch):
+    import numpy as np
+    from rsciio.emd import file_reader
+
+    from datasette_scisearch.ingest.lazy import compute, is_lazy
+    from loaders import ncempy_formats
+
+    monkeypatch.setattr(ncempy_formats, "LAZY_ABOVE_BYTES", 1000)
+    reference = file_reader(str(velox_series))[0]["data"]
+    for dataset in ncempy_formats.EMDLoader().read(velox_series):
+        assert is_lazy(dataset.data) and dataset.data.chunksize == (1, 512, 512)
+        np.testing.assert_array_equal(compute(dataset.data[2]), reference[2])
