@@ -21,6 +21,7 @@ from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.hookspecs import hookimpl
 from datasette_scisearch.ingest import linking
+from datasette_scisearch.ingest.filerows import name_tokens
 from datasette_scisearch.ingest.files import load_files
 from datasette_scisearch.ingest.records import load_records
 from datasette_scisearch.plugins import get_plugin_manager
@@ -61,11 +62,26 @@ class HashedWordsTagger(Tagger):
 
     def tag_batch(self, items):
         for item in items:
-            vector = hashed_words_vector(f"{item.title} {item.text}")
+            vector = hashed_words_vector(f"{item.title} {_without_run_folders(item)}")
             yield item, Result(vectors={"text": vector} if vector is not None else {})
 
     def embed_query(self, text, space):
         return hashed_words_vector(text) if space == "text" else None
+
+
+# A file's text holds the words of every folder above it, and above the test's own files those name the run
+# (/tmp/pytest-of-root/pytest-12/popen-gw1/...): words that differ from run to run and from worker to worker,
+# which moved a file across the similarity floor between two runs.  The stand-in keeps the folders that belong
+# to the data (instrument, year, user) and leaves out the rest, so its vectors are the same wherever tests run.
+KEPT_FOLDERS = 3
+
+
+def _without_run_folders(item) -> str:
+    folder = item.row.get("folder") if item.item_type == "file" and item.row else None
+    if not folder:
+        return item.text
+    kept = Path(folder).parts[-KEPT_FOLDERS:]
+    return item.text.replace(" ".join(name_tokens(folder)), " ".join(name_tokens(str(Path(*kept)))), 1)
 
 
 @contextlib.contextmanager
