@@ -281,14 +281,16 @@ def run(path: Path, n_queries: int) -> list[tuple[str, str]]:
     fts5_only = {**weights, "tantivy_from": 10**12}
     times, _ = timed(lambda query: text_stage(query, fts5_only), parsed)
     rows.append(("text ranking by FTS5 alone (the engine below 20,000 items)", percentiles(times)))
-    by_default = "every vector scored" if len(mapped) <= mapped_vectors.EXACT_UP_TO else "sign codes + exact re-rank"
+    by_default = (
+        "every vector scored" if len(mapped) <= mapped_vectors.EXACT_UP_TO else "nearest inverted lists, scored exactly"
+    )
     times, _ = timed(lambda v: mapped.nearest(v, engine.VECTOR_POOL), query_vectors)
     rows.append((f"vector KNN k=100, mapped files, {by_default} (engine)", percentiles(times)))
     times, _ = timed(lambda v: mapped.nearest(v, engine.VECTOR_POOL, approximate=True), query_vectors)
-    rows.append(("vector KNN k=100, mapped sign codes + exact re-rank (forced)", percentiles(times)))
+    rows.append(("vector KNN k=100, mapped files, nearest inverted lists (forced)", percentiles(times)))
     times, _ = timed(lambda v: matrix.nearest(v, engine.VECTOR_POOL), query_vectors)
     rows.append(("vector KNN k=100, numpy matrix in memory (before)", percentiles(times)))
-    for label, approximate in ((by_default, None), ("sign codes + exact re-rank (forced)", True)):
+    for label, approximate in ((by_default, None), ("nearest inverted lists (forced)", True)):
         recalls = []
         for vector in query_vectors:
             truth = {r for r, _ in matrix.nearest(vector, 10)}

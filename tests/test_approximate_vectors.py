@@ -1,7 +1,7 @@
-"""The approximate path of the mapped vectors (sign codes, then an exact re-rank) against exact search over the same
-vectors, on a catalog large enough for it to miss sometimes: the benchmarks' synthetic catalog, whose vectors lie
-in clusters around 16 topics (benchmarks/synthetic_catalog.py), where neighbours within a topic are nearly
-equidistant and one-bit codes are at their weakest."""
+"""The approximate path of the mapped vectors (the nearest inverted lists, scored exactly) against exact search
+over the same vectors, on a catalog large enough for it to miss sometimes: the benchmarks' synthetic catalog, whose
+vectors lie in clusters around 16 topics (benchmarks/synthetic_catalog.py), where neighbours within a topic are nearly
+equidistant and a list boundary can fall between two neighbours."""
 
 from __future__ import annotations
 

@@ -84,7 +84,7 @@ def test_search_reads_the_vectors_from_the_mapped_files(catalog):
     assert isinstance(space.files.matrix, np.memmap)
 
 
-@pytest.mark.parametrize("approximate", [False, True], ids=["scanning every vector", "by sign codes"])
+@pytest.mark.parametrize("approximate", [False, True], ids=["scanning every vector", "by the nearest inverted lists"])
 def test_the_mapped_index_answers_exactly_wherever_its_candidates_hold_every_true_neighbour(catalog, approximate):
     mapped, truth = vector_index.space_matrix(catalog, "text"), exact(catalog)
     recalls = []
@@ -145,9 +145,30 @@ def test_hybrid_search_ranks_by_the_mapped_vectors_as_by_exact_ones(catalog):
 
 def test_damaged_files_are_not_used(catalog):
     state = index_folder.read_state(index_folder.indexes_folder(catalog), "vectors-text")
-    (index_folder.indexes_folder(catalog) / state["folder"] / "codes.npy").write_bytes(b"broken")
+    (index_folder.indexes_folder(catalog) / state["folder"] / "lists.npy").write_bytes(b"broken")
     mapped_vectors.forget()
     assert isinstance(vector_index.space_matrix(catalog, "text"), vector_index.SpaceMatrix)
+
+
+def test_files_of_the_layout_before_the_inverted_lists_are_not_read_and_the_next_writer_rebuilds_them(catalog):
+    folder = index_folder.indexes_folder(catalog)
+    state = index_folder.read_state(folder, "vectors-text")
+    index_folder.write_state(folder, "vectors-text", {**state, "format": 1})
+    mapped_vectors.forget()
+    assert isinstance(vector_index.space_matrix(catalog, "text"), vector_index.SpaceMatrix)
+    assert mapped_vectors.catch_up(catalog, "text") == 584
+    mapped_vectors.forget()
+    assert isinstance(vector_index.space_matrix(catalog, "text"), mapped_vectors.MappedSpace)
+
+
+def test_every_vector_is_filed_in_exactly_one_inverted_list_and_found_by_its_id(catalog):
+    files = vector_index.space_matrix(catalog, "text").files
+    truth = exact(catalog)
+    assert files.lists[0] == 0 and files.lists[-1] == len(files.rowids) == 584
+    assert np.all(np.diff(files.lists) >= 0) and len(files.centroids) == 24  # about sqrt(584)
+    assert sorted(files.rowids.tolist()) == sorted(truth.rowids.tolist())
+    for rowid in truth.rowids[::37].tolist():
+        assert np.array_equal(files.matrix[files.position(rowid)], truth.vector_of(rowid))
 
 
 WRITER = textwrap.dedent(

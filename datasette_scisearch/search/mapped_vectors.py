@@ -5,25 +5,28 @@ process.  Here they are written once into the catalog's index folder and
 mapped, so every process shares the page cache and starts without reading
 them:
 
-- ``vectors.npy``: the L2-normalised float32 vectors, rows in ``rowids.npy``
-  order (sorted), for the exact re-rank and ``vector_of``;
-- ``codes.npy``: one bit per dimension, the sign of the vector minus the
-  space's mean (``mean.npy``), 48 bytes per 384-d vector.
+- ``vectors.npy``: the L2-normalised float32 vectors, grouped by inverted list
+  (the rows of one list are contiguous), for the exact scores and ``vector_of``;
+- ``rowids.npy``: each row's search-document id; ``rowid_order.npy`` the rows in
+  id order, to find one item's vector;
+- ``centroids.npy`` and ``lists.npy``: an inverted file (IVF; Jégou et al.
+  2011, as faiss's IndexIVFFlat): about sqrt(n) centroids from a few rounds of
+  spherical k-means over a sample, each vector filed under its nearest, and
+  where each list's rows begin.
 
 Up to ``EXACT_UP_TO`` vectors a query scores every mapped vector (exact, ~10 ms
-per 100,000 on one core, read from the shared page cache).  Beyond, the sign
-codes are compared with the query's by Hamming distance (``np.bitwise_count``:
-~4 ms per 100,000, ~40 ms per million) and the closest ``CANDIDATE_SHARE`` are
-re-ranked by their exact cosine similarity.  Where every true neighbour is
-among the candidates the answer *is* the exact answer, scores included.  The
-benchmark's vectors (topics plus isotropic noise, so neighbours within a topic
-are nearly equidistant) are hard for 1-bit codes: recall@10 was 0.71 with 1 %
-of 100,000 as candidates, 0.86 with 3 %, 0.98 with 10 % — hence the share;
-benchmarks/search.py measures both paths.
+per 100,000 on one core, read from the shared page cache).  Beyond, it scores
+the centroids, takes the nearest lists until they hold ``PROBE_SHARE`` of the
+vectors (and at least ``RERANK_FACTOR`` times as many as asked for), and scores
+their rows exactly: contiguous slices of the map, no gather.  Where every true
+neighbour is in the probed lists the answer *is* the exact answer, scores
+included; benchmarks/search.py measures recall against exact search.  The sign
+codes used before (one bit per dimension, Hamming distance, then a re-rank of
+10 % gathered from the map) needed ~150 ms per query at a million vectors.
 
 A graph index (usearch HNSW, i8) answers in 0.5 ms but took 49 s to build
-100,000 vectors on this 2-core machine (8 minutes per million): the scan is
-the better trade here.
+100,000 vectors on this 2-core machine (8 minutes per million): the lists
+build in seconds.
 
 Generations work as for the text index.  ``vectors.write_vectors`` logs each
 changed vector in ``vector_changes`` (sqlite-vec tables take no triggers);
@@ -55,14 +58,20 @@ MIN_VECTORS = 20_000  # below this, each process reads the space into memory (ve
 # the files' size, so that tagging a large catalog from scratch rewrites them a few times, not once per 10,000.
 MERGE_AT = 10_000
 MERGE_SHARE = 0.25
-# Up to this many vectors a query scores every one (exact: ~10 ms per 100,000 on one core, from the page cache).
-EXACT_UP_TO = 250_000
-# Beyond, the sign codes pick candidates for the exact re-rank: at least this share of the vectors (on the
-# benchmark's clustered vectors a smaller share lost recall: 0.71 at 1 %, 0.86 at 3 %, 0.98 at 10 % of 100,000),
-# and at least RERANK_FACTOR times as many as asked for.
-CANDIDATE_SHARE = 0.1
+# Up to this many vectors a query scores every one (exact: ~10 ms per 100,000 on one core, from the page cache;
+# the lists answer 100,000 in ~2 ms).
+EXACT_UP_TO = 50_000
+# Beyond, the nearest inverted lists are scored until they hold this share of the vectors, and at least
+# RERANK_FACTOR times as many as asked for (MIN_CANDIDATES at the least).  On the benchmark's clustered vectors
+# (topics plus isotropic noise: neighbours within a topic nearly equidistant, the hardest case for any partition)
+# recall@10 against exact search was 0.57 probing 2 % of 30,000, 0.93 at 5 %, 1.0 at 10 % (recall@100 0.998).
+PROBE_SHARE = 0.1
 RERANK_FACTOR = 10
-MIN_CANDIDATES = 200
+MIN_CANDIDATES = 1000  # scoring a thousand rows costs nothing next to the query's other work
+# The lists: about sqrt(n) of them, centroids trained on SAMPLE_PER_LIST vectors per list at most, TRAIN_ROUNDS rounds.
+SAMPLE_PER_LIST = 64
+TRAIN_ROUNDS = 8
+FORMAT = 2  # files of another layout (sign codes, before the lists) are rebuilt by the next writer
 CHUNK = 50_000
 
 
@@ -80,10 +89,6 @@ def changed_since(db: sqlite_utils.Database, space: str, since: int) -> list[int
         "select distinct item_rowid from vector_changes where space = ? and seq > ? order by item_rowid", [space, since]
     )
     return [row[0] for row in rows]
-
-
-def _codes(matrix: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    return np.packbits((matrix - mean) > 0, axis=-1)
 
 
 # -- Writing -------------------------------------------------------------------------------------------
@@ -111,44 +116,95 @@ def _build(db: sqlite_utils.Database, folder, space: str, progress: bool) -> dic
     target = folder / build_name
     target.mkdir(parents=True)
     rowids = np.empty(expected, dtype=np.int64)
-    matrix = np.lib.format.open_memmap(
-        target / "vectors.npy", mode="w+", dtype=np.float32, shape=(max(expected, 1), dimensions)
+    # Read in id order into a scratch map, then written grouped by list into the files readers map.
+    by_rowid = np.lib.format.open_memmap(
+        target / "by-rowid.npy", mode="w+", dtype=np.float32, shape=(max(expected, 1), dimensions)
     )
     count = 0
     bar = tqdm(total=expected, desc=f"writing {space} vectors", unit="vector", disable=not progress, leave=False)
     for rowid, embedding in db.execute(f"select item_rowid, embedding from [{table}] order by item_rowid"):
         if count == expected:  # written to since it was counted: the log has the rest
             break
-        matrix[count] = np.frombuffer(embedding, dtype=np.float32)
+        by_rowid[count] = np.frombuffer(embedding, dtype=np.float32)
         rowids[count] = rowid
         count += 1
         if count % CHUNK == 0:
             bar.update(CHUNK)
     bar.close()
-    _finish_files(target, matrix, rowids[:count], count)
+    lists = _write_lists(target, by_rowid[:count], rowids[:count], progress)
+    del by_rowid
+    (target / "by-rowid.npy").unlink()
     state = {
         "folder": build_name,
+        "format": FORMAT,
         "generation": reflects,
         "catalog": index_folder.catalog_identity(db),
         "vectors": count,
         "dimensions": dimensions,
+        "lists": lists,
         "built_seconds": round(time.perf_counter() - started, 3),
     }
     _swap(db, folder, space, state, previous)
     return state
 
 
-def _finish_files(target, matrix: np.ndarray, rowids: np.ndarray, count: int) -> None:
-    matrix.flush()
-    np.save(target / "rowids.npy", rowids)
-    mean = matrix[:count].mean(axis=0, dtype=np.float64).astype(np.float32) if count else matrix[:0].sum(axis=0)
-    np.save(target / "mean.npy", mean)
-    codes = np.lib.format.open_memmap(
-        target / "codes.npy", mode="w+", dtype=np.uint8, shape=(max(count, 1), (matrix.shape[1] + 7) // 8)
+def _write_lists(target, matrix: np.ndarray, rowids: np.ndarray, progress: bool) -> int:
+    """Train the centroids, file each vector under its nearest, and write the files grouped by list; returns how
+    many lists."""
+    count, dimensions = matrix.shape[0], matrix.shape[1]
+    n_lists = max(1, min(count, int(round(np.sqrt(count)))))
+    centroids = _train_centroids(matrix, n_lists) if count else np.zeros((1, dimensions), np.float32)
+    assigned = np.concatenate(
+        [_nearest_centroid(matrix[start : start + CHUNK], centroids) for start in range(0, count, CHUNK)]
+        or [np.zeros(0, np.int64)]
+    )
+    order = np.argsort(assigned, kind="stable")  # within a list, in id order
+    grouped = np.lib.format.open_memmap(
+        target / "vectors.npy", mode="w+", dtype=np.float32, shape=(max(count, 1), dimensions)
     )
     for start in range(0, count, CHUNK):
-        codes[start : start + CHUNK] = _codes(matrix[start : min(count, start + CHUNK)], mean)
-    codes.flush()
+        rows = order[start : start + CHUNK]
+        sorter = np.argsort(rows)  # read the scratch map front to back, write each row to its place
+        block = np.empty((len(rows), dimensions), dtype=np.float32)
+        block[sorter] = matrix[rows[sorter]]
+        grouped[start : start + len(rows)] = block
+    grouped.flush()
+    np.save(target / "rowids.npy", rowids[order])
+    rowid_order = np.empty(count, dtype=np.int64)
+    rowid_order[order] = np.arange(count)  # the row of the i-th smallest id (rowids are read in id order)
+    np.save(target / "rowid_order.npy", rowid_order)
+    np.save(target / "centroids.npy", centroids)
+    np.save(target / "lists.npy", np.searchsorted(assigned[order], np.arange(len(centroids) + 1)).astype(np.int64))
+    return len(centroids)
+
+
+def _train_centroids(matrix: np.ndarray, n_lists: int, seed: int = 0) -> np.ndarray:
+    """Spherical k-means over a sample: unit centroids, each the normalised mean of the sample vectors nearest it;
+    a centroid left with none is moved onto a random sample vector."""
+    rng = np.random.default_rng(seed)
+    count = matrix.shape[0]
+    picked = np.sort(rng.choice(count, min(count, SAMPLE_PER_LIST * n_lists), replace=False))
+    sample = np.asarray(matrix[picked], dtype=np.float32)
+    centroids = sample[rng.choice(len(sample), n_lists, replace=False)].copy()
+    for _ in range(TRAIN_ROUNDS):
+        assigned = np.concatenate(
+            [_nearest_centroid(sample[start : start + CHUNK], centroids) for start in range(0, len(sample), CHUNK)]
+        )
+        order = np.argsort(assigned, kind="stable")
+        members = np.bincount(assigned, minlength=n_lists)
+        sums = np.zeros_like(centroids)
+        filled = members > 0
+        sums[filled] = np.add.reduceat(sample[order], np.cumsum(members)[filled] - members[filled])
+        norms = np.linalg.norm(sums, axis=1)
+        empty = norms == 0
+        sums[empty] = sample[rng.choice(len(sample), int(empty.sum()), replace=False)]
+        norms[empty] = 1.0
+        centroids = (sums / norms[:, None]).astype(np.float32)
+    return centroids
+
+
+def _nearest_centroid(rows: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    return np.argmax(np.asarray(rows, dtype=np.float32) @ centroids.T, axis=1)
 
 
 def _swap(db, folder, space: str, state: dict, previous: dict | None) -> None:
@@ -177,7 +233,11 @@ def catch_up(db: sqlite_utils.Database, space: str, force: bool = False, progres
         table = vectors.table_for(space)
         if db.execute(f"select count(*) from [{table}]").fetchone()[0] < MIN_VECTORS:
             return None
-    elif state is not None and state.get("catalog") == index_folder.catalog_identity(db):
+    elif (
+        state is not None
+        and state.get("catalog") == index_folder.catalog_identity(db)
+        and state.get("format") == FORMAT
+    ):
         pending = db.execute(
             "select count(*) from vector_changes where space = ? and seq > ?", [space, state["generation"]]
         ).fetchone()[0]
@@ -196,10 +256,17 @@ def catch_up(db: sqlite_utils.Database, space: str, force: bool = False, progres
 class _Files:
     folder: str
     generation: int
-    rowids: np.ndarray
+    rowids: np.ndarray  # each row's id, rows grouped by list
     matrix: np.ndarray
-    codes: np.ndarray
-    mean: np.ndarray
+    rowid_order: np.ndarray  # the rows in id order
+    sorted_rowids: np.ndarray
+    centroids: np.ndarray
+    lists: np.ndarray  # where each list's rows begin, and the end
+
+    def position(self, rowid: int) -> int | None:
+        """The row holding this item's vector, if the files hold one."""
+        at = _position(self.sorted_rowids, rowid)
+        return None if at is None else int(self.rowid_order[at])
 
 
 @dataclass
@@ -220,15 +287,14 @@ class MappedSpace:
         if len(self.changed) and _position(self.changed, rowid) is not None:
             found = _position(self.fresh_rowids, rowid)
             return None if found is None else self.fresh[found]
-        found = _position(self.files.rowids, rowid)
+        found = self.files.position(rowid)
         return None if found is None else np.asarray(self.files.matrix[found])
 
     def nearest(
         self, query: np.ndarray, k: int, exclude: int | None = None, approximate: bool | None = None
     ) -> list[tuple[int, float]]:
         """The ``k`` most similar items by cosine similarity, best first.  Up to ``EXACT_UP_TO`` vectors every
-        mapped vector is scored; beyond (or with ``approximate``) the Hamming distance of the sign codes picks
-        candidates and their exact vectors rank them."""
+        mapped vector is scored; beyond (or with ``approximate``) those of the inverted lists nearest the query."""
         files = self.files
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         if query.shape[0] != files.matrix.shape[1]:
@@ -248,8 +314,7 @@ class MappedSpace:
             if approximate is None:
                 approximate = count > EXACT_UP_TO
             if approximate:
-                rows = _candidates(files, query, count, wanted)
-                scores = files.matrix[rows] @ query
+                rows, scores = _probe(files, query, count, wanted)
             else:
                 scores = files.matrix @ query  # the mapped pages, read straight from the page cache
                 rows = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < count else np.arange(count)
@@ -265,27 +330,21 @@ class MappedSpace:
         return [(rowid, score) for rowid, score in found if rowid != exclude][:k]
 
 
-def _candidates(files: _Files, query: np.ndarray, count: int, wanted: int) -> np.ndarray:
-    """Rows whose sign codes are nearest the query's, in file order (the re-rank then reads front to back)."""
-    code = _codes(query[None, :], files.mean)[0]
-    distances = _hamming(files.codes[:count], code)
-    candidates = min(count, max(MIN_CANDIDATES, RERANK_FACTOR * wanted, int(CANDIDATE_SHARE * count)))
-    rows = np.argpartition(distances, candidates - 1)[:candidates] if candidates < count else np.arange(count)
-    rows.sort()
-    return rows
-
-
-def _hamming(codes: np.ndarray, code: np.ndarray) -> np.ndarray:
-    if codes.shape[1] % 8 == 0:  # eight bytes at a time
-        counts = np.bitwise_count(codes.view(np.uint64) ^ code.view(np.uint64))
-    else:
-        counts = np.bitwise_count(codes ^ code)
-    # Column by column: numpy's sum along a row of six is a slow reduction (a million codes: 90-160 ms, this
-    # 45-55 ms under the same load).  uint32 holds any dimension's count.
-    distances = counts[:, 0].astype(np.uint32)
-    for column in range(1, counts.shape[1]):
-        distances += counts[:, column]
-    return distances
+def _probe(files: _Files, query: np.ndarray, count: int, wanted: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the lists nearest the query and their exact scores, the lists taken nearest first until they
+    hold enough candidates."""
+    needed = min(count, max(MIN_CANDIDATES, RERANK_FACTOR * wanted, int(PROBE_SHARE * count)))
+    nearest_lists = np.argsort(-(files.centroids @ query))
+    sizes = np.diff(files.lists)[nearest_lists]
+    taken = nearest_lists[: int(np.searchsorted(np.cumsum(sizes), needed)) + 1]
+    taken.sort()  # front to back through the map
+    rows = [np.arange(files.lists[i], files.lists[i + 1]) for i in taken]
+    scores = [files.matrix[files.lists[i] : files.lists[i + 1]] @ query for i in taken]
+    rows, scores = np.concatenate(rows), np.concatenate(scores)
+    if len(rows) > wanted:
+        best = np.argpartition(-scores, wanted - 1)[:wanted]
+        rows, scores = rows[best], scores[best]
+    return rows, scores
 
 
 def _position(sorted_rowids: np.ndarray, rowid: int) -> int | None:
@@ -330,17 +389,29 @@ def mapped_space(db: sqlite_utils.Database, space: str) -> MappedSpace | None:
 
 
 def _open(path, state: dict) -> _Files | None:
+    if state.get("format") != FORMAT:
+        return None  # files of an older layout: the caller reads the vectors itself until a writer rebuilds them
     try:
         rowids = np.load(path / "rowids.npy")
         count = len(rowids)
         matrix = np.load(path / "vectors.npy", mmap_mode="r")[:count]
-        codes = np.load(path / "codes.npy", mmap_mode="r")[:count]
-        mean = np.load(path / "mean.npy")
+        rowid_order = np.load(path / "rowid_order.npy")
+        centroids = np.load(path / "centroids.npy")
+        lists = np.load(path / "lists.npy")
     except (OSError, ValueError):
         return None
-    if matrix.shape[0] != count or codes.shape[0] != count or matrix.shape[1] != state["dimensions"]:
+    if (
+        matrix.shape[0] != count
+        or len(rowid_order) != count
+        or matrix.shape[1] != state["dimensions"]
+        or centroids.shape[1:] != (state["dimensions"],)
+        or len(lists) != len(centroids) + 1
+        or (count and lists[-1] != count)
+    ):
         return None
-    return _Files(state["folder"], state["generation"], rowids, matrix, codes, mean)
+    return _Files(
+        state["folder"], state["generation"], rowids, matrix, rowid_order, rowids[rowid_order], centroids, lists
+    )
 
 
 def _with_changes(
