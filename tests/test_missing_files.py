@@ -190,6 +190,22 @@ async def test_downloading_a_file_gone_from_its_folder_answers_410_saying_when_i
     assert "archived" in body["fix"]
 
 
+@pytest.mark.asyncio
+async def test_a_result_card_says_its_file_is_gone_from_its_folder_and_the_json_says_since_when(
+    catalog_with_a_deleted_file,
+):
+    client = Datasette([str(catalog_with_a_deleted_file)]).client
+    page = await client.get("/-/scisearch?q=type:file")
+    assert page.status_code == 200
+    cards = page.text.split('<article class="scisearch-card"')[1:]
+    assert len(cards) == 2
+    by_name = {name: card for card in cards for name in (CARBON, "temp.mrc") if f">{name}</a>" in card}
+    assert "Gone from its folder" in by_name[CARBON] and "Gone from its folder" not in by_name["temp.mrc"]
+    hits = (await client.get("/-/scisearch.json?q=type:file")).json()["hits"]
+    facts = {hit["title"]: hit["facts"] for hit in hits}
+    assert facts[CARBON]["missing_since"].startswith("20") and facts["temp.mrc"]["missing_since"] is None
+
+
 def test_scisearch_status_counts_the_files_gone_from_their_folders(tmp_path):
     from click.testing import CliRunner
 

@@ -254,6 +254,7 @@ _FACTS = {
         "acquired_local",
         "shape",
         "has_preview",
+        "missing_since",
     ),
     "paper": ("year", "authors", "venue", "doi"),
     "proposal": ("pi", "institution", "start_date"),
@@ -271,6 +272,8 @@ def item_rows(db: sqlite_utils.Database, item_type: str, item_ids: list[str]) ->
     if not item_ids:
         return {}
     table, columns = _FACT_COLUMNS[item_type]
+    if item_type == "file" and _has_column(db, "files", "missing_since"):  # a catalog older than m015 has not
+        columns += ", missing_since"
     # Files are keyed by an integer: compare as one, so the primary key finds them.
     wanted = "cast(value as integer)" if item_type == "file" else "value"
     cursor = db.execute(
@@ -278,6 +281,10 @@ def item_rows(db: sqlite_utils.Database, item_type: str, item_ids: list[str]) ->
     )
     names = [d[0] for d in cursor.description]
     return {str(row[0]): dict(zip(names, row)) for row in cursor}
+
+
+def _has_column(db: sqlite_utils.Database, table: str, column: str) -> bool:
+    return any(row[1] == column for row in db.execute(f"pragma table_info([{table}])"))
 
 
 def linked_proposals(db: sqlite_utils.Database, items: dict[tuple[str, str], dict]) -> dict[tuple[str, str], dict]:

@@ -346,6 +346,7 @@ def _card_fields(hit: dict, zone) -> dict:
         "item_id": item_id,
         "title": hit.get("title") or f"{item_type} {item_id}",
         "kind": facts.get("kind"),
+        "missing_since": format_value("missing_since", facts.get("missing_since"), zone) or None,
         "facts": hit_facts(item_type, facts, zone),
         "cells": table_cells(item_type, facts, zone),
         "snippet": safe_snippet(hit.get("snippet")),
