@@ -171,7 +171,7 @@ def tune(db, claims: dict) -> tuple[dict, float]:
     return best, best_score
 
 
-def learn_as_a_facility(catalog: Path, claims: dict, max_pairs: int, epochs: int):
+def learn_as_a_facility(catalog: Path, claims: dict, max_pairs: int, epochs: int, learning_rate: float | None = None):
     """On a fresh copy of the catalog: import the tune half's judgments and run ``scisearch learn --encoder
     --ranking`` as a facility would.  Returns the copy, switched to the tuned encoder if learn kept it, and the
     fusion weights' status there."""
@@ -185,7 +185,8 @@ def learn_as_a_facility(catalog: Path, claims: dict, max_pairs: int, epochs: int
     commands = [
         [*scisearch, "load", "judgments", str(copy), str(judged), "--replace"],
         [*scisearch, "learn", str(copy), "--encoder", "--ranking", "--epochs", str(epochs)]
-        + ["--max-pairs", str(max_pairs)],
+        + ["--max-pairs", str(max_pairs)]
+        + (["--learning-rate", str(learning_rate)] if learning_rate else []),
     ]
     for command in commands:
         print("$ scisearch " + " ".join(command[3:]), flush=True)
@@ -218,6 +219,7 @@ def main() -> None:
     parser.add_argument("--encoder", action="store_true", help="also fine-tune the text encoder on the judgments")
     parser.add_argument("--max-pairs", type=int, default=400, help="training pairs for --encoder")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs for --encoder")
+    parser.add_argument("--learning-rate", type=float, default=None, help="AdamW's peak rate for --encoder")
     parser.add_argument("--encoder-only", action="store_true", help="only the --encoder rows")
     parser.add_argument("--device", default="auto", help="where to embed the corpus (auto, cpu, cuda)")
     parser.add_argument("--catalog", type=Path, default=CACHE / "scifact.db")
@@ -237,7 +239,7 @@ def main() -> None:
         from datasette_scisearch.learning.fusion import shipped_weights
 
         tuned, fusion_status, encoder_status = learn_as_a_facility(
-            arguments.catalog, tune_claims, arguments.max_pairs, arguments.epochs
+            arguments.catalog, tune_claims, arguments.max_pairs, arguments.epochs, arguments.learning_rate
         )
         print(f"after scisearch learn: encoder {encoder_status}, fusion weights {fusion_status}", flush=True)
         if encoder_status == "current":

@@ -77,6 +77,16 @@ def test_a_command_called_the_wrong_way_gets_the_same_error_format():
     assert second == "hint: 'cli status --help' shows how to call it"
 
 
+@pytest.mark.parametrize("rate", ["0", "-1e-5", "0.5", "fast"])
+def test_a_learning_rate_the_encoder_cannot_use_is_refused_before_anything_is_learned(small_catalog, rate):
+    result = scisearch("learn", small_catalog, "--encoder", "--learning-rate", rate)
+    assert result.exit_code == 2
+    assert result.output.startswith("error: Invalid value for '--learning-rate'")
+    assert "ranking_models" not in sqlite_utils.Database(small_catalog).table_names() or not list(
+        sqlite_utils.Database(small_catalog).query("select * from ranking_models")
+    )
+
+
 def test_the_catalog_comes_from_scisearch_catalog_when_it_is_left_out(small_catalog):
     result = scisearch("status", "--json", env={"SCISEARCH_CATALOG": str(small_catalog)})
     assert result.exit_code == 0, result.output

@@ -92,6 +92,7 @@ def learn_encoder(
     max_pairs: int = MAX_PAIRS,
     epochs: int = EPOCHS,
     batch_size: int = BATCH_SIZE,
+    learning_rate: float = LEARNING_RATE,
     evidence: list[Evidence] | None = None,
     store: bool = True,
     progress=None,
@@ -114,7 +115,7 @@ def learn_encoder(
     full_length = model.max_seq_length
     model.max_seq_length = min(full_length, MAX_SEQ_LENGTH)
     started = time.perf_counter()
-    _train(model, pairs, epochs, batch_size, progress)
+    _train(model, pairs, epochs, batch_size, progress, learning_rate)
     train_seconds = time.perf_counter() - started
     model.max_seq_length = full_length
     started = time.perf_counter()
@@ -240,12 +241,12 @@ def _batches(pairs, batch_size: int, seed: int) -> list[list[tuple[str, str, str
     return batches
 
 
-def _train(model, pairs, epochs: int, batch_size: int, progress) -> None:
+def _train(model, pairs, epochs: int, batch_size: int, progress, learning_rate: float = LEARNING_RATE) -> None:
     import torch
     from sentence_transformers.losses import MultipleNegativesRankingLoss
 
     loss_of = MultipleNegativesRankingLoss(model)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     total = max(1, epochs * len(_batches(pairs, batch_size, SEED)))
     warmup = max(1, int(total * WARMUP_SHARE))
     schedule = torch.optim.lr_scheduler.LambdaLR(

@@ -102,6 +102,13 @@ def describe_fusion(report: fusion.FusionReport) -> list[str]:
 )
 @click.option("--epochs", type=click.IntRange(1, 20), default=encoder.EPOCHS, show_default=True, help="with --encoder")
 @click.option(
+    "--learning-rate",
+    type=click.FloatRange(min=0, min_open=True, max=1e-2),
+    default=encoder.LEARNING_RATE,
+    show_default=True,
+    help="with --encoder: AdamW's peak rate (warm-up, then linear decay)",
+)
+@click.option(
     "--reembed/--no-reembed",
     default=True,
     show_default=True,
@@ -122,6 +129,7 @@ def learn(
     tune_encoder: bool,
     max_pairs: int,
     epochs: int,
+    learning_rate: float,
     reembed: bool,
     rollback: bool,
     encoder_rollback: bool,
@@ -150,7 +158,7 @@ def learn(
                 click.echo(json.dumps(report.as_dict()) if as_json else "\n".join(describe(report)))
                 job.total, job.updated = report.searches, report.pairs
                 if tune_encoder:
-                    job.notes.append(_learn_encoder(db, max_pairs, epochs, as_json))
+                    job.notes.append(_learn_encoder(db, max_pairs, epochs, learning_rate, as_json))
                 switching = reembed and _waiting_encoder(db)
                 if ranking and not switching:
                     job.notes.append(_learn_ranking(db, folds, as_json))
@@ -176,9 +184,11 @@ def _learn_ranking(db, folds: int, as_json: bool) -> str:
     return f"ranking: {report.reason}"
 
 
-def _learn_encoder(db, max_pairs: int, epochs: int, as_json: bool) -> str:
+def _learn_encoder(db, max_pairs: int, epochs: int, learning_rate: float, as_json: bool) -> str:
     progress = None if as_json else (lambda line: click.echo(f"  {line}", err=True))
-    report = encoder.learn_encoder(db, max_pairs=max_pairs, epochs=epochs, progress=progress)
+    report = encoder.learn_encoder(
+        db, max_pairs=max_pairs, epochs=epochs, learning_rate=learning_rate, progress=progress
+    )
     if as_json:
         click.echo(json.dumps(report.as_dict()))
         return f"encoder: {report.reason}"
