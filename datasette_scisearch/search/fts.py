@@ -101,6 +101,7 @@ FILTERED_ENOUGH = 100
 def _search_tantivy(db, index, clauses, filters, weights: dict, limit: int) -> FtsResult | None:
     every = [True, False] if len(clauses) <= KEYWORD_CLAUSES and len(clauses) > 1 else [len(clauses) == 1]
     depths = [limit] if filters.is_empty else [limit * factor for factor in FILTERED_DEPTH_FACTORS]
+    passes: dict[int, bool] = {}  # what the filters said of each document read so far, not asked twice
     for depth in depths:
         for every_clause in every:
             found = index.ranked(clauses, every_clause, weights, depth)
@@ -112,8 +113,11 @@ def _search_tantivy(db, index, clauses, filters, weights: dict, limit: int) -> F
         complete = matches <= depth
         if filters.is_empty or not rows:
             break
-        permitted = allowed(db, [rowid for rowid, _ in rows], filters, index.mentioning)
-        rows = [(rowid, score) for rowid, score in rows if rowid in permitted]
+        unchecked = [rowid for rowid, _ in rows if rowid not in passes]
+        if unchecked:
+            permitted = allowed(db, unchecked, filters, index.mentioning)
+            passes.update((rowid, rowid in permitted) for rowid in unchecked)
+        rows = [(rowid, score) for rowid, score in rows if passes[rowid]]
         matches = len(rows) if complete else None
         if len(rows) >= FILTERED_ENOUGH or complete:
             break

@@ -151,13 +151,16 @@ def _build(db: sqlite_utils.Database, folder, space: str, progress: bool) -> dic
 def _write_lists(target, matrix: np.ndarray, rowids: np.ndarray, progress: bool) -> int:
     """Train the centroids, file each vector under its nearest, and write the files grouped by list; returns how
     many lists."""
+    from tqdm import tqdm
+
     count, dimensions = matrix.shape[0], matrix.shape[1]
     n_lists = max(1, min(count, int(round(np.sqrt(count)))))
     centroids = _train_centroids(matrix, n_lists) if count else np.zeros((1, dimensions), np.float32)
-    assigned = np.concatenate(
-        [_nearest_centroid(matrix[start : start + CHUNK], centroids) for start in range(0, count, CHUNK)]
-        or [np.zeros(0, np.int64)]
-    )
+    bar = tqdm(total=2 * count, desc=f"filing vectors in {n_lists:,} lists", unit="vector", disable=not progress)
+    assigned = np.zeros(count, dtype=np.int64)
+    for start in range(0, count, CHUNK):
+        assigned[start : start + CHUNK] = _nearest_centroid(matrix[start : start + CHUNK], centroids)
+        bar.update(min(CHUNK, count - start))
     order = np.argsort(assigned, kind="stable")  # within a list, in id order
     grouped = np.lib.format.open_memmap(
         target / "vectors.npy", mode="w+", dtype=np.float32, shape=(max(count, 1), dimensions)
@@ -168,6 +171,8 @@ def _write_lists(target, matrix: np.ndarray, rowids: np.ndarray, progress: bool)
         block = np.empty((len(rows), dimensions), dtype=np.float32)
         block[sorter] = matrix[rows[sorter]]
         grouped[start : start + len(rows)] = block
+        bar.update(len(rows))
+    bar.close()
     grouped.flush()
     np.save(target / "rowids.npy", rowids[order])
     rowid_order = np.empty(count, dtype=np.int64)
