@@ -136,6 +136,23 @@ async def test_a_tia_ser_downloads_as_a_zip_with_its_emi_partner(catalog):
 
 
 @pytest.mark.asyncio
+async def test_a_zips_entries_carry_each_files_modification_time_on_the_facilitys_clock(catalog):
+    import datetime as dt
+    import zoneinfo
+
+    sto = file_id(catalog, "16_STOimage_1.ser")
+    facility = {"plugins": {"datasette-scisearch": {"timezone": "America/Los_Angeles"}}}
+    response = await served(catalog, **facility).client.get(f"/-/scisearch/download/lab/{sto}")
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    ser = Path(sqlite_utils.Database(catalog).execute("select path from files where id = ?", [sto]).fetchone()[0])
+    for name in archive.namelist():
+        modified = (ser.parent / name).stat().st_mtime
+        expected = dt.datetime.fromtimestamp(modified, zoneinfo.ZoneInfo("America/Los_Angeles"))
+        expected = expected.replace(second=expected.second // 2 * 2)  # a zip keeps time to two seconds
+        assert archive.getinfo(name).date_time == expected.timetuple()[:6]
+
+
+@pytest.mark.asyncio
 async def test_a_direct_electron_movie_downloads_as_a_zip_with_its_info_txt(catalog):
     movie = file_id(catalog, MOVIE)
     response = await served(catalog).client.get(f"/-/scisearch/download/lab/{movie}")

@@ -37,7 +37,15 @@ from ..errors import CONFLICT, FORBIDDEN, NOT_FOUND
 from ..ingest.files import file_loaders
 from ..ingest.reading import loaders_for
 from ..ingest.sandbox import shared_pool
-from .base import WebError, download_url, ensure_may_read, export_url, find_catalog, readable_item
+from .base import (
+    WebError,
+    download_url,
+    ensure_may_read,
+    export_url,
+    facility_settings,
+    find_catalog,
+    readable_item,
+)
 from .errors import answers_errors
 
 CHUNK_BYTES = 1 << 20
@@ -157,9 +165,10 @@ class _Sink:
 class StreamedZip(_Streamed):
     """A zip of several files, written as it is sent (no Content-Length: its size is known only at the end)."""
 
-    def __init__(self, originals: Originals, name: str):
+    def __init__(self, originals: Originals, name: str, zone: dt.tzinfo | None = None):
         super().__init__(name, "application/zip")
         self.originals = originals
+        self.zone = zone
         self.handles = []
         try:
             for original in originals.files:
@@ -172,7 +181,7 @@ class StreamedZip(_Streamed):
         sink = _Sink()
         with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             for original, handle in zip(self.originals.files, self.handles, strict=True):
-                info = zipfile.ZipInfo(original.name, _zip_time(original.path))
+                info = zipfile.ZipInfo(original.name, _zip_time(original.path, self.zone))
                 with archive.open(info, "w", force_zip64=original.size_bytes >= 2**31) as entry:
 
                     def read_and_add(handle=handle, entry=entry):
@@ -207,8 +216,10 @@ async def _pipelined(step):
             await asyncio.wait([pending])
 
 
-def _zip_time(path: Path) -> tuple:
-    stamp = dt.datetime.fromtimestamp(path.stat().st_mtime)
+def _zip_time(path: Path, zone: dt.tzinfo | None) -> tuple:
+    """A zip entry's time: the file's modification time on the facility's wall clock (zip keeps no zone; the
+    server's own may be UTC or wherever it is hosted)."""
+    stamp = dt.datetime.fromtimestamp(path.stat().st_mtime, zone or dt.UTC).replace(tzinfo=None)
     return max(stamp, dt.datetime(1980, 1, 1)).timetuple()[:6]  # zip's clock starts in 1980
 
 
@@ -239,7 +250,8 @@ async def download_original(request, datasette):
     db, originals = await _readable_originals(request, datasette)
     try:
         if len(originals.files) > 1:
-            return StreamedZip(originals, f"{Path(originals.main.name).stem}.zip").for_request(request)
+            zone = facility_settings(datasette).zone
+            return StreamedZip(originals, f"{Path(originals.main.name).stem}.zip", zone).for_request(request)
         handle = originals.open(originals.main)
     except OSError as error:
         raise WebError(f"'{originals.main.name}' cannot be read now ({error.strerror}).", kind=NOT_FOUND) from None
