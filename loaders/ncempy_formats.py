@@ -387,7 +387,8 @@ class EMDLoader(FileLoader):
     """
 
     name = "emd"
-    version = "2"  # 2: a Velox microscope's class (Titan, Talos) leads its reported name
+    # 2: a Velox microscope's class (Titan, Talos) leads its reported name; 3: Velox series frames first
+    version = "3"
     description = "Berkeley EMD and Velox .emd, and EMD in .h5/.hdf5 (ncempy)"
     suffixes = frozenset({".emd", ".h5", ".hdf5"})
 
@@ -571,8 +572,7 @@ def _velox_frames(stored: h5py.Dataset):
     if declared_bytes(stored.shape, stored.dtype) > LAZY_ABOVE_BYTES:
         import dask.array as da
 
-        frames = stored.shape[-1] if stored.ndim == 3 else None
-        chunks = (*stored.shape[:2], 1) if frames else "auto"
+        chunks = (*stored.shape[:2], 1) if stored.ndim == 3 else "auto"
         data = da.from_array(stored, chunks=chunks, asarray=True, fancy=False)
     else:
         data = stored[()]
