@@ -85,6 +85,7 @@ def open_catalog(path: str | Path, create: bool = True) -> sqlite_utils.Database
         check_catalog_file(path, allow_empty=create)
     db = sqlite_utils.Database(path)
     load_sqlite_vec(db.conn)
+    read_through_memory_map(db.conn)
     share_between_writers(db)
     if MIGRATIONS.pending(db):
         # Two commands opening a new catalog at once must not both create its tables: the second waits for the
@@ -95,6 +96,18 @@ def open_catalog(path: str | Path, create: bool = True) -> sqlite_utils.Database
                 # other tools (and other catalogs' readers) read the version from here
                 db["catalog_info"].upsert({"key": "schema_version", "value": str(schema_version(db))}, pk="key")
     return db
+
+
+# A search looks up a few thousand rows scattered over the catalog (the pool's item types, facets, the filters'
+# check of tantivy's best matches), most of them a page of their own.  Through a memory map those pages are read
+# from the operating system's cache without a read() call and a copy each (the pool's item types at 100,000 items:
+# 3.3 -> 0.8 ms), and they are shared by every process instead of filling each connection's own page cache.
+MMAP_BYTES = 2**36  # 64 GiB of address space, not memory; a SQLite built with a lower ceiling maps up to it
+
+
+def read_through_memory_map(conn) -> None:
+    """Let this connection read the catalog through a memory map (writes still go through the WAL)."""
+    conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
 
 
 def share_between_writers(db: sqlite_utils.Database) -> None:

@@ -30,6 +30,15 @@ def test_every_connection_can_use_sqlite_vec(catalog):
     assert catalog.execute("select vec_length(vec_f32('[1, 2, 3]'))").fetchone()[0] == 3
 
 
+@pytest.mark.asyncio
+async def test_the_librarys_and_datasettes_connections_read_the_catalog_through_a_memory_map(catalog, tmp_path):
+    from datasette.app import Datasette
+
+    assert catalog.execute("pragma mmap_size").fetchone()[0] >= 2**31
+    served = Datasette([str(tmp_path / "catalog.db")]).get_database("catalog")
+    assert (await served.execute("pragma mmap_size")).first()[0] >= 2**31
+
+
 def test_full_text_search_follows_inserts_text_edits_and_deletes(catalog):
     with catalog.conn:
         file_id = catalog["files"].insert({"name": "Au_np_0001.dm4", "search_text": "gold nanoparticles"}).last_pk

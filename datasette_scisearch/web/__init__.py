@@ -32,7 +32,7 @@ from datasette.utils import (
 from datasette.utils.asgi import Response
 
 from .. import periods
-from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec
+from ..catalog import ITEM_TABLES, MAX_SQLITE_INTEGER, load_sqlite_vec, read_through_memory_map
 from ..errors import ScisearchError
 from ..ingest.normalize import magnification_label
 from . import api, clicks, downloads, findable, pages, present, privacy, proprietary, sign_in, validation, warming
@@ -74,6 +74,7 @@ ITEM_TYPE_OF_TABLE = {table: item_type for item_type, table in ITEM_TABLES.items
 @hookimpl
 def prepare_connection(conn, database, datasette):
     load_sqlite_vec(conn)
+    read_through_memory_map(conn)
     proprietary.prepare_twin_connection(conn, database, datasette)
 
 
