@@ -17,6 +17,7 @@ from datasette_scisearch.catalog import now_utc, open_catalog
 from datasette_scisearch.cli import cli
 from datasette_scisearch.config import load_settings
 from datasette_scisearch.learning import encoder, encoder_switch
+from datasette_scisearch.learning.evidence import gather, kept_from_encoder
 from datasette_scisearch.search import engine
 from datasette_scisearch.tagging import vectors
 from datasette_scisearch.tagging.pipeline import tag_catalog
@@ -202,8 +203,10 @@ def test_rolling_back_with_no_tuned_encoder_in_use_is_a_clear_error(papers):
 def test_learn_with_ranking_fits_the_fusion_after_search_switched_to_the_tuned_vectors(papers, tmp_path):
     judged = tmp_path / "judged.jsonl"
     rows = papers.execute("select id, title from papers order by id").fetchall()
+    # Three wordings of each title: enough queries that the fifth kept from the encoder can be cross-validated.
+    queries = [(query, id_) for id_, title in rows for query in (title, title.lower(), f"papers on {title}")]
     judged.write_text(
-        "".join(json.dumps({"query": title, "item_id": id_, "item_type": "paper"}) + "\n" for id_, title in rows)
+        "".join(json.dumps({"query": query, "item_id": id_, "item_type": "paper"}) + "\n" for query, id_ in queries)
     )
     path = papers.conn.execute("pragma database_list").fetchone()[2]
     papers.close()
@@ -215,3 +218,6 @@ def test_learn_with_ranking_fits_the_fusion_after_search_switched_to_the_tuned_v
     switched = next(n for n, report in enumerate(reports) if report.get("switched"))
     fitted = next(n for n, report in enumerate(reports) if "folds" in report)
     assert switched < fitted
+    # Fitted to the queries the tuned encoder never trained on, and to those alone.
+    unseen = [piece for piece in gather(open_catalog(path)) if kept_from_encoder(piece)]
+    assert reports[fitted]["unseen_by_encoder_only"] and reports[fitted]["queries"] == len(unseen) >= 10

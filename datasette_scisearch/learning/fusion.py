@@ -39,7 +39,7 @@ import sqlite_utils
 from ..catalog import now_utc, write_transaction
 from ..errors import ScisearchError
 from ..search.learned_weights import FITTED, current_weights
-from .evidence import Evidence, counts, gather
+from .evidence import Evidence, counts, gather, kept_from_encoder
 
 FOLDS = 5
 # The weights fitted, and the values coordinate ascent tries for each.  fts stays 1: only ratios matter.
@@ -75,9 +75,16 @@ class FusionReport:
     reason: str
     version: int | None = None
     per_source: dict = field(default_factory=dict)
+    unseen_by_encoder_only: bool = False  # fitted to the queries a tuned text encoder in use never trained on
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _tuned_encoder_in_use(db: sqlite_utils.Database) -> bool:
+    from .encoder_switch import BASE_VERSION, current_version
+
+    return current_version(db, "text") != BASE_VERSION
 
 
 # -- Reading and storing ------------------------------------------------------------------------------------
@@ -161,11 +168,16 @@ def learn_fusion(
     """Fit the fusion weights to the evidence by cross-validation, and keep them if they measure better."""
     started = time.perf_counter()
     evidence = gather(db) if evidence is None else evidence
+    unseen_only = _tuned_encoder_in_use(db)
+    if unseen_only:  # the queries the encoder learned would overrate its vectors (evidence.kept_from_encoder)
+        evidence = [piece for piece in evidence if kept_from_encoder(piece)]
     rowids = _rowids(db, evidence)
     usable = [piece for piece in evidence if any(item in rowids for item in piece.relevant)]
     if len(usable) < MIN_EVIDENCE:
+        among = " that the tuned text encoder never trained on" if unseen_only else ""
         raise FusionError(
-            f"{len(usable)} queries with an answer in the catalog; fitting the ranking needs at least {MIN_EVIDENCE}",
+            f"{len(usable)} queries with an answer in the catalog{among}; fitting the ranking needs at least "
+            f"{MIN_EVIDENCE}",
             fix="import judged queries (scisearch load judgments CATALOG FILE) or let people search a while",
         )
     in_use = {**shipped_weights(), **current_weights(db)}
@@ -213,6 +225,7 @@ def learn_fusion(
         seconds=0.0,
         accepted=accepted,
         reason=reason,
+        unseen_by_encoder_only=unseen_only,
         per_source={
             source: {"queries": n, "ndcg_in_use": round(b / n, 4), "ndcg_fitted": round(a / n, 4)}
             for source, (n, b, a) in per_source.items()

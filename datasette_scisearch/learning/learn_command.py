@@ -68,6 +68,8 @@ def describe_fusion(report: fusion.FusionReport) -> list[str]:
         "  weights in use: " + ", ".join(f"{k} {v:g}" for k, v in report.weights_in_use.items()),
         "  fitted:         " + ", ".join(f"{k} {v:g}" for k, v in report.fitted.items()),
     ]
+    if report.unseen_by_encoder_only:
+        lines.insert(1, "  (only the queries the tuned text encoder in use never trained on: one in five)")
     for source, figures in sorted(report.per_source.items()):
         lines.append(
             f"  {source}: {figures['queries']:,} queries, nDCG@10 {figures['ndcg_in_use']:.4f} -> "
