@@ -39,7 +39,7 @@ import sqlite_utils
 from ..catalog import now_utc, write_transaction
 from ..errors import ScisearchError
 from ..search.learned_weights import FITTED, current_weights
-from .evidence import Evidence, counts, gather, kept_from_encoder
+from .evidence import ENCODER_HELD_OUT_SHARE, Evidence, counts, gather, kept_from_encoder
 
 FOLDS = 5
 # The weights fitted, and the values coordinate ascent tries for each.  fts stays 1: only ratios matter.
@@ -182,7 +182,9 @@ def learn_fusion(
         )
     in_use = {**shipped_weights(), **current_weights(db)}
     rankings = [_rankings(db, piece, rowids, settings) for piece in _tick(usable, progress, "reading rankings")]
-    fold_of = [int(piece.key, 16) % folds for piece in usable]
+    # By the key's hash with the encoder's one-in-five taken out first: the queries kept from the encoder all share
+    # that remainder, and fitted to them alone, folds by the bare hash put every one in the same fold.
+    fold_of = [int(piece.key, 16) // ENCODER_HELD_OUT_SHARE % folds for piece in usable]
     ndcg_used, ndcg_fit, recall_used, recall_fit, per_source = [], [], [], [], {}
     for fold in range(folds):
         training = [r for r, f in zip(rankings, fold_of) if f != fold]
