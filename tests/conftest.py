@@ -66,6 +66,24 @@ def pytest_collection_modifyitems(items):
     items.sort(key=order)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _module_folders_removed(request, tmp_path_factory):
+    """Once a test file has run, and nothing in it failed, remove the folders its fixtures made under this
+    worker's temporary folder (``tmp_path``'s own go as each test passes: ``tmp_path_retention_policy``).  Left
+    until the run ends, they added up to 4.5 GB, and CI's disk filled.  What ``built_once`` made is shared with
+    later files and stays; a test file runs whole on one worker (``work_unit``), so no other file is using what
+    goes."""
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    failures_before = request.session.testsfailed
+    yield
+    if request.session.testsfailed != failures_before:
+        return  # kept, to look into
+    for path in set(base.iterdir()) - before:
+        if path.is_dir() and not path.is_symlink() and not path.name.startswith("built-once-"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def shared_data(*parts: str) -> Path:
     """A path under ../shared/data, or skip the test with the reason."""
     path = SHARED_DATA.joinpath(*parts)
