@@ -338,3 +338,43 @@ def test_a_file_that_changes_while_it_is_read_is_noted_and_read_again_once_it_se
     assert (summary.added, summary.updated) == (1, 1)
     stored = db.execute("select size_bytes from files where name = 'movie.frames'").fetchall()
     assert stored == [((folder / "movie.frames").stat().st_size,)]
+
+
+def test_a_file_written_while_the_watch_is_being_set_up_is_catalogued(tmp_path, monkeypatch):
+    """A file that arrives after the watcher started but before the operating system watches the folder makes no
+    event: the watcher looks once the watch is set up, so it is found all the same."""
+    import threading
+
+    import watchfiles
+
+    folder = tmp_path / "instrument"
+    folder.mkdir()
+    real_watch = watchfiles.watch
+
+    def watch_after_a_file_arrived(*paths, **options):
+        shutil.copy(shared_data("em", "08_carbon.dm3"), folder)  # the instrument writes, the watch not yet set
+        yield from real_watch(*paths, **options)
+
+    monkeypatch.setattr(watchfiles, "watch", watch_after_a_file_arrived)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def watch() -> None:
+        try:
+            db = open_catalog(tmp_path / "catalog.db")
+            watcher = Watcher(db, [folder], load_settings(None), WatchOptions(settle_s=0.0, tag=False))
+            watcher.stop = stop
+            watcher.run()
+        except BaseException as error:  # seen by the test, not lost in the thread
+            failures.append(error)
+            stop.set()
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    try:
+        until(lambda: stop.is_set() or query(tmp_path / "catalog.db", "select name from files"), "the file")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not failures, failures
+    assert query(tmp_path / "catalog.db", "select name from files where dataset = 0") == [("08_carbon.dm3",)]
