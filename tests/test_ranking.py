@@ -224,6 +224,18 @@ def test_a_clicked_querys_skipped_results_stay_its_hard_negatives(own_demo):
     assert encoder._with_mined_negatives(own_demo, [clicked])[0].skipped == {("proposal", "2")}
 
 
+def test_a_title_is_paired_with_the_text_it_heads_not_with_a_passage_that_begins_with_it(own_demo):
+    from datasette_scisearch.learning import encoder
+
+    pairs = encoder._training_pairs(own_demo, [], max_pairs=20)
+    assert len(pairs) == 20
+    for title, passage, negative in pairs:
+        assert negative is None and passage.strip()
+        assert not passage.startswith(title)  # else the pair is solved by reading its first words
+        bodies = [body for (body,) in own_demo.execute("select body from search_items where title = ?", [title])]
+        assert any(passage in body for body in bodies)  # the item's own text
+
+
 def test_pairs_with_a_hard_negative_are_batched_together_so_none_is_wasted():
     from datasette_scisearch.learning import encoder
 
