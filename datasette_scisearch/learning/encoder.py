@@ -2,7 +2,7 @@
 
 all-MiniLM-L6-v2 learned English from the web; a facility's searchers write in
 their own shorthand.  The evidence (``evidence.py``) pairs queries with the items
-they should find; each item's title is also paired with its own text.  The model
+they should find; each item's title is also paired with the text it heads.  The model
 is tuned on those pairs with in-batch negatives (sentence-transformers'
 ``MultipleNegativesRankingLoss``: every other passage in the batch, and one hard
 negative per query, is a wrong answer for it; van den Oord et al. 2018, Henderson
