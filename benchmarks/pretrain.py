@@ -10,7 +10,14 @@ captions of theirs, no CLIP — and precision@10 counted, for each seed.  The ba
 ranking (its expected precision@10 is the share of relevant files in the held-out half).  Also printed: the time
 per 1,000 images per epoch on this machine's CPU.
 
-Run: .venv/bin/python benchmarks/pretrain.py [--per-class 24] [--epochs 30] [--seeds 2]
+``--tuned-text N``: the catalog's text model then changes, as when ``scisearch learn --encoder`` switches in a tuned
+encoder: all-MiniLM-L6-v2 fine-tuned here on N SciFact title → abstract pairs (``../shared/data/scifact``, one
+epoch).  Measured side by side, per seed: queries read by the new model through the old projection (what a
+model that did not follow would do) and through the projection refitted to it
+(``projection_refit.refit_projection``, what the switch does, here fitted to the training half's image vectors and
+captions only), with its time.
+
+Run: .venv/bin/python benchmarks/pretrain.py [--per-class 24] [--epochs 30] [--seeds 2] [--tuned-text 2000]
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.demo.scenes import SHOWS  # noqa: E402
-from datasette_scisearch.learning import pretrain  # noqa: E402
+from datasette_scisearch.learning import pretrain, projection_refit  # noqa: E402
 from tests.learning_support import _choose_acquisitions, build_scene_catalog  # noqa: E402
 
 SCENES = {  # classes of scenes, each drawn in equal numbers
@@ -57,6 +64,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--architectures", default=",".join(pretrain.ARCHITECTURES), help="compared side by side")
     parser.add_argument("--folder", help="build the demo catalog here, or reuse the one built here before")
+    parser.add_argument("--tuned-text", type=int, default=0, metavar="N", help="then a text model tuned on N pairs")
     arguments = parser.parse_args()
     started = time.perf_counter()
     folder = Path(arguments.folder or tempfile.mkdtemp(prefix="scisearch-pretrain-"))
@@ -65,7 +73,9 @@ def main() -> None:
     train, held_out = split(truth)
     db = open_catalog(folder / "scenes.db")
     architectures = arguments.architectures.split(",")
-    results = {(a, query): [] for a in architectures for query in QUERIES}
+    tuned = tuned_text_model(folder, arguments.tuned_text) if arguments.tuned_text else None
+    columns = architectures + [f"{a} {how}" for a in architectures for how in ("as-was", "refit") if tuned]
+    results = {(a, query): [] for a in columns for query in QUERIES}
     for architecture in architectures:
         for seed in range(arguments.seeds):
             report = pretrain.pretrain(db, epochs=arguments.epochs, batch_size=arguments.batch_size, train_ids=train,
@@ -83,14 +93,62 @@ def main() -> None:
                 assert vector is not None, problem
                 top = [ids[row] for row in np.argsort(-(matrix @ vector))[:10]]
                 results[architecture, query].append(sum(relevant <= SHOWS[truth[i]] for i in top) / 10)
+            if tuned is None:
+                continue
+            as_was = pretrain._loaded(db)
+            refit = projection_refit.refit_projection(db, str(tuned), file_ids=train, seed=seed)
+            print(
+                f"  refitted to the tuned text model in {refit.seconds:.1f} s on {refit.images} image vectors; image → "
+                f"own caption {refit.caption_match_before:.2f} before, {refit.caption_match:.2f} after"
+            )
+            for query, relevant in QUERIES.items():
+                for how, vector in (
+                    ("as-was", through(as_was, query, tuned)),
+                    ("refit", pretrain.embed_query(db, query)[0]),
+                ):
+                    top = [ids[row] for row in np.argsort(-(matrix @ vector))[:10]]
+                    results[f"{architecture} {how}", query].append(sum(relevant <= SHOWS[truth[i]] for i in top) / 10)
     db.close()
     print(f"\nprecision@10 over the {len(held_out)} held-out files (image vectors only), target >= {TARGET}")
-    print(f"{'query':28s} " + " ".join(f"{a:>10s}" for a in architectures) + f" {'random (expected)':>18s}")
+    print(f"{'query':28s} " + " ".join(f"{a:>13s}" for a in columns) + f" {'random (expected)':>18s}")
     for query, relevant in QUERIES.items():
         chance = sum(relevant <= SHOWS[truth[i]] for i in held_out) / len(held_out)
-        figures = " ".join(f"{np.mean(results[a, query]):10.2f}" for a in architectures)
-        print(f"{query:28s} {figures} {chance:18.2f}   per seed: {[results[a, query] for a in architectures]}")
+        figures = " ".join(f"{np.mean(results[a, query]):13.2f}" for a in columns)
+        print(f"{query:28s} {figures} {chance:18.2f}   per seed: {[results[a, query] for a in columns]}")
     print(f"total {time.perf_counter() - started:.0f} s")
+
+
+def tuned_text_model(folder: Path, pairs: int) -> Path:
+    """all-MiniLM-L6-v2 fine-tuned for one epoch on ``pairs`` SciFact title → abstract pairs (kept in ``folder``)."""
+    import json
+
+    from datasette_scisearch.learning import encoder
+
+    tuned = folder / f"text-tuned-{pairs}"
+    if tuned.exists():
+        return tuned
+    corpus = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
+    documents = [json.loads(line) for line in corpus.read_text().splitlines()[:pairs]]
+    model = encoder._base_model()
+    model.max_seq_length = 128
+    started = time.perf_counter()
+    encoder._train(model, [(d["title"], d["text"], None) for d in documents], epochs=1, batch_size=32, progress=None)
+    model.save(str(tuned))
+    print(
+        f"text model tuned on {len(documents)} SciFact title → abstract pairs in {time.perf_counter() - started:.0f} s"
+    )
+    return tuned
+
+
+def through(model, query: str, text_model: Path) -> np.ndarray:
+    """The query read by ``text_model`` through ``model``'s projection and captions' bank, as they were."""
+    import torch
+
+    words = torch.as_tensor(pretrain.text_vectors([query], str(text_model)))
+    with torch.inference_mode():
+        weights = torch.softmax(model.caption_bank @ words[0] / pretrain.QUERY_TEMPERATURE, dim=0)
+        projected = torch.nn.functional.normalize(model.projection((weights @ model.caption_bank)[None]), dim=-1)
+    return projected[0].numpy()
 
 
 def catalog_of_scenes(folder: Path, per_class: int) -> dict[int, str]:

@@ -11,7 +11,6 @@ the load exits 0.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ from .catalog import (
     open_catalog,
     schema_version,
 )
-from .command_line import ScisearchCommandLine, catalog_argument
+from .command_line import ScisearchCommandLine, catalog_argument, cluster_of, dask_option, workers_option
 from .config import find_metadata, load_settings
 from .errors import ScisearchError
 from .plugins import describe_plugins, get_plugin_manager
@@ -100,28 +99,6 @@ quiet_option = click.option("--quiet", is_flag=True, help="no progress bar")
 link_option = click.option("--no-link", is_flag=True, help="do not re-run context linking afterwards")
 
 
-dask_option = click.option(
-    "--dask",
-    metavar="ADDRESS|FILE.yml",
-    help="run the work on a Dask cluster: a scheduler address (tcp://host:8786) or a cluster file that "
-    "describes a SLURM cluster (see examples/slurm-cluster.yml)",
-)
-workers_option = click.option(
-    "--workers",
-    type=click.IntRange(1, 1024),
-    help="run the work on N worker processes on this machine (a Dask LocalCluster)",
-)
-
-
-@contextlib.contextmanager
-def _cluster(dask: str | None, workers: int | None):
-    """The cluster --dask or --workers asks for (None: in-process), with its errors as sentences."""
-    from .cluster import open_cluster
-
-    with open_cluster(dask, workers) as cluster:
-        yield cluster
-
-
 @load.command("files")
 @catalog_argument("paths", count=-1, metavar="PATH...")
 @dask_option
@@ -162,7 +139,7 @@ def load_files_command(
 
     sandbox = ReaderPool(memory_limit_bytes=int(reader_memory * 2**30), timeout_s=reader_timeout)
     try:
-        with _cluster(dask, workers) as cluster, sandbox:
+        with cluster_of(dask, workers) as cluster, sandbox:
             summary, links = changes.load_files(
                 db,
                 paths,
@@ -322,7 +299,7 @@ def tag(ctx, catalog, tagger_names, item_types, batch_size, force, retry_errors,
     settings = _settings(ctx)
     db = _open(catalog, create=False)
     try:
-        with _cluster(dask, workers) as cluster:
+        with cluster_of(dask, workers) as cluster:
             summary = changes.tag_new(
                 db,
                 settings,

@@ -19,6 +19,7 @@ Failing: a command raises a ``ScisearchError``; ``ScisearchCommandLine`` (the ``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
@@ -184,3 +185,25 @@ class ScisearchCommandLine(_ReportsFailures, click.Group):
 
 class ScisearchCommand(_ReportsFailures, click.Command):
     """A command defined outside cli.py (``search``, ``train``, ``learn``): the same format when run alone."""
+
+
+dask_option = click.option(
+    "--dask",
+    metavar="ADDRESS|FILE.yml",
+    help="run the work on a Dask cluster: a scheduler address (tcp://host:8786) or a cluster file that "
+    "describes a SLURM cluster (see examples/slurm-cluster.yml)",
+)
+workers_option = click.option(
+    "--workers",
+    type=click.IntRange(1, 1024),
+    help="run the work on N worker processes on this machine (a Dask LocalCluster)",
+)
+
+
+@contextlib.contextmanager
+def cluster_of(dask: str | None, workers: int | None):
+    """The cluster --dask or --workers asks for (None: in-process), closed again afterwards."""
+    from .cluster import open_cluster
+
+    with open_cluster(dask, workers) as cluster:
+        yield cluster

@@ -1,10 +1,10 @@
 """The captions scisearch pretrain learns from: a file's name says what its sample is, not always what its picture
-shows (learning/pretrain.py ``caption``, ``picture_words``).  No model is trained here; the filename vocabulary
+shows (learning/pretrain_data.py ``caption``, ``picture_words``).  No model is trained here; the filename vocabulary
 is the built-in filenames tagger's."""
 
 from __future__ import annotations
 
-from datasette_scisearch.learning.pretrain import caption
+from datasette_scisearch.learning.pretrain_data import caption
 
 HIGH = "magnification 100 kx-1 Mx"
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,7 @@ class ReembedReport:
     refused: int  # items the tuned model gave no vector
     seconds: float
     switched: bool
+    notes: list[str] = field(default_factory=list)  # what followed the switch (the image model's refit)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -138,23 +139,25 @@ def reembed(
         False,
     )
     if switch_when_done:
-        switch(db, version)
+        switch(db, version, notes=report.notes)
         report.switched = True
     return report
 
 
-def switch(db: sqlite_utils.Database, version: int) -> None:
-    """Replace the space's vectors by those of ``version`` in one transaction (the ones replaced are kept)."""
+def switch(db: sqlite_utils.Database, version: int, notes: list[str] | None = None) -> None:
+    """Replace the space's vectors by those of ``version`` in one transaction (the ones replaced are kept), then
+    bring what reads the text model up to date (``notes`` gets a line on what was done)."""
     row = encoder_row(db, version) if version != BASE_VERSION else None
     space = row["vector_space"] if row else "text"
     with write_transaction(db):
         _switch_in_transaction(db, space, version, row)
     _catch_up(db)
+    _follow(db, notes)
 
 
-def rollback(db: sqlite_utils.Database, space: str = "text") -> int:
+def rollback(db: sqlite_utils.Database, space: str = "text", notes: list[str] | None = None) -> int:
     """Go back to the encoder in use before the current one (the tagger's own model before the first);
-    returns the version now in use."""
+    returns the version now in use (``notes`` as ``switch``'s)."""
     now = current_version(db, space)
     if now == BASE_VERSION:
         raise EncoderSwitchError(
@@ -171,6 +174,7 @@ def rollback(db: sqlite_utils.Database, space: str = "text") -> int:
         _switch_in_transaction(db, space, target, encoder_row(db, target) if target != BASE_VERSION else None)
         db.execute("update ranking_models set status = 'rolled back' where kind = 'encoder' and version = ?", [now])
     _catch_up(db)
+    _follow(db, notes)
     return target
 
 
@@ -179,6 +183,27 @@ def _catch_up(db) -> None:
     from ..search.index import catch_up_indexes
 
     catch_up_indexes(db)
+
+
+def _follow(db, notes: list[str] | None) -> None:
+    """The facility image model reads the text model: its projection is refitted to the one now in use.  A refit
+    that cannot run leaves it reading the one it was fitted to, which stays on disk: search keeps working."""
+    from .projection_refit import follow_text_model
+
+    try:
+        refit = follow_text_model(db)
+    except ScisearchError as error:
+        line = f"the facility image model still reads the text model it was fitted to: {error.message}"
+    else:
+        if refit is None:
+            return
+        line = (
+            f"facility image model v{refit.version}: projection refitted to the text model now in use on "
+            f"{refit.images:,} image vectors in {refit.seconds:.0f} s (image → own caption "
+            f"{refit.caption_match_before:.2f} before, {refit.caption_match:.2f} after)"
+        )
+    if notes is not None:
+        notes.append(line)
 
 
 def _switch_in_transaction(db, space: str, version: int, row: dict | None) -> None:

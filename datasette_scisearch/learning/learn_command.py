@@ -244,12 +244,20 @@ def _reembed(db, as_json: bool) -> None:
         f"{report.seconds:.0f} s{earlier}{refused}; search now uses its vectors "
         "(scisearch learn CATALOG --encoder-rollback goes back)"
     )
+    for note in report.notes:
+        click.echo(f"  {note}")
 
 
 def _encoder_rollback(db, as_json: bool) -> None:
-    version = encoder_switch.rollback(db)
+    notes: list[str] = []
+    version = encoder_switch.rollback(db, notes=notes)
     now = f"tuned encoder version {version}" if version else "the text tagger's own model"
-    click.echo(json.dumps({"encoder_version": version}) if as_json else f"rolled back: text vectors now from {now}")
+    if as_json:
+        click.echo(json.dumps({"encoder_version": version, "notes": notes}))
+        return
+    click.echo(f"rolled back: text vectors now from {now}")
+    for note in notes:
+        click.echo(f"  {note}")
 
 
 def _rollback(db, as_json: bool) -> None:

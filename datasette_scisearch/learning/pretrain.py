@@ -7,9 +7,14 @@ the title of the proposal it is linked to).  ``pretrain`` trains a compact open_
 (``ARCHITECTURES``, registered with ``open_clip.add_model_config``) on the previews with two objectives at once:
 
 - contrastive image–caption pairs (CLIP's symmetric cross-entropy, Radford et al. 2021) against the caption's
-  all-MiniLM-L6-v2 vector — the packaged text model, kept frozen — through a learned linear projection into the
-  image space.  Files with the same caption are positives of each other (a batch holds many "STEM HAADF image"s);
+  vector from the catalog's text model — the packaged all-MiniLM-L6-v2, or the tuned encoder 'scisearch learn'
+  switched in — kept frozen, through a learned linear projection into the image space.  Files with the same
+  caption are positives of each other (a batch holds many "STEM HAADF image"s);
 - one linear head per recorded label, cross-entropy over the files whose metadata has it.
+
+What it learns from (pixels, labels, captions) is read by pretrain_data.py; when the catalog's text model changes,
+projection_refit.py fits the projection to the new one.  Training runs on a GPU where torch sees one; the vectors of
+every file are made a chunk of previews at a time, here or on a Dask cluster's workers.
 
 The result is the vector space ``facility_image``: every image file's vector (written through tagging/vectors.py,
 so the mapped index beside the catalog follows), "more like this" over it, a feature space learned heads can pick,
@@ -24,12 +29,10 @@ kept, older ones' dropped).  ``--fine-tune`` starts from the current version's w
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import logging
 import math
-import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -40,10 +43,10 @@ from ..catalog import now_utc, write_transaction
 from ..errors import ScisearchError
 from ..search import embedding
 from ..tagging import vectors
+from .pretrain_data import IMAGE_SIZE, read_images, square_pixels
 
 SPACE = "facility_image"
 TAGGER = "pretrain"  # what vector_spaces.tagger names for this space
-IMAGE_SIZE = 64
 EMBED_DIM = 64
 # open_clip builds a whole CLIP model from a config; the text tower here is a placeholder of a few hundred
 # parameters, never used: MiniLM is the text side.
@@ -63,18 +66,10 @@ ARCHITECTURES = {
     },
 }
 DEFAULT_ARCHITECTURE = "resnet"
-LABELS = ("mode", "kind", "detector", "magnification")
-# Words a researcher uses for each magnification band (metadata_labels.MAGNIFICATION_BANDS).  Only the band above
-# 1 Mx says what it shows (atomic columns): 100 kx-1 Mx holds nanoparticles as often as lattice fringes.
-BAND_WORDS = {
-    "magnification below 10 kx": "low magnification, overview",
-    "magnification 10-100 kx": "medium magnification",
-    "magnification 100 kx-1 Mx": "high magnification",
-    "magnification above 1 Mx": "atomic resolution",
-}
 MIN_IMAGES = 4
 LABEL_LOSS_WEIGHT = 0.5
 HEAD_SCALE = 10.0
+MAX_TRAINING_IMAGES = 50_000  # a random sample beyond this (the previews are held in memory while training)
 MAX_BANK = 4096  # training captions kept with the model for reading queries (a random sample beyond that)
 QUERY_TEMPERATURE = 0.05
 
@@ -99,167 +94,26 @@ class PretrainReport:
     seconds_training: float = 0.0
     seconds_per_1000_images_epoch: float = 0.0
     seconds: float = 0.0
+    device: str = "cpu"
+    sampled_from: int | None = None  # trained on a random ``images`` of this many previews
+    # The text model that read the captions: the folder of the catalog's tuned encoder, None for the packaged MiniLM.
+    text_model: str | None = None
+    # A refit: only the projection (and the captions' bank) trained again, for a new text model; the image tower,
+    # hence every image vector, is the version's it was refitted from (``fine_tuned_from``).
+    projection_only: bool = False
+    # Image → caption agreement over the training images (how often an image's own caption is the nearest of the
+    # distinct captions): on a refit, with the text model before and after.
+    caption_match_before: float | None = None
+    caption_match: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-# ---------------------------------------------------------------- what the catalog says about each image
-
-
-@dataclass
-class ImageSet:
-    ids: list[int]  # file ids
-    pixels: np.ndarray  # (n, IMAGE_SIZE, IMAGE_SIZE) float32 in [0, 1]
-    captions: list[str]
-    labels: dict[str, list[str | None]]
-
-
-def read_images(db: sqlite_utils.Database, file_ids: list[int] | None = None) -> ImageSet:
-    """Every file with a preview (or those of ``file_ids``), its pixels, caption and recorded labels."""
-    from .metadata_labels import _band
-
-    rows = db.execute(
-        "select f.id, f.path, f.name, f.kind, f.mode, f.detector, f.magnification, f.instrument, p.png "
-        "from files f join previews p on p.file_id = f.id where p.png is not null order by f.id"
-    ).fetchall()
-    wanted = None if file_ids is None else {int(i) for i in file_ids}
-    contexts = _linked_titles(db)
-    ids, pixels, captions = [], [], []
-    labels: dict[str, list] = {label: [] for label in LABELS}
-    for file_id, path, name, kind, mode, detector, magnification, instrument, png in rows:
-        if wanted is not None and file_id not in wanted:
-            continue
-        square = _square(png)
-        if square is None:
-            continue
-        band = _band(magnification)
-        ids.append(file_id)
-        pixels.append(square)
-        captions.append(caption(path or name or "", kind, mode, detector, band, instrument, contexts.get(file_id)))
-        for label, value in zip(LABELS, (mode, kind, detector, band)):
-            labels[label].append(value or None)
-    shape = (0, IMAGE_SIZE, IMAGE_SIZE)
-    return ImageSet(ids, np.stack(pixels) if pixels else np.zeros(shape, np.float32), captions, labels)
-
-
-def caption(path: str, kind, mode, detector, band, instrument, context: str | None = None) -> str:
-    """A sentence of what is known about a file without looking at it: the recorded labels, the shorthand of its
-    name and folders decoded (plugins' filename vocabulary when installed) as far as it describes the picture
-    (``picture_words``), and its proposal's title."""
-    parts = [" ".join(str(v) for v in (mode, detector, kind) if v)]
-    if band:
-        parts.append(f"{band}, {BAND_WORDS[band]}")
-    parts.append(", ".join(_decoded_name(path, kind, band)))
-    if instrument:
-        parts.append(f"on {instrument}")
-    if context:
-        parts.append(_picture_context(context, kind, band))
-    return "; ".join(part for part in parts if part)
-
-
-# Kinds of data whose picture is the specimen in real space: only there can its shape be seen.
-REAL_SPACE_KINDS = frozenset({"image", "stack"})
-
-
-def picture_words(category: str | None, kind: str | None, band: str | None) -> bool:
-    """Whether a word read from a file's name, of this vocabulary ``category``, describes the picture.
-
-    A name says what the sample is whatever was done with it: a facility's 'Au_np' is gold nanoparticles in its
-    HAADF images, its diffraction patterns and its spectra alike.  The sample's shape — the vocabulary's
-    *feature* words (nanoparticles, nanowires, grain boundary …) — is in the picture only of a real-space image;
-    a diffraction pattern or a spectrum of it shows none, and a caption that says so teaches the word for the
-    wrong pictures.  Where the kind was not recorded the name is all there is, and it is kept.  Settings read
-    from the name (300 kV, 480 mm, 160 kx) say how the file was taken; where a magnification band was recorded
-    they add nothing about the picture but noise (the name's words for the scale can even disagree with it:
-    '160 kx, medium magnification' beside the recorded 'high magnification'), and are left out; without one
-    they are all a caption has about the scale, and are kept."""
-    if category == "feature":
-        return kind is None or kind in REAL_SPACE_KINDS
-    if category == "setting":
-        return band is None
-    return True
-
-
-def _decoded_name(path: str, kind: str | None = None, band: str | None = None) -> list[str]:
-    tokens = [token for token in re.split(r"[/\\]", path)[-3:] if token]
-    name = re.sub(r"\.[A-Za-z0-9]{1,5}$", "", tokens[-1]) if tokens else ""
-    shorthand = _shorthand()
-    words: list[str] = []
-    for text in [*tokens[:-1], name]:
-        if shorthand is not None:
-            words += [tag.text for tag in shorthand.decode(text) if picture_words(tag.category, kind, band)]
-        else:
-            words += [t for t in re.split(r"[^A-Za-z0-9]+", text) if t and not t.isdigit()]
-    return list(dict.fromkeys(words))
-
-
-@functools.lru_cache(maxsize=256)
-def _picture_context(context: str, kind: str | None, band: str | None) -> str:
-    """A proposal's title as far as it can describe this file's picture: for a diffraction pattern or a spectrum,
-    without the sample's shape ('… of supported gold nanoparticle catalysts' → '… of supported gold catalysts'),
-    by the rule and the vocabulary of ``picture_words``."""
-    shorthand = _shorthand()
-    if shorthand is None or picture_words("feature", kind, band):
-        return context
-    # A tag names one piece that says it (its best reading), so a title saying it twice is read again.
-    for _ in range(8):
-        found = [tag.evidence for tag in shorthand.decode(context) if tag.category == "feature"]
-        if not found:
-            break
-        for evidence in found:
-            piece, _, token = evidence.partition(" in ")  # 'NPs in AuNPs': the piece inside a longer token
-            if token:
-                context = re.sub(rf"\b{re.escape(token)}\b", token.replace(piece, ""), context)
-            else:
-                context = re.sub(rf"\b{re.escape(piece)}\b\s*", "", context)
-    return " ".join(context.split())
-
-
-@functools.lru_cache(maxsize=1)
-def _shorthand():
-    """The filenames tagger's decoder of shorthand, when that plugin is installed (the core names no plugin's
-    module: it is found among the registered taggers)."""
-    from ..plugins import get_taggers
-
-    tagger = next((t for t in get_taggers() if t.name == "filenames"), None)
-    return getattr(tagger, "shorthand", None)
-
-
-def _linked_titles(db) -> dict[int, str]:
-    """File id -> the title of the proposal its session or link points at, where the catalog knows one."""
-    if "proposals" not in db.table_names():
-        return {}
-    found = {}
-    for file_id, title in db.execute(
-        "select f.id, p.title from files f join proposals p on p.id = f.proposal_id where p.title is not null"
-    ):
-        found[file_id] = title
-    return found
-
-
-def _square(png: bytes) -> np.ndarray | None:
-    """A preview as IMAGE_SIZE x IMAGE_SIZE grey levels in [0, 1]: centre crop to a square, antialiased resize.
-    Previews are already contrast-stretched (diffraction patterns on a log scale) by the loaders."""
-    from PIL import Image
-
-    try:
-        image = Image.open(io.BytesIO(png)).convert("L")
-    except Exception:
-        return None
-    width, height = image.size
-    side = min(width, height)
-    if side < 2:
-        return None
-    left, top = (width - side) // 2, (height - side) // 2
-    image = image.crop((left, top, left + side, top + side)).resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
-    return np.asarray(image, dtype=np.float32) / 255.0
-
-
 # ---------------------------------------------------------------- the model
 
 
-def _torch():
+def torch_libraries():
     try:
         import open_clip
         import torch
@@ -278,7 +132,7 @@ def _register_architecture(config: dict) -> str:
     import tempfile
     from pathlib import Path
 
-    open_clip, _ = _torch()
+    open_clip, _ = torch_libraries()
     text = json.dumps(config, sort_keys=True)
     name = "scisearch-facility-" + hashlib.sha256(text.encode()).hexdigest()[:12]
     if name not in open_clip.list_models():
@@ -292,17 +146,11 @@ def _register_architecture(config: dict) -> str:
 
 def build_model(config: dict, classes: dict[str, list[str]], captions: int = 0):
     """The open_clip vision tower, the MiniLM → image-space projection and the label heads, as one module."""
-    open_clip, torch = _torch()
-    name = _register_architecture(config)
-    # open_clip warns on the root logger whenever it builds a model without pretrained weights, as meant here.
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        clip = open_clip.create_model(name)
-    finally:
-        logging.disable(previous)
+    _, torch = torch_libraries()
+    clip = _created(config)
     dim = int(config["embed_dim"])
     model = torch.nn.Module()
+    model.config = config  # the architecture, for a worker to build the image tower again
     model.visual = clip.visual
     model.projection = torch.nn.Linear(TEXT_DIMENSIONS, dim, bias=False)
     model.heads = torch.nn.ModuleDict({label: torch.nn.Linear(dim, len(names)) for label, names in classes.items()})
@@ -310,6 +158,19 @@ def build_model(config: dict, classes: dict[str, list[str]], captions: int = 0):
     # The MiniLM vectors of the captions it was trained on (filled by pretrain): a query is read as a mixture of them.
     model.register_buffer("caption_bank", torch.zeros(captions, TEXT_DIMENSIONS))
     return model
+
+
+def _created(config: dict):
+    """open_clip's CLIP model of the architecture ``config``, its weights random."""
+    open_clip, _ = torch_libraries()
+    name = _register_architecture(config)
+    # open_clip warns on the root logger whenever it builds a model without pretrained weights, as meant here.
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        return open_clip.create_model(name)
+    finally:
+        logging.disable(previous)
 
 
 TEXT_DIMENSIONS = 384
@@ -330,12 +191,22 @@ def _augment(torch, batch):
     return batch
 
 
-def text_vectors(texts: list[str]) -> np.ndarray:
-    """The frozen text side: the catalog's text model (the ``text_vectors`` tagger, all-MiniLM-L6-v2 from its
-    package unless configured otherwise) embeds each text as it embeds a search query, normalised."""
+def text_model(db: sqlite_utils.Database) -> str | None:
+    """The catalog's text model now: the folder of the tuned encoder its text space is pinned to
+    (learning/encoder_switch.py), or None for the text tagger's own (the packaged all-MiniLM-L6-v2)."""
+    if "vector_spaces" not in db.table_names():
+        return None
+    row = db.execute("select model_path from vector_spaces where name = ?", [TEXT_SPACE]).fetchone()
+    return row[0] if row and row[0] else None
+
+
+def text_vectors(texts: list[str], model_path: str | None = None) -> np.ndarray:
+    """The frozen text side: the text model at ``model_path`` (a tuned encoder's folder; None: the ``text_vectors``
+    tagger's own, all-MiniLM-L6-v2 from its package unless configured otherwise) embeds each text as it embeds a
+    search query, normalised."""
     rows = []
     for text in texts:
-        vector, problem = embedding.embed_query(text, TEXT_SPACE, TEXT_TAGGER)
+        vector, problem = embedding.embed_query(text, TEXT_SPACE, TEXT_TAGGER, model_path=model_path)
         if vector is None:
             raise PretrainError(
                 f"the text model cannot embed captions here: {problem or 'it gave no vector'}",
@@ -356,12 +227,19 @@ def pretrain(
     fine_tune: bool = False,
     seed: int = 0,
     actor: str | None = None,
+    device: str = "auto",
+    max_images: int = MAX_TRAINING_IMAGES,
+    cluster=None,
     progress=None,
 ) -> PretrainReport:
-    """Train a version of the facility image model on the catalog's previews (or those of ``train_ids``), store it
-    with its report and write the image vectors of every file with a preview."""
+    """Train a version of the facility image model on the catalog's previews (or those of ``train_ids``; a random
+    ``max_images`` of them beyond that many), store it with its report and write the image vectors of every file
+    with a preview (on ``cluster``'s workers where one is given).  ``device``: 'cuda' trains on the GPU, 'auto'
+    there where one is present."""
     started = time.perf_counter()
-    open_clip, torch = _torch()
+    open_clip, torch = torch_libraries()
+    device = choose_device(device)
+    train_ids, sampled_from = _sample(db, train_ids, max_images, seed)
     images = read_images(db, train_ids)
     if len(images.ids) < MIN_IMAGES:
         raise PretrainError(
@@ -370,7 +248,8 @@ def pretrain(
         )
     if architecture not in ARCHITECTURES:
         raise PretrainError(f"no architecture {architecture!r}", fix=f"choose among {', '.join(ARCHITECTURES)}")
-    report = PretrainReport(images=len(images.ids), epochs=epochs, batch_size=batch_size, architecture=architecture)
+    report = PretrainReport(images=len(images.ids), epochs=epochs, batch_size=batch_size, architecture=architecture,
+                            device=device, text_model=text_model(db), sampled_from=sampled_from)  # fmt: skip
     classes = {
         label: sorted({v for v in values if v})
         for label, values in images.labels.items()
@@ -384,7 +263,7 @@ def pretrain(
     distinct = sorted(set(images.captions))
     report.captions = len(distinct)
     caption_index = torch.tensor([distinct.index(c) for c in images.captions])
-    caption_vectors = torch.as_tensor(text_vectors(distinct))
+    caption_vectors = torch.as_tensor(text_vectors(distinct, report.text_model))
     bank = caption_vectors[torch.randperm(len(distinct), generator=torch.Generator().manual_seed(seed))[:MAX_BANK]]
     torch.manual_seed(seed)
     config = ARCHITECTURES[architecture]
@@ -402,6 +281,8 @@ def pretrain(
         model.load_state_dict(state, strict=False)
         report.fine_tuned_from = previous["version"]
     pixels = _as_input(torch, images.pixels)
+    model.to(device)
+    on_device = caption_vectors.to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3 if not report.fine_tuned_from else 3e-4,
                                   weight_decay=0.05)  # fmt: skip
     steps = epochs * math.ceil(len(images.ids) / batch_size)
@@ -417,8 +298,9 @@ def pretrain(
             rows = order[start : start + batch_size]
             if len(rows) < 2:
                 continue
-            loss = _loss(torch, model, _augment(torch, pixels[rows]), caption_vectors, caption_index[rows],
-                         {label: t[rows] for label, t in targets.items()})  # fmt: skip
+            batch_targets = {label: t[rows].to(device) for label, t in targets.items()}
+            batch = _augment(torch, pixels[rows].to(device))
+            loss = _loss(torch, model, batch, on_device, caption_index[rows].to(device), batch_targets)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -429,19 +311,36 @@ def pretrain(
             progress(1)
     report.seconds_training = round(time.perf_counter() - training_started, 2)
     report.seconds_per_1000_images_epoch = round(report.seconds_training / max(epochs, 1) / len(images.ids) * 1000, 2)
+    model.to("cpu")
     model.caption_bank = bank.clone()
     model.eval()
     with torch.inference_mode():
-        embeddings = _encode(torch, model, pixels) * HEAD_SCALE
+        embeddings = _encode(torch, model.visual, pixels) * HEAD_SCALE
         for label, target in targets.items():
             known = target >= 0
             predicted = model.heads[label](embeddings[known]).argmax(dim=1)
             report.label_accuracy[label] = round(float((predicted == target[known]).float().mean()), 3)
-    encoded = _image_vectors(db, model)
+    del pixels, images
+    encoded = _image_vectors(db, model, cluster=cluster)
     report.vectors_written = len(encoded[0])
     report.seconds = round(time.perf_counter() - started, 2)
-    _store(db, model, config, report, actor, encoded)
+    store_version(db, model, config, report, actor, encoded)
     return report
+
+
+def _sample(db, train_ids, max_images: int, seed: int) -> tuple[list[int] | None, int | None]:
+    """The files to train on: ``train_ids`` (None: every file with a preview), a seeded random ``max_images`` of
+    them beyond that many (a preview is 16 KB in memory at 64 x 64: a million of them would not fit); and how many
+    there were to sample from, or None when all are used."""
+    if train_ids is None:
+        (count,) = db.execute("select count(*) from previews where png is not null").fetchone()
+        if count <= max_images:
+            return None, None
+        train_ids = [i for (i,) in db.execute("select file_id from previews where png is not null order by file_id")]
+    if len(train_ids) <= max_images:
+        return list(train_ids), None
+    chosen = np.random.default_rng(seed).choice(len(train_ids), size=max_images, replace=False)
+    return sorted(int(train_ids[i]) for i in chosen), len(train_ids)
 
 
 def _same_head(key: str, old: dict, new: dict) -> bool:
@@ -453,14 +352,7 @@ def _loss(torch, model, batch, caption_vectors, caption_rows, targets):
     import torch.nn.functional as F
 
     image = F.normalize(model.visual(batch), dim=-1)
-    unique, inverse = torch.unique(caption_rows, return_inverse=True)
-    text = F.normalize(model.projection(caption_vectors[unique]), dim=-1)
-    logits = model.logit_scale.exp().clamp(max=100) * image @ text.T  # images x distinct captions in the batch
-    image_loss = F.cross_entropy(logits, inverse)
-    # Text to image: every image with the caption is a right answer, each equally.
-    positives = (inverse[None, :] == torch.arange(len(unique))[:, None]).float()
-    text_loss = -(positives / positives.sum(1, keepdim=True) * F.log_softmax(logits.T, dim=1)).sum(1).mean()
-    loss = (image_loss + text_loss) / 2
+    loss = _contrastive(torch, model, image, caption_vectors, caption_rows)
     # The heads read the normalised embedding (scaled, so a linear head can be confident): the labels shape the
     # very space that search and "more like this" use.
     label_losses = [
@@ -473,25 +365,54 @@ def _loss(torch, model, batch, caption_vectors, caption_rows, targets):
     return loss
 
 
-def _encode(torch, model, pixels):
-    """Normalised image vectors, 256 images at a time."""
+def _contrastive(torch, model, image, caption_vectors, caption_rows):
+    """CLIP's symmetric loss between normalised image vectors and their captions' projected text vectors."""
     import torch.nn.functional as F
 
-    return torch.cat([F.normalize(model.visual(pixels[i : i + 256]), dim=-1) for i in range(0, len(pixels), 256)])
+    unique, inverse = torch.unique(caption_rows, return_inverse=True)
+    text = F.normalize(model.projection(caption_vectors[unique]), dim=-1)
+    logits = model.logit_scale.exp().clamp(max=100) * image @ text.T  # images x distinct captions in the batch
+    image_loss = F.cross_entropy(logits, inverse)
+    # Text to image: every image with the caption is a right answer, each equally.
+    positives = (inverse[None, :] == torch.arange(len(unique), device=inverse.device)[:, None]).float()
+    text_loss = -(positives / positives.sum(1, keepdim=True) * F.log_softmax(logits.T, dim=1)).sum(1).mean()
+    return (image_loss + text_loss) / 2
+
+
+def choose_device(requested: str) -> str:
+    """'cuda' where asked for (or, with 'auto', where a GPU is present), else 'cpu'."""
+    _, torch = torch_libraries()
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise PretrainError(
+            "--device cuda was asked for, but torch sees no GPU here",
+            fix="use --device cpu (or auto), or install a CUDA build of torch where the GPU's driver is",
+        )
+    if requested not in ("cpu", "cuda"):
+        raise PretrainError(f"no device {requested!r}", fix="choose auto, cpu or cuda")
+    return requested
+
+
+def _encode(torch, visual, pixels):
+    """Normalised image vectors from the image tower ``visual``, 256 images at a time."""
+    import torch.nn.functional as F
+
+    return torch.cat([F.normalize(visual(pixels[i : i + 256]), dim=-1) for i in range(0, len(pixels), 256)])
 
 
 # ---------------------------------------------------------------- versions in the catalog
 
 
 def _dump_state(model) -> bytes:
-    _, torch = _torch()
+    _, torch = torch_libraries()
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getvalue()
 
 
 def _load_state(blob: bytes) -> dict:
-    _, torch = _torch()
+    _, torch = torch_libraries()
     return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
 
 
@@ -503,7 +424,7 @@ def current_model(db: sqlite_utils.Database) -> dict | None:
     return rows[0] if rows else None
 
 
-def _store(db, model, config: dict, report: PretrainReport, actor, encoded) -> None:
+def store_version(db, model, config: dict, report: PretrainReport, actor, encoded) -> None:
     """The new version, marked current, and its image vectors in one transaction: a kill at any moment leaves the
     old model with its vectors or the new one with its own, never a current model whose vectors are another's
     (text→image search would compare a query embedded by one model with images embedded by the other)."""
@@ -516,8 +437,9 @@ def _store(db, model, config: dict, report: PretrainReport, actor, encoded) -> N
         db.execute(
             "insert into image_models (space, version, architecture, images, report, weights, status, trained_at, "
             "trained_by) values (?, ?, ?, ?, ?, ?, 'current', ?, ?)",
-            [SPACE, report.version, json.dumps(config), report.images, json.dumps(report.as_dict()),
-             _dump_state(model), now_utc(), actor],
+            # 'images': the previews there were (sampled from or not), against which --when-new counts new ones
+            [SPACE, report.version, json.dumps(config), report.sampled_from or report.images,
+             json.dumps(report.as_dict()), _dump_state(model), now_utc(), actor],
         )  # fmt: skip
         _write_vectors(db, report.version, *encoded)
 
@@ -526,39 +448,102 @@ def model_name(version: int) -> str:
     return f"facility image model v{version} (trained on this catalog)"
 
 
-def write_image_vectors(db: sqlite_utils.Database, version: int, model=None) -> int:
-    """The image vector of every file with a preview, from model ``version``, into the ``facility_image`` space."""
+def write_image_vectors(
+    db: sqlite_utils.Database, version: int, model=None, *, missing_only: bool = False, cluster=None
+) -> int:
+    """The image vector of every file with a preview (``missing_only``: of those that have none yet), from model
+    ``version``, into the ``facility_image`` space; returns how many were written."""
     if model is None:
         model = _loaded(db, version)
-    pairs, encoded = _image_vectors(db, model)
+    rowids, encoded = _image_vectors(db, model, missing_only=missing_only, cluster=cluster)
     with write_transaction(db):
-        _write_vectors(db, version, pairs, encoded)
-    return len(pairs)
+        _write_vectors(db, version, rowids, encoded, replace_all=not missing_only)
+    return len(rowids)
 
 
-def _image_vectors(db: sqlite_utils.Database, model) -> tuple[list[tuple[int, int]], np.ndarray | None]:
-    """(search item rowid, image row) of every file with a preview, and its vector from ``model``."""
-    _, torch = _torch()
-    images = read_images(db)
-    rowids = dict(db.execute("select item_id, id from search_items where item_type = 'file'").fetchall())
-    pairs = [(rowids[str(i)], row) for row, i in enumerate(images.ids) if str(i) in rowids]
-    if not pairs:
-        return [], None
+CHUNK = 512  # previews decoded and encoded by one task
+
+
+def _image_vectors(db: sqlite_utils.Database, model, *, missing_only: bool = False, cluster=None):
+    """(search item rowids, their vectors from ``model``) of the files with a preview, or of those with none yet in
+    the space: a chunk of previews at a time, here or as tasks on ``cluster``'s workers (the catalog is read and
+    written here only).  A preview that does not decode, or a task that fails, leaves its files without one."""
+    chunks = _preview_chunks(db, missing_only)
+    rowids: list[int] = []
+    parts: list[np.ndarray] = []
+    if cluster is None:
+        results = ((ids, encode_previews(model.visual, pngs)) for ids, pngs in chunks)
+    else:
+        from ..cluster import TaskFailure
+
+        config, weights = json.dumps(model.config), _dump_state(model.visual)
+        results = cluster.stream(encode_previews_on_worker, ((ids, (config, weights, pngs)) for ids, pngs in chunks))
+    for ids, result in results:
+        if cluster is not None and isinstance(result, TaskFailure):
+            logging.getLogger(__name__).warning("%d previews not encoded: %s", len(ids), result)
+            continue
+        places, encoded = result
+        rowids += [ids[place] for place in places]
+        parts.append(encoded)
+    return rowids, (np.concatenate(parts) if parts else np.zeros((0, EMBED_DIM), np.float32))
+
+
+def _preview_chunks(db: sqlite_utils.Database, missing_only: bool):
+    """(search item rowids, previews) of files with a preview, CHUNK at a time, in file order."""
+    having = set()
+    if missing_only and SPACE in vectors.spaces(db):
+        having = {r for (r,) in db.execute(f"select item_rowid from [{vectors.table_for(SPACE)}]")}
+    cursor = db.execute(
+        "select s.id, p.png from previews p join search_items s on s.item_type = 'file' "
+        "and s.item_id = cast(p.file_id as text) where p.png is not null order by p.file_id"
+    )
+    while rows := cursor.fetchmany(CHUNK):
+        rows = [(rowid, png) for rowid, png in rows if rowid not in having]
+        if rows:
+            yield [rowid for rowid, _ in rows], [png for _, png in rows]
+
+
+def encode_previews(visual, pngs: list[bytes]) -> tuple[list[int], np.ndarray]:
+    """The normalised vectors of the previews that decode, and their places in ``pngs``."""
+    _, torch = torch_libraries()
+    squares = [square_pixels(png) for png in pngs]
+    places = [place for place, square in enumerate(squares) if square is not None]
+    if not places:
+        return [], np.zeros((0, EMBED_DIM), np.float32)
     with torch.inference_mode():
-        encoded = _encode(torch, model, _as_input(torch, images.pixels[[row for _, row in pairs]])).numpy()
-    return pairs, encoded
+        pixels = _as_input(torch, np.stack([squares[place] for place in places]))
+        return places, _encode(torch, visual, pixels).numpy()
 
 
-def _write_vectors(db: sqlite_utils.Database, version: int, pairs, encoded) -> None:
-    """Replace the space's vectors with ``encoded``; inside the caller's write transaction."""
-    if not pairs:
+def encode_previews_on_worker(config: str, weights: bytes, pngs: list[bytes]) -> tuple[list[int], np.ndarray]:
+    """A Dask task: ``encode_previews`` with the image tower of ``weights``, built once per worker process."""
+    import hashlib
+
+    from ..cluster import kept
+
+    visual = kept(("facility_image", hashlib.sha256(weights).hexdigest()), _visual, config, weights)
+    return encode_previews(visual, pngs)
+
+
+def _visual(config: str, weights: bytes):
+    """The image tower alone of an architecture, with its weights (a worker needs no heads, no projection)."""
+    visual = _created(json.loads(config)).visual
+    visual.load_state_dict(_load_state(weights))
+    return visual.eval()
+
+
+def _write_vectors(db: sqlite_utils.Database, version: int, rowids, encoded, replace_all: bool = True) -> None:
+    """Write ``encoded`` (``replace_all``: and drop the space's vectors of other items); inside the caller's write
+    transaction."""
+    if not rowids:
         return
     vectors.ensure_space(db, SPACE, int(encoded.shape[1]), TAGGER, model_name(version))
     db.execute("update vector_spaces set model = ? where name = ?", [model_name(version), SPACE])
-    stale = [r for (r,) in db.execute(f"select item_rowid from [{vectors.table_for(SPACE)}]")]
-    keep = {rowid for rowid, _ in pairs}
-    vectors.delete_vectors(db, SPACE, [r for r in stale if r not in keep])
-    vectors.write_vectors(db, SPACE, [(rowid, vector) for (rowid, _), vector in zip(pairs, encoded)])
+    if replace_all:
+        stale = [r for (r,) in db.execute(f"select item_rowid from [{vectors.table_for(SPACE)}]")]
+        keep = set(rowids)
+        vectors.delete_vectors(db, SPACE, [r for r in stale if r not in keep])
+    vectors.write_vectors(db, SPACE, list(zip(rowids, encoded)))
 
 
 _models: dict[tuple, object] = {}
@@ -579,13 +564,21 @@ def _loaded(db, version: int | None = None):
     key = (db.conn.execute("pragma database_list").fetchone()[2], found[1], found[2])
     if key not in _models:
         row = next(iter(db.query("select * from image_models where id = ?", [found[0]])))
-        classes = json.loads(row["report"])["labels"]
-        state = _load_state(row["weights"])
-        model = build_model(json.loads(row["architecture"]), classes, len(state.get("caption_bank", ())))
-        model.load_state_dict(state)
+        model = model_of_row(row)
+        # The text model its projection reads: a query must be embedded by that one, whatever the catalog's is now.
+        model.text_model = json.loads(row["report"]).get("text_model")
         _models.clear()
         _models[key] = model.eval()
     return _models[key]
+
+
+def model_of_row(row: dict):
+    """The model of an ``image_models`` row, weights loaded."""
+    state = _load_state(row["weights"])
+    model = build_model(json.loads(row["architecture"]), json.loads(row["report"])["labels"],
+                        len(state.get("caption_bank", ())))  # fmt: skip
+    model.load_state_dict(state)
+    return model
 
 
 def embed_query(db: sqlite_utils.Database, text: str) -> tuple[np.ndarray | None, str | None]:
@@ -593,9 +586,9 @@ def embed_query(db: sqlite_utils.Database, text: str) -> tuple[np.ndarray | None
     if not text.strip():
         return None, None
     try:
-        _, torch = _torch()
+        _, torch = torch_libraries()
         model = _loaded(db)
-        words = torch.as_tensor(text_vectors([text.strip()]))
+        words = torch.as_tensor(text_vectors([text.strip()], model.text_model))
     except ScisearchError as error:
         return None, error.message
     with torch.inference_mode():
@@ -616,9 +609,10 @@ def new_images_since_current(db: sqlite_utils.Database) -> tuple[dict | None, in
     return current, previews - (current["images"] if current else 0)
 
 
-def refresh_vectors(db: sqlite_utils.Database) -> int:
-    """Write the current model's vectors for every file with a preview (files loaded since it was trained too)."""
+def refresh_vectors(db: sqlite_utils.Database, *, missing_only: bool = False, cluster=None) -> int:
+    """Write the current model's vectors for every file with a preview (``missing_only``: for files loaded since,
+    which have none); returns how many were written."""
     current = current_model(db)
     if current is None:
         raise PretrainError("this catalog has no facility image model", fix="run: scisearch pretrain CATALOG")
-    return write_image_vectors(db, current["version"])
+    return write_image_vectors(db, current["version"], missing_only=missing_only, cluster=cluster)
