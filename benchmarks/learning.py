@@ -1,6 +1,6 @@
 """How well the learned tagger learns from few labels, and whether the review queue picks labels better than chance.
 
-Two parts (``--part``, default both):
+Three parts (``--part``, default all):
 
 ``few-labels``: accuracy with 2, 5 and 10 labels per class, over ``--draws`` random draws of the labels (the same
 draws for every column), on every item not labelled, for
@@ -22,7 +22,13 @@ or at random, then the head trained on them; and from 2 random labels per class,
 the current head is least sure of or random ones, up to 5 and 10 labels per class.  The simulated expert is the
 ground truth.
 
-Run: .venv/bin/python benchmarks/learning.py [--draws 20] [--per-class 30] [--part few-labels|queue]
+``calibration``: whether a learned tag's probability says how often it is right.  With 10 and 20 labels per class,
+the head ``scisearch train`` chooses on ``image_texture``, its probabilities on the unlabelled items as fitted and
+after temperature scaling (learning/heads.py): expected calibration error (10 bins of the top probability: the gap
+between mean confidence and accuracy, weighted by the bin's items), mean log-loss, and mean top probability
+against accuracy.
+
+Run: .venv/bin/python benchmarks/learning.py [--draws 20] [--per-class 30] [--part few-labels|queue|calibration]
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--draws", type=int, default=20, help="random draws of the labels per point (default 20)")
     parser.add_argument("--per-class", type=int, default=30, help="demo files per class (default 30)")
-    parser.add_argument("--part", choices=("few-labels", "queue", "all"), default="all")
+    parser.add_argument("--part", choices=("few-labels", "queue", "calibration", "all"), default="all")
     arguments = parser.parse_args()
     started = time.perf_counter()
     demo = demo_datasets(arguments.per_class)
@@ -84,6 +90,9 @@ def main() -> None:
             few_labels(dataset, arguments.draws)
     if arguments.part in ("queue", "all"):
         queue_against_random(demo[0], arguments.draws)
+    if arguments.part in ("calibration", "all"):
+        for dataset in real_datasets() + demo:
+            calibration(dataset, arguments.draws)
     print(f"total {time.perf_counter() - started:.0f} s")
 
 
@@ -209,6 +218,57 @@ def few_labels(dataset: Dataset, draws: int) -> None:
         means = "  ".join(f"{np.mean(results[c]):>9.3f}" for c in COLUMNS)
         winners = ", ".join(f"{name} {count}" for name, count in sorted(chosen.items(), key=lambda kv: -kv[1]))
         print(f"{n:>12}  {means}  {np.percentile(results['auto'], 10):>8.3f}  {winners}")
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def calibration(dataset: Dataset, draws: int) -> None:
+    counts = np.bincount(dataset.target)
+    vectors = dataset.spaces["image_texture"]
+    print()
+    print(f"{dataset.name}: calibration on the unlabelled items (image_texture, head chosen by CV), mean of {draws}")
+    print("labels/class  temperature  ECE raw  ECE calibrated  log-loss raw  calibrated  confidence raw  "
+          "calibrated  accuracy")  # fmt: skip
+    rng = np.random.default_rng(2)
+    for n in (10, 20):
+        if n >= counts.min():
+            continue
+        rows = []
+        for _ in range(draws):
+            labelled = np.concatenate(
+                [rng.choice(np.flatnonzero(dataset.target == c), n, replace=False) for c in range(len(counts))]
+            )
+            rest = np.setdiff1d(np.arange(len(dataset.target)), labelled)
+            known, truth = dataset.target[labelled], dataset.target[rest]
+            choice = heads.choose_head(vectors[labelled], known, vectors[rest], 5)
+            weights = heads.fit(choice.head, vectors[labelled], known, vectors[rest])
+            raw = _softmax(heads.scores(weights, vectors[rest]))
+            calibrated = _softmax(heads.scores(heads.with_temperature(weights, choice.temperature), vectors[rest]))
+            right = raw.argmax(axis=1) == truth
+            rows.append([choice.temperature or 1.0, _ece(raw, right), _ece(calibrated, right), _nll(raw, truth),
+                         _nll(calibrated, truth), raw.max(axis=1).mean(), calibrated.max(axis=1).mean(),
+                         right.mean()])  # fmt: skip
+        mean = np.mean(rows, axis=0)
+        print(f"{n:>12}  {mean[0]:>11.2f}  {mean[1]:>7.3f}  {mean[2]:>14.3f}  {mean[3]:>12.3f}  {mean[4]:>10.3f}  "
+              f"{mean[5]:>14.3f}  {mean[6]:>10.3f}  {mean[7]:>8.3f}")  # fmt: skip
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _ece(probabilities: np.ndarray, right: np.ndarray, bins: int = 10) -> float:
+    confidence = probabilities.max(axis=1)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gaps = [abs(confidence[which == b].mean() - right[which == b].mean()) * (which == b).mean()
+            for b in range(bins) if (which == b).any()]  # fmt: skip
+    return float(sum(gaps))
+
+
+def _nll(probabilities: np.ndarray, truth: np.ndarray) -> float:
+    return float(-np.log(np.clip(probabilities[np.arange(len(truth)), truth], 1e-12, 1)).mean())
 
 
 # ---------------------------------------------------------------- the review queue

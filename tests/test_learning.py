@@ -122,8 +122,12 @@ def test_learned_tags_carry_the_versioned_source_a_probability_and_evidence(db, 
     assert len(tags) == 20  # every unlabelled file is sure enough to tag
     assert all(tag["status"] == "machine" and tag["source_version"] == "1" for tag in tags)
     assert all(0.5 <= tag["score"] <= 1 for tag in tags)
-    assert f"learned head morphology v1 ({report.head}) on {report.feature_space}, p=" in tags[0]["evidence"]
+    assert f"learned head morphology v1 ({report.head}) on {report.feature_space}, calibrated p=" in tags[0]["evidence"]
     assert "from 80 labels" in tags[0]["evidence"]
+    # 80 labels fit a temperature to the cross-validation's out-of-fold scores; it is stored with the weights.
+    assert report.temperature is not None and report.log_loss[1] <= report.log_loss[0]
+    stored = training.load_weights(training.current_model(db, "morphology")["weights"])
+    assert float(stored["temperature"]) == pytest.approx(report.temperature)
     right = sum(tag["tag"] == scenes["truth"][tag["item_id"]] for tag in tags)
     assert right >= 18
 
@@ -246,7 +250,9 @@ def test_two_labels_per_class_train_a_head_that_tags_the_rest_mostly_right(db, s
     assert report.counts == dict.fromkeys(CLASSES, 2) and report.folds == 2 and report.version == 1
     assert any("fewer than 20 labels" in warning for warning in report.warnings)
     assert any("cross-validation trains on one label a class" in warning for warning in report.warnings)
+    assert report.temperature is None  # 8 out-of-fold scores do not pin a temperature down
     tags = learned_tags(db)
+    assert all("calibrated" not in tag["evidence"] for tag in tags)
     assert not {tag["item_id"] for tag in tags} & labelled
     right = sum(tag["tag"] == scenes["truth"][tag["item_id"]] for tag in tags)
     assert len(tags) >= 60 and right >= 0.8 * len(tags)
@@ -396,7 +402,7 @@ def test_auto_features_are_clip_where_clip_vectors_cover_the_labelled_files(clip
     label(clip_db, scenes, dict.fromkeys(CLASSES, 5))
     report = train(clip_db, "morphology", CLASSES)
     assert report.feature_space == "clip"
-    assert "on clip, p=" in learned_tags(clip_db)[0]["evidence"]
+    assert "on clip, calibrated p=" in learned_tags(clip_db)[0]["evidence"]  # 20 labels: calibrated
 
 
 def test_auto_features_fall_back_to_the_image_analysis_vectors_where_clip_covers_fewer_labelled_files(clip_db, scenes):
@@ -460,3 +466,22 @@ def test_on_real_images_the_head_tells_sem_nanowires_from_tem_better_than_the_im
     )
     assert report["counts"] == {"nanowires": len(sem), "TEM": len(tem)} and len(sem) == 14 and len(tem) >= 5
     assert report["cv_accuracy"] > report["baseline_accuracy"]
+
+
+def test_temperature_scaling_finds_how_overconfident_the_scores_are():
+    """Classes drawn from known probabilities (softmax of known scores): the temperature fitted to those scores
+    made four times as sharp is about 4, and to the true scores about 1."""
+    from datasette_scisearch.learning.heads import fit_temperature, with_temperature
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(0, 2, size=(3000, 3))
+    truth = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    target = np.array([rng.choice(3, p=row) for row in truth])
+    temperature, (before, after) = fit_temperature(scores * 4, target)
+    assert 3.4 < temperature < 4.7 and after < 0.8 * before
+    assert 0.85 < fit_temperature(scores, target)[0] < 1.18
+    # Out-of-fold scores that are all right do not make the head surer than it is: 20 labels cannot show that.
+    separated = np.where(np.eye(3)[target] > 0, 3.0, -3.0)[:20]
+    assert 0.6 < fit_temperature(separated, target[:20])[0] <= 1.0
+    weights = {"coef": np.eye(3) * 4, "intercept": np.zeros(3)}
+    assert with_temperature(weights, 4.0)["coef"] == pytest.approx(np.eye(3))

@@ -8,6 +8,7 @@ import click
 
 from ..catalog import open_catalog
 from ..command_line import ScisearchCommand, catalog_argument
+from .heads import calibration_words
 from .metadata_labels import LABELS, predict_metadata
 
 
@@ -30,7 +31,7 @@ from .metadata_labels import LABELS, predict_metadata
 def predict_metadata_command(catalog, labels, features, trained_by, as_json):
     """Learn mode, kind and magnification band from the files whose instruments recorded them, and tag the files
     that lack them (exported PNG/TIFF/JPEG) with the predicted values: machine tags with source
-    learned:metadata-LABEL.vN, the probability as score, and the model and its accuracy on hidden metadata as
+    learned:metadata-LABEL.vN, the calibrated probability as score, and the model and its accuracy on hidden metadata as
     evidence."""
     db = open_catalog(catalog, create=False)
     try:
@@ -50,3 +51,4 @@ def predict_metadata_command(catalog, labels, features, trained_by, as_json):
             f"from {report.known} files with it; accuracy with it hidden {report.cv_accuracy:.3f}; "
             f"{report.tags_written} of {report.unknown} files lacking it tagged ({', '.join(report.classes)})"
         )
+        click.echo(f"  probabilities: {calibration_words(report.temperature, report.log_loss)}")

@@ -8,9 +8,9 @@ files whose metadata does not.
 
 Each label is a tag set of its own (``metadata-mode``, ``metadata-kind``, ``metadata-magnification``), versioned
 in ``learned_models`` like any learned tag set; its predictions are machine tags with source
-``learned:metadata-mode.vN``, the head's probability as score, and evidence naming the model and its
-cross-validated accuracy — which is the accuracy on images whose metadata was hidden from it.  Only files missing
-the label get a tag, and only at p >= 0.5.
+``learned:metadata-mode.vN``, the head's probability (calibrated by temperature scaling, heads.py) as score, and
+evidence naming the model and its cross-validated accuracy — which is the accuracy on images whose metadata was
+hidden from it.  Only files missing the label get a tag, and only at p >= 0.5.
 
 What it learns from.  An export has lost its pixel size, and the analysis vector records the pixel size where it is
 known (one feature, 0 when unknown): a head trained with it learns "pixel size known" along with the mode, and on
@@ -56,6 +56,8 @@ class LabelReport:
     known: int = 0  # files whose metadata has the label (training examples)
     unknown: int = 0  # files lacking it, with image vectors
     cv_accuracy: float | None = None  # on files whose label was hidden from the head
+    temperature: float | None = None  # that calibrates its probabilities (heads.py); None: too few files
+    log_loss: list[float] | None = None  # out-of-fold mean log-loss without and with the temperature
     version: int = 0
     tags_written: int = 0
     skipped: str = ""  # why this label was not predicted
@@ -104,13 +106,16 @@ def _predict_label(db, label: str, space: str, folds: int, actor) -> LabelReport
     used_folds = max(2, min(folds, int(np.bincount(target).min())))
     choice = heads.choose_head(features, target, unknown_features, used_folds)
     report.head, report.cv_accuracy = choice.head, choice.accuracy[choice.head]
-    weights = training.fit_weights(features, target, classes, choice.head, unknown_features)
+    report.temperature, report.log_loss = choice.temperature, list(choice.log_loss) if choice.log_loss else None
+    weights = heads.with_temperature(training.fit_weights(features, target, classes, choice.head, unknown_features),
+                                     choice.temperature)  # fmt: skip
     summary = training.TrainingReport(
         tag_set=tag_set, classes=classes, feature_space=space, head=choice.head, labels=len(keep),
         counts={c: int((target == i).sum()) for i, c in enumerate(classes)}, folds=used_folds,
         cv_accuracy=report.cv_accuracy, baseline_accuracy=0.0, baseline_covered=0,
         confusion=training._confusion(target, choice.out_of_fold, len(classes)).tolist(), baseline_confusion=[],
-        excluded={}, labels_from_rejections=0, heads_compared=choice.accuracy,
+        excluded={}, labels_from_rejections=0, heads_compared=choice.accuracy, temperature=report.temperature,
+        log_loss=report.log_loss,
     )  # fmt: skip
     # Predictions only for the files lacking the label: those with it are the examples, not candidates.
     predicted = training._predict_all(db, weights, space, "file", skip=set(known))

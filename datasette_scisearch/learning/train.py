@@ -88,6 +88,10 @@ class TrainingReport:
     excluded: dict[str, int]
     labels_from_rejections: int
     heads_compared: dict[str, float] = field(default_factory=dict)  # "space: head" -> cross-validated accuracy
+    # Temperature scaling of the head's probabilities (heads.py), fitted to the out-of-fold scores; None with fewer
+    # than heads.MIN_CALIBRATION_LABELS labels.  log_loss: out-of-fold mean log-loss without and with it.
+    temperature: float | None = None
+    log_loss: list[float] | None = None
     version: int = 0
     model_id: int | None = None
     source: str = ""
@@ -193,6 +197,8 @@ def train(
         },
         labels_from_rejections=labels.from_rejections,
         heads_compared=compared,
+        temperature=choice.temperature,
+        log_loss=list(choice.log_loss) if choice.log_loss else None,
     )
     thin = [f"{name} ({count})" for name, count in counts.items() if count < RELIABLE_LABELS_PER_CLASS]
     if thin:
@@ -209,7 +215,8 @@ def train(
             "depends on which items were labelled; label a few more where the review queue points"
         )
     if write:
-        weights = fit_weights(features, target, classes, choice.head, unlabelled)
+        weights = heads.with_temperature(fit_weights(features, target, classes, choice.head, unlabelled),
+                                         choice.temperature)  # fmt: skip
         predicted = _predict_all(db, weights, space, item_type, skip=set())
         _write_version(db, report, weights, predicted, item_type, _actor_id(actor), min_probability)
     report.seconds = round(time.perf_counter() - started, 3)
@@ -541,9 +548,10 @@ class _Head:
 
     def evidence(self, probability: float) -> str:
         kind = str(self.weights["head"]) if "head" in self.weights else heads.HEADS[0]
+        calibrated = " calibrated" if "temperature" in self.weights else ""
         return (
-            f"learned head {self.tag_set} v{self.version} ({kind}) on {self.feature_space}, p={probability:.2f}; "
-            f"CV accuracy {self.cv_accuracy:.2f} from {self.labels} labels"
+            f"learned head {self.tag_set} v{self.version} ({kind}) on {self.feature_space},{calibrated} "
+            f"p={probability:.2f}; CV accuracy {self.cv_accuracy:.2f} from {self.labels} labels"
         )
 
 

@@ -10,6 +10,7 @@ from .. import jobs
 from ..catalog import open_catalog
 from ..command_line import ScisearchCommand, catalog_argument
 from ..errors import ScisearchError
+from . import heads
 from . import train as training
 from .train import MIN_LABELS_PER_CLASS, RELIABLE_LABELS_PER_CLASS
 
@@ -106,6 +107,7 @@ def _print_report(report: dict) -> None:
     )
     click.echo(f"  head: {report['head']} (chosen by cross-validation)")
     click.echo(f"  cross-validated accuracy: {report['cv_accuracy']:.3f}")
+    click.echo("  probabilities: " + heads.calibration_words(report["temperature"], report["log_loss"]))
     if len(report["heads_compared"]) > 1:
         click.echo(
             "  compared: " + ", ".join(f"{name} {value:.3f}" for name, value in report["heads_compared"].items())
