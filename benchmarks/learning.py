@@ -9,7 +9,8 @@ draws for every column), on every item not labelled, for
   LBP histogram and an intensity histogram, standardised, then logistic regression;
 - ``today``: the head scisearch train fitted before heads were chosen (logistic regression on ``image_features``);
 - ``features``/``texture``: the head ``scisearch train`` chooses by cross-validation (learning/heads.py) on the
-  ``image_features`` vector (88-d) or the ``image_texture`` vector (the 88 followed by 97 texture statistics);
+  ``image_features`` vector (88-d) or the ``image_texture`` vector (the 88 followed by 97 texture statistics and
+  13 particle-shape statistics);
 - ``auto``: what ``scisearch train`` does with ``--features auto``: space and head chosen by cross-validation;
 
 and, for ``auto``, the 10th percentile over draws (how bad an unlucky draw is) and which head won how often.

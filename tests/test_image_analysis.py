@@ -283,6 +283,12 @@ def test_real_sem_wire_tangles_are_outlined_as_dented_and_round_stubs_as_convex(
     assert 0.85 < np.median(solidity) < 1
 
 
+def test_atom_columns_are_not_outlined_as_particles(results):
+    combined = outcome_of(results, "16_STOimage_1.ser").vectors["image_texture"]
+    assert np.all(combined[-len(SHAPE_STATISTICS) + 1 :] == 0)  # the shapes of no particles: typical
+    assert combined[-len(SHAPE_STATISTICS)] < 0  # and fewer outlined particles than usual
+
+
 # --- focus and noise -------------------------------------------------------------------------------------------
 
 
@@ -414,12 +420,12 @@ def test_a_file_gone_since_cataloguing_is_an_item_error_naming_it(tmp_path, tagg
 def test_the_tagger_registers_through_its_entry_point():
     [tagger] = [t for t in get_taggers() if t.name == "image_analysis"]
     assert tagger.needs_pixels and tagger.applies_to == {"file"}
-    assert tagger.vector_spaces == {SPACE: 88, "image_texture": 88 + 97}
+    assert tagger.vector_spaces == {SPACE: 88, "image_texture": 88 + 110}
 
 
 def test_the_texture_vector_is_the_analysis_vector_followed_by_the_texture_statistics(catalog_items, tagger):
     [(_, result)] = list(tagger.tag_batch([catalog_items["16_STOimage_1.ser"]]))
     combined = result.vectors["image_texture"]
-    assert combined.shape == (185,) and np.isfinite(combined).all()
+    assert combined.shape == (198,) and np.isfinite(combined).all()
     assert np.array_equal(combined[:88], result.vectors[SPACE])
     assert np.abs(combined[88:]).max() > 0.01  # the texture block says something about a real lattice image
