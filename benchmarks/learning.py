@@ -9,12 +9,15 @@ draws for every column), on every item not labelled, for
   LBP histogram and an intensity histogram, standardised, then logistic regression;
 - ``today``: the head scisearch train fitted before heads were chosen (logistic regression on ``image_features``);
 - ``features``/``texture``: the head ``scisearch train`` chooses by cross-validation (learning/heads.py) on the
-  ``image_features`` vector (88-d) or the ``image_texture`` vector (the 88 followed by 97 texture statistics);
+  ``image_features`` vector (88-d) or the ``image_texture`` vector (the 88 followed by 97 texture statistics and
+  13 particle-shape statistics);
 - ``auto``: what ``scisearch train`` does with ``--features auto``: space and head chosen by cross-validation;
 
 and, for ``auto``, the 10th percentile over draws (how bad an unlucky draw is) and which head won how often.
 Datasets: real classes cut from the micrographs of ../shared/data (benchmarks/real_classes.py; pixel sizes
-withheld) and demo classes (tests/learning_support.py: five classes, including two nanoparticle shapes).
+withheld), demo classes (tests/learning_support.py: five classes, including two nanoparticle shapes, where the demo's
+cubes are also four times the size of its spheres), and spheres against cubes of one size rendered here with the
+demo's scene and detector models, where shape is all that tells them apart.
 
 ``queue``: the review queue's picks against random ones on the demo classes.  Cold start: 2 labels per class'
 worth of items picked as the queue picks them before any model exists (a typical item of each k-means cluster)
@@ -48,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_classes  # noqa: E402
 
 from datasette_scisearch.catalog import open_catalog  # noqa: E402
+from datasette_scisearch.demo.scenes import amorphous, nanoparticles, to_counts  # noqa: E402
 from datasette_scisearch.learning import heads  # noqa: E402
 from datasette_scisearch.learning.active import typical_of_clusters  # noqa: E402
 from datasette_scisearch.learning.train import new_head, read_features  # noqa: E402
@@ -85,7 +89,7 @@ def main() -> None:
     demo = demo_datasets(arguments.per_class)
     print(f"demo classes built and tagged in {time.perf_counter() - started:.0f} s")
     if arguments.part in ("few-labels", "all"):
-        datasets = real_datasets() + demo
+        datasets = real_datasets() + demo + [same_size_shapes(arguments.per_class)]
         for dataset in datasets:
             few_labels(dataset, arguments.draws)
     if arguments.part in ("queue", "all"):
@@ -146,6 +150,35 @@ def demo_datasets(per_class: int) -> list[Dataset]:
         target = np.array([classes.index(t) for t in truth[rows]])
         datasets.append(Dataset(name, classes, target, {k: m[rows] for k, m in spaces.items()}))
     return datasets
+
+
+def same_size_shapes(per_class: int) -> Dataset:
+    """Spheres and cubes of one size (8-16 nm across, 0.25-0.6 nm a pixel, 512 pixels a side), half seen in HAADF
+    and half in bright field, analysed with their pixel size as the catalog would: only their shape differs."""
+    rng = np.random.default_rng(7)
+    spaces = {"classical": [], "image_features": [], "image_texture": []}
+    target = []
+    for index in range(2 * per_class):
+        cubes, haadf = index % 2 == 1, index % 4 < 2
+        pixel_nm, shape = rng.uniform(0.25, 0.6), (512, 512)
+        mass = nanoparticles(rng, shape, pixel_nm, rng.uniform(8, 16), rng.uniform(0.06, 0.15), cubes=cubes,
+                             contrast_spread=0.08 if haadf else 0.45)  # fmt: skip
+        if haadf:
+            intensity = 0.04 + 0.01 * amorphous(rng, shape, 1.5) + mass
+            frame = to_counts(rng, intensity / np.percentile(intensity, 99.9), 2500, np.uint16, 4800, read_noise=20)
+        else:
+            support = 1 + 0.04 * amorphous(rng, shape, max(1.0, 0.3 / pixel_nm))
+            frame = to_counts(rng, np.exp(-0.06 * mass) * support, 900, np.int16, read_noise=3)
+        frame = frame.astype(np.float64)
+        vectors = analyse_image(frame, pixel_nm).vectors
+        spaces["classical"].append(classical_features(frame))
+        for space in ("image_features", "image_texture"):
+            spaces[space].append(_unit(vectors[space]))
+        target.append(int(cubes))
+    return Dataset(
+        "demo spheres vs cubes of one size", ["spheres", "cubes"], np.array(target),
+        {name: np.array(rows) for name, rows in spaces.items()},
+    )  # fmt: skip
 
 
 def classical_features(frame: np.ndarray) -> np.ndarray:

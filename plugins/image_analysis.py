@@ -61,7 +61,7 @@ NOISY_ABOVE = 0.5  # share of the variance that is white noise
 
 class ImageAnalysisTagger(Tagger):
     name = "image_analysis"
-    version = "3"  # 2: adds the image_texture vector; 3: tags name their category
+    version = "4"  # 2: adds the image_texture vector; 3: tags name their category; 4: particle shapes in image_texture
     tag_category = "feature"  # particles, lattice fringes, periodic structure; the kind of frame says "kind" below
     description = "diffraction vs real-space, lattice spacings, particles, focus, and a feature vector (no weights)"
     applies_to = frozenset({"file"})
@@ -107,7 +107,7 @@ def analyse_image(frame: np.ndarray, pixel_size_nm: float | None = None, frame_s
     spots = lattice(spectrum)
     signs = diffraction_signs(working, noise)
     tags: list[Tag] = []
-    objects, atomic = None, False
+    objects = None
     blur = float(measure.blur_effect(working))
     noisiness = noise_share(spectrum)
     if signs.is_diffraction:
@@ -119,14 +119,13 @@ def analyse_image(frame: np.ndarray, pixel_size_nm: float | None = None, frame_s
         lattice_tags = _lattice_tags(spots, pixel_size_nm, frame_stride)
         tags += lattice_tags
         atomic = any(tag.text == "atomic resolution" for tag in lattice_tags)
-        objects = find_objects(working, noise)
-        if objects is not None and not atomic:  # at atomic resolution the "particles" are atom columns
+        # at atomic resolution the "particles" are atom columns
+        objects = None if atomic else find_objects(working, noise)
+        if objects is not None:
             tags += _object_tags(objects, pixel_size_nm * block if pixel_size_nm else None, block * frame_stride)
         tags += _focus_tags(blur, noisiness)
-    vector = feature_vector(
-        working, spectrum, spots, None if atomic else objects, signs, blur, noisiness, pixel_size_nm
-    )
-    return Result(tags=tags, vectors={SPACE: vector, TEXTURE_SPACE: combined_vector(vector, working)})
+    vector = feature_vector(working, spectrum, spots, objects, signs, blur, noisiness, pixel_size_nm)
+    return Result(tags=tags, vectors={SPACE: vector, TEXTURE_SPACE: combined_vector(vector, working, objects)})
 
 
 def pixel_noise(image: np.ndarray) -> float:

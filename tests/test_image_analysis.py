@@ -9,10 +9,18 @@ import tracemalloc
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
-from scisearch_taggers.image_analysis import SPACE, ImageAnalysisTagger
+from scisearch_taggers.helpers.image_objects import (
+    MAX_OUTLINES,
+    SHAPE_STATISTICS,
+    find_objects,
+    outline,
+    shape_statistics,
+)
+from scisearch_taggers.image_analysis import SPACE, ImageAnalysisTagger, pixel_noise
 
 from datasette_scisearch.catalog import open_catalog
 from datasette_scisearch.config import load_settings
+from datasette_scisearch.demo.scenes import nanoparticles, to_counts
 from datasette_scisearch.ingest.files import load_files
 from datasette_scisearch.plugins import get_taggers
 from datasette_scisearch.tagging.items import PixelsUnavailable, iter_items
@@ -181,6 +189,106 @@ def test_object_sizes_are_given_in_nm_when_the_pixel_size_is_known(catalog_items
     assert median_nm == pytest.approx(2 * median_px, rel=0.01)
 
 
+# --- particle shapes -----------------------------------------------------------------------------------------
+
+
+def drawn_polygon(corners: int, across_px: float, turned: float) -> np.ndarray:
+    """A regular polygon drawn as pixels, ``across_px`` between opposite corners, turned by ``turned`` radians."""
+    side = int(across_px) + 8
+    y, x = np.mgrid[:side, :side] - side / 2 + 0.37  # off the pixel grid, as a particle would be
+    inside = np.ones((side, side), dtype=bool)
+    for k in range(corners):
+        normal = turned + (2 * k + 1) * np.pi / corners
+        inside &= x * np.cos(normal) + y * np.sin(normal) <= across_px / 2 * np.cos(np.pi / corners)
+    return inside
+
+
+def drawn_disc(across_px: float) -> np.ndarray:
+    side = int(across_px) + 8
+    y, x = np.mgrid[:side, :side] - side / 2 + 0.37
+    return np.hypot(x, y) <= across_px / 2
+
+
+TURNS = np.linspace(0, np.pi / 2, 7)
+
+
+def test_a_drawn_square_has_four_corners_and_fills_its_smallest_rectangle_at_any_angle():
+    outlines = [outline(drawn_polygon(4, 40, turned)) for turned in TURNS]
+    assert [o.corners for o in outlines] == [4] * len(TURNS)
+    assert min(o.rectangularity for o in outlines) > 0.93  # the rectangle turns with it: upright, 0.5 at 45 degrees
+    circularities = [o.circularity for o in outlines]
+    assert np.mean(circularities) == pytest.approx(np.pi / 4, abs=0.05) and np.ptp(circularities) < 0.05
+
+
+def test_a_drawn_disc_is_round_without_corners_and_fills_pi_over_4_of_its_smallest_rectangle():
+    for across in (10, 20, 40):
+        disc = outline(drawn_disc(across))
+        assert disc.corners == 0
+        assert disc.circularity > 0.95 and disc.solidity > 0.97
+        assert disc.rectangularity == pytest.approx(np.pi / 4, abs=0.03)
+        assert disc.diameter_px == pytest.approx(across, rel=0.05)
+
+
+def test_a_drawn_triangle_has_three_corners_at_any_angle():
+    outlines = [outline(drawn_polygon(3, 30, turned)) for turned in TURNS]
+    assert [o.corners for o in outlines] == [3] * len(TURNS)
+    assert max(o.circularity for o in outlines) < 0.72  # 0.605 for a perfect one
+    assert max(o.rectangularity for o in outlines) < 0.62  # 0.5
+
+
+def test_two_touching_discs_outlined_as_one_are_dented_and_far_from_round():
+    disc = drawn_disc(22)
+    pair = np.zeros((disc.shape[0], disc.shape[1] + 21), dtype=bool)
+    pair[:, : disc.shape[1]] |= disc
+    pair[:, 21:] |= disc
+    merged = outline(pair)
+    assert merged.solidity < 0.92 and merged.circularity < 0.75  # one disc: above 0.97 and 0.95
+
+
+def demo_particles(cubes: bool, seed: int, haadf: bool = True) -> np.ndarray:
+    """A demo scene of spheres or cubes about 12 nm across at 0.4 nm a pixel, with shot and read noise."""
+    rng = np.random.default_rng(seed)
+    mass = nanoparticles(rng, (512, 512), 0.4, 12.0, 0.1, cubes=cubes)
+    if haadf:
+        return to_counts(rng, 0.04 + mass / mass.max(), 2500, np.uint16, offset=4800, read_noise=20)
+    return to_counts(rng, np.exp(-0.06 * mass), 900, np.int16, read_noise=3)
+
+
+@pytest.mark.parametrize("haadf", [True, False], ids=["haadf", "bright field"])
+def test_cubes_and_spheres_of_one_size_differ_in_their_outlines(haadf):
+    def shapes(cubes):
+        frame = demo_particles(cubes, seed=3, haadf=haadf)
+        working = (frame - frame.min()) / np.ptp(frame)  # as the analysis sees a 512-pixel image
+        return dict(zip(SHAPE_STATISTICS, shape_statistics(find_objects(working, pixel_noise(working)))))
+
+    spheres, cubes = shapes(cubes=False), shapes(cubes=True)
+    assert spheres["outlined particles (log)"] > np.log(20) and cubes["outlined particles (log)"] > np.log(20)
+    assert spheres["circularity, median"] > 0.93 and cubes["circularity, median"] < 0.85
+    assert spheres["rectangularity, median"] < 0.83 and cubes["rectangularity, median"] > 0.9
+    assert spheres["corners, mean (at most 8 each)"] < 1 and cubes["corners, mean (at most 8 each)"] > 3.5
+    assert spheres["share with 4 corners"] < 0.1 and cubes["share with 4 corners"] > 0.7
+
+
+@pytest.mark.parametrize("title", SEM_NAMES)
+def test_real_sem_wire_tangles_are_outlined_as_dented_and_round_stubs_as_convex(catalog_items, title):
+    pixels = np.asarray(catalog_items[title].pixels(1024), dtype=np.float64)
+    working = (pixels - pixels.min()) / np.ptp(pixels)
+    working = working[: working.shape[0] // 2 * 2].reshape(working.shape[0] // 2, 2, -1, 2).mean(axis=(1, 3))
+    regions = [r for r in find_objects(working, pixel_noise(working)).regions if r.outline is not None]
+    assert len(regions) == MAX_OUTLINES  # hundreds of compact objects: a sample of them across their sizes
+    circularity = np.array([r.outline.circularity for r in regions])
+    solidity = np.array([r.outline.solidity for r in regions])
+    assert (circularity > 0.8).sum() >= 10 and solidity[circularity > 0.8].min() > 0.9  # a wire seen end-on
+    assert circularity[solidity < 0.6].max(initial=0) < 0.4  # crossing wires segmented as one region
+    assert 0.85 < np.median(solidity) < 1
+
+
+def test_atom_columns_are_not_outlined_as_particles(results):
+    combined = outcome_of(results, "16_STOimage_1.ser").vectors["image_texture"]
+    assert np.all(combined[-len(SHAPE_STATISTICS) + 1 :] == 0)  # the shapes of no particles: typical
+    assert combined[-len(SHAPE_STATISTICS)] < 0  # and fewer outlined particles than usual
+
+
 # --- focus and noise -------------------------------------------------------------------------------------------
 
 
@@ -312,12 +420,12 @@ def test_a_file_gone_since_cataloguing_is_an_item_error_naming_it(tmp_path, tagg
 def test_the_tagger_registers_through_its_entry_point():
     [tagger] = [t for t in get_taggers() if t.name == "image_analysis"]
     assert tagger.needs_pixels and tagger.applies_to == {"file"}
-    assert tagger.vector_spaces == {SPACE: 88, "image_texture": 88 + 97}
+    assert tagger.vector_spaces == {SPACE: 88, "image_texture": 88 + 110}
 
 
 def test_the_texture_vector_is_the_analysis_vector_followed_by_the_texture_statistics(catalog_items, tagger):
     [(_, result)] = list(tagger.tag_batch([catalog_items["16_STOimage_1.ser"]]))
     combined = result.vectors["image_texture"]
-    assert combined.shape == (185,) and np.isfinite(combined).all()
+    assert combined.shape == (198,) and np.isfinite(combined).all()
     assert np.array_equal(combined[:88], result.vectors[SPACE])
     assert np.abs(combined[88:]).max() > 0.01  # the texture block says something about a real lattice image

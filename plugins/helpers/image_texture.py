@@ -3,8 +3,8 @@
 The ``image_features`` vector (image_features.py) describes what the image analysis *found* — lattice spots,
 segmented objects, the signs of a diffraction pattern.  Images of two classes often agree on all of that and differ
 in their texture: the grain of a carbon film against the speckle of a polycrystal, the edges of cubes against
-those of spheres.  This vector describes texture at every scale, rotation-invariant (a specimen has no "up") and
-invariant to gain and offset (the same specimen at another gain or dwell time):
+those of spheres.  This vector describes texture at every scale, and the shapes of the particles, rotation-invariant
+(a specimen has no "up") and invariant to gain and offset (the same specimen at another gain or dwell time):
 
 ====================  ====  ==============================================================================
 block                 size  contents
@@ -19,11 +19,18 @@ glcm                   16  grey-level co-occurrence statistics (Haralick et al. 
                            8 pixels, averaged over 4 directions: contrast, homogeneity, energy, correlation
 intensity              18  histogram of the image stretched between its minimum and maximum, skewness and
                            kurtosis: bright objects on a dark ground (HAADF) or dark on bright (bright field)
+particle shape         13  the outlines of the particles the analysis segmented (image_objects.py): how many,
+                           quartiles of circularity, median solidity and share with dents, quartiles of
+                           rectangularity, mean corners and shares of triangles and squares, median
+                           eccentricity, spread of sizes: a cube's square or a prism's triangle against a
+                           sphere's disc, which texture alone tells apart only from many labels
 ====================  ====  ==============================================================================
 
-It is computed on the analysis's working image (at most 512 a side), reduced by block means to at most
-``SIDE`` a side.  The numbers are returned raw (logs where they span decades); learning standardises each feature
-over the catalog (train.py), and the stored vector is centred on typical values so that cosine similarity works.
+The texture is computed on the analysis's working image (at most 512 a side), reduced by block means to at most
+``SIDE`` a side; the particle shapes come from the analysis's segmentation of the working image, and are typical
+(0 once centred) where it outlined no particle.  The numbers are returned raw (logs where they span decades);
+learning standardises each feature over the catalog (train.py), and the stored vector is centred on typical values
+so that cosine similarity works.
 A vector of an image's texture cannot tell an atomic lattice from a diffraction spot pattern of the same period:
 use it beside ``image_features`` (the ``image_texture`` space holds both, see ``combined_vector``), not instead.
 
@@ -37,6 +44,8 @@ import functools
 
 import lazy_loader
 import numpy as np
+
+from .image_objects import SHAPE_STATISTICS, Objects, shape_statistics
 
 # At first use, not when the tagger is registered: every 'scisearch' command registers the taggers.
 fft = lazy_loader.load("scipy.fft", suppress_warning=True)
@@ -55,16 +64,19 @@ BLOCKS = {
     "lbp": len(LBP_RADII) * (LBP_POINTS + 2),
     "glcm": 4 * len(GLCM_DISTANCES),
     "intensity": INTENSITY_BINS + 2,
+    "particle shape": len(SHAPE_STATISTICS),
 }
 DIMENSION = sum(BLOCKS.values())
+TEXTURE_STATISTICS = DIMENSION - BLOCKS["particle shape"]  # what texture_vector returns
 
 
 def texture_vector(working: np.ndarray) -> np.ndarray:
-    """The texture statistics of an image scaled to 0-1 (``DIMENSION`` numbers, float64, not normalised)."""
+    """The texture statistics of an image scaled to 0-1 (``TEXTURE_STATISTICS`` numbers, float64, not
+    normalised)."""
     image = _reduced(working, SIDE)
     spread = image.std()
     if spread == 0:
-        return np.zeros(DIMENSION)
+        return np.zeros(TEXTURE_STATISTICS)
     standard = (image - image.mean()) / spread
     quantised = np.clip((image - image.min()) / (np.ptp(image) or 1) * 255, 0, 255).astype(np.uint8)
     return np.concatenate(
@@ -166,8 +178,8 @@ def _reduced(image: np.ndarray, side: int) -> np.ndarray:
     return image[:height, :width].reshape(height // block, block, width // block, block).mean(axis=(1, 3))
 
 
-# Typical values and spreads of each texture statistic over the real micrographs of ../shared/data (the 188 tiles
-# of benchmarks/real_classes.py, each file weighted alike), so that a stored vector is centred where cosine
+# Typical values and spreads of each texture and shape statistic over the real micrographs of ../shared/data (the
+# 188 tiles of benchmarks/real_classes.py, each file weighted alike), so that a stored vector is centred where cosine
 # similarity needs it.  Shares of local binary patterns vary by a few thousandths between those files; the floor
 # keeps such a feature from outweighing the rest on images unlike them.
 TYPICAL = np.array([
@@ -178,6 +190,8 @@ TYPICAL = np.array([
     0.124, 0.126, 0.346, 2.4, 2.72, 3.43, 3.71, 0.629, 0.609, 0.539, 0.478, -1.22, -1.24, -1.32, -1.41, 0.758,
     0.664, 0.306, 0.132, 0.0194, 0.27, 0.371, 0.0487, 0.0434, 0.0437, 0.0401, 0.034, 0.0255, 0.0224, 0.0184,
     0.0169, 0.0161, 0.0118, 0.0151, 0.00375, 0.572, 0.896,
+    # particle shape (over the tiles where at least MIN_SHAPE_SAMPLE particles were outlined)
+    2.58, 0.445, 0.629, 0.767, 0.852, 0.591, 0.648, 0.731, 3.84, 0.242, 0.472, 0.75, 0.267,
 ])  # fmt: skip
 SPREAD = np.maximum(
     np.array([
@@ -188,6 +202,8 @@ SPREAD = np.maximum(
         0.0619, 0.0268, 0.00969, 0.0221, 0.0268, 0.0687, 0.773, 0.85, 0.917, 0.717, 0.151, 0.147, 0.133, 0.126,
         0.574, 0.575, 0.567, 0.564, 0.171, 0.191, 0.312, 0.346, 0.0914, 0.217, 0.237, 0.0725, 0.0699, 0.0697,
         0.0461, 0.0494, 0.0302, 0.0296, 0.0275, 0.0331, 0.0233, 0.0247, 0.0745, 0.0124, 0.307, 0.609,
+        # particle shape
+        1.09, 0.14, 0.107, 0.066, 0.0667, 0.189, 0.0659, 0.0381, 0.196, 0.0994, 0.119, 0.0582, 0.0743,
     ]),
     0.02,
 )  # fmt: skip
@@ -196,7 +212,10 @@ SPREAD = np.maximum(
 TEXTURE_WEIGHT = 1 / np.sqrt(DIMENSION)
 
 
-def combined_vector(features: np.ndarray, working: np.ndarray) -> np.ndarray:
-    """The ``image_texture`` vector: the analysis's ``image_features`` vector followed by this texture block."""
-    z = np.clip((texture_vector(working) - TYPICAL) / SPREAD, -5, 5)
+def combined_vector(features: np.ndarray, working: np.ndarray, objects: Objects | None = None) -> np.ndarray:
+    """The ``image_texture`` vector: the analysis's ``image_features`` vector followed by this texture block and
+    the shapes of the particles the analysis segmented (``objects``; None where it found none, or atom columns)."""
+    raw = np.concatenate([texture_vector(working), shape_statistics(objects)])
+    # shapes not measured (no particles outlined) are NaN: typical, so that they weigh nothing
+    z = np.nan_to_num(np.clip((raw - TYPICAL) / SPREAD, -5, 5), nan=0.0)
     return np.concatenate([np.asarray(features, dtype=np.float64), z * TEXTURE_WEIGHT]).astype(np.float32)
