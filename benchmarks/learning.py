@@ -54,7 +54,7 @@ from datasette_scisearch.catalog import open_catalog  # noqa: E402
 from datasette_scisearch.demo.scenes import amorphous, nanoparticles, to_counts  # noqa: E402
 from datasette_scisearch.learning import heads  # noqa: E402
 from datasette_scisearch.learning.active import typical_of_clusters  # noqa: E402
-from datasette_scisearch.learning.train import new_head, read_features  # noqa: E402
+from datasette_scisearch.learning.train import WEIGHT_FREE_SPACES, new_head, read_features  # noqa: E402
 from datasette_scisearch.tagging.items import iter_items  # noqa: E402
 from plugins.image_analysis import analyse_image  # noqa: E402
 from tests.learning_support import build_scene_catalog  # noqa: E402
@@ -236,7 +236,7 @@ def few_labels(dataset: Dataset, draws: int) -> None:
             results["classical"].append(accuracy(new_head().fit(classical[labelled], known), classical))
             features = dataset.spaces["image_features"]
             results["today"].append(accuracy(new_head().fit(features[labelled], known), features))
-            best = None
+            outcomes = {}
             for column, space in (("features", "image_features"), ("texture", "image_texture")):
                 vectors = dataset.spaces[space]
                 # As train.py: the unlabelled items are the catalog's other items, the head chosen by CV.
@@ -244,8 +244,11 @@ def few_labels(dataset: Dataset, draws: int) -> None:
                 weights = heads.fit(choice.head, vectors[labelled], known, vectors[rest])
                 score = float((heads.scores(weights, vectors[rest]).argmax(axis=1) == truth).mean())
                 results[column].append(score)
-                if best is None or choice.accuracy[choice.head] > best[0]:
-                    best = (choice.accuracy[choice.head], score, f"{column}: {choice.head}")
+                outcomes[space] = (choice.accuracy[choice.head], score, f"{column}: {choice.head}")
+            best = None
+            for space in (s for s in WEIGHT_FREE_SPACES if s in outcomes):  # train.py's order: ties go to the first
+                if best is None or outcomes[space][0] > best[0]:
+                    best = outcomes[space]
             results["auto"].append(best[1])
             chosen[best[2]] = chosen.get(best[2], 0) + 1
         means = "  ".join(f"{np.mean(results[c]):>9.3f}" for c in COLUMNS)
