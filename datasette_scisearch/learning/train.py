@@ -53,14 +53,13 @@ from . import heads
 MIN_LABELS_PER_CLASS = 2
 RELIABLE_LABELS_PER_CLASS = 20
 # "auto" takes CLIP where it covers the labelled items as well as any; otherwise it cross-validates the
-# image-analysis spaces that cover them best and keeps the more accurate.  Ties go to image_features: with 2 labels
-# a class cross-validation often ties, and benchmarks/learning.py measured the 88-d vector ahead on the demo's five
-# classes (0.965 against 0.944 with 2 labels a class, 20 draws); the texture vector is ahead on real SEM-vs-TEM tiles
-# (0.971 against 0.924) and HAADF-vs-LAABF tiles, which cross-validation on one label a class rarely sees.
+# image-analysis spaces that cover them best and keeps the more accurate, ties broken in WEIGHT_FREE_SPACES' order.
+# With 2 labels a class cross-validation often ties; benchmarks/learning.py measured image_texture (now with particle
+# shapes) ahead on most class sets from 5 labels (auto at 2 / 5 labels: SEM-vs-TEM tiles 0.923 / 0.981 with ties to
+# image_features, 0.974 / 1.000 with ties to image_texture; spheres vs cubes of one size 0.596 / 0.850 -> 0.691 /
+# 0.941), behind by 0.01-0.02 on two sets with 2 labels.  facility_image (learning/pretrain.py) needs no downloaded
+# weights either: cross-validation weighs it with the others.
 FEATURE_SPACES = ("clip", "image_features", "image_texture", "facility_image")
-# facility_image (learning/pretrain.py) needs no downloaded weights either: cross-validation weighs it with the others.
-# In this order cross-validation ties are broken: image_texture first, ahead of image_features on most real and demo
-# class sets from 5 labels (benchmarks/learning.py, README "Few-label accuracy").
 WEIGHT_FREE_SPACES = ("image_texture", "image_features", "facility_image")
 MIN_PROBABILITY = 0.5
 _TAG_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,60}$")
