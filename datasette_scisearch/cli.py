@@ -28,7 +28,7 @@ from .catalog import (
     open_catalog,
     schema_version,
 )
-from .command_line import ScisearchCommandLine, catalog_argument, cluster_of, dask_option, workers_option
+from .command_line import ScisearchCommandLine, catalog_argument, cluster_of, dask_option, device_option, workers_option
 from .config import find_metadata, load_settings
 from .errors import ScisearchError
 from .plugins import describe_plugins, get_plugin_manager
@@ -285,7 +285,7 @@ def link(ctx, catalog, tolerance_minutes, as_json):
 @click.option("--batch-size", type=click.IntRange(1, 100_000), help="items per model call (default: each tagger's)")
 @click.option("--force", is_flag=True, help="tag again even what is current (after changing a model's options)")
 @click.option("--retry-errors", is_flag=True, help="try again the items a tagger failed on")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @dask_option
 @workers_option
 @click.option("--quiet", is_flag=True, help="no progress bar")

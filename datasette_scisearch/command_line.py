@@ -193,6 +193,13 @@ dask_option = click.option(
     help="run the work on a Dask cluster: a scheduler address (tcp://host:8786) or a cluster file that "
     "describes a SLURM cluster (see examples/slurm-cluster.yml)",
 )
+device_option = click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="where models run: auto takes the GPU when torch sees one",
+)
 workers_option = click.option(
     "--workers",
     type=click.IntRange(1, 1024),

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..catalog import open_catalog
-from ..command_line import ScisearchCommand, catalog_argument
+from ..command_line import ScisearchCommand, catalog_argument, device_option
 from ..config import load_settings
 from ..errors import ScisearchError
 from ..search import index_folder
@@ -56,7 +56,7 @@ class Duration(click.ParamType):
 @click.option("--tag/--no-tag", default=True, show_default=True, help="run the taggers on what was loaded")
 @click.option("-t", "--tagger", "tagger_names", multiple=True, help="run only this tagger (repeat for several)")
 @click.option("--tag-every", type=Duration(), default="60s", show_default=True, help="tag this often while busy")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @click.option(
     "--dask",
     metavar="ADDRESS|FILE.yml",

@@ -8,7 +8,7 @@ import click
 
 from .. import jobs
 from ..catalog import open_catalog
-from ..command_line import ScisearchCommand, catalog_argument, cluster_of, dask_option, workers_option
+from ..command_line import ScisearchCommand, catalog_argument, cluster_of, dask_option, device_option, workers_option
 from .pretrain import (
     ARCHITECTURES,
     DEFAULT_ARCHITECTURE,
@@ -48,13 +48,7 @@ from .pretrain import (
     type=click.IntRange(MIN_IMAGES),
     help="train on a random sample of this many previews where the catalog holds more (vectors are written for all)",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="where to train: auto takes the GPU when torch sees one",
-)
+@device_option
 @click.option("--seed", default=0, show_default=True, type=int, help="random seed (same seed, same model)")
 @click.option("--by", "trained_by", help="who trained it (recorded with the model)")
 @dask_option

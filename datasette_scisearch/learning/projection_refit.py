@@ -73,7 +73,8 @@ def refit_projection(
         raise PretrainError("this catalog has no facility image model", fix="run: scisearch pretrain CATALOG")
     old = json.loads(current["report"])
     model = model_of_row(current)
-    image_vectors, captions = _stored_image_vectors(db, file_ids)
+    pairs = _stored_pairs(db)
+    image_vectors, captions = _captioned(db, dict(pairs), file_ids)
     if len(captions) < MIN_IMAGES:
         raise PretrainError(
             f"the image model's space holds {len(captions)} image vectors; a refit needs at least {MIN_IMAGES}",
@@ -103,7 +104,6 @@ def refit_projection(
     report.caption_match = _caption_match(torch, model, images, new_text, caption_index)
     bank = new_text[torch.randperm(len(distinct), generator=torch.Generator().manual_seed(seed))[:MAX_BANK]]
     model.caption_bank = bank.clone()
-    pairs = _stored_pairs(db)
     report.vectors_written = len(pairs)
     report.seconds = round(time.perf_counter() - started, 2)
     encoded = np.stack([vector for _, vector in pairs]) if pairs else None
@@ -133,9 +133,9 @@ def _stored_pairs(db: sqlite_utils.Database) -> list[tuple[int, np.ndarray]]:
     ]
 
 
-def _stored_image_vectors(db: sqlite_utils.Database, file_ids=None) -> tuple[np.ndarray, list[str]]:
-    """The stored image vectors of files with a preview (or of ``file_ids``), and each file's caption."""
-    by_rowid = dict(_stored_pairs(db))
+def _captioned(db: sqlite_utils.Database, by_rowid: dict, file_ids=None) -> tuple[np.ndarray, list[str]]:
+    """The stored image vectors (``by_rowid``) of files with a preview (or of ``file_ids``), and each file's
+    caption."""
     file_rowids = dict(db.execute("select item_id, id from search_items where item_type = 'file'").fetchall())
     rows, captions = [], []
     for file_id, _, described, _ in described_files(db, file_ids, with_png=False):
